@@ -1,0 +1,270 @@
+//! `spec.load`: how hard, how long, and with which prompts.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use super::GoDuration;
+use super::rules as r;
+use super::spec::ConfigMapKeyRef;
+
+/// The load to generate.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new(r::COUNT_XOR_DURATION_RULE).message(r::COUNT_XOR_DURATION_MSG),
+    validation = kube::core::Rule::new(r::RATE_NEEDS_RATE_RULE).message(r::RATE_NEEDS_RATE_MSG),
+    validation = kube::core::Rule::new(r::CONCURRENCY_MODE_NO_RATE_RULE).message(r::CONCURRENCY_MODE_NO_RATE_MSG),
+    validation = kube::core::Rule::new(r::SWEEP_MATCHES_MODE_RULE).message(r::SWEEP_MATCHES_MODE_MSG),
+    validation = kube::core::Rule::new(r::WORKERS_LE_CONCURRENCY_RULE).message(r::WORKERS_LE_CONCURRENCY_MSG),
+    validation = kube::core::Rule::new(r::CONVERSATIONS_SYNTHETIC_RULE).message(r::CONVERSATIONS_SYNTHETIC_MSG),
+    validation = kube::core::Rule::new(r::DURATION_MIN_RULE).message(r::DURATION_MIN_MSG),
+)]
+pub struct Load {
+    /// `concurrency`: a closed loop that keeps `concurrency` requests in flight.
+    /// `rate`: an open loop that sends `requestRate` requests per second whatever the
+    /// server does, and records how late each send was.
+    #[serde(default)]
+    pub mode: LoadMode,
+
+    /// Requests kept in flight in `concurrency` mode, across all workers. Default 1.
+    /// In `rate` mode, an optional cap on requests in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub concurrency: Option<i32>,
+
+    /// Requests per second in `rate` mode, across all workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001, max = 100000.0))]
+    pub request_rate: Option<f64>,
+
+    /// Spacing of arrivals in `rate` mode.
+    #[serde(default)]
+    pub arrival: Arrival,
+
+    /// Number of measured requests (warmup not included). Exactly one of
+    /// `requestCount` and `duration` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000000))]
+    pub request_count: Option<i64>,
+
+    /// Length of the measured phase (Go duration, e.g. "5m", at least 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub duration: Option<GoDuration>,
+
+    /// Requests sent before the measured phase and left out of every statistic, so
+    /// caches and CUDA graphs are warm when measuring starts.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub warmup_request_count: i64,
+
+    /// Stream responses (server-sent events); needed for time to first token and
+    /// inter-token latency.
+    #[serde(default = "default_true")]
+    pub streaming: bool,
+
+    /// Prompt and response lengths.
+    #[serde(default)]
+    pub input: Input,
+
+    /// Multi-turn conversations: each conversation carries its history forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<Conversations>,
+
+    /// Free-form JSON merged into every request body, e.g.
+    /// `{"min_tokens": 128, "ignore_eos": true}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub extra_inputs: Option<serde_json::Map<String, serde_json::Value>>,
+
+    /// Seed of the random prompt, length and arrival generators; the same seed gives
+    /// the same request sequence. Default 0.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub random_seed: i64,
+
+    /// Parallel load-generator pods (the Indexed Job's parallelism). They start
+    /// together and their results merge exactly. Default 1.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1, max = 256))]
+    pub workers: i32,
+
+    /// Run several steps one after another, one per value, each with its own results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Sweep>,
+
+    /// Overrides for the load-generator pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodOverrides>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_one() -> i32 {
+    1
+}
+
+/// Schema of a JSON object whose contents are the user's: the API server keeps
+/// every field as given.
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// Load mode.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum LoadMode {
+    #[default]
+    Concurrency,
+    Rate,
+}
+
+/// Arrival process in `rate` mode.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Arrival {
+    /// Exponentially distributed gaps: the load of many independent users.
+    #[default]
+    Poisson,
+    /// Evenly spaced requests.
+    Constant,
+}
+
+/// Prompts: synthetic lengths, or a dataset of request payloads.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = kube::core::Rule::new(r::INPUT_ONE_OF_RULE).message(r::INPUT_ONE_OF_MSG))]
+pub struct Input {
+    /// Random prompts whose token lengths follow normal distributions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<Synthetic>,
+    /// A JSONL dataset of request payloads stored in a ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<Dataset>,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input {
+            synthetic: Some(Synthetic::default()),
+            dataset: None,
+        }
+    }
+}
+
+/// Synthetic prompt and response lengths, in tokens.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Synthetic {
+    /// Prompt length. Default mean 550, stddev 0.
+    #[serde(default = "TokenDistribution::default_input")]
+    pub input_tokens: TokenDistribution,
+    /// Response length, sent as `max_tokens`. Default mean 150, stddev 0.
+    #[serde(default = "TokenDistribution::default_output")]
+    pub output_tokens: TokenDistribution,
+}
+
+impl Default for Synthetic {
+    fn default() -> Self {
+        Synthetic {
+            input_tokens: TokenDistribution::default_input(),
+            output_tokens: TokenDistribution::default_output(),
+        }
+    }
+}
+
+/// A normal distribution of token counts, truncated at 1.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TokenDistribution {
+    /// Mean length in tokens.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub mean: i64,
+    /// Standard deviation in tokens; 0 makes every request the same length.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub stddev: i64,
+}
+
+impl TokenDistribution {
+    fn default_input() -> Self {
+        TokenDistribution {
+            mean: 550,
+            stddev: 0,
+        }
+    }
+    fn default_output() -> Self {
+        TokenDistribution {
+            mean: 150,
+            stddev: 0,
+        }
+    }
+}
+
+/// A dataset of OpenAI request payloads, one JSON object per line.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Dataset {
+    /// The ConfigMap key holding the JSONL text.
+    pub config_map_ref: ConfigMapKeyRef,
+}
+
+/// Multi-turn conversations.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Conversations {
+    /// Number of distinct conversations.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub count: i64,
+    /// Turns per conversation; each turn sends the history so far plus a new prompt.
+    #[schemars(range(min = 1, max = 1000))]
+    pub turns: i32,
+}
+
+/// A sweep over concurrency levels or request rates. Set the list that matches `mode`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(r::SWEEP_ONE_OF_RULE).message(r::SWEEP_ONE_OF_MSG))]
+pub struct Sweep {
+    /// Concurrency levels, one step each, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(range(min = 1, max = 100000)))]
+    pub concurrency: Vec<i32>,
+    /// Request rates per second, one step each, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(range(min = 0.001, max = 100000.0)))]
+    pub request_rate: Vec<f64>,
+}
+
+/// Overrides for the load-generator pods.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Load-generator image. Default: the controller's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Compute resources of the load-generator container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the load-generator pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the load-generator pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub tolerations: Vec<Toleration>,
+    /// Service account the load-generator pods run as. Default: the namespace's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+}

@@ -1,0 +1,103 @@
+//! CEL validation rules of the CRD, each beside the message a user sees.
+//!
+//! The API server evaluates them at admission; the controller evaluates the very
+//! same rules again (through `kube`'s client-side CEL) before it acts, so a run
+//! created before a CRD upgrade still gets the same clear message. Rules are written
+//! to work on objects where defaulted fields are absent (`has()` first).
+
+/// `spec.target`: exactly one way to reach the server.
+pub const TARGET_ONE_OF_RULE: &str = "has(self.url) != has(self.serviceRef)";
+pub const TARGET_ONE_OF_MSG: &str = "set exactly one of target.url and target.serviceRef";
+
+/// Ports given by number or by name, not both (serviceRef, telemetry.gpu, telemetry.server).
+pub const PORT_ONE_OF_RULE: &str = "!(has(self.port) && has(self.portName))";
+pub const PORT_ONE_OF_MSG: &str = "set at most one of port and portName";
+
+/// `spec.load`: the measured phase is bounded by a count or by a duration.
+pub const COUNT_XOR_DURATION_RULE: &str = "has(self.requestCount) != has(self.duration)";
+pub const COUNT_XOR_DURATION_MSG: &str = "set exactly one of load.requestCount and load.duration";
+
+macro_rules! is_rate {
+    () => {
+        "(has(self.mode) && self.mode == 'rate')"
+    };
+}
+
+pub const RATE_NEEDS_RATE_RULE: &str = concat!(
+    "!",
+    is_rate!(),
+    " || has(self.requestRate) || (has(self.sweep) && has(self.sweep.requestRate))"
+);
+pub const RATE_NEEDS_RATE_MSG: &str =
+    "mode rate needs load.requestRate (or load.sweep.requestRate)";
+
+pub const CONCURRENCY_MODE_NO_RATE_RULE: &str = concat!(is_rate!(), " || !has(self.requestRate)");
+pub const CONCURRENCY_MODE_NO_RATE_MSG: &str =
+    "load.requestRate is used only in rate mode: set load.mode to rate";
+
+pub const SWEEP_MATCHES_MODE_RULE: &str = concat!(
+    "!has(self.sweep) || (",
+    is_rate!(),
+    " ? has(self.sweep.requestRate) : has(self.sweep.concurrency))"
+);
+pub const SWEEP_MATCHES_MODE_MSG: &str =
+    "load.sweep.concurrency needs mode concurrency and load.sweep.requestRate needs mode rate";
+
+/// In concurrency mode every worker keeps at least one request in flight.
+pub const WORKERS_LE_CONCURRENCY_RULE: &str = concat!(
+    is_rate!(),
+    " || !has(self.workers) || ((has(self.sweep) && has(self.sweep.concurrency)) ",
+    "? self.sweep.concurrency.all(c, c >= self.workers) ",
+    ": self.workers <= (has(self.concurrency) ? self.concurrency : 1))"
+);
+pub const WORKERS_LE_CONCURRENCY_MSG: &str = "load.workers must not exceed the concurrency of any step: each worker keeps at least one request in flight";
+
+pub const CONVERSATIONS_SYNTHETIC_RULE: &str =
+    "!has(self.conversations) || !has(self.input) || !has(self.input.dataset)";
+pub const CONVERSATIONS_SYNTHETIC_MSG: &str =
+    "load.conversations works with synthetic input only, not with a dataset";
+
+pub const DURATION_MIN_RULE: &str =
+    "!has(self.duration) || duration(self.duration) >= duration('1s')";
+pub const DURATION_MIN_MSG: &str = "load.duration must be at least 1s";
+
+/// `spec.load.input`.
+pub const INPUT_ONE_OF_RULE: &str = "has(self.synthetic) != has(self.dataset)";
+pub const INPUT_ONE_OF_MSG: &str = "set exactly one of load.input.synthetic and load.input.dataset";
+
+/// `spec.load.sweep`.
+pub const SWEEP_ONE_OF_RULE: &str = "(has(self.concurrency) && size(self.concurrency) > 0) != (has(self.requestRate) && size(self.requestRate) > 0)";
+pub const SWEEP_ONE_OF_MSG: &str =
+    "load.sweep needs exactly one non-empty list: concurrency or requestRate";
+
+/// `spec.slo[*]`.
+pub const SLO_BOUND_RULE: &str = "has(self.max) != has(self.min)";
+pub const SLO_BOUND_MSG: &str = "each slo sets exactly one of max and min";
+
+/// `spec.telemetry`.
+pub const INTERVAL_MIN_RULE: &str =
+    "!has(self.interval) || duration(self.interval) >= duration('100ms')";
+pub const INTERVAL_MIN_MSG: &str = "telemetry.interval must be at least 100ms";
+
+pub const SCRAPE_TIMEOUT_RULE: &str = "!has(self.timeout) || (duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration('60s'))";
+pub const SCRAPE_TIMEOUT_MSG: &str = "telemetry.timeout must be more than 0s and at most 60s";
+
+/// `spec.timeout`.
+pub const TIMEOUT_MIN_RULE: &str = "!has(self.timeout) || duration(self.timeout) >= duration('1s')";
+pub const TIMEOUT_MIN_MSG: &str = "timeout must be at least 1s";
+
+/// Root: the spec is frozen once the run has a start time, except `cancel` and
+/// `ttlSecondsAfterFinished` (the same two a Job lets you change).
+pub const IMMUTABLE_RULE: &str = concat!(
+    "!has(oldSelf.status) || !has(oldSelf.status.startTime) || (",
+    "self.spec.target == oldSelf.spec.target && self.spec.load == oldSelf.spec.load",
+    " && (has(self.spec.telemetry) ? (has(oldSelf.spec.telemetry) && self.spec.telemetry == oldSelf.spec.telemetry) : !has(oldSelf.spec.telemetry))",
+    " && (has(self.spec.slo) ? (has(oldSelf.spec.slo) && self.spec.slo == oldSelf.spec.slo) : !has(oldSelf.spec.slo))",
+    " && (has(self.spec.results) ? (has(oldSelf.spec.results) && self.spec.results == oldSelf.spec.results) : !has(oldSelf.spec.results))",
+    " && (has(self.spec.timeout) ? (has(oldSelf.spec.timeout) && self.spec.timeout == oldSelf.spec.timeout) : !has(oldSelf.spec.timeout)))"
+);
+pub const IMMUTABLE_MSG: &str =
+    "spec cannot change once the run has started; only cancel and ttlSecondsAfterFinished may";
+
+pub const NO_UNCANCEL_RULE: &str = "!has(oldSelf.spec.cancel) || !oldSelf.spec.cancel || (has(self.spec.cancel) && self.spec.cancel)";
+pub const NO_UNCANCEL_MSG: &str = "a cancelled run cannot be resumed";

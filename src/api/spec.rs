@@ -1,0 +1,231 @@
+//! The `BenchmarkRun` spec: what to benchmark and how hard to push it.
+//!
+//! Doc comments on these fields become the CRD descriptions that `kubectl explain
+//! benchmarkrun.spec` prints, so they are written for the people who apply runs.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::GoDuration;
+use super::load::Load;
+use super::status::BenchmarkRunStatus;
+use super::telemetry::Telemetry;
+
+/// Desired state of a benchmark: the endpoint under test, the load to send, the
+/// telemetry to collect and what to do with the results.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "benchrun.dev",
+    doc = "A benchmark of an OpenAI-compatible inference endpoint, with the GPU power and energy it used.",
+    version = "v1alpha1",
+    kind = "BenchmarkRun",
+    plural = "benchmarkruns",
+    shortname = "br",
+    namespaced,
+    status = "BenchmarkRunStatus",
+    derive = "PartialEq",
+    category = "all",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Req/s","type":"number","format":"float","jsonPath":".status.summary.requestThroughput"}"#,
+    printcolumn = r#"{"name":"TTFT p99","type":"number","format":"float","description":"Time to first token, 99th percentile, in milliseconds","jsonPath":".status.summary.ttftP99Ms"}"#,
+    printcolumn = r#"{"name":"Tok/J","type":"number","format":"float","description":"Output tokens per joule of GPU energy","jsonPath":".status.summary.outputTokensPerJoule"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = kube::core::Rule::new(super::rules::IMMUTABLE_RULE).message(super::rules::IMMUTABLE_MSG),
+    validation = kube::core::Rule::new(super::rules::NO_UNCANCEL_RULE).message(super::rules::NO_UNCANCEL_MSG),
+    cel
+)]
+#[x_kube(validation = kube::core::Rule::new(super::rules::TIMEOUT_MIN_RULE).message(super::rules::TIMEOUT_MIN_MSG))]
+#[serde(rename_all = "camelCase")]
+pub struct BenchmarkRunSpec {
+    /// The OpenAI-compatible endpoint under test.
+    pub target: Target,
+
+    /// The load to send: closed-loop concurrency or open-loop request rate, how many
+    /// requests or for how long, and what the prompts look like.
+    pub load: Load,
+
+    /// Which Prometheus endpoints to scrape during the run: GPU exporters
+    /// (dcgm-exporter or `benchrun gpu-exporter`) and the inference servers' own metrics.
+    #[serde(default)]
+    pub telemetry: Telemetry,
+
+    /// Service-level objectives. Each one gates the `SLOMet` condition; the run still
+    /// succeeds when an objective is missed, so results are never lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub slo: Vec<Slo>,
+
+    /// Where the results go.
+    #[serde(default)]
+    pub results: ResultsSpec,
+
+    /// Upper bound on the whole run, from start to results (Go duration, e.g. "30m").
+    /// When it passes, the load generators are stopped, partial results are kept and
+    /// the run ends Failed with reason Timeout. Default: no limit beyond the load's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub timeout: Option<GoDuration>,
+
+    /// Delete the run (and, through owner references, its Job and results ConfigMap)
+    /// this many seconds after it finishes. Unset keeps it until you delete it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i32>,
+
+    /// Set to true to stop a run in progress. Results gathered so far are kept and
+    /// the run ends Cancelled. The only field that may change after the run started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
+}
+
+/// The endpoint under test: either a URL or a Service in the run's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(super::rules::TARGET_ONE_OF_RULE).message(super::rules::TARGET_ONE_OF_MSG))]
+pub struct Target {
+    /// Base URL of the server, e.g. "http://vllm.llm.svc:8000". Requests go to
+    /// `<url>/v1/chat/completions` or `<url>/v1/completions`. Exactly one of `url` and
+    /// `serviceRef` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/\S*)?$"), length(max = 2048))]
+    pub url: Option<String>,
+
+    /// A Service in the run's namespace. benchrun resolves it through its
+    /// EndpointSlices to the ready pod addresses and spreads requests across them
+    /// evenly, bypassing the Service's virtual IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_ref: Option<ServiceRef>,
+
+    /// The model name sent in each request's `model` field.
+    #[schemars(length(min = 1, max = 256))]
+    pub model: String,
+
+    /// Which OpenAI API to call.
+    #[serde(default)]
+    pub endpoint_type: EndpointType,
+
+    /// A Secret key holding the API key; sent as `Authorization: Bearer <key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+
+    /// Extra HTTP headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A Service and one of its ports.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(super::rules::PORT_ONE_OF_RULE).message(super::rules::PORT_ONE_OF_MSG))]
+pub struct ServiceRef {
+    /// Name of the Service, in the run's namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Service port number. Set this or `portName`; with neither, the Service must
+    /// have exactly one port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Service port name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub port_name: Option<String>,
+    /// URL scheme used to reach the pods.
+    #[serde(default)]
+    pub scheme: Scheme,
+}
+
+/// URL scheme.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+/// The OpenAI-compatible API to call.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointType {
+    /// `/v1/chat/completions` with a `messages` array.
+    #[default]
+    Chat,
+    /// `/v1/completions` with a `prompt` string.
+    Completions,
+}
+
+/// A key of a Secret in the run's namespace.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A ConfigMap key in the run's namespace.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConfigMapKeyRef {
+    /// ConfigMap name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// One service-level objective on a summary metric.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = kube::core::Rule::new(super::rules::SLO_BOUND_RULE).message(super::rules::SLO_BOUND_MSG))]
+pub struct Slo {
+    /// The summary metric the objective is about.
+    pub metric: SloMetric,
+    /// The metric must be at most this value (latencies, energy per token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The metric must be at least this value (throughput, tokens per joule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+}
+
+/// Summary metrics an SLO can gate on; the names match `status.summary`.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum SloMetric {
+    RequestThroughput,
+    OutputTokenThroughput,
+    TtftP50Ms,
+    TtftP99Ms,
+    ItlP50Ms,
+    ItlP99Ms,
+    LatencyP99Ms,
+    ErrorRate,
+    OutputTokensPerJoule,
+    EnergyPerOutputTokenJ,
+}
+
+/// What happens to the results.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsSpec {
+    /// Name of the results ConfigMap. Default: `<run-name>-results`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(max = 253)
+    )]
+    pub config_map_name: Option<String>,
+    /// Also store every scrape as JSON lines (size-capped) in the results.
+    #[serde(default)]
+    pub timeseries: bool,
+}

@@ -1,0 +1,174 @@
+//! `BenchmarkRun.status`: where the run is and what it measured.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a run, written by the controller.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BenchmarkRunStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Where the run is: Pending, Discovering, Running, Collecting, Succeeded, Failed
+    /// or Cancelled. For scripts, prefer the conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Standard conditions: `Succeeded`, `Failed`, `SLOMet`, and `Ready` while running.
+    /// `kubectl wait --for=condition=Succeeded br/NAME` waits for a successful run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// When the load generators were launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run reached a final phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// The load-generator Job of this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// The scrape targets found and how many answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+    /// Live progress of the measured phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// Headline results of the run (of the last step, for a sweep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// One summary per sweep step, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
+    /// The ConfigMap holding the full results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_config_map: Option<String>,
+}
+
+/// The lifecycle of a run.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Accepted; nothing launched yet.
+    Pending,
+    /// Looking up the target, the inference pods and the GPU exporters.
+    Discovering,
+    /// The load generators are running.
+    Running,
+    /// The load is done; results are being gathered and written.
+    Collecting,
+    /// Finished; results are in the status and the results ConfigMap.
+    Succeeded,
+    /// Ended by an error, an invalid spec or the timeout; see the `Failed` condition.
+    Failed,
+    /// Stopped by `spec.cancel`.
+    Cancelled,
+}
+
+impl Phase {
+    /// True for the phases a run never leaves.
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Discovering => "Discovering",
+            Phase::Running => "Running",
+            Phase::Collecting => "Collecting",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Cancelled => "Cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Scrape targets by kind.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Endpoints {
+    /// GPU exporters.
+    pub gpu: EndpointCounts,
+    /// Inference servers.
+    pub server: EndpointCounts,
+}
+
+/// How many endpoints of one kind were found, and how many answered.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct EndpointCounts {
+    pub discovered: i32,
+    pub reachable: i32,
+}
+
+/// Progress of the measured phase.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Requests completed so far, across workers.
+    pub requests_done: i64,
+    /// Requests planned, when the run is bounded by a count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_total: Option<i64>,
+}
+
+/// Headline results. Latencies in milliseconds, power in watts, energy in joules.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Completed requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_throughput: Option<f64>,
+    /// Output tokens per second, all users together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_token_throughput: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p99_ms: Option<f64>,
+    /// Failed requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_count: Option<i64>,
+    /// Failed requests over all requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    /// GPUs counted toward the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_count: Option<i32>,
+    /// Mean total power of those GPUs over the measured phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_gpu_power_w: Option<f64>,
+    /// Energy those GPUs used over the measured phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_gpu_energy_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_joule: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_output_token_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_gpu_util_pct: Option<f64>,
+}
+
+/// Results of one sweep step.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepResult {
+    /// Position in the sweep, from 0.
+    pub index: i32,
+    /// The step's concurrency, in `concurrency` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<i32>,
+    /// The step's request rate, in `rate` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<f64>,
+    pub summary: Summary,
+}

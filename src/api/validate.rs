@@ -1,0 +1,136 @@
+//! Validation the controller repeats before acting on a run.
+//!
+//! Three layers, in the order the API server applies them: the OpenAPI schema of the
+//! CRD (types, ranges, enums, patterns), its CEL rules, then checks that neither can
+//! express (regular expressions that must compile). The first two run against the
+//! schema generated from our own types, so the controller and the API server cannot
+//! disagree; a run admitted under an older CRD still gets a clear message instead of
+//! a failure deep in the load generator.
+
+use std::sync::LazyLock;
+
+use serde_json::Value;
+
+use super::BenchmarkRun;
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// Dotted path from the object root, e.g. `spec.load.concurrency`.
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Everything wrong with a spec, for the `Failed` condition's message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid spec: {}", join(.0))]
+pub struct InvalidSpec(pub Vec<FieldError>);
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl InvalidSpec {
+    fn one(field: &str, message: String) -> Self {
+        InvalidSpec(vec![FieldError {
+            field: field.into(),
+            message,
+        }])
+    }
+}
+
+/// The CRD's root schema (for CEL) and its compiled `spec` schema, built once.
+struct Schemas {
+    root: Value,
+    spec: jsonschema::Validator,
+}
+
+static SCHEMAS: LazyLock<Result<Schemas, String>> = LazyLock::new(|| {
+    let crd = serde_json::to_value(super::crd()).map_err(|e| e.to_string())?;
+    let root = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema")
+        .cloned()
+        .ok_or("the CRD has no openAPIV3Schema")?;
+    let spec_schema = root.pointer("/properties/spec").ok_or("no spec schema")?;
+    let spec = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .build(spec_schema)
+        .map_err(|e| e.to_string())?;
+    Ok(Schemas { root, spec })
+});
+
+/// Validates a typed run: the controller's check before it acts.
+pub fn validate(run: &BenchmarkRun) -> Result<(), InvalidSpec> {
+    let value = serde_json::to_value(run)
+        .map_err(|e| InvalidSpec::one("spec", format!("does not serialize: {e}")))?;
+    validate_json(&value).map(drop)
+}
+
+/// Validates a run as JSON the way admission would, plus the checks admission cannot
+/// make, and returns it typed. Every problem found is reported, not just the first.
+pub fn validate_json(object: &Value) -> Result<BenchmarkRun, InvalidSpec> {
+    let schemas = SCHEMAS
+        .as_ref()
+        .map_err(|e| InvalidSpec::one("spec", format!("internal error in the CRD schema: {e}")))?;
+    let spec = object.get("spec").unwrap_or(&Value::Null);
+    let mut errors: Vec<FieldError> = schemas
+        .spec
+        .iter_errors(spec)
+        .map(|e| FieldError {
+            field: dotted("spec", &e.instance_path().to_string()),
+            message: e.to_string(),
+        })
+        .collect();
+    if let Err(cel) = kube::core::cel::Validator::new().validate(&schemas.root, object, None) {
+        errors.extend(cel.into_iter().map(|e| FieldError {
+            field: e.field_path,
+            message: e.message,
+        }));
+    }
+    if !errors.is_empty() {
+        return Err(InvalidSpec(errors));
+    }
+    let run: BenchmarkRun = serde_json::from_value(object.clone())
+        .map_err(|e| InvalidSpec::one("spec", e.to_string()))?;
+    pattern_errors(&run, &mut errors);
+    if errors.is_empty() {
+        Ok(run)
+    } else {
+        Err(InvalidSpec(errors))
+    }
+}
+
+/// `spec` + `/load/concurrency` → `spec.load.concurrency`.
+fn dotted(root: &str, pointer: &str) -> String {
+    std::iter::once(root)
+        .chain(pointer.split('/').filter(|s| !s.is_empty()))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn pattern_errors(run: &BenchmarkRun, out: &mut Vec<FieldError>) {
+    let server = &run.spec.telemetry.server;
+    for (list, name) in [(&server.include, "include"), (&server.exclude, "exclude")] {
+        for (i, pattern) in list.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                out.push(FieldError {
+                    field: format!("spec.telemetry.server.{name}[{i}]"),
+                    message: format!("not a valid regular expression: {e}"),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

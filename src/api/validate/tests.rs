@@ -1,0 +1,315 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::api::rules as r;
+
+const VALID: &str = r#"
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata:
+  name: llama-c64
+  namespace: llm
+spec:
+  target:
+    url: http://vllm.llm.svc:8000
+    model: meta-llama/Llama-3.1-8B-Instruct
+  load:
+    concurrency: 64
+    requestCount: 2000
+"#;
+
+fn valid() -> Value {
+    serde_saphyr::from_str(VALID).expect("the valid sample parses")
+}
+
+/// RFC 7386 JSON merge patch: objects merge, `null` deletes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn with(patch: Value) -> Value {
+    let mut v = valid();
+    merge(&mut v, &json!({ "spec": patch }));
+    v
+}
+
+#[test]
+fn the_valid_sample_passes_and_gets_defaults() {
+    let run = validate_json(&valid()).expect("valid");
+    assert_eq!(run.spec.load.workers, 1);
+    assert!(run.spec.load.streaming);
+    assert_eq!(run.spec.telemetry.gpu.path, "/metrics");
+    assert_eq!(
+        std::time::Duration::from(run.spec.telemetry.interval),
+        std::time::Duration::from_secs(1)
+    );
+    validate(&run).expect("a typed round trip is valid too");
+}
+
+/// Each invalid spec fails, and fails with its own message naming what is wrong.
+#[test]
+fn invalid_specs_fail_with_their_own_message() {
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "no target",
+            json!({"target": {"url": null}}),
+            r::TARGET_ONE_OF_MSG,
+        ),
+        (
+            "url and serviceRef",
+            json!({"target": {"serviceRef": {"name": "vllm"}}}),
+            r::TARGET_ONE_OF_MSG,
+        ),
+        (
+            "ftp url",
+            json!({"target": {"url": "ftp://x/"}}),
+            "does not match",
+        ),
+        (
+            "empty model",
+            json!({"target": {"model": ""}}),
+            "spec.target.model",
+        ),
+        (
+            "service port and portName",
+            json!({"target": {"url": null, "serviceRef": {"name": "v", "port": 8000, "portName": "http"}}}),
+            r::PORT_ONE_OF_MSG,
+        ),
+        (
+            "service port out of range",
+            json!({"target": {"url": null, "serviceRef": {"name": "v", "port": 70000}}}),
+            "maximum of 65535",
+        ),
+        (
+            "no count, no duration",
+            json!({"load": {"requestCount": null}}),
+            r::COUNT_XOR_DURATION_MSG,
+        ),
+        (
+            "count and duration",
+            json!({"load": {"duration": "5m"}}),
+            r::COUNT_XOR_DURATION_MSG,
+        ),
+        (
+            "zero concurrency",
+            json!({"load": {"concurrency": 0}}),
+            "minimum of 1",
+        ),
+        (
+            "rate without rate",
+            json!({"load": {"mode": "rate", "concurrency": null}}),
+            r::RATE_NEEDS_RATE_MSG,
+        ),
+        (
+            "rate in concurrency mode",
+            json!({"load": {"requestRate": 5.0}}),
+            r::CONCURRENCY_MODE_NO_RATE_MSG,
+        ),
+        (
+            "unknown mode",
+            json!({"load": {"mode": "burst"}}),
+            "\"burst\" is not one of",
+        ),
+        (
+            "short duration",
+            json!({"load": {"requestCount": null, "duration": "500ms"}}),
+            r::DURATION_MIN_MSG,
+        ),
+        (
+            "prose duration",
+            json!({"load": {"requestCount": null, "duration": "five minutes"}}),
+            "spec.load.duration",
+        ),
+        (
+            "workers over concurrency",
+            json!({"load": {"concurrency": 2, "workers": 4}}),
+            r::WORKERS_LE_CONCURRENCY_MSG,
+        ),
+        (
+            "zero workers",
+            json!({"load": {"workers": 0}}),
+            "spec.load.workers",
+        ),
+        (
+            "sweep with both lists",
+            json!({"load": {"sweep": {"concurrency": [1, 2], "requestRate": [1.0]}}}),
+            r::SWEEP_ONE_OF_MSG,
+        ),
+        (
+            "empty sweep",
+            json!({"load": {"sweep": {}}}),
+            r::SWEEP_ONE_OF_MSG,
+        ),
+        (
+            "rate sweep in concurrency mode",
+            json!({"load": {"sweep": {"requestRate": [1.0, 2.0]}}}),
+            r::SWEEP_MATCHES_MODE_MSG,
+        ),
+        (
+            "sweep step below workers",
+            json!({"load": {"workers": 4, "sweep": {"concurrency": [2, 8]}}}),
+            r::WORKERS_LE_CONCURRENCY_MSG,
+        ),
+        (
+            "synthetic and dataset",
+            json!({"load": {"input": {"synthetic": {}, "dataset": {"configMapRef": {"name": "d", "key": "k"}}}}}),
+            r::INPUT_ONE_OF_MSG,
+        ),
+        (
+            "zero-token prompts",
+            json!({"load": {"input": {"synthetic": {"inputTokens": {"mean": 0}}}}}),
+            "spec.load.input.synthetic.inputTokens.mean",
+        ),
+        (
+            "conversations over a dataset",
+            json!({"load": {"conversations": {"count": 10, "turns": 3},
+                   "input": {"synthetic": null, "dataset": {"configMapRef": {"name": "d", "key": "k"}}}}}),
+            r::CONVERSATIONS_SYNTHETIC_MSG,
+        ),
+        (
+            "scrape interval 50ms",
+            json!({"telemetry": {"interval": "50ms"}}),
+            r::INTERVAL_MIN_MSG,
+        ),
+        (
+            "scrape timeout 90s",
+            json!({"telemetry": {"timeout": "90s"}}),
+            r::SCRAPE_TIMEOUT_MSG,
+        ),
+        (
+            "gpu port and portName",
+            json!({"telemetry": {"gpu": {"port": 9400, "portName": "metrics"}}}),
+            r::PORT_ONE_OF_MSG,
+        ),
+        (
+            "unknown gpu scope",
+            json!({"telemetry": {"gpu": {"scope": "everything"}}}),
+            "\"everything\" is not one of",
+        ),
+        (
+            "gpu url not a url",
+            json!({"telemetry": {"gpu": {"urls": ["dcgm:9400"]}}}),
+            "spec.telemetry.gpu.urls.0",
+        ),
+        (
+            "bad include regex",
+            json!({"telemetry": {"server": {"include": ["vllm:(["]}}}),
+            "not a valid regular expression",
+        ),
+        (
+            "slo with max and min",
+            json!({"slo": [{"metric": "ttftP99Ms", "max": 200.0, "min": 1.0}]}),
+            r::SLO_BOUND_MSG,
+        ),
+        (
+            "slo without bound",
+            json!({"slo": [{"metric": "ttftP99Ms"}]}),
+            r::SLO_BOUND_MSG,
+        ),
+        (
+            "unknown slo metric",
+            json!({"slo": [{"metric": "vibes", "max": 1.0}]}),
+            "\"vibes\" is not one of",
+        ),
+        (
+            "bad results name",
+            json!({"results": {"configMapName": "Results_1"}}),
+            "spec.results.configMapName",
+        ),
+        ("zero timeout", json!({"timeout": "0s"}), r::TIMEOUT_MIN_MSG),
+        (
+            "negative ttl",
+            json!({"ttlSecondsAfterFinished": -1}),
+            "spec.ttlSecondsAfterFinished",
+        ),
+    ];
+    assert!(cases.len() >= 20);
+    let mut seen = std::collections::HashSet::new();
+    for (name, patch, expected) in cases {
+        let err = match validate_json(&with(patch)) {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(expected),
+            "{name}: expected {expected:?} in {err:?}"
+        );
+        seen.insert(err);
+    }
+    assert!(seen.len() >= 20, "messages must differ between cases");
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let err = validate_json(&with(json!({
+        "load": {"concurrency": 0},
+        "telemetry": {"interval": "10ms"},
+    })))
+    .unwrap_err();
+    assert!(err.0.len() >= 2, "{err}");
+}
+
+#[test]
+fn rate_mode_with_a_rate_sweep_is_valid() {
+    let run = validate_json(&with(json!({"load": {
+        "mode": "rate", "concurrency": null, "arrival": "constant",
+        "sweep": {"requestRate": [1.0, 2.0, 4.0]}, "workers": 2,
+    }})))
+    .expect("valid");
+    assert_eq!(run.spec.load.sweep.unwrap().request_rate.len(), 3);
+}
+
+fn started(mut v: Value) -> Value {
+    merge(
+        &mut v,
+        &json!({"status": {"startTime": "2026-01-01T00:00:00Z"}}),
+    );
+    v
+}
+
+fn update_errors(old: &Value, new: &Value) -> Vec<String> {
+    let root = &SCHEMAS.as_ref().expect("schemas").root;
+    match kube::core::cel::Validator::new().validate(root, new, Some(old)) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+    }
+}
+
+#[test]
+fn spec_is_immutable_once_started_except_cancel_and_ttl() {
+    let old = started(valid());
+    let mut changed = old.clone();
+    merge(&mut changed, &json!({"spec": {"load": {"concurrency": 8}}}));
+    assert_eq!(update_errors(&old, &changed), vec![r::IMMUTABLE_MSG]);
+
+    let mut cancelled = old.clone();
+    merge(
+        &mut cancelled,
+        &json!({"spec": {"cancel": true, "ttlSecondsAfterFinished": 60}}),
+    );
+    assert!(update_errors(&old, &cancelled).is_empty());
+
+    let mut resumed = cancelled.clone();
+    merge(&mut resumed, &json!({"spec": {"cancel": false}}));
+    assert_eq!(
+        update_errors(&cancelled, &resumed),
+        vec![r::NO_UNCANCEL_MSG]
+    );
+
+    // Before the run starts the spec may still be corrected.
+    let pending = valid();
+    let mut fixed = pending.clone();
+    merge(&mut fixed, &json!({"spec": {"load": {"concurrency": 8}}}));
+    assert!(update_errors(&pending, &fixed).is_empty());
+}

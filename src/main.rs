@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", benchrun::api::crd_yaml().unwrap());
+}
