@@ -1,4 +1,12 @@
 //! benchrun: a Kubernetes operator that benchmarks LLM inference services and
 //! measures what the benchmark costs in GPU power and energy.
+//!
+//! One binary, several roles (see [`cli`]). The pure parts — the API types and
+//! their validation, the load plan, the result model — do not talk to a cluster;
+//! [`controller`] is where the Kubernetes client lives.
 
 pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod loadgen;
+pub mod results;

@@ -1,3 +1,5 @@
-fn main() {
-    print!("{}", benchrun::api::crd_yaml().unwrap());
+//! The `benchrun` binary: every role lives in the library; see `benchrun --help`.
+
+fn main() -> std::process::ExitCode {
+    benchrun::cli::main()
 }

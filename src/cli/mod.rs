@@ -1,0 +1,172 @@
+//! The command line: one binary, several roles.
+//!
+//! Also answers as `kubectl-benchrun` when invoked under that name, so that a link
+//! on the PATH makes it a kubectl plugin.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::controller::ControllerOpts;
+
+/// Exit code of a subcommand this build does not provide yet (EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: u8 = 69;
+
+/// benchrun: benchmark LLM inference on Kubernetes, with the GPU energy it costs.
+#[derive(Parser, Debug)]
+#[command(name = "benchrun", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter, in tracing's env-filter syntax (e.g. "info,benchrun=debug").
+    #[arg(long, global = true, env = "BENCHRUN_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format.
+    #[arg(long, global = true, env = "BENCHRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator.
+    Controller(ControllerOpts),
+    /// Generate load against an OpenAI-compatible endpoint (standalone, or as a Job worker).
+    #[command(disable_help_flag = true)]
+    Loadgen {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Simulators for dry runs without GPUs: `sim inference` and `sim dcgm`.
+    #[command(disable_help_flag = true)]
+    Sim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Serve dcgm-exporter-compatible GPU metrics read through NVML.
+    #[command(disable_help_flag = true)]
+    GpuExporter {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Parse one /metrics payload (file or URL) and show what benchrun would collect.
+    #[command(disable_help_flag = true)]
+    Inspect {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print the BenchmarkRun CustomResourceDefinition as YAML.
+    Crd,
+    /// kubectl plugin commands (also run as `kubectl benchrun ...`).
+    #[command(disable_help_flag = true)]
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The arguments, rewritten when the binary runs as `kubectl-benchrun`.
+pub fn effective_args(args: Vec<OsString>) -> Vec<OsString> {
+    let invoked = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if invoked.starts_with("kubectl-benchrun") {
+        let mut out = vec![OsString::from("benchrun"), OsString::from("kubectl")];
+        out.extend(args.into_iter().skip(1));
+        out
+    } else {
+        args
+    }
+}
+
+fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn unavailable(what: &str) -> ExitCode {
+    eprintln!("benchrun {what}: not available yet in this build of benchrun");
+    ExitCode::from(EXIT_UNAVAILABLE)
+}
+
+/// Parses the command line and runs the chosen role.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse_from(effective_args(std::env::args_os().collect()));
+    match cli.command {
+        Command::Crd => match crate::api::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("benchrun crd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Controller(opts) => {
+            init_tracing(&cli.log, cli.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("benchrun controller: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(crate::controller::run(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("benchrun controller: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Loadgen { .. } => unavailable("loadgen"),
+        Command::Sim { .. } => unavailable("sim"),
+        Command::GpuExporter { .. } => unavailable("gpu-exporter"),
+        Command::Inspect { .. } => unavailable("inspect"),
+        Command::Kubectl { .. } => unavailable("kubectl"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_plugin_name_maps_to_the_kubectl_subcommand() {
+        let args = effective_args(vec![
+            "/usr/local/bin/kubectl-benchrun".into(),
+            "results".into(),
+            "r1".into(),
+        ]);
+        let cli = Cli::try_parse_from(args).unwrap();
+        assert!(matches!(cli.command, Command::Kubectl { args } if args == ["results", "r1"]));
+        let args = effective_args(vec!["benchrun".into(), "crd".into()]);
+        assert!(matches!(
+            Cli::try_parse_from(args).unwrap().command,
+            Command::Crd
+        ));
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,320 @@
+//! The build stage: a validated run in, the objects it should own out.
+//!
+//! Pure: no client, no clock. Tested as "run in, Job out".
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use super::names;
+use crate::api::{self, BenchmarkRun, LoadMode};
+use crate::loadgen::plan::{self as lp, LoadPlan};
+
+/// Where a dataset ConfigMap is mounted in load-generator pods.
+pub const DATASET_DIR: &str = "/var/run/benchrun/dataset";
+const DATASET_FILE: &str = "dataset.jsonl";
+/// UID and GID of the load-generator (distroless `nonroot`).
+const NONROOT: i64 = 65532;
+
+/// Controller settings the build stage needs.
+#[derive(Clone, Debug)]
+pub struct BuildSettings {
+    /// Image for load-generator pods when the run names none.
+    pub loadgen_image: String,
+}
+
+/// The plan workers run, from the spec and the resolved target URLs.
+pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
+    let spec = &run.spec;
+    let load = &spec.load;
+    let sweep = load.sweep.as_ref();
+    let steps: Vec<lp::Step> = match load.mode {
+        LoadMode::Concurrency => match sweep.filter(|s| !s.concurrency.is_empty()) {
+            Some(s) => s
+                .concurrency
+                .iter()
+                .map(|&c| lp::Step {
+                    concurrency: Some(c.unsigned_abs()),
+                    rate: None,
+                })
+                .collect(),
+            None => vec![lp::Step {
+                concurrency: Some(load.concurrency.unwrap_or(1).unsigned_abs()),
+                rate: None,
+            }],
+        },
+        LoadMode::Rate => {
+            let cap = load.concurrency.map(i32::unsigned_abs);
+            let rates = match sweep.filter(|s| !s.request_rate.is_empty()) {
+                Some(s) => s.request_rate.clone(),
+                None => load.request_rate.into_iter().collect(),
+            };
+            rates
+                .into_iter()
+                .map(|r| lp::Step {
+                    concurrency: cap,
+                    rate: Some(r),
+                })
+                .collect()
+        }
+    };
+    let stop = match (load.request_count, load.duration) {
+        (Some(n), _) => lp::StopCondition::Requests(n.unsigned_abs()),
+        (None, Some(d)) => {
+            let d: std::time::Duration = d.into();
+            lp::StopCondition::DurationMs(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        }
+        // Validation requires one of the two; a plan of zero requests is harmless.
+        (None, None) => lp::StopCondition::Requests(0),
+    };
+    let input = match (&load.input.synthetic, &load.input.dataset) {
+        (_, Some(_)) => lp::InputPlan::Dataset {
+            path: format!("{DATASET_DIR}/{DATASET_FILE}"),
+        },
+        (Some(s), None) => synthetic(s),
+        (None, None) => synthetic(&api::Synthetic::default()),
+    };
+    LoadPlan {
+        schema_version: lp::PLAN_SCHEMA_VERSION,
+        urls,
+        model: spec.target.model.clone(),
+        endpoint: match spec.target.endpoint_type {
+            api::EndpointType::Chat => lp::Endpoint::Chat,
+            api::EndpointType::Completions => lp::Endpoint::Completions,
+        },
+        streaming: load.streaming,
+        headers: spec.target.headers.clone(),
+        api_key_from_env: spec.target.api_key_secret_ref.is_some(),
+        workers: load.workers.unsigned_abs(),
+        steps,
+        stop,
+        warmup_requests: load.warmup_request_count.unsigned_abs(),
+        arrival: match load.arrival {
+            api::Arrival::Poisson => lp::Arrival::Poisson,
+            api::Arrival::Constant => lp::Arrival::Constant,
+        },
+        input,
+        conversations: load.conversations.as_ref().map(|c| lp::ConversationPlan {
+            count: c.count.unsigned_abs(),
+            turns: c.turns.unsigned_abs(),
+        }),
+        extra_body: load.extra_inputs.clone().unwrap_or_default(),
+        seed: load.random_seed.unsigned_abs(),
+    }
+}
+
+fn synthetic(s: &api::Synthetic) -> lp::InputPlan {
+    lp::InputPlan::Synthetic {
+        input_mean: s.input_tokens.mean.unsigned_abs(),
+        input_stddev: s.input_tokens.stddev.unsigned_abs(),
+        output_mean: s.output_tokens.mean.unsigned_abs(),
+        output_stddev: s.output_tokens.stddev.unsigned_abs(),
+    }
+}
+
+fn owned_meta(run: &BenchmarkRun, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: run.namespace(),
+        labels: Some(names::labels(run, component)),
+        owner_references: run.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity("500m".into())),
+            ("memory".into(), Quantity("128Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), Quantity("1Gi".into()))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// The load-generator Job. `suspend` stops its pods (cancel, timeout) while keeping
+/// the Job as a record; the run owns it, so deleting the run deletes it.
+pub fn job(
+    run: &BenchmarkRun,
+    plan: &LoadPlan,
+    settings: &BuildSettings,
+    suspend: bool,
+) -> Result<Job, serde_json::Error> {
+    let load = &run.spec.load;
+    let overrides = load.pod_template.clone().unwrap_or_default();
+    let mut env_vars = vec![
+        env(lp::PLAN_ENV, serde_json::to_string(plan)?),
+        field_env("POD_IP", "status.podIP"),
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+    ];
+    if let Some(key) = &run.spec.target.api_key_secret_ref {
+        env_vars.push(EnvVar {
+            name: lp::API_KEY_ENV.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: key.name.clone(),
+                    key: key.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
+    let (volumes, mounts) = match &load.input.dataset {
+        Some(d) => (
+            Some(vec![Volume {
+                name: "dataset".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: d.config_map_ref.name.clone(),
+                    items: Some(vec![KeyToPath {
+                        key: d.config_map_ref.key.clone(),
+                        path: DATASET_FILE.into(),
+                        ..KeyToPath::default()
+                    }]),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]),
+            Some(vec![VolumeMount {
+                name: "dataset".into(),
+                mount_path: DATASET_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]),
+        ),
+        None => (None, None),
+    };
+    let container = Container {
+        name: "loadgen".into(),
+        image: Some(
+            overrides
+                .image
+                .unwrap_or_else(|| settings.loadgen_image.clone()),
+        ),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(vec!["loadgen".into(), "--worker".into()]),
+        env: Some(env_vars),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: i32::from(lp::WORKER_PORT),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/ready".into()),
+                port: IntOrString::String("http".into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(1),
+            ..Probe::default()
+        }),
+        resources: Some(overrides.resources.unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: mounts,
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        restart_policy: Some("Never".into()),
+        // Workers talk to the target and to the controller, never to the API server.
+        automount_service_account_token: Some(false),
+        service_account_name: overrides.service_account_name,
+        node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
+        tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(NONROOT),
+            run_as_group: Some(NONROOT),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        volumes,
+        ..PodSpec::default()
+    };
+    let workers = load.workers;
+    Ok(Job {
+        metadata: owned_meta(run, names::job_name(run), "loadgen"),
+        spec: Some(JobSpec {
+            completion_mode: Some("Indexed".into()),
+            completions: Some(workers),
+            parallelism: Some(workers),
+            // A retried worker would measure a different benchmark: fail instead.
+            backoff_limit: Some(0),
+            suspend: Some(suspend),
+            active_deadline_seconds: run.spec.timeout.map(|t| {
+                let t: std::time::Duration = t.into();
+                i64::try_from(t.as_secs().max(1)).unwrap_or(i64::MAX)
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names::labels(run, "loadgen")),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// The results ConfigMap with the given files.
+pub fn results_config_map(run: &BenchmarkRun, data: BTreeMap<String, String>) -> ConfigMap {
+    ConfigMap {
+        metadata: owned_meta(run, names::results_config_map_name(run), "results"),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+use super::*;
+use crate::loadgen::plan::{InputPlan, StopCondition};
+
+const RUN: &str = r#"
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: llama-sweep, namespace: llm, uid: 1f0e2d3c-0000-4000-8000-000000000001}
+spec:
+  target:
+    serviceRef: {name: vllm, port: 8000}
+    model: meta-llama/Llama-3.1-8B-Instruct
+    apiKeySecretRef: {name: vllm-key, key: token}
+    headers: {X-Tenant: bench}
+  load:
+    workers: 2
+    requestCount: 500
+    warmupRequestCount: 20
+    sweep: {concurrency: [4, 16, 64]}
+    extraInputs: {ignore_eos: true, min_tokens: 128}
+    randomSeed: 7
+    input:
+      synthetic: {inputTokens: {mean: 1000, stddev: 100}, outputTokens: {mean: 200}}
+    podTemplate:
+      nodeSelector: {pool: cpu}
+      tolerations: [{key: dedicated, operator: Exists, effect: NoSchedule}]
+  timeout: 30m
+"#;
+
+fn run() -> BenchmarkRun {
+    crate::api::validate_json(&serde_saphyr::from_str(RUN).unwrap()).expect("valid sample")
+}
+
+fn settings() -> BuildSettings {
+    BuildSettings {
+        loadgen_image: "ghcr.io/benchrun/benchrun:test".into(),
+    }
+}
+
+#[test]
+fn plan_carries_the_spec() {
+    let p = plan(&run(), vec!["http://10.0.0.1:8000".into()]);
+    assert_eq!(p.urls, ["http://10.0.0.1:8000"]);
+    assert_eq!(p.workers, 2);
+    let steps: Vec<_> = p.steps.iter().map(|s| s.concurrency).collect();
+    assert_eq!(steps, [Some(4), Some(16), Some(64)]);
+    assert_eq!(p.stop, StopCondition::Requests(500));
+    assert_eq!(p.warmup_requests, 20);
+    assert!(p.api_key_from_env);
+    assert_eq!(p.seed, 7);
+    assert_eq!(p.extra_body["min_tokens"], 128);
+    assert_eq!(
+        p.input,
+        InputPlan::Synthetic {
+            input_mean: 1000,
+            input_stddev: 100,
+            output_mean: 200,
+            output_stddev: 0
+        }
+    );
+}
+
+#[test]
+fn job_is_an_owned_indexed_job_of_restricted_workers() {
+    let r = run();
+    let p = plan(&r, vec!["http://10.0.0.1:8000".into()]);
+    let job = job(&r, &p, &settings(), false).unwrap();
+
+    assert_eq!(job.metadata.name.as_deref(), Some("llama-sweep-loadgen"));
+    assert_eq!(job.metadata.namespace.as_deref(), Some("llm"));
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("BenchmarkRun", "llama-sweep")
+    );
+    assert_eq!(owner.controller, Some(true));
+    let labels = job.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["benchrun.dev/run"], "llama-sweep");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "benchrun");
+
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((spec.completions, spec.parallelism), (Some(2), Some(2)));
+    assert_eq!(spec.backoff_limit, Some(0));
+    assert_eq!(spec.suspend, Some(false));
+    assert_eq!(spec.active_deadline_seconds, Some(1800));
+
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "cpu");
+    assert_eq!(pod.tolerations.as_ref().unwrap().len(), 1);
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
+
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("ghcr.io/benchrun/benchrun:test"));
+    assert_eq!(
+        c.args.as_deref(),
+        Some(&["loadgen".to_string(), "--worker".to_string()][..])
+    );
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
+
+    let env = c.env.as_ref().unwrap();
+    let plan_json = env
+        .iter()
+        .find(|e| e.name == lp::PLAN_ENV)
+        .unwrap()
+        .value
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        LoadPlan::from_json(plan_json).unwrap(),
+        p,
+        "the plan round-trips through the pod"
+    );
+    let key = env.iter().find(|e| e.name == lp::API_KEY_ENV).unwrap();
+    let secret = key
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("vllm-key", "token")
+    );
+    assert!(env.iter().any(|e| e.name == "POD_IP"));
+}
+
+#[test]
+fn overrides_and_datasets_reach_the_pod() {
+    let mut r = run();
+    let lp_ = r
+        .spec
+        .load
+        .pod_template
+        .get_or_insert_with(Default::default);
+    lp_.image = Some("registry.local/benchrun:dev".into());
+    r.spec.load.input = crate::api::Input {
+        synthetic: None,
+        dataset: Some(crate::api::Dataset {
+            config_map_ref: crate::api::ConfigMapKeyRef {
+                name: "prompts".into(),
+                key: "sharegpt.jsonl".into(),
+            },
+        }),
+    };
+    let p = plan(&r, vec![]);
+    assert_eq!(
+        p.input,
+        InputPlan::Dataset {
+            path: format!("{DATASET_DIR}/dataset.jsonl")
+        }
+    );
+    let job = job(&r, &p, &settings(), true).unwrap();
+    let spec = job.spec.unwrap();
+    assert_eq!(spec.suspend, Some(true));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("registry.local/benchrun:dev")
+    );
+    let vol = &pod.volumes.unwrap()[0];
+    assert_eq!(vol.config_map.as_ref().unwrap().name, "prompts");
+    let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(mount.mount_path, DATASET_DIR);
+}
+
+#[test]
+fn rate_mode_steps_carry_rates_and_the_cap() {
+    let mut r = run();
+    r.spec.load.mode = crate::api::LoadMode::Rate;
+    r.spec.load.sweep = None;
+    r.spec.load.request_rate = Some(12.5);
+    r.spec.load.concurrency = Some(256);
+    let p = plan(&r, vec![]);
+    assert_eq!(
+        p.steps,
+        vec![lp::Step {
+            concurrency: Some(256),
+            rate: Some(12.5)
+        }]
+    );
+}
+
+#[test]
+fn results_config_map_is_owned_and_named_after_the_run() {
+    let r = run();
+    let cm = results_config_map(&r, BTreeMap::from([("summary.json".into(), "{}".into())]));
+    assert_eq!(cm.metadata.name.as_deref(), Some("llama-sweep-results"));
+    assert_eq!(cm.metadata.owner_references.unwrap()[0].name, "llama-sweep");
+    assert_eq!(
+        cm.metadata.labels.unwrap()["app.kubernetes.io/component"],
+        "results"
+    );
+}

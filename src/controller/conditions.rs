@@ -1,0 +1,78 @@
+//! Standard `metav1.Condition` bookkeeping.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Condition types a run carries.
+pub const ACCEPTED: &str = "Accepted";
+pub const DISCOVERED: &str = "Discovered";
+pub const RUNNING: &str = "Running";
+pub const SUCCEEDED: &str = "Succeeded";
+pub const FAILED: &str = "Failed";
+
+/// Sets a condition, keeping `lastTransitionTime` unless its status flips, so that
+/// re-applying the same state writes nothing new.
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = if status { "True" } else { "False" };
+    let message = message.into();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = now.clone();
+            }
+            c.status = status.into();
+            c.reason = reason.into();
+            c.message = message;
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: now.clone(),
+        }),
+    }
+}
+
+/// The condition of a type, if present.
+pub fn get<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let t0 = Time(Timestamp::from_second(1_000).unwrap());
+        let t1 = Time(Timestamp::from_second(2_000).unwrap());
+        let mut cs = Vec::new();
+        set(&mut cs, RUNNING, true, "Started", "go", Some(1), &t0);
+        set(
+            &mut cs,
+            RUNNING,
+            true,
+            "Started",
+            "still going",
+            Some(1),
+            &t1,
+        );
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].last_transition_time, t0);
+        assert_eq!(cs[0].message, "still going");
+        set(&mut cs, RUNNING, false, "Done", "stopped", Some(1), &t1);
+        assert_eq!(cs[0].last_transition_time, t1);
+        assert_eq!(get(&cs, RUNNING).map(|c| c.status.as_str()), Some("False"));
+    }
+}

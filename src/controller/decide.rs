@@ -1,0 +1,397 @@
+//! The decide stage: from the run, what the cluster holds and the clock, the next
+//! status and the actions that get there.
+//!
+//! Pure: every input is a value, so each transition is a unit test.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+
+use super::conditions::{self as cond, ACCEPTED, DISCOVERED, FAILED, RUNNING, SUCCEEDED};
+use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase};
+
+/// Where the target stands, as the dereference stage found it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// Base URLs to send requests to.
+    Resolved(Vec<String>),
+    /// Not reachable yet, and why (e.g. a Service with no ready endpoints).
+    Unresolved(String),
+    /// Not looked up: the Job exists already, or the run is over.
+    NotNeeded,
+}
+
+/// What the cluster holds for a run.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub job: Option<Job>,
+    /// The termination message of a failed load-generator pod, if any.
+    pub failed_pod_message: Option<String>,
+    pub target: Target,
+}
+
+/// One thing to do to the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create the load-generator Job with these target URLs.
+    CreateJob(Vec<String>),
+    /// Stop the Job's pods, keeping the Job.
+    SuspendJob,
+    /// Write the results ConfigMap from the final status.
+    WriteResults,
+    /// Delete the run: its TTL after finishing has passed.
+    DeleteRun,
+}
+
+/// An event to publish for a transition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// The decision of one reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub status: BenchmarkRunStatus,
+    pub actions: Vec<Action>,
+    pub requeue_after: Option<Duration>,
+    pub transition: Option<Transition>,
+}
+
+/// How long to wait before looking again for a target that is not ready.
+const TARGET_RETRY: Duration = Duration::from_secs(5);
+/// A look at running runs even without events, in case a watch event was missed.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Decides the next status and actions of a run.
+pub fn decide(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Decision {
+    let mut d = decide_inner(run, observed, now);
+    if d.actions.contains(&Action::WriteResults) {
+        d.status.results_config_map = Some(super::names::results_config_map_name(run));
+    }
+    d
+}
+
+fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Decision {
+    let old = run.status.clone().unwrap_or_default();
+    let mut d = Decision {
+        status: old.clone(),
+        actions: Vec::new(),
+        requeue_after: None,
+        transition: None,
+    };
+    let phase = old.phase.unwrap_or(Phase::Pending);
+    d.status.observed_generation = run.metadata.generation;
+    if phase.is_final() {
+        ttl(run, &mut d, now);
+        return d;
+    }
+    if d.status.phase.is_none() {
+        d.status.phase = Some(Phase::Pending);
+    }
+    let generation = run.metadata.generation;
+    let t = Time(now);
+
+    if let Err(e) = api::validate(run) {
+        cond::set(
+            &mut d.status.conditions,
+            ACCEPTED,
+            false,
+            "InvalidSpec",
+            e.to_string(),
+            generation,
+            &t,
+        );
+        finish(
+            &mut d,
+            Phase::Failed,
+            "InvalidSpec",
+            e.to_string(),
+            generation,
+            &t,
+        );
+        return transition(d, phase);
+    }
+    cond::set(
+        &mut d.status.conditions,
+        ACCEPTED,
+        true,
+        "Valid",
+        "the spec is valid",
+        generation,
+        &t,
+    );
+
+    let job_active = observed.job.as_ref().is_some_and(|j| finished(j).is_none());
+    if run.spec.cancel {
+        if job_active {
+            d.actions.push(Action::SuspendJob);
+        }
+        finish(
+            &mut d,
+            Phase::Cancelled,
+            "Cancelled",
+            "cancelled through spec.cancel".into(),
+            generation,
+            &t,
+        );
+        d.actions.push(Action::WriteResults);
+        return transition(d, phase);
+    }
+    if let Some(deadline) = deadline(run, &old) {
+        if now >= deadline {
+            if job_active {
+                d.actions.push(Action::SuspendJob);
+            }
+            let limit = run.spec.timeout.map(|t| t.to_string()).unwrap_or_default();
+            finish(
+                &mut d,
+                Phase::Failed,
+                "Timeout",
+                format!("the run passed its timeout of {limit}"),
+                generation,
+                &t,
+            );
+            d.actions.push(Action::WriteResults);
+            return transition(d, phase);
+        }
+        d.requeue_after = Some(until(now, deadline).min(RESYNC));
+    }
+
+    match &observed.job {
+        None => match &observed.target {
+            Target::Resolved(urls) => {
+                d.actions.push(Action::CreateJob(urls.clone()));
+                d.status.start_time.get_or_insert(t.clone());
+                d.status.job_name = Some(super::names::job_name(run));
+                d.status.phase = Some(Phase::Pending);
+                cond::set(
+                    &mut d.status.conditions,
+                    DISCOVERED,
+                    true,
+                    "TargetResolved",
+                    format!("sending to {}", urls.join(", ")),
+                    generation,
+                    &t,
+                );
+                cond::set(
+                    &mut d.status.conditions,
+                    RUNNING,
+                    false,
+                    "Starting",
+                    "the load-generator Job was created",
+                    generation,
+                    &t,
+                );
+                if let Some(deadline) = deadline(run, &d.status) {
+                    d.requeue_after = Some(until(now, deadline).min(RESYNC));
+                }
+            }
+            Target::Unresolved(why) => {
+                d.status.phase = Some(Phase::Discovering);
+                cond::set(
+                    &mut d.status.conditions,
+                    DISCOVERED,
+                    false,
+                    "TargetNotReady",
+                    why.clone(),
+                    generation,
+                    &t,
+                );
+                d.requeue_after = Some(TARGET_RETRY);
+            }
+            Target::NotNeeded => {}
+        },
+        Some(job) if !owned_by(job, run) => {
+            let msg = format!(
+                "a Job named {} exists and does not belong to this run",
+                job.name_any()
+            );
+            finish(&mut d, Phase::Failed, "JobConflict", msg, generation, &t);
+        }
+        Some(job) => match finished(job) {
+            Some(JobEnd::Complete) => {
+                finish(
+                    &mut d,
+                    Phase::Succeeded,
+                    "Completed",
+                    "the load generators finished".into(),
+                    generation,
+                    &t,
+                );
+                d.actions.push(Action::WriteResults);
+            }
+            Some(JobEnd::Failed { reason, message }) => {
+                let reason = if reason == "DeadlineExceeded" {
+                    "Timeout".to_string()
+                } else {
+                    reason
+                };
+                let mut msg = format!("the load-generator Job failed: {message}");
+                if let Some(pod) = &observed.failed_pod_message {
+                    msg.push_str(&format!("; worker said: {pod}"));
+                }
+                finish(&mut d, Phase::Failed, &reason, msg, generation, &t);
+                d.actions.push(Action::WriteResults);
+            }
+            None => {
+                let status = job.status.clone().unwrap_or_default();
+                let active = status.active.unwrap_or(0);
+                let ready = status.ready.unwrap_or(0);
+                if active > 0 {
+                    d.status.phase = Some(Phase::Running);
+                    let msg = format!("{active} load-generator pods active, {ready} ready");
+                    cond::set(
+                        &mut d.status.conditions,
+                        RUNNING,
+                        true,
+                        "LoadGeneratorsActive",
+                        msg,
+                        generation,
+                        &t,
+                    );
+                }
+                d.requeue_after = Some(d.requeue_after.unwrap_or(RESYNC));
+            }
+        },
+    }
+    transition(d, phase)
+}
+
+/// How a Job ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobEnd {
+    Complete,
+    Failed { reason: String, message: String },
+}
+
+/// The end of a Job, from its `Complete` or `Failed` condition.
+pub fn finished(job: &Job) -> Option<JobEnd> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .filter(|c| c.status == "True")
+        .find_map(|c| match c.type_.as_str() {
+            "Complete" => Some(JobEnd::Complete),
+            "Failed" => Some(JobEnd::Failed {
+                reason: c.reason.clone().unwrap_or_else(|| "JobFailed".into()),
+                message: c.message.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        })
+}
+
+fn owned_by(job: &Job, run: &BenchmarkRun) -> bool {
+    let uid = run.metadata.uid.as_deref();
+    job.owner_references()
+        .iter()
+        .any(|o| Some(o.uid.as_str()) == uid)
+}
+
+fn finish(
+    d: &mut Decision,
+    phase: Phase,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    t: &Time,
+) {
+    d.status.phase = Some(phase);
+    d.status.completion_time.get_or_insert(t.clone());
+    let ok = phase == Phase::Succeeded;
+    let conditions = &mut d.status.conditions;
+    if cond::get(conditions, RUNNING).is_some() {
+        cond::set(
+            conditions,
+            RUNNING,
+            false,
+            reason,
+            message.clone(),
+            generation,
+            t,
+        );
+    }
+    cond::set(
+        conditions,
+        SUCCEEDED,
+        ok,
+        reason,
+        message.clone(),
+        generation,
+        t,
+    );
+    cond::set(
+        conditions,
+        FAILED,
+        phase == Phase::Failed,
+        reason,
+        message,
+        generation,
+        t,
+    );
+    d.requeue_after = None;
+}
+
+/// Adds the event of a phase change.
+fn transition(mut d: Decision, from: Phase) -> Decision {
+    let to = d.status.phase.unwrap_or(Phase::Pending);
+    if to != from {
+        let failed = cond::get(&d.status.conditions, FAILED).is_some_and(|c| c.status == "True");
+        let note = match to {
+            Phase::Succeeded | Phase::Failed | Phase::Cancelled => {
+                cond::get(&d.status.conditions, SUCCEEDED).map(|c| c.message.clone())
+            }
+            Phase::Running => cond::get(&d.status.conditions, RUNNING).map(|c| c.message.clone()),
+            Phase::Discovering => {
+                cond::get(&d.status.conditions, DISCOVERED).map(|c| c.message.clone())
+            }
+            _ => None,
+        };
+        d.transition = Some(Transition {
+            warning: failed,
+            reason: to.to_string(),
+            note: note.unwrap_or_else(|| format!("phase {from} -> {to}")),
+        });
+    }
+    d
+}
+
+fn deadline(run: &BenchmarkRun, status: &BenchmarkRunStatus) -> Option<Timestamp> {
+    let start = status.start_time.as_ref()?.0;
+    let timeout: Duration = run.spec.timeout?.into();
+    start
+        .checked_add(SignedDuration::try_from(timeout).ok()?)
+        .ok()
+}
+
+fn until(now: Timestamp, then: Timestamp) -> Duration {
+    Duration::try_from(then.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+fn ttl(run: &BenchmarkRun, d: &mut Decision, now: Timestamp) {
+    let (Some(ttl), Some(done)) = (
+        run.spec.ttl_seconds_after_finished,
+        &d.status.completion_time,
+    ) else {
+        return;
+    };
+    let Ok(expiry) = done
+        .0
+        .checked_add(SignedDuration::from_secs(i64::from(ttl)))
+    else {
+        return;
+    };
+    if now >= expiry {
+        d.actions.push(Action::DeleteRun);
+    } else {
+        d.requeue_after = Some(until(now, expiry));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,257 @@
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
+
+use super::*;
+use crate::api::BenchmarkRun;
+use crate::controller::conditions;
+
+const RUN: &str = r#"
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: r1, namespace: llm, uid: u-1, generation: 1}
+spec:
+  target: {url: "http://vllm:8000", model: m}
+  load: {concurrency: 8, requestCount: 100}
+"#;
+
+fn run() -> BenchmarkRun {
+    serde_saphyr::from_str(RUN).unwrap()
+}
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).unwrap()
+}
+
+fn job(status: serde_json::Value) -> Job {
+    serde_json::from_value(json!({
+        "metadata": {"name": "r1-loadgen", "ownerReferences": [{
+            "apiVersion": "benchrun.dev/v1alpha1", "kind": "BenchmarkRun", "name": "r1", "uid": "u-1", "controller": true
+        }]},
+        "status": status,
+    }))
+    .unwrap()
+}
+
+fn observed(job: Option<Job>, target: Target) -> Observed {
+    Observed {
+        job,
+        failed_pod_message: None,
+        target,
+    }
+}
+
+fn resolved() -> Target {
+    Target::Resolved(vec!["http://vllm:8000".into()])
+}
+
+/// Feeds a decision's status back into the run, as the API server would.
+fn advance(mut run: BenchmarkRun, d: &Decision) -> BenchmarkRun {
+    run.status = Some(d.status.clone());
+    run
+}
+
+fn condition<'a>(d: &'a Decision, type_: &str) -> (&'a str, &'a str) {
+    let c = conditions::get(&d.status.conditions, type_).unwrap_or_else(|| panic!("no {type_}"));
+    (c.status.as_str(), c.reason.as_str())
+}
+
+#[test]
+fn a_new_run_creates_its_job_and_waits_pending() {
+    let d = decide(&run(), &observed(None, resolved()), at(0));
+    assert_eq!(
+        d.actions,
+        vec![Action::CreateJob(vec!["http://vllm:8000".into()])]
+    );
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    assert_eq!(d.status.start_time, Some(Time(at(0))));
+    assert_eq!(d.status.job_name.as_deref(), Some("r1-loadgen"));
+    assert_eq!(d.status.observed_generation, Some(1));
+    assert_eq!(condition(&d, ACCEPTED), ("True", "Valid"));
+}
+
+#[test]
+fn an_unready_target_keeps_the_run_discovering_and_explains_why() {
+    let d = decide(
+        &run(),
+        &observed(
+            None,
+            Target::Unresolved("Service vllm has no ready endpoints".into()),
+        ),
+        at(0),
+    );
+    assert!(d.actions.is_empty());
+    assert_eq!(d.status.phase, Some(Phase::Discovering));
+    assert_eq!(condition(&d, DISCOVERED), ("False", "TargetNotReady"));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(5)));
+    assert!(d.transition.unwrap().note.contains("no ready endpoints"));
+}
+
+#[test]
+fn phases_follow_the_job_to_success() {
+    let r = run();
+    let d0 = decide(&r, &observed(None, resolved()), at(0));
+    let r = advance(r, &d0);
+    let d1 = decide(
+        &r,
+        &observed(
+            Some(job(json!({"active": 2, "ready": 2}))),
+            Target::NotNeeded,
+        ),
+        at(5),
+    );
+    assert_eq!(d1.status.phase, Some(Phase::Running));
+    assert_eq!(condition(&d1, RUNNING), ("True", "LoadGeneratorsActive"));
+    assert_eq!(d1.transition.as_ref().unwrap().reason, "Running");
+    let r = advance(r, &d1);
+    let done = job(json!({"succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let d2 = decide(&r, &observed(Some(done), Target::NotNeeded), at(60));
+    assert_eq!(d2.status.phase, Some(Phase::Succeeded));
+    assert_eq!(d2.actions, vec![Action::WriteResults]);
+    assert_eq!(d2.status.completion_time, Some(Time(at(60))));
+    assert_eq!(d2.status.results_config_map.as_deref(), Some("r1-results"));
+    assert_eq!(condition(&d2, SUCCEEDED), ("True", "Completed"));
+    assert_eq!(condition(&d2, FAILED).0, "False");
+    assert_eq!(condition(&d2, RUNNING).0, "False");
+    let t = d2.transition.unwrap();
+    assert!(!t.warning);
+    assert_eq!(t.reason, "Succeeded");
+}
+
+#[test]
+fn deciding_again_on_the_same_state_changes_nothing() {
+    // No hot loop: a reconcile that sees its own status writes nothing new.
+    let r = run();
+    let states = [
+        observed(Some(job(json!({"active": 1}))), Target::NotNeeded),
+        observed(
+            Some(job(
+                json!({"conditions": [{"type": "Complete", "status": "True"}]}),
+            )),
+            Target::NotNeeded,
+        ),
+    ];
+    let mut r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    for (i, obs) in states.iter().enumerate() {
+        let d = decide(&r, obs, at(10 + i as i64));
+        r = advance(r, &d);
+        let again = decide(&r, obs, at(500 + i as i64));
+        assert_eq!(again.status, d.status, "step {i}");
+        assert!(again.transition.is_none(), "step {i}");
+    }
+}
+
+#[test]
+fn a_failed_job_fails_the_run_with_its_reason_and_the_workers_word() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let failed = job(json!({"failed": 1, "conditions": [{
+        "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"
+    }]}));
+    let mut obs = observed(Some(failed), Target::NotNeeded);
+    obs.failed_pod_message = Some("connection refused to http://vllm:8000 (exit code 1)".into());
+    let d = decide(&r, &obs, at(30));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "BackoffLimitExceeded"));
+    let msg = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("backoff limit") && msg.contains("connection refused"),
+        "{msg}"
+    );
+    assert!(d.transition.unwrap().warning);
+    assert_eq!(d.actions, vec![Action::WriteResults]);
+}
+
+#[test]
+fn a_job_past_its_deadline_is_a_timeout() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let failed = job(
+        json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}),
+    );
+    let d = decide(&r, &observed(Some(failed), Target::NotNeeded), at(30));
+    assert_eq!(condition(&d, FAILED), ("True", "Timeout"));
+}
+
+#[test]
+fn cancel_suspends_the_job_and_keeps_results() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let mut r = r;
+    r.spec.cancel = true;
+    let d = decide(
+        &r,
+        &observed(Some(job(json!({"active": 1}))), Target::NotNeeded),
+        at(20),
+    );
+    assert_eq!(d.actions, vec![Action::SuspendJob, Action::WriteResults]);
+    assert_eq!(d.status.phase, Some(Phase::Cancelled));
+    assert_eq!(condition(&d, SUCCEEDED), ("False", "Cancelled"));
+    assert_eq!(condition(&d, FAILED), ("False", "Cancelled"));
+    // Cancelling before anything started creates nothing.
+    let mut fresh = run();
+    fresh.spec.cancel = true;
+    let d = decide(&fresh, &observed(None, Target::NotNeeded), at(0));
+    assert_eq!(d.actions, vec![Action::WriteResults]);
+}
+
+#[test]
+fn timeout_stops_the_run_and_is_requeued_for_until_then() {
+    let mut r = run();
+    r.spec.timeout = Some(Duration::from_secs(60).into());
+    let r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    let running = || observed(Some(job(json!({"active": 1}))), Target::NotNeeded);
+    let d = decide(&r, &running(), at(20));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(40)));
+    let d = decide(&r, &running(), at(61));
+    assert_eq!(d.actions, vec![Action::SuspendJob, Action::WriteResults]);
+    assert_eq!(condition(&d, FAILED), ("True", "Timeout"));
+    assert!(
+        conditions::get(&d.status.conditions, FAILED)
+            .unwrap()
+            .message
+            .contains("60s")
+    );
+}
+
+#[test]
+fn finished_runs_are_deleted_after_their_ttl() {
+    let mut r = run();
+    r.spec.ttl_seconds_after_finished = Some(100);
+    let r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    let done = job(json!({"conditions": [{"type": "Complete", "status": "True"}]}));
+    let r = advance(
+        r.clone(),
+        &decide(&r, &observed(Some(done.clone()), Target::NotNeeded), at(10)),
+    );
+    let d = decide(&r, &observed(Some(done.clone()), Target::NotNeeded), at(50));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
+    let d = decide(&r, &observed(Some(done), Target::NotNeeded), at(111));
+    assert_eq!(d.actions, vec![Action::DeleteRun]);
+}
+
+#[test]
+fn an_invalid_spec_fails_without_launching_anything() {
+    let mut r = run();
+    r.spec.load.concurrency = Some(0);
+    let d = decide(&r, &observed(None, resolved()), at(0));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, ACCEPTED), ("False", "InvalidSpec"));
+    assert!(
+        conditions::get(&d.status.conditions, FAILED)
+            .unwrap()
+            .message
+            .contains("spec.load.concurrency")
+    );
+}
+
+#[test]
+fn a_job_of_someone_else_is_not_adopted() {
+    let mut foreign = job(json!({"active": 1}));
+    foreign.metadata.owner_references = None;
+    let d = decide(&run(), &observed(Some(foreign), Target::NotNeeded), at(0));
+    assert_eq!(condition(&d, FAILED), ("True", "JobConflict"));
+}

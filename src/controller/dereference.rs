@@ -1,0 +1,178 @@
+//! The dereference stage: resolves `target.serviceRef` to pod addresses.
+//!
+//! benchrun sends to the ready pods behind a Service directly, as listed by its
+//! EndpointSlices, instead of through its virtual IP: load spreads evenly over the
+//! replicas whatever the proxy does, and no kube-proxy or cluster DNS is needed.
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams};
+
+use super::decide::Target;
+use super::error::Error;
+use crate::api::{Scheme, ServiceRef};
+
+/// Looks the target up in the cluster.
+pub async fn resolve(
+    client: &kube::Client,
+    namespace: &str,
+    target: &crate::api::Target,
+) -> Result<Target, Error> {
+    if let Some(url) = &target.url {
+        return Ok(Target::Resolved(vec![
+            url.trim_end_matches('/').to_string(),
+        ]));
+    }
+    let Some(svc_ref) = &target.service_ref else {
+        return Ok(Target::Unresolved(
+            "the target has neither url nor serviceRef".into(),
+        ));
+    };
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let Some(service) = services.get_opt(&svc_ref.name).await? else {
+        return Ok(Target::Unresolved(format!(
+            "Service {} not found",
+            svc_ref.name
+        )));
+    };
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", svc_ref.name));
+    let slices = slices.list(&lp).await?.items;
+    Ok(match urls(svc_ref, &service, &slices) {
+        Ok(urls) => Target::Resolved(urls),
+        Err(why) => Target::Unresolved(why),
+    })
+}
+
+/// The URLs of the ready endpoints of the chosen Service port. Pure.
+pub fn urls(
+    svc_ref: &ServiceRef,
+    service: &Service,
+    slices: &[EndpointSlice],
+) -> Result<Vec<String>, String> {
+    let name = &svc_ref.name;
+    let ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    let port = match (svc_ref.port, &svc_ref.port_name) {
+        (Some(n), _) => ports.iter().find(|p| p.port == n),
+        (None, Some(pn)) => ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(pn.as_str())),
+        (None, None) if ports.len() == 1 => ports.first(),
+        (None, None) => {
+            return Err(format!(
+                "Service {name} has {} ports: set serviceRef.port or serviceRef.portName",
+                ports.len()
+            ));
+        }
+    }
+    .ok_or_else(|| format!("Service {name} has no such port"))?;
+    let port_name = port.name.clone().unwrap_or_default();
+    let scheme = match svc_ref.scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let mut urls = Vec::new();
+    for slice in slices {
+        let Some(target_port) = slice.ports.iter().flatten().find_map(|p| {
+            (p.name.clone().unwrap_or_default() == port_name)
+                .then_some(p.port)
+                .flatten()
+        }) else {
+            continue;
+        };
+        for ep in &slice.endpoints {
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            for addr in &ep.addresses {
+                let host = if addr.contains(':') {
+                    format!("[{addr}]")
+                } else {
+                    addr.clone()
+                };
+                urls.push(format!("{scheme}://{host}:{target_port}"));
+            }
+        }
+    }
+    urls.sort();
+    urls.dedup();
+    if urls.is_empty() {
+        return Err(format!("Service {name} has no ready endpoints"));
+    }
+    Ok(urls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(ports: serde_json::Value) -> Service {
+        serde_json::from_value(serde_json::json!({"spec": {"ports": ports}})).unwrap()
+    }
+
+    fn slice(v: serde_json::Value) -> EndpointSlice {
+        let mut base = serde_json::json!({"addressType": "IPv4", "metadata": {}});
+        base.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn svc_ref(port: Option<i32>, port_name: Option<&str>) -> ServiceRef {
+        ServiceRef {
+            name: "vllm".into(),
+            port,
+            port_name: port_name.map(Into::into),
+            scheme: Scheme::Http,
+        }
+    }
+
+    #[test]
+    fn ready_endpoints_of_the_named_port_become_urls() {
+        let svc = service(serde_json::json!([
+            {"name": "http", "port": 80, "targetPort": 8000},
+            {"name": "metrics", "port": 9090}
+        ]));
+        let slices = vec![slice(serde_json::json!({
+            "ports": [{"name": "http", "port": 8000}, {"name": "metrics", "port": 9090}],
+            "endpoints": [
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": true}},
+                {"addresses": ["10.0.0.1"]},
+                {"addresses": ["10.0.0.3"], "conditions": {"ready": false}}
+            ]
+        }))];
+        let got = urls(&svc_ref(Some(80), None), &svc, &slices).unwrap();
+        assert_eq!(got, vec!["http://10.0.0.1:8000", "http://10.0.0.2:8000"]);
+        let got = urls(&svc_ref(None, Some("metrics")), &svc, &slices).unwrap();
+        assert_eq!(got, vec!["http://10.0.0.1:9090", "http://10.0.0.2:9090"]);
+    }
+
+    #[test]
+    fn ambiguous_ports_and_empty_services_are_explained() {
+        let svc = service(serde_json::json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}]));
+        let err = urls(&svc_ref(None, None), &svc, &[]).unwrap_err();
+        assert!(err.contains("set serviceRef.port"), "{err}");
+        let one = service(serde_json::json!([{"port": 8000}]));
+        let err = urls(&svc_ref(None, None), &one, &[]).unwrap_err();
+        assert!(err.contains("no ready endpoints"), "{err}");
+        let err = urls(&svc_ref(Some(1234), None), &one, &[]).unwrap_err();
+        assert!(err.contains("no such port"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_bracketed() {
+        let svc = service(serde_json::json!([{"port": 8000}]));
+        let slices = vec![slice(serde_json::json!({
+            "addressType": "IPv6",
+            "ports": [{"port": 8000}],
+            "endpoints": [{"addresses": ["fd00::1"]}]
+        }))];
+        let got = urls(&svc_ref(None, None), &svc, &slices).unwrap();
+        assert_eq!(got, vec!["http://[fd00::1]:8000"]);
+    }
+}

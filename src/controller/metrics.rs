@@ -1,0 +1,95 @@
+//! The operator's own Prometheus metrics, served on `/metrics`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label set of the failure counter: a fixed category, never an object name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub category: &'static str,
+}
+
+/// Reconcile metrics.
+pub struct Metrics {
+    pub registry: Registry,
+    reconciles: Counter,
+    failures: Family<ErrorLabels, Counter>,
+    duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("benchrun");
+        let reconciles = Counter::default();
+        let failures = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile",
+            "Reconciles of BenchmarkRuns",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed, by error category",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            failures,
+            duration,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, took: Duration) {
+        self.reconciles.inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    pub fn failed(&self, category: &'static str) {
+        self.failures.get_or_create(&ErrorLabels { category }).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_counted_by_category() {
+        let m = Metrics::default();
+        m.reconciled(Duration::from_millis(3));
+        m.failed("kube_api");
+        m.failed("kube_api");
+        let text = m.encode();
+        assert!(text.contains("benchrun_reconcile_total 1"), "{text}");
+        assert!(
+            text.contains("benchrun_reconcile_failures_total{category=\"kube_api\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("benchrun_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+    }
+}

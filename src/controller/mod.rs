@@ -1,0 +1,174 @@
+//! The operator: watches BenchmarkRuns and drives each through its phases.
+//!
+//! Reconcile is a pipeline of stages: [`dereference`] (target URLs), [`decide`]
+//! (pure: next status and actions), [`build`] (pure: the owned objects), then
+//! apply and status in [`reconcile`].
+
+pub mod build;
+pub mod conditions;
+mod context;
+pub mod decide;
+pub mod dereference;
+mod error;
+pub mod health;
+mod leader;
+pub mod metrics;
+pub mod names;
+mod reconcile;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::{Controller, watcher};
+use tracing::{info, warn};
+
+pub use context::Context;
+pub use error::Error;
+
+use crate::api::BenchmarkRun;
+
+/// The image the controller runs from, and that load generators use by default.
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/benchrun/benchrun:", env!("CARGO_PKG_VERSION"));
+
+/// Options of `benchrun controller`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerOpts {
+    /// Namespaces to watch, comma-separated or repeated. Empty watches all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "BENCHRUN_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Image of the load-generator pods when a run names none.
+    #[arg(long, env = "BENCHRUN_LOADGEN_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub loadgen_image: String,
+    /// Address of the /livez, /readyz and /metrics server.
+    #[arg(long, env = "BENCHRUN_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    pub health_addr: SocketAddr,
+    /// Take a Lease so that only one replica reconciles at a time.
+    #[arg(long, env = "BENCHRUN_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Identity of this replica in the Lease. Default: the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the operator until a shutdown signal, or until leadership is lost.
+pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let health = Arc::new(health::Health::default());
+    let listener = tokio::net::TcpListener::bind(opts.health_addr).await?;
+    info!(addr = %opts.health_addr, "serving /livez, /readyz and /metrics");
+    let router = health::router(health.clone(), metrics.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            warn!("health server stopped: {e}");
+        }
+    });
+
+    let identity = opts.identity.clone().unwrap_or_else(hostname);
+    let leadership = if opts.leader_elect {
+        // A standby replica is healthy: it must not block rolling updates.
+        health.set_ready(true);
+        let l = leader::acquire(client.clone(), &opts.lease_namespace, &identity).await?;
+        health.set_ready(false);
+        Some(l)
+    } else {
+        None
+    };
+
+    let settings = build::BuildSettings {
+        loadgen_image: opts.loadgen_image.clone(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        metrics,
+        Some(identity),
+    ));
+    let namespaces: Vec<Option<String>> = if opts.namespaces.is_empty() {
+        vec![None]
+    } else {
+        opts.namespaces.iter().cloned().map(Some).collect()
+    };
+    let owned = watcher::Config::default().labels(names::MANAGED_SELECTOR);
+    let mut stores = Vec::new();
+    let mut controllers = Vec::new();
+    for ns in &namespaces {
+        info!(
+            namespace = ns.as_deref().unwrap_or("<all>"),
+            "watching BenchmarkRuns"
+        );
+        let runs = api::<DeserializeGuard<BenchmarkRun>>(&client, ns.as_deref());
+        let controller = Controller::new(runs, watcher::Config::default())
+            .owns(api::<Job>(&client, ns.as_deref()), owned.clone())
+            .owns(api::<ConfigMap>(&client, ns.as_deref()), owned.clone());
+        stores.push(controller.store());
+        controllers.push(
+            controller
+                .shutdown_on_signal()
+                .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        tracing::debug!("controller: {e}");
+                    }
+                }),
+        );
+    }
+    let ready = health.clone();
+    tokio::spawn(async move {
+        for store in stores {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
+        }
+        info!("watches synced");
+        ready.set_ready(true);
+    });
+    let all = futures::future::join_all(controllers);
+    match leadership {
+        Some(leadership) => tokio::select! {
+            _ = all => Ok(()),
+            () = leadership.lost() => Err("lost the leader lease; exiting so a new leader can take over".into()),
+        },
+        None => {
+            all.await;
+            Ok(())
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "benchrun".into())
+}

@@ -1,0 +1,305 @@
+//! One reconcile: observe → decide → execute → write status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use super::context::Context;
+use super::decide::{self, Action, Decision, Observed, Target};
+use super::error::Error;
+use super::names::{self, FIELD_MANAGER};
+use super::{build, conditions, dereference};
+use crate::api::{BenchmarkRun, BenchmarkRunStatus, Phase};
+use crate::results::{RESULTS_SCHEMA_VERSION, ResultsDocument, RunRef};
+
+/// The reconciler the runtime calls for each run.
+#[instrument(skip_all, fields(run = %guard_name(&guard)))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<BenchmarkRun>>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let result = match &guard.0 {
+        Ok(run) => reconcile_run(run, &ctx).await,
+        Err(invalid) => report_unreadable(invalid, &ctx).await,
+    };
+    ctx.metrics.reconciled(started.elapsed());
+    result
+}
+
+/// Retries failed reconciles with a delay; the failure is counted by category.
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<BenchmarkRun>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Requeue {
+    warn!(run = %guard_name(&guard), category = error.category(), "reconcile failed: {error}");
+    ctx.metrics.failed(error.category());
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+fn guard_name(guard: &DeserializeGuard<BenchmarkRun>) -> String {
+    match &guard.0 {
+        Ok(run) => format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any()),
+        Err(invalid) => invalid.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+async fn reconcile_run(run: &BenchmarkRun, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = run.namespace().ok_or(Error::MissingNamespace)?;
+    if run.meta().deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the Job and ConfigMap.
+        return Ok(Requeue::await_change());
+    }
+    let observed = observe(run, &ns, ctx).await?;
+    let decision = decide::decide(run, &observed, Timestamp::now());
+    execute(run, &ns, &decision, ctx).await?;
+    write_status(run, &ns, &decision.status, ctx).await?;
+    if let Some(t) = &decision.transition {
+        info!(phase = %t.reason, "{}", t.note);
+        publish(ctx, run.object_ref(&()), t.warning, &t.reason, &t.note).await;
+    }
+    Ok(match decision.requeue_after {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed, Error> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let job_name = names::job_name(run);
+    let job = jobs.get_opt(&job_name).await?;
+    let final_phase = run
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(Phase::is_final);
+    let failed = job
+        .as_ref()
+        .is_some_and(|j| matches!(decide::finished(j), Some(decide::JobEnd::Failed { .. })));
+    let failed_pod_message = if failed && !final_phase {
+        failed_pod_message(ctx, ns, &job_name).await?
+    } else {
+        None
+    };
+    let target = if job.is_none() && !final_phase && !run.spec.cancel {
+        dereference::resolve(&ctx.client, ns, &run.spec.target).await?
+    } else {
+        Target::NotNeeded
+    };
+    Ok(Observed {
+        job,
+        failed_pod_message,
+        target,
+    })
+}
+
+/// The termination message (or reason and exit code) of the first failed worker.
+async fn failed_pod_message(ctx: &Context, ns: &str, job: &str) -> Result<Option<String>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    let pods = pods.list(&lp).await?.items;
+    Ok(pods.iter().find_map(|pod| {
+        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+        statuses.iter().find_map(|cs| {
+            let t = cs.state.as_ref()?.terminated.as_ref()?;
+            (t.exit_code != 0).then(|| {
+                let msg = t
+                    .message
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty());
+                match msg {
+                    Some(m) => format!("{} (exit code {})", m, t.exit_code),
+                    None => format!(
+                        "{} exited with code {} ({})",
+                        pod.name_any(),
+                        t.exit_code,
+                        t.reason.as_deref().unwrap_or("Error")
+                    ),
+                }
+            })
+        })
+    }))
+}
+
+async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> Result<(), Error> {
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    for action in &d.actions {
+        match action {
+            Action::CreateJob(urls) => {
+                let plan = build::plan(run, urls.clone());
+                let job = build::job(run, &plan, &ctx.settings, false)?;
+                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+                jobs.patch(&names::job_name(run), &apply, &Patch::Apply(&job))
+                    .await?;
+            }
+            Action::SuspendJob => {
+                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+                let patch = Patch::Merge(json!({"spec": {"suspend": true}}));
+                ignore_not_found(
+                    jobs.patch(&names::job_name(run), &PatchParams::default(), &patch)
+                        .await,
+                )?;
+            }
+            Action::WriteResults => {
+                let files = results_document(run, &d.status).files()?;
+                let cm = build::results_config_map(run, files);
+                let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+                cms.patch(
+                    &names::results_config_map_name(run),
+                    &apply,
+                    &Patch::Apply(&cm),
+                )
+                .await?;
+            }
+            Action::DeleteRun => {
+                let runs: Api<BenchmarkRun> = Api::namespaced(ctx.client.clone(), ns);
+                ignore_not_found(
+                    runs.delete(&run.name_any(), &DeleteParams::background())
+                        .await,
+                )?;
+                info!("deleted: ttlSecondsAfterFinished has passed");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn results_document(run: &BenchmarkRun, status: &BenchmarkRunStatus) -> ResultsDocument {
+    let end = conditions::get(&status.conditions, conditions::SUCCEEDED);
+    ResultsDocument {
+        schema_version: RESULTS_SCHEMA_VERSION,
+        run: RunRef {
+            namespace: run.namespace().unwrap_or_default(),
+            name: run.name_any(),
+            uid: run.uid().unwrap_or_default(),
+        },
+        phase: status.phase.unwrap_or(Phase::Pending),
+        reason: end.map(|c| c.reason.clone()).unwrap_or_default(),
+        message: end.map(|c| c.message.clone()).unwrap_or_default(),
+        start_time: status.start_time.as_ref().map(|t| t.0.to_string()),
+        completion_time: status.completion_time.as_ref().map(|t| t.0.to_string()),
+        summary: status.summary.clone().unwrap_or_default(),
+        steps: status.steps.clone(),
+    }
+}
+
+/// Server-side applies the status, unless nothing changed.
+async fn write_status(
+    run: &BenchmarkRun,
+    ns: &str,
+    status: &BenchmarkRunStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if run.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    apply_status(ctx, ns, &run.name_any(), status).await
+}
+
+async fn apply_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &BenchmarkRunStatus,
+) -> Result<(), Error> {
+    let runs: Api<BenchmarkRun> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": "benchrun.dev/v1alpha1",
+        "kind": "BenchmarkRun",
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    runs.patch_status(name, &params, &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+/// An object that does not even deserialize (e.g. admitted under an older CRD)
+/// ends Failed with the parser's message instead of stalling the watch.
+async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = invalid
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(Error::MissingNamespace)?;
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    // A stable timestamp, so that applying the same status twice changes nothing.
+    let since = invalid
+        .metadata
+        .creation_timestamp
+        .clone()
+        .unwrap_or(Time(Timestamp::UNIX_EPOCH));
+    let message = format!(
+        "the object does not match the BenchmarkRun schema: {}",
+        invalid.error
+    );
+    let mut status = BenchmarkRunStatus {
+        observed_generation: invalid.metadata.generation,
+        phase: Some(Phase::Failed),
+        ..BenchmarkRunStatus::default()
+    };
+    let generation = invalid.metadata.generation;
+    for (type_, value) in [
+        (conditions::ACCEPTED, false),
+        (conditions::SUCCEEDED, false),
+        (conditions::FAILED, true),
+    ] {
+        conditions::set(
+            &mut status.conditions,
+            type_,
+            value,
+            "InvalidSpec",
+            message.clone(),
+            generation,
+            &since,
+        );
+    }
+    warn!("{message}");
+    apply_status(ctx, &ns, &name, &status).await?;
+    Ok(Requeue::await_change())
+}
+
+async fn publish(
+    ctx: &Context,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+    warning: bool,
+    reason: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // Events are best effort: a failure to record one must not fail the run.
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        warn!("could not publish event: {e}");
+    }
+}

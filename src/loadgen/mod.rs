@@ -1,0 +1,3 @@
+//! The load generator. Pure engine, no Kubernetes client.
+
+pub mod plan;

@@ -1,0 +1,149 @@
+//! The load plan: everything one load-generator worker needs to know, written by the
+//! controller into the Job's pod template and read by `benchrun loadgen --worker`.
+//!
+//! It is versioned: a worker refuses a plan whose `schemaVersion` it does not know,
+//! rather than running a different benchmark than the one asked for.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that carries the plan as JSON.
+pub const PLAN_ENV: &str = "BENCHRUN_PLAN";
+/// The environment variable that carries the API key, when the run names one.
+pub const API_KEY_ENV: &str = "BENCHRUN_API_KEY";
+/// The port a worker serves `/ready`, `/start`, `/result` and `/metrics` on.
+pub const WORKER_PORT: u16 = 8080;
+/// The plan schema this build reads and writes.
+pub const PLAN_SCHEMA_VERSION: u32 = 1;
+
+/// What to run, as one worker sees it. Totals (`concurrency`, `requestRate`,
+/// `requestCount`) are for the whole run; each worker takes its share by its index.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadPlan {
+    pub schema_version: u32,
+    /// Base URLs of the server; streams are spread across them evenly.
+    pub urls: Vec<String>,
+    pub model: String,
+    pub endpoint: Endpoint,
+    pub streaming: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Read the API key from [`API_KEY_ENV`].
+    #[serde(default)]
+    pub api_key_from_env: bool,
+    pub workers: u32,
+    /// The steps to run in order; a run without a sweep has one.
+    pub steps: Vec<Step>,
+    pub stop: StopCondition,
+    pub warmup_requests: u64,
+    pub arrival: Arrival,
+    pub input: InputPlan,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<ConversationPlan>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
+    pub seed: u64,
+}
+
+/// Which OpenAI API to call.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Endpoint {
+    Chat,
+    Completions,
+}
+
+/// One step of load: a closed loop of `concurrency` streams, or an open loop of
+/// `rate` requests per second (optionally capped at `concurrency` in flight).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+}
+
+/// When a step's measured phase ends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum StopCondition {
+    Requests(u64),
+    DurationMs(u64),
+}
+
+/// Arrival process for rate steps.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Arrival {
+    Poisson,
+    Constant,
+}
+
+/// Where prompts come from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum InputPlan {
+    Synthetic {
+        input_mean: u64,
+        input_stddev: u64,
+        output_mean: u64,
+        output_stddev: u64,
+    },
+    /// JSONL request payloads in a file: the dataset ConfigMap, mounted into the pod.
+    Dataset { path: String },
+}
+
+/// Multi-turn conversations.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConversationPlan {
+    pub count: u64,
+    pub turns: u32,
+}
+
+impl LoadPlan {
+    /// Reads a plan, refusing schema versions this build does not know.
+    pub fn from_json(json: &str) -> Result<LoadPlan, PlanError> {
+        #[derive(Deserialize)]
+        struct Version {
+            #[serde(rename = "schemaVersion")]
+            schema_version: u32,
+        }
+        let v: Version = serde_json::from_str(json).map_err(PlanError::Malformed)?;
+        if v.schema_version != PLAN_SCHEMA_VERSION {
+            return Err(PlanError::Version(v.schema_version));
+        }
+        serde_json::from_str(json).map_err(PlanError::Malformed)
+    }
+}
+
+/// Why a plan cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the load plan is not valid JSON for this version: {0}")]
+    Malformed(serde_json::Error),
+    #[error(
+        "the load plan has schemaVersion {0}; this benchrun reads version {PLAN_SCHEMA_VERSION}"
+    )]
+    Version(u32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_versions_are_refused() {
+        let json = r#"{"schemaVersion":2}"#;
+        assert!(matches!(
+            LoadPlan::from_json(json),
+            Err(PlanError::Version(2))
+        ));
+        assert!(matches!(
+            LoadPlan::from_json("{"),
+            Err(PlanError::Malformed(_))
+        ));
+    }
+}
