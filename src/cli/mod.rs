@@ -64,6 +64,12 @@ pub enum Command {
     },
     /// Print the BenchmarkRun CustomResourceDefinition as YAML.
     Crd,
+    /// Check BenchmarkRun manifests offline, with the same rules as admission.
+    Validate {
+        /// YAML files; documents of other kinds are skipped.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
     /// kubectl plugin commands (also run as `kubectl benchrun ...`).
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -136,11 +142,56 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Validate { files } => validate_files(&files),
         Command::Loadgen { .. } => unavailable("loadgen"),
         Command::Sim { .. } => unavailable("sim"),
         Command::GpuExporter { .. } => unavailable("gpu-exporter"),
         Command::Inspect { .. } => unavailable("inspect"),
         Command::Kubectl { .. } => unavailable("kubectl"),
+    }
+}
+
+/// Validates every BenchmarkRun document in the files; exit 1 if any is invalid.
+fn validate_files(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ok = false;
+                continue;
+            }
+        };
+        let docs: Vec<serde_json::Value> = match serde_saphyr::from_multiple(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{}: not YAML: {e}", file.display());
+                ok = false;
+                continue;
+            }
+        };
+        for mut doc in docs.into_iter().filter(|d| d["kind"] == "BenchmarkRun") {
+            let name = doc["metadata"]["name"]
+                .as_str()
+                .unwrap_or("<unnamed>")
+                .to_string();
+            if doc["metadata"]["namespace"].is_null() {
+                doc["metadata"]["namespace"] = "default".into();
+            }
+            match crate::api::validate_json(&doc) {
+                Ok(_) => println!("{}: {name}: valid", file.display()),
+                Err(e) => {
+                    println!("{}: {name}: {e}", file.display());
+                    ok = false;
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

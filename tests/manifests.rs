@@ -1,0 +1,113 @@
+//! The committed manifests agree with the code and with each other: the CRD is
+//! what `benchrun crd` prints, the Helm chart grants what `config/` grants, and
+//! every sample is a valid run.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    let path = root().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("bad YAML: {e}\n{text}"))
+}
+
+/// The plain-YAML `rules:` block of a templated RBAC manifest (up to the next document).
+fn rules_block(template: &str) -> Value {
+    let start = template.find("\nrules:").expect("a rules: block") + 1;
+    let block = template[start..].split("\n---").next().unwrap_or_default();
+    yaml(block)["rules"].clone()
+}
+
+#[test]
+fn committed_crds_are_what_benchrun_crd_prints() {
+    let generated = benchrun::api::crd_yaml().expect("the CRD serializes");
+    for copy in [
+        "crds/benchmarkruns.benchrun.dev.yaml",
+        "config/crd/benchmarkruns.benchrun.dev.yaml",
+        "charts/benchrun/crds/benchmarkruns.benchrun.dev.yaml",
+    ] {
+        assert!(
+            read(copy) == generated,
+            "{copy} is stale: regenerate with `cargo run -- crd > {copy}`"
+        );
+    }
+}
+
+#[test]
+fn chart_rbac_matches_config_rbac() {
+    let config_role = yaml(&read("config/rbac/role.yaml"));
+    let chart_role = rules_block(&read("charts/benchrun/templates/clusterrole.yaml"));
+    assert_eq!(config_role["rules"], chart_role);
+    let config_le = yaml(&read("config/rbac/leader_election_role.yaml"));
+    let chart_le = rules_block(&read("charts/benchrun/templates/leader-election.yaml"));
+    assert_eq!(config_le["rules"], chart_le);
+}
+
+#[test]
+fn chart_deployment_matches_config_manager() {
+    let manager = yaml(&read("config/manager/manager.yaml"));
+    let values = yaml(&read("charts/benchrun/values.yaml"));
+    let pod = &manager["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(pod["securityContext"], values["podSecurityContext"]);
+    assert_eq!(container["securityContext"], values["securityContext"]);
+    assert_eq!(container["resources"], values["resources"]);
+    assert_eq!(container["ports"][0]["containerPort"], values["healthPort"]);
+    let template = read("charts/benchrun/templates/deployment.yaml");
+    for env in container["env"].as_array().expect("env") {
+        let name = env["name"].as_str().expect("env name");
+        assert!(
+            template.contains(&format!("name: {name}")),
+            "chart lacks env {name}"
+        );
+    }
+    for probe in [
+        "path: /livez, port: health",
+        "path: /readyz, port: health",
+        "args: [\"controller\"]",
+    ] {
+        assert!(template.contains(probe), "chart lacks {probe}");
+        assert!(
+            read("config/manager/manager.yaml").contains(probe),
+            "config lacks {probe}"
+        );
+    }
+    let image = container["image"].as_str().expect("image");
+    let chart = yaml(&read("charts/benchrun/Chart.yaml"));
+    assert_eq!(
+        image,
+        format!(
+            "{}:{}",
+            values["image"]["repository"].as_str().unwrap(),
+            chart["appVersion"].as_str().unwrap()
+        )
+    );
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn every_sample_is_a_valid_run() {
+    let dir = root().join("config/samples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("samples") {
+        let path = entry.expect("entry").path();
+        if path.file_name().and_then(|f| f.to_str()) == Some("kustomization.yaml") {
+            continue;
+        }
+        let mut run = yaml(&std::fs::read_to_string(&path).expect("read"));
+        run["metadata"]["namespace"] = "default".into();
+        if let Err(e) = benchrun::api::validate_json(&run) {
+            panic!("{}: {e}", Path::new(&path).display());
+        }
+        n += 1;
+    }
+    assert!(n >= 3, "at least three samples");
+}
