@@ -18,6 +18,7 @@ mod reconcile;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -141,8 +142,21 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     let ready = health.clone();
     tokio::spawn(async move {
         for store in stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
+            // kube-runtime's ready signal keeps one waker: with the controller's
+            // runner waiting on the same store, a single wait here may never wake
+            // (kube-runtime 5.0, utils/delayed_init.rs). Waiting in short rounds
+            // re-registers, and a store that is ready answers at once.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => {
+                        warn!("a watch stopped before its first sync: {e}");
+                        return;
+                    }
+                    Err(_) => continue,
+                }
             }
         }
         info!("watches synced");
