@@ -39,11 +39,7 @@ pub enum Command {
     /// Run the operator.
     Controller(ControllerOpts),
     /// Generate load against an OpenAI-compatible endpoint (standalone, or as a Job worker).
-    #[command(disable_help_flag = true)]
-    Loadgen {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    Loadgen(crate::loadgen::cli::LoadgenOpts),
     /// Simulators for dry runs without GPUs: `sim inference` and `sim dcgm`.
     #[command(disable_help_flag = true)]
     Sim {
@@ -143,7 +139,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Validate { files } => validate_files(&files),
-        Command::Loadgen { .. } => unavailable("loadgen"),
+        Command::Loadgen(opts) => crate::loadgen::cli::main(opts),
         Command::Sim { .. } => unavailable("sim"),
         Command::GpuExporter { .. } => unavailable("gpu-exporter"),
         Command::Inspect { .. } => unavailable("inspect"),

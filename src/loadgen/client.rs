@@ -1,0 +1,187 @@
+//! Sends one request and times it as the bytes arrive.
+//!
+//! hyper's HTTP/1.1 client, one client for the run, one connection per
+//! in-flight stream (the pool holds up to the run's concurrency). Each body
+//! frame is timestamped the moment hyper hands it over, before any parsing.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::request::{ErrorKind, Record, TokenSource};
+use super::sse::{Event, SseReader, chunk_events};
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A client whose pool keeps `max_idle` connections per host.
+pub fn http_client(max_idle: usize) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle)
+        .build(connector)
+}
+
+/// What to send.
+pub struct Outgoing<'a> {
+    pub url: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: Vec<u8>,
+    pub streaming: bool,
+    pub prompt_words: u64,
+    /// Bound on the whole request, first byte to last.
+    pub timeout: Duration,
+}
+
+/// Sends the request and reads the whole response; never panics on bad servers.
+pub async fn send(client: &HttpClient, out: Outgoing<'_>) -> Record {
+    let start = Instant::now();
+    let mut rec = Record {
+        ok: false,
+        error: None,
+        ttft: None,
+        token_times: Vec::new(),
+        latency: 0.0,
+        input_tokens: out.prompt_words,
+        output_tokens: 0,
+        source: TokenSource::Counted,
+    };
+    let outcome = tokio::time::timeout(out.timeout, exchange(client, &out, start, &mut rec)).await;
+    rec.latency = start.elapsed().as_secs_f64();
+    match outcome {
+        Err(_) => {
+            rec.error = Some((
+                ErrorKind::Timeout,
+                format!("no complete response within {:?}", out.timeout),
+            ))
+        }
+        Ok(Err(e)) => rec.error = Some(e),
+        Ok(Ok(())) if rec.output_tokens == 0 && rec.ttft.is_none() => {
+            rec.error = Some((
+                ErrorKind::EmptyResponse,
+                "the response held no generated text".into(),
+            ))
+        }
+        Ok(Ok(())) => rec.ok = true,
+    }
+    rec
+}
+
+async fn exchange(
+    client: &HttpClient,
+    out: &Outgoing<'_>,
+    start: Instant,
+    rec: &mut Record,
+) -> Result<(), (ErrorKind, String)> {
+    let mut req = hyper::Request::post(out.url).header("content-type", "application/json");
+    for (k, v) in out.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req
+        .body(Full::new(Bytes::from(out.body.clone())))
+        .map_err(|e| (ErrorKind::Connect, format!("building the request: {e}")))?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| (ErrorKind::Connect, format!("{}: {}", out.url, chain(&e))))?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let text = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&text[..text.len().min(300)]).into_owned();
+        return Err((
+            ErrorKind::HttpStatus,
+            format!("HTTP {}: {text}", status.as_u16()),
+        ));
+    }
+    let mut sse = SseReader::default();
+    let mut whole = Vec::new();
+    let mut counted = 0u64;
+    let mut usage = None;
+    let mut done = false;
+    while let Some(frame) = body.frame().await {
+        let at = start.elapsed().as_secs_f64();
+        let frame =
+            frame.map_err(|e| (ErrorKind::MalformedStream, format!("reading the body: {e}")))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        if !out.streaming {
+            whole.extend_from_slice(data);
+            continue;
+        }
+        for event in sse.feed(data) {
+            match event {
+                Event::Content { pieces } => {
+                    counted += u64::from(pieces);
+                    if rec.ttft.is_none() {
+                        rec.ttft = Some(at);
+                    } else {
+                        rec.token_times.push(at);
+                    }
+                }
+                Event::Usage { prompt, completion } => usage = Some((prompt, completion)),
+                Event::Done => done = true,
+                Event::Empty => {}
+                Event::Malformed(m) => return Err((ErrorKind::MalformedStream, m)),
+            }
+        }
+    }
+    if out.streaming {
+        if !done && (sse.has_partial() || counted == 0) {
+            return Err((
+                ErrorKind::MalformedStream,
+                "the stream ended before [DONE]".into(),
+            ));
+        }
+    } else {
+        let v: serde_json::Value = serde_json::from_slice(&whole).map_err(|e| {
+            (
+                ErrorKind::MalformedStream,
+                format!("non-JSON response: {e}"),
+            )
+        })?;
+        for event in chunk_events(&v) {
+            match event {
+                Event::Content { pieces } => {
+                    counted += u64::from(pieces);
+                    rec.ttft = Some(start.elapsed().as_secs_f64());
+                }
+                Event::Usage { prompt, completion } => usage = Some((prompt, completion)),
+                Event::Malformed(m) => return Err((ErrorKind::MalformedStream, m)),
+                _ => {}
+            }
+        }
+    }
+    match usage {
+        Some((prompt, completion)) if completion > 0 => {
+            rec.input_tokens = prompt;
+            rec.output_tokens = completion;
+            rec.source = TokenSource::Usage;
+        }
+        _ => rec.output_tokens = counted,
+    }
+    Ok(())
+}
+
+/// An error and its sources, outermost first ("client error (Connect): tcp
+/// connect error: Connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,99 @@
+use super::*;
+use crate::loadgen::plan::Endpoint;
+use crate::loadgen::request::tests::plan;
+use axum::Router;
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::routing::post;
+
+/// A tiny OpenAI-style server: `behaviour` picks what every request gets.
+async fn server(behaviour: &'static str) -> String {
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move {
+            let chunk = |c: &str| format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{c}\"}}}}]}}\n\n");
+            match behaviour {
+                "ok" => {
+                    let body = format!(
+                        "{}{}{}data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":11,\"completion_tokens\":3}}}}\n\ndata: [DONE]\n\n",
+                        chunk("a"),
+                        chunk("b"),
+                        chunk("c")
+                    );
+                    (StatusCode::OK, Body::from(body))
+                }
+                "truncated" => (StatusCode::OK, Body::from(format!("{}data: {{\"cho", chunk("a")))),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, Body::from("overloaded")),
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn plan_for(url: String, requests: u64) -> LoadPlan {
+    let mut p = plan(Endpoint::Chat, true);
+    p.urls = vec![url];
+    p.stop = StopCondition::Requests(requests);
+    p.warmup_requests = 2;
+    p
+}
+
+#[tokio::test]
+async fn a_closed_loop_runs_exactly_its_requests_with_usage_tokens() {
+    let p = plan_for(server("ok").await, 6);
+    let r = &run(&p, 0, None).await[0];
+    assert_eq!((r.requests, r.successes), (6, 6), "warmup excluded");
+    assert_eq!((r.input_tokens, r.output_tokens), (66, 18));
+    assert!(!r.tokens_counted);
+    assert_eq!(r.ttft_s.count, 6);
+    assert_eq!(r.inter_token_gap_s.count, 12);
+    assert!(r.latency_s.min >= r.ttft_s.min);
+}
+
+#[tokio::test]
+async fn bad_servers_are_counted_by_kind_never_fatal() {
+    let r = &run(&plan_for(server("503").await, 3), 0, None).await[0];
+    assert_eq!((r.successes, r.errors[&ErrorKind::HttpStatus]), (0, 3));
+    assert!(
+        r.error_samples[0].contains("HTTP 503: overloaded"),
+        "{:?}",
+        r.error_samples
+    );
+
+    let r = &run(&plan_for(server("truncated").await, 2), 0, None).await[0];
+    assert_eq!(r.errors[&ErrorKind::MalformedStream], 2);
+
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let r = &run(&plan_for(url, 2), 0, None).await[0];
+    assert_eq!(r.errors[&ErrorKind::Connect], 2);
+}
+
+#[tokio::test]
+async fn an_open_loop_sends_at_the_rate_for_its_duration() {
+    let mut p = plan_for(server("ok").await, 0);
+    p.warmup_requests = 0;
+    p.steps = vec![Step {
+        concurrency: None,
+        rate: Some(50.0),
+    }];
+    p.stop = StopCondition::DurationMs(400);
+    let r = &run(&p, 0, None).await[0];
+    // 50/s for 0.4 s: sends due at 0, 20, ..., 380 ms.
+    assert_eq!(r.requests, 20, "{r:?}");
+    assert_eq!(r.send_lateness_s.as_ref().unwrap().count, 20);
+}
+
+#[test]
+fn shares_split_totals_exactly() {
+    assert_eq!(
+        (0..3).map(|i| share(10, 3, i)).collect::<Vec<_>>(),
+        [4, 3, 3]
+    );
+    assert_eq!((0..4).map(|i| share(10, 4, i)).sum::<u64>(), 10);
+    assert_eq!(share(5, 0, 0), 5);
+}

@@ -1,0 +1,163 @@
+//! Request bodies and the record of one request. Pure.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::plan::{Endpoint, InputPlan, LoadPlan};
+
+/// How a request failed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorKind {
+    Connect,
+    Timeout,
+    HttpStatus,
+    MalformedStream,
+    EmptyResponse,
+}
+
+/// Where a request's token counts came from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TokenSource {
+    /// The server's `usage` object.
+    Usage,
+    /// Counted from the streamed chunks (input: the prompt's words).
+    Counted,
+}
+
+/// One finished request. Times in seconds from its send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub ok: bool,
+    pub error: Option<(ErrorKind, String)>,
+    pub ttft: Option<f64>,
+    /// Time of every content chunk after the first, from the send.
+    pub token_times: Vec<f64>,
+    pub latency: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub source: TokenSource,
+}
+
+impl Record {
+    /// Gaps between consecutive tokens.
+    pub fn inter_token_gaps(&self) -> impl Iterator<Item = f64> + '_ {
+        let first = self.ttft.into_iter();
+        first
+            .chain(self.token_times.iter().copied())
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// Per-request inter-token latency: (latency − TTFT) / (output tokens − 1).
+    pub fn itl(&self) -> Option<f64> {
+        let ttft = self.ttft?;
+        (self.output_tokens > 1).then(|| (self.latency - ttft) / (self.output_tokens - 1) as f64)
+    }
+}
+
+/// Builds the prompts of a plan, reproducibly from its seed.
+pub struct Prompts {
+    rng: StdRng,
+}
+
+/// A prompt and the tokens asked for.
+pub struct Prompt {
+    pub text: String,
+    pub words: u64,
+    pub max_tokens: u64,
+}
+
+impl Prompts {
+    pub fn new(seed: u64, worker: u32) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed ^ (u64::from(worker) << 32)),
+        }
+    }
+
+    /// A synthetic prompt of about `input_mean ± input_stddev` tokens (one
+    /// short word is close to one token for every common tokenizer).
+    pub fn next(&mut self, input: &InputPlan) -> Prompt {
+        let (im, isd, om, osd) = match input {
+            InputPlan::Synthetic {
+                input_mean,
+                input_stddev,
+                output_mean,
+                output_stddev,
+            } => (*input_mean, *input_stddev, *output_mean, *output_stddev),
+            InputPlan::Dataset { .. } => (128, 0, 128, 0),
+        };
+        let words = self.normal(im, isd).max(1);
+        let max_tokens = self.normal(om, osd).max(1);
+        const VOCAB: [&str; 16] = [
+            "the", "model", "serves", "tokens", "fast", "gpu", "power", "energy", "cluster",
+            "batch", "cache", "prompt", "decode", "queue", "load", "time",
+        ];
+        let mut text = String::with_capacity(words as usize * 6);
+        for i in 0..words {
+            if i > 0 {
+                text.push(' ');
+            }
+            text.push_str(VOCAB[self.rng.random_range(0..VOCAB.len())]);
+        }
+        Prompt {
+            text,
+            words,
+            max_tokens,
+        }
+    }
+
+    fn normal(&mut self, mean: u64, stddev: u64) -> u64 {
+        if stddev == 0 {
+            return mean;
+        }
+        // Box-Muller; enough for request shapes.
+        let (u1, u2): (f64, f64) = (self.rng.random_range(f64::EPSILON..1.0), self.rng.random());
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        (mean as f64 + z * stddev as f64).round().max(0.0) as u64
+    }
+}
+
+/// The JSON body for `prompt` under `plan`: model, messages or prompt,
+/// max_tokens, streaming with usage, then the plan's extra body merged last.
+pub fn body(plan: &LoadPlan, prompt: &Prompt) -> Value {
+    let mut b = match plan.endpoint {
+        Endpoint::Chat => json!({
+            "model": plan.model,
+            "messages": [{ "role": "user", "content": prompt.text }],
+            "max_tokens": prompt.max_tokens,
+        }),
+        Endpoint::Completions => json!({
+            "model": plan.model,
+            "prompt": prompt.text,
+            "max_tokens": prompt.max_tokens,
+        }),
+    };
+    if plan.streaming {
+        b["stream"] = json!(true);
+        b["stream_options"] = json!({ "include_usage": true });
+    }
+    if let Value::Object(map) = &mut b {
+        for (k, v) in &plan.extra_body {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    b
+}
+
+/// The request path of an endpoint.
+pub fn path(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Chat => "/v1/chat/completions",
+        Endpoint::Completions => "/v1/completions",
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
