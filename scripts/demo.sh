@@ -1,19 +1,101 @@
 #!/usr/bin/env bash
-# The main job: build benchrun and run a benchmark on a local cluster.
-# Usage: scripts/demo.sh   (or: make demo)
+# The main job: a complete benchmark on a local cluster.
+# Usage: scripts/demo.sh [--keep]   (or: make demo, make demo KEEP=1)
 #
-# Today it builds the binary, prints the CRD it would install and checks the sample
-# runs with the admission rules. The local control plane, the simulators and a real
-# run join it as they land (see the README's status section).
+# Builds the control plane (once, into the cache) and benchrun, brings up the
+# local cluster, installs the chart with Helm, deploys llm-d-inference-sim as
+# the inference server, applies a BenchmarkRun against its Service, waits for
+# the outcome, and prints `kubectl get br` and the worker's measurements.
+# --keep leaves the cluster running and prints how to reach it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+. scripts/cluster.sh
 ensure_rust
-cargo build --locked --release
-bin="$CARGO_TARGET_DIR/release/benchrun"
-echo "== benchrun $("$bin" --version)"
-echo "== the BenchmarkRun CRD (benchrun crd):"
-"$bin" crd | grep -E '^  (group|names|scope)|^    (kind|plural|shortNames)|^    - br'
-echo "== the sample runs, checked with the admission rules (benchrun validate):"
-"$bin" validate config/samples/*.yaml
-echo "== done: the local cluster demo arrives with the control-plane tooling (e2e/)."
+keep=0
+[ "${1:-}" = "--keep" ] || [ "${KEEP:-0}" = 1 ] && keep=1
+work="$(mktemp -d "${TMPDIR:-/tmp}/benchrun-demo.XXXXXX")"
+on_exit() {
+  if [ "$keep" = 1 ]; then
+    echo "== the cluster keeps running (pid $CLUSTER_PID): export KUBECONFIG=$work/cluster/kubeconfig"
+    echo "   stop it with: kill $CLUSTER_PID"
+  else
+    cluster_down
+    rm -rf "$work"
+  fi
+}
+trap on_exit EXIT
+cluster_up "$work/cluster"
+
+echo "== deploying llm-d-inference-sim (TTFT 25 ms, ITL 4 ms) in namespace demo"
+kubectl create namespace demo
+kubectl -n demo apply -f - <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: llm, labels: {app: llm}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: llm}}
+  template:
+    metadata: {labels: {app: llm}}
+    spec:
+      nodeSelector: {nvidia.com/gpu.present: "true"}
+      containers:
+        - name: sim
+          image: ghcr.io/llm-d/llm-d-inference-sim:v0.10.2
+          args: [--model, Qwen/Qwen2.5-7B-Instruct, --port, "8000", --mode, random,
+                 --time-to-first-token, 25ms, --inter-token-latency, 4ms, --max-num-seqs, "32"]
+          ports: [{name: http, containerPort: 8000}]
+          resources: {limits: {nvidia.com/gpu: 1}}
+          readinessProbe: {httpGet: {path: /v1/models, port: http}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: llm}
+spec:
+  selector: {app: llm}
+  ports: [{name: http, port: 8000, targetPort: http}]
+EOF
+kubectl -n demo rollout status deployment/llm --timeout=2m
+
+echo "== applying a BenchmarkRun: 8 streams, 200 requests"
+kubectl -n demo apply -f - <<'EOF'
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: qwen-c8}
+spec:
+  target:
+    serviceRef: {name: llm, portName: http}
+    model: Qwen/Qwen2.5-7B-Instruct
+  load:
+    concurrency: 8
+    requestCount: 200
+    warmupRequestCount: 8
+    input:
+      synthetic:
+        inputTokens: {mean: 256}
+        outputTokens: {mean: 64}
+  timeout: 5m
+EOF
+kubectl -n demo wait br/qwen-c8 --for=jsonpath='{.status.phase}'=Succeeded --timeout=5m || {
+  kubectl -n demo get br qwen-c8 -o yaml
+  exit 1
+}
+echo "== kubectl get br"
+kubectl -n demo get br
+echo "== conditions"
+kubectl -n demo get br qwen-c8 -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
+echo "== the load generator's measurements (worker result, from its pod's log)"
+log="$(ls "$work"/cluster/pods/demo_qwen-c8-loadgen-*/loadgen.log 2>/dev/null | head -n1)"
+if [ -n "$log" ]; then
+  tail -n1 "$log" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+for s in r["steps"]:
+    print(f"requests {s[\"successes\"]}/{s[\"requests\"]}  {s[\"requestsPerS\"]:.1f} req/s  {s[\"outputTokensPerS\"]:.0f} output tok/s")
+    for k, name in (("ttftS", "TTFT"), ("itlS", "ITL"), ("latencyS", "latency")):
+        m = s[k]
+        print(f"  {name:8} avg {m[\"mean\"]*1e3:8.2f} ms  p50 {m[\"p50\"]*1e3:8.2f}  p99 {m[\"p99\"]*1e3:8.2f}")
+'
+fi
+echo "== done (GPU telemetry, energy and the results table arrive with the telemetry engine and the simulators)"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: format and lint checks, then every test of the workspace.
+# The test command: format and lint checks, the unit and integration tests, then
+# the end-to-end suite on a real control plane (scripts/e2e.sh).
 # Usage: scripts/test.sh   (or: make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,9 @@ mkdir -p "$CARGO_TARGET_DIR"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --locked --all-targets
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo test (unit and integration)"
+cargo test --locked -p benchrun --all-targets
+cargo test --locked -p benchrun-e2e --lib --bins
+echo "== end-to-end suite"
+bash scripts/e2e.sh

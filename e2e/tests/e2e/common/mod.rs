@@ -1,0 +1,149 @@
+//! Fixtures the tests share: an inference server to benchmark, runs, waits.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use benchrun::api::BenchmarkRun;
+use benchrun_e2e::harness::{TestNamespace, wait_for};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
+    ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::PostParams;
+
+/// Generous bounds: CI machines have two cores shared with the whole cluster.
+pub const LONG: Duration = Duration::from_secs(120);
+
+/// The namespace the chart installs the operator into.
+pub const OPERATOR_NS: &str = "benchrun-system";
+
+/// Deploys llm-d-inference-sim (an OpenAI-compatible server with vLLM's metric
+/// names) as `sim` behind a Service `sim` with port name `http`, and waits for
+/// it to be Ready. Each test picks its own port: processes share one host.
+pub async fn deploy_sim(
+    ns: &TestNamespace,
+    port: i32,
+    ttft_ms: u32,
+    itl_ms: u32,
+) -> anyhow::Result<()> {
+    let labels = BTreeMap::from([("app".to_string(), "sim".to_string())]);
+    let deployment = Deployment {
+        metadata: ObjectMeta {
+            name: Some("sim".into()),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "sim".into(),
+                        image: Some("ghcr.io/llm-d/llm-d-inference-sim:v0.10.2".into()),
+                        args: Some(
+                            [
+                                "--model",
+                                "e2e/tiny-model",
+                                "--port",
+                                &port.to_string(),
+                                "--mode",
+                                "random",
+                                "--time-to-first-token",
+                                &format!("{ttft_ms}ms"),
+                                "--inter-token-latency",
+                                &format!("{itl_ms}ms"),
+                                "--max-num-seqs",
+                                "64",
+                            ]
+                            .map(String::from)
+                            .to_vec(),
+                        ),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("http".into()),
+                            container_port: port,
+                            ..Default::default()
+                        }]),
+                        readiness_probe: Some(Probe {
+                            http_get: Some(HTTPGetAction {
+                                path: Some("/v1/models".into()),
+                                port: IntOrString::String("http".into()),
+                                ..Default::default()
+                            }),
+                            period_seconds: Some(2),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    };
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment)
+        .await?;
+    let service = Service {
+        metadata: ObjectMeta {
+            name: Some("sim".into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(labels),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port,
+                target_port: Some(IntOrString::String("http".into())),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    ns.api::<Service>()
+        .create(&PostParams::default(), &service)
+        .await?;
+    wait_for(
+        &ns.api::<Deployment>(),
+        "sim",
+        "the simulator to be available",
+        LONG,
+        |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref())
+                .and_then(|s| s.available_replicas)
+                == Some(1)
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A run against the `sim` Service, from YAML with `{load}` filled in.
+pub fn run(name: &str, load: &str, extra: &str) -> BenchmarkRun {
+    let yaml = format!(
+        "apiVersion: benchrun.dev/v1alpha1\nkind: BenchmarkRun\nmetadata:\n  name: {name}\nspec:\n  target:\n    serviceRef: {{name: sim, portName: http}}\n    model: e2e/tiny-model\n  load: {load}\n{extra}"
+    );
+    serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("test run {name}: {e}\n{yaml}"))
+}
+
+/// The run's phase as text.
+pub fn phase(run: Option<&BenchmarkRun>) -> Option<String> {
+    let status = run?.status.as_ref()?;
+    Some(format!("{:?}", status.phase.as_ref()?))
+}
+
+/// A condition on a run reaching `want` (by the phase's Debug name).
+pub fn phase_is(want: &'static str) -> impl Fn(Option<&BenchmarkRun>) -> bool {
+    move |r| phase(r).as_deref() == Some(want)
+}

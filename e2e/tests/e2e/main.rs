@@ -1,0 +1,7 @@
+//! End-to-end tests against the real control plane with benchrun installed by
+//! Helm (scripts/e2e.sh sets it up). Each test works in a namespace of its own
+//! and waits on conditions, never on fixed sleeps.
+
+mod common;
+mod operator;
+mod runs;

@@ -1,0 +1,190 @@
+//! BenchmarkRuns from apply to their end: success and garbage collection,
+//! failure, cancel, timeout, and an operator restart in the middle of a run.
+
+use benchrun::api::BenchmarkRun;
+use benchrun_e2e::harness::{TestNamespace, client, wait_for, wait_gone};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+
+use crate::common::{LONG, OPERATOR_NS, deploy_sim, phase, phase_is, run};
+
+const SHORT_OUTPUT: &str =
+    "\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 8}}}";
+
+fn failed_message(r: &BenchmarkRun) -> String {
+    r.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Failed"))
+        .map(|c| format!("{}: {}", c.reason, c.message))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_run_succeeds_and_its_job_and_results_go_with_it() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "succeed").await.unwrap();
+    deploy_sim(&ns, 18201, 10, 2).await.unwrap();
+    let runs = ns.api::<BenchmarkRun>();
+    let load = format!("\n    concurrency: 2\n    requestCount: 20{SHORT_OUTPUT}");
+    runs.create(&PostParams::default(), &run("ok", &load, ""))
+        .await
+        .unwrap();
+    let done = wait_succeeded(&runs, "ok").await;
+
+    let jobs = ns.api::<Job>();
+    let cms = ns.api::<ConfigMap>();
+    let job = jobs.get("ok-loadgen").await.unwrap();
+    assert_eq!(job.status.unwrap().succeeded, Some(1));
+    let cm = cms.get("ok-results").await.unwrap();
+    let uid = done.metadata.uid.clone();
+    for owners in [job.metadata.owner_references, cm.metadata.owner_references] {
+        assert_eq!(owners.unwrap()[0].uid, uid.clone().unwrap());
+    }
+    // Deleting the run takes its Job and results with it (garbage collector).
+    runs.delete("ok", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_gone(&jobs, "ok-loadgen", LONG).await.unwrap();
+    wait_gone(&cms, "ok-results", LONG).await.unwrap();
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_load_generator_fails_the_run_with_its_reason() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "fail").await.unwrap();
+    let runs = ns.api::<BenchmarkRun>();
+    let mut r = run(
+        "dead",
+        &format!("\n    concurrency: 1\n    requestCount: 3{SHORT_OUTPUT}"),
+        "",
+    );
+    r.spec.target.service_ref = None;
+    // Nothing listens on the discard port: every request is refused.
+    r.spec.target.url = Some("http://127.0.0.1:9".into());
+    runs.create(&PostParams::default(), &r).await.unwrap();
+    let failed = wait_for(&runs, "dead", "Failed", LONG, phase_is("Failed"))
+        .await
+        .unwrap();
+    let message = failed_message(&failed);
+    assert!(message.contains("every request failed"), "{message}");
+    assert!(message.contains("127.0.0.1:9"), "{message}");
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancel_stops_the_load_and_ends_the_run_cancelled() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "cancel").await.unwrap();
+    deploy_sim(&ns, 18202, 10, 2).await.unwrap();
+    let runs = ns.api::<BenchmarkRun>();
+    let load = format!("\n    concurrency: 1\n    duration: 10m{SHORT_OUTPUT}");
+    runs.create(&PostParams::default(), &run("c", &load, ""))
+        .await
+        .unwrap();
+    wait_running_pod(&ns, "c-loadgen").await;
+    let patch = serde_json::json!({ "spec": { "cancel": true } });
+    runs.patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for(&runs, "c", "Cancelled", LONG, phase_is("Cancelled"))
+        .await
+        .unwrap();
+    let jobs = ns.api::<Job>();
+    wait_for(
+        &jobs,
+        "c-loadgen",
+        "the Job to be suspended",
+        LONG,
+        |j: Option<&Job>| j.and_then(|j| j.spec.as_ref()).and_then(|s| s.suspend) == Some(true),
+    )
+    .await
+    .unwrap();
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_past_its_timeout_fails_with_reason_timeout() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "timeout").await.unwrap();
+    deploy_sim(&ns, 18203, 10, 2).await.unwrap();
+    let runs = ns.api::<BenchmarkRun>();
+    let load = format!("\n    concurrency: 1\n    duration: 10m{SHORT_OUTPUT}");
+    runs.create(&PostParams::default(), &run("t", &load, "  timeout: 5s\n"))
+        .await
+        .unwrap();
+    let failed = wait_for(&runs, "t", "Failed", LONG, phase_is("Failed"))
+        .await
+        .unwrap();
+    assert!(
+        failed_message(&failed).starts_with("Timeout"),
+        "{}",
+        failed_message(&failed)
+    );
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_survives_the_operator_pod_being_deleted() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "restart").await.unwrap();
+    deploy_sim(&ns, 18204, 10, 2).await.unwrap();
+    let runs = ns.api::<BenchmarkRun>();
+    let load = format!("\n    concurrency: 1\n    duration: 8s{SHORT_OUTPUT}");
+    runs.create(&PostParams::default(), &run("r", &load, ""))
+        .await
+        .unwrap();
+    wait_running_pod(&ns, "r-loadgen").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app.kubernetes.io/name=benchrun"),
+    )
+    .await
+    .unwrap();
+    wait_succeeded(&runs, "r").await;
+    ns.delete().await.unwrap();
+}
+
+/// Waits until the run ends and asserts it Succeeded (else shows why it failed).
+async fn wait_succeeded(runs: &Api<BenchmarkRun>, name: &str) -> BenchmarkRun {
+    let ended =
+        |r: Option<&BenchmarkRun>| matches!(phase(r).as_deref(), Some("Succeeded" | "Failed"));
+    let done = wait_for(runs, name, "the run to end", LONG, ended)
+        .await
+        .unwrap();
+    assert_eq!(
+        phase(Some(&done)).as_deref(),
+        Some("Succeeded"),
+        "{}",
+        failed_message(&done)
+    );
+    done
+}
+
+/// Waits until a pod of the Job `job` runs.
+async fn wait_running_pod(ns: &TestNamespace, job: &str) {
+    let pods = ns.api::<Pod>();
+    let lp = ListParams::default().labels(&format!("job-name={job}"));
+    let deadline = tokio::time::Instant::now() + LONG;
+    let mut stream = std::pin::pin!(kube::runtime::watcher(
+        pods.clone(),
+        kube::runtime::watcher::Config::default().labels(&format!("job-name={job}"))
+    ));
+    use futures::StreamExt;
+    while tokio::time::Instant::now() < deadline {
+        let list = pods.list(&lp).await.unwrap();
+        if list
+            .items
+            .iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        {
+            return;
+        }
+        // Wake on the next change to the Job's pods rather than on a timer.
+        let _ = tokio::time::timeout_at(deadline, stream.next()).await;
+    }
+    panic!("no pod of {job} ran within {LONG:?}");
+}

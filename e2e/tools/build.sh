@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds the external programs the end-to-end suite and the demo run, once,
+# into a cache outside the clone, keyed by version:
+#
+#   $BENCHRUN_CACHE/tools/<name>-<version>-<hash of the wrapper module>/bin/
+#
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl come from
+# the published Go modules, and llm-d-inference-sim from its module, through the
+# wrapper modules next to this script; helm through `go install`. All of them
+# are static (CGO off) where the program allows it. A warm call only checks
+# that the folders exist and takes well under a second.
+#
+# Usage: e2e/tools/build.sh            build what is missing, print the bin dir
+#        e2e/tools/build.sh --print    print the bin dir without building
+set -euo pipefail
+shopt -s inherit_errexit
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache="${BENCHRUN_CACHE:-$HOME/.cache/benchrun}"
+tools="$cache/tools"
+bin="$tools/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$HELM_VERSION-$INFERENCE_SIM_VERSION"
+
+if [[ "${1:-}" == "--print" ]]; then
+	echo "$bin"
+	exit 0
+fi
+
+command -v go >/dev/null || { echo "build.sh: Go is needed to build the control plane" >&2; exit 1; }
+mkdir -p "$tools"
+
+# One builder at a time (CI and a developer's demo may race).
+exec 9>"$tools/.lock"
+flock 9
+
+log() { echo "e2e/tools: $*" >&2; }
+
+module_hash() { cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12; }
+
+# build_dir NAME VERSION -> the folder that holds this exact build
+build_dir() { echo "$tools/$1-$2${3:+-$3}"; }
+
+# finish DIR: atomically publish a finished build
+finish() { rm -rf "$1"; mv "$1.partial" "$1"; }
+
+k8s_ldflags() {
+	local v="$KUBERNETES_VERSION" major minor
+	major="${v#v}"; major="${major%%.*}"
+	minor="${v#v*.}"; minor="${minor%%.*}"
+	local flags="-s -w"
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+		flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+	done
+	echo "$flags"
+}
+
+build_kubernetes() {
+	local mod="$here/kubernetes" dir
+	dir="$(build_dir kubernetes "$KUBERNETES_VERSION" "$(module_hash "$mod")")"
+	[[ -x "$dir/kube-apiserver" && -x "$dir/kube-controller-manager" && -x "$dir/kube-scheduler" && -x "$dir/kubectl" ]] && { echo "$dir"; return; }
+	log "building Kubernetes $KUBERNETES_VERSION control plane (cold: about 15 minutes on 2 cores)"
+	rm -rf "$dir.partial"; mkdir -p "$dir.partial"
+	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$(k8s_ldflags)" -o "$dir.partial/" \
+		k8s.io/kubernetes/cmd/kube-apiserver \
+		k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kubectl)
+	finish "$dir"
+	echo "$dir"
+}
+
+# build_wrapped MODULE VERSION PACKAGE BINARY: `go build` PACKAGE in the
+# wrapper module e2e/tools/MODULE into BINARY
+build_wrapped() {
+	local name="$1" version="$2" pkg="$3" binary="$4" mod="$here/$1" dir
+	dir="$(build_dir "$name" "$version" "$(module_hash "$mod")")"
+	[[ -x "$dir/$binary" ]] && { echo "$dir"; return; }
+	log "building $binary $version"
+	rm -rf "$dir.partial"; mkdir -p "$dir.partial"
+	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir.partial/$binary" "$pkg")
+	finish "$dir"
+	echo "$dir"
+}
+
+# go_install NAME VERSION PACKAGE [CGO]
+go_install() {
+	local name="$1" version="$2" pkg="$3" cgo="${4:-0}" dir
+	dir="$(build_dir "$name" "$version")"
+	[[ -x "$dir/$name" ]] && { echo "$dir"; return; }
+	log "building $name $version"
+	rm -rf "$dir.partial"; mkdir -p "$dir.partial"
+	# GOFLAGS from the environment may carry -mod=vendor or similar; go install
+	# module@version wants none of that.
+	GOFLAGS=-buildvcs=false CGO_ENABLED="$cgo" GOBIN="$dir.partial" \
+		go install -trimpath -ldflags "-s -w" "$pkg@$version"
+	finish "$dir"
+	echo "$dir"
+}
+
+# One by one, so that a failed build stops the script.
+etcd="$(build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 etcd)"
+kubernetes="$(build_kubernetes)"
+helm="$(go_install helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm)"
+sim="$(build_wrapped inference-sim "$INFERENCE_SIM_VERSION" github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim llm-d-inference-sim)"
+dirs=("$etcd" "$kubernetes" "$helm" "$sim")
+
+# One folder of links, named by every version, is what the suite puts on PATH.
+if [[ ! -d "$bin" ]]; then
+	rm -rf "$bin.partial"; mkdir -p "$bin.partial"
+	for d in "${dirs[@]}"; do
+		for f in "$d"/*; do ln -sf "$f" "$bin.partial/$(basename "$f")"; done
+	done
+	finish "$bin"
+fi
+echo "$bin"

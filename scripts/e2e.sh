@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The end-to-end suite: a real control plane (built once into the cache), the
+# test kubelet, benchrun installed with Helm, then `cargo test -p benchrun-e2e`.
+# Usage: scripts/e2e.sh [cargo test args...]   (make test runs it after the unit tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+. scripts/cluster.sh
+ensure_rust
+work="$(mktemp -d "${TMPDIR:-/tmp}/benchrun-e2e.XXXXXX")"
+on_exit() {
+  local rc=$?
+  cluster_down
+  if [ "$rc" != 0 ]; then
+    echo "== the suite failed; the cluster's log: $work/cluster.log" >&2
+    tail -n 40 "$work/cluster.log" >&2 || true
+  else
+    rm -rf "$work"
+  fi
+}
+trap on_exit EXIT
+CLUSTER_KEEP_DIR=1 cluster_up "$work/cluster"
+export BENCHRUN_E2E_KUBECONFIG="$KUBECONFIG"
+echo "== cargo test -p benchrun-e2e (end-to-end)"
+cargo test --locked -p benchrun-e2e --test e2e -- "$@"
