@@ -92,10 +92,11 @@ if [ -n "$log" ]; then
 import json, sys
 r = json.load(sys.stdin)
 for s in r["steps"]:
-    print(f"requests {s[\"successes\"]}/{s[\"requests\"]}  {s[\"requestsPerS\"]:.1f} req/s  {s[\"outputTokensPerS\"]:.0f} output tok/s")
+    ok, n, rps, tps = s["successes"], s["requests"], s["requestsPerS"], s["outputTokensPerS"]
+    print("requests %d/%d  %.1f req/s  %.0f output tok/s" % (ok, n, rps, tps))
     for k, name in (("ttftS", "TTFT"), ("itlS", "ITL"), ("latencyS", "latency")):
         m = s[k]
-        print(f"  {name:8} avg {m[\"mean\"]*1e3:8.2f} ms  p50 {m[\"p50\"]*1e3:8.2f}  p99 {m[\"p99\"]*1e3:8.2f}")
+        print("  %-8s avg %8.2f ms  p50 %8.2f  p99 %8.2f" % (name, m["mean"] * 1e3, m["p50"] * 1e3, m["p99"] * 1e3))
 '
 fi
 echo "== done (GPU telemetry, energy and the results table arrive with the telemetry engine and the simulators)"
