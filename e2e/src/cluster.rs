@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::Api;
 use tokio::process::Command;
@@ -85,10 +85,17 @@ impl ControlPlane {
             // A throwaway store: durability buys nothing and fsync costs seconds.
             .args(["--unsafe-no-fsync", "--log-level", "warn"]);
         procs.push(Proc::spawn("etcd", etcd, &dir.join("logs/etcd.log"))?);
-        wait_http_ok(
-            &format!("{etcd_url}/health"),
-            Duration::from_secs(30),
+        let etcd_health = format!("127.0.0.1:{client_port}");
+        poll_until(
             &mut procs,
+            dir,
+            Duration::from_secs(30),
+            "etcd was not healthy",
+            async || {
+                crate::probe::http_get(&etcd_health, "/health", Duration::from_secs(1))
+                    .await
+                    .is_ok_and(|s| s == 200)
+            },
         )
         .await?;
 
@@ -133,7 +140,22 @@ impl ControlPlane {
         let kubeconfig = dir.join("kubeconfig");
         kubeconfig::write(&kubeconfig, &admin_cfg)?;
         let admin = kubeconfig::client(&admin_cfg).await?;
-        wait_ready(&admin, Duration::from_secs(90), &mut procs).await?;
+        poll_until(
+            &mut procs,
+            dir,
+            Duration::from_secs(90),
+            "kube-apiserver was not ready",
+            async || {
+                let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else {
+                    return false;
+                };
+                admin
+                    .request_text(req)
+                    .await
+                    .is_ok_and(|t| t.trim() == "ok")
+            },
+        )
+        .await?;
         info!(%server, "kube-apiserver is ready");
 
         // kube-controller-manager
@@ -206,28 +228,25 @@ impl ControlPlane {
     async fn wait_controllers(&mut self) -> Result<()> {
         let sa: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), "default");
         let cm: Api<ConfigMap> = Api::namespaced(self.admin.clone(), "default");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            self.check_alive()?;
-            let ready = sa.get_opt("default").await.ok().flatten().is_some()
-                && cm
-                    .get_opt("kube-root-ca.crt")
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some();
-            if ready {
-                info!("kube-controller-manager is working");
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "kube-controller-manager did not create the default service account and root CA in 90s; see {}/logs",
-                    self.dir.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let what = "kube-controller-manager did not create the default service account and root CA";
+        poll_until(
+            &mut self.procs,
+            &self.dir,
+            Duration::from_secs(90),
+            what,
+            async || {
+                sa.get_opt("default").await.ok().flatten().is_some()
+                    && cm
+                        .get_opt("kube-root-ca.crt")
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some()
+            },
+        )
+        .await?;
+        info!("kube-controller-manager is working");
+        Ok(())
     }
 
     /// Fails when a component has exited.
@@ -262,55 +281,27 @@ fn check_alive(procs: &mut [Proc], dir: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn wait_http_ok(url: &str, timeout: Duration, procs: &mut [Proc]) -> Result<()> {
+/// Polls `ready` until it holds; fails as soon as a component exits, or with
+/// `what` once `timeout` has passed.
+async fn poll_until(
+    procs: &mut [Proc],
+    dir: &Path,
+    timeout: Duration,
+    what: &str,
+    mut ready: impl AsyncFnMut() -> bool,
+) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let uri: http::Uri = url.parse()?;
-    let addr = format!(
-        "{}:{}",
-        uri.host().unwrap_or("127.0.0.1"),
-        uri.port_u16().unwrap_or(80)
-    );
     loop {
-        for p in procs.iter_mut() {
-            if let Some(status) = p.try_exit() {
-                bail!("{} exited ({status}) while starting", p.name);
-            }
-        }
-        if crate::probe::http_get(&addr, uri.path(), Duration::from_secs(1))
-            .await
-            .is_ok_and(|s| s == 200)
-        {
+        check_alive(procs, dir)?;
+        if ready().await {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("{url} did not answer 200 within {timeout:?}");
+            bail!(
+                "{what} within {timeout:?}; see the logs in {}/logs",
+                dir.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_ready(client: &kube::Client, timeout: Duration, procs: &mut [Proc]) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        for p in procs.iter_mut() {
-            if let Some(status) = p.try_exit() {
-                bail!("{} exited ({status}) while starting", p.name);
-            }
-        }
-        let req = http::Request::get("/readyz").body(Vec::new())?;
-        if client
-            .request_text(req)
-            .await
-            .is_ok_and(|t| t.trim() == "ok")
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(anyhow::anyhow!(
-                "kube-apiserver was not ready within {timeout:?}"
-            ))
-            .context("see kube-apiserver.log");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -57,11 +57,6 @@ impl Proc {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Waits for the child to exit.
-    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        self.child.wait().await
-    }
-
     /// SIGTERM to the group, then SIGKILL after `grace`; returns the exit status.
     pub async fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         if let Some(status) = self.try_exit() {

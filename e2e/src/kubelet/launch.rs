@@ -217,5 +217,29 @@ fn field(facts: &PodFacts<'_>, path: &str) -> Result<String, String> {
     })
 }
 
+/// ConfigMap and Secret names the containers' env refers to.
+pub fn referenced(containers: &[Container]) -> (Vec<String>, Vec<String>) {
+    let (mut cms, mut secrets) = (BTreeMap::new(), BTreeMap::new());
+    for c in containers {
+        for f in c.env_from.iter().flatten() {
+            if let Some(r) = &f.config_map_ref {
+                cms.insert(r.name.clone(), ());
+            }
+            if let Some(r) = &f.secret_ref {
+                secrets.insert(r.name.clone(), ());
+            }
+        }
+        for v in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
+            if let Some(r) = &v.config_map_key_ref {
+                cms.insert(r.name.clone(), ());
+            }
+            if let Some(r) = &v.secret_key_ref {
+                secrets.insert(r.name.clone(), ());
+            }
+        }
+    }
+    (cms.into_keys().collect(), secrets.into_keys().collect())
+}
+
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,8 @@ mod launch;
 mod net;
 mod node;
 mod pod;
+mod prepare;
+mod readiness;
 mod status;
 
 use std::collections::HashMap;
@@ -63,7 +65,8 @@ pub struct Node {
 pub struct Kubelet {
     ips: Arc<IpPool>,
     stops: Vec<watch::Sender<bool>>,
-    tasks: Vec<JoinHandle<()>>,
+    serving: Vec<JoinHandle<()>>,
+    heartbeats: Vec<JoinHandle<()>>,
 }
 
 impl Kubelet {
@@ -71,7 +74,8 @@ impl Kubelet {
     pub async fn start(cp: &ControlPlane, nodes: Vec<NodeSpec>, images: Images) -> Result<Self> {
         let ips = Arc::new(IpPool::claim()?);
         let mut stops = Vec::new();
-        let mut tasks = Vec::new();
+        let mut serving = Vec::new();
+        let mut heartbeats = Vec::new();
         for spec in nodes {
             let user = format!("system:node:{}", spec.name);
             let cert = cp.pki.client(&user, Some("system:nodes"))?;
@@ -80,7 +84,7 @@ impl Kubelet {
             let client = kubeconfig::client(&rendered).await?;
             node::register(&client, &spec).await?;
             info!(node = %spec.name, gpus = spec.gpus, "node registered");
-            tasks.push(tokio::spawn(node::heartbeat(client.clone(), spec.clone())));
+            heartbeats.push(tokio::spawn(node::heartbeat(client.clone(), spec.clone())));
             let node = Arc::new(Node {
                 client,
                 pods_dir: cp.dir.join("pods"),
@@ -92,9 +96,14 @@ impl Kubelet {
             });
             let (tx, rx) = watch::channel(false);
             stops.push(tx);
-            tasks.push(tokio::spawn(serve(node, rx)));
+            serving.push(tokio::spawn(serve(node, rx)));
         }
-        Ok(Self { ips, stops, tasks })
+        Ok(Self {
+            ips,
+            stops,
+            serving,
+            heartbeats,
+        })
     }
 
     /// Stops every pod process and frees every pod address.
@@ -102,15 +111,10 @@ impl Kubelet {
         for s in &self.stops {
             let _ = s.send(true);
         }
-        let (serving, heartbeats): (Vec<_>, Vec<_>) = self
-            .tasks
-            .into_iter()
-            .enumerate()
-            .partition(|(i, _)| i % 2 == 1);
-        for (_, t) in heartbeats {
+        for t in self.heartbeats {
             t.abort();
         }
-        for (_, t) in serving {
+        for t in self.serving {
             let _ = t.await;
         }
         self.ips.release_all();

@@ -1,24 +1,22 @@
 //! One pod: its processes, readiness, restarts, status and termination.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Probe, Secret, ServiceAccount};
+use anyhow::Result;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::Node;
-use super::launch::{self, EnvSources, PodFacts};
+use super::launch::{self, PodFacts};
 use super::status::{ContainerRun, Exit, pod_status};
-use crate::kubeconfig::{self, Credentials};
+use super::{prepare, readiness};
 use crate::process::{Proc, tail};
 
 /// Runs `pod` until it ends or `stop` turns true (the pod is being deleted).
@@ -92,7 +90,7 @@ impl Worker {
     }
 
     fn namespace(&self) -> &str {
-        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+        namespace(&self.pod)
     }
 
     /// Prepares the pod: checks volumes, resolves env, claims an address, mints
@@ -106,8 +104,8 @@ impl Worker {
             anyhow::bail!("the test kubelet does not run init containers");
         }
         std::fs::create_dir_all(&self.dir)?;
-        let kubeconfig = self.volumes().await?;
-        let sources = self.env_sources().await?;
+        let kubeconfig = prepare::volumes(&self.node, &self.pod, &self.dir).await?;
+        let sources = prepare::env_sources(&self.node, &self.pod).await?;
         let ip = self.node.ips.allocate()?;
         self.ip = Some(ip);
         let ip_text = ip.to_string();
@@ -145,109 +143,6 @@ impl Worker {
         }
         self.write_status().await;
         Ok(())
-    }
-
-    /// Supported volumes: the projected service-account token (turned into a
-    /// kubeconfig passed through KUBECONFIG) and emptyDir. Anything that needs
-    /// a file at a path inside the container cannot work without a mount
-    /// namespace, so it fails the pod with a clear message.
-    async fn volumes(&self) -> Result<Option<PathBuf>> {
-        let mut kubeconfig = None;
-        for v in spec(&self.pod).volumes.iter().flatten() {
-            if let Some(p) = &v.projected
-                && p.sources
-                    .iter()
-                    .flatten()
-                    .any(|s| s.service_account_token.is_some())
-            {
-                kubeconfig = Some(self.service_account_kubeconfig().await?);
-            } else if v.empty_dir.is_none() {
-                anyhow::bail!(
-                    "volume {:?}: the test kubelet supports only the service-account token and emptyDir volumes",
-                    v.name
-                );
-            }
-        }
-        Ok(kubeconfig)
-    }
-
-    /// A kubeconfig for the pod's service account, with a token bound to this
-    /// pod from the TokenRequest API (as the kubelet mints projected tokens).
-    async fn service_account_kubeconfig(&self) -> Result<PathBuf> {
-        let sa = spec(&self.pod)
-            .service_account_name
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let api: Api<ServiceAccount> = Api::namespaced(self.node.client.clone(), self.namespace());
-        let req = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(24 * 3600),
-                bound_object_ref: Some(BoundObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Pod".into()),
-                    name: self.pod.metadata.name.clone(),
-                    uid: self.pod.metadata.uid.clone(),
-                }),
-            },
-            ..Default::default()
-        };
-        // The Node authorizer learns that this pod (and so its service account)
-        // belongs to this node from a watch; right after binding it may not know
-        // yet and answers 403. The kubelet retries, and so does this one.
-        let mut attempt = 0;
-        let response = loop {
-            match api
-                .create_token_request(&sa, &PostParams::default(), &req)
-                .await
-            {
-                Err(kube::Error::Api(e)) if e.code == 403 && attempt < 40 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                other => break other,
-            }
-        };
-        let token = response
-            .with_context(|| format!("requesting a token for service account {sa}"))?
-            .status
-            .context("the TokenRequest came back without a token")?
-            .token;
-        let path = self.dir.join("kubeconfig");
-        let text = kubeconfig::render(
-            &self.node.server,
-            &self.node.ca_pem,
-            &sa,
-            Credentials::Token(&token),
-        );
-        kubeconfig::write(&path, &text)?;
-        Ok(path)
-    }
-
-    async fn env_sources(&self) -> Result<EnvSources> {
-        let mut sources = EnvSources::default();
-        let cms: Api<ConfigMap> = Api::namespaced(self.node.client.clone(), self.namespace());
-        let secrets: Api<Secret> = Api::namespaced(self.node.client.clone(), self.namespace());
-        let (cm_names, secret_names) = referenced(&spec(&self.pod).containers);
-        for name in cm_names {
-            if let Some(cm) = cms.get_opt(&name).await? {
-                sources
-                    .config_maps
-                    .insert(name, cm.data.unwrap_or_default());
-            }
-        }
-        for name in secret_names {
-            if let Some(s) = secrets.get_opt(&name).await? {
-                let data = s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect();
-                sources.secrets.insert(name, data);
-            }
-        }
-        Ok(sources)
     }
 
     fn spawn(&mut self, i: usize) -> Result<()> {
@@ -295,11 +190,7 @@ impl Worker {
             self.restart_due();
             self.probe().await;
             self.write_status().await;
-            if self
-                .containers
-                .iter()
-                .all(|c| c.is_finished(self.restart_policy()))
-            {
+            if self.containers.iter().all(ContainerRun::is_finished) {
                 // Terminal: the processes are gone; wait for the deletion.
                 let _ = stop.wait_for(|s| *s).await;
                 return;
@@ -349,7 +240,7 @@ impl Worker {
             let ready = match &c.readiness_probe {
                 None => true,
                 Some(p) if !self.containers[i].probe_due(p) => continue,
-                Some(p) => check(p, c, ip).await,
+                Some(p) => readiness::check(p, c, ip).await,
             };
             self.containers[i].set_ready(ready);
         }
@@ -360,7 +251,6 @@ impl Worker {
             &self.containers,
             self.ip.map(|ip| ip.to_string()).as_deref(),
             &self.node.spec.ip,
-            self.restart_policy(),
             self.start_error.as_deref(),
         );
         let body = serde_json::json!({ "status": status });
@@ -434,8 +324,13 @@ impl Worker {
     }
 }
 
+/// The pod's namespace.
+pub(super) fn namespace(pod: &Pod) -> &str {
+    pod.metadata.namespace.as_deref().unwrap_or("default")
+}
+
 /// The pod's spec (the API server always sets one).
-fn spec(pod: &Pod) -> &k8s_openapi::api::core::v1::PodSpec {
+pub(super) fn spec(pod: &Pod) -> &k8s_openapi::api::core::v1::PodSpec {
     pod.spec
         .as_ref()
         .expect("pods from the API server have a spec")
@@ -446,57 +341,4 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
-}
-
-/// ConfigMap and Secret names the containers' env refers to.
-fn referenced(containers: &[Container]) -> (Vec<String>, Vec<String>) {
-    let (mut cms, mut secrets) = (BTreeMap::new(), BTreeMap::new());
-    for c in containers {
-        for f in c.env_from.iter().flatten() {
-            if let Some(r) = &f.config_map_ref {
-                cms.insert(r.name.clone(), ());
-            }
-            if let Some(r) = &f.secret_ref {
-                secrets.insert(r.name.clone(), ());
-            }
-        }
-        for v in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
-            if let Some(r) = &v.config_map_key_ref {
-                cms.insert(r.name.clone(), ());
-            }
-            if let Some(r) = &v.secret_key_ref {
-                secrets.insert(r.name.clone(), ());
-            }
-        }
-    }
-    (cms.into_keys().collect(), secrets.into_keys().collect())
-}
-
-/// Runs one readiness check: httpGet or tcpSocket against the pod address;
-/// exec and gRPC probes are not supported and count as failing.
-async fn check(probe: &Probe, container: &Container, ip: Ipv4Addr) -> bool {
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-    let port = |p: &IntOrString| match p {
-        IntOrString::Int(n) => Some(*n),
-        IntOrString::String(name) => container
-            .ports
-            .iter()
-            .flatten()
-            .find(|cp| cp.name.as_deref() == Some(name))
-            .map(|cp| cp.container_port),
-    };
-    if let Some(h) = &probe.http_get {
-        let Some(p) = port(&h.port) else { return false };
-        let host = h.host.clone().unwrap_or_else(|| ip.to_string());
-        let path = h.path.as_deref().unwrap_or("/");
-        crate::probe::http_get(&format!("{host}:{p}"), path, timeout)
-            .await
-            .is_ok_and(|code| (200..400).contains(&code))
-    } else if let Some(t) = &probe.tcp_socket {
-        let Some(p) = port(&t.port) else { return false };
-        crate::probe::tcp(&format!("{ip}:{p}"), timeout).await
-    } else {
-        false
-    }
 }

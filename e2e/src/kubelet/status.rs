@@ -143,8 +143,8 @@ impl ContainerRun {
         matches!(self.state, State::Running { .. })
     }
 
-    /// Ended for good under `restart_policy` (and not waiting to restart).
-    pub fn is_finished(&self, _restart_policy: &str) -> bool {
+    /// Ended for good (a restart the policy asked for is still pending otherwise).
+    pub fn is_finished(&self) -> bool {
         matches!(self.state, State::Terminated { .. }) && self.restart_at.is_none()
     }
 
@@ -234,10 +234,9 @@ pub fn pod_status(
     containers: &[ContainerRun],
     pod_ip: Option<&str>,
     host_ip: &str,
-    restart_policy: &str,
     start_error: Option<&str>,
 ) -> PodStatus {
-    let all_finished = containers.iter().all(|c| c.is_finished(restart_policy));
+    let all_finished = containers.iter().all(ContainerRun::is_finished);
     let phase = if start_error.is_some() || containers.iter().any(|c| c.first_start.is_none()) {
         "Pending"
     } else if all_finished {

@@ -1,7 +1,7 @@
 use super::*;
 
-fn phase(cs: &[ContainerRun], policy: &str) -> String {
-    pod_status(cs, Some("198.18.0.2"), "198.19.255.1", policy, None)
+fn phase(cs: &[ContainerRun]) -> String {
+    pod_status(cs, Some("198.18.0.2"), "198.19.255.1", None)
         .phase
         .unwrap()
 }
@@ -13,15 +13,9 @@ fn terminated(s: &ContainerStatus) -> &ContainerStateTerminated {
 #[test]
 fn a_pod_is_pending_until_its_containers_start() {
     let mut c = ContainerRun::new("main", "benchrun");
-    assert_eq!(phase(std::slice::from_ref(&c), "Never"), "Pending");
+    assert_eq!(phase(std::slice::from_ref(&c)), "Pending");
     c.started(Some(42));
-    let s = pod_status(
-        std::slice::from_ref(&c),
-        Some("198.18.0.2"),
-        "h",
-        "Never",
-        None,
-    );
+    let s = pod_status(std::slice::from_ref(&c), Some("198.18.0.2"), "h", None);
     assert_eq!(s.phase.as_deref(), Some("Running"));
     assert_eq!(
         s.container_statuses.unwrap()[0].container_id.as_deref(),
@@ -41,7 +35,7 @@ fn never_restart_pods_end_succeeded_or_failed_with_the_message() {
         },
         "Never",
     );
-    assert_eq!(phase(std::slice::from_ref(&ok), "Never"), "Succeeded");
+    assert_eq!(phase(std::slice::from_ref(&ok)), "Succeeded");
 
     let mut bad = ContainerRun::new("b", "benchrun");
     bad.started(None);
@@ -52,7 +46,7 @@ fn never_restart_pods_end_succeeded_or_failed_with_the_message() {
         },
         "Never",
     );
-    let s = pod_status(&[ok, bad], None, "h", "Never", None);
+    let s = pod_status(&[ok, bad], None, "h", None);
     assert_eq!(s.phase.as_deref(), Some("Failed"));
     let statuses = s.container_statuses.unwrap();
     let t = terminated(&statuses[1]);
@@ -77,8 +71,8 @@ fn always_restart_containers_back_off_and_count_restarts() {
         },
         "Always",
     );
-    assert!(!c.is_finished("Always"));
-    assert_eq!(phase(std::slice::from_ref(&c), "Always"), "Running");
+    assert!(!c.is_finished());
+    assert_eq!(phase(std::slice::from_ref(&c)), "Running");
     assert!(!c.restart_due(), "the first restart waits for the back-off");
     c.restart_at = Some(Instant::now());
     assert!(c.restart_due());
@@ -100,7 +94,7 @@ fn on_failure_restarts_only_failures() {
         },
         "OnFailure",
     );
-    assert!(c.is_finished("OnFailure"));
+    assert!(c.is_finished());
     let mut d = ContainerRun::new("b", "benchrun");
     d.started(None);
     d.exited(
@@ -110,7 +104,7 @@ fn on_failure_restarts_only_failures() {
         },
         "OnFailure",
     );
-    assert!(!d.is_finished("OnFailure"));
+    assert!(!d.is_finished());
 }
 
 #[test]
@@ -121,7 +115,7 @@ fn ready_needs_every_container_ready() {
     b.started(None);
     a.set_ready(true);
     let ready = |cs: &[ContainerRun]| {
-        pod_status(cs, Some("1.2.3.4"), "h", "Always", None)
+        pod_status(cs, Some("1.2.3.4"), "h", None)
             .conditions
             .unwrap()
             .into_iter()
@@ -138,7 +132,7 @@ fn ready_needs_every_container_ready() {
 fn a_start_error_keeps_the_pod_pending_with_the_reason() {
     let mut c = ContainerRun::new("a", "nginx");
     c.cannot_start("no program for image");
-    let s = pod_status(&[c], None, "h", "Never", Some("no program for image"));
+    let s = pod_status(&[c], None, "h", Some("no program for image"));
     assert_eq!(s.phase.as_deref(), Some("Pending"));
     let w = s.container_statuses.unwrap()[0]
         .state
