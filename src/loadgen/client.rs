@@ -31,7 +31,7 @@ pub fn http_client(max_idle: usize) -> HttpClient {
 pub struct Outgoing<'a> {
     pub url: &'a str,
     pub headers: &'a [(String, String)],
-    pub body: Vec<u8>,
+    pub body: Bytes,
     pub streaming: bool,
     pub prompt_words: u64,
     /// Bound on the whole request, first byte to last.
@@ -83,7 +83,7 @@ async fn exchange(
         req = req.header(k.as_str(), v.as_str());
     }
     let req = req
-        .body(Full::new(Bytes::from(out.body.clone())))
+        .body(Full::new(out.body.clone()))
         .map_err(|e| (ErrorKind::Connect, format!("building the request: {e}")))?;
     let resp = client
         .request(req)
@@ -105,9 +105,7 @@ async fn exchange(
     }
     let mut sse = SseReader::default();
     let mut whole = Vec::new();
-    let mut counted = 0u64;
-    let mut usage = None;
-    let mut done = false;
+    let mut tally = Tally::default();
     while let Some(frame) = body.frame().await {
         let at = start.elapsed().as_secs_f64();
         let frame =
@@ -119,25 +117,11 @@ async fn exchange(
             whole.extend_from_slice(data);
             continue;
         }
-        for event in sse.feed(data) {
-            match event {
-                Event::Content { pieces } => {
-                    counted += u64::from(pieces);
-                    if rec.ttft.is_none() {
-                        rec.ttft = Some(at);
-                    } else {
-                        rec.token_times.push(at);
-                    }
-                }
-                Event::Usage { prompt, completion } => usage = Some((prompt, completion)),
-                Event::Done => done = true,
-                Event::Empty => {}
-                Event::Malformed(m) => return Err((ErrorKind::MalformedStream, m)),
-            }
-        }
+        sse.feed(data, |event| tally.apply(event, at, rec));
+        tally.check()?;
     }
     if out.streaming {
-        if !done && (sse.has_partial() || counted == 0) {
+        if !tally.done && (sse.has_partial() || tally.counted == 0) {
             return Err((
                 ErrorKind::MalformedStream,
                 "the stream ended before [DONE]".into(),
@@ -150,18 +134,11 @@ async fn exchange(
                 format!("non-JSON response: {e}"),
             )
         })?;
-        for event in chunk_events(&v) {
-            match event {
-                Event::Content { pieces } => {
-                    counted += u64::from(pieces);
-                    rec.ttft = Some(start.elapsed().as_secs_f64());
-                }
-                Event::Usage { prompt, completion } => usage = Some((prompt, completion)),
-                Event::Malformed(m) => return Err((ErrorKind::MalformedStream, m)),
-                _ => {}
-            }
-        }
+        let at = start.elapsed().as_secs_f64();
+        chunk_events(&v, &mut |event| tally.apply(event, at, rec));
+        tally.check()?;
     }
+    let Tally { counted, usage, .. } = tally;
     match usage {
         Some((prompt, completion)) if completion > 0 => {
             rec.input_tokens = prompt;
@@ -171,6 +148,47 @@ async fn exchange(
         _ => rec.output_tokens = counted,
     }
     Ok(())
+}
+
+/// What a response has said so far.
+#[derive(Default)]
+struct Tally {
+    /// Content pieces seen (the output tokens when the server sends no usage).
+    counted: u64,
+    usage: Option<(u64, u64)>,
+    done: bool,
+    /// The first malformed event, which fails the request.
+    malformed: Option<String>,
+}
+
+impl Tally {
+    /// Takes one event that arrived `at` seconds after the send: the first
+    /// content is the first token, later ones are token times.
+    fn apply(&mut self, event: Event, at: f64, rec: &mut Record) {
+        match event {
+            Event::Content { pieces } => {
+                self.counted += u64::from(pieces);
+                if rec.ttft.is_none() {
+                    rec.ttft = Some(at);
+                } else {
+                    rec.token_times.push(at);
+                }
+            }
+            Event::Usage { prompt, completion } => self.usage = Some((prompt, completion)),
+            Event::Done => self.done = true,
+            Event::Empty => {}
+            Event::Malformed(m) => {
+                self.malformed.get_or_insert(m);
+            }
+        }
+    }
+
+    fn check(&mut self) -> Result<(), (ErrorKind, String)> {
+        match self.malformed.take() {
+            Some(m) => Err((ErrorKind::MalformedStream, m)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// An error and its sources, outermost first ("client error (Connect): tcp

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -98,7 +99,7 @@ impl Ctx {
             let mut prompts = self.prompts.lock().await;
             let p = prompts.next(&self.plan.input);
             (
-                serde_json::to_vec(&body(&self.plan, &p)).unwrap_or_default(),
+                Bytes::from(serde_json::to_vec(&body(&self.plan, &p)).unwrap_or_default()),
                 p.words,
             )
         };

@@ -45,14 +45,11 @@ pub struct Record {
 impl Record {
     /// Gaps between consecutive tokens.
     pub fn inter_token_gaps(&self) -> impl Iterator<Item = f64> + '_ {
-        let first = self.ttft.into_iter();
-        first
-            .chain(self.token_times.iter().copied())
-            .collect::<Vec<_>>()
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .collect::<Vec<_>>()
+        let times = self
+            .ttft
             .into_iter()
+            .chain(self.token_times.iter().copied());
+        times.clone().zip(times.skip(1)).map(|(a, b)| b - a)
     }
 
     /// Per-request inter-token latency: (latency − TTFT) / (output tokens − 1).

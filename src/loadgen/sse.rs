@@ -29,10 +29,10 @@ pub struct SseReader {
 }
 
 impl SseReader {
-    /// Feeds bytes; returns the events completed by them.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+    /// Feeds bytes; hands each event they complete to `on`, in order. Nothing
+    /// is allocated per event: this runs for every frame of every stream.
+    pub fn feed(&mut self, bytes: &[u8], mut on: impl FnMut(Event)) {
         self.buf.extend_from_slice(bytes);
-        let mut events = Vec::new();
         let mut start = 0;
         while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
             let line = &self.buf[start..start + nl];
@@ -40,11 +40,10 @@ impl SseReader {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if let Some(data) = line.strip_prefix(b"data:") {
                 let data = data.strip_prefix(b" ").unwrap_or(data);
-                events.extend(parse_data(data));
+                parse_data(data, &mut on);
             }
         }
         self.buf.drain(..start);
-        events
     }
 
     /// Whether unparsed bytes remain (a stream cut mid-line).
@@ -53,40 +52,38 @@ impl SseReader {
     }
 }
 
-fn parse_data(data: &[u8]) -> Vec<Event> {
+fn parse_data(data: &[u8], on: &mut impl FnMut(Event)) {
     if data == b"[DONE]" {
-        return vec![Event::Done];
+        return on(Event::Done);
     }
     match serde_json::from_slice::<Value>(data) {
-        Ok(v) => chunk_events(&v),
-        Err(e) => vec![Event::Malformed(format!("non-JSON event: {e}"))],
+        Ok(v) => chunk_events(&v, on),
+        Err(e) => on(Event::Malformed(format!("non-JSON event: {e}"))),
     }
 }
 
 /// Events in one parsed chunk (a streamed chunk or a whole non-streamed body).
-pub fn chunk_events(v: &Value) -> Vec<Event> {
+pub fn chunk_events(v: &Value, on: &mut impl FnMut(Event)) {
     if let Some(err) = v.get("error") {
-        return vec![Event::Malformed(format!("error in stream: {err}"))];
+        return on(Event::Malformed(format!("error in stream: {err}")));
     }
-    let mut events = Vec::new();
     let pieces = v
         .get("choices")
         .and_then(Value::as_array)
         .map(|choices| choices.iter().filter(|c| !text_of(c).is_empty()).count() as u32)
         .unwrap_or(0);
-    events.push(if pieces > 0 {
+    on(if pieces > 0 {
         Event::Content { pieces }
     } else {
         Event::Empty
     });
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
         let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-        events.push(Event::Usage {
+        on(Event::Usage {
             prompt: n("prompt_tokens"),
             completion: n("completion_tokens"),
         });
     }
-    events
 }
 
 /// The text of one choice: chat delta, chat message, or completions text.
@@ -115,7 +112,7 @@ mod tests {
         let stream = b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\r\n\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
         let mut events = Vec::new();
         for piece in stream.chunks(5) {
-            events.extend(r.feed(piece));
+            r.feed(piece, |e| events.push(e));
         }
         assert_eq!(
             events,
@@ -136,11 +133,12 @@ mod tests {
     #[test]
     fn completions_text_and_comments_and_garbage() {
         let mut r = SseReader::default();
-        let events = r.feed(b": keep-alive\nevent: x\ndata: {\"choices\":[{\"text\":\"a\"}]}\ndata: not json\ndata: {\"error\":{\"message\":\"overloaded\"}}\n");
+        let mut events = Vec::new();
+        r.feed(b": keep-alive\nevent: x\ndata: {\"choices\":[{\"text\":\"a\"}]}\ndata: not json\ndata: {\"error\":{\"message\":\"overloaded\"}}\n", |e| events.push(e));
         assert_eq!(events[0], Event::Content { pieces: 1 });
         assert!(matches!(&events[1], Event::Malformed(m) if m.contains("non-JSON")));
         assert!(matches!(&events[2], Event::Malformed(m) if m.contains("overloaded")));
-        r.feed(b"data: {\"cho");
+        r.feed(b"data: {\"cho", |e| panic!("no event yet: {e:?}"));
         assert!(r.has_partial(), "a stream cut mid-event is visible");
     }
 }
