@@ -23,9 +23,7 @@ fn failed_message(r: &BenchmarkRun) -> String {
 
 #[tokio::test]
 async fn a_run_succeeds_and_its_job_and_results_go_with_it() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "succeed").await.unwrap();
-    deploy_sim(&ns, 18201, 10, 2).await.unwrap();
+    let ns = setup("succeed", Some(18201)).await;
     let runs = ns.api::<BenchmarkRun>();
     let load = format!("\n    concurrency: 2\n    requestCount: 20{SHORT_OUTPUT}");
     runs.create(&PostParams::default(), &run("ok", &load, ""))
@@ -53,8 +51,7 @@ async fn a_run_succeeds_and_its_job_and_results_go_with_it() {
 
 #[tokio::test]
 async fn a_failing_load_generator_fails_the_run_with_its_reason() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "fail").await.unwrap();
+    let ns = setup("fail", None).await;
     let runs = ns.api::<BenchmarkRun>();
     let mut r = run(
         "dead",
@@ -76,9 +73,7 @@ async fn a_failing_load_generator_fails_the_run_with_its_reason() {
 
 #[tokio::test]
 async fn cancel_stops_the_load_and_ends_the_run_cancelled() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "cancel").await.unwrap();
-    deploy_sim(&ns, 18202, 10, 2).await.unwrap();
+    let ns = setup("cancel", Some(18202)).await;
     let runs = ns.api::<BenchmarkRun>();
     let load = format!("\n    concurrency: 1\n    duration: 10m{SHORT_OUTPUT}");
     runs.create(&PostParams::default(), &run("c", &load, ""))
@@ -107,9 +102,7 @@ async fn cancel_stops_the_load_and_ends_the_run_cancelled() {
 
 #[tokio::test]
 async fn a_run_past_its_timeout_fails_with_reason_timeout() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "timeout").await.unwrap();
-    deploy_sim(&ns, 18203, 10, 2).await.unwrap();
+    let ns = setup("timeout", Some(18203)).await;
     let runs = ns.api::<BenchmarkRun>();
     let load = format!("\n    concurrency: 1\n    duration: 10m{SHORT_OUTPUT}");
     runs.create(&PostParams::default(), &run("t", &load, "  timeout: 5s\n"))
@@ -128,9 +121,8 @@ async fn a_run_past_its_timeout_fails_with_reason_timeout() {
 
 #[tokio::test]
 async fn a_run_survives_the_operator_pod_being_deleted() {
+    let ns = setup("restart", Some(18204)).await;
     let client = client().await;
-    let ns = TestNamespace::create(&client, "restart").await.unwrap();
-    deploy_sim(&ns, 18204, 10, 2).await.unwrap();
     let runs = ns.api::<BenchmarkRun>();
     let load = format!("\n    concurrency: 1\n    duration: 8s{SHORT_OUTPUT}");
     runs.create(&PostParams::default(), &run("r", &load, ""))
@@ -146,6 +138,17 @@ async fn a_run_survives_the_operator_pod_being_deleted() {
     .unwrap();
     wait_succeeded(&runs, "r").await;
     ns.delete().await.unwrap();
+}
+
+/// A fresh namespace, with the simulator (TTFT 10 ms, ITL 2 ms)
+/// on `sim_port` when given.
+async fn setup(prefix: &str, sim_port: Option<i32>) -> TestNamespace {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, prefix).await.unwrap();
+    if let Some(port) = sim_port {
+        deploy_sim(&ns, port, 10, 2).await.unwrap();
+    }
+    ns
 }
 
 /// Waits until the run ends and asserts it Succeeded (else shows why it failed).
@@ -166,25 +169,19 @@ async fn wait_succeeded(runs: &Api<BenchmarkRun>, name: &str) -> BenchmarkRun {
 
 /// Waits until a pod of the Job `job` runs.
 async fn wait_running_pod(ns: &TestNamespace, job: &str) {
-    let pods = ns.api::<Pod>();
-    let lp = ListParams::default().labels(&format!("job-name={job}"));
-    let deadline = tokio::time::Instant::now() + LONG;
-    let mut stream = std::pin::pin!(kube::runtime::watcher(
-        pods.clone(),
-        kube::runtime::watcher::Config::default().labels(&format!("job-name={job}"))
-    ));
-    use futures::StreamExt;
-    while tokio::time::Instant::now() < deadline {
-        let list = pods.list(&lp).await.unwrap();
-        if list
-            .items
-            .iter()
-            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        {
-            return;
-        }
-        // Wake on the next change to the Job's pods rather than on a timer.
-        let _ = tokio::time::timeout_at(deadline, stream.next()).await;
+    use futures::{StreamExt, TryStreamExt};
+    use kube::runtime::WatchStreamExt;
+    let config = kube::runtime::watcher::Config::default().labels(&format!("job-name={job}"));
+    let mut pods = kube::runtime::watcher(ns.api::<Pod>(), config)
+        .applied_objects()
+        .try_filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            std::future::ready(phase == Some("Running"))
+        })
+        .boxed();
+    match tokio::time::timeout(LONG, pods.next()).await {
+        Ok(Some(Ok(_))) => {}
+        Ok(other) => panic!("watching the pods of {job}: {other:?}"),
+        Err(_) => panic!("no pod of {job} ran within {LONG:?}"),
     }
-    panic!("no pod of {job} ran within {LONG:?}");
 }
