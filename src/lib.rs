@@ -10,3 +10,5 @@ pub mod cli;
 pub mod controller;
 pub mod loadgen;
 pub mod results;
+pub mod scrape;
+pub mod stats;

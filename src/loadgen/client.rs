@@ -85,10 +85,12 @@ async fn exchange(
     let req = req
         .body(Full::new(out.body.clone()))
         .map_err(|e| (ErrorKind::Connect, format!("building the request: {e}")))?;
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| (ErrorKind::Connect, format!("{}: {}", out.url, chain(&e))))?;
+    let resp = client.request(req).await.map_err(|e| {
+        (
+            ErrorKind::Connect,
+            format!("{}: {}", out.url, error_chain(&e)),
+        )
+    })?;
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {
@@ -193,7 +195,7 @@ impl Tally {
 
 /// An error and its sources, outermost first ("client error (Connect): tcp
 /// connect error: Connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, Semaphore};
 use super::client::{HttpClient, Outgoing, http_client, send};
 use super::plan::{Arrival, LoadPlan, Step, StopCondition};
 use super::request::{ErrorKind, Prompts, Record, body, path};
-use super::stats::Summary;
+use crate::stats::Summary;
 
 /// Bound on one request; a server that never ends a stream is cut here.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);

@@ -6,4 +6,3 @@ pub mod engine;
 pub mod plan;
 pub mod request;
 pub mod sse;
-pub mod stats;

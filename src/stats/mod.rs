@@ -1,8 +1,18 @@
-//! Summary statistics of one worker's measurements. Pure.
+//! Statistics shared by the load generator and the telemetry engine. Pure.
 //!
-//! Exact: every value of a step is kept (8 bytes each) and sorted once. The
-//! mergeable sketch that workers will exchange replaces this in the load
-//! generator's own issue; the summary's shape stays.
+//! [`Summary`] is the reported shape (count, mean, min, max, std, p1...p99).
+//! It comes either exactly from every value ([`Summary::of`]) or, in bounded
+//! memory, from a [`Stats`] accumulator: mergeable [`Moments`] plus a
+//! [`Distribution`] that counts values exactly while they are few and
+//! switches to a [`DDSketch`] (relative error at most `alpha`) when they are not.
+
+mod dist;
+mod moments;
+mod sketch;
+
+pub use dist::{Distribution, Stats};
+pub use moments::Moments;
+pub use sketch::DDSketch;
 
 use serde::{Deserialize, Serialize};
 

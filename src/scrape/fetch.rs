@@ -1,0 +1,199 @@
+//! Fetching one `/metrics` payload over HTTP: bounded in time and size, and
+//! honest about what came back.
+//!
+//! Some servers answer `/metrics` with something other than the text format:
+//! TRT-LLM serves JSON there and the Prometheus text under
+//! `/prometheus/metrics`. A JSON (or HTML) body is recognised and reported as
+//! such, and when the path was `/metrics` the Prometheus path is tried.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::parse::Format;
+
+/// Default cap on one payload (a 8-GPU dcgm page with profiling is ~100 KiB).
+pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
+
+/// A client for scraping.
+pub type ScrapeClient = Client<HttpConnector, Empty<Bytes>>;
+
+pub fn scrape_client() -> ScrapeClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(2)
+        .build(connector)
+}
+
+/// One fetched payload in a text format.
+#[derive(Clone, Debug)]
+pub struct Payload {
+    /// The URL that answered (the fallback path when it was used).
+    pub url: String,
+    pub body: Bytes,
+    pub format: Format,
+}
+
+/// Why no payload came back.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    #[error("invalid URL {0:?}")]
+    BadUrl(String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("payload larger than the {0}-byte cap")]
+    TooLarge(usize),
+    #[error("the endpoint serves {0}, not the Prometheus text format")]
+    NotText(&'static str),
+}
+
+impl FetchError {
+    /// A fixed, low-cardinality name for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            FetchError::BadUrl(_) => "bad_url",
+            FetchError::Connect(_) => "connect",
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Status(_) => "status",
+            FetchError::TooLarge(_) => "too_large",
+            FetchError::NotText(_) => "not_text",
+        }
+    }
+}
+
+/// What a body is, judged by its Content-Type and its first bytes.
+pub fn sniff(content_type: Option<&str>, body: &[u8]) -> Result<Format, &'static str> {
+    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let head = body.trim_ascii_start();
+    if ct.contains("json") || head.starts_with(b"{") || head.starts_with(b"[") {
+        return Err("JSON");
+    }
+    if ct.contains("html") || head.starts_with(b"<") {
+        return Err("HTML");
+    }
+    if ct.contains("protobuf") {
+        return Err("protobuf");
+    }
+    Ok(Format::detect(Some(&ct), body))
+}
+
+/// GETs `url`; on a JSON or HTML answer at `/metrics`, tries `/prometheus/metrics`.
+pub async fn fetch(
+    client: &ScrapeClient,
+    url: &str,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Payload, FetchError> {
+    match fetch_one(client, url, timeout, max_bytes).await {
+        Err(FetchError::NotText(what)) => match fallback_url(url) {
+            Some(alt) => fetch_one(client, &alt, timeout, max_bytes)
+                .await
+                .map_err(|_| FetchError::NotText(what)),
+            None => Err(FetchError::NotText(what)),
+        },
+        other => other,
+    }
+}
+
+/// `http://h:p/metrics` → `http://h:p/prometheus/metrics`.
+fn fallback_url(url: &str) -> Option<String> {
+    url.strip_suffix("/metrics")
+        .filter(|base| !base.ends_with("/prometheus"))
+        .map(|base| format!("{base}/prometheus/metrics"))
+}
+
+async fn fetch_one(
+    client: &ScrapeClient,
+    url: &str,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Payload, FetchError> {
+    let uri: hyper::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.into()))?;
+    let req = hyper::Request::get(uri)
+        .header(
+            hyper::header::ACCEPT,
+            "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1",
+        )
+        .body(Empty::new())
+        .map_err(|_| FetchError::BadUrl(url.into()))?;
+    let work = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| FetchError::Connect(crate::loadgen::client::error_chain(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        let content_type = resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = resp.into_body();
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| FetchError::Connect(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > max_bytes {
+                    return Err(FetchError::TooLarge(max_bytes));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        let body = buf.freeze();
+        let format = sniff(content_type.as_deref(), &body).map_err(FetchError::NotText)?;
+        Ok(Payload {
+            url: url.to_string(),
+            body,
+            format,
+        })
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| FetchError::Timeout(timeout))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_json_html_and_text() {
+        assert_eq!(sniff(Some("application/json"), b"{}"), Err("JSON"));
+        assert_eq!(sniff(None, b"  [{\"a\":1}]"), Err("JSON"));
+        assert_eq!(sniff(Some("text/html"), b"<html>"), Err("HTML"));
+        assert_eq!(
+            sniff(Some("text/plain; version=0.0.4"), b"a 1\n"),
+            Ok(Format::Prometheus)
+        );
+        assert_eq!(
+            sniff(
+                Some("application/openmetrics-text; version=1.0.0"),
+                b"a 1\n"
+            ),
+            Ok(Format::OpenMetrics)
+        );
+        assert_eq!(sniff(None, b"a_total 1\n# EOF\n"), Ok(Format::OpenMetrics));
+    }
+
+    #[test]
+    fn falls_back_only_from_the_plain_metrics_path() {
+        assert_eq!(
+            fallback_url("http://10.0.0.1:8000/metrics").as_deref(),
+            Some("http://10.0.0.1:8000/prometheus/metrics")
+        );
+        assert_eq!(fallback_url("http://h/prometheus/metrics"), None);
+        assert_eq!(fallback_url("http://h/stats"), None);
+    }
+}
