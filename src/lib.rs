@@ -12,3 +12,4 @@ pub mod loadgen;
 pub mod results;
 pub mod scrape;
 pub mod stats;
+pub mod telemetry;

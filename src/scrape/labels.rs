@@ -12,7 +12,7 @@ use super::parse::LineErrorKind;
 /// The most labels one sample may carry; more and the line is skipped.
 pub const MAX_LABELS: u16 = 128;
 
-/// A sample's label set: the checked text between `{` and `}`.
+/// A sample's label set: the checked text after `{`, up to and including `}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Labels<'a> {
     raw: &'a str,
@@ -74,9 +74,9 @@ impl<'a> Labels<'a> {
         self.len == 0
     }
 
-    /// The label set as written between the braces (a stable series key).
+    /// The label set as written between the braces.
     pub fn raw(&self) -> &'a str {
-        self.raw
+        self.raw.strip_suffix('}').unwrap_or(self.raw)
     }
 
     pub fn iter(&self) -> LabelIter<'a> {
@@ -184,8 +184,9 @@ pub(super) fn scan_labels(s: &[u8]) -> Result<(Labels<'_>, usize), LineErrorKind
             return Err(LineErrorKind::TooManyLabels);
         }
     }
+    // `next_pair` stopped at the closing brace.
     let close = i + skip_blanks(&s[i..], 0);
     // Values must be UTF-8 text; names passed the ASCII table already.
-    let raw = std::str::from_utf8(&s[..i]).map_err(|_| LineErrorKind::InvalidUtf8)?;
+    let raw = std::str::from_utf8(&s[..=close]).map_err(|_| LineErrorKind::InvalidUtf8)?;
     Ok((Labels { raw, len }, close + 1))
 }

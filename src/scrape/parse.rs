@@ -355,7 +355,7 @@ fn sample(line: &[u8], format: Format) -> Result<Sample<'_>, LineErrorKind> {
 }
 
 /// A sample value or timestamp: Go's and Python's float spellings.
-pub(super) fn number(s: &[u8]) -> Option<f64> {
+pub(crate) fn number(s: &[u8]) -> Option<f64> {
     if s.is_empty() || s.len() > 64 {
         return None;
     }

@@ -148,3 +148,14 @@ fn kept_errors_are_bounded() {
     assert_eq!(r.skipped, 1000);
     assert_eq!(r.errors.len(), KEPT_ERRORS);
 }
+
+#[test]
+fn every_label_is_walked_and_found() {
+    let (s, _) = samples("m{a=\"1\", b=\"2\" ,c=\"3\"} 1\nn{a=\"1\",} 2\n");
+    let names: Vec<_> = s[0].labels.iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(s[0].labels.get("c").unwrap().is("3"));
+    assert_eq!(s[0].labels.raw(), "a=\"1\", b=\"2\" ,c=\"3\"");
+    assert_eq!(s[1].labels.iter().count(), 1);
+    assert_eq!(Labels::EMPTY.iter().count(), 0);
+}

@@ -1,0 +1,164 @@
+//! Efficiency: what the client got for the energy the GPUs spent.
+
+use serde::{Deserialize, Serialize};
+
+use super::report::{EnergySource, GpuResult};
+
+/// What the load generator measured over the same phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTotals {
+    pub output_tokens: u64,
+    pub requests: u64,
+    pub duration_s: f64,
+    /// Concurrent streams, for closed-loop runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+/// Totals over the GPUs that served the run, and per-token figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Efficiency {
+    pub gpu_count: u32,
+    /// GPUs whose energy is known (the others had no power data).
+    pub gpus_with_energy: u32,
+    /// Sum of the GPUs' mean power, W.
+    pub total_gpu_power_w: f64,
+    pub total_gpu_energy_j: f64,
+    /// `counter`, `powerIntegral`, or `mixed` when GPUs differ.
+    pub energy_source: String,
+    /// Sum of the GPUs' uncertainty bounds, J, when every GPU has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_joule: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_output_token_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_request_j: Option<f64>,
+    /// Energy divided by the concurrency (closed-loop runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_user_j: Option<f64>,
+    /// Output tokens per second per watt of GPU power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_second_per_watt: Option<f64>,
+}
+
+/// Efficiency of `gpus` serving `client`.
+pub fn efficiency(gpus: &[GpuResult], client: &ClientTotals) -> Efficiency {
+    let energies: Vec<_> = gpus.iter().filter_map(|g| g.energy.as_ref()).collect();
+    let joules: f64 = energies.iter().map(|e| e.joules).sum();
+    let power: f64 = energies.iter().map(|e| e.avg_power_w).sum();
+    let source = match (
+        energies.iter().all(|e| e.source == EnergySource::Counter),
+        energies
+            .iter()
+            .all(|e| e.source == EnergySource::PowerIntegral),
+    ) {
+        _ if energies.is_empty() => "none",
+        (true, _) => "counter",
+        (_, true) => "powerIntegral",
+        _ => "mixed",
+    };
+    let have_energy = joules > 0.0;
+    let per = |n: f64| (have_energy && n > 0.0).then(|| joules / n);
+    let tokens = client.output_tokens as f64;
+    Efficiency {
+        gpu_count: gpus.len() as u32,
+        gpus_with_energy: energies.len() as u32,
+        total_gpu_power_w: power,
+        total_gpu_energy_j: joules,
+        energy_source: source.to_string(),
+        energy_uncertainty_j: energies
+            .iter()
+            .map(|e| e.uncertainty_j)
+            .sum::<Option<f64>>()
+            .filter(|_| !energies.is_empty()),
+        output_tokens_per_joule: have_energy.then(|| tokens / joules),
+        energy_per_output_token_j: per(tokens),
+        energy_per_request_j: per(client.requests as f64),
+        energy_per_user_j: client.concurrency.and_then(|c| per(f64::from(c))),
+        output_tokens_per_second_per_watt: (power > 0.0 && client.duration_s > 0.0)
+            .then(|| tokens / client.duration_s / power),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::report::Energy;
+
+    fn gpu(joules: f64, power: f64, source: EnergySource) -> GpuResult {
+        GpuResult {
+            key: "k".into(),
+            endpoint: "e".into(),
+            identity: Default::default(),
+            pods: vec![],
+            samples: 10,
+            scrape_interval_s: Some(1.0),
+            update_period_s: Some(1.0),
+            stale: false,
+            energy: Some(Energy {
+                joules,
+                source,
+                avg_power_w: power,
+                uncertainty_j: Some(power),
+            }),
+            profile: None,
+            warnings: vec![],
+            metrics: vec![],
+        }
+    }
+
+    #[test]
+    fn hand_computed_example() {
+        // Two GPUs at 300 W and 500 W for 100 s: 30 kJ + 50 kJ.
+        let gpus = [
+            gpu(30_000.0, 300.0, EnergySource::Counter),
+            gpu(50_000.0, 500.0, EnergySource::Counter),
+        ];
+        let client = ClientTotals {
+            output_tokens: 160_000,
+            requests: 1000,
+            duration_s: 100.0,
+            concurrency: Some(16),
+        };
+        let e = efficiency(&gpus, &client);
+        assert_eq!(
+            (e.gpu_count, e.total_gpu_power_w, e.total_gpu_energy_j),
+            (2, 800.0, 80_000.0)
+        );
+        assert_eq!(e.energy_source, "counter");
+        assert_eq!(e.output_tokens_per_joule, Some(2.0));
+        assert_eq!(e.energy_per_output_token_j, Some(0.5));
+        assert_eq!(e.energy_per_request_j, Some(80.0));
+        assert_eq!(e.energy_per_user_j, Some(5000.0));
+        assert_eq!(e.output_tokens_per_second_per_watt, Some(2.0));
+        assert_eq!(e.energy_uncertainty_j, Some(800.0));
+    }
+
+    #[test]
+    fn mixed_sources_and_no_energy() {
+        let gpus = [
+            gpu(1.0, 1.0, EnergySource::Counter),
+            gpu(1.0, 1.0, EnergySource::PowerIntegral),
+        ];
+        assert_eq!(
+            efficiency(&gpus, &ClientTotals::default()).energy_source,
+            "mixed"
+        );
+        let e = efficiency(
+            &[],
+            &ClientTotals {
+                output_tokens: 5,
+                ..Default::default()
+            },
+        );
+        assert_eq!(e.energy_source, "none");
+        assert_eq!(
+            (e.output_tokens_per_joule, e.energy_per_user_j),
+            (None, None)
+        );
+    }
+}

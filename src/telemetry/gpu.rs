@@ -1,0 +1,396 @@
+//! GPU telemetry: dcgm-exporter payloads in, one aggregate per GPU and field out.
+//!
+//! A GPU is keyed by its UUID (plus the MIG instance, for MIG slices), else by
+//! host and GPU index, else by exporter and GPU index; the same GPU served by
+//! two exporters counts once (the first exporter that reported it). A series
+//! seen twice in one scrape (dcgm-exporter repeats a GPU's series for each pod
+//! that shares it) counts once, and every pod it names is kept.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::dcgm::{self, FIELDS, FieldKind};
+use super::series::{Counter, Gauge};
+use crate::scrape::{Entry, Format, Kind, Labels, ParseReport, Parser, Value};
+
+/// What identifies and describes one GPU (or MIG slice).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_version: Option<String>,
+    /// MIG GPU instance id, for a MIG slice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_profile: Option<String>,
+}
+
+/// A pod that dcgm-exporter says uses the GPU.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRef {
+    pub namespace: String,
+    pub pod: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container: String,
+}
+
+/// One field's aggregate on one GPU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FieldAgg {
+    Gauge(Gauge),
+    Counter(Counter),
+    /// A byte field: its values as a gauge and as a counter.
+    ByteRate {
+        gauge: Gauge,
+        counter: Counter,
+    },
+    /// The union of every bit seen.
+    Bitmask(u64),
+}
+
+impl FieldAgg {
+    fn new(kind: FieldKind) -> Self {
+        match kind {
+            FieldKind::Gauge => FieldAgg::Gauge(Gauge::default()),
+            FieldKind::Counter => FieldAgg::Counter(Counter::default()),
+            FieldKind::ByteRate => FieldAgg::ByteRate {
+                gauge: Gauge::default(),
+                counter: Counter::default(),
+            },
+            FieldKind::Bitmask => FieldAgg::Bitmask(0),
+        }
+    }
+
+    fn observe(&mut self, t: f64, v: f64) {
+        match self {
+            FieldAgg::Gauge(g) => g.observe(t, v),
+            FieldAgg::Counter(c) => c.observe(t, v),
+            FieldAgg::ByteRate { gauge, counter } => {
+                gauge.observe(t, v);
+                counter.observe(t, v);
+            }
+            FieldAgg::Bitmask(bits) if v >= 0.0 && v < u64::MAX as f64 => *bits |= v as u64,
+            FieldAgg::Bitmask(_) => {}
+        }
+    }
+}
+
+/// A field of a GPU: a known DCGM field (index into [`FIELDS`]) or another
+/// `DCGM_FI_*` name, with the kind its payload declared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FieldId {
+    Known(usize),
+    Other { name: String, counter: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldSeries {
+    pub id: FieldId,
+    pub agg: FieldAgg,
+    /// Scrape number of the last sample taken, to drop repeats within one scrape.
+    #[serde(skip)]
+    seen_in: u32,
+}
+
+/// Everything gathered about one GPU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuSeries {
+    pub key: String,
+    pub endpoint: String,
+    pub identity: GpuIdentity,
+    pub pods: Vec<PodRef>,
+    pub fields: Vec<FieldSeries>,
+    /// For each entry of [`FIELDS`], 1 + its position in `fields` (0: absent).
+    #[serde(skip)]
+    slots: Vec<u16>,
+}
+
+impl GpuSeries {
+    /// The aggregate of a known field, by its result key.
+    pub fn field(&self, key: &str) -> Option<&FieldAgg> {
+        self.fields.iter().find_map(|f| match f.id {
+            FieldId::Known(i) if FIELDS[i].key == key => Some(&f.agg),
+            _ => None,
+        })
+    }
+}
+
+/// Counts of what ingestion set aside.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestCounts {
+    pub scrapes: u32,
+    pub samples: u64,
+    /// DCGM blank sentinels (field not supported, no permission...).
+    pub blanks: u64,
+    /// Samples beyond [`MAX_GPUS`] or [`MAX_FIELDS`].
+    pub over_limit: u64,
+    /// Series repeated within one scrape.
+    pub repeats: u64,
+    /// Samples of a GPU already reported by another exporter.
+    pub other_exporter: u64,
+    /// Samples whose name is not a DCGM field.
+    pub not_dcgm: u64,
+    pub skipped_lines: u64,
+}
+
+/// Bounds that keep a hostile or broken exporter from growing memory without end.
+pub const MAX_GPUS: usize = 4096;
+pub const MAX_FIELDS: usize = 256;
+
+/// The GPU telemetry of a run, across all exporters and scrapes.
+#[derive(Default)]
+pub struct GpuTelemetry {
+    pub gpus: Vec<GpuSeries>,
+    index: HashMap<String, usize>,
+    key: String,
+    pub counts: IngestCounts,
+}
+
+/// The labels ingestion looks at, found in one pass over a sample's labels.
+#[derive(Default)]
+struct Seen<'a> {
+    uuid: Option<Value<'a>>,
+    gpu: Option<Value<'a>>,
+    host: Option<Value<'a>>,
+    gi: Option<Value<'a>>,
+    pod: Option<Value<'a>>,
+    namespace: Option<Value<'a>>,
+    container: Option<Value<'a>>,
+}
+
+impl<'a> Seen<'a> {
+    fn of(labels: &Labels<'a>) -> Self {
+        let mut s = Seen::default();
+        for (name, v) in labels.iter() {
+            match name {
+                "UUID" | "uuid" => s.uuid = Some(v),
+                "gpu" => s.gpu = Some(v),
+                "Hostname" | "hostname" => s.host = Some(v),
+                "GPU_I_ID" => s.gi = Some(v),
+                "pod" | "exported_pod" => s.pod = Some(v),
+                "namespace" | "exported_namespace" => s.namespace = Some(v),
+                "container" | "exported_container" => s.container = Some(v),
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+impl GpuTelemetry {
+    /// Takes one scrape of `endpoint` taken at `t` seconds into the phase.
+    pub fn ingest(&mut self, endpoint: &str, t: f64, body: &[u8], format: Format) -> ParseReport {
+        self.counts.scrapes += 1;
+        let scrape = self.counts.scrapes;
+        let mut declared: HashMap<&str, Kind> = HashMap::new();
+        let mut parser = Parser::new(body, format);
+        for entry in parser.by_ref() {
+            let s = match entry {
+                Entry::Sample(s) => s,
+                Entry::Type { name, kind } => {
+                    declared.insert(name, kind);
+                    continue;
+                }
+                _ => continue,
+            };
+            if !dcgm::is_dcgm(s.name) {
+                self.counts.not_dcgm += 1;
+                continue;
+            }
+            let known = dcgm::field_index(s.name);
+            let blank = match known {
+                Some(i) => dcgm::is_blank(s.value, FIELDS[i].width),
+                None => dcgm::is_blank_unknown(s.value),
+            };
+            if blank || !s.value.is_finite() {
+                self.counts.blanks += 1;
+                continue;
+            }
+            self.counts.samples += 1;
+            let seen = Seen::of(&s.labels);
+            let g = match self.gpu(endpoint, &seen, &s.labels) {
+                Ok(g) => g,
+                Err(Refused::OtherExporter) => {
+                    self.counts.other_exporter += 1;
+                    continue;
+                }
+                Err(Refused::TooMany) => {
+                    self.counts.over_limit += 1;
+                    continue;
+                }
+            };
+            let gpu = &mut self.gpus[g];
+            note_pod(gpu, &seen);
+            let field = match known {
+                Some(i) => field_slot(gpu, i),
+                None => {
+                    let counter = declared.get(s.name) == Some(&Kind::Counter);
+                    match other_slot(gpu, s.name, counter) {
+                        Some(f) => f,
+                        None => {
+                            self.counts.over_limit += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let f = &mut gpu.fields[field];
+            if f.seen_in == scrape {
+                self.counts.repeats += 1;
+                continue;
+            }
+            f.seen_in = scrape;
+            let scale = known.map_or(1.0, |i| FIELDS[i].scale);
+            f.agg.observe(t, s.value * scale);
+        }
+        let report = parser.into_report();
+        self.counts.skipped_lines += u64::from(report.skipped);
+        report
+    }
+
+    /// The GPU a sample belongs to, created on first sight.
+    fn gpu(
+        &mut self,
+        endpoint: &str,
+        seen: &Seen<'_>,
+        labels: &Labels<'_>,
+    ) -> Result<usize, Refused> {
+        self.key.clear();
+        let gpu = seen.gpu.map_or("", |v| v.raw());
+        match (seen.uuid, seen.host) {
+            (Some(u), _) => self.key.push_str(u.raw()),
+            (None, Some(h)) => push_all(&mut self.key, &[h.raw(), "/", gpu]),
+            (None, None) => push_all(&mut self.key, &[endpoint, "#", gpu]),
+        }
+        if let Some(gi) = seen.gi {
+            push_all(&mut self.key, &["/mig", gi.raw()]);
+        }
+        if let Some(&i) = self.index.get(self.key.as_str()) {
+            return if self.gpus[i].endpoint == endpoint {
+                Ok(i)
+            } else {
+                Err(Refused::OtherExporter)
+            };
+        }
+        if self.gpus.len() >= MAX_GPUS {
+            return Err(Refused::TooMany);
+        }
+        let text = |name: &str| labels.get(name).map(|v| v.text().into_owned());
+        let identity = GpuIdentity {
+            uuid: seen.uuid.map(|v| v.text().into_owned()),
+            index: seen.gpu.map(|v| v.text().into_owned()),
+            model: text("modelName"),
+            hostname: seen.host.map(|v| v.text().into_owned()),
+            pci_bus_id: text("pci_bus_id"),
+            device: text("device"),
+            driver_version: text("DCGM_FI_DRIVER_VERSION"),
+            mig_instance: seen.gi.map(|v| v.text().into_owned()),
+            mig_profile: text("GPU_I_PROFILE"),
+        };
+        self.gpus.push(GpuSeries {
+            key: self.key.clone(),
+            endpoint: endpoint.to_string(),
+            identity,
+            pods: Vec::new(),
+            fields: Vec::new(),
+            slots: vec![0; FIELDS.len()],
+        });
+        self.index.insert(self.key.clone(), self.gpus.len() - 1);
+        Ok(self.gpus.len() - 1)
+    }
+}
+
+enum Refused {
+    OtherExporter,
+    TooMany,
+}
+
+fn push_all(buf: &mut String, parts: &[&str]) {
+    parts.iter().for_each(|p| buf.push_str(p));
+}
+
+fn note_pod(gpu: &mut GpuSeries, seen: &Seen<'_>) {
+    let Some(pod) = seen.pod.filter(|p| !p.raw().is_empty()) else {
+        return;
+    };
+    let ns = seen.namespace.map_or("", |v| v.raw());
+    let container = seen.container.map_or("", |v| v.raw());
+    let known = gpu
+        .pods
+        .iter()
+        .any(|p| pod.is(&p.pod) && ns == p.namespace && container == p.container);
+    if !known {
+        gpu.pods.push(PodRef {
+            namespace: seen
+                .namespace
+                .map(|v| v.text().into_owned())
+                .unwrap_or_default(),
+            pod: pod.text().into_owned(),
+            container: seen
+                .container
+                .map(|v| v.text().into_owned())
+                .unwrap_or_default(),
+        });
+    }
+}
+
+fn field_slot(gpu: &mut GpuSeries, i: usize) -> usize {
+    if gpu.slots[i] == 0 {
+        gpu.fields.push(FieldSeries {
+            id: FieldId::Known(i),
+            agg: FieldAgg::new(FIELDS[i].kind),
+            seen_in: 0,
+        });
+        gpu.slots[i] = gpu.fields.len() as u16;
+    }
+    usize::from(gpu.slots[i]) - 1
+}
+
+fn other_slot(gpu: &mut GpuSeries, name: &str, counter: bool) -> Option<usize> {
+    let found = gpu
+        .fields
+        .iter()
+        .position(|f| matches!(&f.id, FieldId::Other { name: n, .. } if n == name));
+    if found.is_some() {
+        return found;
+    }
+    (gpu.fields.len() < MAX_FIELDS).then(|| {
+        let kind = if counter {
+            FieldKind::Counter
+        } else {
+            FieldKind::Gauge
+        };
+        gpu.fields.push(FieldSeries {
+            id: FieldId::Other {
+                name: name.to_string(),
+                counter,
+            },
+            agg: FieldAgg::new(kind),
+            seen_in: 0,
+        });
+        gpu.fields.len() - 1
+    })
+}
+
+#[cfg(test)]
+#[path = "gpu/tests.rs"]
+mod tests;

@@ -1,0 +1,24 @@
+//! The telemetry engine: scraped `/metrics` payloads in, the GPU, server and
+//! efficiency results of a run out. Pure: no Kubernetes, no I/O.
+//!
+//! - [`gpu`] keys dcgm-exporter series by GPU and aggregates each field
+//!   ([`dcgm`] knows the fields' units, scales and kinds);
+//! - [`report`] turns a GPU's aggregates into results: statistics, energy with
+//!   its source and uncertainty, profiling estimates ([`peaks`]), warnings;
+//! - [`server`] discovers and aggregates every family a server exposes, with
+//!   display names and units from [`names`];
+//! - [`efficiency`] joins GPU energy with the client's token counts.
+
+pub mod dcgm;
+pub mod efficiency;
+pub mod gpu;
+pub mod names;
+pub mod peaks;
+pub mod report;
+pub mod series;
+pub mod server;
+
+pub use efficiency::{ClientTotals, Efficiency};
+pub use gpu::{GpuSeries, GpuTelemetry};
+pub use report::GpuResult;
+pub use server::{Filter, ServerMetrics};

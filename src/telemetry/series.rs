@@ -1,0 +1,209 @@
+//! One time series over a run: a gauge's statistics or a counter's increase,
+//! and how often the exporter really refreshed it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::Stats;
+
+/// When a series' value changed. An exporter that refreshes every 30 s but is
+/// scraped every second serves the same value 30 times; the spacing of the
+/// changes is the real update period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Changes {
+    pub samples: u32,
+    pub changes: u32,
+    last: f64,
+    first_t: f64,
+    last_t: f64,
+    first_change_t: f64,
+    last_change_t: f64,
+}
+
+impl Changes {
+    fn observe(&mut self, t: f64, v: f64) {
+        if self.samples == 0 {
+            self.first_t = t;
+        } else if v != self.last && !(v.is_nan() && self.last.is_nan()) {
+            if self.changes == 0 {
+                self.first_change_t = t;
+            }
+            self.changes += 1;
+            self.last_change_t = t;
+        }
+        self.samples += 1;
+        self.last = v;
+        self.last_t = t;
+    }
+
+    /// Seconds between the first and the last sample.
+    pub fn span(&self) -> f64 {
+        self.last_t - self.first_t
+    }
+
+    /// Mean seconds between scrapes.
+    pub fn scrape_interval(&self) -> Option<f64> {
+        (self.samples >= 2).then(|| self.span() / f64::from(self.samples - 1))
+    }
+
+    /// Mean seconds between value changes: the exporter's update period, as
+    /// far as the data shows it (a value that never changes shows nothing).
+    pub fn update_period(&self) -> Option<f64> {
+        (self.changes >= 2)
+            .then(|| (self.last_change_t - self.first_change_t) / f64::from(self.changes - 1))
+    }
+}
+
+/// Anything that takes `(t, value)` samples.
+pub trait Observe: Default {
+    fn observe(&mut self, t: f64, v: f64);
+}
+
+/// Observes `v` into the entry of `list` at `at` (a bucket bound, a
+/// quantile), adding the entry on first sight.
+pub fn observe_at<A: Observe>(list: &mut Vec<(f64, A)>, at: f64, t: f64, v: f64) {
+    match list.iter_mut().find(|(b, _)| *b == at) {
+        Some((_, a)) => a.observe(t, v),
+        None => {
+            let mut a = A::default();
+            a.observe(t, v);
+            list.push((at, a));
+        }
+    }
+}
+
+impl Observe for Gauge {
+    fn observe(&mut self, t: f64, v: f64) {
+        Gauge::observe(self, t, v)
+    }
+}
+
+impl Observe for Counter {
+    fn observe(&mut self, t: f64, v: f64) {
+        Counter::observe(self, t, v)
+    }
+}
+
+/// A gauge: statistics of its values and its integral over time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gauge {
+    pub stats: Stats,
+    pub changes: Changes,
+    /// Trapezoidal integral of the value over time (value × seconds).
+    pub integral: f64,
+    last: Option<(f64, f64)>,
+}
+
+impl Gauge {
+    pub fn observe(&mut self, t: f64, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        if let Some((t0, v0)) = self.last
+            && t > t0
+        {
+            self.integral += (t - t0) * (v + v0) / 2.0;
+        }
+        self.last = Some((t, v));
+        self.stats.add(v);
+        self.changes.observe(t, v);
+    }
+
+    pub fn merge(&mut self, o: &Gauge) {
+        self.stats.merge(&o.stats);
+        self.integral += o.integral;
+    }
+
+    pub fn last(&self) -> Option<f64> {
+        self.last.map(|(_, v)| v)
+    }
+}
+
+/// A counter: its increase between the first and the last sample, safe
+/// against resets (a value lower than the one before means the counter
+/// restarted from zero, so the new value is all increase since).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counter {
+    pub first: Option<(f64, f64)>,
+    pub last: Option<(f64, f64)>,
+    pub delta: f64,
+    pub resets: u32,
+    pub changes: Changes,
+    /// Whether it ever went down (also how a rate mis-declared as a counter shows).
+    pub decreased: bool,
+}
+
+impl Counter {
+    pub fn observe(&mut self, t: f64, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        match self.last {
+            None => self.first = Some((t, v)),
+            Some((_, prev)) if v < prev => {
+                self.delta += v;
+                self.resets += 1;
+                self.decreased = true;
+            }
+            Some((_, prev)) => self.delta += v - prev,
+        }
+        self.last = Some((t, v));
+        self.changes.observe(t, v);
+    }
+
+    /// Seconds between the first and the last sample.
+    pub fn elapsed(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some((a, _)), Some((b, _))) => b - a,
+            _ => 0.0,
+        }
+    }
+
+    /// Mean increase per second over the samples; `None` under two samples.
+    pub fn rate(&self) -> Option<f64> {
+        let e = self.elapsed();
+        (e > 0.0).then(|| self.delta / e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_delta_survives_resets() {
+        let mut c = Counter::default();
+        for (t, v) in [(0.0, 100.0), (1.0, 150.0), (2.0, 20.0), (3.0, 50.0)] {
+            c.observe(t, v);
+        }
+        // 50 before the reset, 20 since zero, then 30.
+        assert_eq!(c.delta, 100.0);
+        assert_eq!(c.resets, 1);
+        assert_eq!(c.rate(), Some(100.0 / 3.0));
+        c.observe(4.0, f64::NAN);
+        assert_eq!(c.delta, 100.0);
+    }
+
+    #[test]
+    fn gauge_integral_is_trapezoidal() {
+        let mut g = Gauge::default();
+        for (t, v) in [(0.0, 100.0), (2.0, 200.0), (3.0, 200.0)] {
+            g.observe(t, v);
+        }
+        assert_eq!(g.integral, 300.0 + 200.0);
+        assert_eq!(g.stats.count(), 3);
+    }
+
+    #[test]
+    fn update_period_shows_a_slow_exporter() {
+        let mut g = Gauge::default();
+        // Scraped every second, refreshed every 5 s.
+        for t in 0..31 {
+            g.observe(f64::from(t), f64::from(t / 5));
+        }
+        assert_eq!(g.changes.scrape_interval(), Some(1.0));
+        assert_eq!(g.changes.update_period(), Some(5.0));
+        let mut flat = Gauge::default();
+        (0..10).for_each(|t| flat.observe(f64::from(t), 7.0));
+        assert_eq!(flat.changes.update_period(), None);
+    }
+}

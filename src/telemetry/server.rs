@@ -1,0 +1,431 @@
+//! Server metrics: every family an inference server exposes, discovered as it
+//! comes. Gauges get statistics, counters their increase and rate, histograms
+//! their bucket increases with mean and percentile estimates, summaries their
+//! count, sum and last quantiles.
+
+use std::collections::{BTreeMap, HashMap};
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::names;
+use super::series::{Counter, Gauge, observe_at};
+use crate::scrape::{Catalog, Format, Kind, Labels, ParseReport, Parser, Role, Sample};
+use crate::stats::Summary;
+
+/// Which families to keep, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+}
+
+impl Filter {
+    /// Patterns are anchored: `vllm:.*` keeps vLLM's families only.
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, regex::Error> {
+        let compile = |ps: &[String]| -> Result<Vec<Regex>, regex::Error> {
+            ps.iter()
+                .map(|p| Regex::new(&format!("^(?:{p})$")))
+                .collect()
+        };
+        Ok(Filter {
+            include: compile(include)?,
+            exclude: compile(exclude)?,
+        })
+    }
+
+    pub fn keeps(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(name)))
+            && !self.exclude.iter().any(|r| r.is_match(name))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Cumulative buckets by upper bound, in the order first seen.
+    pub buckets: Vec<(f64, Counter)>,
+    pub sum: Counter,
+    pub count: Counter,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SummaryAgg {
+    pub quantiles: Vec<(f64, Gauge)>,
+    pub sum: Counter,
+    pub count: Counter,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Agg {
+    Gauge(Gauge),
+    Counter(Counter),
+    Histogram(Histogram),
+    Summary(SummaryAgg),
+}
+
+struct SeriesState {
+    endpoint: String,
+    labels: String,
+    agg: Agg,
+    /// Scrape number in which each part was last taken (value/sum/count).
+    seen: [u32; 3],
+}
+
+struct FamilyState {
+    name: String,
+    kind: Kind,
+    help: Option<String>,
+    unit: Option<String>,
+    series: Vec<SeriesState>,
+    index: HashMap<String, usize>,
+}
+
+/// Bounds against a server that invents series without end.
+pub const MAX_FAMILIES: usize = 2048;
+pub const MAX_SERIES_PER_FAMILY: usize = 1024;
+
+/// Server metrics of a run, across endpoints and scrapes.
+#[derive(Default)]
+pub struct ServerMetrics {
+    filter: Filter,
+    families: Vec<FamilyState>,
+    index: HashMap<String, usize>,
+    key: String,
+    scrapes: u32,
+    pub over_limit: u64,
+    pub skipped_lines: u64,
+}
+
+impl ServerMetrics {
+    pub fn new(filter: Filter) -> Self {
+        ServerMetrics {
+            filter,
+            ..Default::default()
+        }
+    }
+
+    /// Takes one scrape of `endpoint` taken at `t` seconds into the phase.
+    pub fn ingest(&mut self, endpoint: &str, t: f64, body: &[u8], format: Format) -> ParseReport {
+        self.scrapes += 1;
+        let mut parser = Parser::new(body, format);
+        let mut catalog = Catalog::default();
+        for entry in parser.by_ref() {
+            let Some((fi, role, s)) = catalog.entry(entry) else {
+                continue;
+            };
+            let meta = catalog.family(fi);
+            if !self.filter.keeps(meta.name)
+                || role == Role::Created
+                || !s.value.is_finite() && role != Role::Bucket
+            {
+                continue;
+            }
+            let Some(f) = self.family(meta.name, meta.kind, meta.help, meta.unit) else {
+                self.over_limit += 1;
+                continue;
+            };
+            self.observe(f, endpoint, role, &s, t);
+        }
+        let report = parser.into_report();
+        self.skipped_lines += u64::from(report.skipped);
+        report
+    }
+
+    fn family(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: Option<&str>,
+        unit: Option<&str>,
+    ) -> Option<usize> {
+        if let Some(&i) = self.index.get(name) {
+            return Some(i);
+        }
+        if self.families.len() >= MAX_FAMILIES {
+            return None;
+        }
+        self.families.push(FamilyState {
+            name: name.to_string(),
+            kind,
+            help: help.map(str::to_string),
+            unit: unit.map(str::to_string),
+            series: Vec::new(),
+            index: HashMap::new(),
+        });
+        self.index.insert(name.to_string(), self.families.len() - 1);
+        Some(self.families.len() - 1)
+    }
+
+    fn observe(&mut self, f: usize, endpoint: &str, role: Role, s: &Sample<'_>, t: f64) {
+        let scrape = self.scrapes;
+        series_key(&mut self.key, endpoint, &s.labels, role);
+        let fam = &mut self.families[f];
+        let si = match fam.index.get(self.key.as_str()) {
+            Some(&i) => i,
+            None if fam.series.len() >= MAX_SERIES_PER_FAMILY => {
+                self.over_limit += 1;
+                return;
+            }
+            None => {
+                let agg = match fam.kind {
+                    Kind::Counter => Agg::Counter(Counter::default()),
+                    Kind::Histogram | Kind::GaugeHistogram => Agg::Histogram(Histogram::default()),
+                    Kind::Summary => Agg::Summary(SummaryAgg::default()),
+                    _ => Agg::Gauge(Gauge::default()),
+                };
+                let labels = self.key[endpoint.len() + 1..].to_string();
+                fam.series.push(SeriesState {
+                    endpoint: endpoint.to_string(),
+                    labels,
+                    agg,
+                    seen: [0; 3],
+                });
+                fam.index.insert(self.key.clone(), fam.series.len() - 1);
+                fam.series.len() - 1
+            }
+        };
+        let series = &mut fam.series[si];
+        let part = match role {
+            Role::Sum => 1,
+            Role::Count => 2,
+            _ => 0,
+        };
+        // Buckets and quantiles share part 0 across their bounds; repeats of a
+        // whole series are caught on its sum, count or plain value.
+        if !matches!(role, Role::Bucket | Role::Quantile) {
+            if series.seen[part] == scrape {
+                return;
+            }
+            series.seen[part] = scrape;
+        }
+        let v = s.value;
+        match role {
+            Role::Bucket => {
+                let Agg::Histogram(h) = &mut series.agg else {
+                    return;
+                };
+                let Some(le) = bound(&s.labels, "le") else {
+                    return;
+                };
+                observe_at(&mut h.buckets, le, t, v);
+            }
+            Role::Quantile => {
+                let Agg::Summary(q) = &mut series.agg else {
+                    return;
+                };
+                let Some(at) = bound(&s.labels, "quantile") else {
+                    return;
+                };
+                observe_at(&mut q.quantiles, at, t, v);
+            }
+            Role::Sum | Role::Count => {
+                let (sum, count) = match &mut series.agg {
+                    Agg::Histogram(h) => (&mut h.sum, &mut h.count),
+                    Agg::Summary(q) => (&mut q.sum, &mut q.count),
+                    _ => return,
+                };
+                if role == Role::Sum { sum } else { count }.observe(t, v);
+            }
+            Role::Value | Role::Created => match &mut series.agg {
+                Agg::Gauge(g) => g.observe(t, v),
+                Agg::Counter(c) => c.observe(t, v),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// A numeric label (`le`, `quantile`), `+Inf` included.
+fn bound(labels: &Labels<'_>, name: &str) -> Option<f64> {
+    crate::scrape::parse::number(labels.get(name)?.raw().as_bytes())
+}
+
+/// `endpoint \0 labels`, without `le`/`quantile`
+/// for buckets and quantiles, so that all parts of a histogram share a key.
+fn series_key(key: &mut String, endpoint: &str, labels: &Labels<'_>, role: Role) {
+    key.clear();
+    key.push_str(endpoint);
+    key.push('\0');
+    // Rebuilt rather than copied, so spacing and a trailing comma do not matter.
+    let drop = match role {
+        Role::Bucket => "le",
+        Role::Quantile => "quantile",
+        _ => "",
+    };
+    let mut first = true;
+    for (name, value) in labels.iter().filter(|(n, _)| *n != drop) {
+        if !first {
+            key.push(',');
+        }
+        first = false;
+        key.push_str(name);
+        key.push_str("=\"");
+        key.push_str(value.raw());
+        key.push('"');
+    }
+}
+
+/// One series of a server family over the phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesResult {
+    pub endpoint: String,
+    pub labels: BTreeMap<String, String>,
+    /// Gauges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Summary>,
+    /// Counters: increase over the phase and per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<HistogramResult>,
+    /// Summaries: the last value of each quantile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantiles: Vec<(f64, f64)>,
+}
+
+/// A histogram over the phase: increases of its buckets, count and sum.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistogramResult {
+    pub count: f64,
+    pub sum: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    /// `(upper bound, increase)`, cumulative as Prometheus writes them.
+    pub buckets: Vec<(f64, f64)>,
+    /// Estimates by linear interpolation inside buckets (Prometheus's
+    /// `histogram_quantile`): p50, p90, p95, p99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+}
+
+/// One server family over the phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyResult {
+    pub name: String,
+    pub display: String,
+    pub kind: Kind,
+    pub unit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    pub series: Vec<SeriesResult>,
+}
+
+impl ServerMetrics {
+    /// Every family, in order of discovery.
+    pub fn results(&self) -> Vec<FamilyResult> {
+        self.families
+            .iter()
+            .map(|f| FamilyResult {
+                name: f.name.clone(),
+                display: names::display_name(&f.name),
+                kind: f.kind,
+                unit: names::unit(&f.name, f.help.as_deref(), f.unit.as_deref()),
+                help: f.help.clone(),
+                series: f.series.iter().map(series_result).collect(),
+            })
+            .collect()
+    }
+}
+
+fn series_result(s: &SeriesState) -> SeriesResult {
+    let mut r = SeriesResult {
+        endpoint: s.endpoint.clone(),
+        labels: parse_key(&s.labels),
+        stats: None,
+        total: None,
+        rate: None,
+        histogram: None,
+        quantiles: Vec::new(),
+    };
+    match &s.agg {
+        Agg::Gauge(g) => r.stats = Some(g.stats.summary()),
+        Agg::Counter(c) => {
+            r.total = Some(c.delta);
+            r.rate = c.rate();
+        }
+        Agg::Histogram(h) => r.histogram = Some(histogram_result(h)),
+        Agg::Summary(q) => {
+            r.total = Some(q.count.delta);
+            r.rate = q.count.rate();
+            let mut qs: Vec<(f64, f64)> = q
+                .quantiles
+                .iter()
+                .filter_map(|(at, g)| Some((*at, g.last()?)))
+                .collect();
+            qs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            r.quantiles = qs;
+        }
+    }
+    r
+}
+
+fn histogram_result(h: &Histogram) -> HistogramResult {
+    let mut buckets: Vec<(f64, f64)> = h.buckets.iter().map(|(le, c)| (*le, c.delta)).collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let count = h.count.delta;
+    let q = |q: f64| histogram_quantile(q, &buckets);
+    HistogramResult {
+        count,
+        sum: h.sum.delta,
+        mean: (count > 0.0).then(|| h.sum.delta / count),
+        p50: q(0.5),
+        p90: q(0.9),
+        p95: q(0.95),
+        p99: q(0.99),
+        buckets,
+    }
+}
+
+/// Prometheus's `histogram_quantile` on cumulative `(le, count)` buckets:
+/// linear inside the bucket that holds the rank; the lowest bucket starts at 0
+/// (or at its bound when that is negative); a rank in `+Inf` answers the
+/// highest finite bound.
+pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 || buckets.len() < 2 && buckets[0].0.is_infinite() {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total;
+    let i = buckets.iter().position(|(_, c)| *c >= rank)?;
+    let (hi, count_hi) = buckets[i];
+    if hi.is_infinite() {
+        return Some(buckets[i.checked_sub(1)?].0);
+    }
+    let (lo, count_lo) = match i {
+        0 => (if hi > 0.0 { 0.0 } else { hi }, 0.0),
+        _ => buckets[i - 1],
+    };
+    if count_hi <= count_lo {
+        return Some(hi);
+    }
+    Some(lo + (hi - lo) * (rank - count_lo) / (count_hi - count_lo))
+}
+
+/// Labels back from a series key (`a="x",b="y"`, values as written).
+fn parse_key(key: &str) -> BTreeMap<String, String> {
+    let line = format!("x{{{key}}} 0");
+    let mut p = Parser::new(line.as_bytes(), Format::Prometheus);
+    match p.next() {
+        Some(crate::scrape::Entry::Sample(s)) => s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.text().into_owned()))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+#[path = "server/tests.rs"]
+mod tests;
