@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::controller::ControllerOpts;
 
+pub mod inspect;
+
 /// Exit code of a subcommand this build does not provide yet (EX_UNAVAILABLE).
 pub const EXIT_UNAVAILABLE: u8 = 69;
 
@@ -53,11 +55,7 @@ pub enum Command {
         args: Vec<String>,
     },
     /// Parse one /metrics payload (file or URL) and show what benchrun would collect.
-    #[command(disable_help_flag = true)]
-    Inspect {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    Inspect(inspect::InspectOpts),
     /// Print the BenchmarkRun CustomResourceDefinition as YAML.
     Crd,
     /// Check BenchmarkRun manifests offline, with the same rules as admission.
@@ -142,7 +140,7 @@ pub fn main() -> ExitCode {
         Command::Loadgen(opts) => crate::loadgen::cli::main(opts),
         Command::Sim { .. } => unavailable("sim"),
         Command::GpuExporter { .. } => unavailable("gpu-exporter"),
-        Command::Inspect { .. } => unavailable("inspect"),
+        Command::Inspect(opts) => inspect::main(opts),
         Command::Kubectl { .. } => unavailable("kubectl"),
     }
 }

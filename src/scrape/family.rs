@@ -7,7 +7,7 @@
 //! and what part of the family it is. A sample with no declared family forms an
 //! untyped family of its own, as Prometheus treats it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::parse::{Entry, Kind, Sample};
 
@@ -39,7 +39,7 @@ pub struct FamilyMeta<'a> {
 #[derive(Default)]
 pub struct Catalog<'a> {
     families: Vec<FamilyMeta<'a>>,
-    index: HashMap<&'a str, usize>,
+    index: FxHashMap<&'a str, usize>,
     last: Option<usize>,
 }
 

@@ -126,8 +126,8 @@ fn next_pair(s: &[u8]) -> Result<Option<(Span, Span, bool, usize)>, LineErrorKin
         _ => {}
     }
     let name_start = i;
-    let n = super::parse::name_len(&s[i..]);
-    if n == 0 || s[i].is_ascii_digit() || s[i..i + n].contains(&b':') {
+    let n = super::parse::label_name_len(&s[i..]);
+    if n == 0 || s[i].is_ascii_digit() {
         return Err(bad);
     }
     i += n;

@@ -287,20 +287,34 @@ fn split_word(s: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Bytes allowed in metric names: `[a-zA-Z0-9_:]`, and not a digit first.
-const NAME: [bool; 256] = {
+/// Bytes allowed in names: `[a-zA-Z0-9_]`, plus `:` in metric names only;
+/// not a digit first.
+const fn name_table(colon: bool) -> [bool; 256] {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+        t[c] = b.is_ascii_alphanumeric() || b == b'_' || (colon && b == b':');
         c += 1;
     }
     t
-};
+}
 
+const METRIC_NAME: [bool; 256] = name_table(true);
+const LABEL_NAME: [bool; 256] = name_table(false);
+
+/// Length of the metric name at the start of `s`.
 pub(super) fn name_len(s: &[u8]) -> usize {
-    s.iter().position(|b| !NAME[*b as usize]).unwrap_or(s.len())
+    s.iter()
+        .position(|b| !METRIC_NAME[*b as usize])
+        .unwrap_or(s.len())
+}
+
+/// Length of the label name at the start of `s`.
+pub(super) fn label_name_len(s: &[u8]) -> usize {
+    s.iter()
+        .position(|b| !LABEL_NAME[*b as usize])
+        .unwrap_or(s.len())
 }
 
 fn metric_name(s: &[u8]) -> Option<&str> {
@@ -316,7 +330,8 @@ fn sample(line: &[u8], format: Format) -> Result<Sample<'_>, LineErrorKind> {
     if n == 0 || line[0].is_ascii_digit() {
         return Err(LineErrorKind::BadName);
     }
-    let name = metric_name(&line[..n]).ok_or(LineErrorKind::BadName)?;
+    // ASCII by the table, so this cannot fail.
+    let name = std::str::from_utf8(&line[..n]).map_err(|_| LineErrorKind::BadName)?;
     let mut rest = line[n..].trim_ascii_start();
     let labels = if rest.first() == Some(&b'{') {
         let (labels, used) = scan_labels(&rest[1..])?;

@@ -6,7 +6,7 @@
 //! seen twice in one scrape (dcgm-exporter repeats a GPU's series for each pod
 //! that shares it) counts once, and every pod it names is kept.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -160,8 +160,11 @@ pub const MAX_FIELDS: usize = 256;
 #[derive(Default)]
 pub struct GpuTelemetry {
     pub gpus: Vec<GpuSeries>,
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
     key: String,
+    /// The GPU of the previous sample: exporters write each field for every
+    /// GPU in turn, so the next sample's GPU is usually the one after it.
+    last: usize,
     pub counts: IngestCounts,
 }
 
@@ -201,7 +204,7 @@ impl GpuTelemetry {
     pub fn ingest(&mut self, endpoint: &str, t: f64, body: &[u8], format: Format) -> ParseReport {
         self.counts.scrapes += 1;
         let scrape = self.counts.scrapes;
-        let mut declared: HashMap<&str, Kind> = HashMap::new();
+        let mut declared: FxHashMap<&str, Kind> = FxHashMap::default();
         let mut parser = Parser::new(body, format);
         for entry in parser.by_ref() {
             let s = match entry {
@@ -284,7 +287,12 @@ impl GpuTelemetry {
         if let Some(gi) = seen.gi {
             push_all(&mut self.key, &["/mig", gi.raw()]);
         }
-        if let Some(&i) = self.index.get(self.key.as_str()) {
+        let guess = [self.last + 1, 0]
+            .into_iter()
+            .find(|&i| i < self.gpus.len());
+        let hit = guess.filter(|&i| self.gpus[i].key == self.key);
+        if let Some(i) = hit.or_else(|| self.index.get(self.key.as_str()).copied()) {
+            self.last = i;
             return if self.gpus[i].endpoint == endpoint {
                 Ok(i)
             } else {
@@ -315,7 +323,8 @@ impl GpuTelemetry {
             slots: vec![0; FIELDS.len()],
         });
         self.index.insert(self.key.clone(), self.gpus.len() - 1);
-        Ok(self.gpus.len() - 1)
+        self.last = self.gpus.len() - 1;
+        Ok(self.last)
     }
 }
 

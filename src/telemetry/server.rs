@@ -3,9 +3,10 @@
 //! their bucket increases with mean and percentile estimates, summaries their
 //! count, sum and last quantiles.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use regex::Regex;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::names;
@@ -65,6 +66,7 @@ pub enum Agg {
 
 struct SeriesState {
     endpoint: String,
+    key: String,
     labels: String,
     agg: Agg,
     /// Scrape number in which each part was last taken (value/sum/count).
@@ -77,7 +79,9 @@ struct FamilyState {
     help: Option<String>,
     unit: Option<String>,
     series: Vec<SeriesState>,
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
+    /// The series of the previous sample of this family.
+    last: usize,
 }
 
 /// Bounds against a server that invents series without end.
@@ -89,8 +93,9 @@ pub const MAX_SERIES_PER_FAMILY: usize = 1024;
 pub struct ServerMetrics {
     filter: Filter,
     families: Vec<FamilyState>,
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
     key: String,
+    last: usize,
     scrapes: u32,
     pub over_limit: u64,
     pub skipped_lines: u64,
@@ -138,7 +143,12 @@ impl ServerMetrics {
         help: Option<&str>,
         unit: Option<&str>,
     ) -> Option<usize> {
+        // Samples of a family come together: check the previous family first.
+        if self.families.get(self.last).is_some_and(|f| f.name == name) {
+            return Some(self.last);
+        }
         if let Some(&i) = self.index.get(name) {
+            self.last = i;
             return Some(i);
         }
         if self.families.len() >= MAX_FAMILIES {
@@ -150,18 +160,27 @@ impl ServerMetrics {
             help: help.map(str::to_string),
             unit: unit.map(str::to_string),
             series: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
+            last: 0,
         });
         self.index.insert(name.to_string(), self.families.len() - 1);
-        Some(self.families.len() - 1)
+        self.last = self.families.len() - 1;
+        Some(self.last)
     }
 
     fn observe(&mut self, f: usize, endpoint: &str, role: Role, s: &Sample<'_>, t: f64) {
         let scrape = self.scrapes;
-        series_key(&mut self.key, endpoint, &s.labels, role);
+        let bound = series_key(&mut self.key, endpoint, &s.labels, role);
         let fam = &mut self.families[f];
-        let si = match fam.index.get(self.key.as_str()) {
-            Some(&i) => i,
+        // Histogram parts and repeated label sets follow each other.
+        let same = fam.series.get(fam.last).is_some_and(|s| s.key == self.key);
+        let found = if same {
+            Some(fam.last)
+        } else {
+            fam.index.get(self.key.as_str()).copied()
+        };
+        let si = match found {
+            Some(i) => i,
             None if fam.series.len() >= MAX_SERIES_PER_FAMILY => {
                 self.over_limit += 1;
                 return;
@@ -176,6 +195,7 @@ impl ServerMetrics {
                 let labels = self.key[endpoint.len() + 1..].to_string();
                 fam.series.push(SeriesState {
                     endpoint: endpoint.to_string(),
+                    key: self.key.clone(),
                     labels,
                     agg,
                     seen: [0; 3],
@@ -184,6 +204,7 @@ impl ServerMetrics {
                 fam.series.len() - 1
             }
         };
+        fam.last = si;
         let series = &mut fam.series[si];
         let part = match role {
             Role::Sum => 1,
@@ -204,7 +225,7 @@ impl ServerMetrics {
                 let Agg::Histogram(h) = &mut series.agg else {
                     return;
                 };
-                let Some(le) = bound(&s.labels, "le") else {
+                let Some(le) = bound else {
                     return;
                 };
                 observe_at(&mut h.buckets, le, t, v);
@@ -213,7 +234,7 @@ impl ServerMetrics {
                 let Agg::Summary(q) = &mut series.agg else {
                     return;
                 };
-                let Some(at) = bound(&s.labels, "quantile") else {
+                let Some(at) = bound else {
                     return;
                 };
                 observe_at(&mut q.quantiles, at, t, v);
@@ -235,14 +256,10 @@ impl ServerMetrics {
     }
 }
 
-/// A numeric label (`le`, `quantile`), `+Inf` included.
-fn bound(labels: &Labels<'_>, name: &str) -> Option<f64> {
-    crate::scrape::parse::number(labels.get(name)?.raw().as_bytes())
-}
-
 /// `endpoint \0 labels`, without `le`/`quantile`
 /// for buckets and quantiles, so that all parts of a histogram share a key.
-fn series_key(key: &mut String, endpoint: &str, labels: &Labels<'_>, role: Role) {
+/// Returns the value of the dropped label (`+Inf` included), read on the way.
+fn series_key(key: &mut String, endpoint: &str, labels: &Labels<'_>, role: Role) -> Option<f64> {
     key.clear();
     key.push_str(endpoint);
     key.push('\0');
@@ -253,7 +270,12 @@ fn series_key(key: &mut String, endpoint: &str, labels: &Labels<'_>, role: Role)
         _ => "",
     };
     let mut first = true;
-    for (name, value) in labels.iter().filter(|(n, _)| *n != drop) {
+    let mut bound = None;
+    for (name, value) in labels.iter() {
+        if name == drop {
+            bound = crate::scrape::parse::number(value.raw().as_bytes());
+            continue;
+        }
         if !first {
             key.push(',');
         }
@@ -263,6 +285,7 @@ fn series_key(key: &mut String, endpoint: &str, labels: &Labels<'_>, role: Role)
         key.push_str(value.raw());
         key.push('"');
     }
+    bound
 }
 
 /// One series of a server family over the phase.
