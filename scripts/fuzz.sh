@@ -24,5 +24,5 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="$BENCHRUN_CACHE/fuzz-target"
 echo "== fuzzing the exposition parser for ${seconds}s"
 cd fuzz
-cargo +stable fuzz run exposition --sanitizer none "$corpus" -- \
+cargo fuzz run exposition --sanitizer none "$corpus" -- \
   -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 12

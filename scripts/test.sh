@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test command: format and lint checks, the unit and integration tests, then
-# the end-to-end suite on a real control plane (scripts/e2e.sh).
+# The test command: format and lint checks, the unit, integration and property
+# tests (criterion benches run once each as tests), a bounded fuzzing run of the
+# exposition parser (scripts/fuzz.sh), then the end-to-end suite on a real
+# control plane (scripts/e2e.sh).
 # Usage: scripts/test.sh   (or: make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +16,7 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test (unit and integration)"
 cargo test --locked -p benchrun --all-targets
 cargo test --locked -p benchrun-e2e --lib --bins
+echo "== fuzzing (bounded)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 echo "== end-to-end suite"
 bash scripts/e2e.sh

@@ -255,3 +255,41 @@ fn catalog_roles_on_a_real_histogram() {
     assert_eq!(roles.get("Count"), Some(&1));
     assert!(roles.get("Bucket").copied().unwrap_or(0) > 5);
 }
+
+#[test]
+fn series_counts_per_family() {
+    use benchrun::cli::inspect::inspect;
+    let series = |file: &str, family: &str| {
+        let i = inspect(file, &fixture(file), Format::Prometheus);
+        let f = i
+            .families
+            .iter()
+            .find(|f| f.name == family)
+            .unwrap_or_else(|| panic!("{file}: {family}"));
+        (f.series, f.samples)
+    };
+    // Four GPUs, one series each.
+    assert_eq!(
+        series("aiperf-dcgm-gb200-4gpu.txt", "DCGM_FI_DEV_POWER_USAGE"),
+        (4, 4)
+    );
+    // Eight models.
+    assert_eq!(
+        series(
+            "datadog-triton-tritonserver-8models.txt",
+            "nv_inference_request_success"
+        ),
+        (8, 8)
+    );
+    // A histogram is one series however many buckets it has.
+    let (n, samples) = series(
+        "datadog-vllm-v0-v1-mixed.txt",
+        "vllm:e2e_request_latency_seconds",
+    );
+    assert_eq!(n, 1);
+    assert!(samples > 10);
+    assert_eq!(
+        series("datadog-sglang-v0.5.10.txt", "sglang:num_running_reqs"),
+        (1, 1)
+    );
+}

@@ -174,7 +174,8 @@ fn skip_blanks(s: &[u8], mut i: usize) -> usize {
 
 /// Checks the label set that starts right after `{`; returns it and the bytes
 /// consumed up to and including `}`.
-pub(super) fn scan_labels(s: &[u8]) -> Result<(Labels<'_>, usize), LineErrorKind> {
+pub(super) fn scan_labels(text: &str) -> Result<(Labels<'_>, usize), LineErrorKind> {
+    let s = text.as_bytes();
     let mut i = 0;
     let mut len: u16 = 0;
     while let Some((_, _, _, used)) = next_pair(&s[i..])? {
@@ -186,7 +187,7 @@ pub(super) fn scan_labels(s: &[u8]) -> Result<(Labels<'_>, usize), LineErrorKind
     }
     // `next_pair` stopped at the closing brace.
     let close = i + skip_blanks(&s[i..], 0);
-    // Values must be UTF-8 text; names passed the ASCII table already.
-    let raw = std::str::from_utf8(&s[..=close]).map_err(|_| LineErrorKind::InvalidUtf8)?;
+    // The line was checked as UTF-8, and `}` is ASCII: a clean cut.
+    let raw = text.get(..=close).ok_or(LineErrorKind::BadLabels)?;
     Ok((Labels { raw, len }, close + 1))
 }

@@ -220,11 +220,17 @@ impl<'a> Iterator for Parser<'a> {
     fn next(&mut self) -> Option<Entry<'a>> {
         loop {
             let line = self.next_line()?;
+            // One UTF-8 check per line; everything after slices this `str`
+            // at ASCII delimiters.
+            let Ok(line) = std::str::from_utf8(line) else {
+                self.fail(LineErrorKind::InvalidUtf8);
+                continue;
+            };
             let line = line.trim_ascii_start();
             if line.is_empty() {
                 continue;
             }
-            let parsed = if line[0] == b'#' {
+            let parsed = if line.as_bytes()[0] == b'#' {
                 match comment(line) {
                     Ok(Some(Comment::Eof)) => {
                         self.report.saw_eof = true;
@@ -257,21 +263,21 @@ enum Comment<'a> {
 }
 
 /// A `#` line: metadata, `# EOF`, or a plain comment (`None`).
-fn comment(line: &[u8]) -> Result<Option<Comment<'_>>, LineErrorKind> {
+fn comment(line: &str) -> Result<Option<Comment<'_>>, LineErrorKind> {
     let body = line[1..].trim_ascii_start();
-    if body == b"EOF" {
+    if body == "EOF" {
         return Ok(Some(Comment::Eof));
     }
     let (keyword, rest) = split_word(body);
-    if !matches!(keyword, b"HELP" | b"TYPE" | b"UNIT") {
+    if !matches!(keyword, "HELP" | "TYPE" | "UNIT") {
         return Ok(None);
     }
     let (name, rest) = split_word(rest.trim_ascii_start());
     let name = metric_name(name).ok_or(LineErrorKind::BadMetadata)?;
-    let text = std::str::from_utf8(rest.trim_ascii()).map_err(|_| LineErrorKind::InvalidUtf8)?;
+    let text = rest.trim_ascii();
     let entry = match keyword {
-        b"HELP" => Entry::Help { name, text },
-        b"TYPE" => Entry::Type {
+        "HELP" => Entry::Help { name, text },
+        "TYPE" => Entry::Type {
             name,
             kind: Kind::from_bytes(text.as_bytes()).ok_or(LineErrorKind::BadMetadata)?,
         },
@@ -280,10 +286,10 @@ fn comment(line: &[u8]) -> Result<Option<Comment<'_>>, LineErrorKind> {
     Ok(Some(Comment::Entry(entry)))
 }
 
-fn split_word(s: &[u8]) -> (&[u8], &[u8]) {
-    match s.iter().position(|b| *b == b' ' || *b == b'\t') {
+fn split_word(s: &str) -> (&str, &str) {
+    match s.bytes().position(|b| b == b' ' || b == b'\t') {
         Some(i) => (&s[..i], &s[i..]),
-        None => (s, &[]),
+        None => (s, ""),
     }
 }
 
@@ -317,23 +323,19 @@ pub(super) fn label_name_len(s: &[u8]) -> usize {
         .unwrap_or(s.len())
 }
 
-fn metric_name(s: &[u8]) -> Option<&str> {
-    if s.is_empty() || s[0].is_ascii_digit() || name_len(s) != s.len() {
-        return None;
-    }
-    // Only ASCII passed the table.
-    std::str::from_utf8(s).ok()
+fn metric_name(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    (!b.is_empty() && !b[0].is_ascii_digit() && name_len(b) == b.len()).then_some(s)
 }
 
-fn sample(line: &[u8], format: Format) -> Result<Sample<'_>, LineErrorKind> {
-    let n = name_len(line);
-    if n == 0 || line[0].is_ascii_digit() {
+fn sample(line: &str, format: Format) -> Result<Sample<'_>, LineErrorKind> {
+    let n = name_len(line.as_bytes());
+    if n == 0 || line.as_bytes()[0].is_ascii_digit() {
         return Err(LineErrorKind::BadName);
     }
-    // ASCII by the table, so this cannot fail.
-    let name = std::str::from_utf8(&line[..n]).map_err(|_| LineErrorKind::BadName)?;
+    let name = &line[..n];
     let mut rest = line[n..].trim_ascii_start();
-    let labels = if rest.first() == Some(&b'{') {
+    let labels = if rest.starts_with('{') {
         let (labels, used) = scan_labels(&rest[1..])?;
         rest = &rest[1 + used..];
         labels
@@ -345,7 +347,7 @@ fn sample(line: &[u8], format: Format) -> Result<Sample<'_>, LineErrorKind> {
     let value = number(value).ok_or(LineErrorKind::BadValue)?;
     let rest = rest.trim_ascii_start();
     let (ts, rest) = split_word(rest);
-    let timestamp_ms = if ts.is_empty() || ts == b"#" {
+    let timestamp_ms = if ts.is_empty() || ts == "#" {
         None
     } else {
         let t = number(ts)
@@ -358,7 +360,7 @@ fn sample(line: &[u8], format: Format) -> Result<Sample<'_>, LineErrorKind> {
     };
     // Whatever follows is an exemplar (` # {...} v [ts]`); anything else is junk.
     let rest = rest.trim_ascii_start();
-    if !(rest.is_empty() || rest[0] == b'#' || ts == b"#") {
+    if !(rest.is_empty() || rest.starts_with('#') || ts == "#") {
         return Err(LineErrorKind::BadTimestamp);
     }
     Ok(Sample {
@@ -370,14 +372,13 @@ fn sample(line: &[u8], format: Format) -> Result<Sample<'_>, LineErrorKind> {
 }
 
 /// A sample value or timestamp: Go's and Python's float spellings.
-pub(crate) fn number(s: &[u8]) -> Option<f64> {
+pub(crate) fn number(s: &str) -> Option<f64> {
     if s.is_empty() || s.len() > 64 {
         return None;
     }
-    // `str::parse` takes "inf"/"nan" in any case, as the formats allow.
-    let text = std::str::from_utf8(s).ok()?;
-    // Rust also takes "infinity"; neither format spells it so, but it is harmless.
-    text.parse::<f64>().ok()
+    // `str::parse` takes "inf"/"nan" in any case, as the formats allow (and
+    // "infinity", which neither format writes; harmless).
+    s.parse::<f64>().ok()
 }
 
 #[cfg(test)]

@@ -59,16 +59,20 @@ pub trait Observe: Default {
 }
 
 /// Observes `v` into the entry of `list` at `at` (a bucket bound, a
-/// quantile), adding the entry on first sight.
-pub fn observe_at<A: Observe>(list: &mut Vec<(f64, A)>, at: f64, t: f64, v: f64) {
-    match list.iter_mut().find(|(b, _)| *b == at) {
-        Some((_, a)) => a.observe(t, v),
-        None => {
-            let mut a = A::default();
-            a.observe(t, v);
-            list.push((at, a));
-        }
-    }
+/// quantile), adding the entry on first sight. Bounds arrive in the same
+/// order every scrape, so `next` (the entry after the previous one) is tried
+/// before a search.
+pub fn observe_at<A: Observe>(list: &mut Vec<(f64, A)>, next: &mut usize, at: f64, t: f64, v: f64) {
+    let i = match list.get(*next) {
+        Some((b, _)) if *b == at => Some(*next),
+        _ => list.iter().position(|(b, _)| *b == at),
+    };
+    let i = i.unwrap_or_else(|| {
+        list.push((at, A::default()));
+        list.len() - 1
+    });
+    list[i].1.observe(t, v);
+    *next = i + 1;
 }
 
 impl Observe for Gauge {

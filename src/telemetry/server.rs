@@ -47,6 +47,8 @@ pub struct Histogram {
     pub buckets: Vec<(f64, Counter)>,
     pub sum: Counter,
     pub count: Counter,
+    #[serde(skip)]
+    next: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +56,8 @@ pub struct SummaryAgg {
     pub quantiles: Vec<(f64, Gauge)>,
     pub sum: Counter,
     pub count: Counter,
+    #[serde(skip)]
+    next: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,7 +232,7 @@ impl ServerMetrics {
                 let Some(le) = bound else {
                     return;
                 };
-                observe_at(&mut h.buckets, le, t, v);
+                observe_at(&mut h.buckets, &mut h.next, le, t, v);
             }
             Role::Quantile => {
                 let Agg::Summary(q) = &mut series.agg else {
@@ -237,7 +241,7 @@ impl ServerMetrics {
                 let Some(at) = bound else {
                     return;
                 };
-                observe_at(&mut q.quantiles, at, t, v);
+                observe_at(&mut q.quantiles, &mut q.next, at, t, v);
             }
             Role::Sum | Role::Count => {
                 let (sum, count) = match &mut series.agg {
@@ -273,7 +277,7 @@ fn series_key(key: &mut String, endpoint: &str, labels: &Labels<'_>, role: Role)
     let mut bound = None;
     for (name, value) in labels.iter() {
         if name == drop {
-            bound = crate::scrape::parse::number(value.raw().as_bytes());
+            bound = crate::scrape::parse::number(value.raw());
             continue;
         }
         if !first {
