@@ -8,7 +8,7 @@ use benchrun::scrape::{Format, Parser};
 use benchrun::telemetry::{Filter, GpuTelemetry, ServerMetrics};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-#[path = "pages.rs"]
+#[path = "support/pages.rs"]
 mod pages;
 
 fn bench(c: &mut Criterion) {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use benchrun::scrape::{Format, Parser};
 use benchrun::telemetry::{Filter, GpuTelemetry, ServerMetrics};
 
-#[path = "../benches/pages.rs"]
+#[path = "../benches/support/pages.rs"]
 mod pages;
 
 struct Counting;

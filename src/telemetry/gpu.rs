@@ -363,6 +363,15 @@ fn note_pod(gpu: &mut GpuSeries, seen: &Seen<'_>) {
 }
 
 fn field_slot(gpu: &mut GpuSeries, i: usize) -> usize {
+    if gpu.slots.len() != FIELDS.len() {
+        // Not serialised: rebuild after a checkpoint is read back.
+        gpu.slots = vec![0; FIELDS.len()];
+        for (pos, f) in gpu.fields.iter().enumerate() {
+            if let FieldId::Known(k) = f.id {
+                gpu.slots[k] = pos as u16 + 1;
+            }
+        }
+    }
     if gpu.slots[i] == 0 {
         gpu.fields.push(FieldSeries {
             id: FieldId::Known(i),

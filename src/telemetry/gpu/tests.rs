@@ -156,3 +156,16 @@ fn profiling_estimates_classification_and_warnings() {
     assert!(w.contains("power throttling"), "{w}");
     assert!(!w.contains("thermal"), "{w}");
 }
+
+#[test]
+fn a_gpu_read_back_from_json_keeps_aggregating() {
+    let mut t = GpuTelemetry::default();
+    let body = "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"U\"} 10\nDCGM_FI_DEV_SM_CLOCK{gpu=\"0\",UUID=\"U\"} 1500\n";
+    t.ingest("e", 0.0, body.as_bytes(), Format::Prometheus);
+    let json = serde_json::to_string(&t.gpus[0]).unwrap();
+    let mut back: GpuSeries = serde_json::from_str(&json).unwrap();
+    let i = dcgm::field_index("DCGM_FI_DEV_SM_CLOCK").unwrap();
+    let slot = field_slot(&mut back, i);
+    assert_eq!(back.fields[slot].id, FieldId::Known(i));
+    assert_eq!(back.fields.len(), 2, "no second SM clock series");
+}
