@@ -79,6 +79,8 @@ struct SeriesState {
 
 struct FamilyState {
     name: String,
+    /// Whether the include/exclude patterns keep it (decided once per family).
+    kept: bool,
     kind: Kind,
     help: Option<String>,
     unit: Option<String>,
@@ -122,18 +124,17 @@ impl ServerMetrics {
             let Some((fi, role, s)) = catalog.entry(entry) else {
                 continue;
             };
-            let meta = catalog.family(fi);
-            if !self.filter.keeps(meta.name)
-                || role == Role::Created
-                || !s.value.is_finite() && role != Role::Bucket
-            {
+            if role == Role::Created || !s.value.is_finite() && role != Role::Bucket {
                 continue;
             }
+            let meta = catalog.family(fi);
             let Some(f) = self.family(meta.name, meta.kind, meta.help, meta.unit) else {
                 self.over_limit += 1;
                 continue;
             };
-            self.observe(f, endpoint, role, &s, t);
+            if self.families[f].kept {
+                self.observe(f, endpoint, role, &s, t);
+            }
         }
         let report = parser.into_report();
         self.skipped_lines += u64::from(report.skipped);
@@ -160,6 +161,7 @@ impl ServerMetrics {
         }
         self.families.push(FamilyState {
             name: name.to_string(),
+            kept: self.filter.keeps(name),
             kind,
             help: help.map(str::to_string),
             unit: unit.map(str::to_string),
@@ -353,6 +355,7 @@ impl ServerMetrics {
     pub fn results(&self) -> Vec<FamilyResult> {
         self.families
             .iter()
+            .filter(|f| f.kept)
             .map(|f| FamilyResult {
                 name: f.name.clone(),
                 display: names::display_name(&f.name),
