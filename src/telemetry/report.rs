@@ -246,7 +246,7 @@ fn metric(f: &super::gpu::FieldSeries) -> MetricResult {
 /// dcgm-exporter declares them counters. A series that only ever grew, over
 /// at least three changes, is read as a counter; anything else as a rate.
 pub fn reads_as_counter(c: &Counter) -> bool {
-    !c.decreased && c.changes.changes >= 3 && c.delta > 0.0
+    c.resets == 0 && c.changes.changes >= 3 && c.delta > 0.0
 }
 
 fn energy(

@@ -35,6 +35,11 @@ impl Changes {
         self.last_t = t;
     }
 
+    /// The last sample, `(t, v)`.
+    pub fn last(&self) -> Option<(f64, f64)> {
+        (self.samples > 0).then_some((self.last_t, self.last))
+    }
+
     /// Seconds between the first and the last sample.
     pub fn span(&self) -> f64 {
         self.last_t - self.first_t
@@ -94,7 +99,6 @@ pub struct Gauge {
     pub changes: Changes,
     /// Trapezoidal integral of the value over time (value × seconds).
     pub integral: f64,
-    last: Option<(f64, f64)>,
 }
 
 impl Gauge {
@@ -102,23 +106,17 @@ impl Gauge {
         if !v.is_finite() {
             return;
         }
-        if let Some((t0, v0)) = self.last
+        if let Some((t0, v0)) = self.changes.last()
             && t > t0
         {
             self.integral += (t - t0) * (v + v0) / 2.0;
         }
-        self.last = Some((t, v));
         self.stats.add(v);
         self.changes.observe(t, v);
     }
 
-    pub fn merge(&mut self, o: &Gauge) {
-        self.stats.merge(&o.stats);
-        self.integral += o.integral;
-    }
-
     pub fn last(&self) -> Option<f64> {
-        self.last.map(|(_, v)| v)
+        self.changes.last().map(|(_, v)| v)
     }
 }
 
@@ -127,13 +125,10 @@ impl Gauge {
 /// restarted from zero, so the new value is all increase since).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counter {
-    pub first: Option<(f64, f64)>,
-    pub last: Option<(f64, f64)>,
     pub delta: f64,
+    /// Times it went down (also how a rate mis-declared as a counter shows).
     pub resets: u32,
     pub changes: Changes,
-    /// Whether it ever went down (also how a rate mis-declared as a counter shows).
-    pub decreased: bool,
 }
 
 impl Counter {
@@ -141,25 +136,20 @@ impl Counter {
         if !v.is_finite() {
             return;
         }
-        match self.last {
-            None => self.first = Some((t, v)),
+        match self.changes.last() {
+            None => {}
             Some((_, prev)) if v < prev => {
                 self.delta += v;
                 self.resets += 1;
-                self.decreased = true;
             }
             Some((_, prev)) => self.delta += v - prev,
         }
-        self.last = Some((t, v));
         self.changes.observe(t, v);
     }
 
     /// Seconds between the first and the last sample.
     pub fn elapsed(&self) -> f64 {
-        match (self.first, self.last) {
-            (Some((a, _)), Some((b, _))) => b - a,
-            _ => 0.0,
-        }
+        self.changes.span()
     }
 
     /// Mean increase per second over the samples; `None` under two samples.
