@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::scrape::fetch::{self, DEFAULT_MAX_BYTES};
 use crate::scrape::{Catalog, Format, LineError, Parser};
 use crate::telemetry::gpu::PodRef;
-use crate::telemetry::{GpuTelemetry, dcgm, names};
+use crate::telemetry::{GpuTelemetry, dcgm, names, server};
 
 #[derive(Args, Debug)]
 pub struct InspectOpts {
@@ -86,17 +86,13 @@ pub fn inspect(source: &str, body: &[u8], format: Format) -> Inspection {
     let mut parser = Parser::new(body, format);
     let mut catalog = Catalog::default();
     let mut per_family: BTreeMap<usize, (usize, HashSet<String>)> = BTreeMap::new();
+    let mut key = String::new();
     for entry in parser.by_ref() {
-        if let Some((f, _, s)) = catalog.entry(entry) {
+        if let Some((f, role, s)) = catalog.entry(entry) {
             let slot = per_family.entry(f).or_default();
             slot.0 += 1;
-            let key: Vec<String> = s
-                .labels
-                .iter()
-                .filter(|(n, _)| *n != "le" && *n != "quantile")
-                .map(|(n, v)| format!("{n}={}", v.raw()))
-                .collect();
-            slot.1.insert(key.join(","));
+            server::series_key(&mut key, "", &s.labels, role);
+            slot.1.insert(key.clone());
         }
     }
     let report = parser.into_report();

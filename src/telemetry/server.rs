@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use super::names;
 use super::series::{Counter, Gauge, observe_at};
 use crate::scrape::{Catalog, Format, Kind, Labels, ParseReport, Parser, Role, Sample};
-use crate::stats::Summary;
 
 /// Which families to keep, by name.
 #[derive(Clone, Debug, Default)]
@@ -71,7 +70,8 @@ pub enum Agg {
 struct SeriesState {
     endpoint: String,
     key: String,
-    labels: String,
+    /// Its labels, without `le`/`quantile`, unescaped.
+    labels: BTreeMap<String, String>,
     agg: Agg,
     /// Scrape number in which each part was last taken (value/sum/count).
     seen: [u32; 3],
@@ -198,7 +198,13 @@ impl ServerMetrics {
                     Kind::Summary => Agg::Summary(SummaryAgg::default()),
                     _ => Agg::Gauge(Gauge::default()),
                 };
-                let labels = self.key[endpoint.len() + 1..].to_string();
+                let drop = dropped_label(role);
+                let labels = s
+                    .labels
+                    .iter()
+                    .filter(|(n, _)| *n != drop)
+                    .map(|(n, v)| (n.to_string(), v.text().into_owned()))
+                    .collect();
                 fam.series.push(SeriesState {
                     endpoint: endpoint.to_string(),
                     key: self.key.clone(),
@@ -262,19 +268,30 @@ impl ServerMetrics {
     }
 }
 
-/// `endpoint \0 labels`, without `le`/`quantile`
-/// for buckets and quantiles, so that all parts of a histogram share a key.
-/// Returns the value of the dropped label (`+Inf` included), read on the way.
-fn series_key(key: &mut String, endpoint: &str, labels: &Labels<'_>, role: Role) -> Option<f64> {
+/// The label that tells a part of a series apart rather than the series:
+/// `le` on buckets, `quantile` on summary quantiles.
+fn dropped_label(role: Role) -> &'static str {
+    match role {
+        Role::Bucket => "le",
+        Role::Quantile => "quantile",
+        _ => "",
+    }
+}
+
+/// `endpoint \0 labels`, without the [`dropped_label`], so that all parts of
+/// a histogram or summary share a key. Returns the value of the dropped label
+/// (`+Inf` included), read on the way.
+pub(crate) fn series_key(
+    key: &mut String,
+    endpoint: &str,
+    labels: &Labels<'_>,
+    role: Role,
+) -> Option<f64> {
     key.clear();
     key.push_str(endpoint);
     key.push('\0');
     // Rebuilt rather than copied, so spacing and a trailing comma do not matter.
-    let drop = match role {
-        Role::Bucket => "le",
-        Role::Quantile => "quantile",
-        _ => "",
-    };
+    let drop = dropped_label(role);
     let mut first = true;
     let mut bound = None;
     for (name, value) in labels.iter() {
@@ -294,167 +311,8 @@ fn series_key(key: &mut String, endpoint: &str, labels: &Labels<'_>, role: Role)
     bound
 }
 
-/// One series of a server family over the phase.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SeriesResult {
-    pub endpoint: String,
-    pub labels: BTreeMap<String, String>,
-    /// Gauges.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Summary>,
-    /// Counters: increase over the phase and per second.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub histogram: Option<HistogramResult>,
-    /// Summaries: the last value of each quantile.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quantiles: Vec<(f64, f64)>,
-}
-
-/// A histogram over the phase: increases of its buckets, count and sum.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HistogramResult {
-    pub count: f64,
-    pub sum: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mean: Option<f64>,
-    /// `(upper bound, increase)`, cumulative as Prometheus writes them.
-    pub buckets: Vec<(f64, f64)>,
-    /// Estimates by linear interpolation inside buckets (Prometheus's
-    /// `histogram_quantile`): p50, p90, p95, p99.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p50: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p90: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p95: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p99: Option<f64>,
-}
-
-/// One server family over the phase.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FamilyResult {
-    pub name: String,
-    pub display: String,
-    pub kind: Kind,
-    pub unit: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub help: Option<String>,
-    pub series: Vec<SeriesResult>,
-}
-
-impl ServerMetrics {
-    /// Every family, in order of discovery.
-    pub fn results(&self) -> Vec<FamilyResult> {
-        self.families
-            .iter()
-            .filter(|f| f.kept)
-            .map(|f| FamilyResult {
-                name: f.name.clone(),
-                display: names::display_name(&f.name),
-                kind: f.kind,
-                unit: names::unit(&f.name, f.help.as_deref(), f.unit.as_deref()),
-                help: f.help.clone(),
-                series: f.series.iter().map(series_result).collect(),
-            })
-            .collect()
-    }
-}
-
-fn series_result(s: &SeriesState) -> SeriesResult {
-    let mut r = SeriesResult {
-        endpoint: s.endpoint.clone(),
-        labels: parse_key(&s.labels),
-        stats: None,
-        total: None,
-        rate: None,
-        histogram: None,
-        quantiles: Vec::new(),
-    };
-    match &s.agg {
-        Agg::Gauge(g) => r.stats = Some(g.stats.summary()),
-        Agg::Counter(c) => {
-            r.total = Some(c.delta);
-            r.rate = c.rate();
-        }
-        Agg::Histogram(h) => r.histogram = Some(histogram_result(h)),
-        Agg::Summary(q) => {
-            r.total = Some(q.count.delta);
-            r.rate = q.count.rate();
-            let mut qs: Vec<(f64, f64)> = q
-                .quantiles
-                .iter()
-                .filter_map(|(at, g)| Some((*at, g.last()?)))
-                .collect();
-            qs.sort_by(|a, b| a.0.total_cmp(&b.0));
-            r.quantiles = qs;
-        }
-    }
-    r
-}
-
-fn histogram_result(h: &Histogram) -> HistogramResult {
-    let mut buckets: Vec<(f64, f64)> = h.buckets.iter().map(|(le, c)| (*le, c.delta)).collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let count = h.count.delta;
-    let q = |q: f64| histogram_quantile(q, &buckets);
-    HistogramResult {
-        count,
-        sum: h.sum.delta,
-        mean: (count > 0.0).then(|| h.sum.delta / count),
-        p50: q(0.5),
-        p90: q(0.9),
-        p95: q(0.95),
-        p99: q(0.99),
-        buckets,
-    }
-}
-
-/// Prometheus's `histogram_quantile` on cumulative `(le, count)` buckets:
-/// linear inside the bucket that holds the rank; the lowest bucket starts at 0
-/// (or at its bound when that is negative); a rank in `+Inf` answers the
-/// highest finite bound.
-pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
-    let total = buckets.last()?.1;
-    if total <= 0.0 || buckets.len() < 2 && buckets[0].0.is_infinite() {
-        return None;
-    }
-    let rank = q.clamp(0.0, 1.0) * total;
-    let i = buckets.iter().position(|(_, c)| *c >= rank)?;
-    let (hi, count_hi) = buckets[i];
-    if hi.is_infinite() {
-        return Some(buckets[i.checked_sub(1)?].0);
-    }
-    let (lo, count_lo) = match i {
-        0 => (if hi > 0.0 { 0.0 } else { hi }, 0.0),
-        _ => buckets[i - 1],
-    };
-    if count_hi <= count_lo {
-        return Some(hi);
-    }
-    Some(lo + (hi - lo) * (rank - count_lo) / (count_hi - count_lo))
-}
-
-/// Labels back from a series key (`a="x",b="y"`, values as written).
-fn parse_key(key: &str) -> BTreeMap<String, String> {
-    let line = format!("x{{{key}}} 0");
-    let mut p = Parser::new(line.as_bytes(), Format::Prometheus);
-    match p.next() {
-        Some(crate::scrape::Entry::Sample(s)) => s
-            .labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.text().into_owned()))
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
+mod results;
+pub use results::{FamilyResult, HistogramResult, SeriesResult, histogram_quantile};
 
 #[cfg(test)]
 #[path = "server/tests.rs"]
