@@ -19,9 +19,19 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// A client whose pool keeps `max_idle` connections per host.
 pub fn http_client(max_idle: usize) -> HttpClient {
+    pooled_client(max_idle, Duration::from_secs(10))
+}
+
+/// An HTTP/1.1 client with Nagle off, a connect timeout and `max_idle` pooled
+/// connections per host, for any request body type (the scraper uses it too).
+pub fn pooled_client<B>(max_idle: usize, connect_timeout: Duration) -> Client<HttpConnector, B>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    connector.set_connect_timeout(Some(connect_timeout));
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(max_idle)
         .build(connector)

@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::parse::Format;
 
@@ -23,12 +22,7 @@ pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 pub type ScrapeClient = Client<HttpConnector, Empty<Bytes>>;
 
 pub fn scrape_client() -> ScrapeClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(2)
-        .build(connector)
+    crate::loadgen::client::pooled_client(2, Duration::from_secs(5))
 }
 
 /// One fetched payload in a text format.
