@@ -88,12 +88,16 @@ impl GpuTelemetry {
     pub fn ingest(&mut self, endpoint: &str, t: f64, body: &[u8], format: Format) -> ParseReport {
         self.counts.scrapes += 1;
         let scrape = self.counts.scrapes;
+        // Declared kinds of DCGM fields outside the table.
         let mut declared: FxHashMap<&str, Kind> = FxHashMap::default();
         let mut parser = Parser::new(body, format);
         for entry in parser.by_ref() {
             let s = match entry {
                 Entry::Sample(s) => s,
-                Entry::Type { name, kind } => {
+                // Only fields outside the table take their kind from the payload.
+                Entry::Type { name, kind }
+                    if dcgm::is_dcgm(name) && dcgm::field_index(name).is_none() =>
+                {
                     declared.insert(name, kind);
                     continue;
                 }
