@@ -8,8 +8,10 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod expose;
 pub mod loadgen;
 pub mod results;
 pub mod scrape;
+pub mod sim;
 pub mod stats;
 pub mod telemetry;

@@ -43,11 +43,8 @@ pub enum Command {
     /// Generate load against an OpenAI-compatible endpoint (standalone, or as a Job worker).
     Loadgen(crate::loadgen::cli::LoadgenOpts),
     /// Simulators for dry runs without GPUs: `sim inference` and `sim dcgm`.
-    #[command(disable_help_flag = true)]
-    Sim {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    #[command(subcommand)]
+    Sim(crate::sim::SimCommand),
     /// Serve dcgm-exporter-compatible GPU metrics read through NVML.
     #[command(disable_help_flag = true)]
     GpuExporter {
@@ -138,7 +135,10 @@ pub fn main() -> ExitCode {
         }
         Command::Validate { files } => validate_files(&files),
         Command::Loadgen(opts) => crate::loadgen::cli::main(opts),
-        Command::Sim { .. } => unavailable("sim"),
+        Command::Sim(cmd) => {
+            init_tracing(&cli.log, cli.log_format);
+            crate::sim::main(cmd)
+        }
         Command::GpuExporter { .. } => unavailable("gpu-exporter"),
         Command::Inspect(opts) => inspect::main(opts),
         Command::Kubectl { .. } => unavailable("kubectl"),

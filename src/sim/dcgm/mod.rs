@@ -1,0 +1,467 @@
+//! `benchrun sim dcgm`: a dcgm-exporter for a node of simulated GPUs.
+//!
+//! Each GPU either idles or serves an inference server: given with
+//! `--serve GPUS=URL[@NAMESPACE/POD/CONTAINER]`, or, with `--kubernetes`, found
+//! as dcgm-exporter finds them — the pods on this node (`NODE_NAME`) that
+//! request `nvidia.com/gpu`, which get the lowest free GPUs and keep them while
+//! they live, and whose pod, namespace and container label their GPUs' series.
+//! Every `--tick` the simulator reads each server's `/metrics` (vLLM or SGLang
+//! names), advances the GPUs' model ([`model`]) and integrates their energy;
+//! every `--update-interval` it publishes new values on `/metrics`, in
+//! dcgm-exporter's format (stale in between, as dcgm-exporter's are).
+//!
+//! `GET /sim/truth` (`?history=0` leaves the history out) gives each GPU's
+//! exact integrated energy and power now, and its energy at every tick (the
+//! newest `--truth-history`), for checking what a client computed.
+
+mod model;
+mod page;
+mod serving;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Query, State as AxState};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clap::Args;
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use self::model::{Board, Gpu, Load};
+pub use self::page::Identity;
+use self::serving::{Assignment, Claim, PodRef, Watch};
+use super::go_duration;
+use crate::scrape::fetch::{self, ScrapeClient};
+
+#[derive(Args, Debug, Clone)]
+pub struct DcgmOpts {
+    /// Address to listen on (default: $POD_IP, else every interface).
+    #[arg(long)]
+    pub host: Option<IpAddr>,
+    /// dcgm-exporter's port.
+    #[arg(long, default_value_t = 9400)]
+    pub port: u16,
+    /// GPUs on this node.
+    #[arg(long, default_value_t = 8)]
+    pub gpus: usize,
+    /// The `modelName` label.
+    #[arg(long, default_value = "NVIDIA H100 80GB HBM3")]
+    pub model_name: String,
+    /// The `Hostname` label (default: $NODE_NAME, else the host's name).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    #[arg(long, default_value = "570.124.06")]
+    pub driver_version: String,
+    /// Board power at idle, W.
+    #[arg(long, default_value_t = 70.0)]
+    pub idle_power: f64,
+    /// Board power limit, W (drawn at full load).
+    #[arg(long, default_value_t = 700.0)]
+    pub power_limit: f64,
+    /// Framebuffer size, MiB.
+    #[arg(long, default_value_t = 81_559.0)]
+    pub fb_total_mib: f64,
+    /// Running requests at which a GPU is fully loaded.
+    #[arg(long, default_value_t = 32.0)]
+    pub saturation: f64,
+    /// Time constant of the temperatures.
+    #[arg(long, default_value = "20s", value_parser = go_duration)]
+    pub thermal_tau: Duration,
+    /// How often exported values change (dcgm-exporter's default is 30s).
+    #[arg(long, default_value = "1s", value_parser = go_duration)]
+    pub update_interval: Duration,
+    /// How often servers are read and energy integrated.
+    #[arg(long, default_value = "100ms", value_parser = go_duration)]
+    pub tick: Duration,
+    /// GPUS=URL[@NAMESPACE/POD/CONTAINER]: these GPUs serve the server whose
+    /// metrics are at URL (GPUS like 0, 0-3 or 0,2).
+    #[arg(long)]
+    pub serve: Vec<String>,
+    /// Find the serving pods on this node ($NODE_NAME) through the Kubernetes API.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// Ticks of energy history kept per GPU for /sim/truth.
+    #[arg(long, default_value_t = 36_000)]
+    pub truth_history: usize,
+}
+
+impl DcgmOpts {
+    fn board(&self) -> Board {
+        Board {
+            idle_w: self.idle_power,
+            limit_w: self.power_limit.max(self.idle_power),
+            fb_total_mib: self.fb_total_mib,
+            saturation: self.saturation,
+            tau_s: self.thermal_tau.as_secs_f64(),
+            ..Board::h100()
+        }
+    }
+}
+
+/// The node's GPUs and what they serve.
+struct Node {
+    board: Board,
+    ids: Vec<Identity>,
+    gpus: Vec<Gpu>,
+    assignments: Vec<Assignment>,
+    watches: HashMap<String, Watch>,
+    /// (unix ms, energy mJ) per GPU, per tick.
+    history: Vec<VecDeque<(u64, f64)>>,
+    history_cap: usize,
+    page: String,
+    poll_errors: u64,
+    last_poll_error: Option<String>,
+    update_interval_s: f64,
+    tick_s: f64,
+}
+
+impl Node {
+    fn render(&mut self) {
+        let pods = self.pods();
+        let rows: Vec<_> = self
+            .ids
+            .iter()
+            .zip(&self.gpus)
+            .enumerate()
+            .map(|(i, (id, g))| (id, pods[i].as_ref(), &g.snapshot))
+            .collect();
+        self.page = page::render(
+            &rows,
+            &page::Limits {
+                power_limit_w: self.board.limit_w,
+            },
+        );
+    }
+
+    fn pods(&self) -> Vec<Option<PodRef>> {
+        let mut out = vec![None; self.gpus.len()];
+        for a in &self.assignments {
+            for &g in &a.gpus {
+                out[g] = a.pod.clone();
+            }
+        }
+        out
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Serves until the process is stopped.
+pub async fn run(opts: DcgmOpts) -> Result<(), String> {
+    if opts.gpus == 0 {
+        return Err("--gpus must be at least 1".into());
+    }
+    let assignments = opts
+        .serve
+        .iter()
+        .map(|s| serving::parse_serve(s, opts.gpus))
+        .collect::<Result<Vec<_>, _>>()?;
+    let node_name = std::env::var("NODE_NAME").ok();
+    if opts.kubernetes && node_name.is_none() {
+        return Err("--kubernetes needs NODE_NAME (the downward API's spec.nodeName)".into());
+    }
+    let hostname = opts
+        .hostname
+        .clone()
+        .or_else(|| node_name.clone())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let node = Arc::new(Mutex::new(new_node(&opts, &hostname, assignments)));
+    let listener = super::bind(super::listen_addr(opts.host, opts.port)).await?;
+    eprintln!(
+        "benchrun sim dcgm: {} simulated GPUs on {hostname}, serving on http://{}",
+        opts.gpus,
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    if let (true, Some(name)) = (opts.kubernetes, node_name) {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+        tokio::spawn(discover(client, name, node.clone(), opts.gpus));
+    }
+    tokio::spawn(simulate(node.clone(), opts.tick, opts.update_interval));
+    super::serve(listener, router(node)).await
+}
+
+fn new_node(opts: &DcgmOpts, hostname: &str, assignments: Vec<Assignment>) -> Node {
+    let board = opts.board();
+    let mut node = Node {
+        ids: (0..opts.gpus)
+            .map(|i| Identity::new(i, hostname, &opts.model_name, &opts.driver_version))
+            .collect(),
+        gpus: (0..opts.gpus).map(|_| Gpu::new(&board)).collect(),
+        board,
+        assignments,
+        watches: HashMap::new(),
+        history: vec![VecDeque::new(); opts.gpus],
+        history_cap: opts.truth_history,
+        page: String::new(),
+        poll_errors: 0,
+        last_poll_error: None,
+        update_interval_s: opts.update_interval.as_secs_f64(),
+        tick_s: opts.tick.as_secs_f64(),
+    };
+    node.render();
+    node
+}
+
+fn router(node: Arc<Mutex<Node>>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok" }))
+        .route("/sim/truth", get(truth))
+        .with_state(node)
+}
+
+async fn metrics(AxState(node): AxState<Arc<Mutex<Node>>>) -> Response {
+    let page = node.lock().unwrap_or_else(|p| p.into_inner()).page.clone();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct TruthQuery {
+    history: Option<u8>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GpuTruth {
+    gpu: usize,
+    uuid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<PodRef>,
+    /// Integrated exactly up to the last tick.
+    energy_mj: f64,
+    /// What `/metrics` shows now (as of the last update).
+    exported_energy_mj: u64,
+    power_w: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<(u64, f64)>>,
+}
+
+async fn truth(AxState(node): AxState<Arc<Mutex<Node>>>, Query(q): Query<TruthQuery>) -> Response {
+    let n = node.lock().unwrap_or_else(|p| p.into_inner());
+    let pods = n.pods();
+    let gpus: Vec<GpuTruth> = n
+        .gpus
+        .iter()
+        .enumerate()
+        .map(|(i, g)| GpuTruth {
+            gpu: i,
+            uuid: n.ids[i].uuid.clone(),
+            pod: pods[i].clone(),
+            energy_mj: g.energy_mj(),
+            exported_energy_mj: g.snapshot.energy_mj,
+            power_w: g.power_w(&n.board),
+            history: (q.history != Some(0)).then(|| n.history[i].iter().copied().collect()),
+        })
+        .collect();
+    axum::Json(serde_json::json!({
+        "hostname": n.ids[0].hostname,
+        "tickS": n.tick_s,
+        "updateIntervalS": n.update_interval_s,
+        "pollErrors": n.poll_errors,
+        "lastPollError": n.last_poll_error,
+        "gpus": gpus,
+    }))
+    .into_response()
+}
+
+/// The tick loop: read the servers, advance the GPUs, publish on schedule.
+async fn simulate(node: Arc<Mutex<Node>>, tick: Duration, update: Duration) {
+    let client = fetch::scrape_client();
+    let mut ticker = tokio::time::interval(tick.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let epoch = Instant::now();
+    let mut last = epoch;
+    let mut last_publish = epoch;
+    loop {
+        ticker.tick().await;
+        let targets: Vec<Assignment> = node
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .assignments
+            .clone();
+        let readings =
+            futures::future::join_all(targets.iter().map(|a| poll(&client, &a.url, tick))).await;
+        let now = Instant::now();
+        let dt = now.duration_since(last).as_secs_f64();
+        last = now;
+        let t = now.duration_since(epoch).as_secs_f64();
+        let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loads = vec![Load::default(); n.gpus.len()];
+        for (a, reading) in targets.iter().zip(readings) {
+            let load = match reading {
+                Ok(r) => {
+                    let mut l = n.watches.entry(a.url.clone()).or_default().update(t, r);
+                    l.multi_gpu = a.gpus.len() > 1;
+                    l
+                }
+                Err(e) => {
+                    n.poll_errors += 1;
+                    n.last_poll_error = Some(e);
+                    // The weights stay loaded; nothing runs.
+                    Load {
+                        serving: true,
+                        ..Load::default()
+                    }
+                }
+            };
+            for &g in &a.gpus {
+                loads[g] = load;
+            }
+        }
+        n.watches
+            .retain(|url, _| targets.iter().any(|a| &a.url == url));
+        let stamp = unix_ms();
+        let Node {
+            board,
+            gpus,
+            history,
+            history_cap,
+            ..
+        } = &mut *n;
+        for (i, g) in gpus.iter_mut().enumerate() {
+            g.advance(dt, &loads[i], board);
+            if *history_cap > 0 {
+                if history[i].len() == *history_cap {
+                    history[i].pop_front();
+                }
+                history[i].push_back((stamp, g.energy_mj()));
+            }
+        }
+        if now.duration_since(last_publish) + tick / 2 >= update {
+            last_publish = now;
+            let Node { board, gpus, .. } = &mut *n;
+            for g in gpus.iter_mut() {
+                g.publish(board);
+            }
+            n.render();
+        }
+    }
+}
+
+async fn poll(
+    client: &ScrapeClient,
+    url: &str,
+    timeout: Duration,
+) -> Result<serving::Reading, String> {
+    let timeout = timeout.max(Duration::from_millis(200));
+    let p = fetch::fetch(client, url, timeout, 4 << 20)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    serving::read(&p.body, p.format)
+        .ok_or_else(|| format!("{url}: no running-requests gauge (vLLM or SGLang) on the page"))
+}
+
+/// Every few seconds: the pods on `node_name` holding GPUs, placed on GPUs.
+async fn discover(client: kube::Client, node_name: String, node: Arc<Mutex<Node>>, n: usize) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::all(client);
+    let params = kube::api::ListParams::default().fields(&format!("spec.nodeName={node_name}"));
+    let mut warned: Vec<PodRef> = Vec::new();
+    loop {
+        match pods.list(&params).await {
+            Ok(list) => {
+                let claims: Vec<Claim> = list.items.iter().filter_map(claim).collect();
+                let mut n_ = node.lock().unwrap_or_else(|p| p.into_inner());
+                let (placed, unplaced) = serving::place(&n_.assignments, &claims, n);
+                if placed != n_.assignments {
+                    n_.assignments = placed;
+                    n_.render();
+                }
+                for p in unplaced {
+                    if !warned.contains(&p) {
+                        eprintln!(
+                            "benchrun sim dcgm: no free GPUs for {}/{} (node has {n})",
+                            p.namespace, p.name
+                        );
+                        warned.push(p);
+                    }
+                }
+            }
+            Err(e) => eprintln!("benchrun sim dcgm: listing pods on {node_name}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// A running pod's GPU claim and metrics URL: the port from the
+/// `prometheus.io/port` annotation, else the GPU container's port named
+/// `metrics` or `http`, else its first port; the path from `prometheus.io/path`.
+fn claim(pod: &k8s_openapi::api::core::v1::Pod) -> Option<Claim> {
+    let meta = &pod.metadata;
+    if meta.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Running") {
+        return None;
+    }
+    let ip = status.pod_ip.as_deref()?;
+    let spec = pod.spec.as_ref()?;
+    let mut gpus = 0usize;
+    let mut container = None;
+    for c in &spec.containers {
+        let n = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("nvidia.com/gpu"))
+            .and_then(|q| q.0.parse::<usize>().ok())
+            .unwrap_or(0);
+        if n > 0 {
+            gpus += n;
+            container.get_or_insert(c);
+        }
+    }
+    let c = container?;
+    let annotations = meta.annotations.clone().unwrap_or_default();
+    let ports = c.ports.clone().unwrap_or_default();
+    let port = annotations
+        .get("prometheus.io/port")
+        .and_then(|p| p.parse::<i32>().ok())
+        .or_else(|| {
+            ["metrics", "http"].iter().find_map(|want| {
+                ports
+                    .iter()
+                    .find(|p| p.name.as_deref() == Some(want))
+                    .map(|p| p.container_port)
+            })
+        })
+        .or_else(|| ports.first().map(|p| p.container_port))?;
+    let path = annotations
+        .get("prometheus.io/path")
+        .cloned()
+        .unwrap_or_else(|| "/metrics".into());
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    Some(Claim {
+        pod: PodRef {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            container: c.name.clone(),
+        },
+        gpus,
+        url: format!("http://{host}:{port}{path}"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

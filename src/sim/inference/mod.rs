@@ -1,0 +1,626 @@
+//! `benchrun sim inference`: an OpenAI-compatible server for dry runs and tests.
+//!
+//! - `POST /v1/chat/completions`, `POST /v1/completions` (streaming with
+//!   `stream_options.include_usage`, or not), `GET /v1/models`, `GET /health`;
+//! - `GET /metrics`: vLLM V1's metric names, types, labels and buckets;
+//! - `GET /sim/truth` (`?records=0` leaves the per-request records out): what
+//!   the server did — per request its queueing, TTFT, ITL, end-to-end time and
+//!   tokens, measured when each chunk is handed to the connection — so tests
+//!   and users can check a client's figures against it.
+//!
+//! Latency comes from the continuous-batching model in [`model`], or, with
+//! `--ttft` and `--itl`, from a fixed schedule that ignores load. Every request
+//! generates exactly its `max_tokens` (as with `ignore_eos`), so token counts
+//! are known in advance. Failures are injected on request: an HTTP 500, a stall
+//! mid-stream, or a stream cut short without its final chunks.
+
+mod engine;
+pub mod model;
+mod request;
+mod state;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State as AxState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use clap::Args;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use self::engine::{Event, Msg, Source};
+use self::model::{LatencyModel, Scheduler};
+use self::request::{Api, Parsed};
+use self::state::{Outcome, Record, State};
+use super::{go_duration, probability};
+
+#[derive(Args, Debug, Clone)]
+pub struct InferenceOpts {
+    /// Address to listen on (default: $POD_IP, else every interface).
+    #[arg(long)]
+    pub host: Option<IpAddr>,
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// The model name served (requests for another get 404, as from vLLM).
+    #[arg(long, default_value = "benchrun/sim-llm")]
+    pub model: String,
+    /// Sequences decoding at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// Prompt tokens prefilled in one step.
+    #[arg(long, default_value_t = 8192)]
+    pub max_batched_tokens: u64,
+    /// KV cache capacity in tokens; also the longest request accepted.
+    #[arg(long, default_value_t = 131_072)]
+    pub kv_cache_tokens: u64,
+    /// Fixed cost of one engine step.
+    #[arg(long, default_value = "8ms", value_parser = go_duration)]
+    pub decode_base: Duration,
+    /// Step cost per sequence decoding in it.
+    #[arg(long, default_value = "100us", value_parser = go_duration)]
+    pub decode_per_seq: Duration,
+    /// Step cost per prompt token prefilled in it.
+    #[arg(long, default_value = "40us", value_parser = go_duration)]
+    pub prefill_per_token: Duration,
+    /// Deterministic mode: every first token this long after arrival (needs --itl).
+    #[arg(long, value_parser = go_duration, requires = "itl")]
+    pub ttft: Option<Duration>,
+    /// Deterministic mode: this long between tokens (needs --ttft).
+    #[arg(long, value_parser = go_duration, requires = "ttft")]
+    pub itl: Option<Duration>,
+    /// Tokens to generate when the request does not say.
+    #[arg(long, default_value_t = 256)]
+    pub default_max_tokens: u64,
+    /// Share of requests answered with HTTP 500.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub error_rate: f64,
+    /// Share of streams that pause mid-way for --stall.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub stall_rate: f64,
+    #[arg(long, default_value = "2s", value_parser = go_duration)]
+    pub stall: Duration,
+    /// Share of streams cut off half-way, without finish reason, usage or [DONE].
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub truncate_rate: f64,
+    /// Seed of the failure draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Per-request records kept for /sim/truth (the newest).
+    #[arg(long, default_value_t = 100_000)]
+    pub truth_records: usize,
+}
+
+impl InferenceOpts {
+    fn latency_model(&self) -> LatencyModel {
+        LatencyModel {
+            max_batch: self.max_batch.max(1),
+            max_batched_tokens: self.max_batched_tokens.max(1),
+            kv_capacity: self.kv_cache_tokens.max(2),
+            decode_base: self.decode_base.as_secs_f64(),
+            decode_per_seq: self.decode_per_seq.as_secs_f64(),
+            prefill_per_token: self.prefill_per_token.as_secs_f64(),
+        }
+    }
+}
+
+/// The server's shared state.
+struct Sim {
+    opts: InferenceOpts,
+    latency: LatencyModel,
+    engine: Option<mpsc::UnboundedSender<Msg>>,
+    state: Arc<Mutex<State>>,
+    rng: Mutex<StdRng>,
+    next_id: AtomicU64,
+    in_flight: AtomicU64,
+    created: u64,
+}
+
+/// Serves until the process is stopped.
+pub async fn run(opts: InferenceOpts) -> Result<(), String> {
+    let addr = super::listen_addr(opts.host, opts.port);
+    let listener = super::bind(addr).await?;
+    let app = router(opts);
+    eprintln!(
+        "benchrun sim inference: serving on http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    super::serve(listener, app).await
+}
+
+/// The routes, with the engine task started (inside a Tokio runtime).
+pub fn router(opts: InferenceOpts) -> Router {
+    let state = Arc::new(Mutex::new(State::new(&opts.model, opts.truth_records)));
+    let latency = opts.latency_model();
+    let engine = if opts.ttft.is_none() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(engine::run(
+            Scheduler::new(latency.clone()),
+            rx,
+            state.clone(),
+        ));
+        Some(tx)
+    } else {
+        None
+    };
+    let sim = Arc::new(Sim {
+        rng: Mutex::new(StdRng::seed_from_u64(opts.seed)),
+        latency,
+        engine,
+        state,
+        next_id: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        created: unix_ms() / 1000,
+        opts,
+    });
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/models", get(models))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/sim/truth", get(truth))
+        .with_state(sim)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn models(AxState(sim): AxState<Arc<Sim>>) -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{
+            "id": sim.opts.model, "object": "model", "created": sim.created,
+            "owned_by": "benchrun", "root": sim.opts.model,
+            "max_model_len": sim.latency.kv_capacity,
+        }],
+    }))
+    .into_response()
+}
+
+async fn metrics(AxState(sim): AxState<Arc<Sim>>) -> Response {
+    let body = {
+        let mut s = sim.state.lock().unwrap_or_else(|p| p.into_inner());
+        if sim.engine.is_none() {
+            let n = sim.in_flight.load(Ordering::Relaxed) as usize;
+            s.gauges.running = n;
+        }
+        s.render()
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct TruthQuery {
+    records: Option<u8>,
+}
+
+async fn truth(AxState(sim): AxState<Arc<Sim>>, Query(q): Query<TruthQuery>) -> Response {
+    let s = sim.state.lock().unwrap_or_else(|p| p.into_inner());
+    axum::Json(s.truth(q.records != Some(0))).into_response()
+}
+
+async fn chat(sim: AxState<Arc<Sim>>, body: Bytes) -> Response {
+    serve(sim.0, Api::Chat, body).await
+}
+
+async fn completions(sim: AxState<Arc<Sim>>, body: Bytes) -> Response {
+    serve(sim.0, Api::Completions, body).await
+}
+
+fn error(status: u16, message: &str) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let kind = if status >= 500 {
+        "InternalServerError"
+    } else if status == 404 {
+        "NotFoundError"
+    } else {
+        "BadRequestError"
+    };
+    (
+        code,
+        axum::Json(json!({"error": {"message": message, "type": kind, "code": status}})),
+    )
+        .into_response()
+}
+
+/// The failure draws of one request.
+struct Faults {
+    error: bool,
+    /// Pause before this token.
+    stall_at: Option<u64>,
+    /// End the stream before this token.
+    cut_at: Option<u64>,
+}
+
+impl Sim {
+    fn faults(&self, max_tokens: u64) -> Faults {
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let mut draw = |p: f64| p > 0.0 && rng.random::<f64>() < p;
+        let error = draw(self.opts.error_rate);
+        let stall = draw(self.opts.stall_rate);
+        let cut = draw(self.opts.truncate_rate);
+        let half = (max_tokens / 2).max(1);
+        Faults {
+            error,
+            stall_at: stall.then_some(half),
+            cut_at: (cut && max_tokens > 1).then_some(half + 1),
+        }
+    }
+
+    fn source(&self, id: u64, p: &Parsed, start: Instant) -> Option<Source> {
+        match (&self.engine, self.opts.ttft, self.opts.itl) {
+            (Some(engine), _, _) => {
+                let (tx, events) = mpsc::unbounded_channel();
+                engine
+                    .send(Msg::Submit {
+                        id,
+                        prompt: p.prompt_tokens,
+                        max_tokens: p.max_tokens,
+                        events: tx,
+                    })
+                    .ok()?;
+                Some(Source::Engine {
+                    events,
+                    engine: engine.clone(),
+                    id,
+                    done: false,
+                })
+            }
+            (None, Some(ttft), Some(itl)) => Some(Source::Fixed {
+                start,
+                ttft,
+                itl,
+                max_tokens: p.max_tokens,
+                sent: 0,
+            }),
+            (None, _, _) => None,
+        }
+    }
+}
+
+async fn serve(sim: Arc<Sim>, api: Api, body: Bytes) -> Response {
+    let start = Instant::now();
+    let received_unix_ms = unix_ms();
+    let parsed =
+        request::parse(api, &body, &sim.opts.model, sim.opts.default_max_tokens).and_then(|p| {
+            match sim.latency.rejects(p.prompt_tokens, p.max_tokens) {
+                Some(message) => Err(request::Refusal {
+                    status: 400,
+                    message,
+                }),
+                None => Ok(p),
+            }
+        });
+    let p = match parsed {
+        Ok(p) => p,
+        Err(r) => {
+            sim.state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .refused();
+            return error(r.status, &r.message);
+        }
+    };
+    let id = sim.next_id.fetch_add(1, Ordering::Relaxed);
+    let faults = sim.faults(p.max_tokens);
+    let mut record = Record {
+        id,
+        received_unix_ms,
+        outcome: Outcome::Ok,
+        stalled: false,
+        prompt_tokens: p.prompt_tokens,
+        output_tokens: 0,
+        queue_s: 0.0,
+        ttft_s: None,
+        itl_s: None,
+        e2e_s: 0.0,
+    };
+    if faults.error {
+        record.outcome = Outcome::InjectedError;
+        record.prompt_tokens = 0;
+        sim.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .finish(record);
+        return error(
+            500,
+            "injected failure (benchrun sim inference --error-rate)",
+        );
+    }
+    let Some(source) = sim.source(id, &p, start) else {
+        return error(503, "the simulated engine has stopped");
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let chunks = Chunks::new(&sim, api, id);
+    tokio::spawn(generate(
+        sim.clone(),
+        source,
+        p.clone(),
+        faults,
+        record,
+        start,
+        chunks,
+        tx,
+    ));
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let content_type = if p.stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Runs one request to its end, writing chunks to `tx` and the record to the state.
+#[allow(clippy::too_many_arguments)]
+async fn generate(
+    sim: Arc<Sim>,
+    mut source: Source,
+    p: Parsed,
+    faults: Faults,
+    mut record: Record,
+    start: Instant,
+    chunks: Chunks,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    sim.in_flight.fetch_add(1, Ordering::Relaxed);
+    let mut text = String::new();
+    let mut last: Option<Instant> = None;
+    let mut first: Option<Instant> = None;
+    let mut admitted = false;
+    let mut finished = false;
+    while let Some(event) = source.next().await {
+        let (index, fin) = match event {
+            Event::Admitted(at) => {
+                record.queue_s = at.duration_since(start).as_secs_f64();
+                admitted = true;
+                continue;
+            }
+            Event::Token { index, finished } => (index, finished),
+        };
+        if faults.stall_at == Some(index) {
+            record.stalled = true;
+            tokio::time::sleep(sim.opts.stall).await;
+        }
+        if faults.cut_at == Some(index) {
+            record.outcome = Outcome::Truncated;
+            break;
+        }
+        let word = chunks.word(index);
+        if p.stream {
+            let chunk = chunks.token(word, index == 1, fin);
+            let now = Instant::now();
+            if tx.send(Ok(chunk)).await.is_err() {
+                record.outcome = Outcome::Cancelled;
+                break;
+            }
+            mark(
+                &sim,
+                &mut record,
+                &mut first,
+                &mut last,
+                now,
+                start,
+                admitted,
+            );
+        } else {
+            text.push_str(word);
+            mark(
+                &sim,
+                &mut record,
+                &mut first,
+                &mut last,
+                Instant::now(),
+                start,
+                admitted,
+            );
+        }
+        if fin {
+            finished = true;
+            break;
+        }
+    }
+    if !finished && record.outcome == Outcome::Ok {
+        record.outcome = Outcome::Cancelled;
+    }
+    // The record is written before the last bytes go out, so a client that
+    // has its whole answer finds the request in /sim/truth. A complete stream
+    // ends with its last token, not with the bookkeeping after it.
+    let end = match (record.outcome, p.stream, last) {
+        (Outcome::Ok, true, Some(l)) => l,
+        _ => Instant::now(),
+    };
+    record.e2e_s = end.duration_since(start).as_secs_f64();
+    if let (Some(f), true) = (first, record.output_tokens > 1) {
+        let decode = end.duration_since(f).as_secs_f64();
+        record.itl_s = Some(decode / (record.output_tokens - 1) as f64);
+    }
+    let (outcome, output_tokens) = (record.outcome, record.output_tokens);
+    sim.in_flight.fetch_sub(1, Ordering::Relaxed);
+    sim.state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish(record);
+    let usage = json!({
+        "prompt_tokens": p.prompt_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": p.prompt_tokens + output_tokens,
+    });
+    match (outcome, p.stream) {
+        (Outcome::Ok, true) => {
+            if p.include_usage {
+                let _ = tx.send(Ok(chunks.usage(&usage))).await;
+            }
+            let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        }
+        (Outcome::Ok, false) => {
+            let _ = tx.send(Ok(chunks.whole(&text, &usage))).await;
+        }
+        (Outcome::Truncated, stream) => {
+            if !stream {
+                let whole = chunks.whole(&text, &usage);
+                let _ = tx.send(Ok(whole.slice(..whole.len() / 2))).await;
+            }
+            // The connection is cut mid-body: the client sees an incomplete message.
+            let _ = tx
+                .send(Err(std::io::Error::other("truncated on purpose")))
+                .await;
+        }
+        _ => {}
+    }
+}
+
+/// Counts one token sent at `now`.
+fn mark(
+    sim: &Sim,
+    record: &mut Record,
+    first: &mut Option<Instant>,
+    last: &mut Option<Instant>,
+    now: Instant,
+    start: Instant,
+    admitted: bool,
+) {
+    record.output_tokens += 1;
+    let mut s = sim.state.lock().unwrap_or_else(|p| p.into_inner());
+    match *last {
+        None => {
+            let ttft = now.duration_since(start).as_secs_f64();
+            record.ttft_s = Some(ttft);
+            if !admitted {
+                // The fixed schedule has no queue.
+                record.queue_s = 0.0;
+            }
+            *first = Some(now);
+            s.first_token(record.prompt_tokens, ttft);
+            s.token(None);
+        }
+        Some(prev) => s.token(Some(now.duration_since(prev).as_secs_f64())),
+    }
+    *last = Some(now);
+}
+
+/// Builds the response chunks of one request.
+struct Chunks {
+    prefix: String,
+    api: Api,
+    id: u64,
+    created: u64,
+    model: String,
+}
+
+const WORDS: [&str; 16] = [
+    " the",
+    " model",
+    " serves",
+    " tokens",
+    " fast",
+    " on",
+    " a",
+    " simulated",
+    " gpu",
+    " with",
+    " power",
+    " and",
+    " energy",
+    " in",
+    " every",
+    " step",
+];
+
+impl Chunks {
+    fn new(sim: &Sim, api: Api, id: u64) -> Self {
+        let model = serde_json::to_string(&sim.opts.model).unwrap_or_default();
+        let (kind, object) = match api {
+            Api::Chat => ("chatcmpl", "chat.completion.chunk"),
+            Api::Completions => ("cmpl", "text_completion"),
+        };
+        let created = unix_ms() / 1000;
+        Self {
+            prefix: format!(
+                r#"{{"id":"{kind}-{id}","object":"{object}","created":{created},"model":{model},"#
+            ),
+            api,
+            id,
+            created,
+            model,
+        }
+    }
+
+    fn word(&self, index: u64) -> &'static str {
+        WORDS[((self.id.wrapping_mul(7) + index) % WORDS.len() as u64) as usize]
+    }
+
+    /// One SSE event with one token; the last carries the finish reason.
+    fn token(&self, word: &str, first: bool, last: bool) -> Bytes {
+        let finish = if last { r#""length""# } else { "null" };
+        let choice = match self.api {
+            Api::Chat if first => {
+                format!(
+                    r#"{{"index":0,"delta":{{"role":"assistant","content":"{word}"}},"logprobs":null,"finish_reason":{finish}}}"#
+                )
+            }
+            Api::Chat => format!(
+                r#"{{"index":0,"delta":{{"content":"{word}"}},"logprobs":null,"finish_reason":{finish}}}"#
+            ),
+            Api::Completions => {
+                format!(r#"{{"index":0,"text":"{word}","logprobs":null,"finish_reason":{finish}}}"#)
+            }
+        };
+        Bytes::from(format!("data: {}\"choices\":[{choice}]}}\n\n", self.prefix))
+    }
+
+    fn usage(&self, usage: &serde_json::Value) -> Bytes {
+        Bytes::from(format!(
+            "data: {}\"choices\":[],\"usage\":{usage}}}\n\n",
+            self.prefix
+        ))
+    }
+
+    fn whole(&self, text: &str, usage: &serde_json::Value) -> Bytes {
+        let (id, object, choice) = match self.api {
+            Api::Chat => (
+                format!("chatcmpl-{}", self.id),
+                "chat.completion",
+                json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": "length"}),
+            ),
+            Api::Completions => (
+                format!("cmpl-{}", self.id),
+                "text_completion",
+                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": "length"}),
+            ),
+        };
+        let model: serde_json::Value = serde_json::from_str(&self.model).unwrap_or_default();
+        Bytes::from(
+            json!({"id": id, "object": object, "created": self.created, "model": model,
+                   "choices": [choice], "usage": usage})
+            .to_string(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,234 @@
+//! The simulator over real HTTP, driven by the project's own load generator.
+
+use clap::Parser as _;
+
+use super::*;
+use crate::loadgen::engine::run as load;
+use crate::loadgen::plan::{Endpoint, InputPlan, LoadPlan, Step, StopCondition};
+use crate::loadgen::request::tests::plan;
+use crate::scrape::{Entry, Format, Parser};
+use crate::sim::testing::get;
+
+fn opts(extra: &[&str]) -> InferenceOpts {
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        o: InferenceOpts,
+    }
+    let mut args = vec!["sim", "--model", "m", "--host", "127.0.0.1", "--port", "0"];
+    args.extend_from_slice(extra);
+    Wrap::parse_from(args).o
+}
+
+async fn start(o: InferenceOpts) -> String {
+    crate::sim::testing::start(router(o)).await
+}
+
+fn load_plan(url: &str, concurrency: u32, requests: u64, output: u64) -> LoadPlan {
+    let mut p = plan(Endpoint::Chat, true);
+    p.urls = vec![url.to_string()];
+    p.steps = vec![Step {
+        concurrency: Some(concurrency),
+        rate: None,
+    }];
+    p.stop = StopCondition::Requests(requests);
+    p.extra_body.clear();
+    p.input = InputPlan::Synthetic {
+        input_mean: 64,
+        input_stddev: 16,
+        output_mean: output,
+        output_stddev: 0,
+    };
+    p
+}
+
+fn metric(page: &str, name: &str) -> f64 {
+    let mut total = 0.0;
+    for e in Parser::new(page.as_bytes(), Format::Prometheus) {
+        if let Entry::Sample(s) = e
+            && s.name == name
+        {
+            total += s.value;
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_tokens_metrics_and_truth_agree() {
+    let url = start(opts(&["--ttft", "20ms", "--itl", "2ms"])).await;
+    let r = &load(&load_plan(&url, 4, 24, 16), 0, None).await[0];
+    assert_eq!((r.requests, r.successes), (24, 24), "{:?}", r.error_samples);
+    assert!(!r.tokens_counted, "usage is sent");
+
+    let truth: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}/sim/truth")).await).unwrap();
+    assert_eq!(truth["succeeded"], 24);
+    assert_eq!(truth["outputTokens"].as_u64(), Some(r.output_tokens));
+    assert_eq!(truth["promptTokens"].as_u64(), Some(r.input_tokens));
+    assert_eq!(truth["records"].as_array().unwrap().len(), 24);
+
+    let page = get(&format!("{url}/metrics")).await;
+    assert_eq!(
+        metric(&page, "vllm:generation_tokens_total"),
+        r.output_tokens as f64
+    );
+    assert_eq!(
+        metric(&page, "vllm:prompt_tokens_total"),
+        r.input_tokens as f64
+    );
+    assert_eq!(metric(&page, "vllm:request_success_total"), 24.0);
+    assert_eq!(
+        metric(&page, "vllm:time_to_first_token_seconds_count"),
+        24.0
+    );
+    assert_eq!(
+        metric(&page, "vllm:inter_token_latency_seconds_count"),
+        24.0 * 15.0
+    );
+
+    // The fixed schedule is kept, and the client sees it.
+    let t_ttft = truth["ttftS"]["p50"].as_f64().unwrap();
+    let t_itl = truth["itlS"]["p50"].as_f64().unwrap();
+    assert!((t_ttft - 0.020).abs() < 0.002, "server TTFT p50 {t_ttft}");
+    assert!((t_itl - 0.002).abs() < 0.001, "server ITL p50 {t_itl}");
+    assert!(
+        (r.ttft_s.p50 - t_ttft).abs() < 0.002,
+        "client {} server {t_ttft}",
+        r.ttft_s.p50
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_grows_with_load_over_http() {
+    let url = start(opts(&[
+        "--decode-base",
+        "2ms",
+        "--decode-per-seq",
+        "200us",
+        "--max-batch",
+        "64",
+    ]))
+    .await;
+    let light = &load(&load_plan(&url, 1, 4, 8), 0, None).await[0];
+    let heavy = &load(&load_plan(&url, 32, 64, 8), 0, None).await[0];
+    assert_eq!(heavy.successes, 64);
+    assert!(
+        heavy.itl_s.p50 > light.itl_s.p50 * 1.5,
+        "ITL p50 at 32 streams {} vs 1 stream {}",
+        heavy.itl_s.p50,
+        light.itl_s.p50
+    );
+    let page = get(&format!("{url}/metrics")).await;
+    assert_eq!(
+        metric(&page, "vllm:num_requests_running"),
+        0.0,
+        "idle after the run"
+    );
+    assert_eq!(metric(&page, "vllm:kv_cache_usage_perc"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_failures_are_counted_on_both_sides() {
+    let url = start(opts(&[
+        "--ttft",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--error-rate",
+        "0.3",
+        "--truncate-rate",
+        "0.3",
+        "--seed",
+        "3",
+    ]))
+    .await;
+    let r = &load(&load_plan(&url, 4, 40, 6), 0, None).await[0];
+    let truth: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}/sim/truth?records=0")).await).unwrap();
+    assert!(truth.get("records").is_none());
+    let injected = truth["injectedErrors"].as_u64().unwrap();
+    let truncated = truth["truncated"].as_u64().unwrap();
+    assert!(injected > 0 && truncated > 0, "{truth}");
+    assert_eq!(r.successes, truth["succeeded"].as_u64().unwrap());
+    use crate::loadgen::request::ErrorKind;
+    assert_eq!(
+        r.errors.get(&ErrorKind::HttpStatus).copied().unwrap_or(0),
+        injected
+    );
+    assert_eq!(
+        r.errors
+            .get(&ErrorKind::MalformedStream)
+            .copied()
+            .unwrap_or(0),
+        truncated
+    );
+}
+
+#[tokio::test]
+async fn refusals_models_and_non_streaming() {
+    let url = start(opts(&[
+        "--ttft",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--kv-cache-tokens",
+        "100",
+    ]))
+    .await;
+    let models: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}/v1/models")).await).unwrap();
+    assert_eq!(models["data"][0]["id"], "m");
+
+    let client = crate::loadgen::client::http_client(4);
+    let post = |body: &'static str, path: &'static str| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let req = http::Request::post(format!("{url}{path}"))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(Bytes::from_static(
+                    body.as_bytes(),
+                )))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap();
+            (status, String::from_utf8(body.to_bytes().to_vec()).unwrap())
+        }
+    };
+    let (s, b) = post(
+        r#"{"model":"m","prompt":"a b","max_tokens":500}"#,
+        "/v1/completions",
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("maximum context is 100 tokens"), "{b}");
+    let (s, b) = post(r#"{"model":"x","prompt":"a"}"#, "/v1/completions").await;
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = post(
+        r#"{"model":"m","prompt":"a b c","max_tokens":3}"#,
+        "/v1/completions",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+    assert_eq!(v["usage"]["prompt_tokens"], 3);
+    assert_eq!(
+        v["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count(),
+        3
+    );
+    let truth: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}/sim/truth")).await).unwrap();
+    assert_eq!(
+        (truth["refused"].as_u64(), truth["succeeded"].as_u64()),
+        (Some(2), Some(1))
+    );
+}

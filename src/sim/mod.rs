@@ -1,0 +1,132 @@
+//! The simulators: `benchrun sim inference` (an OpenAI-compatible server whose
+//! latency follows a continuous-batching model, with vLLM's metrics) and
+//! `benchrun sim dcgm` (a dcgm-exporter whose GPUs draw power according to the
+//! inference servers they serve). They let users dry-run a benchmark pipeline
+//! on a cluster without GPUs, and they are the demo's and the end-to-end tests'
+//! targets: each publishes its ground truth on `/sim/truth`, so what benchrun
+//! reports can be checked against what was actually done.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+pub mod dcgm;
+pub mod inference;
+
+#[derive(Subcommand, Debug)]
+pub enum SimCommand {
+    /// An OpenAI-compatible server with a continuous-batching latency model and vLLM's metrics.
+    Inference(inference::InferenceOpts),
+    /// A dcgm-exporter whose GPUs follow the load of the inference servers they serve.
+    Dcgm(dcgm::DcgmOpts),
+}
+
+pub fn main(cmd: SimCommand) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("benchrun sim: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (what, result) = match cmd {
+        SimCommand::Inference(o) => ("inference", rt.block_on(inference::run(o))),
+        SimCommand::Dcgm(o) => ("dcgm", rt.block_on(dcgm::run(o))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchrun sim {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The address to serve on: `--host`, else the pod's own IP (`POD_IP`, as the
+/// chart and the Kubernetes downward API give it), else every interface.
+pub(crate) fn listen_addr(host: Option<IpAddr>, port: u16) -> SocketAddr {
+    let ip = host
+        .or_else(|| std::env::var("POD_IP").ok()?.parse().ok())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    SocketAddr::new(ip, port)
+}
+
+/// A Go-style duration ("25ms", "1.5s", "100us", "2m") for clap.
+pub(crate) fn go_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<crate::api::GoDuration>()
+        .map(Into::into)
+        .map_err(|e| format!("{s:?} is not a duration like 25ms, 1.5s or 2m: {e}"))
+}
+
+/// A probability flag: a number in 0..=1.
+pub(crate) fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+    }
+}
+
+/// Binds `addr`, saying which address could not be bound when it fails.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Serves `app` with Nagle's algorithm off: a token chunk must leave when it
+/// is written, not when the client's delayed ACK for the previous one arrives
+/// (up to 40 ms later on Linux, which would land in every TTFT).
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> Result<(), String> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
+}
+
+/// Test helpers: serve a router on a free loopback port; GET a body as text.
+#[cfg(test)]
+pub(crate) mod testing {
+    pub async fn start(app: axum::Router) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(super::serve(l, app));
+        format!("http://{addr}")
+    }
+
+    pub async fn get(url: &str) -> String {
+        let client = crate::loadgen::client::http_client(4);
+        let resp = client
+            .get(url.parse().unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        String::from_utf8(body.to_bytes().to_vec()).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_durations_and_probabilities() {
+        assert_eq!(go_duration("25ms"), Ok(Duration::from_millis(25)));
+        assert_eq!(go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(go_duration("fast").unwrap_err().contains("not a duration"));
+        assert_eq!(probability("0.25"), Ok(0.25));
+        assert!(probability("1.5").is_err() && probability("x").is_err());
+        let a = listen_addr(Some("127.0.0.1".parse().unwrap()), 9);
+        assert_eq!(a.to_string(), "127.0.0.1:9");
+    }
+}
