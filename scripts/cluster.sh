@@ -47,6 +47,7 @@ cluster_up() {
     --set image.repository=ghcr.io/benchrun/benchrun --set image.tag=dev \
     --set-string 'healthBindAddress=$(POD_IP)' \
     --set-string 'logLevel=info\,benchrun=debug' \
+    --set simulators.dcgm.enabled=true \
     --wait --timeout 3m
 }
 

@@ -3,9 +3,10 @@
 # Usage: scripts/demo.sh [--keep]   (or: make demo, make demo KEEP=1)
 #
 # Builds the control plane (once, into the cache) and benchrun, brings up the
-# local cluster, installs the chart with Helm, deploys llm-d-inference-sim as
-# the inference server, applies a BenchmarkRun against its Service, waits for
-# the outcome, and prints `kubectl get br` and the worker's measurements.
+# local cluster, installs the chart with Helm (with the GPU simulator
+# DaemonSet), deploys `benchrun sim inference` as a one-GPU inference server,
+# applies a BenchmarkRun against its Service, waits for the outcome, and prints
+# `kubectl get br`, the worker's measurements and the simulated GPUs.
 # --keep leaves the cluster running and prints how to reach it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ on_exit() {
 trap on_exit EXIT
 cluster_up "$work/cluster"
 
-echo "== deploying llm-d-inference-sim (TTFT 25 ms, ITL 4 ms) in namespace demo"
+echo "== deploying benchrun sim inference (continuous batching, vLLM metrics, 1 GPU) in namespace demo"
 kubectl create namespace demo
 kubectl -n demo apply -f - <<'EOF'
 apiVersion: apps/v1
@@ -39,15 +40,14 @@ spec:
   template:
     metadata: {labels: {app: llm}}
     spec:
-      nodeSelector: {nvidia.com/gpu.present: "true"}
       containers:
-        - name: sim
-          image: ghcr.io/llm-d/llm-d-inference-sim:v0.10.2
-          args: [--model, Qwen/Qwen2.5-7B-Instruct, --port, "8000", --mode, random,
-                 --time-to-first-token, 25ms, --inter-token-latency, 4ms, --max-num-seqs, "32"]
+        - name: vllm
+          image: ghcr.io/benchrun/benchrun:dev
+          args: [sim, inference, --model, Qwen/Qwen2.5-7B-Instruct, --port, "8000",
+                 --max-batch, "32", --decode-base, 8ms, --decode-per-seq, 200us]
           ports: [{name: http, containerPort: 8000}]
           resources: {limits: {nvidia.com/gpu: 1}}
-          readinessProbe: {httpGet: {path: /v1/models, port: http}, periodSeconds: 2}
+          readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 2}
 ---
 apiVersion: v1
 kind: Service
@@ -99,4 +99,16 @@ for s in r["steps"]:
         print("  %-8s avg %8.2f ms  p50 %8.2f  p99 %8.2f" % (name, m["mean"] * 1e3, m["p50"] * 1e3, m["p99"] * 1e3))
 '
 fi
-echo "== done (GPU telemetry, energy and the results table arrive with the telemetry engine and the simulators)"
+echo "== the simulated GPUs of the inference pod's node (benchrun sim dcgm, from the chart)"
+node="$(kubectl -n demo get pod -l app=llm -o jsonpath='{.items[0].spec.nodeName}')"
+dcgm_ip="$(kubectl -n benchrun-system get pod -l app=sim-dcgm --field-selector "spec.nodeName=$node" -o jsonpath='{.items[0].status.podIP}')"
+"$BENCHRUN_BIN" inspect "http://$dcgm_ip:9400/metrics" | sed -n '/GPU(s)/,$p'
+curl -s "http://$dcgm_ip:9400/sim/truth?history=0" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)
+for g in t["gpus"]:
+    pod = g.get("pod")
+    who = "%s/%s" % (pod["namespace"], pod["name"]) if pod else "idle"
+    print("  GPU %d  %-40s %8.1f J since start" % (g["gpu"], who, g["energyMj"] / 1e3))
+'
+echo "== done (the controller's own GPU scraping and the results table arrive with the end-to-end run issue)"

@@ -111,3 +111,24 @@ fn every_sample_is_a_valid_run() {
     }
     assert!(n >= 3, "at least three samples");
 }
+
+#[test]
+fn the_simulator_manifest_runs_a_command_the_binary_accepts() {
+    use clap::Parser;
+    let text =
+        std::fs::read_to_string(root().join("config/simulators/sim-inference.yaml")).expect("read");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut argv = vec!["benchrun".to_string()];
+    for a in container["args"].as_array().expect("args") {
+        argv.push(a.as_str().expect("string arg").to_string());
+    }
+    let cli = benchrun::cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(matches!(cli.command, benchrun::cli::Command::Sim(_)));
+    let gpus = &container["resources"]["limits"]["nvidia.com/gpu"];
+    assert_eq!(gpus, 1, "the GPU simulator labels GPUs that pods request");
+}

@@ -5,3 +5,4 @@
 mod common;
 mod operator;
 mod runs;
+mod simulators;

@@ -46,12 +46,14 @@ pub struct DcgmOpts {
     /// dcgm-exporter's port.
     #[arg(long, default_value_t = 9400)]
     pub port: u16,
-    /// GPUs on this node.
-    #[arg(long, default_value_t = 8)]
-    pub gpus: usize,
-    /// The `modelName` label.
-    #[arg(long, default_value = "NVIDIA H100 80GB HBM3")]
-    pub model_name: String,
+    /// GPUs on this node (default: with --kubernetes the node's
+    /// `nvidia.com/gpu` capacity, else 8).
+    #[arg(long)]
+    pub gpus: Option<usize>,
+    /// The `modelName` label (default: with --kubernetes the node's
+    /// `nvidia.com/gpu.product` label, dashes read as spaces, else an H100's name).
+    #[arg(long)]
+    pub model_name: Option<String>,
     /// The `Hostname` label (default: $NODE_NAME, else the host's name).
     #[arg(long)]
     pub hostname: Option<String>,
@@ -155,58 +157,119 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What this node is: from the flags, else from its Node object.
+struct Shape {
+    gpus: usize,
+    model_name: String,
+    hostname: String,
+}
+
+const DEFAULT_GPUS: usize = 8;
+const DEFAULT_MODEL: &str = "NVIDIA H100 80GB HBM3";
+
 /// Serves until the process is stopped.
 pub async fn run(opts: DcgmOpts) -> Result<(), String> {
-    if opts.gpus == 0 {
-        return Err("--gpus must be at least 1".into());
+    let node_name = std::env::var("NODE_NAME").ok();
+    let client = match (opts.kubernetes, &node_name) {
+        (true, None) => {
+            return Err("--kubernetes needs NODE_NAME (the downward API's spec.nodeName)".into());
+        }
+        (true, Some(_)) => Some(
+            kube::Client::try_default()
+                .await
+                .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?,
+        ),
+        (false, _) => None,
+    };
+    let mut shape = Shape {
+        gpus: opts.gpus.unwrap_or(DEFAULT_GPUS),
+        model_name: opts
+            .model_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MODEL.into()),
+        hostname: opts
+            .hostname
+            .clone()
+            .or_else(|| node_name.clone())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| "localhost".into()),
+    };
+    if let (Some(client), Some(name)) = (&client, &node_name) {
+        node_shape(client, name, &opts, &mut shape).await?;
+    }
+    if shape.gpus == 0 {
+        return Err("the node has no GPUs to simulate (--gpus must be at least 1)".into());
     }
     let assignments = opts
         .serve
         .iter()
-        .map(|s| serving::parse_serve(s, opts.gpus))
+        .map(|s| serving::parse_serve(s, shape.gpus))
         .collect::<Result<Vec<_>, _>>()?;
-    let node_name = std::env::var("NODE_NAME").ok();
-    if opts.kubernetes && node_name.is_none() {
-        return Err("--kubernetes needs NODE_NAME (the downward API's spec.nodeName)".into());
-    }
-    let hostname = opts
-        .hostname
-        .clone()
-        .or_else(|| node_name.clone())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "localhost".into());
-    let node = Arc::new(Mutex::new(new_node(&opts, &hostname, assignments)));
+    let node = Arc::new(Mutex::new(new_node(&opts, &shape, assignments)));
     let listener = super::bind(super::listen_addr(opts.host, opts.port)).await?;
     eprintln!(
-        "benchrun sim dcgm: {} simulated GPUs on {hostname}, serving on http://{}",
-        opts.gpus,
+        "benchrun sim dcgm: {} simulated {} GPUs on {}, serving on http://{}",
+        shape.gpus,
+        shape.model_name,
+        shape.hostname,
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    if let (true, Some(name)) = (opts.kubernetes, node_name) {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
-        tokio::spawn(discover(client, name, node.clone(), opts.gpus));
+    if let (Some(client), Some(name)) = (client, node_name) {
+        tokio::spawn(discover(client, name, node.clone(), shape.gpus));
     }
     tokio::spawn(simulate(node.clone(), opts.tick, opts.update_interval));
     super::serve(listener, router(node)).await
 }
 
-fn new_node(opts: &DcgmOpts, hostname: &str, assignments: Vec<Assignment>) -> Node {
+/// Fills what the flags left open from the Node: GPU capacity and product label.
+async fn node_shape(
+    client: &kube::Client,
+    name: &str,
+    opts: &DcgmOpts,
+    shape: &mut Shape,
+) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::Node as KNode;
+    let node = kube::Api::<KNode>::all(client.clone())
+        .get(name)
+        .await
+        .map_err(|e| format!("reading Node {name}: {e}"))?;
+    if opts.gpus.is_none() {
+        shape.gpus = node
+            .status
+            .as_ref()
+            .and_then(|s| s.capacity.as_ref())
+            .and_then(|c| c.get("nvidia.com/gpu"))
+            .and_then(|q| q.0.parse().ok())
+            .unwrap_or(DEFAULT_GPUS);
+    }
+    if opts.model_name.is_none()
+        && let Some(product) = node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("nvidia.com/gpu.product"))
+    {
+        shape.model_name = product.replace('-', " ");
+    }
+    Ok(())
+}
+
+fn new_node(opts: &DcgmOpts, shape: &Shape, assignments: Vec<Assignment>) -> Node {
     let board = opts.board();
+    let n = shape.gpus;
     let mut node = Node {
-        ids: (0..opts.gpus)
-            .map(|i| Identity::new(i, hostname, &opts.model_name, &opts.driver_version))
+        ids: (0..n)
+            .map(|i| Identity::new(i, &shape.hostname, &shape.model_name, &opts.driver_version))
             .collect(),
-        gpus: (0..opts.gpus).map(|_| Gpu::new(&board)).collect(),
+        gpus: (0..n).map(|_| Gpu::new(&board)).collect(),
         board,
         assignments,
         watches: HashMap::new(),
-        history: vec![VecDeque::new(); opts.gpus],
+        history: vec![VecDeque::new(); n],
         history_cap: opts.truth_history,
         page: String::new(),
         poll_errors: 0,

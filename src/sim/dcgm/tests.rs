@@ -16,6 +16,14 @@ fn opts(extra: &[&str]) -> DcgmOpts {
     Wrap::parse_from(args).o
 }
 
+fn shape(gpus: usize) -> Shape {
+    Shape {
+        gpus,
+        model_name: DEFAULT_MODEL.into(),
+        hostname: "node-a".into(),
+    }
+}
+
 fn types(page: &str) -> Vec<(String, Kind)> {
     let mut out = Vec::new();
     for e in Parser::new(page.as_bytes(), Format::Prometheus) {
@@ -30,7 +38,7 @@ fn types(page: &str) -> Vec<(String, Kind)> {
 fn the_page_has_dcgm_exporters_names_types_and_labels() {
     let o = opts(&["--gpus", "4"]);
     let a = serving::parse_serve("1-2=http://10.0.0.9:8000/metrics@demo/llm-0/vllm", 4).unwrap();
-    let node = new_node(&o, "node-a", vec![a]);
+    let node = new_node(&o, &shape(4), vec![a]);
 
     let mut t = GpuTelemetry::default();
     let report = t.ingest("sim", 0.0, node.page.as_bytes(), Format::Prometheus);
@@ -128,7 +136,7 @@ async fn gpus_follow_the_server_and_the_counter_matches_the_truth() {
         "100ms",
     ]);
     let a = serving::parse_serve(&format!("0={llm}/metrics@demo/llm-0/vllm"), 2).unwrap();
-    let node = Arc::new(Mutex::new(new_node(&o, "node-a", vec![a])));
+    let node = Arc::new(Mutex::new(new_node(&o, &shape(2), vec![a])));
     tokio::spawn(simulate(node.clone(), o.tick, o.update_interval));
     let dcgm = serve(router(node.clone())).await;
 

@@ -7,9 +7,10 @@ use benchrun::api::BenchmarkRun;
 use benchrun_e2e::harness::{TestNamespace, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
-    ServiceSpec,
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    Service, ServicePort, ServiceSpec,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::PostParams;
@@ -29,10 +30,54 @@ pub async fn deploy_sim(
     ttft_ms: u32,
     itl_ms: u32,
 ) -> anyhow::Result<()> {
-    let labels = BTreeMap::from([("app".to_string(), "sim".to_string())]);
+    let args = [
+        "--model",
+        "e2e/tiny-model",
+        "--port",
+        &port.to_string(),
+        "--mode",
+        "random",
+        "--time-to-first-token",
+        &format!("{ttft_ms}ms"),
+        "--inter-token-latency",
+        &format!("{itl_ms}ms"),
+        "--max-num-seqs",
+        "64",
+    ];
+    let server = Server {
+        name: "sim",
+        image: "ghcr.io/llm-d/llm-d-inference-sim:v0.10.2",
+        args: args.map(String::from).to_vec(),
+        port,
+        gpus: 0,
+    };
+    deploy(ns, &server).await
+}
+
+/// An inference server to deploy.
+pub struct Server<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub args: Vec<String>,
+    pub port: i32,
+    /// `nvidia.com/gpu` the pod requests (0: none, any node).
+    pub gpus: u32,
+}
+
+/// Deploys `server` (one replica, container port `http`) behind a Service of
+/// the same name, and waits for it to be available.
+pub async fn deploy(ns: &TestNamespace, server: &Server<'_>) -> anyhow::Result<()> {
+    let labels = BTreeMap::from([("app".to_string(), server.name.to_string())]);
+    let resources = (server.gpus > 0).then(|| ResourceRequirements {
+        limits: Some(BTreeMap::from([(
+            "nvidia.com/gpu".to_string(),
+            Quantity(server.gpus.to_string()),
+        )])),
+        ..Default::default()
+    });
     let deployment = Deployment {
         metadata: ObjectMeta {
-            name: Some("sim".into()),
+            name: Some(server.name.into()),
             ..Default::default()
         },
         spec: Some(DeploymentSpec {
@@ -48,29 +93,12 @@ pub async fn deploy_sim(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![Container {
-                        name: "sim".into(),
-                        image: Some("ghcr.io/llm-d/llm-d-inference-sim:v0.10.2".into()),
-                        args: Some(
-                            [
-                                "--model",
-                                "e2e/tiny-model",
-                                "--port",
-                                &port.to_string(),
-                                "--mode",
-                                "random",
-                                "--time-to-first-token",
-                                &format!("{ttft_ms}ms"),
-                                "--inter-token-latency",
-                                &format!("{itl_ms}ms"),
-                                "--max-num-seqs",
-                                "64",
-                            ]
-                            .map(String::from)
-                            .to_vec(),
-                        ),
+                        name: server.name.into(),
+                        image: Some(server.image.into()),
+                        args: Some(server.args.clone()),
                         ports: Some(vec![ContainerPort {
                             name: Some("http".into()),
-                            container_port: port,
+                            container_port: server.port,
                             ..Default::default()
                         }]),
                         readiness_probe: Some(Probe {
@@ -82,6 +110,7 @@ pub async fn deploy_sim(
                             period_seconds: Some(2),
                             ..Default::default()
                         }),
+                        resources,
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -96,14 +125,14 @@ pub async fn deploy_sim(
         .await?;
     let service = Service {
         metadata: ObjectMeta {
-            name: Some("sim".into()),
+            name: Some(server.name.into()),
             ..Default::default()
         },
         spec: Some(ServiceSpec {
             selector: Some(labels),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
-                port,
+                port: server.port,
                 target_port: Some(IntOrString::String("http".into())),
                 ..Default::default()
             }]),
@@ -116,8 +145,8 @@ pub async fn deploy_sim(
         .await?;
     wait_for(
         &ns.api::<Deployment>(),
-        "sim",
-        "the simulator to be available",
+        server.name,
+        "the inference server to be available",
         LONG,
         |d: Option<&Deployment>| {
             d.and_then(|d| d.status.as_ref())

@@ -1,0 +1,203 @@
+//! The simulators on the real control plane: `benchrun sim inference` as a pod
+//! that requests a GPU, and `benchrun sim dcgm` as the chart's DaemonSet, which
+//! finds that pod on its node, labels the pod's GPU with it, and draws power as
+//! the pod is loaded while the node's other GPUs idle.
+
+use std::time::Duration;
+
+use benchrun::loadgen::plan::{
+    Arrival, Endpoint, InputPlan, LoadPlan, PLAN_SCHEMA_VERSION, Step, StopCondition,
+};
+use benchrun::scrape::fetch::{fetch, scrape_client};
+use benchrun::telemetry::GpuTelemetry;
+use benchrun_e2e::harness::{TestNamespace, client};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+
+use crate::common::{LONG, OPERATOR_NS, Server, deploy};
+
+/// The running pod of `selector` in `api`, once there is one with an IP.
+async fn pod_of(api: &kube::Api<Pod>, selector: &str) -> Pod {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let pods = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap();
+        if let Some(p) = pods.items.into_iter().find(|p| {
+            p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        }) {
+            return p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no running pod for {selector}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn ip(p: &Pod) -> String {
+    p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap()
+}
+
+/// One scrape of the exporter, as the engine sees it.
+async fn scrape(url: &str) -> GpuTelemetry {
+    let p = fetch(&scrape_client(), url, Duration::from_secs(5), 16 << 20)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let mut t = GpuTelemetry::default();
+    t.ingest(url, 0.0, &p.body, p.format);
+    t
+}
+
+/// Power (W) and utilization (%) of one GPU.
+type Reading = (f64, f64);
+
+/// The pod's GPU's reading, and those of the GPUs no pod holds.
+fn readings(t: &GpuTelemetry, pod: &str) -> Option<(Reading, Vec<Reading>)> {
+    let read = |g: &benchrun::telemetry::GpuSeries| {
+        let r = g.result();
+        let v = |k: &str| {
+            r.metrics
+                .iter()
+                .find(|m| m.key == k)?
+                .stats
+                .as_ref()
+                .map(|s| s.max)
+        };
+        Some((v("gpu_power_usage")?, v("gpu_utilization")?))
+    };
+    let mine = t
+        .gpus
+        .iter()
+        .find(|g| g.pods.iter().any(|p| p.pod == pod))?;
+    let others = t
+        .gpus
+        .iter()
+        .filter(|g| g.pods.is_empty())
+        .filter_map(read)
+        .collect();
+    Some((read(mine)?, others))
+}
+
+#[tokio::test]
+async fn the_dcgm_simulator_follows_the_gpu_pod_on_its_node() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "sims").await.unwrap();
+    let args = [
+        "sim",
+        "inference",
+        "--model",
+        "e2e/sim",
+        "--port",
+        "8000",
+        "--ttft",
+        "5ms",
+        "--itl",
+        "2ms",
+    ];
+    let server = Server {
+        name: "llm",
+        image: "ghcr.io/benchrun/benchrun:dev",
+        args: args.map(String::from).to_vec(),
+        port: 8000,
+        gpus: 1,
+    };
+    deploy(&ns, &server).await.unwrap();
+    let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
+    let node = llm.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+    let llm_name = llm.metadata.name.clone().unwrap();
+    let exporters = kube::Api::<Pod>::namespaced(client.clone(), OPERATOR_NS);
+    let dcgm = {
+        let deadline = tokio::time::Instant::now() + LONG;
+        loop {
+            let pods = exporters
+                .list(&ListParams::default().labels("app=sim-dcgm"))
+                .await
+                .unwrap();
+            let on_node = pods.items.into_iter().find(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node)
+                    && p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
+            });
+            if let Some(p) = on_node {
+                break p;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no sim-dcgm pod on {node}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let metrics = format!("http://{}:9400/metrics", ip(&dcgm));
+
+    // The exporter labels the pod's GPU once it has listed the node's pods.
+    let deadline = tokio::time::Instant::now() + LONG;
+    let idle = loop {
+        if let Ok(p) = fetch(&scrape_client(), &metrics, Duration::from_secs(5), 16 << 20).await {
+            let mut t = GpuTelemetry::default();
+            t.ingest(&metrics, 0.0, &p.body, p.format);
+            if let Some(r) = readings(&t, &llm_name) {
+                break r;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{llm_name} never labelled a GPU"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ((idle_power, _), others) = idle;
+    assert_eq!(others.len(), 3, "a 4-GPU node: the pod holds one");
+    assert!(idle_power < 100.0, "idle power {idle_power}");
+
+    // Load the server; its GPU, and only its GPU, gets busy.
+    let plan = LoadPlan {
+        schema_version: PLAN_SCHEMA_VERSION,
+        urls: vec![format!("http://{}:8000", ip(&llm))],
+        model: "e2e/sim".into(),
+        endpoint: Endpoint::Chat,
+        streaming: true,
+        headers: Default::default(),
+        api_key_from_env: false,
+        workers: 1,
+        steps: vec![Step {
+            concurrency: Some(16),
+            rate: None,
+        }],
+        stop: StopCondition::DurationMs(4000),
+        warmup_requests: 0,
+        arrival: Arrival::Constant,
+        input: InputPlan::Synthetic {
+            input_mean: 64,
+            input_stddev: 0,
+            output_mean: 32,
+            output_stddev: 0,
+        },
+        conversations: None,
+        extra_body: Default::default(),
+        seed: 1,
+    };
+    let load = tokio::spawn(async move { benchrun::loadgen::engine::run(&plan, 0, None).await });
+    let mut busiest = (0.0f64, 0.0f64);
+    let mut others_max = 0.0f64;
+    while !load.is_finished() {
+        if let Some(((p, u), others)) = readings(&scrape(&metrics).await, &llm_name) {
+            busiest = (busiest.0.max(p), busiest.1.max(u));
+            others_max = others.iter().map(|o| o.0).fold(others_max, f64::max);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let r = load.await.unwrap();
+    assert!(r[0].successes > 50, "{:?}", r[0].error_samples);
+    assert!(
+        busiest.0 > 2.0 * idle_power,
+        "power under load {} W",
+        busiest.0
+    );
+    assert!(busiest.1 > 50.0, "utilization under load {} %", busiest.1);
+    assert!(others_max < 100.0, "an idle GPU drew {others_max} W");
+    ns.delete().await.unwrap();
+}
