@@ -7,9 +7,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod controller;
 pub mod expose;
 pub mod loadgen;
+pub mod net;
 pub mod results;
 pub mod scrape;
 pub mod sim;

@@ -113,6 +113,9 @@ pub struct Progress {
     /// Requests planned, when the run is bounded by a count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_total: Option<i64>,
+    /// Requests finished per second, over the last few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_throughput: Option<f64>,
 }
 
 /// Headline results. Latencies in milliseconds, power in watts, energy in joules.

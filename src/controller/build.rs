@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 use super::names;
 use crate::api::{self, BenchmarkRun, LoadMode};
 use crate::loadgen::plan::{self as lp, LoadPlan};
+use crate::results::ConfigMapData;
 
 /// Where a dataset ConfigMap is mounted in load-generator pods.
 pub const DATASET_DIR: &str = "/var/run/benchrun/dataset";
@@ -227,7 +228,11 @@ pub fn job(
                 .unwrap_or_else(|| settings.loadgen_image.clone()),
         ),
         image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec!["loadgen".into(), "--worker".into()]),
+        args: Some(vec![
+            "loadgen".into(),
+            "--worker".into(),
+            "--wait-for-start".into(),
+        ]),
         env: Some(env_vars),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
@@ -308,12 +313,33 @@ pub fn job(
 }
 
 /// The results ConfigMap with the given files.
-pub fn results_config_map(run: &BenchmarkRun, data: BTreeMap<String, String>) -> ConfigMap {
-    ConfigMap {
-        metadata: owned_meta(run, names::results_config_map_name(run), "results"),
-        data: Some(data),
-        ..ConfigMap::default()
-    }
+/// The results ConfigMaps: `<run>-results`, then `<run>-results-1`, ... when
+/// the results had to be split (see [`crate::results::pack`]).
+pub fn results_config_maps(run: &BenchmarkRun, parts: Vec<ConfigMapData>) -> Vec<ConfigMap> {
+    let base = names::results_config_map_name(run);
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let name = if i == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{i}")
+            };
+            ConfigMap {
+                metadata: owned_meta(run, name, "results"),
+                data: Some(part.data).filter(|d| !d.is_empty()),
+                binary_data: Some(
+                    part.binary_data
+                        .into_iter()
+                        .map(|(k, v)| (k, k8s_openapi::ByteString(v)))
+                        .collect(),
+                )
+                .filter(|b: &BTreeMap<_, _>| !b.is_empty()),
+                ..ConfigMap::default()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ pub const DISCOVERED: &str = "Discovered";
 pub const RUNNING: &str = "Running";
 pub const SUCCEEDED: &str = "Succeeded";
 pub const FAILED: &str = "Failed";
+pub const TELEMETRY: &str = "TelemetryDiscovered";
+pub const SLO_MET: &str = "SLOMet";
 
 /// Sets a condition, keeping `lastTransitionTime` unless its status flips, so that
 /// re-applying the same state writes nothing new.

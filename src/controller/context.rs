@@ -7,6 +7,7 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use super::build::BuildSettings;
 use super::metrics::Metrics;
+use super::session::Sessions;
 
 /// Shared state of the reconcilers, behind an `Arc`.
 pub struct Context {
@@ -14,6 +15,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: BuildSettings,
     pub metrics: Arc<Metrics>,
+    /// The measurement sessions of the runs in progress.
+    pub sessions: Sessions,
 }
 
 impl Context {
@@ -32,6 +35,7 @@ impl Context {
             client,
             settings,
             metrics,
+            sessions: Sessions::default(),
         }
     }
 }

@@ -10,8 +10,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use super::conditions::{self as cond, ACCEPTED, DISCOVERED, FAILED, RUNNING, SUCCEEDED};
-use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase};
+use super::conditions::{
+    self as cond, ACCEPTED, DISCOVERED, FAILED, RUNNING, SLO_MET, SUCCEEDED, TELEMETRY,
+};
+use super::session::{SessionView, Stage};
+use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase, SloMetric};
+use crate::results::StepDetail;
 
 /// Where the target stands, as the dereference stage found it.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +35,8 @@ pub struct Observed {
     /// The termination message of a failed load-generator pod, if any.
     pub failed_pod_message: Option<String>,
     pub target: Target,
+    /// The run's measurement session in this controller, if it has one.
+    pub session: Option<SessionView>,
 }
 
 /// One thing to do to the cluster.
@@ -67,6 +73,10 @@ pub struct Decision {
 const TARGET_RETRY: Duration = Duration::from_secs(5);
 /// A look at running runs even without events, in case a watch event was missed.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often a running run's progress is written to its status.
+const PROGRESS: Duration = Duration::from_secs(2);
+/// How long a completed Job's results are waited for before the run ends without them.
+const COLLECT_GRACE: Duration = Duration::from_secs(90);
 
 /// Decides the next status and actions of a run.
 pub fn decide(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Decision {
@@ -216,15 +226,34 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         }
         Some(job) => match finished(job) {
             Some(JobEnd::Complete) => {
-                finish(
-                    &mut d,
-                    Phase::Succeeded,
-                    "Completed",
-                    "the load generators finished".into(),
-                    generation,
-                    &t,
-                );
-                d.actions.push(Action::WriteResults);
+                let session = observed.session.as_ref();
+                let collecting = session.is_some_and(|v| v.stage != Stage::Done);
+                if collecting && !overdue(job, now) {
+                    d.status.phase = Some(Phase::Collecting);
+                    d.requeue_after = Some(Duration::from_secs(1));
+                } else {
+                    if let Some(v) = session {
+                        apply_results(&mut d.status, run, &v.steps, generation, &t);
+                    }
+                    let message = match session {
+                        Some(v) if v.stage == Stage::Done => "the load generators finished",
+                        Some(_) => {
+                            "the load generators finished; their results did not arrive in time"
+                        }
+                        None => {
+                            "the load generators finished before this controller could follow them"
+                        }
+                    };
+                    finish(
+                        &mut d,
+                        Phase::Succeeded,
+                        "Completed",
+                        message.into(),
+                        generation,
+                        &t,
+                    );
+                    d.actions.push(Action::WriteResults);
+                }
             }
             Some(JobEnd::Failed { reason, message }) => {
                 let reason = if reason == "DeadlineExceeded" {
@@ -256,11 +285,143 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                         &t,
                     );
                 }
-                d.requeue_after = Some(d.requeue_after.unwrap_or(RESYNC));
+                let mut next = RESYNC;
+                if let Some(v) = &observed.session {
+                    follow(&mut d.status, v, generation, &t);
+                    next = PROGRESS;
+                }
+                d.requeue_after = Some(d.requeue_after.map_or(next, |r| r.min(next)));
             }
         },
     }
     transition(d, phase)
+}
+
+/// Progress, endpoints and the telemetry condition from a running session.
+fn follow(status: &mut BenchmarkRunStatus, v: &SessionView, generation: Option<i64>, t: &Time) {
+    if v.progress.is_some() {
+        status.progress = v.progress.clone();
+    }
+    if v.endpoints.is_some() {
+        status.endpoints = v.endpoints.clone();
+    }
+    if v.stage == Stage::Collecting {
+        status.phase = Some(Phase::Collecting);
+    }
+    let (ok, reason, message) = match (&v.endpoints, &v.discovery_note) {
+        (_, Some(note)) => (false, "NothingFound", note.clone()),
+        (Some(e), None) => (
+            true,
+            "EndpointsFound",
+            format!(
+                "{} GPU exporter and {} server endpoints ({} and {} reachable)",
+                e.gpu.discovered, e.server.discovered, e.gpu.reachable, e.server.reachable
+            ),
+        ),
+        (None, None) => return,
+    };
+    cond::set(
+        &mut status.conditions,
+        TELEMETRY,
+        ok,
+        reason,
+        message,
+        generation,
+        t,
+    );
+}
+
+/// The summary, per-step results and the SLO condition from the step details.
+fn apply_results(
+    status: &mut BenchmarkRunStatus,
+    run: &BenchmarkRun,
+    steps: &[StepDetail],
+    generation: Option<i64>,
+    t: &Time,
+) {
+    let Some(last) = steps.last() else {
+        return;
+    };
+    let summary = last.summary();
+    if steps.len() > 1 {
+        status.steps = steps
+            .iter()
+            .map(|s| api::StepResult {
+                index: s.index as i32,
+                concurrency: s
+                    .client
+                    .as_ref()
+                    .and_then(|c| c.concurrency)
+                    .map(|c| c as i32),
+                request_rate: s.client.as_ref().and_then(|c| c.rate),
+                summary: s.summary(),
+            })
+            .collect();
+    }
+    if !run.spec.slo.is_empty() {
+        let missed = slo_misses(run, &summary);
+        let (reason, message) = if missed.is_empty() {
+            (
+                "AllMet",
+                format!("all {} objectives met", run.spec.slo.len()),
+            )
+        } else {
+            ("Missed", missed.join("; "))
+        };
+        cond::set(
+            &mut status.conditions,
+            SLO_MET,
+            missed.is_empty(),
+            reason,
+            message,
+            generation,
+            t,
+        );
+    }
+    status.summary = Some(summary);
+}
+
+/// Each objective the summary misses, said plainly; a metric not measured misses.
+pub fn slo_misses(run: &BenchmarkRun, s: &api::Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    for slo in &run.spec.slo {
+        let (name, value) = match slo.metric {
+            SloMetric::RequestThroughput => ("requestThroughput", s.request_throughput),
+            SloMetric::OutputTokenThroughput => {
+                ("outputTokenThroughput", s.output_token_throughput)
+            }
+            SloMetric::TtftP50Ms => ("ttftP50Ms", s.ttft_p50_ms),
+            SloMetric::TtftP99Ms => ("ttftP99Ms", s.ttft_p99_ms),
+            SloMetric::ItlP50Ms => ("itlP50Ms", s.itl_p50_ms),
+            SloMetric::ItlP99Ms => ("itlP99Ms", s.itl_p99_ms),
+            SloMetric::LatencyP99Ms => ("latencyP99Ms", s.latency_p99_ms),
+            SloMetric::ErrorRate => ("errorRate", s.error_rate),
+            SloMetric::OutputTokensPerJoule => ("outputTokensPerJoule", s.output_tokens_per_joule),
+            SloMetric::EnergyPerOutputTokenJ => {
+                ("energyPerOutputTokenJ", s.energy_per_output_token_j)
+            }
+        };
+        match value {
+            None => out.push(format!("{name} was not measured")),
+            Some(v) => {
+                if let Some(max) = slo.max.filter(|m| v > *m) {
+                    out.push(format!("{name} {v} > {max}"));
+                }
+                if let Some(min) = slo.min.filter(|m| v < *m) {
+                    out.push(format!("{name} {v} < {min}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The Job completed more than [`COLLECT_GRACE`] ago.
+fn overdue(job: &Job, now: Timestamp) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.completion_time.as_ref())
+        .is_some_and(|c| until(c.0, now) > COLLECT_GRACE)
 }
 
 /// How a Job ended.

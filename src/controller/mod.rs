@@ -15,6 +15,7 @@ mod leader;
 pub mod metrics;
 pub mod names;
 mod reconcile;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -66,6 +66,9 @@ async fn reconcile_run(run: &BenchmarkRun, ctx: &Context) -> Result<Requeue, Err
     let decision = decide::decide(run, &observed, Timestamp::now());
     execute(run, &ns, &decision, ctx).await?;
     write_status(run, &ns, &decision.status, ctx).await?;
+    if decision.status.phase.is_some_and(Phase::is_final) {
+        ctx.sessions.end(run);
+    }
     if let Some(t) = &decision.transition {
         info!(phase = %t.reason, "{}", t.note);
         publish(ctx, run.object_ref(&()), t.warning, &t.reason, &t.note).await;
@@ -98,10 +101,21 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     } else {
         Target::NotNeeded
     };
+    // A run whose Job exists is followed by a session; one that was already
+    // running when this controller took it up is resumed.
+    let session = match (&job, final_phase) {
+        (Some(_), false) => {
+            let running = run.status.as_ref().and_then(|s| s.phase) == Some(Phase::Running);
+            let resumed = running && ctx.sessions.get(run).is_none();
+            ctx.sessions.ensure(&ctx.client, run, resumed)
+        }
+        _ => ctx.sessions.get(run),
+    };
     Ok(Observed {
         job,
         failed_pod_message,
         target,
+        session: session.map(|s| s.view()),
     })
 }
 
@@ -144,6 +158,7 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                 let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
                 jobs.patch(&names::job_name(run), &apply, &Patch::Apply(&job))
                     .await?;
+                ctx.sessions.ensure(&ctx.client, run, false);
             }
             Action::SuspendJob => {
                 let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
@@ -154,15 +169,16 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                 )?;
             }
             Action::WriteResults => {
-                let files = results_document(run, &d.status).files()?;
-                let cm = build::results_config_map(run, files);
+                let mut doc = results_document(run, &d.status);
+                if let Some(session) = ctx.sessions.get(run) {
+                    (doc.details, doc.endpoints, doc.notes) = session.document();
+                }
+                let parts = crate::results::pack(doc.files()?, crate::results::MAX_CONFIGMAP_BYTES);
                 let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-                cms.patch(
-                    &names::results_config_map_name(run),
-                    &apply,
-                    &Patch::Apply(&cm),
-                )
-                .await?;
+                for cm in build::results_config_maps(run, parts) {
+                    let name = cm.name_any();
+                    cms.patch(&name, &apply, &Patch::Apply(&cm)).await?;
+                }
             }
             Action::DeleteRun => {
                 let runs: Api<BenchmarkRun> = Api::namespaced(ctx.client.clone(), ns);
@@ -201,6 +217,9 @@ fn results_document(run: &BenchmarkRun, status: &BenchmarkRunStatus) -> ResultsD
         completion_time: status.completion_time.as_ref().map(|t| t.0.to_string()),
         summary: status.summary.clone().unwrap_or_default(),
         steps: status.steps.clone(),
+        details: Vec::new(),
+        endpoints: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

@@ -1,7 +1,6 @@
 //! `benchrun loadgen`: as a Job worker (`--worker`, the plan from the
 //! environment) or standalone from a shell.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -10,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::engine::{self, StepResult};
 use super::plan::{
     API_KEY_ENV, Arrival, Endpoint, InputPlan, LoadPlan, PLAN_ENV, PLAN_SCHEMA_VERSION, Step,
-    StopCondition, WORKER_PORT,
+    StopCondition,
 };
 
 /// The result schema this build writes.
@@ -59,6 +58,16 @@ pub struct LoadgenOpts {
     /// Write the JSON result here (standalone).
     #[arg(long)]
     pub output: Option<std::path::PathBuf>,
+    /// Worker: send nothing until `POST /start` (the controller starts every
+    /// worker of a run at one shared instant).
+    #[arg(long)]
+    pub wait_for_start: bool,
+    /// Worker: give up when no `POST /start` came within this long.
+    #[arg(long, default_value = "10m", value_parser = crate::cli::go_duration)]
+    pub start_timeout: std::time::Duration,
+    /// Worker: serve the result at most this long, waiting for it to be fetched.
+    #[arg(long, default_value = "10m", value_parser = crate::cli::go_duration)]
+    pub linger: std::time::Duration,
 }
 
 pub fn main(opts: LoadgenOpts) -> ExitCode {
@@ -77,20 +86,25 @@ pub fn main(opts: LoadgenOpts) -> ExitCode {
         .api_key_from_env
         .then(|| std::env::var(API_KEY_ENV).ok())
         .flatten();
-    let result = rt.block_on(async {
-        if opts.worker {
-            serve_ready().await;
+    let result = if opts.worker {
+        match rt.block_on(super::worker::run(&opts, &plan, index, api_key.as_deref())) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("benchrun loadgen: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-        WorkerResult {
-            schema_version: RESULT_SCHEMA_VERSION,
-            worker: index,
-            steps: engine::run(&plan, index, api_key.as_deref()).await,
-        }
-    });
-    let json = serde_json::to_string(&result).unwrap_or_default();
-    if opts.worker {
-        println!("{json}");
     } else {
+        rt.block_on(async {
+            WorkerResult {
+                schema_version: RESULT_SCHEMA_VERSION,
+                worker: index,
+                steps: engine::run(&plan, index, api_key.as_deref()).await,
+            }
+        })
+    };
+    let json = serde_json::to_string(&result).unwrap_or_default();
+    if !opts.worker {
         print_table(&result);
         if let Some(path) = &opts.output
             && let Err(e) = std::fs::write(path, &json)
@@ -159,19 +173,6 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
         seed: 0,
     };
     Ok((plan, 0))
-}
-
-/// Serves `/ready` on POD_IP (or all addresses) at the worker port while the run goes.
-async fn serve_ready() {
-    let ip = std::env::var("POD_IP").ok().and_then(|ip| ip.parse().ok());
-    let addr = SocketAddr::new(ip.unwrap_or([0, 0, 0, 0].into()), WORKER_PORT);
-    let app = axum::Router::new().route("/ready", axum::routing::get(|| async { "ok" }));
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => {
-            tokio::spawn(async move { axum::serve(l, app).await });
-        }
-        Err(e) => eprintln!("benchrun loadgen: cannot serve /ready on {addr}: {e}"),
-    }
 }
 
 fn print_table(r: &WorkerResult) {

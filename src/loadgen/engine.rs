@@ -1,9 +1,10 @@
 //! Runs a plan's steps: closed loops of N streams, or open loops at a request
 //! rate (constant or Poisson arrivals) with each send's lateness recorded.
 
+use crate::clock::unix_ms;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,13 +16,13 @@ use tokio::sync::{Mutex, Semaphore};
 use super::client::{HttpClient, Outgoing, http_client, send};
 use super::plan::{Arrival, LoadPlan, Step, StopCondition};
 use super::request::{ErrorKind, Prompts, Record, body, path};
-use crate::stats::Summary;
+use crate::stats::{Stats, Summary};
 
 /// Bound on one request; a server that never ends a stream is cut here.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What one worker measured in one step.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StepResult {
     pub concurrency: Option<u32>,
@@ -47,6 +48,157 @@ pub struct StepResult {
     /// Whether any request's token counts were counted from the stream
     /// rather than taken from the server's `usage`.
     pub tokens_counted: bool,
+    /// The measured phase (after warmup), wall clock.
+    #[serde(default)]
+    pub started_unix_ms: u64,
+    #[serde(default)]
+    pub ended_unix_ms: u64,
+    /// The distributions behind the summaries, mergeable exactly across workers
+    /// (left out once merged, in the run's results).
+    #[serde(default, skip_serializing_if = "StepStats::is_empty")]
+    pub stats: StepStats,
+}
+
+/// The mergeable distributions of one step.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStats {
+    pub ttft_s: Stats,
+    pub itl_s: Stats,
+    pub inter_token_gap_s: Stats,
+    pub latency_s: Stats,
+    pub output_tokens_per_s_per_user: Stats,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lateness_s: Option<Stats>,
+}
+
+impl StepStats {
+    pub fn is_empty(&self) -> bool {
+        *self == StepStats::default()
+    }
+
+    fn merge(&mut self, o: &StepStats) {
+        self.ttft_s.merge(&o.ttft_s);
+        self.itl_s.merge(&o.itl_s);
+        self.inter_token_gap_s.merge(&o.inter_token_gap_s);
+        self.latency_s.merge(&o.latency_s);
+        self.output_tokens_per_s_per_user
+            .merge(&o.output_tokens_per_s_per_user);
+        match (&mut self.send_lateness_s, &o.send_lateness_s) {
+            (Some(a), Some(b)) => a.merge(b),
+            (None, Some(b)) => self.send_lateness_s = Some(b.clone()),
+            _ => {}
+        }
+    }
+}
+
+impl StepResult {
+    /// The step as all workers together ran it: counts summed, distributions
+    /// merged exactly, throughput over the span from the first worker's start
+    /// to the last one's end. `None` for no parts.
+    pub fn merge(parts: &[StepResult]) -> Option<StepResult> {
+        let first = parts.first()?;
+        let mut stats = StepStats::default();
+        let mut errors: BTreeMap<ErrorKind, u64> = BTreeMap::new();
+        let mut samples: Vec<String> = Vec::new();
+        for p in parts {
+            stats.merge(&p.stats);
+            for (k, n) in &p.errors {
+                *errors.entry(*k).or_insert(0) += n;
+            }
+            for m in &p.error_samples {
+                if samples.len() < 5 && !samples.contains(m) {
+                    samples.push(m.clone());
+                }
+            }
+        }
+        let started = parts.iter().map(|p| p.started_unix_ms).min().unwrap_or(0);
+        let ended = parts.iter().map(|p| p.ended_unix_ms).max().unwrap_or(0);
+        let duration_s = if started > 0 && ended > started {
+            (ended - started) as f64 / 1e3
+        } else {
+            parts.iter().map(|p| p.duration_s).fold(0.0, f64::max)
+        };
+        let sum = |f: fn(&StepResult) -> u64| parts.iter().map(f).sum::<u64>();
+        let (successes, input_tokens, output_tokens) = (
+            sum(|p| p.successes),
+            sum(|p| p.input_tokens),
+            sum(|p| p.output_tokens),
+        );
+        let per_s = |x: f64| {
+            if duration_s > 0.0 {
+                x / duration_s
+            } else {
+                0.0
+            }
+        };
+        Some(StepResult {
+            concurrency: parts
+                .iter()
+                .filter_map(|p| p.concurrency)
+                .reduce(|a, b| a + b),
+            rate: parts.iter().filter_map(|p| p.rate).reduce(|a, b| a + b),
+            requests: sum(|p| p.requests),
+            successes,
+            errors,
+            error_samples: samples,
+            duration_s,
+            input_tokens,
+            output_tokens,
+            requests_per_s: per_s(successes as f64),
+            output_tokens_per_s: per_s(output_tokens as f64),
+            total_tokens_per_s: per_s((input_tokens + output_tokens) as f64),
+            ttft_s: stats.ttft_s.summary(),
+            itl_s: stats.itl_s.summary(),
+            inter_token_gap_s: stats.inter_token_gap_s.summary(),
+            latency_s: stats.latency_s.summary(),
+            output_tokens_per_s_per_user: stats.output_tokens_per_s_per_user.summary(),
+            send_lateness_s: stats.send_lateness_s.as_ref().map(Stats::summary),
+            tokens_counted: parts.iter().any(|p| p.tokens_counted),
+            started_unix_ms: started,
+            ended_unix_ms: ended.max(first.ended_unix_ms),
+            stats,
+        })
+    }
+}
+
+/// Where a worker is, for its `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WorkerPhase {
+    Waiting = 0,
+    Warmup = 1,
+    Measuring = 2,
+    Done = 3,
+}
+
+/// Live counters of a worker, read by its `/metrics` while the run goes.
+/// Requests are counted in the measured phases only.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub phase: AtomicU8,
+    /// The step running (0-based).
+    pub step: AtomicU64,
+    pub done: AtomicU64,
+    pub ok: AtomicU64,
+    pub errors: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub output_tokens: AtomicU64,
+}
+
+impl Progress {
+    pub fn phase(&self) -> WorkerPhase {
+        match self.phase.load(Ordering::Relaxed) {
+            1 => WorkerPhase::Warmup,
+            2 => WorkerPhase::Measuring,
+            3 => WorkerPhase::Done,
+            _ => WorkerPhase::Waiting,
+        }
+    }
+
+    fn set(&self, p: WorkerPhase) {
+        self.phase.store(p as u8, Ordering::Relaxed);
+    }
 }
 
 /// This worker's share of a total split across `workers`.
@@ -57,6 +209,16 @@ pub fn share(total: u64, workers: u32, index: u32) -> u64 {
 
 /// Runs every step of `plan` as worker `index`, in order.
 pub async fn run(plan: &LoadPlan, index: u32, api_key: Option<&str>) -> Vec<StepResult> {
+    run_with(plan, index, api_key, Arc::new(Progress::default())).await
+}
+
+/// [`run`], counting into `progress` as it goes.
+pub async fn run_with(
+    plan: &LoadPlan,
+    index: u32,
+    api_key: Option<&str>,
+    progress: Arc<Progress>,
+) -> Vec<StepResult> {
     let mut headers: Vec<(String, String)> = plan.headers.clone().into_iter().collect();
     if let Some(key) = api_key {
         headers.push(("authorization".into(), format!("Bearer {key}")));
@@ -77,11 +239,14 @@ pub async fn run(plan: &LoadPlan, index: u32, api_key: Option<&str>) -> Vec<Step
             .iter()
             .map(|u| format!("{}{}", u.trim_end_matches('/'), path(plan.endpoint)))
             .collect(),
+        progress,
     });
     let mut results = Vec::new();
-    for step in &plan.steps {
+    for (i, step) in plan.steps.iter().enumerate() {
+        ctx.progress.step.store(i as u64, Ordering::Relaxed);
         results.push(run_step(&ctx, step, index).await);
     }
+    ctx.progress.set(WorkerPhase::Done);
     results
 }
 
@@ -91,6 +256,7 @@ struct Ctx {
     headers: Vec<(String, String)>,
     prompts: Mutex<Prompts>,
     urls: Vec<String>,
+    progress: Arc<Progress>,
 }
 
 impl Ctx {
@@ -104,7 +270,9 @@ impl Ctx {
             )
         };
         let url = &self.urls[(n as usize) % self.urls.len().max(1)];
-        send(
+        let p = &self.progress;
+        p.in_flight.fetch_add(1, Ordering::Relaxed);
+        let r = send(
             &self.client,
             Outgoing {
                 url,
@@ -115,7 +283,19 @@ impl Ctx {
                 timeout: REQUEST_TIMEOUT,
             },
         )
-        .await
+        .await;
+        p.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if p.phase() == WorkerPhase::Measuring {
+            p.done.fetch_add(1, Ordering::Relaxed);
+            if r.ok {
+                p.ok.fetch_add(1, Ordering::Relaxed);
+                p.output_tokens
+                    .fetch_add(r.output_tokens, Ordering::Relaxed);
+            } else {
+                p.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
     }
 }
 
@@ -126,8 +306,11 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
         .map(|c| share(u64::from(c), workers, index).max(1));
     let warmup = share(ctx.plan.warmup_requests, workers, index);
     if warmup > 0 {
+        ctx.progress.set(WorkerPhase::Warmup);
         closed_loop(ctx, streams.unwrap_or(1), Limit::Requests(warmup)).await;
     }
+    ctx.progress.set(WorkerPhase::Measuring);
+    let started_unix_ms = unix_ms();
     let limit = match ctx.plan.stop {
         StopCondition::Requests(n) => Limit::Requests(share(n, workers, index)),
         StopCondition::DurationMs(ms) => Limit::Until(Instant::now() + Duration::from_millis(ms)),
@@ -141,7 +324,9 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
         }
         None => (closed_loop(ctx, streams.unwrap_or(1), limit).await, None),
     };
-    summarize(step, &records, started.elapsed().as_secs_f64(), lateness)
+    let mut r = summarize(step, &records, started.elapsed().as_secs_f64(), lateness);
+    (r.started_unix_ms, r.ended_unix_ms) = (started_unix_ms, unix_ms());
+    r
 }
 
 #[derive(Clone, Copy)]
@@ -253,16 +438,27 @@ fn summarize(
             error_samples.push(msg.clone());
         }
     }
-    let input_tokens: u64 = ok.iter().map(|r| r.input_tokens).sum();
-    let output_tokens: u64 = ok.iter().map(|r| r.output_tokens).sum();
-    let per_s = |x: f64| {
-        if duration_s > 0.0 {
-            x / duration_s
-        } else {
-            0.0
+    let mut stats = StepStats::default();
+    for r in &ok {
+        if let Some(t) = r.ttft {
+            stats.ttft_s.add(t);
         }
-    };
-    StepResult {
+        if let Some(itl) = r.itl() {
+            stats.itl_s.add(itl);
+            if itl > 0.0 {
+                stats.output_tokens_per_s_per_user.add(1.0 / itl);
+            }
+        }
+        r.inter_token_gaps()
+            .for_each(|g| stats.inter_token_gap_s.add(g));
+        stats.latency_s.add(r.latency);
+    }
+    stats.send_lateness_s = lateness.map(|l| {
+        let mut s = Stats::default();
+        l.into_iter().for_each(|v| s.add(v));
+        s
+    });
+    let one = StepResult {
         concurrency: step.concurrency,
         rate: step.rate,
         requests: records.len() as u64,
@@ -270,25 +466,38 @@ fn summarize(
         errors,
         error_samples,
         duration_s,
-        input_tokens,
-        output_tokens,
-        requests_per_s: per_s(ok.len() as f64),
-        output_tokens_per_s: per_s(output_tokens as f64),
-        total_tokens_per_s: per_s((input_tokens + output_tokens) as f64),
-        ttft_s: Summary::of(ok.iter().filter_map(|r| r.ttft).collect()),
-        itl_s: Summary::of(ok.iter().filter_map(|r| r.itl()).collect()),
-        inter_token_gap_s: Summary::of(ok.iter().flat_map(|r| r.inter_token_gaps()).collect()),
-        latency_s: Summary::of(ok.iter().map(|r| r.latency).collect()),
-        output_tokens_per_s_per_user: Summary::of(
-            ok.iter()
-                .filter_map(|r| r.itl().filter(|v| *v > 0.0).map(|v| 1.0 / v))
-                .collect(),
-        ),
-        send_lateness_s: lateness.map(Summary::of),
+        input_tokens: ok.iter().map(|r| r.input_tokens).sum(),
+        output_tokens: ok.iter().map(|r| r.output_tokens).sum(),
+        requests_per_s: 0.0,
+        output_tokens_per_s: 0.0,
+        total_tokens_per_s: 0.0,
+        ttft_s: Summary::default(),
+        itl_s: Summary::default(),
+        inter_token_gap_s: Summary::default(),
+        latency_s: Summary::default(),
+        output_tokens_per_s_per_user: Summary::default(),
+        send_lateness_s: None,
         tokens_counted: ok
             .iter()
             .any(|r| r.source == super::request::TokenSource::Counted),
-    }
+        started_unix_ms: 0,
+        ended_unix_ms: 0,
+        stats,
+    };
+    // One worker's step is the merge of one part: the same arithmetic either way.
+    let mut r = StepResult::merge(std::slice::from_ref(&one)).unwrap_or(one);
+    (r.concurrency, r.rate, r.duration_s) = (step.concurrency, step.rate, duration_s);
+    let per_s = |x: f64| {
+        if duration_s > 0.0 {
+            x / duration_s
+        } else {
+            0.0
+        }
+    };
+    r.requests_per_s = per_s(r.successes as f64);
+    r.output_tokens_per_s = per_s(r.output_tokens as f64);
+    r.total_tokens_per_s = per_s((r.input_tokens + r.output_tokens) as f64);
+    r
 }
 
 #[cfg(test)]

@@ -6,3 +6,4 @@ pub mod engine;
 pub mod plan;
 pub mod request;
 pub mod sse;
+pub mod worker;

@@ -3,11 +3,19 @@
 //! Pure: no Kubernetes client. The controller fills a [`ResultsDocument`] and
 //! writes what [`ResultsDocument::files`] returns into the results ConfigMap.
 
+mod csv;
+mod pack;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::pack::{ConfigMapData, MAX_CONFIGMAP_BYTES, pack};
 use crate::api::{Phase, StepResult, Summary};
+use crate::loadgen::engine::StepResult as ClientStep;
+use crate::telemetry::report::GpuResult;
+use crate::telemetry::server::FamilyResult;
+use crate::telemetry::{ClientTotals, Efficiency};
 
 /// Version of the `summary.json` layout; bumped on any incompatible change.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
@@ -29,6 +37,15 @@ pub struct ResultsDocument {
     pub summary: Summary,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+    /// Everything measured, step by step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<StepDetail>,
+    /// Every endpoint scraped, with how the scrapes went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointReport>,
+    /// What the numbers do not cover, said plainly (gaps, restarts, files left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Identity of the run the results belong to.
@@ -39,13 +56,140 @@ pub struct RunRef {
     pub uid: String,
 }
 
-impl ResultsDocument {
-    /// The ConfigMap files: `summary.json` now; the CSV files join it as the
-    /// telemetry they render lands.
-    pub fn files(&self) -> Result<BTreeMap<String, String>, serde_json::Error> {
-        Ok(BTreeMap::from([(
-            "summary.json".to_string(),
-            serde_json::to_string_pretty(self)?,
-        )]))
+/// The measured phase of a step, wall clock (the boundary scrapes' instants).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    pub start_unix_ms: u64,
+    pub end_unix_ms: u64,
+}
+
+/// One step: the load generators' merged result, the GPUs in scope, the servers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StepDetail {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// All workers together; `None` when no worker result was collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientStep>,
+    /// The GPU attribution applied (`targetPods`, `targetNodes`, `all`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gpu_scope: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efficiency: Option<Efficiency>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server: Vec<FamilyResult>,
+}
+
+/// How one scraped endpoint fared.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointReport {
+    /// `gpu`, `server` or `worker`.
+    pub kind: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    pub scrapes: u32,
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The longest stretch without a good scrape, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_gap_s: Option<f64>,
+    /// Answering at the end of the run.
+    pub reachable: bool,
+}
+
+impl StepDetail {
+    /// The status summary of this step.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        if let Some(c) = &self.client {
+            let ms = |v: f64| (v * 1e3 * 1000.0).round() / 1000.0;
+            let errors: u64 = c.errors.values().sum();
+            s.request_throughput = Some(round3(c.requests_per_s));
+            s.output_token_throughput = Some(round3(c.output_tokens_per_s));
+            if c.ttft_s.count > 0 {
+                s.ttft_p50_ms = Some(ms(c.ttft_s.p50));
+                s.ttft_p99_ms = Some(ms(c.ttft_s.p99));
+            }
+            if c.itl_s.count > 0 {
+                s.itl_p50_ms = Some(ms(c.itl_s.p50));
+                s.itl_p99_ms = Some(ms(c.itl_s.p99));
+            }
+            if c.latency_s.count > 0 {
+                s.latency_p99_ms = Some(ms(c.latency_s.p99));
+            }
+            s.error_count = Some(errors as i64);
+            if c.requests > 0 {
+                s.error_rate = Some(round3(errors as f64 / c.requests as f64));
+            }
+        }
+        if !self.gpus.is_empty() {
+            s.gpu_count = Some(self.gpus.len() as i32);
+            let utils: Vec<f64> = self
+                .gpus
+                .iter()
+                .filter_map(|g| g.metrics.iter().find(|m| m.key == "gpu_utilization"))
+                .filter_map(|m| m.stats.as_ref().map(|st| st.mean))
+                .collect();
+            if !utils.is_empty() {
+                s.avg_gpu_util_pct = Some(round3(utils.iter().sum::<f64>() / utils.len() as f64));
+            }
+        }
+        if let Some(e) = &self.efficiency
+            && e.gpus_with_energy > 0
+        {
+            s.total_gpu_power_w = Some(round3(e.total_gpu_power_w));
+            s.total_gpu_energy_j = Some(round3(e.total_gpu_energy_j));
+            s.output_tokens_per_joule = e.output_tokens_per_joule.map(round3);
+            s.energy_per_output_token_j =
+                e.energy_per_output_token_j.map(|v| (v * 1e6).round() / 1e6);
+        }
+        s
+    }
+
+    /// The client totals the efficiency figures divide by.
+    pub fn client_totals(&self) -> Option<ClientTotals> {
+        let c = self.client.as_ref()?;
+        Some(ClientTotals {
+            output_tokens: c.output_tokens,
+            requests: c.successes,
+            duration_s: c.duration_s,
+            concurrency: c.concurrency,
+        })
     }
 }
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+impl ResultsDocument {
+    /// The ConfigMap files: `summary.json`, `client_metrics.csv`,
+    /// `gpu_telemetry.csv` and `server_metrics.csv`.
+    pub fn files(&self) -> Result<BTreeMap<String, String>, serde_json::Error> {
+        let mut files = BTreeMap::from([(
+            "summary.json".to_string(),
+            serde_json::to_string_pretty(self)?,
+        )]);
+        if self.details.iter().any(|d| d.client.is_some()) {
+            files.insert("client_metrics.csv".into(), csv::client(&self.details));
+        }
+        if self.details.iter().any(|d| !d.gpus.is_empty()) {
+            files.insert("gpu_telemetry.csv".into(), csv::gpus(&self.details));
+        }
+        if self.details.iter().any(|d| !d.server.is_empty()) {
+            files.insert("server_metrics.csv".into(), csv::server(&self.details));
+        }
+        Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,9 +6,7 @@
 //! targets: each publishes its ground truth on `/sim/truth`, so what benchrun
 //! reports can be checked against what was actually done.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Subcommand;
 
@@ -47,58 +45,13 @@ pub fn main(cmd: SimCommand) -> ExitCode {
     }
 }
 
-/// The address to serve on: `--host`, else the pod's own IP (`POD_IP`, as the
-/// chart and the Kubernetes downward API give it), else every interface.
-pub(crate) fn listen_addr(host: Option<IpAddr>, port: u16) -> SocketAddr {
-    let ip = host
-        .or_else(|| std::env::var("POD_IP").ok()?.parse().ok())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    SocketAddr::new(ip, port)
-}
-
-/// A Go-style duration ("25ms", "1.5s", "100us", "2m") for clap.
-pub(crate) fn go_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<crate::api::GoDuration>()
-        .map(Into::into)
-        .map_err(|e| format!("{s:?} is not a duration like 25ms, 1.5s or 2m: {e}"))
-}
-
-/// A probability flag: a number in 0..=1.
-pub(crate) fn probability(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
-    }
-}
-
-/// Binds `addr`, saying which address could not be bound when it fails.
-pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
-}
-
-/// Serves `app` with Nagle's algorithm off: a token chunk must leave when it
-/// is written, not when the client's delayed ACK for the previous one arrives
-/// (up to 40 ms later on Linux, which would land in every TTFT).
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-) -> Result<(), String> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
-}
-
 /// Test helpers: serve a router on a free loopback port; GET a body as text.
 #[cfg(test)]
 pub(crate) mod testing {
     pub async fn start(app: axum::Router) -> String {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        tokio::spawn(super::serve(l, app));
+        tokio::spawn(crate::net::serve(l, app));
         format!("http://{addr}")
     }
 
@@ -117,7 +70,10 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
+    use crate::cli::{go_duration, probability};
+    use crate::net::listen_addr;
 
     #[test]
     fn flags_parse_durations_and_probabilities() {

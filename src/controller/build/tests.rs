@@ -100,7 +100,13 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
     assert_eq!(c.image.as_deref(), Some("ghcr.io/benchrun/benchrun:test"));
     assert_eq!(
         c.args.as_deref(),
-        Some(&["loadgen".to_string(), "--worker".to_string()][..])
+        Some(
+            &[
+                "loadgen".to_string(),
+                "--worker".to_string(),
+                "--wait-for-start".to_string()
+            ][..]
+        )
     );
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.allow_privilege_escalation, Some(false));
@@ -195,13 +201,46 @@ fn rate_mode_steps_carry_rates_and_the_cap() {
 }
 
 #[test]
-fn results_config_map_is_owned_and_named_after_the_run() {
+fn results_config_maps_are_owned_and_named_after_the_run() {
     let r = run();
-    let cm = results_config_map(&r, BTreeMap::from([("summary.json".into(), "{}".into())]));
+    // Numbers that do not compress much, as a big CSV's would not fit either.
+    let noise = |seed: u64| {
+        let mut x = seed;
+        (0..3000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                format!("{},", x >> 40)
+            })
+            .collect::<String>()
+    };
+    let files = BTreeMap::from([
+        ("summary.json".to_string(), noise(1)),
+        ("gpu_telemetry.csv".to_string(), noise(2)),
+    ]);
+    let one = results_config_maps(&r, crate::results::pack(files.clone(), 1 << 20));
+    assert_eq!(one.len(), 1);
+    let cm = &one[0];
     assert_eq!(cm.metadata.name.as_deref(), Some("llama-sweep-results"));
-    assert_eq!(cm.metadata.owner_references.unwrap()[0].name, "llama-sweep");
     assert_eq!(
-        cm.metadata.labels.unwrap()["app.kubernetes.io/component"],
+        cm.metadata.owner_references.as_ref().unwrap()[0].name,
+        "llama-sweep"
+    );
+    assert_eq!(
+        cm.metadata.labels.as_ref().unwrap()["app.kubernetes.io/component"],
         "results"
     );
+    assert!(cm.binary_data.is_none());
+    // Split: numbered parts, every one owned by the run, the index in the first.
+    let parts = results_config_maps(&r, crate::results::pack(files, 20_000));
+    let names: Vec<_> = parts
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names[0], "llama-sweep-results");
+    assert!(
+        names.len() >= 2 && names[1] == "llama-sweep-results-1",
+        "{names:?}"
+    );
+    assert!(parts[0].data.as_ref().unwrap().contains_key("index.json"));
+    assert!(parts.iter().all(|c| c.metadata.owner_references.is_some()));
 }

@@ -40,6 +40,7 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
         job,
         failed_pod_message: None,
         target,
+        session: None,
     }
 }
 

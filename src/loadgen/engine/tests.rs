@@ -97,3 +97,57 @@ fn shares_split_totals_exactly() {
     assert_eq!((0..4).map(|i| share(10, 4, i)).sum::<u64>(), 10);
     assert_eq!(share(5, 0, 0), 5);
 }
+
+fn record(i: u32) -> Record {
+    let ttft = 0.01 + f64::from(i % 13) * 0.001;
+    Record {
+        ok: !i.is_multiple_of(10),
+        error: i
+            .is_multiple_of(10)
+            .then(|| (ErrorKind::Timeout, "slow".to_string())),
+        ttft: Some(ttft),
+        token_times: (1..4).map(|k| ttft + f64::from(k) * 0.002).collect(),
+        latency: ttft + 0.006,
+        input_tokens: 10,
+        output_tokens: 4,
+        source: crate::loadgen::request::TokenSource::Usage,
+    }
+}
+
+#[test]
+fn merging_workers_equals_one_worker_that_saw_everything() {
+    let step = Step {
+        concurrency: Some(4),
+        rate: None,
+    };
+    let all: Vec<Record> = (0..200).map(record).collect();
+    let whole = summarize(&step, &all, 2.0, None);
+    let mut a = summarize(&step, &all[..70], 2.0, None);
+    let mut b = summarize(&step, &all[70..], 2.0, None);
+    (a.started_unix_ms, a.ended_unix_ms) = (1_000, 3_000);
+    (b.started_unix_ms, b.ended_unix_ms) = (1_000, 2_900);
+    let merged = StepResult::merge(&[a, b]).unwrap();
+    assert_eq!(
+        (merged.requests, merged.successes, merged.output_tokens),
+        (whole.requests, whole.successes, whole.output_tokens)
+    );
+    assert_eq!(merged.errors[&ErrorKind::Timeout], 20);
+    assert_eq!(merged.concurrency, Some(8), "each worker's share adds up");
+    assert_eq!(merged.duration_s, 2.0, "first start to last end");
+    assert!((merged.requests_per_s - whole.requests_per_s).abs() < 1e-9);
+    for (m, w) in [
+        (&merged.ttft_s, &whole.ttft_s),
+        (&merged.inter_token_gap_s, &whole.inter_token_gap_s),
+        (&merged.latency_s, &whole.latency_s),
+    ] {
+        assert_eq!(
+            (m.count, m.p50, m.p99, m.min, m.max),
+            (w.count, w.p50, w.p99, w.min, w.max)
+        );
+        assert!((m.mean - w.mean).abs() < 1e-12 && (m.std - w.std).abs() < 1e-9);
+    }
+    // The result travels as JSON and merges the same after the trip.
+    let json = serde_json::to_string(&merged).unwrap();
+    let back: StepResult = serde_json::from_str(&json).unwrap();
+    assert_eq!(StepResult::merge(&[back]).unwrap().ttft_s, merged.ttft_s);
+}

@@ -18,10 +18,11 @@ mod model;
 mod page;
 mod serving;
 
+use crate::clock::unix_ms;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State as AxState};
@@ -35,7 +36,7 @@ use tokio::time::Instant;
 pub use self::model::{Board, Gpu, Load};
 pub use self::page::Identity;
 use self::serving::{Assignment, Claim, PodRef, Watch};
-use super::go_duration;
+use crate::cli::go_duration;
 use crate::scrape::fetch::{self, ScrapeClient};
 
 #[derive(Args, Debug, Clone)]
@@ -151,12 +152,6 @@ impl Node {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// What this node is: from the flags, else from its Node object.
 struct Shape {
     gpus: usize,
@@ -210,7 +205,7 @@ pub async fn run(opts: DcgmOpts) -> Result<(), String> {
         .map(|s| serving::parse_serve(s, shape.gpus))
         .collect::<Result<Vec<_>, _>>()?;
     let node = Arc::new(Mutex::new(new_node(&opts, &shape, assignments)));
-    let listener = super::bind(super::listen_addr(opts.host, opts.port)).await?;
+    let listener = crate::net::bind(crate::net::listen_addr(opts.host, opts.port)).await?;
     eprintln!(
         "benchrun sim dcgm: {} simulated {} GPUs on {}, serving on http://{}",
         shape.gpus,
@@ -222,7 +217,7 @@ pub async fn run(opts: DcgmOpts) -> Result<(), String> {
         tokio::spawn(discover(client, name, node.clone(), shape.gpus));
     }
     tokio::spawn(simulate(node.clone(), opts.tick, opts.update_interval));
-    super::serve(listener, router(node)).await
+    crate::net::serve(listener, router(node)).await
 }
 
 /// Fills what the flags left open from the Node: GPU capacity and product label.

@@ -19,10 +19,11 @@ pub mod model;
 mod request;
 mod state;
 
+use crate::clock::unix_ms;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -41,7 +42,7 @@ use self::engine::{Event, Msg, Source};
 use self::model::{LatencyModel, Scheduler};
 use self::request::{Api, Parsed};
 use self::state::{Outcome, Record, State};
-use super::{go_duration, probability};
+use crate::cli::{go_duration, probability};
 
 #[derive(Args, Debug, Clone)]
 pub struct InferenceOpts {
@@ -126,14 +127,14 @@ struct Sim {
 
 /// Serves until the process is stopped.
 pub async fn run(opts: InferenceOpts) -> Result<(), String> {
-    let addr = super::listen_addr(opts.host, opts.port);
-    let listener = super::bind(addr).await?;
+    let addr = crate::net::listen_addr(opts.host, opts.port);
+    let listener = crate::net::bind(addr).await?;
     let app = router(opts);
     eprintln!(
         "benchrun sim inference: serving on http://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    super::serve(listener, app).await
+    crate::net::serve(listener, app).await
 }
 
 /// The routes, with the engine task started (inside a Tokio runtime).
@@ -169,12 +170,6 @@ pub fn router(opts: InferenceOpts) -> Router {
         .route("/metrics", get(metrics))
         .route("/sim/truth", get(truth))
         .with_state(sim)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn models(AxState(sim): AxState<Arc<Sim>>) -> Response {

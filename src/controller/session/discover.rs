@@ -1,0 +1,377 @@
+//! Discovery: the inference pods a run targets, the GPU exporters beside them,
+//! and the URLs to scrape on each. The listing talks to the API server; the
+//! rest (pod facts, ports, scope) is pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, ListParams};
+use kube::core::Selector;
+
+use crate::api::{BenchmarkRunSpec, GpuScope};
+
+/// What a scrape needs to know about a pod.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub node: Option<String>,
+    pub ip: Option<String>,
+    pub ready: bool,
+    pub annotations: BTreeMap<String, String>,
+    /// Container ports: (name, number), in container order.
+    pub ports: Vec<(Option<String>, i32)>,
+}
+
+impl From<&Pod> for PodInfo {
+    fn from(p: &Pod) -> Self {
+        let status = p.status.as_ref();
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+        let ports = p
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .map(|port| (port.name.clone(), port.container_port))
+            .collect();
+        PodInfo {
+            namespace: p.metadata.namespace.clone().unwrap_or_default(),
+            name: p.metadata.name.clone().unwrap_or_default(),
+            node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+            ip: status.and_then(|s| s.pod_ip.clone()),
+            ready: ready && running && p.metadata.deletion_timestamp.is_none(),
+            annotations: p.metadata.annotations.clone().unwrap_or_default(),
+            ports,
+        }
+    }
+}
+
+/// How to find a pod's metrics port.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PortRule<'a> {
+    pub number: Option<i32>,
+    pub name: Option<&'a str>,
+    /// Port names to try, in order, when neither is given.
+    pub names: &'a [&'a str],
+    /// The port when nothing else says.
+    pub fallback: Option<i32>,
+}
+
+/// The metrics URL of `pod`: the spec's port (number or name), else the
+/// `prometheus.io/port` annotation, else a port named in `rule.names`, else the
+/// fallback, else the pod's first port. `path` from the spec, else the
+/// `prometheus.io/path` annotation.
+pub fn metrics_url(pod: &PodInfo, rule: PortRule<'_>, path: &str) -> Option<String> {
+    let ip = pod.ip.as_deref()?;
+    let by_name = |n: &str| {
+        pod.ports
+            .iter()
+            .find(|(name, _)| name.as_deref() == Some(n))
+            .map(|(_, p)| *p)
+    };
+    let port = match (rule.number, rule.name) {
+        (Some(n), _) => Some(n),
+        (None, Some(name)) => by_name(name),
+        (None, None) => pod
+            .annotations
+            .get("prometheus.io/port")
+            .and_then(|p| p.parse().ok())
+            .or_else(|| rule.names.iter().find_map(|n| by_name(n)))
+            .or(rule.fallback)
+            .or_else(|| pod.ports.first().map(|(_, p)| *p)),
+    }?;
+    let path = match pod.annotations.get("prometheus.io/path") {
+        Some(p) if path == "/metrics" && p.starts_with('/') => p.as_str(),
+        _ => path,
+    };
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    Some(format!("http://{host}:{port}{path}"))
+}
+
+/// Selectors tried when a run names no GPU exporter selector: NVIDIA's GPU
+/// operator, dcgm-exporter's Helm chart, and benchrun's own exporter and simulator.
+pub const DEFAULT_GPU_SELECTORS: &[(&str, &str)] = &[
+    ("app", "nvidia-dcgm-exporter"),
+    ("app.kubernetes.io/name", "dcgm-exporter"),
+    ("app.kubernetes.io/component", "gpu-exporter"),
+    ("app.kubernetes.io/component", "sim-dcgm"),
+];
+
+/// What discovery found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Found {
+    /// The inference pods (Ready or not).
+    pub inference: Vec<PodInfo>,
+    /// Server metrics URLs, with the pod they belong to.
+    pub servers: Vec<(String, Option<String>)>,
+    /// GPU exporter URLs on the nodes in scope, with their pod.
+    pub gpus: Vec<(String, Option<String>)>,
+    /// Why a kind found nothing, for the run's condition.
+    pub notes: Vec<String>,
+}
+
+/// Lists pods matching `selector` in `namespaces` (all when empty).
+async fn list(
+    client: &kube::Client,
+    namespaces: &[String],
+    selector: &Selector,
+) -> Result<Vec<PodInfo>, kube::Error> {
+    let lp = ListParams::default().labels_from(selector);
+    let mut out = Vec::new();
+    if namespaces.is_empty() {
+        let pods: Api<Pod> = Api::all(client.clone());
+        out.extend(pods.list(&lp).await?.items.iter().map(PodInfo::from));
+    } else {
+        for ns in namespaces {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+            out.extend(pods.list(&lp).await?.items.iter().map(PodInfo::from));
+        }
+    }
+    Ok(out)
+}
+
+fn selector(s: &LabelSelector) -> Result<Selector, String> {
+    Selector::try_from(s.clone()).map_err(|e| format!("bad selector: {e}"))
+}
+
+/// Finds everything a run scrapes. `ns` is the run's namespace.
+pub async fn discover(
+    client: &kube::Client,
+    ns: &str,
+    spec: &BenchmarkRunSpec,
+) -> Result<Found, kube::Error> {
+    let t = &spec.telemetry;
+    let mut found = Found::default();
+    let own_ns = || vec![ns.to_string()];
+    // The inference pods: the server selector, else the target Service's selector.
+    let server_namespaces = if t.server.namespaces.is_empty() {
+        own_ns()
+    } else {
+        t.server.namespaces.clone()
+    };
+    let inference_selector = match &t.server.selector {
+        Some(s) => Some(selector(s)),
+        None => match &spec.target.service_ref {
+            Some(r) => {
+                let services: Api<Service> = Api::namespaced(client.clone(), ns);
+                services
+                    .get_opt(&r.name)
+                    .await?
+                    .and_then(|s| s.spec?.selector)
+                    .map(|m| Ok(Selector::from_iter(m)))
+            }
+            None => None,
+        },
+    };
+    match inference_selector {
+        Some(Ok(sel)) => {
+            found.inference = list(client, &server_namespaces, &sel).await?;
+            found.inference.sort();
+            if found.inference.is_empty() {
+                found
+                    .notes
+                    .push(format!("no inference pods match {sel} in {server_namespaces:?}"));
+            }
+        }
+        Some(Err(e)) => found.notes.push(format!("spec.telemetry.server.selector: {e}")),
+        None => found.notes.push(
+            "the target is a URL and spec.telemetry.server.selector is not set: no inference pods to scrape or attribute GPUs to"
+                .into(),
+        ),
+    }
+    if t.server.enabled {
+        let rule = PortRule {
+            number: t.server.port,
+            name: t.server.port_name.as_deref(),
+            names: &["metrics", "http"],
+            fallback: None,
+        };
+        for p in found.inference.iter().filter(|p| p.ready) {
+            if let Some(url) = metrics_url(p, rule, &t.server.path) {
+                found
+                    .servers
+                    .push((url, Some(format!("{}/{}", p.namespace, p.name))));
+            }
+        }
+        found
+            .servers
+            .extend(t.server.urls.iter().map(|u| (u.clone(), None)));
+    }
+    if t.gpu.enabled {
+        let selectors: Vec<Selector> = match &t.gpu.selector {
+            Some(s) => match selector(s) {
+                Ok(s) => vec![s],
+                Err(e) => {
+                    found
+                        .notes
+                        .push(format!("spec.telemetry.gpu.selector: {e}"));
+                    Vec::new()
+                }
+            },
+            None => DEFAULT_GPU_SELECTORS
+                .iter()
+                .map(|(k, v)| Selector::from_iter([(k.to_string(), v.to_string())]))
+                .collect(),
+        };
+        let mut exporters = BTreeSet::new();
+        for sel in &selectors {
+            exporters.extend(list(client, &t.gpu.namespaces, sel).await?);
+        }
+        let exporters: Vec<PodInfo> = exporters.into_iter().collect();
+        let nodes: BTreeSet<&str> = found
+            .inference
+            .iter()
+            .filter_map(|p| p.node.as_deref())
+            .collect();
+        let rule = PortRule {
+            number: t.gpu.port,
+            name: t.gpu.port_name.as_deref(),
+            names: &["metrics"],
+            fallback: Some(9400),
+        };
+        let in_scope = exporters.iter().filter(|e| {
+            e.ready
+                && (t.gpu.scope == GpuScope::All
+                    || e.node.as_deref().is_some_and(|n| nodes.contains(n))
+                    || nodes.is_empty() && t.gpu.scope == GpuScope::Auto)
+        });
+        for e in in_scope {
+            if let Some(url) = metrics_url(e, rule, &t.gpu.path) {
+                found
+                    .gpus
+                    .push((url, Some(format!("{}/{}", e.namespace, e.name))));
+            }
+        }
+        found
+            .gpus
+            .extend(t.gpu.urls.iter().map(|u| (u.clone(), None)));
+        if found.gpus.is_empty() {
+            let which = match &t.gpu.selector {
+                Some(_) => "spec.telemetry.gpu.selector".to_string(),
+                None => {
+                    let all: Vec<String> = DEFAULT_GPU_SELECTORS
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    format!("the default selectors ({})", all.join(", "))
+                }
+            };
+            let on = if nodes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " on the nodes of the inference pods ({})",
+                    nodes.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            };
+            found.notes.push(format!(
+                "no ready GPU exporter pods match {which}{on} ({} found elsewhere)",
+                exporters.len()
+            ));
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ports: &[(&str, i32)], annotations: &[(&str, &str)]) -> PodInfo {
+        PodInfo {
+            namespace: "ns".into(),
+            name: "p".into(),
+            node: Some("n1".into()),
+            ip: Some("10.0.0.7".into()),
+            ready: true,
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ports: ports
+                .iter()
+                .map(|(n, p)| ((!n.is_empty()).then(|| n.to_string()), *p))
+                .collect(),
+        }
+    }
+
+    const AUTO: PortRule<'static> = PortRule {
+        number: None,
+        name: None,
+        names: &["metrics", "http"],
+        fallback: None,
+    };
+
+    #[test]
+    fn ports_by_number_name_annotation_and_order() {
+        let p = pod(&[("grpc", 9000), ("http", 8000), ("metrics", 8001)], &[]);
+        assert_eq!(
+            metrics_url(&p, AUTO, "/metrics").unwrap(),
+            "http://10.0.0.7:8001/metrics"
+        );
+        let named = PortRule {
+            name: Some("http"),
+            ..AUTO
+        };
+        assert_eq!(
+            metrics_url(&p, named, "/m").unwrap(),
+            "http://10.0.0.7:8000/m"
+        );
+        let number = PortRule {
+            number: Some(1234),
+            ..AUTO
+        };
+        assert_eq!(
+            metrics_url(&p, number, "/metrics").unwrap(),
+            "http://10.0.0.7:1234/metrics"
+        );
+        let missing = PortRule {
+            name: Some("nope"),
+            ..AUTO
+        };
+        assert_eq!(metrics_url(&p, missing, "/metrics"), None);
+
+        let annotated = pod(
+            &[("http", 8000)],
+            &[
+                ("prometheus.io/port", "9090"),
+                ("prometheus.io/path", "/prom"),
+            ],
+        );
+        assert_eq!(
+            metrics_url(&annotated, AUTO, "/metrics").unwrap(),
+            "http://10.0.0.7:9090/prom"
+        );
+        // An explicit path wins over the annotation.
+        assert_eq!(
+            metrics_url(&annotated, AUTO, "/x").unwrap(),
+            "http://10.0.0.7:9090/x"
+        );
+
+        let bare = pod(&[], &[]);
+        let dcgm = PortRule {
+            fallback: Some(9400),
+            names: &["metrics"],
+            ..AUTO
+        };
+        assert_eq!(
+            metrics_url(&bare, dcgm, "/metrics").unwrap(),
+            "http://10.0.0.7:9400/metrics"
+        );
+        assert_eq!(metrics_url(&bare, AUTO, "/metrics"), None);
+        let mut v6 = pod(&[("http", 80)], &[]);
+        v6.ip = Some("fd00::1".into());
+        assert_eq!(
+            metrics_url(&v6, AUTO, "/metrics").unwrap(),
+            "http://[fd00::1]:80/metrics"
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! A run's measurement session: from the moment its Job exists to the moment
+//! its results are written, a task in the controller that
+//!
+//! 1. discovers the inference pods and the GPU exporters in scope (and looks
+//!    again every few seconds),
+//! 2. waits for every worker pod to be ready and starts them at one shared instant,
+//! 3. follows the workers' `/metrics` and, when every worker measures a step,
+//!    takes a boundary scrape of every GPU and server endpoint, then scrapes them
+//!    every `telemetry.interval`, and takes another boundary scrape when the
+//!    step ends — so counter deltas (energy) cover exactly the measured phase,
+//! 4. pulls the workers' results and merges them exactly.
+//!
+//! The reconciler reads a [`SessionView`] (progress, endpoints, the summary once
+//! there is one) and writes the results from [`Session::document`]. A session
+//! lives in memory: after a controller restart a new one picks the run up where
+//! it is, and the results say what the restart cost.
+
+mod collect;
+mod discover;
+mod run;
+mod workers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use kube::ResourceExt;
+
+use self::collect::{EndpointLog, Kind, StepTelemetry};
+use crate::api::{self, BenchmarkRun, GpuScope};
+use crate::loadgen::engine::StepResult as ClientStep;
+use crate::results::{EndpointReport, StepDetail};
+
+/// Where a session is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stage {
+    /// Waiting for the worker pods.
+    Starting,
+    /// The workers run.
+    Running,
+    /// The workers are done; their results are being pulled.
+    Collecting,
+    /// Everything is in.
+    Done,
+}
+
+/// What the reconciler reads of a session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionView {
+    pub stage: Stage,
+    pub progress: Option<api::Progress>,
+    pub endpoints: Option<api::Endpoints>,
+    /// Why discovery found nothing, when it did not.
+    pub discovery_note: Option<String>,
+    /// Per step, the status summary (once the results are in).
+    pub steps: Vec<StepDetail>,
+}
+
+/// What the session task and the reconciler share.
+struct Shared {
+    stage: Stage,
+    progress: Option<api::Progress>,
+    telemetry: Vec<StepTelemetry>,
+    client: Vec<Option<ClientStep>>,
+    logs: BTreeMap<(Kind, String), EndpointLog>,
+    inference: BTreeSet<String>,
+    discovery_notes: Vec<String>,
+    notes: Vec<String>,
+    scope: GpuScope,
+    steps: usize,
+}
+
+/// One run's session.
+pub struct Session {
+    shared: Arc<Mutex<Shared>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn view(&self) -> SessionView {
+        let s = self.lock();
+        let logs_known = !s.logs.is_empty();
+        let details = if s.stage == Stage::Done {
+            details(&s)
+        } else {
+            Vec::new()
+        };
+        SessionView {
+            stage: s.stage.clone(),
+            progress: s.progress.clone(),
+            endpoints: logs_known.then(|| collect::counts(&s.logs)),
+            discovery_note: (!s.discovery_notes.is_empty()).then(|| s.discovery_notes.join("; ")),
+            steps: details,
+        }
+    }
+
+    /// Everything gathered so far: step details, endpoints, notes. Partial when
+    /// the run ends early (cancel, timeout, failure), and the notes say so.
+    pub fn document(&self) -> (Vec<StepDetail>, Vec<EndpointReport>, Vec<String>) {
+        let s = self.lock();
+        let mut notes = s.notes.clone();
+        notes.extend(s.discovery_notes.iter().cloned());
+        if s.stage != Stage::Done {
+            notes.push(
+                "the load generators' results were not collected (the run ended before they finished); client figures are missing"
+                    .into(),
+            );
+        }
+        let reports = s
+            .logs
+            .iter()
+            .map(|((kind, url), log)| log.report(*kind, url))
+            .collect();
+        (details(&s), reports, notes)
+    }
+}
+
+fn details(s: &Shared) -> Vec<StepDetail> {
+    (0..s.steps)
+        .filter(|k| s.telemetry.get(*k).is_some() || s.client.get(*k).is_some_and(Option::is_some))
+        .map(|k| {
+            collect::detail(
+                k as u32,
+                s.telemetry.get(k),
+                s.client.get(k).cloned().flatten(),
+                s.scope,
+                &s.inference,
+            )
+        })
+        .collect()
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The sessions of the runs this controller follows, by run UID.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, run: &BenchmarkRun) -> Option<Arc<Session>> {
+        self.map().get(&run.uid()?).cloned()
+    }
+
+    /// The run's session, started if there is none. `resumed`: the run was
+    /// already running when this controller took it up.
+    pub fn ensure(
+        &self,
+        client: &kube::Client,
+        run: &BenchmarkRun,
+        resumed: bool,
+    ) -> Option<Arc<Session>> {
+        let uid = run.uid()?;
+        let ns = run.namespace()?;
+        let mut map = self.map();
+        if let Some(s) = map.get(&uid) {
+            return Some(s.clone());
+        }
+        let plan = crate::controller::build::plan(run, Vec::new());
+        let steps = plan.steps.len();
+        let shared = Arc::new(Mutex::new(Shared {
+            stage: Stage::Starting,
+            progress: None,
+            telemetry: Vec::new(),
+            client: Vec::new(),
+            logs: BTreeMap::new(),
+            inference: BTreeSet::new(),
+            discovery_notes: Vec::new(),
+            notes: Vec::new(),
+            scope: run.spec.telemetry.gpu.scope,
+            steps,
+        }));
+        let task = tokio::spawn(run::drive(run::Inputs {
+            client: client.clone(),
+            ns,
+            job: crate::controller::names::job_name(run),
+            spec: run.spec.clone(),
+            workers: run.spec.load.workers.max(1),
+            steps,
+            stop: plan.stop,
+            resumed,
+            shared: shared.clone(),
+        }));
+        let s = Arc::new(Session { shared, task });
+        map.insert(uid, s.clone());
+        Some(s)
+    }
+
+    /// Forgets the run's session (its task stops).
+    pub fn end(&self, run: &BenchmarkRun) {
+        if let Some(uid) = run.uid() {
+            self.map().remove(&uid);
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The session task: discovery, the workers' start, the scrape schedule with
+//! its boundary scrapes, and the collection of the workers' results.
+
+use crate::clock::unix_ms;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::collect::{self, EndpointLog, Kind, StepTelemetry};
+use super::discover::{self, Found};
+use super::workers::{self, StepState, WorkerProgress};
+use super::{Shared, Stage};
+use crate::api::{self, BenchmarkRunSpec};
+use crate::loadgen::client::{HttpClient, http_client};
+use crate::loadgen::plan::StopCondition;
+use crate::scrape::Format;
+use crate::scrape::fetch::{self, DEFAULT_MAX_BYTES, ScrapeClient};
+use crate::telemetry::Filter;
+
+pub struct Inputs {
+    pub client: kube::Client,
+    pub ns: String,
+    pub job: String,
+    pub spec: BenchmarkRunSpec,
+    pub workers: i32,
+    pub steps: usize,
+    pub stop: StopCondition,
+    pub resumed: bool,
+    pub shared: Arc<Mutex<Shared>>,
+}
+
+/// How often the workers' progress is read (step boundaries are found this fast).
+const POLL: Duration = Duration::from_millis(200);
+/// How often discovery looks again.
+const REDISCOVER: Duration = Duration::from_secs(10);
+/// How long the workers' results are waited for once they are done.
+const COLLECT: Duration = Duration::from_secs(60);
+
+struct Driver {
+    inputs: Inputs,
+    http: HttpClient,
+    scraper: ScrapeClient,
+    t0: Instant,
+    filter: Filter,
+    targets: Vec<(Kind, String)>,
+}
+
+impl Driver {
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.inputs.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn t(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    async fn discover(&mut self) {
+        let i = &self.inputs;
+        match discover::discover(&i.client, &i.ns, &i.spec).await {
+            Ok(found) => self.adopt(found),
+            Err(e) => warn!(ns = %i.ns, "discovery failed: {e}"),
+        }
+    }
+
+    /// Adds newly found endpoints; endpoints found before stay (a pod that
+    /// went away is reported unreachable, with its gap).
+    fn adopt(&mut self, found: Found) {
+        let Found {
+            inference,
+            servers,
+            gpus,
+            notes,
+        } = found;
+        let mut s = self.inputs.shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.inference.extend(
+            inference
+                .iter()
+                .map(|p| format!("{}/{}", p.namespace, p.name)),
+        );
+        s.discovery_notes = notes;
+        for (kind, list) in [(Kind::Server, servers), (Kind::Gpu, gpus)] {
+            for (url, pod) in list {
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    s.logs.entry((kind, url.clone()))
+                {
+                    debug!(%url, kind = kind.as_str(), "scraping");
+                    e.insert(EndpointLog::new(pod));
+                    self.targets.push((kind, url));
+                }
+            }
+        }
+    }
+
+    /// Fetches every endpoint once, and ingests each answer into the steps given.
+    async fn scrape(&self, into: &[usize], end_of: Option<usize>) {
+        let timeout: Duration = self.inputs.spec.telemetry.timeout.into();
+        let fetches = self.targets.iter().map(|(kind, url)| async move {
+            let r = fetch::fetch(&self.scraper, url, timeout, DEFAULT_MAX_BYTES).await;
+            (*kind, url, r)
+        });
+        let answers = futures::future::join_all(fetches).await;
+        let t = self.t();
+        let stamp = unix_ms();
+        let mut s = self.shared();
+        for (kind, url, r) in answers {
+            let outcome = match r {
+                Ok(p) => {
+                    ingest(&mut s, into, kind, url, t, &p.body, p.format);
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Some(log) = s.logs.get_mut(&(kind, url.clone())) {
+                log.record(t, outcome);
+            }
+        }
+        if let Some(k) = end_of
+            && let Some(step) = s.telemetry.get_mut(k)
+        {
+            step.window.end_unix_ms = stamp;
+        }
+    }
+}
+
+fn ingest(
+    s: &mut Shared,
+    into: &[usize],
+    kind: Kind,
+    url: &str,
+    t: f64,
+    body: &Bytes,
+    format: Format,
+) {
+    for &k in into {
+        if let Some(step) = s.telemetry.get_mut(k) {
+            step.ingest(kind, url, t, body, format);
+        }
+    }
+}
+
+/// Runs the session to its end (the task is aborted if the run ends first).
+pub async fn drive(inputs: Inputs) {
+    let filter = Filter::new(
+        &inputs.spec.telemetry.server.include,
+        &inputs.spec.telemetry.server.exclude,
+    )
+    .unwrap_or_default();
+    let mut d = Driver {
+        inputs,
+        http: http_client(16),
+        scraper: fetch::scrape_client(),
+        t0: Instant::now(),
+        filter,
+        targets: Vec::new(),
+    };
+    d.discover().await;
+    let Some(bases) = wait_for_workers(&d).await else {
+        return;
+    };
+    start_workers(&d, &bases).await;
+    d.shared().stage = Stage::Running;
+    follow(&mut d, &bases).await;
+    collect_results(&d, &bases).await;
+}
+
+/// Waits until every worker pod is ready; their base URLs by index.
+async fn wait_for_workers(d: &Driver) -> Option<Vec<String>> {
+    let i = &d.inputs;
+    loop {
+        match workers::pods(&i.client, &i.ns, &i.job).await {
+            Ok(pods) => {
+                let ready: Vec<String> = pods
+                    .iter()
+                    .filter(|p| p.ready)
+                    .filter_map(workers::base)
+                    .collect();
+                if ready.len() >= i.workers as usize {
+                    return Some(ready);
+                }
+            }
+            Err(e) => warn!(job = %i.job, "listing the workers: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Starts every worker at one instant half a second ahead.
+async fn start_workers(d: &Driver, bases: &[String]) {
+    let at = unix_ms() + 500;
+    for base in bases {
+        let mut tries = 0;
+        loop {
+            match workers::start(&d.http, base, at).await {
+                Ok(_) => break,
+                Err(e) if tries < 10 => {
+                    debug!(%base, "starting the worker: {e}");
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => {
+                    warn!(%base, "could not start the worker: {e}");
+                    d.shared()
+                        .notes
+                        .push(format!("the worker at {base} could not be started: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    info!(job = %d.inputs.job, workers = bases.len(), "load generators started");
+}
+
+/// Follows the workers to their end, scraping on the schedule.
+async fn follow(d: &mut Driver, bases: &[String]) {
+    let interval: Duration = d.inputs.spec.telemetry.interval.into();
+    let per_step_total = match d.inputs.stop {
+        StopCondition::Requests(n) => Some(n),
+        StopCondition::DurationMs(_) => None,
+    };
+    let steps = d.inputs.steps;
+    let mut active: Option<usize> = None;
+    let mut next_step = 0usize;
+    let mut next_scrape = Instant::now();
+    let mut next_discovery = Instant::now() + REDISCOVER;
+    let mut last_done: Option<(Instant, u64)> = None;
+    let mut resumed_noted = false;
+    loop {
+        tokio::time::sleep(POLL).await;
+        let polls =
+            futures::future::join_all(bases.iter().map(|b| workers::progress(&d.http, b))).await;
+        let progress: Vec<WorkerProgress> = polls.into_iter().filter_map(Result::ok).collect();
+        if progress.len() == bases.len() {
+            record_progress(
+                d,
+                &progress,
+                per_step_total.map(|n| n * steps as u64),
+                &mut last_done,
+            );
+            // Step boundaries: each takes one scrape that closes a step and/or opens the next.
+            loop {
+                let (end, start) = match active {
+                    Some(a) if workers::step_state(&progress, a as u64) == StepState::Ended => {
+                        (Some(a), None)
+                    }
+                    None if next_step < steps
+                        && workers::step_state(&progress, next_step as u64)
+                            != StepState::NotStarted =>
+                    {
+                        (None, Some(next_step))
+                    }
+                    _ => break,
+                };
+                if let Some(k) = start {
+                    {
+                        let mut s = d.shared();
+                        s.telemetry
+                            .push(StepTelemetry::new(d.filter.clone(), unix_ms()));
+                        if d.inputs.resumed && !resumed_noted {
+                            resumed_noted = true;
+                            s.notes.push(format!(
+                                "the controller took this run up while it was running (a restart): step {k}'s telemetry starts then, and any earlier step's is missing"
+                            ));
+                        }
+                    }
+                    active = Some(k);
+                    next_step = k + 1;
+                    d.scrape(&[k], None).await;
+                    next_scrape = Instant::now() + interval;
+                    info!(job = %d.inputs.job, step = k, "measured phase started");
+                }
+                if let Some(k) = end {
+                    d.scrape(&[k], Some(k)).await;
+                    active = None;
+                    info!(job = %d.inputs.job, step = k, "measured phase ended");
+                }
+            }
+            if progress
+                .iter()
+                .all(|p| p.phase == Some(crate::loadgen::engine::WorkerPhase::Done))
+                && active.is_none()
+            {
+                return;
+            }
+        }
+        if let Some(k) = active
+            && Instant::now() >= next_scrape
+        {
+            d.scrape(&[k], Some(k)).await;
+            next_scrape += interval;
+            if next_scrape < Instant::now() {
+                next_scrape = Instant::now() + interval;
+            }
+        }
+        if Instant::now() >= next_discovery {
+            d.discover().await;
+            next_discovery = Instant::now() + REDISCOVER;
+        }
+    }
+}
+
+fn record_progress(
+    d: &Driver,
+    progress: &[WorkerProgress],
+    total: Option<u64>,
+    last: &mut Option<(Instant, u64)>,
+) {
+    let done: u64 = progress.iter().map(|p| p.done).sum();
+    let now = Instant::now();
+    let rate = match *last {
+        Some((t, n)) if now.duration_since(t) >= Duration::from_secs(2) => {
+            *last = Some((now, done));
+            Some((done.saturating_sub(n)) as f64 / now.duration_since(t).as_secs_f64())
+        }
+        Some(_) => None,
+        None => {
+            *last = Some((now, done));
+            None
+        }
+    };
+    let mut s = d.shared();
+    let previous = s.progress.as_ref().and_then(|p| p.request_throughput);
+    s.progress = Some(api::Progress {
+        requests_done: done as i64,
+        requests_total: total.map(|t| t as i64),
+        request_throughput: rate.map(|r| (r * 10.0).round() / 10.0).or(previous),
+    });
+}
+
+/// Pulls every worker's result (each worker exits once its result is taken).
+async fn collect_results(d: &Driver, bases: &[String]) {
+    d.shared().stage = Stage::Collecting;
+    let deadline = Instant::now() + COLLECT;
+    let mut results = Vec::new();
+    for base in bases {
+        loop {
+            match workers::result(&d.http, base).await {
+                Ok(Some(r)) => {
+                    results.push(r);
+                    break;
+                }
+                Ok(None) | Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Ok(None) | Err(_) => {
+                    d.shared().notes.push(format!(
+                        "no result from the worker at {base} within {COLLECT:?}"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    let merged = collect::merge_client(&results, d.inputs.steps);
+    let mut s = d.shared();
+    s.client = merged;
+    s.stage = Stage::Done;
+    info!(job = %d.inputs.job, workers = results.len(), "results collected");
+}

@@ -1,0 +1,228 @@
+//! The controller's side of the worker contract (`loadgen::worker`): find the
+//! Job's pods, start them together, follow their progress, pull their results.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+
+use super::discover::PodInfo;
+use crate::loadgen::cli::WorkerResult;
+use crate::loadgen::client::HttpClient;
+use crate::loadgen::engine::WorkerPhase;
+use crate::loadgen::plan::WORKER_PORT;
+use crate::loadgen::worker::{Start, names};
+use crate::scrape::{Entry, Format, Parser};
+
+/// One worker's progress, from its `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WorkerProgress {
+    pub phase: Option<WorkerPhase>,
+    pub step: u64,
+    pub done: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub output_tokens: u64,
+}
+
+/// Reads a worker's `/metrics` page.
+pub fn parse_progress(body: &[u8]) -> WorkerProgress {
+    let mut p = WorkerProgress::default();
+    for e in Parser::new(body, Format::Prometheus) {
+        let Entry::Sample(s) = e else { continue };
+        let v = if s.value.is_finite() && s.value >= 0.0 {
+            s.value as u64
+        } else {
+            continue;
+        };
+        match s.name {
+            names::PHASE => {
+                p.phase = Some(match v {
+                    1 => WorkerPhase::Warmup,
+                    2 => WorkerPhase::Measuring,
+                    3 => WorkerPhase::Done,
+                    _ => WorkerPhase::Waiting,
+                })
+            }
+            names::STEP => p.step = v,
+            names::REQUESTS => p.done = v,
+            names::OK => p.ok = v,
+            names::ERRORS => p.errors = v,
+            names::OUTPUT_TOKENS => p.output_tokens = v,
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Where the workers stand together on step `k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepState {
+    /// Some worker has not begun measuring step `k`.
+    NotStarted,
+    /// Every worker measures step `k` or has gone past it.
+    Measuring,
+    /// Every worker has gone past step `k`.
+    Ended,
+}
+
+/// Step `k` across `workers` (all of the Job's workers must have answered).
+pub fn step_state(workers: &[WorkerProgress], k: u64) -> StepState {
+    let past = |w: &WorkerProgress| w.phase == Some(WorkerPhase::Done) || w.step > k;
+    let measuring =
+        |w: &WorkerProgress| past(w) || w.step == k && w.phase == Some(WorkerPhase::Measuring);
+    if !workers.is_empty() && workers.iter().all(past) {
+        StepState::Ended
+    } else if !workers.is_empty() && workers.iter().all(measuring) {
+        StepState::Measuring
+    } else {
+        StepState::NotStarted
+    }
+}
+
+/// The Job's worker pods, by completion index.
+pub async fn pods(client: &kube::Client, ns: &str, job: &str) -> Result<Vec<PodInfo>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    let mut pods: Vec<(String, PodInfo)> = api
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .map(|p| {
+            let index = p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                .cloned()
+                .unwrap_or_default();
+            (index, PodInfo::from(p))
+        })
+        .collect();
+    pods.sort();
+    Ok(pods.into_iter().map(|(_, p)| p).collect())
+}
+
+pub fn base(pod: &PodInfo) -> Option<String> {
+    let ip = pod.ip.as_deref()?;
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    Some(format!("http://{host}:{WORKER_PORT}"))
+}
+
+async fn call(
+    client: &HttpClient,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<(u16, Bytes), String> {
+    let resp = tokio::time::timeout(timeout, client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| crate::loadgen::client::error_chain(&e))?;
+    let status = resp.status().as_u16();
+    let body = tokio::time::timeout(timeout, resp.into_body().collect())
+        .await
+        .map_err(|_| "timed out reading the body".to_string())?
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// `POST /start`: true when the worker started (now or before: 409).
+pub async fn start(client: &HttpClient, base: &str, at_unix_ms: u64) -> Result<bool, String> {
+    let body = serde_json::to_vec(&Start {
+        at_unix_ms: Some(at_unix_ms),
+    })
+    .map_err(|e| e.to_string())?;
+    let req = http::Request::post(format!("{base}/start"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let (status, body) = call(client, req, Duration::from_secs(5)).await?;
+    match status {
+        202 | 409 => Ok(true),
+        s => Err(format!(
+            "POST /start: HTTP {s}: {}",
+            String::from_utf8_lossy(&body)
+        )),
+    }
+}
+
+/// `GET /metrics`.
+pub async fn progress(client: &HttpClient, base: &str) -> Result<WorkerProgress, String> {
+    let req = http::Request::get(format!("{base}/metrics"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    match call(client, req, Duration::from_secs(2)).await? {
+        (200, body) => Ok(parse_progress(&body)),
+        (s, _) => Err(format!("GET /metrics: HTTP {s}")),
+    }
+}
+
+/// `GET /result`: `None` while the worker is still running.
+pub async fn result(client: &HttpClient, base: &str) -> Result<Option<WorkerResult>, String> {
+    let req = http::Request::get(format!("{base}/result"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    match call(client, req, Duration::from_secs(10)).await? {
+        (200, body) => serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| format!("the worker's result is not a result: {e}")),
+        (503, _) => Ok(None),
+        (s, _) => Err(format!("GET /result: HTTP {s}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(phase: WorkerPhase, step: u64) -> WorkerProgress {
+        WorkerProgress {
+            phase: Some(phase),
+            step,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_step_is_measured_when_every_worker_is_in_it_and_ends_when_all_left() {
+        use WorkerPhase::*;
+        assert_eq!(step_state(&[], 0), StepState::NotStarted);
+        assert_eq!(
+            step_state(&[w(Warmup, 0), w(Measuring, 0)], 0),
+            StepState::NotStarted
+        );
+        assert_eq!(
+            step_state(&[w(Measuring, 0), w(Measuring, 0)], 0),
+            StepState::Measuring
+        );
+        // One worker already in the next step's warmup: step 0 still runs on the other.
+        assert_eq!(
+            step_state(&[w(Warmup, 1), w(Measuring, 0)], 0),
+            StepState::Measuring
+        );
+        assert_eq!(step_state(&[w(Warmup, 1), w(Done, 1)], 0), StepState::Ended);
+        assert_eq!(
+            step_state(&[w(Warmup, 1), w(Done, 1)], 1),
+            StepState::NotStarted
+        );
+        assert_eq!(step_state(&[w(Done, 1), w(Done, 1)], 1), StepState::Ended);
+    }
+
+    #[test]
+    fn progress_reads_the_worker_page() {
+        let page = "benchrun_loadgen_phase{worker=\"0\"} 2\nbenchrun_loadgen_step{worker=\"0\"} 1\nbenchrun_loadgen_requests_total{worker=\"0\"} 40\nbenchrun_loadgen_errors_total{worker=\"0\"} 2\nbenchrun_loadgen_requests_ok_total{worker=\"0\"} 38\ngarbage line\n";
+        let p = parse_progress(page.as_bytes());
+        assert_eq!(
+            (p.phase, p.step, p.done, p.ok, p.errors),
+            (Some(WorkerPhase::Measuring), 1, 40, 38, 2)
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The worker's side of the contract with the controller (DESIGN.md, "Flow of
+//! one run"), served on [`WORKER_PORT`] at `$POD_IP`:
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /ready` | 200 once the plan is loaded |
+//! | `GET /metrics` | live progress: phase, step, requests done, errors, in flight, tokens |
+//! | `POST /start` `{"atUnixMs": T}` (body optional) | 202; the run begins at T (or now); 409 when already started |
+//! | `GET /result` | 200 with the [`WorkerResult`] once the run is over, else 503 with the phase |
+//!
+//! The worker exits once its result has been fetched, or after `--linger`; it
+//! prints the result on stdout too, so a run's log keeps it either way.
+
+use crate::clock::unix_ms;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::{Notify, watch};
+
+use super::cli::{LoadgenOpts, RESULT_SCHEMA_VERSION, WorkerResult};
+#[cfg(test)]
+use super::engine::WorkerPhase;
+use super::engine::{self, Progress};
+use super::plan::{LoadPlan, WORKER_PORT};
+use crate::expose::{NumberStyle, Page};
+use crate::scrape::Kind;
+
+/// The body of `POST /start`.
+#[derive(serde::Deserialize, serde::Serialize, Debug, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Start {
+    /// When to send the first request (unix milliseconds); now when absent or past.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_unix_ms: Option<u64>,
+}
+
+/// The most a shared start instant may lie in the future.
+const MAX_START_DELAY: Duration = Duration::from_secs(60);
+
+struct Shared {
+    index: u32,
+    progress: Arc<Progress>,
+    start: watch::Sender<Option<Start>>,
+    result: std::sync::Mutex<Option<String>>,
+    fetched: Notify,
+}
+
+/// Runs as a Job worker: serve, wait for the start, run, serve the result.
+pub async fn run(
+    opts: &LoadgenOpts,
+    plan: &LoadPlan,
+    index: u32,
+    api_key: Option<&str>,
+) -> Result<WorkerResult, String> {
+    let (start, mut started) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        index,
+        progress: Arc::new(Progress::default()),
+        start,
+        result: std::sync::Mutex::new(None),
+        fetched: Notify::new(),
+    });
+    let addr = crate::net::listen_addr(None, WORKER_PORT);
+    let listener = crate::net::bind(addr).await?;
+    tokio::spawn(crate::net::serve(listener, router(shared.clone())));
+
+    if opts.wait_for_start {
+        let wait = started.wait_for(Option::is_some);
+        let at = match tokio::time::timeout(opts.start_timeout, wait).await {
+            Ok(Ok(s)) => s.and_then(|s| s.at_unix_ms),
+            _ => {
+                return Err(format!(
+                    "no POST /start came within {:?}; the controller did not start this worker",
+                    opts.start_timeout
+                ));
+            }
+        };
+        if let Some(at) = at {
+            let delay = Duration::from_millis(at.saturating_sub(unix_ms()));
+            tokio::time::sleep(delay.min(MAX_START_DELAY)).await;
+        }
+    } else {
+        shared.start.send_replace(Some(Start::default()));
+    }
+    let result = WorkerResult {
+        schema_version: RESULT_SCHEMA_VERSION,
+        worker: index,
+        steps: engine::run_with(plan, index, api_key, shared.progress.clone()).await,
+    };
+    let json = serde_json::to_string(&result).map_err(|e| e.to_string())?;
+    println!("{json}");
+    *shared.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(json);
+    if tokio::time::timeout(opts.linger, shared.fetched.notified())
+        .await
+        .is_ok()
+    {
+        // Let the answer that carried the result leave before the process ends.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(result)
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/ready", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/start", post(start))
+        .route("/result", get(result))
+        .with_state(shared)
+}
+
+async fn start(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let req: Start = if body.iter().all(u8::is_ascii_whitespace) {
+        Start::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return (StatusCode::BAD_REQUEST, format!("bad start request: {e}\n"))
+                    .into_response();
+            }
+        }
+    };
+    let mut fresh = false;
+    s.start.send_if_modified(|v| {
+        fresh = v.is_none();
+        if fresh {
+            *v = Some(req);
+        }
+        fresh
+    });
+    if fresh {
+        (StatusCode::ACCEPTED, "starting\n").into_response()
+    } else {
+        (StatusCode::CONFLICT, "already started\n").into_response()
+    }
+}
+
+async fn result(State(s): State<Arc<Shared>>) -> Response {
+    let json = s.result.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match json {
+        Some(j) => {
+            s.fetched.notify_one();
+            ([(header::CONTENT_TYPE, "application/json")], j).into_response()
+        }
+        None => {
+            let phase = format!("{:?}", s.progress.phase());
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({ "phase": phase }).to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The progress metric names (read back by the controller).
+pub mod names {
+    pub const PHASE: &str = "benchrun_loadgen_phase";
+    pub const STEP: &str = "benchrun_loadgen_step";
+    pub const REQUESTS: &str = "benchrun_loadgen_requests_total";
+    pub const OK: &str = "benchrun_loadgen_requests_ok_total";
+    pub const ERRORS: &str = "benchrun_loadgen_errors_total";
+    pub const IN_FLIGHT: &str = "benchrun_loadgen_in_flight";
+    pub const OUTPUT_TOKENS: &str = "benchrun_loadgen_output_tokens_total";
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let p = &s.progress;
+    let worker = s.index.to_string();
+    let labels = [("worker", worker.as_str())];
+    let mut page = Page::new(NumberStyle::Go);
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let rows = [
+        (
+            names::PHASE,
+            "0 waiting for /start, 1 warmup, 2 measuring, 3 done.",
+            Kind::Gauge,
+            f64::from(p.phase() as u8),
+        ),
+        (
+            names::STEP,
+            "The step running (0-based).",
+            Kind::Gauge,
+            load(&p.step),
+        ),
+        (
+            names::REQUESTS,
+            "Measured requests finished.",
+            Kind::Counter,
+            load(&p.done),
+        ),
+        (
+            names::OK,
+            "Measured requests that succeeded.",
+            Kind::Counter,
+            load(&p.ok),
+        ),
+        (
+            names::ERRORS,
+            "Measured requests that failed.",
+            Kind::Counter,
+            load(&p.errors),
+        ),
+        (
+            names::IN_FLIGHT,
+            "Requests in flight.",
+            Kind::Gauge,
+            load(&p.in_flight),
+        ),
+        (
+            names::OUTPUT_TOKENS,
+            "Output tokens of measured requests that succeeded.",
+            Kind::Counter,
+            load(&p.output_tokens),
+        ),
+    ];
+    for (name, help, kind, v) in rows {
+        page.family(name, help, kind).sample(name, &labels, v);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        page.finish(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::testing::get;
+
+    #[tokio::test]
+    async fn start_once_progress_and_result() {
+        let shared = Arc::new(Shared {
+            index: 2,
+            progress: Arc::new(Progress::default()),
+            start: watch::channel(None).0,
+            result: std::sync::Mutex::new(None),
+            fetched: Notify::new(),
+        });
+        let url = crate::sim::testing::start(router(shared.clone())).await;
+        let client = crate::loadgen::client::http_client(2);
+        let post = |body: &'static str| {
+            let req = http::Request::post(format!("{url}/start"))
+                .body(http_body_util::Full::new(Bytes::from_static(
+                    body.as_bytes(),
+                )))
+                .unwrap();
+            client.request(req)
+        };
+        assert_eq!(post("{not json").await.unwrap().status(), 400);
+        assert_eq!(post(r#"{"atUnixMs": 5}"#).await.unwrap().status(), 202);
+        assert_eq!(
+            post("").await.unwrap().status(),
+            409,
+            "only the first start counts"
+        );
+        assert_eq!(
+            *shared.start.borrow(),
+            Some(Start {
+                at_unix_ms: Some(5)
+            })
+        );
+
+        shared.progress.done.store(7, Ordering::Relaxed);
+        shared
+            .progress
+            .phase
+            .store(WorkerPhase::Measuring as u8, Ordering::Relaxed);
+        let page = get(&format!("{url}/metrics")).await;
+        assert!(
+            page.contains("benchrun_loadgen_requests_total{worker=\"2\"} 7\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("benchrun_loadgen_phase{worker=\"2\"} 2\n"),
+            "{page}"
+        );
+
+        let early = client
+            .get(format!("{url}/result").parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(early.status(), 503);
+        *shared.result.lock().unwrap() = Some("{\"worker\":2}".into());
+        let fetched = shared.fetched.notified();
+        assert_eq!(get(&format!("{url}/result")).await, "{\"worker\":2}");
+        tokio::time::timeout(Duration::from_secs(5), fetched)
+            .await
+            .unwrap();
+    }
+}

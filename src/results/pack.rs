@@ -1,0 +1,173 @@
+//! Fitting the result files into ConfigMaps, which hold at most 1 MiB each.
+//!
+//! Files that fit go in as they are. When they do not, each file is
+//! gzip-compressed into `binaryData` (`NAME.gz`); a compressed file still over
+//! the limit is cut into numbered pieces (`NAME.gz.000`, ...); and the entries
+//! are spread over as many ConfigMaps as needed: `<run>-results` first, then
+//! `<run>-results-1`, ... The first one then carries `index.json`, which says
+//! where every file went and how to put it back together. Nothing is dropped.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// What one ConfigMap may hold, leaving room for metadata and `index.json`.
+pub const MAX_CONFIGMAP_BYTES: usize = 1024 * 1024 - 64 * 1024;
+
+/// The contents of one ConfigMap.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigMapData {
+    pub data: BTreeMap<String, String>,
+    pub binary_data: BTreeMap<String, Vec<u8>>,
+}
+
+impl ConfigMapData {
+    fn size(&self) -> usize {
+        self.data
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            + self
+                .binary_data
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// Where one file went (`index.json`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// gzip-compressed: the pieces, joined, gunzip to the file.
+    pub gzip: bool,
+    /// `(ConfigMap number, key)` of each piece, in order; number 0 is
+    /// `<run>-results`, n is `<run>-results-n`.
+    pub pieces: Vec<(usize, String)>,
+}
+
+/// Packs `files` into ConfigMaps of at most `limit` bytes each.
+pub fn pack(files: BTreeMap<String, String>, limit: usize) -> Vec<ConfigMapData> {
+    let total: usize = files.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total <= limit {
+        return vec![ConfigMapData {
+            data: files,
+            ..Default::default()
+        }];
+    }
+    // Compress everything, cut what is still too big, largest first into bins.
+    let limit = limit.max(1024);
+    let mut entries: Vec<(String, String, Vec<u8>)> = Vec::new();
+    for (name, text) in &files {
+        let gz = gzip(text.as_bytes());
+        let pieces = gz.len().div_ceil(limit - 64).max(1);
+        if pieces == 1 {
+            entries.push((name.clone(), format!("{name}.gz"), gz));
+        } else {
+            for (i, chunk) in gz.chunks(limit - 64).enumerate() {
+                entries.push((name.clone(), format!("{name}.gz.{i:03}"), chunk.to_vec()));
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(entries[i].2.len()));
+    let mut bins: Vec<ConfigMapData> = vec![ConfigMapData::default()];
+    let mut placed: Vec<usize> = vec![0; entries.len()];
+    for i in order {
+        let (_, key, bytes) = &entries[i];
+        let need = key.len() + bytes.len();
+        let bin = match bins.iter().position(|b| b.size() + need <= limit) {
+            Some(b) => b,
+            None => {
+                bins.push(ConfigMapData::default());
+                bins.len() - 1
+            }
+        };
+        bins[bin].binary_data.insert(key.clone(), bytes.clone());
+        placed[i] = bin;
+    }
+    let mut index: BTreeMap<String, Placement> = BTreeMap::new();
+    for (i, (name, key, _)) in entries.iter().enumerate() {
+        index
+            .entry(name.clone())
+            .or_insert(Placement {
+                gzip: true,
+                pieces: Vec::new(),
+            })
+            .pieces
+            .push((placed[i], key.clone()));
+    }
+    let index = serde_json::to_string_pretty(&index).unwrap_or_default();
+    bins[0].data.insert("index.json".into(), index);
+    bins
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = e.write_all(bytes);
+    e.finish().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    fn unpack(bins: &[ConfigMapData]) -> BTreeMap<String, String> {
+        let Some(index) = bins[0].data.get("index.json") else {
+            return bins[0].data.clone();
+        };
+        let index: BTreeMap<String, Placement> = serde_json::from_str(index).unwrap();
+        let mut out = BTreeMap::new();
+        for (name, p) in index {
+            let mut gz = Vec::new();
+            for (bin, key) in &p.pieces {
+                gz.extend_from_slice(&bins[*bin].binary_data[key]);
+            }
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            out.insert(name, text);
+        }
+        out
+    }
+
+    /// Text that compresses about 2:1, like a CSV of numbers.
+    fn text(n: usize, seed: u64) -> String {
+        let mut x = seed;
+        let mut s = String::with_capacity(n);
+        while s.len() < n {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s.push_str(&format!("{},", x >> 44));
+        }
+        s
+    }
+
+    #[test]
+    fn small_results_stay_plain() {
+        let files = BTreeMap::from([("summary.json".to_string(), "{}".to_string())]);
+        let bins = pack(files.clone(), 1000);
+        assert_eq!(bins.len(), 1);
+        assert_eq!(bins[0].data, files);
+    }
+
+    #[test]
+    fn big_results_are_compressed_split_and_indexed_never_dropped() {
+        let files = BTreeMap::from([
+            ("summary.json".to_string(), text(30_000, 1)),
+            ("server_metrics.csv".to_string(), text(200_000, 2)),
+            ("gpu_telemetry.csv".to_string(), text(60_000, 3)),
+        ]);
+        let limit = 40_000;
+        let bins = pack(files.clone(), limit);
+        assert!(bins.len() > 2, "{} ConfigMaps", bins.len());
+        for b in &bins {
+            assert!(b.size() <= limit + 4096, "{}", b.size());
+        }
+        assert_eq!(unpack(&bins), files);
+    }
+}
