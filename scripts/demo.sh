@@ -26,7 +26,7 @@ on_exit() {
   fi
 }
 trap on_exit EXIT
-cluster_up "$work/cluster"
+cluster_up "$work/cluster" release
 
 echo "== deploying benchrun sim inference (continuous batching, vLLM metrics, 1 GPU) in namespace demo"
 kubectl create namespace demo

@@ -19,7 +19,7 @@ on_exit() {
   fi
 }
 trap on_exit EXIT
-CLUSTER_KEEP_DIR=1 cluster_up "$work/cluster"
+CLUSTER_KEEP_DIR=1 cluster_up "$work/cluster" release
 export BENCHRUN_E2E_KUBECONFIG="$KUBECONFIG"
 echo "== cargo test -p benchrun-e2e (end-to-end)"
 cargo test --locked -p benchrun-e2e --test e2e -- "$@"

@@ -3,6 +3,7 @@
 //! and waits on conditions, never on fixed sleeps.
 
 mod common;
+mod fidelity;
 mod operator;
 mod runs;
 mod simulators;

@@ -80,6 +80,20 @@ async fn cancel_stops_the_load_and_ends_the_run_cancelled() {
         .await
         .unwrap();
     wait_running_pod(&ns, "c-loadgen").await;
+    // Cancel once the measured phase is under way, so there is something to keep.
+    wait_for(
+        &runs,
+        "c",
+        "requests to be done",
+        LONG,
+        |r: Option<&BenchmarkRun>| {
+            r.and_then(|r| r.status.as_ref())
+                .and_then(|s| s.progress.as_ref())
+                .is_some_and(|p| p.requests_done > 0)
+        },
+    )
+    .await
+    .unwrap();
     let patch = serde_json::json!({ "spec": { "cancel": true } });
     runs.patch("c", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -97,6 +111,14 @@ async fn cancel_stops_the_load_and_ends_the_run_cancelled() {
     )
     .await
     .unwrap();
+    // The partial results are kept, and say what is missing.
+    let cm = ns.api::<ConfigMap>().get("c-results").await.unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["summary.json"]).unwrap();
+    assert_eq!(doc["phase"], "Cancelled");
+    let notes = doc["notes"].to_string();
+    assert!(notes.contains("were not collected"), "{notes}");
+    let server = doc["details"][0]["server"].as_array().map_or(0, Vec::len);
+    assert!(server > 0, "the server metrics up to the cancel: {doc:#}");
     ns.delete().await.unwrap();
 }
 

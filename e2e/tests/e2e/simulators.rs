@@ -14,33 +14,7 @@ use benchrun_e2e::harness::{TestNamespace, client};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 
-use crate::common::{LONG, OPERATOR_NS, Server, deploy};
-
-/// The running pod of `selector` in `api`, once there is one with an IP.
-async fn pod_of(api: &kube::Api<Pod>, selector: &str) -> Pod {
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let pods = api
-            .list(&ListParams::default().labels(selector))
-            .await
-            .unwrap();
-        if let Some(p) = pods.items.into_iter().find(|p| {
-            p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
-                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        }) {
-            return p;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no running pod for {selector}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn ip(p: &Pod) -> String {
-    p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap()
-}
+use crate::common::{LONG, OPERATOR_NS, Server, deploy, ip, pod_of};
 
 /// One scrape of the exporter, as the engine sees it.
 async fn scrape(url: &str) -> GpuTelemetry {
@@ -104,6 +78,8 @@ async fn the_dcgm_simulator_follows_the_gpu_pod_on_its_node() {
         args: args.map(String::from).to_vec(),
         port: 8000,
         gpus: 1,
+        node: None,
+        probe: "/v1/models",
     };
     deploy(&ns, &server).await.unwrap();
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;

@@ -5,7 +5,6 @@ use crate::clock::unix_ms;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -16,7 +15,6 @@ use super::{Shared, Stage};
 use crate::api::{self, BenchmarkRunSpec};
 use crate::loadgen::client::{HttpClient, http_client};
 use crate::loadgen::plan::StopCondition;
-use crate::scrape::Format;
 use crate::scrape::fetch::{self, DEFAULT_MAX_BYTES, ScrapeClient};
 use crate::telemetry::Filter;
 
@@ -33,7 +31,7 @@ pub struct Inputs {
 }
 
 /// How often the workers' progress is read (step boundaries are found this fast).
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(50);
 /// How often discovery looks again.
 const REDISCOVER: Duration = Duration::from_secs(10);
 /// How long the workers' results are waited for once they are done.
@@ -94,21 +92,28 @@ impl Driver {
         }
     }
 
-    /// Fetches every endpoint once, and ingests each answer into the steps given.
-    async fn scrape(&self, into: &[usize], end_of: Option<usize>) {
+    /// Fetches every endpoint once and ingests the answers into step `k`'s
+    /// telemetry (begun by this scrape when `opens`). The step's window runs
+    /// from its opening scrape to its latest one, each stamped when it was sent.
+    async fn scrape(&self, k: usize, opens: bool) {
         let timeout: Duration = self.inputs.spec.telemetry.timeout.into();
+        let (t, stamp) = (self.t(), unix_ms());
         let fetches = self.targets.iter().map(|(kind, url)| async move {
             let r = fetch::fetch(&self.scraper, url, timeout, DEFAULT_MAX_BYTES).await;
             (*kind, url, r)
         });
         let answers = futures::future::join_all(fetches).await;
-        let t = self.t();
-        let stamp = unix_ms();
         let mut s = self.shared();
+        if opens && s.telemetry.len() == k {
+            s.telemetry
+                .push(StepTelemetry::new(self.filter.clone(), stamp));
+        }
         for (kind, url, r) in answers {
             let outcome = match r {
                 Ok(p) => {
-                    ingest(&mut s, into, kind, url, t, &p.body, p.format);
+                    if let Some(step) = s.telemetry.get_mut(k) {
+                        step.ingest(kind, url, t, &p.body, p.format);
+                    }
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
@@ -117,26 +122,8 @@ impl Driver {
                 log.record(t, outcome);
             }
         }
-        if let Some(k) = end_of
-            && let Some(step) = s.telemetry.get_mut(k)
-        {
-            step.window.end_unix_ms = stamp;
-        }
-    }
-}
-
-fn ingest(
-    s: &mut Shared,
-    into: &[usize],
-    kind: Kind,
-    url: &str,
-    t: f64,
-    body: &Bytes,
-    format: Format,
-) {
-    for &k in into {
         if let Some(step) = s.telemetry.get_mut(k) {
-            step.ingest(kind, url, t, body, format);
+            step.window.end_unix_ms = stamp;
         }
     }
 }
@@ -254,25 +241,20 @@ async fn follow(d: &mut Driver, bases: &[String]) {
                     _ => break,
                 };
                 if let Some(k) = start {
-                    {
-                        let mut s = d.shared();
-                        s.telemetry
-                            .push(StepTelemetry::new(d.filter.clone(), unix_ms()));
-                        if d.inputs.resumed && !resumed_noted {
-                            resumed_noted = true;
-                            s.notes.push(format!(
-                                "the controller took this run up while it was running (a restart): step {k}'s telemetry starts then, and any earlier step's is missing"
-                            ));
-                        }
+                    if d.inputs.resumed && !resumed_noted {
+                        resumed_noted = true;
+                        d.shared().notes.push(format!(
+                            "the controller took this run up while it was running (a restart): step {k}'s telemetry starts then, and any earlier step's is missing"
+                        ));
                     }
                     active = Some(k);
                     next_step = k + 1;
-                    d.scrape(&[k], None).await;
+                    d.scrape(k, true).await;
                     next_scrape = Instant::now() + interval;
                     info!(job = %d.inputs.job, step = k, "measured phase started");
                 }
                 if let Some(k) = end {
-                    d.scrape(&[k], Some(k)).await;
+                    d.scrape(k, false).await;
                     active = None;
                     info!(job = %d.inputs.job, step = k, "measured phase ended");
                 }
@@ -288,7 +270,7 @@ async fn follow(d: &mut Driver, bases: &[String]) {
         if let Some(k) = active
             && Instant::now() >= next_scrape
         {
-            d.scrape(&[k], Some(k)).await;
+            d.scrape(k, false).await;
             next_scrape += interval;
             if next_scrape < Instant::now() {
                 next_scrape = Instant::now() + interval;

@@ -7,13 +7,13 @@ use benchrun::api::BenchmarkRun;
 use benchrun_e2e::harness::{TestNamespace, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    Service, ServicePort, ServiceSpec,
+    Container, ContainerPort, HTTPGetAction, Pod, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::PostParams;
+use kube::api::{ListParams, PostParams};
 
 /// Generous bounds: CI machines have two cores shared with the whole cluster.
 pub const LONG: Duration = Duration::from_secs(120);
@@ -50,6 +50,8 @@ pub async fn deploy_sim(
         args: args.map(String::from).to_vec(),
         port,
         gpus: 0,
+        node: None,
+        probe: "/v1/models",
     };
     deploy(ns, &server).await
 }
@@ -62,6 +64,10 @@ pub struct Server<'a> {
     pub port: i32,
     /// `nvidia.com/gpu` the pod requests (0: none, any node).
     pub gpus: u32,
+    /// Pin the pod to this node.
+    pub node: Option<String>,
+    /// The readiness probe's path.
+    pub probe: &'a str,
 }
 
 /// Deploys `server` (one replica, container port `http`) behind a Service of
@@ -103,7 +109,7 @@ pub async fn deploy(ns: &TestNamespace, server: &Server<'_>) -> anyhow::Result<(
                         }]),
                         readiness_probe: Some(Probe {
                             http_get: Some(HTTPGetAction {
-                                path: Some("/v1/models".into()),
+                                path: Some(server.probe.into()),
                                 port: IntOrString::String("http".into()),
                                 ..Default::default()
                             }),
@@ -113,6 +119,9 @@ pub async fn deploy(ns: &TestNamespace, server: &Server<'_>) -> anyhow::Result<(
                         resources,
                         ..Default::default()
                     }],
+                    node_selector: server.node.as_ref().map(|n| {
+                        BTreeMap::from([("kubernetes.io/hostname".to_string(), n.clone())])
+                    }),
                     ..Default::default()
                 }),
             },
@@ -175,4 +184,30 @@ pub fn phase(run: Option<&BenchmarkRun>) -> Option<String> {
 /// A condition on a run reaching `want` (by the phase's Debug name).
 pub fn phase_is(want: &'static str) -> impl Fn(Option<&BenchmarkRun>) -> bool {
     move |r| phase(r).as_deref() == Some(want)
+}
+
+/// The running pod of `selector` in `api`, once there is one with an IP.
+pub async fn pod_of(api: &kube::Api<Pod>, selector: &str) -> Pod {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let pods = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap();
+        if let Some(p) = pods.items.into_iter().find(|p| {
+            p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        }) {
+            return p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no running pod for {selector}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn ip(p: &Pod) -> String {
+    p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap()
 }

@@ -1,0 +1,410 @@
+//! What a run reports, checked against what the simulators did: their ground
+//! truth on `/sim/truth`. Also the results of a sweep, and of a run whose GPU
+//! exporter dies half-way.
+
+use benchrun::api::BenchmarkRun;
+use benchrun::loadgen::plan::{
+    Arrival, Endpoint, InputPlan, LoadPlan, PLAN_SCHEMA_VERSION, Step, StopCondition,
+};
+use benchrun_e2e::harness::{TestNamespace, client, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use serde_json::Value;
+
+use crate::common::{LONG, OPERATOR_NS, Server, deploy, deploy_sim, ip, phase, pod_of, run};
+
+/// `benchrun sim inference` with a fixed TTFT and ITL, holding a GPU.
+fn sim(
+    name: &'static str,
+    ttft: &'static str,
+    itl: &'static str,
+    node: Option<String>,
+) -> Server<'static> {
+    let args = [
+        "sim",
+        "inference",
+        "--model",
+        "e2e/sim",
+        "--port",
+        "8000",
+        "--ttft",
+        ttft,
+        "--itl",
+        itl,
+    ];
+    Server {
+        name,
+        image: "ghcr.io/benchrun/benchrun:dev",
+        args: args.map(String::from).to_vec(),
+        port: 8000,
+        gpus: 1,
+        node,
+        probe: "/v1/models",
+    }
+}
+
+async fn get_json(url: &str) -> Value {
+    let client = benchrun::loadgen::client::http_client(1);
+    let resp = client
+        .get(url.parse().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    serde_json::from_slice(&body.to_bytes()).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// The run's `summary.json`.
+async fn summary_json(ns: &TestNamespace, run: &str) -> Value {
+    let cm = ns
+        .api::<ConfigMap>()
+        .get(&format!("{run}-results"))
+        .await
+        .unwrap();
+    serde_json::from_str(&cm.data.unwrap()["summary.json"]).unwrap()
+}
+
+async fn wait_ended(ns: &TestNamespace, name: &str) -> BenchmarkRun {
+    let ended = |r: Option<&BenchmarkRun>| {
+        matches!(
+            phase(r).as_deref(),
+            Some("Succeeded" | "Failed" | "Cancelled")
+        )
+    };
+    wait_for(
+        &ns.api::<BenchmarkRun>(),
+        name,
+        "the run to end",
+        LONG,
+        ended,
+    )
+    .await
+    .unwrap()
+}
+
+/// Energy (J) the GPU drew between two instants, from the simulator's history
+/// of its exact integral (power is constant between ticks: interpolate).
+fn energy_between(history: &[Value], from_ms: u64, to_ms: u64) -> f64 {
+    let points: Vec<(f64, f64)> = history
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+        .collect();
+    let at = |t: f64| {
+        let i = points
+            .partition_point(|p| p.0 < t)
+            .clamp(1, points.len() - 1);
+        let ((t0, e0), (t1, e1)) = (points[i - 1], points[i]);
+        e0 + (e1 - e0) * ((t - t0) / (t1 - t0).max(1e-9)).clamp(0.0, 1.0)
+    };
+    (at(to_ms as f64) - at(from_ms as f64)) / 1e3
+}
+
+fn plan(url: String, duration_ms: u64) -> LoadPlan {
+    LoadPlan {
+        schema_version: PLAN_SCHEMA_VERSION,
+        urls: vec![url],
+        model: "e2e/sim".into(),
+        endpoint: Endpoint::Chat,
+        streaming: true,
+        headers: Default::default(),
+        api_key_from_env: false,
+        workers: 1,
+        steps: vec![Step {
+            concurrency: Some(4),
+            rate: None,
+        }],
+        stop: StopCondition::DurationMs(duration_ms),
+        warmup_requests: 0,
+        arrival: Arrival::Constant,
+        input: InputPlan::Synthetic {
+            input_mean: 32,
+            input_stddev: 0,
+            output_mean: 32,
+            output_stddev: 0,
+        },
+        conversations: None,
+        extra_body: Default::default(),
+        seed: 3,
+    }
+}
+
+#[tokio::test]
+async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "fidelity").await.unwrap();
+    deploy(&ns, &sim("llm", "20ms", "4ms", None)).await.unwrap();
+    let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
+    let node = llm.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+    let llm_name = llm.metadata.name.clone().unwrap();
+    // An unrelated server on another GPU of the same node, busy all along.
+    deploy(&ns, &sim("noise", "5ms", "2ms", Some(node.clone())))
+        .await
+        .unwrap();
+    let noise = pod_of(&ns.api::<Pod>(), "app=noise").await;
+    let noise_plan = plan(format!("http://{}:8000", ip(&noise)), 120_000);
+    let noise_load =
+        tokio::spawn(async move { benchrun::loadgen::engine::run(&noise_plan, 0, None).await });
+
+    let load = "\n    concurrency: 8\n    requestCount: 400\n    warmupRequestCount: 8\n    input: {synthetic: {inputTokens: {mean: 64}, outputTokens: {mean: 64}}}";
+    let mut r = run("fid", load, "");
+    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
+    r.spec.target.model = "e2e/sim".into();
+    r.spec.telemetry.gpu.scope = benchrun::api::GpuScope::TargetPods;
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+    let done = wait_ended(&ns, "fid").await;
+    assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"));
+    let doc = summary_json(&ns, "fid").await;
+    noise_load.abort();
+
+    let status = done.status.unwrap();
+    let summary = status.summary.unwrap();
+    assert_eq!(summary.gpu_count, Some(1), "only the target's GPU: {doc:#}");
+    let step = &doc["details"][0];
+    let gpu = &step["gpus"][0];
+    assert_eq!(gpu["pods"][0]["pod"], llm_name.as_str());
+    let reported = gpu["energy"]["joules"].as_f64().unwrap();
+    let (from, to) = (
+        step["window"]["startUnixMs"].as_u64().unwrap(),
+        step["window"]["endUnixMs"].as_u64().unwrap(),
+    );
+
+    // The simulator's ground truth for the same window.
+    let exporters = kube::Api::<Pod>::namespaced(client.clone(), OPERATOR_NS);
+    let dcgm = exporters
+        .list(&ListParams::default().labels("app=sim-dcgm"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()))
+        .unwrap();
+    let truth = get_json(&format!("http://{}:9400/sim/truth", ip(&dcgm))).await;
+    let gpus = truth["gpus"].as_array().unwrap();
+    let of = |pod: &str| {
+        gpus.iter()
+            .find(|g| g["pod"]["name"] == pod)
+            .unwrap_or_else(|| panic!("no GPU of {pod} in {truth}"))
+    };
+    let true_j = energy_between(of(&llm_name)["history"].as_array().unwrap(), from, to);
+    let error = (reported - true_j).abs() / true_j;
+    eprintln!(
+        "fidelity: energy {reported:.1} J vs truth {true_j:.1} J ({:+.3} %), TTFT p50 {:?} ms, ITL p50 {:?} ms",
+        (reported - true_j) / true_j * 100.0,
+        summary.ttft_p50_ms,
+        summary.itl_p50_ms
+    );
+    assert!(
+        error < 0.005,
+        "reported {reported} J, ground truth {true_j} J ({:.3} %)",
+        error * 100.0
+    );
+    // The noise GPU drew well above idle meanwhile, and was left out.
+    let noise_name = noise.metadata.name.clone().unwrap();
+    let noise_j = energy_between(of(&noise_name)["history"].as_array().unwrap(), from, to);
+    let idle_j = 70.0 * (to - from) as f64 / 1e3;
+    assert!(
+        noise_j > 1.5 * idle_j,
+        "noise GPU {noise_j} J vs idle {idle_j} J"
+    );
+
+    // Latency: the injected values, within 1 ms at the median.
+    let (ttft, itl) = (summary.ttft_p50_ms.unwrap(), summary.itl_p50_ms.unwrap());
+    assert!(
+        (ttft - 20.0).abs() < 1.0,
+        "TTFT p50 {ttft} ms, injected 20 ms"
+    );
+    assert!((itl - 4.0).abs() < 1.0, "ITL p50 {itl} ms, injected 4 ms");
+
+    // Throughput: the server's own count of what it sent in the client's window.
+    let client_step = &step["client"];
+    let (c_from, c_to) = (
+        client_step["startedUnixMs"].as_u64().unwrap(),
+        client_step["endedUnixMs"].as_u64().unwrap(),
+    );
+    let server = get_json(&format!("http://{}:8000/sim/truth", ip(&llm))).await;
+    let measured: Vec<&Value> = server["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["receivedUnixMs"].as_u64().unwrap() >= c_from)
+        .collect();
+    let tokens: u64 = measured
+        .iter()
+        .map(|r| r["outputTokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(measured.len(), 400, "the measured requests");
+    assert_eq!(client_step["outputTokens"].as_u64(), Some(tokens));
+    let true_rate = tokens as f64 / ((c_to - c_from) as f64 / 1e3);
+    let rate = client_step["outputTokensPerS"].as_f64().unwrap();
+    eprintln!("fidelity: {rate:.1} output tokens/s vs the server's {true_rate:.1}");
+    assert!(
+        (rate - true_rate).abs() / true_rate < 0.01,
+        "{rate} vs {true_rate} tokens/s"
+    );
+    assert!(summary.output_tokens_per_joule.unwrap() > 0.0);
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn llm_d_inference_sim_reports_its_server_metrics_and_its_latencies() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "llmd").await.unwrap();
+    deploy_sim(&ns, 18301, 10, 2).await.unwrap();
+    let load = "\n    concurrency: 4\n    requestCount: 40\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &run("llmd", load, ""))
+        .await
+        .unwrap();
+    let done = wait_ended(&ns, "llmd").await;
+    assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"));
+    let doc = summary_json(&ns, "llmd").await;
+    let families: Vec<&str> = doc["details"][0]["server"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "vllm:num_requests_running",
+        "vllm:time_to_first_token_seconds",
+    ] {
+        assert!(families.contains(&want), "{want} not in {families:?}");
+    }
+    let summary = done.status.unwrap().summary.unwrap();
+    let (ttft, itl) = (summary.ttft_p50_ms.unwrap(), summary.itl_p50_ms.unwrap());
+    assert!(
+        (ttft - 10.0).abs() < 2.0,
+        "TTFT p50 {ttft} ms, configured 10 ms"
+    );
+    assert!((itl - 2.0).abs() < 1.0, "ITL p50 {itl} ms, configured 2 ms");
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sweep_of_three_steps_gives_three_step_results() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "sweep").await.unwrap();
+    deploy_sim(&ns, 18302, 5, 1).await.unwrap();
+    let load = "\n    requestCount: 12\n    sweep: {concurrency: [1, 2, 4]}\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 8}}}";
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &run("sw", load, ""))
+        .await
+        .unwrap();
+    let done = wait_ended(&ns, "sw").await;
+    assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"));
+    let steps = done.status.unwrap().steps;
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    let concurrency: Vec<Option<i32>> = steps.iter().map(|s| s.concurrency).collect();
+    assert_eq!(concurrency, [Some(1), Some(2), Some(4)]);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.summary.request_throughput.unwrap_or(0.0) > 0.0)
+    );
+    let doc = summary_json(&ns, "sw").await;
+    let windows: Vec<u64> = doc["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["window"]["startUnixMs"].as_u64().unwrap())
+        .collect();
+    assert!(
+        windows.windows(2).all(|w| w[0] < w[1]),
+        "steps in order: {windows:?}"
+    );
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succeeds() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "deadexp").await.unwrap();
+    deploy(&ns, &sim("llm", "5ms", "2ms", None)).await.unwrap();
+    let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
+    // Its own exporter, in this namespace, watching the server by URL.
+    let serve = format!(
+        "0=http://{}:8000/metrics@{}/{}/llm",
+        ip(&llm),
+        ns.name,
+        llm.metadata.name.clone().unwrap()
+    );
+    let exporter = Server {
+        name: "exporter",
+        image: "ghcr.io/benchrun/benchrun:dev",
+        args: [
+            "sim",
+            "dcgm",
+            "--gpus",
+            "1",
+            "--port",
+            "9400",
+            "--update-interval",
+            "100ms",
+            "--serve",
+            &serve,
+        ]
+        .map(String::from)
+        .to_vec(),
+        port: 9400,
+        gpus: 0,
+        node: None,
+        probe: "/health",
+    };
+    deploy(&ns, &exporter).await.unwrap();
+
+    let load = "\n    concurrency: 4\n    duration: 8s\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
+    let extra = "  telemetry:\n    gpu: {selector: {matchLabels: {app: exporter}}, scope: all, port: 9400}\n";
+    let mut r = run("dead", load, extra);
+    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
+    r.spec.target.model = "e2e/sim".into();
+    let runs = ns.api::<BenchmarkRun>();
+    runs.create(&PostParams::default(), &r).await.unwrap();
+    // Once GPU telemetry flows, the exporter goes away.
+    wait_for(
+        &runs,
+        "dead",
+        "GPU telemetry to flow",
+        LONG,
+        |r: Option<&BenchmarkRun>| {
+            let s = r.and_then(|r| r.status.as_ref());
+            let reachable = s
+                .and_then(|s| s.endpoints.as_ref())
+                .is_some_and(|e| e.gpu.reachable == 1);
+            let started = s
+                .and_then(|s| s.progress.as_ref())
+                .is_some_and(|p| p.requests_done > 0);
+            reachable && started
+        },
+    )
+    .await
+    .unwrap();
+    ns.api::<Deployment>()
+        .delete("exporter", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let done = wait_ended(&ns, "dead").await;
+    assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"));
+    let doc = summary_json(&ns, "dead").await;
+    let gpu_endpoint = doc["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "gpu")
+        .unwrap()
+        .clone();
+    assert_eq!(gpu_endpoint["reachable"], false, "{gpu_endpoint}");
+    assert!(gpu_endpoint["failures"].as_u64().unwrap() > 0);
+    assert!(
+        gpu_endpoint["longestGapS"].as_f64().unwrap() > 0.5,
+        "{gpu_endpoint}"
+    );
+    assert!(gpu_endpoint["lastError"].as_str().is_some());
+    let summary = done.status.unwrap().summary.unwrap();
+    assert!(summary.request_throughput.unwrap() > 0.0);
+    ns.delete().await.unwrap();
+}
