@@ -12,37 +12,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::Value;
 
-use crate::common::{LONG, OPERATOR_NS, Server, deploy, deploy_sim, ip, phase, pod_of, run};
-
-/// `benchrun sim inference` with a fixed TTFT and ITL, holding a GPU.
-fn sim(
-    name: &'static str,
-    ttft: &'static str,
-    itl: &'static str,
-    node: Option<String>,
-) -> Server<'static> {
-    let args = [
-        "sim",
-        "inference",
-        "--model",
-        "e2e/sim",
-        "--port",
-        "8000",
-        "--ttft",
-        ttft,
-        "--itl",
-        itl,
-    ];
-    Server {
-        name,
-        image: "ghcr.io/benchrun/benchrun:dev",
-        args: args.map(String::from).to_vec(),
-        port: 8000,
-        gpus: 1,
-        node,
-        probe: "/v1/models",
-    }
-}
+use crate::common::{
+    LONG, OPERATOR_NS, Server, deploy, deploy_sim, gpu_sim, ip, phase, pod_of, run,
+};
 
 async fn get_json(url: &str) -> Value {
     let client = benchrun::loadgen::client::http_client(1);
@@ -134,12 +106,14 @@ fn plan(url: String, duration_ms: u64) -> LoadPlan {
 async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "fidelity").await.unwrap();
-    deploy(&ns, &sim("llm", "20ms", "4ms", None)).await.unwrap();
+    deploy(&ns, &gpu_sim("llm", "20ms", "4ms", None))
+        .await
+        .unwrap();
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
     let node = llm.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
     let llm_name = llm.metadata.name.clone().unwrap();
     // An unrelated server on another GPU of the same node, busy all along.
-    deploy(&ns, &sim("noise", "5ms", "2ms", Some(node.clone())))
+    deploy(&ns, &gpu_sim("noise", "5ms", "2ms", Some(node.clone())))
         .await
         .unwrap();
     let noise = pod_of(&ns.api::<Pod>(), "app=noise").await;
@@ -324,7 +298,9 @@ async fn a_sweep_of_three_steps_gives_three_step_results() {
 async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succeeds() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "deadexp").await.unwrap();
-    deploy(&ns, &sim("llm", "5ms", "2ms", None)).await.unwrap();
+    deploy(&ns, &gpu_sim("llm", "5ms", "2ms", None))
+        .await
+        .unwrap();
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
     // Its own exporter, in this namespace, watching the server by URL.
     let serve = format!(

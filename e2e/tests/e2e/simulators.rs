@@ -14,7 +14,7 @@ use benchrun_e2e::harness::{TestNamespace, client};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 
-use crate::common::{LONG, OPERATOR_NS, Server, deploy, ip, pod_of};
+use crate::common::{LONG, OPERATOR_NS, deploy, gpu_sim, ip, pod_of};
 
 /// One scrape of the exporter, as the engine sees it.
 async fn scrape(url: &str) -> GpuTelemetry {
@@ -60,27 +60,7 @@ fn readings(t: &GpuTelemetry, pod: &str) -> Option<(Reading, Vec<Reading>)> {
 async fn the_dcgm_simulator_follows_the_gpu_pod_on_its_node() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "sims").await.unwrap();
-    let args = [
-        "sim",
-        "inference",
-        "--model",
-        "e2e/sim",
-        "--port",
-        "8000",
-        "--ttft",
-        "5ms",
-        "--itl",
-        "2ms",
-    ];
-    let server = Server {
-        name: "llm",
-        image: "ghcr.io/benchrun/benchrun:dev",
-        args: args.map(String::from).to_vec(),
-        port: 8000,
-        gpus: 1,
-        node: None,
-        probe: "/v1/models",
-    };
+    let server = gpu_sim("llm", "5ms", "2ms", None);
     deploy(&ns, &server).await.unwrap();
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
     let node = llm.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();

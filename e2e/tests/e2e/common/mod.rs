@@ -211,3 +211,33 @@ pub async fn pod_of(api: &kube::Api<Pod>, selector: &str) -> Pod {
 pub fn ip(p: &Pod) -> String {
     p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap()
 }
+
+/// `benchrun sim inference` with a fixed TTFT and ITL, holding a GPU.
+pub fn gpu_sim(
+    name: &'static str,
+    ttft: &'static str,
+    itl: &'static str,
+    node: Option<String>,
+) -> Server<'static> {
+    let args = [
+        "sim",
+        "inference",
+        "--model",
+        "e2e/sim",
+        "--port",
+        "8000",
+        "--ttft",
+        ttft,
+        "--itl",
+        itl,
+    ];
+    Server {
+        name,
+        image: "ghcr.io/benchrun/benchrun:dev",
+        args: args.map(String::from).to_vec(),
+        port: 8000,
+        gpus: 1,
+        node,
+        probe: "/v1/models",
+    }
+}
