@@ -85,24 +85,11 @@ echo "== kubectl get br"
 kubectl -n demo get br
 echo "== conditions"
 kubectl -n demo get br qwen-c8 -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
-echo "== the load generator's measurements (worker result, from its pod's log)"
-log="$(ls "$work"/cluster/pods/demo_qwen-c8-loadgen-*/loadgen.log 2>/dev/null | head -n1)"
-if [ -n "$log" ]; then
-  tail -n1 "$log" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-for s in r["steps"]:
-    ok, n, rps, tps = s["successes"], s["requests"], s["requestsPerS"], s["outputTokensPerS"]
-    print("requests %d/%d  %.1f req/s  %.0f output tok/s" % (ok, n, rps, tps))
-    for k, name in (("ttftS", "TTFT"), ("itlS", "ITL"), ("latencyS", "latency")):
-        m = s[k]
-        print("  %-8s avg %8.2f ms  p50 %8.2f  p99 %8.2f" % (name, m["mean"] * 1e3, m["p50"] * 1e3, m["p99"] * 1e3))
-'
-fi
-echo "== the simulated GPUs of the inference pod's node (benchrun sim dcgm, from the chart)"
+echo "== kubectl benchrun results qwen-c8 (the results ConfigMap as tables)"
+"$BENCHRUN_BIN" kubectl results qwen-c8 -n demo
+echo "== the simulators' ground truth for the same GPUs (benchrun sim dcgm, from the chart)"
 node="$(kubectl -n demo get pod -l app=llm -o jsonpath='{.items[0].spec.nodeName}')"
 dcgm_ip="$(kubectl -n benchrun-system get pod -l app=sim-dcgm --field-selector "spec.nodeName=$node" -o jsonpath='{.items[0].status.podIP}')"
-"$BENCHRUN_BIN" inspect "http://$dcgm_ip:9400/metrics" | sed -n '/GPU(s)/,$p'
 curl -s "http://$dcgm_ip:9400/sim/truth?history=0" | python3 -c '
 import json, sys
 t = json.load(sys.stdin)
@@ -111,4 +98,4 @@ for g in t["gpus"]:
     who = "%s/%s" % (pod["namespace"], pod["name"]) if pod else "idle"
     print("  GPU %d  %-40s %8.1f J since start" % (g["gpu"], who, g["energyMj"] / 1e3))
 '
-echo "== done (the controller's own GPU scraping and the results table arrive with the end-to-end run issue)"
+echo "== done"

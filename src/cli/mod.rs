@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::controller::ControllerOpts;
 
 pub mod inspect;
+pub mod results;
 
 /// A Go-style duration ("25ms", "1.5s", "100us", "2m") for clap.
 pub fn go_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -156,7 +157,7 @@ pub fn main() -> ExitCode {
         }
         Command::GpuExporter { .. } => unavailable("gpu-exporter"),
         Command::Inspect(opts) => inspect::main(opts),
-        Command::Kubectl { .. } => unavailable("kubectl"),
+        Command::Kubectl { args } => results::main(args),
     }
 }
 

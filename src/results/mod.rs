@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::pack::{ConfigMapData, MAX_CONFIGMAP_BYTES, pack};
+pub use self::pack::{ConfigMapData, MAX_CONFIGMAP_BYTES, pack, unpack};
 use crate::api::{Phase, StepResult, Summary};
 use crate::loadgen::engine::StepResult as ClientStep;
 use crate::telemetry::report::GpuResult;

@@ -8,7 +8,7 @@
 //! where every file went and how to put it back together. Nothing is dropped.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +103,33 @@ pub fn pack(files: BTreeMap<String, String>, limit: usize) -> Vec<ConfigMapData>
     bins
 }
 
+/// The files back from the ConfigMaps `pack` made (in their order).
+pub fn unpack(parts: &[ConfigMapData]) -> Result<BTreeMap<String, String>, String> {
+    let first = parts.first().ok_or("no ConfigMap")?;
+    let Some(index) = first.data.get("index.json") else {
+        return Ok(first.data.clone());
+    };
+    let index: BTreeMap<String, Placement> =
+        serde_json::from_str(index).map_err(|e| format!("index.json: {e}"))?;
+    let mut out = BTreeMap::new();
+    for (name, p) in index {
+        let mut gz = Vec::new();
+        for (part, key) in &p.pieces {
+            let bytes = parts
+                .get(*part)
+                .and_then(|c| c.binary_data.get(key))
+                .ok_or_else(|| format!("{name}: piece {key} of part {part} is missing"))?;
+            gz.extend_from_slice(bytes);
+        }
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .map_err(|e| format!("{name}: {e}"))?;
+        out.insert(name, text);
+    }
+    Ok(out)
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let _ = e.write_all(bytes);
@@ -112,27 +139,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
-
-    fn unpack(bins: &[ConfigMapData]) -> BTreeMap<String, String> {
-        let Some(index) = bins[0].data.get("index.json") else {
-            return bins[0].data.clone();
-        };
-        let index: BTreeMap<String, Placement> = serde_json::from_str(index).unwrap();
-        let mut out = BTreeMap::new();
-        for (name, p) in index {
-            let mut gz = Vec::new();
-            for (bin, key) in &p.pieces {
-                gz.extend_from_slice(&bins[*bin].binary_data[key]);
-            }
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(&gz[..])
-                .read_to_string(&mut text)
-                .unwrap();
-            out.insert(name, text);
-        }
-        out
-    }
 
     /// Text that compresses about 2:1, like a CSV of numbers.
     fn text(n: usize, seed: u64) -> String {
@@ -168,6 +174,6 @@ mod tests {
         for b in &bins {
             assert!(b.size() <= limit + 4096, "{}", b.size());
         }
-        assert_eq!(unpack(&bins), files);
+        assert_eq!(unpack(&bins).unwrap(), files);
     }
 }

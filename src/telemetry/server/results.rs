@@ -26,7 +26,7 @@ pub struct SeriesResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<HistogramResult>,
     /// Summaries: the last value of each quantile.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "pairs")]
     pub quantiles: Vec<(f64, f64)>,
 }
 
@@ -38,7 +38,9 @@ pub struct HistogramResult {
     pub sum: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
-    /// `(upper bound, increase)`, cumulative as Prometheus writes them.
+    /// `(upper bound, increase)`, cumulative as Prometheus writes them; the
+    /// last bound is `"+Inf"` in JSON.
+    #[serde(with = "pairs")]
     pub buckets: Vec<(f64, f64)>,
     /// Estimates by linear interpolation inside buckets (Prometheus's
     /// `histogram_quantile`): p50, p90, p95, p99.
@@ -50,6 +52,50 @@ pub struct HistogramResult {
     pub p95: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99: Option<f64>,
+}
+
+/// Number pairs in JSON, which has no infinities or NaN: those are written as
+/// the strings Prometheus uses (`"+Inf"`, `"-Inf"`, `"NaN"`) and read back.
+mod pairs {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Finite(f64),
+        Text(String),
+    }
+
+    fn to(v: f64) -> Num {
+        if v.is_finite() {
+            Num::Finite(v)
+        } else {
+            Num::Text(crate::expose::number(v, crate::expose::NumberStyle::Go))
+        }
+    }
+
+    fn from(n: Num) -> Result<f64, String> {
+        match n {
+            Num::Finite(v) => Ok(v),
+            Num::Text(t) => {
+                crate::scrape::parse::number(&t).ok_or_else(|| format!("{t:?} is not a number"))
+            }
+        }
+    }
+
+    pub fn serialize<S: Serializer>(v: &[(f64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let v: Vec<(Num, Num)> = v.iter().map(|(a, b)| (to(*a), to(*b))).collect();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(f64, f64)>, D::Error> {
+        let v: Vec<(Num, Num)> = Vec::deserialize(d)?;
+        v.into_iter()
+            .map(|(a, b)| Ok((from(a)?, from(b)?)))
+            .collect::<Result<_, String>>()
+            .map_err(D::Error::custom)
+    }
 }
 
 /// One server family over the phase.

@@ -129,3 +129,22 @@ fn histogram_quantile_edges() {
         Some(1.0)
     );
 }
+
+#[test]
+fn infinite_bucket_bounds_survive_json() {
+    let h = HistogramResult {
+        count: 3.0,
+        sum: 1.5,
+        mean: Some(0.5),
+        buckets: vec![(0.1, 1.0), (f64::INFINITY, 3.0)],
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&h).unwrap();
+    assert!(json.contains(r#"["+Inf",3.0]"#), "{json}");
+    let back: HistogramResult = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, h);
+    assert!(
+        serde_json::from_str::<HistogramResult>(r#"{"count":1,"sum":1,"buckets":[["x",1]]}"#)
+            .is_err()
+    );
+}

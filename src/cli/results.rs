@@ -1,0 +1,389 @@
+//! `kubectl benchrun results NAME`: a run's results ConfigMap as tables — the
+//! client's latencies and throughput, energy and tokens per joule, one row per
+//! GPU, the server's metrics, and the endpoints and notes.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+
+use crate::api::BenchmarkRun;
+use crate::results::{ConfigMapData, ResultsDocument, StepDetail, unpack};
+use crate::scrape::Kind;
+use crate::stats::Summary;
+
+#[derive(Parser, Debug)]
+#[command(name = "kubectl benchrun", about = "benchrun's kubectl plugin")]
+struct Plugin {
+    #[command(subcommand)]
+    command: PluginCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Print a run's results: client, energy, per-GPU and server tables.
+    Results(ResultsOpts),
+}
+
+#[derive(clap::Args, Debug)]
+struct ResultsOpts {
+    /// The BenchmarkRun.
+    name: String,
+    /// Its namespace (default: the kubeconfig's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+/// Runs `kubectl benchrun ARGS`.
+pub fn main(args: Vec<String>) -> ExitCode {
+    let argv = std::iter::once("kubectl-benchrun".to_string()).chain(args);
+    let plugin = match Plugin::try_parse_from(argv) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    let PluginCommand::Results(opts) = plugin.command;
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kubectl benchrun: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fetch(&opts)) {
+        Ok(doc) => {
+            match opts.output {
+                Output::Table => print!("{}", render(&doc)),
+                Output::Json => {
+                    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubectl benchrun results {}: {e}", opts.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn fetch(opts: &ResultsOpts) -> Result<ResultsDocument, String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+    let ns = opts
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let runs: Api<BenchmarkRun> = Api::namespaced(client.clone(), &ns);
+    let run = runs
+        .get_opt(&opts.name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no BenchmarkRun {} in namespace {ns}", opts.name))?;
+    let base = run
+        .status
+        .as_ref()
+        .and_then(|s| s.results_config_map.clone())
+        .ok_or("the run has no results yet (status.resultsConfigMap is empty)")?;
+    let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let mut parts = Vec::new();
+    for i in 0.. {
+        let name = if i == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{i}")
+        };
+        let Some(cm) = cms.get_opt(&name).await.map_err(|e| e.to_string())? else {
+            break;
+        };
+        parts.push(ConfigMapData {
+            data: cm.data.unwrap_or_default(),
+            binary_data: cm
+                .binary_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect(),
+        });
+    }
+    if parts.is_empty() {
+        return Err(format!("ConfigMap {base} not found"));
+    }
+    let files = unpack(&parts)?;
+    let summary = files
+        .get("summary.json")
+        .ok_or_else(|| format!("{base} has no summary.json"))?;
+    serde_json::from_str(summary).map_err(|e| format!("{base}/summary.json: {e}"))
+}
+
+fn ms(s: &Summary) -> [String; 4] {
+    [s.mean, s.p50, s.p90, s.p99].map(|v| format!("{:.2}", v * 1e3))
+}
+
+fn stat(d: &StepDetail, gpu: usize, key: &str, f: fn(&Summary) -> f64) -> String {
+    d.gpus[gpu]
+        .metrics
+        .iter()
+        .find(|m| m.key == key)
+        .and_then(|m| m.stats.as_ref())
+        .map_or_else(|| "-".to_string(), |s| format!("{:.1}", f(s)))
+}
+
+/// The tables, as `kubectl benchrun results` prints them.
+pub fn render(doc: &ResultsDocument) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "run {}/{}: {} ({}{})",
+        doc.run.namespace,
+        doc.run.name,
+        doc.phase,
+        doc.reason,
+        if doc.message.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", doc.message)
+        }
+    );
+    for d in &doc.details {
+        let span = d
+            .window
+            .map(|w| {
+                format!(
+                    "{:.1} s measured",
+                    (w.end_unix_ms - w.start_unix_ms) as f64 / 1e3
+                )
+            })
+            .unwrap_or_else(|| "no telemetry".into());
+        let _ = writeln!(
+            o,
+            "\nstep {}  ({span}, GPU scope {})",
+            d.index,
+            or_dash(&d.gpu_scope)
+        );
+        if let Some(c) = &d.client {
+            let errors: u64 = c.errors.values().sum();
+            let _ = writeln!(
+                o,
+                "  client: {} requests, {} ok, {} errors, {:.2} req/s, {:.1} output tokens/s{}",
+                c.requests,
+                c.successes,
+                errors,
+                c.requests_per_s,
+                c.output_tokens_per_s,
+                c.concurrency
+                    .map(|n| format!(", {n} streams"))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(
+                o,
+                "  {:<10} {:>10} {:>10} {:>10} {:>10}",
+                "ms", "avg", "p50", "p90", "p99"
+            );
+            for (name, s) in [
+                ("TTFT", &c.ttft_s),
+                ("ITL", &c.itl_s),
+                ("latency", &c.latency_s),
+            ] {
+                let [a, b, c2, e] = ms(s);
+                let _ = writeln!(o, "  {name:<10} {a:>10} {b:>10} {c2:>10} {e:>10}");
+            }
+        }
+        if let Some(e) = &d.efficiency {
+            let _ = writeln!(
+                o,
+                "  energy: {} GPU(s), {:.1} J ({}{}), {:.1} W{}{}",
+                e.gpu_count,
+                e.total_gpu_energy_j,
+                e.energy_source,
+                e.energy_uncertainty_j
+                    .map(|u| format!(", ±{u:.1} J"))
+                    .unwrap_or_default(),
+                e.total_gpu_power_w,
+                e.output_tokens_per_joule
+                    .map(|v| format!(", {v:.3} tokens/J"))
+                    .unwrap_or_default(),
+                e.energy_per_output_token_j
+                    .map(|v| format!(", {v:.4} J/token"))
+                    .unwrap_or_default(),
+            );
+        }
+        if !d.gpus.is_empty() {
+            let _ = writeln!(
+                o,
+                "  {:<4} {:<14} {:<24} {:<32} {:>8} {:>10} {:>7} {:>6} {:>9} {:>7}",
+                "GPU",
+                "UUID",
+                "MODEL",
+                "POD",
+                "POWER W",
+                "ENERGY J",
+                "UTIL %",
+                "SM %",
+                "TENSOR %",
+                "TEMP C"
+            );
+            for (i, g) in d.gpus.iter().enumerate() {
+                let uuid = g.identity.uuid.as_deref().unwrap_or("-");
+                let pods: Vec<String> = g
+                    .pods
+                    .iter()
+                    .map(|p| format!("{}/{}", p.namespace, p.pod))
+                    .collect();
+                let _ = writeln!(
+                    o,
+                    "  {:<4} {:<14} {:<24} {:<32} {:>8} {:>10} {:>7} {:>6} {:>9} {:>7}",
+                    g.identity.index.as_deref().unwrap_or("?"),
+                    uuid.chars().take(12).collect::<String>() + "..",
+                    g.identity.model.as_deref().unwrap_or("-"),
+                    or_dash(&pods.join(",")),
+                    g.energy
+                        .as_ref()
+                        .map_or("-".into(), |e| format!("{:.1}", e.avg_power_w)),
+                    g.energy
+                        .as_ref()
+                        .map_or("-".into(), |e| format!("{:.1}", e.joules)),
+                    stat(d, i, "gpu_utilization", |s| s.mean),
+                    stat(d, i, "sm_active", |s| s.mean),
+                    stat(d, i, "tensor_active", |s| s.mean),
+                    stat(d, i, "gpu_temperature", |s| s.max),
+                );
+                for w in &g.warnings {
+                    let _ = writeln!(o, "       warning: {w}");
+                }
+            }
+        }
+        render_server(&mut o, d);
+    }
+    if !doc.endpoints.is_empty() {
+        let _ = writeln!(o, "\nendpoints:");
+        for e in &doc.endpoints {
+            let _ = writeln!(
+                o,
+                "  {:<6} {:<44} {:<11} {} scrapes, {} failed{}",
+                e.kind,
+                e.url,
+                if e.reachable {
+                    "reachable"
+                } else {
+                    "UNREACHABLE"
+                },
+                e.scrapes,
+                e.failures,
+                e.longest_gap_s
+                    .map(|g| format!(
+                        ", longest gap {g:.1} s ({})",
+                        e.last_error.as_deref().unwrap_or("")
+                    ))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    for n in &doc.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    o
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// Server families summed over series, one line each.
+fn render_server(o: &mut String, d: &StepDetail) {
+    if d.server.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "  server metrics ({} families):", d.server.len());
+    for f in &d.server {
+        let mut line = String::new();
+        match f.kind {
+            Kind::Counter => {
+                let total: f64 = f.series.iter().filter_map(|s| s.total).sum();
+                let rate: f64 = f.series.iter().filter_map(|s| s.rate).sum();
+                let _ = write!(line, "+{total:.6} ({rate:.6}/s)");
+            }
+            Kind::Histogram => {
+                let h: Vec<_> = f
+                    .series
+                    .iter()
+                    .filter_map(|s| s.histogram.as_ref())
+                    .collect();
+                let count: f64 = h.iter().map(|h| h.count).sum();
+                let p = |f: fn(&crate::telemetry::server::HistogramResult) -> Option<f64>| {
+                    h.iter()
+                        .find_map(|h| f(h))
+                        .map_or("-".into(), |v| format!("{v:.6}"))
+                };
+                let _ = write!(
+                    line,
+                    "count +{count}, p50 {}, p99 {}",
+                    p(|h| h.p50),
+                    p(|h| h.p99)
+                );
+            }
+            _ => {
+                let stats: Vec<_> = f.series.iter().filter_map(|s| s.stats.as_ref()).collect();
+                if let Some(s) = stats.first() {
+                    let _ = write!(line, "avg {:.6} max {:.6}", s.mean, s.max);
+                    if stats.len() > 1 {
+                        let _ = write!(line, " (first of {} series)", stats.len());
+                    }
+                }
+            }
+        }
+        let line = line.replace(".000000", "");
+        let _ = writeln!(
+            o,
+            "    {:<44} {:<10} {:<10} {line}",
+            f.name,
+            f.kind.as_str(),
+            f.unit
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_parses_and_renders_a_document() {
+        let p =
+            Plugin::try_parse_from(["kubectl-benchrun", "results", "r1", "-n", "demo"]).unwrap();
+        let PluginCommand::Results(o) = p.command;
+        assert_eq!(
+            (o.name.as_str(), o.namespace.as_deref()),
+            ("r1", Some("demo"))
+        );
+        assert!(Plugin::try_parse_from(["kubectl-benchrun", "results"]).is_err());
+
+        let json = include_str!("testdata/summary.json");
+        let doc: ResultsDocument = serde_json::from_str(json).unwrap();
+        let out = render(&doc);
+        for want in [
+            "run demo/qwen-c8: Succeeded (Completed: the load generators finished)",
+            "client: 200 requests, 200 ok, 0 errors, 11.37 req/s",
+            "TTFT",
+            "energy: 1 GPU(s), 6288.3 J (counter, ±342.5 J), 351.3 W, 2.036 tokens/J",
+            "demo/llm-57f7f99945-9kj2n",
+            "vllm:generation_tokens_total",
+            "reachable",
+        ] {
+            assert!(out.contains(want), "{want:?} not in:\n{out}");
+        }
+    }
+}
