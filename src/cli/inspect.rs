@@ -199,11 +199,7 @@ pub fn table(i: &Inspection) -> String {
         i.dcgm_blanks
     );
     for g in &i.gpus {
-        let pods: Vec<String> = g
-            .pods
-            .iter()
-            .map(|p| format!("{}/{}", p.namespace, p.pod))
-            .collect();
+        let pods: Vec<String> = g.pods.iter().map(ToString::to_string).collect();
         let _ = writeln!(
             o,
             "  gpu {:<3} {:<44} {:<24} {:<20} {:>3} fields  pods: {}",

@@ -238,11 +238,7 @@ pub fn render(doc: &ResultsDocument) -> String {
             );
             for (i, g) in d.gpus.iter().enumerate() {
                 let uuid = g.identity.uuid.as_deref().unwrap_or("-");
-                let pods: Vec<String> = g
-                    .pods
-                    .iter()
-                    .map(|p| format!("{}/{}", p.namespace, p.pod))
-                    .collect();
+                let pods: Vec<String> = g.pods.iter().map(ToString::to_string).collect();
                 let _ = writeln!(
                     o,
                     "  {:<4} {:<14} {:<24} {:<32} {:>8} {:>10} {:>7} {:>6} {:>9} {:>7}",

@@ -108,11 +108,7 @@ pub fn gpus(details: &[StepDetail]) -> String {
     for d in details {
         for g in &d.gpus {
             let id = &g.identity;
-            let pods: Vec<String> = g
-                .pods
-                .iter()
-                .map(|p| format!("{}/{}", p.namespace, p.pod))
-                .collect();
+            let pods: Vec<String> = g.pods.iter().map(ToString::to_string).collect();
             for m in &g.metrics {
                 let mut r = vec![
                     d.index.to_string(),

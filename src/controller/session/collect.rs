@@ -66,11 +66,7 @@ pub fn attribute(
     scope: GpuScope,
     inference: &BTreeSet<String>,
 ) -> (Vec<GpuResult>, GpuScope) {
-    let serves = |g: &GpuResult| {
-        g.pods
-            .iter()
-            .any(|p| inference.contains(&format!("{}/{}", p.namespace, p.pod)))
-    };
+    let serves = |g: &GpuResult| g.pods.iter().any(|p| inference.contains(&p.to_string()));
     match scope {
         GpuScope::TargetPods => (gpus.into_iter().filter(serves).collect(), scope),
         // Discovery already kept only the exporters on the inference pods' nodes.

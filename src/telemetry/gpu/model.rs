@@ -42,6 +42,13 @@ pub struct PodRef {
     pub container: String,
 }
 
+impl std::fmt::Display for PodRef {
+    /// `namespace/pod`, as kubectl names a pod.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.pod)
+    }
+}
+
 /// One field's aggregate on one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
