@@ -215,7 +215,11 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
     assert_eq!(client_step["outputTokens"].as_u64(), Some(tokens));
     let true_rate = tokens as f64 / ((c_to - c_from) as f64 / 1e3);
     let rate = client_step["outputTokensPerS"].as_f64().unwrap();
-    eprintln!("fidelity: {rate:.1} output tokens/s vs the server's {true_rate:.1}");
+    eprintln!(
+        "fidelity: {rate:.1} output tokens/s vs the server's {true_rate:.1}; the server's own TTFT p50 {} ms, ITL p50 {} ms",
+        server["ttftS"]["p50"].as_f64().unwrap_or(0.0) * 1e3,
+        server["itlS"]["p50"].as_f64().unwrap_or(0.0) * 1e3
+    );
     assert!(
         (rate - true_rate).abs() / true_rate < 0.01,
         "{rate} vs {true_rate} tokens/s"

@@ -7,20 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::model::Scheduler;
 use super::state::{Gauges, State};
-
-/// Tokio's timers fire on the first millisecond tick at or after their
-/// deadline, so a sleep ends on average half a millisecond late. Aiming this
-/// much early centres the error on the deadline instead; the ground truth
-/// records when each token really left.
-pub const TIMER_AIM: Duration = Duration::from_micros(500);
-
-fn wake_at(deadline: Instant) -> Instant {
-    deadline.checked_sub(TIMER_AIM).unwrap_or(deadline)
-}
+use super::timer::Timer;
 
 /// What the engine tells one request.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,6 +40,7 @@ pub async fn run(
     mut sched: Scheduler,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     state: Arc<Mutex<State>>,
+    timer: Timer,
 ) {
     let mut subscribers: HashMap<u64, mpsc::UnboundedSender<Event>> = HashMap::new();
     let mut next: Option<Instant> = None;
@@ -95,7 +87,7 @@ pub async fn run(
             _ => now,
         };
         let deadline = start + duration;
-        sleep_until(wake_at(deadline)).await;
+        timer.sleep_until(deadline).await;
         next = Some(deadline);
         for e in sched.complete() {
             let gone = match subscribers.get(&e.id) {
@@ -138,6 +130,7 @@ pub enum Source {
     },
     /// Token `k` (1-based) at `start + ttft + (k − 1) × itl`.
     Fixed {
+        timer: Timer,
         start: Instant,
         ttft: Duration,
         itl: Duration,
@@ -158,6 +151,7 @@ impl Source {
                 e
             }
             Source::Fixed {
+                timer,
                 start,
                 ttft,
                 itl,
@@ -169,7 +163,7 @@ impl Source {
                 }
                 *sent += 1;
                 let at = *start + *ttft + *itl * (*sent - 1) as u32;
-                sleep_until(wake_at(at)).await;
+                timer.sleep_until(at).await;
                 Some(Event::Token {
                     index: *sent,
                     finished: *sent == *max_tokens,

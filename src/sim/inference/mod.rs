@@ -18,6 +18,7 @@ mod engine;
 pub mod model;
 mod request;
 mod state;
+mod timer;
 
 use crate::clock::unix_ms;
 use std::net::IpAddr;
@@ -42,6 +43,7 @@ use self::engine::{Event, Msg, Source};
 use self::model::{LatencyModel, Scheduler};
 use self::request::{Api, Parsed};
 use self::state::{Outcome, Record, State};
+use self::timer::Timer;
 use crate::cli::{go_duration, probability};
 
 #[derive(Args, Debug, Clone)]
@@ -123,6 +125,7 @@ struct Sim {
     next_id: AtomicU64,
     in_flight: AtomicU64,
     created: u64,
+    timer: Timer,
 }
 
 /// Serves until the process is stopped.
@@ -141,12 +144,14 @@ pub async fn run(opts: InferenceOpts) -> Result<(), String> {
 pub fn router(opts: InferenceOpts) -> Router {
     let state = Arc::new(Mutex::new(State::new(&opts.model, opts.truth_records)));
     let latency = opts.latency_model();
+    let timer = Timer::start();
     let engine = if opts.ttft.is_none() {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(engine::run(
             Scheduler::new(latency.clone()),
             rx,
             state.clone(),
+            timer.clone(),
         ));
         Some(tx)
     } else {
@@ -160,6 +165,7 @@ pub fn router(opts: InferenceOpts) -> Router {
         next_id: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
         created: unix_ms() / 1000,
+        timer,
         opts,
     });
     Router::new()
@@ -281,6 +287,7 @@ impl Sim {
                 })
             }
             (None, Some(ttft), Some(itl)) => Some(Source::Fixed {
+                timer: self.timer.clone(),
                 start,
                 ttft,
                 itl,
