@@ -128,6 +128,9 @@ pub struct Summary {
     /// Output tokens per second, all users together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_token_throughput: Option<f64>,
+    /// Requests per second that met every per-request objective of `spec.slo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_p50_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

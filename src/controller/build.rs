@@ -111,6 +111,7 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
         }),
         extra_body: load.extra_inputs.clone().unwrap_or_default(),
         seed: load.random_seed.unsigned_abs(),
+        goodput: goodput(&spec.slo),
     }
 }
 
@@ -313,6 +314,23 @@ pub fn job(
 }
 
 /// The results ConfigMap with the given files.
+/// Per-request goodput bounds from the run's SLOs: a latency objective's
+/// `max` bounds each request (the tightest of p50 and p99 when both are set).
+pub fn goodput(slos: &[api::Slo]) -> Option<lp::Goodput> {
+    let mut g = lp::Goodput::default();
+    let tighten = |slot: &mut Option<f64>, v: f64| *slot = Some(slot.map_or(v, |s| s.min(v)));
+    for slo in slos {
+        let Some(max) = slo.max else { continue };
+        match slo.metric {
+            api::SloMetric::TtftP50Ms | api::SloMetric::TtftP99Ms => tighten(&mut g.ttft_ms, max),
+            api::SloMetric::ItlP50Ms | api::SloMetric::ItlP99Ms => tighten(&mut g.itl_ms, max),
+            api::SloMetric::LatencyP99Ms => tighten(&mut g.latency_ms, max),
+            _ => {}
+        }
+    }
+    (g != lp::Goodput::default()).then_some(g)
+}
+
 /// The results ConfigMaps: `<run>-results`, then `<run>-results-1`, ... when
 /// the results had to be split (see [`crate::results::pack`]).
 pub fn results_config_maps(run: &BenchmarkRun, parts: Vec<ConfigMapData>) -> Vec<ConfigMap> {

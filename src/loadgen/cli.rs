@@ -95,13 +95,17 @@ pub fn main(opts: LoadgenOpts) -> ExitCode {
             }
         }
     } else {
-        rt.block_on(async {
-            WorkerResult {
+        match rt.block_on(engine::run(&plan, index, api_key.as_deref())) {
+            Ok(steps) => WorkerResult {
                 schema_version: RESULT_SCHEMA_VERSION,
                 worker: index,
-                steps: engine::run(&plan, index, api_key.as_deref()).await,
+                steps,
+            },
+            Err(e) => {
+                eprintln!("benchrun loadgen: {e}");
+                return ExitCode::from(2);
             }
-        })
+        }
     };
     let json = serde_json::to_string(&result).unwrap_or_default();
     if !opts.worker {
@@ -171,6 +175,7 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
         conversations: None,
         extra_body: Default::default(),
         seed: 0,
+        goodput: None,
     };
     Ok((plan, 0))
 }

@@ -46,6 +46,8 @@ pub struct Outgoing<'a> {
     pub prompt_words: u64,
     /// Bound on the whole request, first byte to last.
     pub timeout: Duration,
+    /// Keep the generated text (a conversation's next turn carries it).
+    pub keep_text: bool,
 }
 
 /// Sends the request and reads the whole response; never panics on bad servers.
@@ -60,6 +62,7 @@ pub async fn send(client: &HttpClient, out: Outgoing<'_>) -> Record {
         input_tokens: out.prompt_words,
         output_tokens: 0,
         source: TokenSource::Counted,
+        text: None,
     };
     let outcome = tokio::time::timeout(out.timeout, exchange(client, &out, start, &mut rec)).await;
     rec.latency = start.elapsed().as_secs_f64();
@@ -116,6 +119,7 @@ async fn exchange(
         ));
     }
     let mut sse = SseReader::default();
+    sse.text = out.keep_text.then(String::new);
     let mut whole = Vec::new();
     let mut tally = Tally::default();
     while let Some(frame) = body.frame().await {
@@ -147,9 +151,12 @@ async fn exchange(
             )
         })?;
         let at = start.elapsed().as_secs_f64();
-        chunk_events(&v, &mut |event| tally.apply(event, at, rec));
+        chunk_events(&v, sse.text.as_mut(), &mut |event| {
+            tally.apply(event, at, rec)
+        });
         tally.check()?;
     }
+    rec.text = sse.text.take();
     let Tally { counted, usage, .. } = tally;
     match usage {
         Some((prompt, completion)) if completion > 0 => {

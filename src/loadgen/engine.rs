@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::client::{HttpClient, Outgoing, http_client, send};
-use super::plan::{Arrival, LoadPlan, Step, StopCondition};
-use super::request::{ErrorKind, Prompts, Record, body, path};
+use super::plan::{Arrival, Goodput, LoadPlan, Step, StopCondition};
+use super::request::{ErrorKind, Record, path};
+use super::workload::{Request, Workload};
 use crate::stats::{Stats, Summary};
 
 /// Bound on one request; a server that never ends a stream is cut here.
@@ -39,12 +39,21 @@ pub struct StepResult {
     pub output_tokens_per_s: f64,
     pub total_tokens_per_s: f64,
     pub ttft_s: Summary,
+    /// Time to the second token, from the send.
+    #[serde(default)]
+    pub time_to_second_token_s: Summary,
     pub itl_s: Summary,
     pub inter_token_gap_s: Summary,
     pub latency_s: Summary,
     pub output_tokens_per_s_per_user: Summary,
     /// Open loop: how late each send left against its schedule.
     pub send_lateness_s: Option<Summary>,
+    /// Successful requests that met every per-request objective, and per second
+    /// (when the plan has objectives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_requests: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_per_s: Option<f64>,
     /// Whether any request's token counts were counted from the stream
     /// rather than taken from the server's `usage`.
     pub tokens_counted: bool,
@@ -64,6 +73,8 @@ pub struct StepResult {
 #[serde(rename_all = "camelCase")]
 pub struct StepStats {
     pub ttft_s: Stats,
+    #[serde(default)]
+    pub time_to_second_token_s: Stats,
     pub itl_s: Stats,
     pub inter_token_gap_s: Stats,
     pub latency_s: Stats,
@@ -79,6 +90,7 @@ impl StepStats {
 
     fn merge(&mut self, o: &StepStats) {
         self.ttft_s.merge(&o.ttft_s);
+        self.time_to_second_token_s.merge(&o.time_to_second_token_s);
         self.itl_s.merge(&o.itl_s);
         self.inter_token_gap_s.merge(&o.inter_token_gap_s);
         self.latency_s.merge(&o.latency_s);
@@ -132,6 +144,10 @@ impl StepResult {
                 0.0
             }
         };
+        let goodput_requests = parts
+            .iter()
+            .filter_map(|p| p.goodput_requests)
+            .reduce(|a, b| a + b);
         Some(StepResult {
             concurrency: parts
                 .iter()
@@ -149,11 +165,14 @@ impl StepResult {
             output_tokens_per_s: per_s(output_tokens as f64),
             total_tokens_per_s: per_s((input_tokens + output_tokens) as f64),
             ttft_s: stats.ttft_s.summary(),
+            time_to_second_token_s: stats.time_to_second_token_s.summary(),
             itl_s: stats.itl_s.summary(),
             inter_token_gap_s: stats.inter_token_gap_s.summary(),
             latency_s: stats.latency_s.summary(),
             output_tokens_per_s_per_user: stats.output_tokens_per_s_per_user.summary(),
             send_lateness_s: stats.send_lateness_s.as_ref().map(Stats::summary),
+            goodput_requests,
+            goodput_per_s: goodput_requests.map(|n| per_s(n as f64)),
             tokens_counted: parts.iter().any(|p| p.tokens_counted),
             started_unix_ms: started,
             ended_unix_ms: ended.max(first.ended_unix_ms),
@@ -207,8 +226,13 @@ pub fn share(total: u64, workers: u32, index: u32) -> u64 {
     total / w + u64::from(u64::from(index) < total % w)
 }
 
-/// Runs every step of `plan` as worker `index`, in order.
-pub async fn run(plan: &LoadPlan, index: u32, api_key: Option<&str>) -> Vec<StepResult> {
+/// Runs every step of `plan` as worker `index`, in order. Fails only when the
+/// workload cannot be read (a dataset that is missing or malformed).
+pub async fn run(
+    plan: &LoadPlan,
+    index: u32,
+    api_key: Option<&str>,
+) -> Result<Vec<StepResult>, String> {
     run_with(plan, index, api_key, Arc::new(Progress::default())).await
 }
 
@@ -218,7 +242,8 @@ pub async fn run_with(
     index: u32,
     api_key: Option<&str>,
     progress: Arc<Progress>,
-) -> Vec<StepResult> {
+) -> Result<Vec<StepResult>, String> {
+    let workload = Workload::load(plan, index)?;
     let mut headers: Vec<(String, String)> = plan.headers.clone().into_iter().collect();
     if let Some(key) = api_key {
         headers.push(("authorization".into(), format!("Bearer {key}")));
@@ -233,7 +258,8 @@ pub async fn run_with(
         client: http_client(max_streams),
         plan: plan.clone(),
         headers,
-        prompts: Mutex::new(Prompts::new(plan.seed, index)),
+        workload,
+        index,
         urls: plan
             .urls
             .iter()
@@ -247,28 +273,27 @@ pub async fn run_with(
         results.push(run_step(&ctx, step, index).await);
     }
     ctx.progress.set(WorkerPhase::Done);
-    results
+    Ok(results)
 }
 
 struct Ctx {
     client: HttpClient,
     plan: LoadPlan,
     headers: Vec<(String, String)>,
-    prompts: Mutex<Prompts>,
+    workload: Workload,
+    index: u32,
     urls: Vec<String>,
     progress: Arc<Progress>,
 }
 
 impl Ctx {
+    /// Request number `n` of this worker, alone.
     async fn one(&self, n: u64) -> Record {
-        let (bytes, words) = {
-            let mut prompts = self.prompts.lock().await;
-            let p = prompts.next(&self.plan.input);
-            (
-                Bytes::from(serde_json::to_vec(&body(&self.plan, &p)).unwrap_or_default()),
-                p.words,
-            )
-        };
+        let req = self.workload.request(&self.plan, self.index, n);
+        self.send(n, req, false).await
+    }
+
+    async fn send(&self, n: u64, req: Request, keep_text: bool) -> Record {
         let url = &self.urls[(n as usize) % self.urls.len().max(1)];
         let p = &self.progress;
         p.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -277,10 +302,11 @@ impl Ctx {
             Outgoing {
                 url,
                 headers: &self.headers,
-                body: bytes,
+                body: req.body,
                 streaming: self.plan.streaming,
-                prompt_words: words,
+                prompt_words: req.words,
                 timeout: REQUEST_TIMEOUT,
+                keep_text,
             },
         )
         .await;
@@ -322,9 +348,21 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
             let (r, l) = open_loop(ctx, rate, streams, limit, index).await;
             (r, Some(l))
         }
-        None => (closed_loop(ctx, streams.unwrap_or(1), limit).await, None),
+        None => match &ctx.plan.conversations {
+            Some(c) => (
+                conversations(ctx, streams.unwrap_or(1), limit, c.turns).await,
+                None,
+            ),
+            None => (closed_loop(ctx, streams.unwrap_or(1), limit).await, None),
+        },
     };
-    let mut r = summarize(step, &records, started.elapsed().as_secs_f64(), lateness);
+    let mut r = summarize(
+        step,
+        &records,
+        started.elapsed().as_secs_f64(),
+        lateness,
+        ctx.plan.goodput.as_ref(),
+    );
     (r.started_unix_ms, r.ended_unix_ms) = (started_unix_ms, unix_ms());
     r
 }
@@ -357,6 +395,45 @@ async fn closed_loop(ctx: &Arc<Ctx>, streams: u64, limit: Limit) -> Vec<Record> 
                         return mine;
                     }
                     mine.push(ctx.one(t).await);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all
+}
+
+/// A closed loop of conversations: each stream runs one conversation's turns
+/// in order, every turn carrying the earlier turns and their answers; a turn
+/// that fails ends its conversation. `limit` counts turns.
+async fn conversations(ctx: &Arc<Ctx>, streams: u64, limit: Limit, turns: u32) -> Vec<Record> {
+    let tickets = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..streams)
+        .map(|_| {
+            let (ctx, tickets) = (ctx.clone(), tickets.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let mut history: Vec<String> = Vec::new();
+                    for _ in 0..turns.max(1) {
+                        let t = tickets.fetch_add(1, Ordering::Relaxed);
+                        if !limit.allows(t) {
+                            return mine;
+                        }
+                        let req = ctx.workload.turn(&ctx.plan, &history);
+                        let user = req.user_text.clone();
+                        let mut r = ctx.send(t, req, true).await;
+                        let ok = r.ok;
+                        history.push(user);
+                        history.push(r.text.take().unwrap_or_default());
+                        mine.push(r);
+                        if !ok {
+                            break;
+                        }
+                    }
                 }
             })
         })
@@ -428,6 +505,7 @@ fn summarize(
     records: &[Record],
     duration_s: f64,
     lateness: Option<Vec<f64>>,
+    goodput: Option<&Goodput>,
 ) -> StepResult {
     let ok: Vec<&Record> = records.iter().filter(|r| r.ok).collect();
     let mut errors = BTreeMap::new();
@@ -442,6 +520,9 @@ fn summarize(
     for r in &ok {
         if let Some(t) = r.ttft {
             stats.ttft_s.add(t);
+        }
+        if let Some(t) = r.ttst() {
+            stats.time_to_second_token_s.add(t);
         }
         if let Some(itl) = r.itl() {
             stats.itl_s.add(itl);
@@ -476,7 +557,14 @@ fn summarize(
         inter_token_gap_s: Summary::default(),
         latency_s: Summary::default(),
         output_tokens_per_s_per_user: Summary::default(),
+        time_to_second_token_s: Summary::default(),
+        goodput_per_s: None,
         send_lateness_s: None,
+        goodput_requests: goodput.map(|g| {
+            ok.iter()
+                .filter(|r| g.met(r.ttft, r.itl(), r.latency))
+                .count() as u64
+        }),
         tokens_counted: ok
             .iter()
             .any(|r| r.source == super::request::TokenSource::Counted),
@@ -497,6 +585,7 @@ fn summarize(
     r.requests_per_s = per_s(r.successes as f64);
     r.output_tokens_per_s = per_s(r.output_tokens as f64);
     r.total_tokens_per_s = per_s((r.input_tokens + r.output_tokens) as f64);
+    r.goodput_per_s = r.goodput_requests.map(|n| per_s(n as f64));
     r
 }
 

@@ -7,3 +7,4 @@ pub mod plan;
 pub mod request;
 pub mod sse;
 pub mod worker;
+pub mod workload;

@@ -45,6 +45,35 @@ pub struct LoadPlan {
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra_body: serde_json::Map<String, serde_json::Value>,
     pub seed: u64,
+    /// Per-request objectives for goodput (from the run's SLOs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
+}
+
+/// A request counts towards goodput when it succeeded and meets every bound given.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Goodput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+}
+
+impl Goodput {
+    /// Whether a successful request with these times (seconds) meets every bound.
+    pub fn met(&self, ttft: Option<f64>, itl: Option<f64>, latency: f64) -> bool {
+        let within = |v: Option<f64>, max: Option<f64>| match (v, max) {
+            (_, None) => true,
+            (Some(v), Some(m)) => v * 1e3 <= m,
+            (None, Some(_)) => false,
+        };
+        within(ttft, self.ttft_ms)
+            && within(itl.or(Some(0.0)), self.itl_ms)
+            && within(Some(latency), self.latency_ms)
+    }
 }
 
 /// Which OpenAI API to call.
@@ -133,6 +162,20 @@ pub enum PlanError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn goodput_bounds_each_request() {
+        let g = Goodput {
+            ttft_ms: Some(100.0),
+            itl_ms: Some(10.0),
+            latency_ms: None,
+        };
+        assert!(g.met(Some(0.1), Some(0.01), 9.0));
+        assert!(!g.met(Some(0.1001), Some(0.01), 0.2));
+        assert!(!g.met(Some(0.05), Some(0.02), 0.2));
+        assert!(g.met(Some(0.05), None, 0.2), "one token: no ITL to miss");
+        assert!(!g.met(None, None, 0.2), "no first token: no TTFT to meet");
+    }
 
     #[test]
     fn unknown_versions_are_refused() {

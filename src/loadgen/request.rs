@@ -40,6 +40,8 @@ pub struct Record {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub source: TokenSource,
+    /// The generated text, when it was asked for (conversations).
+    pub text: Option<String>,
 }
 
 impl Record {
@@ -50,6 +52,11 @@ impl Record {
             .into_iter()
             .chain(self.token_times.iter().copied());
         times.clone().zip(times.skip(1)).map(|(a, b)| b - a)
+    }
+
+    /// Time to the second token (the first chunk after the first), from the send.
+    pub fn ttst(&self) -> Option<f64> {
+        self.token_times.first().copied()
     }
 
     /// Per-request inter-token latency: (latency − TTFT) / (output tokens − 1).

@@ -26,6 +26,8 @@ pub enum Event {
 #[derive(Default)]
 pub struct SseReader {
     buf: Vec<u8>,
+    /// When set, the generated text is appended here (multi-turn history).
+    pub text: Option<String>,
 }
 
 impl SseReader {
@@ -40,7 +42,7 @@ impl SseReader {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if let Some(data) = line.strip_prefix(b"data:") {
                 let data = data.strip_prefix(b" ").unwrap_or(data);
-                parse_data(data, &mut on);
+                parse_data(data, self.text.as_mut(), &mut on);
             }
         }
         self.buf.drain(..start);
@@ -52,26 +54,29 @@ impl SseReader {
     }
 }
 
-fn parse_data(data: &[u8], on: &mut impl FnMut(Event)) {
+fn parse_data(data: &[u8], text: Option<&mut String>, on: &mut impl FnMut(Event)) {
     if data == b"[DONE]" {
         return on(Event::Done);
     }
     match serde_json::from_slice::<Value>(data) {
-        Ok(v) => chunk_events(&v, on),
+        Ok(v) => chunk_events(&v, text, on),
         Err(e) => on(Event::Malformed(format!("non-JSON event: {e}"))),
     }
 }
 
-/// Events in one parsed chunk (a streamed chunk or a whole non-streamed body).
-pub fn chunk_events(v: &Value, on: &mut impl FnMut(Event)) {
+/// Events in one parsed chunk (a streamed chunk or a whole non-streamed body);
+/// the first choice's text is appended to `text` when given.
+pub fn chunk_events(v: &Value, text: Option<&mut String>, on: &mut impl FnMut(Event)) {
     if let Some(err) = v.get("error") {
         return on(Event::Malformed(format!("error in stream: {err}")));
     }
-    let pieces = v
-        .get("choices")
-        .and_then(Value::as_array)
+    let choices = v.get("choices").and_then(Value::as_array);
+    let pieces = choices
         .map(|choices| choices.iter().filter(|c| !text_of(c).is_empty()).count() as u32)
         .unwrap_or(0);
+    if let (Some(t), Some(first)) = (text, choices.and_then(|c| c.first())) {
+        t.push_str(text_of(first));
+    }
     on(if pieces > 0 {
         Event::Content { pieces }
     } else {

@@ -92,7 +92,7 @@ pub async fn run(
     let result = WorkerResult {
         schema_version: RESULT_SCHEMA_VERSION,
         worker: index,
-        steps: engine::run_with(plan, index, api_key, shared.progress.clone()).await,
+        steps: engine::run_with(plan, index, api_key, shared.progress.clone()).await?,
     };
     let json = serde_json::to_string(&result).map_err(|e| e.to_string())?;
     println!("{json}");

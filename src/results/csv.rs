@@ -64,6 +64,7 @@ pub fn client(details: &[StepDetail]) -> String {
         let step = d.index.to_string();
         let dists = [
             ("time_to_first_token", "ms", &c.ttft_s, 1e3),
+            ("time_to_second_token", "ms", &c.time_to_second_token_s, 1e3),
             ("inter_token_latency", "ms", &c.itl_s, 1e3),
             ("inter_token_gap", "ms", &c.inter_token_gap_s, 1e3),
             ("request_latency", "ms", &c.latency_s, 1e3),
@@ -92,6 +93,8 @@ pub fn client(details: &[StepDetail]) -> String {
             ("output_token_throughput", "tokens/s", c.output_tokens_per_s),
             ("total_token_throughput", "tokens/s", c.total_tokens_per_s),
         ];
+        let goodput = c.goodput_per_s.map(|g| ("goodput", "requests/s", g));
+        let totals = totals.into_iter().chain(goodput);
         for (name, unit, v) in totals {
             let mut r = vec![step.clone(), name.into(), unit.into()];
             r.extend(stats_cells(None, 1.0));

@@ -114,6 +114,7 @@ impl StepDetail {
             let errors: u64 = c.errors.values().sum();
             s.request_throughput = Some(round3(c.requests_per_s));
             s.output_token_throughput = Some(round3(c.output_tokens_per_s));
+            s.goodput = c.goodput_per_s.map(round3);
             if c.ttft_s.count > 0 {
                 s.ttft_p50_ms = Some(ms(c.ttft_s.p50));
                 s.ttft_p99_ms = Some(ms(c.ttft_s.p99));

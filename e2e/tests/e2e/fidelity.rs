@@ -99,6 +99,7 @@ fn plan(url: String, duration_ms: u64) -> LoadPlan {
         conversations: None,
         extra_body: Default::default(),
         seed: 3,
+        goodput: None,
     }
 }
 

@@ -135,6 +135,7 @@ async fn the_dcgm_simulator_follows_the_gpu_pod_on_its_node() {
         conversations: None,
         extra_body: Default::default(),
         seed: 1,
+        goodput: None,
     };
     let load = tokio::spawn(async move { benchrun::loadgen::engine::run(&plan, 0, None).await });
     let mut busiest = (0.0f64, 0.0f64);
@@ -146,7 +147,7 @@ async fn the_dcgm_simulator_follows_the_gpu_pod_on_its_node() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let r = load.await.unwrap();
+    let r = load.await.unwrap().unwrap();
     assert!(r[0].successes > 50, "{:?}", r[0].error_samples);
     assert!(
         busiest.0 > 2.0 * idle_power,

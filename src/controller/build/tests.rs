@@ -244,3 +244,20 @@ fn results_config_maps_are_owned_and_named_after_the_run() {
     assert!(parts[0].data.as_ref().unwrap().contains_key("index.json"));
     assert!(parts.iter().all(|c| c.metadata.owner_references.is_some()));
 }
+
+#[test]
+fn goodput_bounds_come_from_latency_objectives() {
+    let slo: Vec<api::Slo> = serde_json::from_value(serde_json::json!([
+        {"metric": "ttftP99Ms", "max": 500.0},
+        {"metric": "ttftP50Ms", "max": 200.0},
+        {"metric": "itlP99Ms", "max": 40.0},
+        {"metric": "requestThroughput", "min": 5.0},
+    ]))
+    .unwrap();
+    let g = goodput(&slo).unwrap();
+    assert_eq!(
+        (g.ttft_ms, g.itl_ms, g.latency_ms),
+        (Some(200.0), Some(40.0), None)
+    );
+    assert_eq!(goodput(&[]), None);
+}

@@ -44,7 +44,7 @@ fn plan_for(url: String, requests: u64) -> LoadPlan {
 #[tokio::test]
 async fn a_closed_loop_runs_exactly_its_requests_with_usage_tokens() {
     let p = plan_for(server("ok").await, 6);
-    let r = &run(&p, 0, None).await[0];
+    let r = &run(&p, 0, None).await.unwrap()[0];
     assert_eq!((r.requests, r.successes), (6, 6), "warmup excluded");
     assert_eq!((r.input_tokens, r.output_tokens), (66, 18));
     assert!(!r.tokens_counted);
@@ -55,7 +55,9 @@ async fn a_closed_loop_runs_exactly_its_requests_with_usage_tokens() {
 
 #[tokio::test]
 async fn bad_servers_are_counted_by_kind_never_fatal() {
-    let r = &run(&plan_for(server("503").await, 3), 0, None).await[0];
+    let r = &run(&plan_for(server("503").await, 3), 0, None)
+        .await
+        .unwrap()[0];
     assert_eq!((r.successes, r.errors[&ErrorKind::HttpStatus]), (0, 3));
     assert!(
         r.error_samples[0].contains("HTTP 503: overloaded"),
@@ -63,13 +65,15 @@ async fn bad_servers_are_counted_by_kind_never_fatal() {
         r.error_samples
     );
 
-    let r = &run(&plan_for(server("truncated").await, 2), 0, None).await[0];
+    let r = &run(&plan_for(server("truncated").await, 2), 0, None)
+        .await
+        .unwrap()[0];
     assert_eq!(r.errors[&ErrorKind::MalformedStream], 2);
 
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let r = &run(&plan_for(url, 2), 0, None).await[0];
+    let r = &run(&plan_for(url, 2), 0, None).await.unwrap()[0];
     assert_eq!(r.errors[&ErrorKind::Connect], 2);
 }
 
@@ -82,7 +86,7 @@ async fn an_open_loop_sends_at_the_rate_for_its_duration() {
         rate: Some(50.0),
     }];
     p.stop = StopCondition::DurationMs(400);
-    let r = &run(&p, 0, None).await[0];
+    let r = &run(&p, 0, None).await.unwrap()[0];
     // 50/s for 0.4 s: sends due at 0, 20, ..., 380 ms.
     assert_eq!(r.requests, 20, "{r:?}");
     assert_eq!(r.send_lateness_s.as_ref().unwrap().count, 20);
@@ -111,6 +115,7 @@ fn record(i: u32) -> Record {
         input_tokens: 10,
         output_tokens: 4,
         source: crate::loadgen::request::TokenSource::Usage,
+        text: None,
     }
 }
 
@@ -121,9 +126,9 @@ fn merging_workers_equals_one_worker_that_saw_everything() {
         rate: None,
     };
     let all: Vec<Record> = (0..200).map(record).collect();
-    let whole = summarize(&step, &all, 2.0, None);
-    let mut a = summarize(&step, &all[..70], 2.0, None);
-    let mut b = summarize(&step, &all[70..], 2.0, None);
+    let whole = summarize(&step, &all, 2.0, None, None);
+    let mut a = summarize(&step, &all[..70], 2.0, None, None);
+    let mut b = summarize(&step, &all[70..], 2.0, None, None);
     (a.started_unix_ms, a.ended_unix_ms) = (1_000, 3_000);
     (b.started_unix_ms, b.ended_unix_ms) = (1_000, 2_900);
     let merged = StepResult::merge(&[a, b]).unwrap();

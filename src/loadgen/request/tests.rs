@@ -30,6 +30,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
             ("max_tokens".to_string(), json!(3)),
         ]),
         seed: 7,
+        goodput: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn itl_and_gaps_come_from_the_token_times() {
         input_tokens: 5,
         output_tokens: 3,
         source: TokenSource::Usage,
+        text: None,
     };
     let gaps: Vec<f64> = r.inter_token_gaps().collect();
     assert_eq!(gaps.len(), 2);

@@ -169,7 +169,7 @@ async fn gpus_follow_the_server_and_the_counter_matches_the_truth() {
         scrape(&mut telemetry).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r = load.await.unwrap();
+    let r = load.await.unwrap().unwrap();
     assert!(r[0].successes > 20, "{:?}", r[0].error_samples);
     // One more update after the load, then the closing scrape.
     let published = node.lock().unwrap().gpus[0].snapshot.energy_mj;

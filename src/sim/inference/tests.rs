@@ -57,7 +57,7 @@ fn metric(page: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_tokens_metrics_and_truth_agree() {
     let url = start(opts(&["--ttft", "20ms", "--itl", "2ms"])).await;
-    let r = &load(&load_plan(&url, 4, 24, 16), 0, None).await[0];
+    let r = &load(&load_plan(&url, 4, 24, 16), 0, None).await.unwrap()[0];
     assert_eq!((r.requests, r.successes), (24, 24), "{:?}", r.error_samples);
     assert!(!r.tokens_counted, "usage is sent");
 
@@ -110,8 +110,8 @@ async fn latency_grows_with_load_over_http() {
         "64",
     ]))
     .await;
-    let light = &load(&load_plan(&url, 1, 4, 8), 0, None).await[0];
-    let heavy = &load(&load_plan(&url, 32, 64, 8), 0, None).await[0];
+    let light = &load(&load_plan(&url, 1, 4, 8), 0, None).await.unwrap()[0];
+    let heavy = &load(&load_plan(&url, 32, 64, 8), 0, None).await.unwrap()[0];
     assert_eq!(heavy.successes, 64);
     assert!(
         heavy.itl_s.p50 > light.itl_s.p50 * 1.5,
@@ -143,7 +143,7 @@ async fn injected_failures_are_counted_on_both_sides() {
         "3",
     ]))
     .await;
-    let r = &load(&load_plan(&url, 4, 40, 6), 0, None).await[0];
+    let r = &load(&load_plan(&url, 4, 40, 6), 0, None).await.unwrap()[0];
     let truth: serde_json::Value =
         serde_json::from_str(&get(&format!("{url}/sim/truth?records=0")).await).unwrap();
     assert!(truth.get("records").is_none());
@@ -230,5 +230,76 @@ async fn refusals_models_and_non_streaming() {
     assert_eq!(
         (truth["refused"].as_u64(), truth["succeeded"].as_u64()),
         (Some(2), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_carry_history_and_datasets_send_their_entries() {
+    let url = start(opts(&["--ttft", "2ms", "--itl", "1ms"])).await;
+    let mut p = load_plan(&url, 2, 9, 4);
+    p.conversations = Some(crate::loadgen::plan::ConversationPlan { count: 3, turns: 3 });
+    let r = &load(&p, 0, None).await.unwrap()[0];
+    assert_eq!((r.requests, r.successes), (9, 9), "{:?}", r.error_samples);
+    let truth: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}/sim/truth")).await).unwrap();
+    let prompts: Vec<u64> = truth["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["promptTokens"].as_u64().unwrap())
+        .collect();
+    // A third turn carries two user turns and two answers of 4 tokens before it.
+    let (min, max) = (prompts.iter().min().unwrap(), prompts.iter().max().unwrap());
+    assert!(*max >= 3 * *min, "prompts {prompts:?}");
+
+    let dir = std::env::temp_dir().join(format!("benchrun-dataset-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("d.jsonl");
+    std::fs::write(&file, "{\"prompt\":\"one two three\",\"max_tokens\":2}\n{\"messages\":[{\"role\":\"user\",\"content\":\"four five\"}],\"max_tokens\":3}\n").unwrap();
+    let mut p = load_plan(&url, 1, 4, 8);
+    p.input = InputPlan::Dataset {
+        path: file.display().to_string(),
+    };
+    let r = &load(&p, 0, None).await.unwrap()[0];
+    assert_eq!(r.successes, 4);
+    assert_eq!(
+        (r.input_tokens, r.output_tokens),
+        (3 + 2 + 3 + 2, 2 + 3 + 2 + 3)
+    );
+    p.input = InputPlan::Dataset {
+        path: dir.join("missing.jsonl").display().to_string(),
+    };
+    let e = load(&p, 0, None).await.unwrap_err();
+    assert!(e.contains("missing.jsonl"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goodput_counts_requests_within_the_objectives_and_the_second_token_is_timed() {
+    use crate::loadgen::plan::Goodput;
+    let url = start(opts(&["--ttft", "20ms", "--itl", "5ms"])).await;
+    let mut p = load_plan(&url, 4, 12, 6);
+    p.goodput = Some(Goodput {
+        ttft_ms: Some(10.0),
+        ..Default::default()
+    });
+    let tight = &load(&p, 0, None).await.unwrap()[0];
+    assert_eq!(
+        tight.goodput_requests,
+        Some(0),
+        "TTFT 20 ms misses a 10 ms bound"
+    );
+    p.goodput = Some(Goodput {
+        ttft_ms: Some(100.0),
+        itl_ms: Some(50.0),
+        latency_ms: Some(1000.0),
+    });
+    let loose = &load(&p, 0, None).await.unwrap()[0];
+    assert_eq!(loose.goodput_requests, Some(12));
+    assert!(loose.goodput_per_s.unwrap() > 0.0);
+    let tt2t = loose.time_to_second_token_s.p50;
+    assert!(
+        (tt2t - 0.025).abs() < 0.003,
+        "second token at {tt2t} s, injected 25 ms"
     );
 }

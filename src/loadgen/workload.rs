@@ -1,0 +1,305 @@
+//! What each request asks for: a synthetic prompt, an entry of a JSONL
+//! dataset, or the next turn of a conversation. Pure apart from reading the
+//! dataset file.
+//!
+//! A dataset line is a request payload: an object with `messages` (chat),
+//! `prompt` or `text`, and any other body fields (`max_tokens`, `temperature`,
+//! ...), which are kept. The plan's model, streaming settings and extra body
+//! are set on top. A `messages` entry sent to `/v1/completions` becomes one
+//! prompt of its contents; a `prompt`/`text` entry sent to chat becomes one
+//! user message. Workers take disjoint entries in turn (entry `t × workers +
+//! worker` for their request number `t`), cycling when the dataset runs out.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::plan::{Endpoint, InputPlan, LoadPlan};
+use super::request::{Prompt, Prompts};
+
+/// One request to send.
+pub struct Request {
+    pub body: Bytes,
+    /// Prompt length in words (the token count when the server sends no usage).
+    pub words: u64,
+    /// The user text of this turn (conversations carry it forward).
+    pub user_text: String,
+}
+
+/// Where a worker's requests come from.
+pub enum Workload {
+    Synthetic(Box<Mutex<Prompts>>),
+    Dataset(Vec<Map<String, Value>>),
+}
+
+impl Workload {
+    /// The workload of worker `index`; reads the dataset file when there is one.
+    pub fn load(plan: &LoadPlan, index: u32) -> Result<Workload, String> {
+        match &plan.input {
+            InputPlan::Synthetic { .. } => Ok(Workload::Synthetic(Box::new(Mutex::new(
+                Prompts::new(plan.seed, index),
+            )))),
+            InputPlan::Dataset { path } => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading the dataset {path}: {e}"))?;
+                parse_dataset(&text).map(Workload::Dataset)
+            }
+        }
+    }
+
+    /// Request number `ticket` of worker `index`, alone (no conversation).
+    pub fn request(&self, plan: &LoadPlan, index: u32, ticket: u64) -> Request {
+        match self {
+            Workload::Synthetic(p) => {
+                let prompt = p
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .next(&plan.input);
+                let b = super::request::body(plan, &prompt);
+                Request {
+                    body: to_bytes(&b),
+                    words: prompt.words,
+                    user_text: prompt.text,
+                }
+            }
+            Workload::Dataset(entries) => {
+                let n = entries.len() as u64;
+                let i = (ticket * u64::from(plan.workers.max(1)) + u64::from(index)) % n.max(1);
+                dataset_request(plan, &entries[i as usize])
+            }
+        }
+    }
+
+    /// The next turn of a conversation whose earlier turns are `history`
+    /// (alternating user and assistant texts).
+    pub fn turn(&self, plan: &LoadPlan, history: &[String]) -> Request {
+        let prompt = match self {
+            Workload::Synthetic(p) => p
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next(&plan.input),
+            // Validation keeps datasets and conversations apart; answer sensibly anyway.
+            Workload::Dataset(_) => Prompt {
+                text: "continue".into(),
+                words: 1,
+                max_tokens: 64,
+            },
+        };
+        let mut texts: Vec<&str> = history.iter().map(String::as_str).collect();
+        texts.push(&prompt.text);
+        let words = texts
+            .iter()
+            .map(|t| t.split_whitespace().count() as u64)
+            .sum();
+        let mut b = match plan.endpoint {
+            Endpoint::Chat => {
+                let messages: Vec<Value> = texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let role = if i % 2 == 0 { "user" } else { "assistant" };
+                        json!({ "role": role, "content": t })
+                    })
+                    .collect();
+                json!({ "model": plan.model, "messages": messages, "max_tokens": prompt.max_tokens })
+            }
+            Endpoint::Completions => json!({
+                "model": plan.model, "prompt": texts.join("\n"), "max_tokens": prompt.max_tokens
+            }),
+        };
+        finish_body(plan, &mut b);
+        Request {
+            body: to_bytes(&b),
+            words,
+            user_text: prompt.text,
+        }
+    }
+}
+
+fn to_bytes(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Reads JSONL: one object per non-empty line.
+pub fn parse_dataset(text: &str) -> Result<Vec<Map<String, Value>>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(m)) => {
+                let has_input = ["messages", "prompt", "text"]
+                    .iter()
+                    .any(|k| m.contains_key(*k));
+                if !has_input {
+                    return Err(format!(
+                        "dataset line {}: an entry needs `messages`, `prompt` or `text`",
+                        i + 1
+                    ));
+                }
+                out.push(m);
+            }
+            Ok(_) => return Err(format!("dataset line {}: not a JSON object", i + 1)),
+            Err(e) => return Err(format!("dataset line {}: {e}", i + 1)),
+        }
+    }
+    if out.is_empty() {
+        return Err("the dataset has no entries".into());
+    }
+    Ok(out)
+}
+
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.as_str().or_else(|| p.get("text").and_then(Value::as_str)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The body for one dataset entry.
+pub fn dataset_request(plan: &LoadPlan, entry: &Map<String, Value>) -> Request {
+    let mut b = entry.clone();
+    let messages = b.remove("messages");
+    let prompt = b.remove("prompt").or_else(|| b.remove("text"));
+    let user_text = match (&messages, &prompt) {
+        (Some(Value::Array(ms)), _) => ms
+            .iter()
+            .filter_map(|m| m.get("content"))
+            .map(content_text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        (_, Some(p)) => content_text(p),
+        _ => String::new(),
+    };
+    match plan.endpoint {
+        Endpoint::Chat => {
+            let messages = match messages {
+                Some(m @ Value::Array(_)) => m,
+                _ => json!([{ "role": "user", "content": user_text }]),
+            };
+            b.insert("messages".into(), messages);
+        }
+        Endpoint::Completions => {
+            b.insert("prompt".into(), Value::String(user_text.clone()));
+        }
+    }
+    b.insert("model".into(), Value::String(plan.model.clone()));
+    let mut b = Value::Object(b);
+    finish_body(plan, &mut b);
+    Request {
+        body: to_bytes(&b),
+        words: user_text.split_whitespace().count() as u64,
+        user_text,
+    }
+}
+
+/// Streaming settings and the plan's extra body, merged last.
+fn finish_body(plan: &LoadPlan, b: &mut Value) {
+    let Value::Object(map) = b else { return };
+    if plan.streaming {
+        map.insert("stream".into(), json!(true));
+        map.insert("stream_options".into(), json!({ "include_usage": true }));
+    } else {
+        map.remove("stream");
+        map.remove("stream_options");
+    }
+    for (k, v) in &plan.extra_body {
+        map.insert(k.clone(), v.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::request::tests::plan;
+
+    fn body(r: &Request) -> Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn dataset_lines_become_requests_for_either_endpoint() {
+        let text = "{\"messages\":[{\"role\":\"user\",\"content\":\"the model serves\"}],\"temperature\":0.5}\n\n{\"prompt\":\"a b c d\",\"max_tokens\":9}\n";
+        let entries = parse_dataset(text).unwrap();
+        assert_eq!(entries.len(), 2);
+        let mut p = plan(Endpoint::Chat, true);
+        p.extra_body.clear();
+        let chat = dataset_request(&p, &entries[0]);
+        let b = body(&chat);
+        assert_eq!(b["model"], "m");
+        assert_eq!(b["temperature"], 0.5);
+        assert_eq!(b["messages"][0]["content"], "the model serves");
+        assert_eq!(b["stream_options"]["include_usage"], true);
+        assert_eq!(chat.words, 3);
+        let from_prompt = body(&dataset_request(&p, &entries[1]));
+        assert_eq!(from_prompt["messages"][0]["content"], "a b c d");
+        assert_eq!(from_prompt["max_tokens"], 9);
+        assert!(from_prompt.get("prompt").is_none());
+
+        let c = plan(Endpoint::Completions, false);
+        let b = body(&dataset_request(&c, &entries[0]));
+        assert_eq!(b["prompt"], "the model serves");
+        assert!(b.get("messages").is_none() && b.get("stream").is_none());
+        assert_eq!(b["ignore_eos"], true, "extra body merged last");
+    }
+
+    #[test]
+    fn bad_datasets_say_which_line() {
+        for (text, want) in [
+            ("{\"prompt\":\"x\"}\n[1]\n", "line 2: not a JSON object"),
+            ("{\"prompt\":\"x\"}\n{oops\n", "line 2:"),
+            ("{\"max_tokens\":3}\n", "line 1: an entry needs"),
+            ("\n\n", "no entries"),
+        ] {
+            let e = parse_dataset(text).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn workers_take_disjoint_entries_and_cycle() {
+        let text: String = (0..5)
+            .map(|i| format!("{{\"prompt\":\"entry {i}\"}}\n"))
+            .collect();
+        let w = Workload::Dataset(parse_dataset(&text).unwrap());
+        let mut p = plan(Endpoint::Completions, false);
+        p.workers = 2;
+        let seen = |index: u32, ticket: u64| {
+            body(&w.request(&p, index, ticket))["prompt"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(seen(0, 0), "entry 0");
+        assert_eq!(seen(1, 0), "entry 1");
+        assert_eq!(seen(0, 1), "entry 2");
+        assert_eq!(seen(1, 2), "entry 0", "5 entries, request 5 wraps");
+    }
+
+    #[test]
+    fn conversation_turns_carry_the_history() {
+        let w = Workload::load(&plan(Endpoint::Chat, true), 0).unwrap();
+        let p = plan(Endpoint::Chat, true);
+        let first = w.turn(&p, &[]);
+        let history = vec![first.user_text.clone(), "the answer".to_string()];
+        let second = body(&w.turn(&p, &history));
+        let messages = second["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[0]["content"], first.user_text.as_str());
+        assert_eq!(
+            (
+                messages[1]["role"].as_str(),
+                messages[1]["content"].as_str()
+            ),
+            (Some("assistant"), Some("the answer"))
+        );
+        assert_eq!(messages[2]["role"], "user");
+    }
+}
