@@ -333,7 +333,7 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
     let warmup = share(ctx.plan.warmup_requests, workers, index);
     if warmup > 0 {
         ctx.progress.set(WorkerPhase::Warmup);
-        closed_loop(ctx, streams.unwrap_or(1), Limit::Requests(warmup)).await;
+        closed_loop(ctx, streams.unwrap_or(1), Limit::Requests(warmup), None).await;
     }
     ctx.progress.set(WorkerPhase::Measuring);
     let started_unix_ms = unix_ms();
@@ -348,13 +348,13 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
             let (r, l) = open_loop(ctx, rate, streams, limit, index).await;
             (r, Some(l))
         }
-        None => match &ctx.plan.conversations {
-            Some(c) => (
-                conversations(ctx, streams.unwrap_or(1), limit, c.turns).await,
+        None => {
+            let turns = ctx.plan.conversations.as_ref().map(|c| c.turns);
+            (
+                closed_loop(ctx, streams.unwrap_or(1), limit, turns).await,
                 None,
-            ),
-            None => (closed_loop(ctx, streams.unwrap_or(1), limit).await, None),
-        },
+            )
+        }
     };
     let mut r = summarize(
         step,
@@ -382,34 +382,16 @@ impl Limit {
     }
 }
 
-async fn closed_loop(ctx: &Arc<Ctx>, streams: u64, limit: Limit) -> Vec<Record> {
-    let tickets = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..streams)
-        .map(|_| {
-            let (ctx, tickets) = (ctx.clone(), tickets.clone());
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    let t = tickets.fetch_add(1, Ordering::Relaxed);
-                    if !limit.allows(t) {
-                        return mine;
-                    }
-                    mine.push(ctx.one(t).await);
-                }
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap_or_default());
-    }
-    all
-}
-
-/// A closed loop of conversations: each stream runs one conversation's turns
-/// in order, every turn carrying the earlier turns and their answers; a turn
-/// that fails ends its conversation. `limit` counts turns.
-async fn conversations(ctx: &Arc<Ctx>, streams: u64, limit: Limit, turns: u32) -> Vec<Record> {
+/// A closed loop of `streams` streams. With `turns`, each stream runs
+/// conversations: their turns in order, every turn carrying the earlier turns
+/// and their answers, a failed turn ending its conversation. `limit` counts
+/// requests (turns).
+async fn closed_loop(
+    ctx: &Arc<Ctx>,
+    streams: u64,
+    limit: Limit,
+    turns: Option<u32>,
+) -> Vec<Record> {
     let tickets = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..streams)
         .map(|_| {
@@ -418,17 +400,22 @@ async fn conversations(ctx: &Arc<Ctx>, streams: u64, limit: Limit, turns: u32) -
                 let mut mine = Vec::new();
                 loop {
                     let mut history: Vec<String> = Vec::new();
-                    for _ in 0..turns.max(1) {
+                    for _ in 0..turns.unwrap_or(1).max(1) {
                         let t = tickets.fetch_add(1, Ordering::Relaxed);
                         if !limit.allows(t) {
                             return mine;
                         }
-                        let req = ctx.workload.turn(&ctx.plan, &history);
-                        let user = req.user_text.clone();
-                        let mut r = ctx.send(t, req, true).await;
+                        let r = match turns {
+                            None => ctx.one(t).await,
+                            Some(_) => {
+                                let req = ctx.workload.turn(&ctx.plan, &history);
+                                history.push(req.user_text.clone());
+                                let mut r = ctx.send(t, req, true).await;
+                                history.push(r.text.take().unwrap_or_default());
+                                r
+                            }
+                        };
                         let ok = r.ok;
-                        history.push(user);
-                        history.push(r.text.take().unwrap_or_default());
                         mine.push(r);
                         if !ok {
                             break;
