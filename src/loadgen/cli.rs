@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::{self, StepResult};
 use super::plan::{
-    API_KEY_ENV, Arrival, Endpoint, InputPlan, LoadPlan, PLAN_ENV, PLAN_SCHEMA_VERSION, Step,
-    StopCondition,
+    API_KEY_ENV, Arrival, ConversationPlan, Endpoint, Goodput, InputPlan, LoadPlan, PLAN_ENV,
+    PLAN_SCHEMA_VERSION, Step, StopCondition,
 };
 
 /// The result schema this build writes.
@@ -50,11 +50,51 @@ pub struct LoadgenOpts {
     /// Do not stream (TTFT then equals the whole latency).
     #[arg(long)]
     pub no_stream: bool,
-    /// Mean prompt and output lengths in tokens.
+    /// Measure for this long instead of a request count (e.g. 60s, 5m).
+    #[arg(long, value_parser = crate::cli::go_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Requests sent first and left out of every statistic.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Open loop: Poisson or evenly spaced arrivals.
+    #[arg(long, value_enum, default_value_t = ArrivalFlag::Poisson)]
+    pub arrival: ArrivalFlag,
+    /// Mean prompt and output lengths in tokens, and their standard deviations.
     #[arg(long, default_value_t = 128)]
     pub input_tokens: u64,
+    #[arg(long, default_value_t = 0)]
+    pub input_stddev: u64,
     #[arg(long, default_value_t = 128)]
     pub output_tokens: u64,
+    #[arg(long, default_value_t = 0)]
+    pub output_stddev: u64,
+    /// Send the request payloads of this JSONL file instead of synthetic prompts.
+    #[arg(long, conflicts_with = "conversations")]
+    pub dataset: Option<std::path::PathBuf>,
+    /// Multi-turn: conversations of --turns turns, history carried forward.
+    #[arg(long, requires = "turns")]
+    pub conversations: Option<u64>,
+    #[arg(long, requires = "conversations")]
+    pub turns: Option<u32>,
+    /// Seed of the prompts and arrivals: the same seed sends the same requests.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Extra request header, NAME=VALUE (repeatable).
+    #[arg(long = "header", value_parser = header)]
+    pub headers: Vec<(String, String)>,
+    /// Send `Authorization: Bearer $VAR`, the key read from this environment variable.
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// JSON object merged into every request body (e.g. '{"ignore_eos":true}').
+    #[arg(long, value_parser = json_object)]
+    pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Goodput: a request counts when its TTFT, ITL and latency (ms) are within these.
+    #[arg(long)]
+    pub goodput_ttft_ms: Option<f64>,
+    #[arg(long)]
+    pub goodput_itl_ms: Option<f64>,
+    #[arg(long)]
+    pub goodput_latency_ms: Option<f64>,
     /// Write the JSON result here (standalone).
     #[arg(long)]
     pub output: Option<std::path::PathBuf>,
@@ -70,6 +110,28 @@ pub struct LoadgenOpts {
     pub linger: std::time::Duration,
 }
 
+/// Arrival process flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArrivalFlag {
+    Poisson,
+    Constant,
+}
+
+fn header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
+}
+
+fn json_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str(s) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err("--extra-body must be a JSON object".into()),
+        Err(e) => Err(format!("--extra-body is not JSON: {e}")),
+    }
+}
+
 pub fn main(opts: LoadgenOpts) -> ExitCode {
     let (plan, index) = match plan_of(&opts) {
         Ok(p) => p,
@@ -82,10 +144,18 @@ pub fn main(opts: LoadgenOpts) -> ExitCode {
         eprintln!("benchrun loadgen: cannot start the async runtime");
         return ExitCode::FAILURE;
     };
+    let key_var = match (&opts.api_key_env, opts.worker) {
+        (Some(var), false) => var.as_str(),
+        _ => API_KEY_ENV,
+    };
     let api_key = plan
         .api_key_from_env
-        .then(|| std::env::var(API_KEY_ENV).ok())
+        .then(|| std::env::var(key_var).ok())
         .flatten();
+    if plan.api_key_from_env && api_key.is_none() {
+        eprintln!("benchrun loadgen: the API key variable {key_var} is not set");
+        return ExitCode::from(2);
+    }
     let result = if opts.worker {
         match rt.block_on(super::worker::run(&opts, &plan, index, api_key.as_deref())) {
             Ok(r) => r,
@@ -146,6 +216,22 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             .unwrap_or(0);
         return Ok((plan, index));
     }
+    let goodput = Goodput {
+        ttft_ms: opts.goodput_ttft_ms,
+        itl_ms: opts.goodput_itl_ms,
+        latency_ms: opts.goodput_latency_ms,
+    };
+    let input = match &opts.dataset {
+        Some(path) => InputPlan::Dataset {
+            path: path.display().to_string(),
+        },
+        None => InputPlan::Synthetic {
+            input_mean: opts.input_tokens,
+            input_stddev: opts.input_stddev,
+            output_mean: opts.output_tokens,
+            output_stddev: opts.output_stddev,
+        },
+    };
     let plan = LoadPlan {
         schema_version: PLAN_SCHEMA_VERSION,
         urls: vec![opts.url.clone().unwrap_or_default()],
@@ -156,26 +242,30 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             Endpoint::Chat
         },
         streaming: !opts.no_stream,
-        headers: Default::default(),
-        api_key_from_env: std::env::var(API_KEY_ENV).is_ok(),
+        headers: opts.headers.iter().cloned().collect(),
+        api_key_from_env: opts.api_key_env.is_some() || std::env::var(API_KEY_ENV).is_ok(),
         workers: 1,
         steps: vec![Step {
             concurrency: Some(opts.concurrency).filter(|_| opts.request_rate.is_none()),
             rate: opts.request_rate,
         }],
-        stop: StopCondition::Requests(opts.requests),
-        warmup_requests: 0,
-        arrival: Arrival::Poisson,
-        input: InputPlan::Synthetic {
-            input_mean: opts.input_tokens,
-            input_stddev: 0,
-            output_mean: opts.output_tokens,
-            output_stddev: 0,
+        stop: match opts.duration {
+            Some(d) => StopCondition::DurationMs(d.as_millis() as u64),
+            None => StopCondition::Requests(opts.requests),
         },
-        conversations: None,
-        extra_body: Default::default(),
-        seed: 0,
-        goodput: None,
+        warmup_requests: opts.warmup,
+        arrival: match opts.arrival {
+            ArrivalFlag::Poisson => Arrival::Poisson,
+            ArrivalFlag::Constant => Arrival::Constant,
+        },
+        input,
+        conversations: opts
+            .conversations
+            .zip(opts.turns)
+            .map(|(count, turns)| ConversationPlan { count, turns }),
+        extra_body: opts.extra_body.clone().unwrap_or_default(),
+        seed: opts.seed,
+        goodput: (goodput != Goodput::default()).then_some(goodput),
     };
     Ok((plan, 0))
 }
@@ -192,6 +282,7 @@ fn print_table(r: &WorkerResult) {
         );
         for (name, m) in [
             ("time to first token", &s.ttft_s),
+            ("time to second token", &s.time_to_second_token_s),
             ("inter-token latency", &s.itl_s),
             ("request latency", &s.latency_s),
         ] {
@@ -203,6 +294,9 @@ fn print_table(r: &WorkerResult) {
                 m.p90 * 1e3,
                 m.p99 * 1e3
             );
+        }
+        if let (Some(n), Some(rate)) = (s.goodput_requests, s.goodput_per_s) {
+            println!("goodput: {n} requests within the objectives, {rate:.2} req/s");
         }
         for (kind, n) in &s.errors {
             println!("errors {kind:?}: {n}");
