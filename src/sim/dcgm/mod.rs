@@ -258,7 +258,7 @@ fn new_node(opts: &DcgmOpts, shape: &Shape, assignments: Vec<Assignment>) -> Nod
     let n = shape.gpus;
     let mut node = Node {
         ids: (0..n)
-            .map(|i| Identity::new(i, &shape.hostname, &shape.model_name, &opts.driver_version))
+            .map(|i| page::identity(i, &shape.hostname, &shape.model_name, &opts.driver_version))
             .collect(),
         gpus: (0..n).map(|_| Gpu::new(&board)).collect(),
         board,

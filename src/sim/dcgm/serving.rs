@@ -8,13 +8,7 @@ use crate::scrape::{Entry, Format, Parser};
 
 use super::model::Load;
 
-/// A pod, as dcgm-exporter labels the GPUs it holds.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub struct PodRef {
-    pub namespace: String,
-    pub name: String,
-    pub container: String,
-}
+pub use crate::expose::dcgm::PodRef;
 
 /// GPUs serving one inference server.
 #[derive(Clone, Debug, PartialEq)]

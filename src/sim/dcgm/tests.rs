@@ -96,10 +96,10 @@ fn the_page_has_dcgm_exporters_names_types_and_labels() {
 
 #[test]
 fn identities_are_stable_and_distinct() {
-    let a = Identity::new(0, "node-a", "m", "d");
-    assert_eq!(a, Identity::new(0, "node-a", "m", "d"));
-    assert_ne!(a.uuid, Identity::new(1, "node-a", "m", "d").uuid);
-    assert_ne!(a.uuid, Identity::new(0, "node-b", "m", "d").uuid);
+    let a = page::identity(0, "node-a", "m", "d");
+    assert_eq!(a, page::identity(0, "node-a", "m", "d"));
+    assert_ne!(a.uuid, page::identity(1, "node-a", "m", "d").uuid);
+    assert_ne!(a.uuid, page::identity(0, "node-b", "m", "d").uuid);
     assert_eq!(
         a.uuid.len(),
         "GPU-20c56d28-0da5-6d26-a36a-e7af1ce2586e".len()

@@ -10,6 +10,8 @@
 
 use std::fmt::Write as _;
 
+pub mod dcgm;
+
 use crate::scrape::Kind;
 
 /// How numbers are printed: the two styles of the exporters we imitate.
