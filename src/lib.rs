@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod controller;
 pub mod expose;
+pub mod gpu_exporter;
 pub mod loadgen;
 pub mod net;
 pub mod results;

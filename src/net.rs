@@ -29,3 +29,17 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> Resu
     });
     axum::serve(listener, app).await.map_err(|e| e.to_string())
 }
+
+/// The `Hostname` label an exporter writes: the flag, else the node's name
+/// (`NODE_NAME`, from the downward API), else the machine's host name.
+pub fn exporter_hostname(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("NODE_NAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

@@ -28,9 +28,6 @@ pub fn probability(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Exit code of a subcommand this build does not provide yet (EX_UNAVAILABLE).
-pub const EXIT_UNAVAILABLE: u8 = 69;
-
 /// benchrun: benchmark LLM inference on Kubernetes, with the GPU energy it costs.
 #[derive(Parser, Debug)]
 #[command(name = "benchrun", version, about, long_about = None)]
@@ -62,11 +59,7 @@ pub enum Command {
     #[command(subcommand)]
     Sim(crate::sim::SimCommand),
     /// Serve dcgm-exporter-compatible GPU metrics read through NVML.
-    #[command(disable_help_flag = true)]
-    GpuExporter {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    GpuExporter(crate::gpu_exporter::GpuExporterOpts),
     /// Parse one /metrics payload (file or URL) and show what benchrun would collect.
     Inspect(inspect::InspectOpts),
     /// Print the BenchmarkRun CustomResourceDefinition as YAML.
@@ -113,11 +106,6 @@ fn init_tracing(filter: &str, format: LogFormat) {
     }
 }
 
-fn unavailable(what: &str) -> ExitCode {
-    eprintln!("benchrun {what}: not available yet in this build of benchrun");
-    ExitCode::from(EXIT_UNAVAILABLE)
-}
-
 /// Parses the command line and runs the chosen role.
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(effective_args(std::env::args_os().collect()));
@@ -155,7 +143,10 @@ pub fn main() -> ExitCode {
             init_tracing(&cli.log, cli.log_format);
             crate::sim::main(cmd)
         }
-        Command::GpuExporter { .. } => unavailable("gpu-exporter"),
+        Command::GpuExporter(opts) => {
+            init_tracing(&cli.log, cli.log_format);
+            crate::gpu_exporter::main(opts)
+        }
         Command::Inspect(opts) => inspect::main(opts),
         Command::Kubectl { args } => results::main(args),
     }

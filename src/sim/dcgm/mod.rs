@@ -182,16 +182,7 @@ pub async fn run(opts: DcgmOpts) -> Result<(), String> {
             .model_name
             .clone()
             .unwrap_or_else(|| DEFAULT_MODEL.into()),
-        hostname: opts
-            .hostname
-            .clone()
-            .or_else(|| node_name.clone())
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            })
-            .unwrap_or_else(|| "localhost".into()),
+        hostname: crate::net::exporter_hostname(opts.hostname.as_deref()),
     };
     if let (Some(client), Some(name)) = (&client, &node_name) {
         node_shape(client, name, &opts, &mut shape).await?;

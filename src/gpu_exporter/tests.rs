@@ -1,0 +1,119 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+use crate::scrape::{Entry, Format, Kind, Parser};
+use crate::telemetry::GpuTelemetry;
+
+/// Two GPUs whose energy counter grows by a step on every read.
+struct Fake {
+    reads: AtomicU64,
+}
+
+impl GpuSource for Fake {
+    fn driver_version(&self) -> String {
+        "570.124.06".into()
+    }
+
+    fn read_all(&self) -> Result<Vec<Reading>, String> {
+        let n = self.reads.fetch_add(1, Ordering::Relaxed) as f64;
+        Ok((0..2u32)
+            .map(|i| Reading {
+                index: i,
+                name: "NVIDIA H100 80GB HBM3".into(),
+                uuid: format!("GPU-0000000{i}-aaaa-bbbb-cccc-dddddddddddd"),
+                pci_bus_id: format!("00000000:{:02X}:00.0", 0x18 + i),
+                values: Values::from([
+                    ("DCGM_FI_DEV_POWER_USAGE", 300.5),
+                    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", 1e6 + n * 300_500.0),
+                    ("DCGM_FI_DEV_GPU_UTIL", 87.0),
+                    ("DCGM_FI_DEV_FB_USED", 40_000.0),
+                    ("DCGM_FI_DEV_POWER_MGMT_LIMIT", 700.0),
+                    ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", 0.0),
+                    ("DCGM_FI_PROF_PCIE_TX_BYTES", 1024.0 * 350.0),
+                ]),
+            })
+            .collect())
+    }
+}
+
+fn fake() -> Fake {
+    Fake {
+        reads: AtomicU64::new(0),
+    }
+}
+
+#[test]
+fn the_page_reads_as_dcgm_exporters_with_the_same_types() {
+    let readings = fake().read_all().unwrap();
+    let text = page(&readings, "node-a", "570.124.06", &[]);
+    let mut t = GpuTelemetry::default();
+    let report = t.ingest("e", 0.0, text.as_bytes(), Format::Prometheus);
+    assert_eq!(report.skipped, 0);
+    assert_eq!(t.gpus.len(), 2);
+    assert_eq!(t.gpus[0].identity.hostname.as_deref(), Some("node-a"));
+    assert_eq!(t.counts.not_dcgm, 0);
+    // Types as in the captured dcgm-exporter pages.
+    let fixtures =
+        std::env::var("BENCHRUN_FIXTURES").unwrap_or_else(|_| "../shared/fixtures/metrics".into());
+    if let Ok(real) = std::fs::read_to_string(format!("{fixtures}/datadog-dcgm-t4-edgecases.txt")) {
+        let types = |p: &str| -> Vec<(String, Kind)> {
+            Parser::new(p.as_bytes(), Format::Prometheus)
+                .filter_map(|e| match e {
+                    Entry::Type { name, kind } => Some((name.to_string(), kind)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let theirs = types(&real);
+        for (name, kind) in types(&text) {
+            if let Some((_, k)) = theirs.iter().find(|(n, _)| *n == name) {
+                assert_eq!(*k, kind, "{name}");
+            }
+        }
+    }
+    let only = page(&readings, "h", "d", &["DCGM_FI_DEV_GPU_UTIL".to_string()]);
+    assert_eq!(only.matches("# TYPE").count(), 1);
+}
+
+#[test]
+fn field_selection_is_checked() {
+    assert!(check_fields(&["DCGM_FI_DEV_GPU_UTIL".into()]).is_ok());
+    let e = check_fields(&["DCGM_FI_DEV_NOPE".into()]).unwrap_err();
+    assert!(e.contains("unknown field") && e.contains("DCGM_FI_DEV_GPU_UTIL"));
+}
+
+#[tokio::test]
+async fn served_snapshots_refresh_and_the_energy_counter_grows() {
+    let source: Arc<dyn GpuSource> = Arc::new(fake());
+    let latest: Latest = Arc::new(Mutex::new(Err("not read yet".into())));
+    let url = crate::sim::testing::start(router(latest.clone())).await;
+    let client = crate::loadgen::client::http_client(1);
+    let early = client
+        .get(format!("{url}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 503, "nothing read yet");
+    let mut energies = Vec::new();
+    for _ in 0..3 {
+        refresh(&*source, &latest, "h", "d", &[]);
+        let text = crate::sim::testing::get(&format!("{url}/metrics")).await;
+        let e = Parser::new(text.as_bytes(), Format::Prometheus)
+            .find_map(|e| match e {
+                Entry::Sample(s) if s.name == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => {
+                    Some(s.value)
+                }
+                _ => None,
+            })
+            .unwrap();
+        energies.push(e);
+    }
+    assert!(energies.windows(2).all(|w| w[1] > w[0]), "{energies:?}");
+}
+
+#[test]
+fn without_nvml_the_exporter_says_so() {
+    // This machine has no NVIDIA driver in CI; where it has one, there is nothing to check.
+    if let Err(e) = Nvml::open() {
+        assert!(e.contains("NVML") || e.contains("NVIDIA"), "{e}");
+    }
+}
