@@ -559,21 +559,10 @@ fn summarize(
         ended_unix_ms: 0,
         stats,
     };
-    // One worker's step is the merge of one part: the same arithmetic either way.
-    let mut r = StepResult::merge(std::slice::from_ref(&one)).unwrap_or(one);
-    (r.concurrency, r.rate, r.duration_s) = (step.concurrency, step.rate, duration_s);
-    let per_s = |x: f64| {
-        if duration_s > 0.0 {
-            x / duration_s
-        } else {
-            0.0
-        }
-    };
-    r.requests_per_s = per_s(r.successes as f64);
-    r.output_tokens_per_s = per_s(r.output_tokens as f64);
-    r.total_tokens_per_s = per_s((r.input_tokens + r.output_tokens) as f64);
-    r.goodput_per_s = r.goodput_requests.map(|n| per_s(n as f64));
-    r
+    // One worker's step is the merge of one part, so the summaries and rates
+    // come from the same arithmetic either way (no wall-clock span yet: the
+    // merge divides by `duration_s`).
+    StepResult::merge(std::slice::from_ref(&one)).unwrap_or(one)
 }
 
 #[cfg(test)]

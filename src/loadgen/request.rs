@@ -128,31 +128,48 @@ impl Prompts {
     }
 }
 
-/// The JSON body for `prompt` under `plan`: model, messages or prompt,
-/// max_tokens, streaming with usage, then the plan's extra body merged last.
-pub fn body(plan: &LoadPlan, prompt: &Prompt) -> Value {
+/// The JSON body for `prompt` under `plan`, after the conversation's earlier
+/// turns (`history`: alternating user and assistant texts; empty for a single
+/// request): model, messages or one prompt, max_tokens, then [`finish_body`].
+pub fn body(plan: &LoadPlan, history: &[String], prompt: &Prompt) -> Value {
+    let texts = history
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(prompt.text.as_str()));
     let mut b = match plan.endpoint {
-        Endpoint::Chat => json!({
-            "model": plan.model,
-            "messages": [{ "role": "user", "content": prompt.text }],
-            "max_tokens": prompt.max_tokens,
-        }),
+        Endpoint::Chat => {
+            let messages: Vec<Value> = texts
+                .enumerate()
+                .map(|(i, t)| {
+                    let role = if i % 2 == 0 { "user" } else { "assistant" };
+                    json!({ "role": role, "content": t })
+                })
+                .collect();
+            json!({ "model": plan.model, "messages": messages, "max_tokens": prompt.max_tokens })
+        }
         Endpoint::Completions => json!({
             "model": plan.model,
-            "prompt": prompt.text,
+            "prompt": texts.collect::<Vec<_>>().join("\n"),
             "max_tokens": prompt.max_tokens,
         }),
     };
-    if plan.streaming {
-        b["stream"] = json!(true);
-        b["stream_options"] = json!({ "include_usage": true });
-    }
-    if let Value::Object(map) = &mut b {
-        for (k, v) in &plan.extra_body {
-            map.insert(k.clone(), v.clone());
-        }
-    }
+    finish_body(plan, &mut b);
     b
+}
+
+/// Streaming with usage (or neither), then the plan's extra body merged last.
+pub fn finish_body(plan: &LoadPlan, b: &mut Value) {
+    let Value::Object(map) = b else { return };
+    if plan.streaming {
+        map.insert("stream".into(), json!(true));
+        map.insert("stream_options".into(), json!({ "include_usage": true }));
+    } else {
+        map.remove("stream");
+        map.remove("stream_options");
+    }
+    for (k, v) in &plan.extra_body {
+        map.insert(k.clone(), v.clone());
+    }
 }
 
 /// The request path of an endpoint.

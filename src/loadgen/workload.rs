@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::plan::{Endpoint, InputPlan, LoadPlan};
-use super::request::{Prompt, Prompts};
+use super::request::{Prompt, Prompts, body, finish_body};
 
 /// One request to send.
 pub struct Request {
@@ -51,18 +51,7 @@ impl Workload {
     /// Request number `ticket` of worker `index`, alone (no conversation).
     pub fn request(&self, plan: &LoadPlan, index: u32, ticket: u64) -> Request {
         match self {
-            Workload::Synthetic(p) => {
-                let prompt = p
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .next(&plan.input);
-                let b = super::request::body(plan, &prompt);
-                Request {
-                    body: to_bytes(&b),
-                    words: prompt.words,
-                    user_text: prompt.text,
-                }
-            }
+            Workload::Synthetic(_) => self.turn(plan, &[]),
             Workload::Dataset(entries) => {
                 let n = entries.len() as u64;
                 let i = (ticket * u64::from(plan.workers.max(1)) + u64::from(index)) % n.max(1);
@@ -86,29 +75,12 @@ impl Workload {
                 max_tokens: 64,
             },
         };
-        let mut texts: Vec<&str> = history.iter().map(String::as_str).collect();
-        texts.push(&prompt.text);
-        let words = texts
+        let words = history
             .iter()
             .map(|t| t.split_whitespace().count() as u64)
-            .sum();
-        let mut b = match plan.endpoint {
-            Endpoint::Chat => {
-                let messages: Vec<Value> = texts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        let role = if i % 2 == 0 { "user" } else { "assistant" };
-                        json!({ "role": role, "content": t })
-                    })
-                    .collect();
-                json!({ "model": plan.model, "messages": messages, "max_tokens": prompt.max_tokens })
-            }
-            Endpoint::Completions => json!({
-                "model": plan.model, "prompt": texts.join("\n"), "max_tokens": prompt.max_tokens
-            }),
-        };
-        finish_body(plan, &mut b);
+            .sum::<u64>()
+            + prompt.words;
+        let b = body(plan, history, &prompt);
         Request {
             body: to_bytes(&b),
             words,
@@ -197,21 +169,6 @@ pub fn dataset_request(plan: &LoadPlan, entry: &Map<String, Value>) -> Request {
         body: to_bytes(&b),
         words: user_text.split_whitespace().count() as u64,
         user_text,
-    }
-}
-
-/// Streaming settings and the plan's extra body, merged last.
-fn finish_body(plan: &LoadPlan, b: &mut Value) {
-    let Value::Object(map) = b else { return };
-    if plan.streaming {
-        map.insert("stream".into(), json!(true));
-        map.insert("stream_options".into(), json!({ "include_usage": true }));
-    } else {
-        map.remove("stream");
-        map.remove("stream_options");
-    }
-    for (k, v) in &plan.extra_body {
-        map.insert(k.clone(), v.clone());
     }
 }
 

@@ -43,7 +43,6 @@ struct Driver {
     scraper: ScrapeClient,
     t0: Instant,
     filter: Filter,
-    targets: Vec<(Kind, String)>,
 }
 
 impl Driver {
@@ -55,7 +54,7 @@ impl Driver {
         self.t0.elapsed().as_secs_f64()
     }
 
-    async fn discover(&mut self) {
+    async fn discover(&self) {
         let i = &self.inputs;
         match discover::discover(&i.client, &i.ns, &i.spec).await {
             Ok(found) => self.adopt(found),
@@ -65,14 +64,14 @@ impl Driver {
 
     /// Adds newly found endpoints; endpoints found before stay (a pod that
     /// went away is reported unreachable, with its gap).
-    fn adopt(&mut self, found: Found) {
+    fn adopt(&self, found: Found) {
         let Found {
             inference,
             servers,
             gpus,
             notes,
         } = found;
-        let mut s = self.inputs.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.shared();
         s.inference.extend(
             inference
                 .iter()
@@ -86,7 +85,6 @@ impl Driver {
                 {
                     debug!(%url, kind = kind.as_str(), "scraping");
                     e.insert(EndpointLog::new(pod));
-                    self.targets.push((kind, url));
                 }
             }
         }
@@ -98,7 +96,9 @@ impl Driver {
     async fn scrape(&self, k: usize, opens: bool) {
         let timeout: Duration = self.inputs.spec.telemetry.timeout.into();
         let (t, stamp) = (self.t(), unix_ms());
-        let fetches = self.targets.iter().map(|(kind, url)| async move {
+        // Every endpoint discovered so far: the keys of the scrape logs.
+        let targets: Vec<(Kind, String)> = self.shared().logs.keys().cloned().collect();
+        let fetches = targets.iter().map(|(kind, url)| async move {
             let r = fetch::fetch(&self.scraper, url, timeout, DEFAULT_MAX_BYTES).await;
             (*kind, url, r)
         });
@@ -135,13 +135,12 @@ pub async fn drive(inputs: Inputs) {
         &inputs.spec.telemetry.server.exclude,
     )
     .unwrap_or_default();
-    let mut d = Driver {
+    let d = Driver {
         inputs,
         http: http_client(16),
         scraper: fetch::scrape_client(),
         t0: Instant::now(),
         filter,
-        targets: Vec::new(),
     };
     d.discover().await;
     let Some(bases) = wait_for_workers(&d).await else {
@@ -149,7 +148,7 @@ pub async fn drive(inputs: Inputs) {
     };
     start_workers(&d, &bases).await;
     d.shared().stage = Stage::Running;
-    follow(&mut d, &bases).await;
+    follow(&d, &bases).await;
     collect_results(&d, &bases).await;
 }
 
@@ -201,7 +200,7 @@ async fn start_workers(d: &Driver, bases: &[String]) {
 }
 
 /// Follows the workers to their end, scraping on the schedule.
-async fn follow(d: &mut Driver, bases: &[String]) {
+async fn follow(d: &Driver, bases: &[String]) {
     let interval: Duration = d.inputs.spec.telemetry.interval.into();
     let per_step_total = match d.inputs.stop {
         StopCondition::Requests(n) => Some(n),

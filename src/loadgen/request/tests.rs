@@ -38,7 +38,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
 fn chat_bodies_stream_with_usage_and_take_the_extra_body_last() {
     let p = plan(Endpoint::Chat, true);
     let prompt = Prompts::new(p.seed, 0).next(&p.input);
-    let b = body(&p, &prompt);
+    let b = body(&p, &[], &prompt);
     assert_eq!(b["messages"][0]["content"], prompt.text);
     assert_eq!(b["stream_options"]["include_usage"], true);
     assert_eq!(b["ignore_eos"], true);
@@ -51,7 +51,7 @@ fn completions_bodies_carry_a_prompt_and_no_stream_when_off() {
     let mut p = plan(Endpoint::Completions, false);
     p.extra_body.clear();
     let prompt = Prompts::new(1, 0).next(&p.input);
-    let b = body(&p, &prompt);
+    let b = body(&p, &[], &prompt);
     assert_eq!(b["prompt"], prompt.text);
     assert_eq!(b["max_tokens"], 8);
     assert!(b.get("stream").is_none());
