@@ -88,12 +88,16 @@ pub fn metrics_url(pod: &PodInfo, rule: PortRule<'_>, path: &str) -> Option<Stri
         Some(p) if path == "/metrics" && p.starts_with('/') => p.as_str(),
         _ => path,
     };
-    let host = if ip.contains(':') {
+    Some(format!("http://{}:{port}{path}", url_host(ip)))
+}
+
+/// An IP as the host part of a URL (IPv6 in brackets).
+pub fn url_host(ip: &str) -> String {
+    if ip.contains(':') {
         format!("[{ip}]")
     } else {
         ip.to_string()
-    };
-    Some(format!("http://{host}:{port}{path}"))
+    }
 }
 
 /// Selectors tried when a run names no GPU exporter selector: NVIDIA's GPU

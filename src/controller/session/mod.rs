@@ -16,7 +16,7 @@
 //! it is, and the results say what the restart cost.
 
 mod collect;
-mod discover;
+pub(crate) mod discover;
 mod run;
 mod workers;
 

@@ -107,12 +107,7 @@ pub async fn pods(client: &kube::Client, ns: &str, job: &str) -> Result<Vec<PodI
 }
 
 pub fn base(pod: &PodInfo) -> Option<String> {
-    let ip = pod.ip.as_deref()?;
-    let host = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
-    };
+    let host = super::discover::url_host(pod.ip.as_deref()?);
     Some(format!("http://{host}:{WORKER_PORT}"))
 }
 

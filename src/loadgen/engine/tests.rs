@@ -1,5 +1,6 @@
 use super::*;
 use crate::loadgen::plan::Endpoint;
+use crate::loadgen::request::ErrorKind;
 use crate::loadgen::request::tests::plan;
 use axum::Router;
 use axum::body::Body;

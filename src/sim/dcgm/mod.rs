@@ -14,6 +14,7 @@
 //! exact integrated energy and power now, and its energy at every tick (the
 //! newest `--truth-history`), for checking what a client computed.
 
+mod cluster;
 mod model;
 mod page;
 mod serving;
@@ -35,7 +36,7 @@ use tokio::time::Instant;
 
 pub use self::model::{Board, Gpu, Load};
 pub use self::page::Identity;
-use self::serving::{Assignment, Claim, PodRef, Watch};
+use self::serving::{Assignment, PodRef, Watch};
 use crate::cli::go_duration;
 use crate::scrape::fetch::{self, ScrapeClient};
 
@@ -185,7 +186,7 @@ pub async fn run(opts: DcgmOpts) -> Result<(), String> {
         hostname: crate::net::exporter_hostname(opts.hostname.as_deref()),
     };
     if let (Some(client), Some(name)) = (&client, &node_name) {
-        node_shape(client, name, &opts, &mut shape).await?;
+        cluster::node_shape(client, name, &opts, &mut shape).await?;
     }
     if shape.gpus == 0 {
         return Err("the node has no GPUs to simulate (--gpus must be at least 1)".into());
@@ -205,43 +206,10 @@ pub async fn run(opts: DcgmOpts) -> Result<(), String> {
         listener.local_addr().map_err(|e| e.to_string())?
     );
     if let (Some(client), Some(name)) = (client, node_name) {
-        tokio::spawn(discover(client, name, node.clone(), shape.gpus));
+        tokio::spawn(cluster::discover(client, name, node.clone(), shape.gpus));
     }
     tokio::spawn(simulate(node.clone(), opts.tick, opts.update_interval));
     crate::net::serve(listener, router(node)).await
-}
-
-/// Fills what the flags left open from the Node: GPU capacity and product label.
-async fn node_shape(
-    client: &kube::Client,
-    name: &str,
-    opts: &DcgmOpts,
-    shape: &mut Shape,
-) -> Result<(), String> {
-    use k8s_openapi::api::core::v1::Node as KNode;
-    let node = kube::Api::<KNode>::all(client.clone())
-        .get(name)
-        .await
-        .map_err(|e| format!("reading Node {name}: {e}"))?;
-    if opts.gpus.is_none() {
-        shape.gpus = node
-            .status
-            .as_ref()
-            .and_then(|s| s.capacity.as_ref())
-            .and_then(|c| c.get("nvidia.com/gpu"))
-            .and_then(|q| q.0.parse().ok())
-            .unwrap_or(DEFAULT_GPUS);
-    }
-    if opts.model_name.is_none()
-        && let Some(product) = node
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("nvidia.com/gpu.product"))
-    {
-        shape.model_name = product.replace('-', " ");
-    }
-    Ok(())
 }
 
 fn new_node(opts: &DcgmOpts, shape: &Shape, assignments: Vec<Assignment>) -> Node {
@@ -414,102 +382,6 @@ async fn poll(
         .map_err(|e| format!("{url}: {e}"))?;
     serving::read(&p.body, p.format)
         .ok_or_else(|| format!("{url}: no running-requests gauge (vLLM or SGLang) on the page"))
-}
-
-/// Every few seconds: the pods on `node_name` holding GPUs, placed on GPUs.
-async fn discover(client: kube::Client, node_name: String, node: Arc<Mutex<Node>>, n: usize) {
-    use k8s_openapi::api::core::v1::Pod;
-    let pods: kube::Api<Pod> = kube::Api::all(client);
-    let params = kube::api::ListParams::default().fields(&format!("spec.nodeName={node_name}"));
-    let mut warned: Vec<PodRef> = Vec::new();
-    loop {
-        match pods.list(&params).await {
-            Ok(list) => {
-                let claims: Vec<Claim> = list.items.iter().filter_map(claim).collect();
-                let mut n_ = node.lock().unwrap_or_else(|p| p.into_inner());
-                let (placed, unplaced) = serving::place(&n_.assignments, &claims, n);
-                if placed != n_.assignments {
-                    n_.assignments = placed;
-                    n_.render();
-                }
-                for p in unplaced {
-                    if !warned.contains(&p) {
-                        eprintln!(
-                            "benchrun sim dcgm: no free GPUs for {}/{} (node has {n})",
-                            p.namespace, p.name
-                        );
-                        warned.push(p);
-                    }
-                }
-            }
-            Err(e) => eprintln!("benchrun sim dcgm: listing pods on {node_name}: {e}"),
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// A running pod's GPU claim and metrics URL: the port from the
-/// `prometheus.io/port` annotation, else the GPU container's port named
-/// `metrics` or `http`, else its first port; the path from `prometheus.io/path`.
-fn claim(pod: &k8s_openapi::api::core::v1::Pod) -> Option<Claim> {
-    let meta = &pod.metadata;
-    if meta.deletion_timestamp.is_some() {
-        return None;
-    }
-    let status = pod.status.as_ref()?;
-    if status.phase.as_deref() != Some("Running") {
-        return None;
-    }
-    let ip = status.pod_ip.as_deref()?;
-    let spec = pod.spec.as_ref()?;
-    let mut gpus = 0usize;
-    let mut container = None;
-    for c in &spec.containers {
-        let n = c
-            .resources
-            .as_ref()
-            .and_then(|r| r.limits.as_ref())
-            .and_then(|l| l.get("nvidia.com/gpu"))
-            .and_then(|q| q.0.parse::<usize>().ok())
-            .unwrap_or(0);
-        if n > 0 {
-            gpus += n;
-            container.get_or_insert(c);
-        }
-    }
-    let c = container?;
-    let annotations = meta.annotations.clone().unwrap_or_default();
-    let ports = c.ports.clone().unwrap_or_default();
-    let port = annotations
-        .get("prometheus.io/port")
-        .and_then(|p| p.parse::<i32>().ok())
-        .or_else(|| {
-            ["metrics", "http"].iter().find_map(|want| {
-                ports
-                    .iter()
-                    .find(|p| p.name.as_deref() == Some(want))
-                    .map(|p| p.container_port)
-            })
-        })
-        .or_else(|| ports.first().map(|p| p.container_port))?;
-    let path = annotations
-        .get("prometheus.io/path")
-        .cloned()
-        .unwrap_or_else(|| "/metrics".into());
-    let host = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
-    };
-    Some(Claim {
-        pod: PodRef {
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-            container: c.name.clone(),
-        },
-        gpus,
-        url: format!("http://{host}:{port}{path}"),
-    })
 }
 
 #[cfg(test)]

@@ -15,8 +15,10 @@
 //! mid-stream, or a stream cut short without its final chunks.
 
 mod engine;
+mod generate;
 pub mod model;
 mod request;
+mod response;
 mod state;
 mod timer;
 
@@ -39,9 +41,10 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use self::engine::{Event, Msg, Source};
+use self::engine::{Msg, Source};
 use self::model::{LatencyModel, Scheduler};
 use self::request::{Api, Parsed};
+use self::response::Chunks;
 use self::state::{Outcome, Record, State};
 use self::timer::Timer;
 use crate::cli::{go_duration, probability};
@@ -352,8 +355,8 @@ async fn serve(sim: Arc<Sim>, api: Api, body: Bytes) -> Response {
         return error(503, "the simulated engine has stopped");
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let chunks = Chunks::new(&sim, api, id);
-    tokio::spawn(generate(
+    let chunks = Chunks::new(&sim.opts.model, api, id);
+    tokio::spawn(generate::generate(
         sim.clone(),
         source,
         p.clone(),
@@ -375,253 +378,6 @@ async fn serve(sim: Arc<Sim>, api: Api, body: Bytes) -> Response {
         Body::from_stream(stream),
     )
         .into_response()
-}
-
-/// Runs one request to its end, writing chunks to `tx` and the record to the state.
-#[allow(clippy::too_many_arguments)]
-async fn generate(
-    sim: Arc<Sim>,
-    mut source: Source,
-    p: Parsed,
-    faults: Faults,
-    mut record: Record,
-    start: Instant,
-    chunks: Chunks,
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    sim.in_flight.fetch_add(1, Ordering::Relaxed);
-    let mut text = String::new();
-    let mut last: Option<Instant> = None;
-    let mut first: Option<Instant> = None;
-    let mut admitted = false;
-    let mut finished = false;
-    while let Some(event) = source.next().await {
-        let (index, fin) = match event {
-            Event::Admitted(at) => {
-                record.queue_s = at.duration_since(start).as_secs_f64();
-                admitted = true;
-                continue;
-            }
-            Event::Token { index, finished } => (index, finished),
-        };
-        if faults.stall_at == Some(index) {
-            record.stalled = true;
-            tokio::time::sleep(sim.opts.stall).await;
-        }
-        if faults.cut_at == Some(index) {
-            record.outcome = Outcome::Truncated;
-            break;
-        }
-        let word = chunks.word(index);
-        if p.stream {
-            let chunk = chunks.token(word, index == 1, fin);
-            let now = Instant::now();
-            if tx.send(Ok(chunk)).await.is_err() {
-                record.outcome = Outcome::Cancelled;
-                break;
-            }
-            mark(
-                &sim,
-                &mut record,
-                &mut first,
-                &mut last,
-                now,
-                start,
-                admitted,
-            );
-        } else {
-            text.push_str(word);
-            mark(
-                &sim,
-                &mut record,
-                &mut first,
-                &mut last,
-                Instant::now(),
-                start,
-                admitted,
-            );
-        }
-        if fin {
-            finished = true;
-            break;
-        }
-    }
-    if !finished && record.outcome == Outcome::Ok {
-        record.outcome = Outcome::Cancelled;
-    }
-    // The record is written before the last bytes go out, so a client that
-    // has its whole answer finds the request in /sim/truth. A complete stream
-    // ends with its last token, not with the bookkeeping after it.
-    let end = match (record.outcome, p.stream, last) {
-        (Outcome::Ok, true, Some(l)) => l,
-        _ => Instant::now(),
-    };
-    record.e2e_s = end.duration_since(start).as_secs_f64();
-    if let (Some(f), true) = (first, record.output_tokens > 1) {
-        let decode = end.duration_since(f).as_secs_f64();
-        record.itl_s = Some(decode / (record.output_tokens - 1) as f64);
-    }
-    let (outcome, output_tokens) = (record.outcome, record.output_tokens);
-    sim.in_flight.fetch_sub(1, Ordering::Relaxed);
-    sim.state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .finish(record);
-    let usage = json!({
-        "prompt_tokens": p.prompt_tokens,
-        "completion_tokens": output_tokens,
-        "total_tokens": p.prompt_tokens + output_tokens,
-    });
-    match (outcome, p.stream) {
-        (Outcome::Ok, true) => {
-            if p.include_usage {
-                let _ = tx.send(Ok(chunks.usage(&usage))).await;
-            }
-            let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
-        }
-        (Outcome::Ok, false) => {
-            let _ = tx.send(Ok(chunks.whole(&text, &usage))).await;
-        }
-        (Outcome::Truncated, stream) => {
-            if !stream {
-                let whole = chunks.whole(&text, &usage);
-                let _ = tx.send(Ok(whole.slice(..whole.len() / 2))).await;
-            }
-            // The connection is cut mid-body: the client sees an incomplete message.
-            let _ = tx
-                .send(Err(std::io::Error::other("truncated on purpose")))
-                .await;
-        }
-        _ => {}
-    }
-}
-
-/// Counts one token sent at `now`.
-fn mark(
-    sim: &Sim,
-    record: &mut Record,
-    first: &mut Option<Instant>,
-    last: &mut Option<Instant>,
-    now: Instant,
-    start: Instant,
-    admitted: bool,
-) {
-    record.output_tokens += 1;
-    let mut s = sim.state.lock().unwrap_or_else(|p| p.into_inner());
-    match *last {
-        None => {
-            let ttft = now.duration_since(start).as_secs_f64();
-            record.ttft_s = Some(ttft);
-            if !admitted {
-                // The fixed schedule has no queue.
-                record.queue_s = 0.0;
-            }
-            *first = Some(now);
-            s.first_token(record.prompt_tokens, ttft);
-            s.token(None);
-        }
-        Some(prev) => s.token(Some(now.duration_since(prev).as_secs_f64())),
-    }
-    *last = Some(now);
-}
-
-/// Builds the response chunks of one request.
-struct Chunks {
-    prefix: String,
-    api: Api,
-    id: u64,
-    created: u64,
-    model: String,
-}
-
-const WORDS: [&str; 16] = [
-    " the",
-    " model",
-    " serves",
-    " tokens",
-    " fast",
-    " on",
-    " a",
-    " simulated",
-    " gpu",
-    " with",
-    " power",
-    " and",
-    " energy",
-    " in",
-    " every",
-    " step",
-];
-
-impl Chunks {
-    fn new(sim: &Sim, api: Api, id: u64) -> Self {
-        let model = serde_json::to_string(&sim.opts.model).unwrap_or_default();
-        let (kind, object) = match api {
-            Api::Chat => ("chatcmpl", "chat.completion.chunk"),
-            Api::Completions => ("cmpl", "text_completion"),
-        };
-        let created = unix_ms() / 1000;
-        Self {
-            prefix: format!(
-                r#"{{"id":"{kind}-{id}","object":"{object}","created":{created},"model":{model},"#
-            ),
-            api,
-            id,
-            created,
-            model,
-        }
-    }
-
-    fn word(&self, index: u64) -> &'static str {
-        WORDS[((self.id.wrapping_mul(7) + index) % WORDS.len() as u64) as usize]
-    }
-
-    /// One SSE event with one token; the last carries the finish reason.
-    fn token(&self, word: &str, first: bool, last: bool) -> Bytes {
-        let finish = if last { r#""length""# } else { "null" };
-        let choice = match self.api {
-            Api::Chat if first => {
-                format!(
-                    r#"{{"index":0,"delta":{{"role":"assistant","content":"{word}"}},"logprobs":null,"finish_reason":{finish}}}"#
-                )
-            }
-            Api::Chat => format!(
-                r#"{{"index":0,"delta":{{"content":"{word}"}},"logprobs":null,"finish_reason":{finish}}}"#
-            ),
-            Api::Completions => {
-                format!(r#"{{"index":0,"text":"{word}","logprobs":null,"finish_reason":{finish}}}"#)
-            }
-        };
-        Bytes::from(format!("data: {}\"choices\":[{choice}]}}\n\n", self.prefix))
-    }
-
-    fn usage(&self, usage: &serde_json::Value) -> Bytes {
-        Bytes::from(format!(
-            "data: {}\"choices\":[],\"usage\":{usage}}}\n\n",
-            self.prefix
-        ))
-    }
-
-    fn whole(&self, text: &str, usage: &serde_json::Value) -> Bytes {
-        let (id, object, choice) = match self.api {
-            Api::Chat => (
-                format!("chatcmpl-{}", self.id),
-                "chat.completion",
-                json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": "length"}),
-            ),
-            Api::Completions => (
-                format!("cmpl-{}", self.id),
-                "text_completion",
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": "length"}),
-            ),
-        };
-        let model: serde_json::Value = serde_json::from_str(&self.model).unwrap_or_default();
-        Bytes::from(
-            json!({"id": id, "object": object, "created": self.created, "model": model,
-                   "choices": [choice], "usage": usage})
-            .to_string(),
-        )
-    }
 }
 
 #[cfg(test)]

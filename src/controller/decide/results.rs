@@ -1,0 +1,134 @@
+//! What a measurement session adds to a run's status: progress, endpoints and
+//! the telemetry condition while it runs; the summary, per-step results and the
+//! SLO condition when its results are in. Pure.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::super::conditions::{self as cond, SLO_MET, TELEMETRY};
+use super::super::session::{SessionView, Stage};
+use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase, SloMetric};
+use crate::results::StepDetail;
+
+/// Progress, endpoints and the telemetry condition from a running session.
+pub(super) fn follow(
+    status: &mut BenchmarkRunStatus,
+    v: &SessionView,
+    generation: Option<i64>,
+    t: &Time,
+) {
+    if v.progress.is_some() {
+        status.progress = v.progress.clone();
+    }
+    if v.endpoints.is_some() {
+        status.endpoints = v.endpoints.clone();
+    }
+    if v.stage == Stage::Collecting {
+        status.phase = Some(Phase::Collecting);
+    }
+    let (ok, reason, message) = match (&v.endpoints, &v.discovery_note) {
+        (_, Some(note)) => (false, "NothingFound", note.clone()),
+        (Some(e), None) => (
+            true,
+            "EndpointsFound",
+            format!(
+                "{} GPU exporter and {} server endpoints ({} and {} reachable)",
+                e.gpu.discovered, e.server.discovered, e.gpu.reachable, e.server.reachable
+            ),
+        ),
+        (None, None) => return,
+    };
+    cond::set(
+        &mut status.conditions,
+        TELEMETRY,
+        ok,
+        reason,
+        message,
+        generation,
+        t,
+    );
+}
+
+/// The summary, per-step results and the SLO condition from the step details.
+pub(super) fn apply_results(
+    status: &mut BenchmarkRunStatus,
+    run: &BenchmarkRun,
+    steps: &[StepDetail],
+    generation: Option<i64>,
+    t: &Time,
+) {
+    let Some(last) = steps.last() else {
+        return;
+    };
+    let summary = last.summary();
+    if steps.len() > 1 {
+        status.steps = steps
+            .iter()
+            .map(|s| api::StepResult {
+                index: s.index as i32,
+                concurrency: s
+                    .client
+                    .as_ref()
+                    .and_then(|c| c.concurrency)
+                    .map(|c| c as i32),
+                request_rate: s.client.as_ref().and_then(|c| c.rate),
+                summary: s.summary(),
+            })
+            .collect();
+    }
+    if !run.spec.slo.is_empty() {
+        let missed = slo_misses(run, &summary);
+        let (reason, message) = if missed.is_empty() {
+            (
+                "AllMet",
+                format!("all {} objectives met", run.spec.slo.len()),
+            )
+        } else {
+            ("Missed", missed.join("; "))
+        };
+        cond::set(
+            &mut status.conditions,
+            SLO_MET,
+            missed.is_empty(),
+            reason,
+            message,
+            generation,
+            t,
+        );
+    }
+    status.summary = Some(summary);
+}
+
+/// Each objective the summary misses, said plainly; a metric not measured misses.
+pub fn slo_misses(run: &BenchmarkRun, s: &api::Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    for slo in &run.spec.slo {
+        let (name, value) = match slo.metric {
+            SloMetric::RequestThroughput => ("requestThroughput", s.request_throughput),
+            SloMetric::OutputTokenThroughput => {
+                ("outputTokenThroughput", s.output_token_throughput)
+            }
+            SloMetric::TtftP50Ms => ("ttftP50Ms", s.ttft_p50_ms),
+            SloMetric::TtftP99Ms => ("ttftP99Ms", s.ttft_p99_ms),
+            SloMetric::ItlP50Ms => ("itlP50Ms", s.itl_p50_ms),
+            SloMetric::ItlP99Ms => ("itlP99Ms", s.itl_p99_ms),
+            SloMetric::LatencyP99Ms => ("latencyP99Ms", s.latency_p99_ms),
+            SloMetric::ErrorRate => ("errorRate", s.error_rate),
+            SloMetric::OutputTokensPerJoule => ("outputTokensPerJoule", s.output_tokens_per_joule),
+            SloMetric::EnergyPerOutputTokenJ => {
+                ("energyPerOutputTokenJ", s.energy_per_output_token_j)
+            }
+        };
+        match value {
+            None => out.push(format!("{name} was not measured")),
+            Some(v) => {
+                if let Some(max) = slo.max.filter(|m| v > *m) {
+                    out.push(format!("{name} {v} > {max}"));
+                }
+                if let Some(min) = slo.min.filter(|m| v < *m) {
+                    out.push(format!("{name} {v} < {min}"));
+                }
+            }
+        }
+    }
+    out
+}
