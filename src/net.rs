@@ -43,3 +43,26 @@ pub fn exporter_hostname(flag: Option<&str>) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
+
+/// Test helpers: serve a router on a free loopback port; GET a body as text.
+#[cfg(test)]
+pub(crate) mod testing {
+    pub async fn start(app: axum::Router) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(super::serve(l, app));
+        format!("http://{addr}")
+    }
+
+    pub async fn get(url: &str) -> String {
+        let client = crate::loadgen::client::http_client(4);
+        let resp = client
+            .get(url.parse().unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        String::from_utf8(body.to_bytes().to_vec()).unwrap()
+    }
+}

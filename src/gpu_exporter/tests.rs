@@ -86,7 +86,7 @@ fn field_selection_is_checked() {
 async fn served_snapshots_refresh_and_the_energy_counter_grows() {
     let source: Arc<dyn GpuSource> = Arc::new(fake());
     let latest: Latest = Arc::new(Mutex::new(Err("not read yet".into())));
-    let url = crate::sim::testing::start(router(latest.clone())).await;
+    let url = crate::net::testing::start(router(latest.clone())).await;
     let client = crate::loadgen::client::http_client(1);
     let early = client
         .get(format!("{url}/metrics").parse().unwrap())
@@ -96,7 +96,7 @@ async fn served_snapshots_refresh_and_the_energy_counter_grows() {
     let mut energies = Vec::new();
     for _ in 0..3 {
         refresh(&*source, &latest, "h", "d", &[]);
-        let text = crate::sim::testing::get(&format!("{url}/metrics")).await;
+        let text = crate::net::testing::get(&format!("{url}/metrics")).await;
         let e = Parser::new(text.as_bytes(), Format::Prometheus)
             .find_map(|e| match e {
                 Entry::Sample(s) if s.name == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => {

@@ -236,7 +236,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::testing::get;
+    use crate::net::testing::get;
 
     #[tokio::test]
     async fn start_once_progress_and_result() {
@@ -247,7 +247,7 @@ mod tests {
             result: std::sync::Mutex::new(None),
             fetched: Notify::new(),
         });
-        let url = crate::sim::testing::start(router(shared.clone())).await;
+        let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::loadgen::client::http_client(2);
         let post = |body: &'static str| {
             let req = http::Request::post(format!("{url}/start"))

@@ -3,9 +3,6 @@
 //! exporter dies half-way.
 
 use benchrun::api::BenchmarkRun;
-use benchrun::loadgen::plan::{
-    Arrival, Endpoint, InputPlan, LoadPlan, PLAN_SCHEMA_VERSION, Step, StopCondition,
-};
 use benchrun_e2e::harness::{TestNamespace, client, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -13,7 +10,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::Value;
 
 use crate::common::{
-    LONG, OPERATOR_NS, Server, deploy, deploy_sim, gpu_sim, ip, phase, pod_of, run,
+    LONG, OPERATOR_NS, Server, deploy, deploy_sim, gpu_sim, ip, phase, pod_of, run, sim_load,
 };
 
 async fn get_json(url: &str) -> Value {
@@ -73,36 +70,6 @@ fn energy_between(history: &[Value], from_ms: u64, to_ms: u64) -> f64 {
     (at(to_ms as f64) - at(from_ms as f64)) / 1e3
 }
 
-fn plan(url: String, duration_ms: u64) -> LoadPlan {
-    LoadPlan {
-        schema_version: PLAN_SCHEMA_VERSION,
-        urls: vec![url],
-        model: "e2e/sim".into(),
-        endpoint: Endpoint::Chat,
-        streaming: true,
-        headers: Default::default(),
-        api_key_from_env: false,
-        workers: 1,
-        steps: vec![Step {
-            concurrency: Some(4),
-            rate: None,
-        }],
-        stop: StopCondition::DurationMs(duration_ms),
-        warmup_requests: 0,
-        arrival: Arrival::Constant,
-        input: InputPlan::Synthetic {
-            input_mean: 32,
-            input_stddev: 0,
-            output_mean: 32,
-            output_stddev: 0,
-        },
-        conversations: None,
-        extra_body: Default::default(),
-        seed: 3,
-        goodput: None,
-    }
-}
-
 #[tokio::test]
 async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
     let client = client().await;
@@ -118,7 +85,7 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
         .await
         .unwrap();
     let noise = pod_of(&ns.api::<Pod>(), "app=noise").await;
-    let noise_plan = plan(format!("http://{}:8000", ip(&noise)), 120_000);
+    let noise_plan = sim_load(format!("http://{}:8000", ip(&noise)), 4, 120_000, 32);
     let noise_load =
         tokio::spawn(async move { benchrun::loadgen::engine::run(&noise_plan, 0, None).await });
 

@@ -5,16 +5,13 @@
 
 use std::time::Duration;
 
-use benchrun::loadgen::plan::{
-    Arrival, Endpoint, InputPlan, LoadPlan, PLAN_SCHEMA_VERSION, Step, StopCondition,
-};
 use benchrun::scrape::fetch::{fetch, scrape_client};
 use benchrun::telemetry::GpuTelemetry;
 use benchrun_e2e::harness::{TestNamespace, client};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 
-use crate::common::{LONG, OPERATOR_NS, deploy, gpu_sim, ip, pod_of};
+use crate::common::{LONG, OPERATOR_NS, deploy, gpu_sim, ip, pod_of, sim_load};
 
 /// One scrape of the exporter, as the engine sees it.
 async fn scrape(url: &str) -> GpuTelemetry {
@@ -110,33 +107,7 @@ async fn the_dcgm_simulator_follows_the_gpu_pod_on_its_node() {
     assert!(idle_power < 100.0, "idle power {idle_power}");
 
     // Load the server; its GPU, and only its GPU, gets busy.
-    let plan = LoadPlan {
-        schema_version: PLAN_SCHEMA_VERSION,
-        urls: vec![format!("http://{}:8000", ip(&llm))],
-        model: "e2e/sim".into(),
-        endpoint: Endpoint::Chat,
-        streaming: true,
-        headers: Default::default(),
-        api_key_from_env: false,
-        workers: 1,
-        steps: vec![Step {
-            concurrency: Some(16),
-            rate: None,
-        }],
-        stop: StopCondition::DurationMs(4000),
-        warmup_requests: 0,
-        arrival: Arrival::Constant,
-        input: InputPlan::Synthetic {
-            input_mean: 64,
-            input_stddev: 0,
-            output_mean: 32,
-            output_stddev: 0,
-        },
-        conversations: None,
-        extra_body: Default::default(),
-        seed: 1,
-        goodput: None,
-    };
+    let plan = sim_load(format!("http://{}:8000", ip(&llm)), 16, 4000, 64);
     let load = tokio::spawn(async move { benchrun::loadgen::engine::run(&plan, 0, None).await });
     let mut busiest = (0.0f64, 0.0f64);
     let mut others_max = 0.0f64;

@@ -1,8 +1,8 @@
 use clap::Parser as _;
 
 use super::*;
+use crate::net::testing::{get, start as serve};
 use crate::scrape::{Entry, Format, Kind, Parser};
-use crate::sim::testing::{get, start as serve};
 use crate::telemetry::GpuTelemetry;
 
 fn opts(extra: &[&str]) -> DcgmOpts {

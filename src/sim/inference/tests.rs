@@ -6,8 +6,8 @@ use super::*;
 use crate::loadgen::engine::run as load;
 use crate::loadgen::plan::{Endpoint, InputPlan, LoadPlan, Step, StopCondition};
 use crate::loadgen::request::tests::plan;
+use crate::net::testing::get;
 use crate::scrape::{Entry, Format, Parser};
-use crate::sim::testing::get;
 
 fn opts(extra: &[&str]) -> InferenceOpts {
     #[derive(clap::Parser)]
@@ -21,7 +21,7 @@ fn opts(extra: &[&str]) -> InferenceOpts {
 }
 
 async fn start(o: InferenceOpts) -> String {
-    crate::sim::testing::start(router(o)).await
+    crate::net::testing::start(router(o)).await
 }
 
 fn load_plan(url: &str, concurrency: u32, requests: u64, output: u64) -> LoadPlan {

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use benchrun::api::BenchmarkRun;
+use benchrun::loadgen::plan::{
+    Arrival, Endpoint, InputPlan, LoadPlan, PLAN_SCHEMA_VERSION, Step, StopCondition,
+};
 use benchrun_e2e::harness::{TestNamespace, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -239,5 +242,37 @@ pub fn gpu_sim(
         gpus: 1,
         node,
         probe: "/v1/models",
+    }
+}
+
+/// A load of `streams` chat streams for `duration_ms` against the simulator
+/// serving `e2e/sim` at `url`, sent from the test process (not a run).
+pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) -> LoadPlan {
+    LoadPlan {
+        schema_version: PLAN_SCHEMA_VERSION,
+        urls: vec![url],
+        model: "e2e/sim".into(),
+        endpoint: Endpoint::Chat,
+        streaming: true,
+        headers: Default::default(),
+        api_key_from_env: false,
+        workers: 1,
+        steps: vec![Step {
+            concurrency: Some(streams),
+            rate: None,
+        }],
+        stop: StopCondition::DurationMs(duration_ms),
+        warmup_requests: 0,
+        arrival: Arrival::Constant,
+        input: InputPlan::Synthetic {
+            input_mean: input_tokens,
+            input_stddev: 0,
+            output_mean: 32,
+            output_stddev: 0,
+        },
+        conversations: None,
+        extra_body: Default::default(),
+        seed: 1,
+        goodput: None,
     }
 }
