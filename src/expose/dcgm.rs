@@ -1,7 +1,8 @@
 //! A `/metrics` page in dcgm-exporter's format — its metric names, HELP texts,
 //! types and label set (`gpu`, `UUID`, `pci_bus_id`, `device`, `modelName`,
 //! `Hostname`, `DCGM_FI_DRIVER_VERSION`, then `container`, `namespace`, `pod` on a
-//! GPU a pod holds), as in the captured pages under `shared/fixtures` — written
+//! GPU a pod holds; the XID field adds `err_code` and `err_msg` before those),
+//! as in the captured pages under `shared/fixtures` — written
 //! by both the GPU simulator and the NVML exporter.
 //!
 //! `DCGM_FI_PROF_PCIE_*_BYTES` and `DCGM_FI_PROF_NVLINK_*_BYTES` are declared
@@ -113,6 +114,14 @@ pub fn render(rows: &[Row<'_>]) -> String {
                 ("Hostname", &id.hostname),
                 ("DCGM_FI_DRIVER_VERSION", &id.driver_version),
             ];
+            // dcgm-exporter names the XID in two more labels, before the pod's.
+            let code = (*v as u64).to_string();
+            if f.name == "DCGM_FI_DEV_XID_ERRORS" {
+                labels.extend([
+                    ("err_code", code.as_str()),
+                    ("err_msg", crate::telemetry::xid::describe(*v as u64)),
+                ]);
+            }
             if let Some(p) = r.pod {
                 labels.extend([
                     ("container", p.container.as_str()),

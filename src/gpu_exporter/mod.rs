@@ -5,12 +5,13 @@
 //! serves that snapshot. Names, types, units and labels are dcgm-exporter's
 //! ([`crate::expose::dcgm`]), so benchrun and anyone's Prometheus treat it the
 //! same. Fields NVML does not support on a GPU are left out, not written as
-//! blanks. What NVML has no equivalent for is not served: the profiling
-//! (`DCGM_FI_PROF_*` activity) fields, memory temperature, and XID events (the
-//! event API needs a thread per device; not done yet). Pod labels need the
-//! kubelet's pod-resources socket and are not added.
+//! blanks. XID events come from NVML's event API on a thread of their own
+//! ([`xid`]). What NVML has no equivalent for is not served: the profiling
+//! (`DCGM_FI_PROF_*` activity) fields and memory temperature. Pod labels need
+//! the kubelet's pod-resources socket and are not added.
 
 mod source;
+pub mod xid;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -101,7 +102,10 @@ pub fn main(opts: GpuExporterOpts) -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let source = match Nvml::open() {
-        Ok(s) => s,
+        Ok(s) => {
+            eprintln!("benchrun gpu-exporter: {}", s.xid_watch);
+            s
+        }
         Err(e) => {
             eprintln!("benchrun gpu-exporter: {e}");
             return std::process::ExitCode::FAILURE;

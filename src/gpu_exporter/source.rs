@@ -2,6 +2,9 @@
 //! `libnvidia-ml.so.1` at run time, so the binary runs and says so clearly where
 //! there is none), or a fake for tests.
 
+use std::sync::Arc;
+
+use super::xid::{self, XidLog};
 use crate::expose::dcgm::Values;
 
 /// One GPU, read once.
@@ -25,12 +28,15 @@ pub trait GpuSource: Send + Sync {
 
 /// NVML.
 pub struct Nvml {
-    nvml: nvml_wrapper::Nvml,
+    nvml: Arc<nvml_wrapper::Nvml>,
+    xids: Arc<XidLog>,
+    /// What became of the XID watch, for the start-up log.
+    pub xid_watch: String,
 }
 
 impl Nvml {
-    /// Loads NVML; a clear message when the library or the driver is missing,
-    /// or there are no GPUs.
+    /// Loads NVML and starts watching XID events; a clear message when the
+    /// library or the driver is missing, or there are no GPUs.
     pub fn open() -> Result<Self, String> {
         let nvml = nvml_wrapper::Nvml::init().map_err(|e| {
             format!(
@@ -40,7 +46,22 @@ impl Nvml {
         })?;
         match nvml.device_count() {
             Ok(0) => Err("NVML found no NVIDIA GPUs on this machine".into()),
-            Ok(_) => Ok(Self { nvml }),
+            Ok(_) => {
+                let nvml = Arc::new(nvml);
+                let xids = Arc::new(XidLog::default());
+                let xid_watch = match xid::watch(nvml.clone(), xids.clone()) {
+                    Ok(0) => {
+                        "no GPU supports XID events: DCGM_FI_DEV_XID_ERRORS is left out".into()
+                    }
+                    Ok(n) => format!("watching XID events on {n} GPU(s)"),
+                    Err(e) => format!("XID events are not watched ({e})"),
+                };
+                Ok(Self {
+                    nvml,
+                    xids,
+                    xid_watch,
+                })
+            }
             Err(e) => Err(format!("NVML could not count the GPUs: {e}")),
         }
     }
@@ -62,6 +83,7 @@ impl GpuSource for Nvml {
                 .nvml
                 .device_by_index(i)
                 .map_err(|e| format!("GPU {i}: {e}"))?;
+            let uuid = d.uuid().unwrap_or_default();
             let mut v = Values::new();
             let mut put = |k: &'static str, r: Option<f64>| {
                 if let Some(x) = r {
@@ -144,10 +166,14 @@ impl GpuSource for Nvml {
                     d.pcie_throughput(c).ok().map(|kb| f64::from(kb) * 1024.0),
                 );
             }
+            put(
+                "DCGM_FI_DEV_XID_ERRORS",
+                self.xids.last(&uuid).map(|x| x as f64),
+            );
             out.push(Reading {
                 index: d.index().unwrap_or(i),
                 name: d.name().unwrap_or_default(),
-                uuid: d.uuid().unwrap_or_default(),
+                uuid,
                 pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
                 values: v,
             });

@@ -4,7 +4,8 @@ use super::*;
 use crate::scrape::{Entry, Format, Kind, Parser};
 use crate::telemetry::GpuTelemetry;
 
-/// Two GPUs whose energy counter grows by a step on every read.
+/// Two GPUs whose energy counter grows by a step on every read; the second has
+/// seen XID 79.
 struct Fake {
     reads: AtomicU64,
 }
@@ -30,6 +31,7 @@ impl GpuSource for Fake {
                     ("DCGM_FI_DEV_POWER_MGMT_LIMIT", 700.0),
                     ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", 0.0),
                     ("DCGM_FI_PROF_PCIE_TX_BYTES", 1024.0 * 350.0),
+                    ("DCGM_FI_DEV_XID_ERRORS", if i == 1 { 79.0 } else { 0.0 }),
                 ]),
             })
             .collect())
@@ -71,6 +73,12 @@ fn the_page_reads_as_dcgm_exporters_with_the_same_types() {
             }
         }
     }
+    // The XID, named as dcgm-exporter names it, reaches the run's warnings.
+    assert!(text.contains(",err_code=\"79\",err_msg=\"GPU has fallen off the bus\"} 79\n"));
+    assert!(text.contains(",err_code=\"0\",err_msg=\"No Error\"} 0\n"));
+    let warned = |g: usize| t.gpus[g].result().warnings.join("; ");
+    assert!(warned(1).contains("XID error 79 reported (GPU has fallen off the bus)"));
+    assert!(!warned(0).contains("XID"), "{}", warned(0));
     let only = page(&readings, "h", "d", &["DCGM_FI_DEV_GPU_UTIL".to_string()]);
     assert_eq!(only.matches("# TYPE").count(), 1);
 }

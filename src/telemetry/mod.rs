@@ -7,7 +7,8 @@
 //!   its source and uncertainty, profiling estimates ([`peaks`]), warnings;
 //! - [`server`] discovers and aggregates every family a server exposes, with
 //!   display names and units from [`names`];
-//! - [`efficiency`] joins GPU energy with the client's token counts.
+//! - [`efficiency`] joins GPU energy with the client's token counts;
+//! - [`xid`] names NVIDIA's XID error codes.
 
 pub mod dcgm;
 pub mod efficiency;
@@ -17,6 +18,7 @@ pub mod peaks;
 pub mod report;
 pub mod series;
 pub mod server;
+pub mod xid;
 
 pub use efficiency::{ClientTotals, Efficiency};
 pub use gpu::{GpuSeries, GpuTelemetry};

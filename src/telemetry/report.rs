@@ -376,7 +376,10 @@ fn warnings<'a>(find: &impl Fn(&str) -> Option<&'a MetricResult>) -> Vec<String>
         ));
     }
     if let Some(x) = max("xid_errors").filter(|x| *x > 0.0) {
-        out.push(format!("XID error {x:.0} reported"));
+        out.push(format!(
+            "XID error {x:.0} reported ({})",
+            super::xid::describe(x as u64)
+        ));
     }
     if delta("power_violation") > 0.0 || bits & POWER_BITS != 0 {
         out.push(format!(

@@ -77,6 +77,13 @@ fn the_page_has_dcgm_exporters_names_types_and_labels() {
     ours.sort();
     theirs.sort();
     assert_eq!(ours, theirs);
+    // The XID field's two more labels, in dcgm-exporter's order and words.
+    let xid = "DCGM_FI_DEV_XID_ERRORS{";
+    assert_eq!(label_names(&node.page, xid), label_names(&real, xid));
+    assert!(
+        node.page
+            .contains(",err_code=\"0\",err_msg=\"No Error\"} 0\n")
+    );
     // Every family both pages have is declared with the same type.
     let real_types = types(&real);
     let t4 = std::fs::read_to_string(format!("{fixtures}/datadog-dcgm-t4-edgecases.txt"))

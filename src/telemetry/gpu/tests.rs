@@ -152,7 +152,10 @@ fn profiling_estimates_classification_and_warnings() {
     let w = r.warnings.join("; ");
     assert!(w.contains("85 °C"), "{w}");
     assert!(w.contains("98.8% full"), "{w}");
-    assert!(w.contains("XID error 79"), "{w}");
+    assert!(
+        w.contains("XID error 79 reported (GPU has fallen off the bus)"),
+        "{w}"
+    );
     assert!(w.contains("power throttling"), "{w}");
     assert!(!w.contains("thermal"), "{w}");
 }
