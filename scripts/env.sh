@@ -3,6 +3,9 @@
 export BENCHRUN_CACHE="${BENCHRUN_CACHE:-$HOME/.cache/benchrun}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$BENCHRUN_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental caches grow by gigabytes with every change to the crate and do
+# not help a build from a fresh clone; set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Two cores: keep test binaries from fighting the build for them.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
