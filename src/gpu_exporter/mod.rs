@@ -6,14 +6,18 @@
 //! ([`crate::expose::dcgm`]), so benchrun and anyone's Prometheus treat it the
 //! same. Fields NVML does not support on a GPU are left out, not written as
 //! blanks. XID events come from NVML's event API on a thread of their own
-//! ([`xid`]). What NVML has no equivalent for is not served: the profiling
-//! (`DCGM_FI_PROF_*` activity) fields and memory temperature. Pod labels need
-//! the kubelet's pod-resources socket and are not added.
+//! ([`xid`]). A GPU a pod holds carries the pod's `container`, `namespace` and
+//! `pod` labels, from the kubelet's pod-resources socket ([`pods`]), so a
+//! run's `auto` scope counts only the target's GPUs, as with dcgm-exporter.
+//! What NVML has no equivalent for is not served: the profiling
+//! (`DCGM_FI_PROF_*` activity) fields and memory temperature.
 
+pub mod pods;
 mod source;
 pub mod xid;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Args;
 
+use self::pods::{Holders, PodResourcesClient};
 pub use self::source::{GpuSource, Nvml, Reading};
 use crate::expose::dcgm::{FIELDS, Identity, Row, Values};
 
@@ -44,6 +49,12 @@ pub struct GpuExporterOpts {
     /// The `Hostname` label (default: $NODE_NAME, else the host's name).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// The kubelet's pod-resources socket, for the pod labels of the GPUs pods hold.
+    #[arg(long, default_value = pods::DEFAULT_SOCKET)]
+    pub pod_resources: PathBuf,
+    /// Do not ask the kubelet which pod holds which GPU.
+    #[arg(long)]
+    pub no_pod_labels: bool,
 }
 
 /// Checks `--fields` against the fields this exporter can serve.
@@ -57,8 +68,15 @@ pub fn check_fields(fields: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The page for one set of readings.
-pub fn page(readings: &[Reading], hostname: &str, driver: &str, only: &[String]) -> String {
+/// The page for one set of readings; a GPU held by pods is written once for
+/// each container that holds it, as dcgm-exporter writes it.
+pub fn page(
+    readings: &[Reading],
+    holders: &Holders,
+    hostname: &str,
+    driver: &str,
+    only: &[String],
+) -> String {
     let ids: Vec<Identity> = readings
         .iter()
         .map(|r| Identity {
@@ -81,15 +99,22 @@ pub fn page(readings: &[Reading], hostname: &str, driver: &str, only: &[String])
                 .collect()
         })
         .collect();
-    let rows: Vec<Row<'_>> = ids
-        .iter()
-        .zip(&values)
-        .map(|(id, values)| Row {
+    let mut rows: Vec<Row<'_>> = Vec::with_capacity(readings.len());
+    for ((r, id), values) in readings.iter().zip(&ids).zip(&values) {
+        let held = pods::of(holders, &r.uuid, r.index);
+        if held.is_empty() {
+            rows.push(Row {
+                id,
+                pod: None,
+                values,
+            });
+        }
+        rows.extend(held.iter().map(|p| Row {
             id,
-            pod: None,
+            pod: Some(p),
             values,
-        })
-        .collect();
+        }));
+    }
     crate::expose::dcgm::render(&rows)
 }
 
@@ -129,47 +154,114 @@ pub fn main(opts: GpuExporterOpts) -> std::process::ExitCode {
 
 /// Reads on the interval and serves the latest page.
 pub async fn run(opts: GpuExporterOpts, source: Arc<dyn GpuSource>) -> Result<(), String> {
-    let hostname = crate::net::exporter_hostname(opts.hostname.as_deref());
-    let driver = source.driver_version();
-    let latest: Latest = Arc::new(Mutex::new(Err("not read yet".into())));
-    refresh(&*source, &latest, &hostname, &driver, &opts.fields);
-    if let Ok(Err(e)) = latest.lock().map(|l| l.clone()) {
+    let mut reader = Reader::new(&opts, source);
+    reader.read().await;
+    if let Ok(Err(e)) = reader.latest.lock().map(|l| l.clone()) {
         return Err(e);
     }
+    let latest = reader.latest.clone();
     let listener = crate::net::bind(crate::net::listen_addr(opts.host, opts.port)).await?;
     eprintln!(
         "benchrun gpu-exporter: serving on http://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    let reader = {
-        let (latest, source) = (latest.clone(), source.clone());
-        let (interval, fields) = (opts.interval, opts.fields.clone());
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let (s, l, h, d, f) = (
-                    source.clone(),
-                    latest.clone(),
-                    hostname.clone(),
-                    driver.clone(),
-                    fields.clone(),
-                );
-                // NVML calls block: off the async threads.
-                let _ = tokio::task::spawn_blocking(move || refresh(&*s, &l, &h, &d, &f)).await;
-            }
-        })
-    };
+    let ticker = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(opts.interval.max(Duration::from_millis(100)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            reader.read().await;
+        }
+    });
     let served = crate::net::serve(listener, router(latest)).await;
-    reader.abort();
+    ticker.abort();
     served
 }
 
-fn refresh(source: &dyn GpuSource, latest: &Latest, hostname: &str, driver: &str, only: &[String]) {
-    let next = source.read_all().map(|r| page(&r, hostname, driver, only));
-    if let Ok(mut l) = latest.lock() {
-        *l = next;
+/// Everything one read needs: the GPUs, who holds them, and where the page goes.
+struct Reader {
+    source: Arc<dyn GpuSource>,
+    pods: Option<PodLabels>,
+    latest: Latest,
+    hostname: String,
+    driver: String,
+    only: Vec<String>,
+}
+
+impl Reader {
+    fn new(opts: &GpuExporterOpts, source: Arc<dyn GpuSource>) -> Self {
+        Self {
+            pods: (!opts.no_pod_labels).then(|| PodLabels::new(&opts.pod_resources)),
+            latest: Arc::new(Mutex::new(Err("not read yet".into()))),
+            hostname: crate::net::exporter_hostname(opts.hostname.as_deref()),
+            driver: source.driver_version(),
+            only: opts.fields.clone(),
+            source,
+        }
+    }
+
+    /// Reads every GPU once and replaces the page.
+    async fn read(&mut self) {
+        let holders = match &mut self.pods {
+            Some(p) => p.holders().await.clone(),
+            None => Holders::new(),
+        };
+        let source = self.source.clone();
+        // NVML calls block: off the async threads.
+        let readings = tokio::task::spawn_blocking(move || source.read_all())
+            .await
+            .unwrap_or_else(|e| Err(format!("the read stopped: {e}")));
+        let next = readings.map(|r| page(&r, &holders, &self.hostname, &self.driver, &self.only));
+        if let Ok(mut l) = self.latest.lock() {
+            *l = next;
+        }
+    }
+}
+
+/// Who holds which GPU, asked of the kubelet on every read. When it does not
+/// answer, the last answer stands (a pod rarely leaves in the seconds a kubelet
+/// restarts), and each change between answering and not is logged once.
+struct PodLabels {
+    client: PodResourcesClient,
+    holders: Holders,
+    failing: Option<String>,
+}
+
+impl PodLabels {
+    fn new(socket: &std::path::Path) -> Self {
+        Self {
+            client: PodResourcesClient::new(socket),
+            holders: Holders::new(),
+            failing: None,
+        }
+    }
+
+    async fn holders(&mut self) -> &Holders {
+        match self.client.list().await {
+            Ok(r) => {
+                if self.failing.take().is_some() {
+                    eprintln!(
+                        "benchrun gpu-exporter: the kubelet answers again: pod labels are current"
+                    );
+                }
+                self.holders = pods::holders(&r);
+            }
+            Err(e) => {
+                if self.failing.as_ref() != Some(&e) {
+                    eprintln!(
+                        "benchrun gpu-exporter: {e}; {} until it answers",
+                        if self.holders.is_empty() {
+                            "no pod labels"
+                        } else {
+                            "the last pod labels stand"
+                        }
+                    );
+                    self.failing = Some(e);
+                }
+            }
+        }
+        &self.holders
     }
 }
 

@@ -1,5 +1,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::path::PathBuf;
+
 use super::*;
 use crate::scrape::{Entry, Format, Kind, Parser};
 use crate::telemetry::GpuTelemetry;
@@ -47,7 +49,7 @@ fn fake() -> Fake {
 #[test]
 fn the_page_reads_as_dcgm_exporters_with_the_same_types() {
     let readings = fake().read_all().unwrap();
-    let text = page(&readings, "node-a", "570.124.06", &[]);
+    let text = page(&readings, &Holders::new(), "node-a", "570.124.06", &[]);
     let mut t = GpuTelemetry::default();
     let report = t.ingest("e", 0.0, text.as_bytes(), Format::Prometheus);
     assert_eq!(report.skipped, 0);
@@ -79,7 +81,13 @@ fn the_page_reads_as_dcgm_exporters_with_the_same_types() {
     let warned = |g: usize| t.gpus[g].result().warnings.join("; ");
     assert!(warned(1).contains("XID error 79 reported (GPU has fallen off the bus)"));
     assert!(!warned(0).contains("XID"), "{}", warned(0));
-    let only = page(&readings, "h", "d", &["DCGM_FI_DEV_GPU_UTIL".to_string()]);
+    let only = page(
+        &readings,
+        &Holders::new(),
+        "h",
+        "d",
+        &["DCGM_FI_DEV_GPU_UTIL".to_string()],
+    );
     assert_eq!(only.matches("# TYPE").count(), 1);
 }
 
@@ -90,11 +98,32 @@ fn field_selection_is_checked() {
     assert!(e.contains("unknown field") && e.contains("DCGM_FI_DEV_GPU_UTIL"));
 }
 
+fn opts(pod_resources: PathBuf) -> GpuExporterOpts {
+    GpuExporterOpts {
+        host: None,
+        port: 0,
+        interval: Duration::from_secs(1),
+        fields: Vec::new(),
+        hostname: Some("node-a".into()),
+        pod_resources,
+        no_pod_labels: false,
+    }
+}
+
+fn energy(text: &str) -> f64 {
+    Parser::new(text.as_bytes(), Format::Prometheus)
+        .find_map(|e| match e {
+            Entry::Sample(s) if s.name == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => Some(s.value),
+            _ => None,
+        })
+        .unwrap()
+}
+
 #[tokio::test]
 async fn served_snapshots_refresh_and_the_energy_counter_grows() {
-    let source: Arc<dyn GpuSource> = Arc::new(fake());
-    let latest: Latest = Arc::new(Mutex::new(Err("not read yet".into())));
-    let url = crate::net::testing::start(router(latest.clone())).await;
+    // No kubelet socket here: the pages go out without pod labels.
+    let mut reader = Reader::new(&opts("/nonexistent/kubelet.sock".into()), Arc::new(fake()));
+    let url = crate::net::testing::start(router(reader.latest.clone())).await;
     let client = crate::loadgen::client::http_client(1);
     let early = client
         .get(format!("{url}/metrics").parse().unwrap())
@@ -103,19 +132,61 @@ async fn served_snapshots_refresh_and_the_energy_counter_grows() {
     assert_eq!(early.status(), 503, "nothing read yet");
     let mut energies = Vec::new();
     for _ in 0..3 {
-        refresh(&*source, &latest, "h", "d", &[]);
+        reader.read().await;
         let text = crate::net::testing::get(&format!("{url}/metrics")).await;
-        let e = Parser::new(text.as_bytes(), Format::Prometheus)
-            .find_map(|e| match e {
-                Entry::Sample(s) if s.name == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => {
-                    Some(s.value)
-                }
-                _ => None,
-            })
-            .unwrap();
-        energies.push(e);
+        assert!(!text.contains("pod=\""), "{text}");
+        energies.push(energy(&text));
     }
     assert!(energies.windows(2).all(|w| w[1] > w[0]), "{energies:?}");
+}
+
+#[tokio::test]
+async fn gpus_pods_hold_carry_the_pods_labels_and_the_engine_attributes_them() {
+    use super::pods::ListPodResourcesResponse;
+    use super::pods::tests::{devices, kubelet, pod};
+    let gpu = |i: u32| format!("GPU-0000000{i}-aaaa-bbbb-cccc-dddddddddddd");
+    let (_dir, socket) = kubelet(ListPodResourcesResponse {
+        pod_resources: vec![
+            pod(
+                "llm",
+                "vllm-0",
+                "vllm",
+                vec![devices("nvidia.com/gpu", &[&gpu(0)])],
+            ),
+            pod(
+                "llm",
+                "a",
+                "s",
+                vec![devices("nvidia.com/gpu", &[&format!("{}::0", gpu(1))])],
+            ),
+            pod(
+                "llm",
+                "b",
+                "s",
+                vec![devices("nvidia.com/gpu", &[&format!("{}::1", gpu(1))])],
+            ),
+        ],
+    })
+    .await;
+    let mut reader = Reader::new(&opts(socket), Arc::new(fake()));
+    reader.read().await;
+    let text = reader.latest.lock().unwrap().clone().unwrap();
+    assert!(
+        text.contains(
+            "err_msg=\"No Error\",container=\"vllm\",namespace=\"llm\",pod=\"vllm-0\"} 0\n"
+        ),
+        "{text}"
+    );
+    let mut t = GpuTelemetry::default();
+    t.ingest("e", 0.0, text.as_bytes(), Format::Prometheus);
+    assert_eq!(t.gpus.len(), 2, "a shared GPU is still one GPU");
+    let held = |g: usize| -> Vec<String> { t.gpus[g].pods.iter().map(|p| p.pod.clone()).collect() };
+    assert_eq!(held(0), ["vllm-0"]);
+    assert_eq!(held(1), ["a", "b"], "both time-sliced pods are kept");
+    assert_eq!(
+        t.counts.repeats, 8,
+        "the shared GPU's series are written twice, counted once"
+    );
 }
 
 #[test]

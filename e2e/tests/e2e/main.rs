@@ -2,6 +2,7 @@
 //! Helm (scripts/e2e.sh sets it up). Each test works in a namespace of its own
 //! and waits on conditions, never on fixed sleeps.
 
+mod chart;
 mod common;
 mod fidelity;
 mod operator;
