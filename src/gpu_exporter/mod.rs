@@ -202,16 +202,20 @@ impl Reader {
     }
 
     /// Reads every GPU once and replaces the page.
+    /// The kubelet is asked while NVML reads, so a slow kubelet does not delay
+    /// the page by more than the slower of the two.
     async fn read(&mut self) {
-        let holders = match &mut self.pods {
-            Some(p) => p.holders().await.clone(),
-            None => Holders::new(),
-        };
         let source = self.source.clone();
         // NVML calls block: off the async threads.
-        let readings = tokio::task::spawn_blocking(move || source.read_all())
-            .await
-            .unwrap_or_else(|e| Err(format!("the read stopped: {e}")));
+        let gpus = tokio::task::spawn_blocking(move || source.read_all());
+        let holders = async {
+            match &mut self.pods {
+                Some(p) => p.holders().await.clone(),
+                None => Holders::new(),
+            }
+        };
+        let (readings, holders) = tokio::join!(gpus, holders);
+        let readings = readings.unwrap_or_else(|e| Err(format!("the read stopped: {e}")));
         let next = readings.map(|r| page(&r, &holders, &self.hostname, &self.driver, &self.only));
         if let Ok(mut l) = self.latest.lock() {
             *l = next;

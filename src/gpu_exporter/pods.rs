@@ -124,8 +124,8 @@ impl PodResourcesClient {
         });
         // The URI is a placeholder: the connector dials the socket.
         let channel = Endpoint::from_static("http://kubelet.sock")
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2))
             .connect_with_connector_lazy(connector);
         Self {
             channel,
