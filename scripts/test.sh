@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 ensure_rust
 mkdir -p "$CARGO_TARGET_DIR"
+bash scripts/prune-target.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
