@@ -115,8 +115,9 @@ pub fn render(rows: &[Row<'_>]) -> String {
                 ("DCGM_FI_DRIVER_VERSION", &id.driver_version),
             ];
             // dcgm-exporter names the XID in two more labels, before the pod's.
-            let code = (*v as u64).to_string();
+            let code;
             if f.name == "DCGM_FI_DEV_XID_ERRORS" {
+                code = (*v as u64).to_string();
                 labels.extend([
                     ("err_code", code.as_str()),
                     ("err_msg", crate::telemetry::xid::describe(*v as u64)),

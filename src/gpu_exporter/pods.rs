@@ -74,7 +74,7 @@ pub fn holders(resp: &ListPodResourcesResponse) -> Holders {
         for c in &pod.containers {
             for d in c.devices.iter().filter(|d| is_nvidia(&d.resource_name)) {
                 for id in &d.device_ids {
-                    let id = id.split("::").next().unwrap_or(id);
+                    let id = id.split_once("::").map_or(id.as_str(), |(gpu, _)| gpu);
                     let holders = out.entry(id.to_string()).or_default();
                     let p = PodRef {
                         namespace: pod.namespace.clone(),

@@ -1,6 +1,5 @@
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::scrape::{Entry, Format, Kind, Parser};

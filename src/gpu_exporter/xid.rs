@@ -82,23 +82,22 @@ pub fn watch(nvml: Arc<Nvml>, log: Arc<XidLog>) -> Result<usize, String> {
 
 /// One event set with every GPU that supports critical-XID events.
 fn register<'n>(nvml: &'n Nvml, log: &XidLog) -> Result<Option<(EventSet<'n>, usize)>, String> {
-    let e = |what: &str, err: NvmlError| format!("{what}: {err}");
-    let n = nvml.device_count().map_err(|x| e("counting the GPUs", x))?;
-    let mut set = nvml
-        .create_event_set()
-        .map_err(|x| e("creating an event set", x))?;
+    let n = nvml
+        .device_count()
+        .map_err(|e| format!("counting the GPUs: {e}"))?;
+    let mut set = event_set(nvml, &[])?;
     let mut watched: Vec<(u32, String)> = Vec::new();
     for i in 0..n {
         let d = nvml
             .device_by_index(i)
-            .map_err(|x| e(&format!("GPU {i}"), x))?;
+            .map_err(|e| format!("GPU {i}: {e}"))?;
         let supported = d
             .supported_event_types()
             .is_ok_and(|t| t.contains(EventTypes::CRITICAL_XID_ERROR));
-        let Ok(uuid) = d.uuid() else { continue };
         if !supported {
             continue;
         }
+        let Ok(uuid) = d.uuid() else { continue };
         match d.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
             Ok(s) => {
                 set = s;
@@ -108,16 +107,8 @@ fn register<'n>(nvml: &'n Nvml, log: &XidLog) -> Result<Option<(EventSet<'n>, us
                 eprintln!("benchrun gpu-exporter: GPU {i}: XID events not watched: {err}");
                 // A failed registration frees the set: build it again with the
                 // GPUs registered so far.
-                set = nvml
-                    .create_event_set()
-                    .map_err(|x| e("creating an event set", x))?;
-                for (j, _) in &watched {
-                    set = nvml
-                        .device_by_index(*j)
-                        .map_err(|x| e(&format!("GPU {j}"), x))?
-                        .register_events(EventTypes::CRITICAL_XID_ERROR, set)
-                        .map_err(|x| format!("GPU {j}: {x}"))?;
-                }
+                let indices: Vec<u32> = watched.iter().map(|(j, _)| *j).collect();
+                set = event_set(nvml, &indices)?;
             }
         }
     }
@@ -125,6 +116,21 @@ fn register<'n>(nvml: &'n Nvml, log: &XidLog) -> Result<Option<(EventSet<'n>, us
         log.watch(uuid);
     }
     Ok((!watched.is_empty()).then_some((set, watched.len())))
+}
+
+/// A new event set with the GPUs at `indices` registered for critical XIDs.
+fn event_set<'n>(nvml: &'n Nvml, indices: &[u32]) -> Result<EventSet<'n>, String> {
+    let mut set = nvml
+        .create_event_set()
+        .map_err(|e| format!("creating an event set: {e}"))?;
+    for &i in indices {
+        set = nvml
+            .device_by_index(i)
+            .map_err(|e| format!("GPU {i}: {e}"))?
+            .register_events(EventTypes::CRITICAL_XID_ERROR, set)
+            .map_err(|e| format!("GPU {i}: {e}"))?;
+    }
+    Ok(set)
 }
 
 fn wait_forever(set: &EventSet<'_>, log: &XidLog) {
