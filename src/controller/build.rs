@@ -333,8 +333,13 @@ pub fn goodput(slos: &[api::Slo]) -> Option<lp::Goodput> {
 
 /// The results ConfigMaps: `<run>-results`, then `<run>-results-1`, ... when
 /// the results had to be split (see [`crate::results::pack`]).
-pub fn results_config_maps(run: &BenchmarkRun, parts: Vec<ConfigMapData>) -> Vec<ConfigMap> {
+pub fn results_config_maps(
+    run: &BenchmarkRun,
+    parts: Vec<ConfigMapData>,
+    client_steps: usize,
+) -> Vec<ConfigMap> {
     let base = names::results_config_map_name(run);
+    let annotations = BTreeMap::from([(CLIENT_STEPS.to_string(), client_steps.to_string())]);
     parts
         .into_iter()
         .enumerate()
@@ -344,8 +349,10 @@ pub fn results_config_maps(run: &BenchmarkRun, parts: Vec<ConfigMapData>) -> Vec
             } else {
                 format!("{base}-{i}")
             };
+            let mut metadata = owned_meta(run, name, "results");
+            metadata.annotations = Some(annotations.clone());
             ConfigMap {
-                metadata: owned_meta(run, name, "results"),
+                metadata,
                 data: Some(part.data).filter(|d| !d.is_empty()),
                 binary_data: Some(
                     part.binary_data
@@ -358,6 +365,22 @@ pub fn results_config_maps(run: &BenchmarkRun, parts: Vec<ConfigMapData>) -> Vec
             }
         })
         .collect()
+}
+
+/// Annotation of a results ConfigMap: how many steps' client results it holds.
+pub const CLIENT_STEPS: &str = "benchrun.dev/client-steps";
+
+/// Whether a results ConfigMap already written must be kept rather than
+/// replaced by a document holding the client results of `client_steps`
+/// steps: results are never overwritten by fewer results (a decision from a
+/// stale copy of the run, or a session that lost them, must not erase them).
+pub fn keep_existing_results(existing: Option<&ConfigMap>, client_steps: usize) -> bool {
+    let held = existing
+        .and_then(|cm| cm.metadata.annotations.as_ref())
+        .and_then(|a| a.get(CLIENT_STEPS))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    held > client_steps
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct Observed {
     pub target: Target,
     /// The run's measurement session in this controller, if it has one.
     pub session: Option<SessionView>,
+    /// The final status this controller already wrote for the run, when the
+    /// copy in hand predates that write (see `Sessions::ended`).
+    pub ended: Option<BenchmarkRunStatus>,
 }
 
 /// One thing to do to the cluster.
@@ -69,6 +72,10 @@ pub struct Decision {
     pub actions: Vec<Action>,
     pub requeue_after: Option<Duration>,
     pub transition: Option<Transition>,
+    /// The copy of the run in hand is older than a final status this
+    /// controller wrote: nothing is done or written; the run is looked at
+    /// again once the cache has caught up.
+    pub stale: bool,
 }
 
 /// How long to wait before looking again for a target that is not ready.
@@ -79,6 +86,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 const PROGRESS: Duration = Duration::from_secs(2);
 /// How long a completed Job's results are waited for before the run ends without them.
 const COLLECT_GRACE: Duration = Duration::from_secs(90);
+/// How soon a run seen through a stale copy is looked at again.
+const STALE_RETRY: Duration = Duration::from_secs(1);
 
 /// Decides the next status and actions of a run.
 pub fn decide(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Decision {
@@ -91,13 +100,25 @@ pub fn decide(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Decisi
 
 fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Decision {
     let old = run.status.clone().unwrap_or_default();
+    let phase = old.phase.unwrap_or(Phase::Pending);
+    // A run never leaves a final phase: a copy that does not show the end this
+    // controller wrote is stale, and every decision from it would undo that end.
+    if let Some(ended) = observed.ended.as_ref().filter(|_| !phase.is_final()) {
+        return Decision {
+            status: ended.clone(),
+            actions: Vec::new(),
+            requeue_after: Some(STALE_RETRY),
+            transition: None,
+            stale: true,
+        };
+    }
     let mut d = Decision {
         status: old.clone(),
         actions: Vec::new(),
         requeue_after: None,
         transition: None,
+        stale: false,
     };
-    let phase = old.phase.unwrap_or(Phase::Pending);
     d.status.observed_generation = run.metadata.generation;
     if phase.is_final() {
         ttl(run, &mut d, now);

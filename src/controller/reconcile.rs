@@ -13,7 +13,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
 use super::decide::{self, Action, Decision, Observed, Target};
@@ -64,22 +64,55 @@ async fn reconcile_run(run: &BenchmarkRun, ctx: &Context) -> Result<Requeue, Err
     }
     let observed = observe(run, &ns, ctx).await?;
     let decision = decide::decide(run, &observed, Timestamp::now());
+    if decision.stale {
+        debug!("the cached copy predates the final status written for it; waiting for the cache");
+        return Ok(requeue(&decision));
+    }
     execute(run, &ns, &decision, ctx).await?;
-    write_status(run, &ns, &decision.status, ctx).await?;
-    if decision.status.phase.is_some_and(Phase::is_final) {
-        ctx.sessions.end(run);
+    match write_status(run, &ns, &decision.status, ctx).await {
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 => {
+            // The run changed since this copy was read: decide again from a newer one.
+            debug!("the run changed while it was reconciled; looking again");
+            return Ok(Requeue::requeue(CONFLICT_RETRY));
+        }
+        other => other?,
+    }
+    let was_final = run
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(Phase::is_final);
+    if !was_final && decision.status.phase.is_some_and(Phase::is_final) {
+        ctx.sessions.end(run, &decision.status);
     }
     if let Some(t) = &decision.transition {
         info!(phase = %t.reason, "{}", t.note);
         publish(ctx, run.object_ref(&()), t.warning, &t.reason, &t.note).await;
     }
-    Ok(match decision.requeue_after {
+    Ok(requeue(&decision))
+}
+
+/// How soon a reconcile whose status write met a newer copy of the run tries again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(500);
+
+fn requeue(decision: &Decision) -> Requeue {
+    match decision.requeue_after {
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
-    })
+    }
 }
 
 async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed, Error> {
+    if let Some(ended) = ctx.sessions.ended(run) {
+        // Stale copy: nothing is looked up, and no session is started for it.
+        return Ok(Observed {
+            job: None,
+            failed_pod_message: None,
+            target: Target::NotNeeded,
+            session: None,
+            ended: Some(ended),
+        });
+    }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let job_name = names::job_name(run);
     let job = jobs.get_opt(&job_name).await?;
@@ -116,6 +149,7 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         failed_pod_message,
         target,
         session: session.map(|s| s.view()),
+        ended: None,
     })
 }
 
@@ -173,9 +207,18 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                 if let Some(session) = ctx.sessions.get(run) {
                     (doc.details, doc.endpoints, doc.notes) = session.document();
                 }
-                let parts = crate::results::pack(doc.files()?, crate::results::MAX_CONFIGMAP_BYTES);
+                let client_steps = doc.details.iter().filter(|d| d.client.is_some()).count();
                 let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-                for cm in build::results_config_maps(run, parts) {
+                let existing = cms.get_opt(&names::results_config_map_name(run)).await?;
+                if build::keep_existing_results(existing.as_ref(), client_steps) {
+                    warn!(
+                        client_steps,
+                        "kept the results already written: they hold more client results than this write"
+                    );
+                    continue;
+                }
+                let parts = crate::results::pack(doc.files()?, crate::results::MAX_CONFIGMAP_BYTES);
+                for cm in build::results_config_maps(run, parts, client_steps) {
                     let name = cm.name_any();
                     cms.patch(&name, &apply, &Patch::Apply(&cm)).await?;
                 }
@@ -223,7 +266,10 @@ fn results_document(run: &BenchmarkRun, status: &BenchmarkRunStatus) -> ResultsD
     }
 }
 
-/// Server-side applies the status, unless nothing changed.
+/// Server-side applies the status, unless nothing changed. The write holds
+/// the resourceVersion of the copy it was decided from as a precondition, so a
+/// decision made from a stale copy fails with a conflict instead of
+/// overwriting a newer status.
 async fn write_status(
     run: &BenchmarkRun,
     ns: &str,
@@ -233,21 +279,26 @@ async fn write_status(
     if run.status.as_ref() == Some(status) {
         return Ok(());
     }
-    apply_status(ctx, ns, &run.name_any(), status).await
+    let version = run.resource_version();
+    apply_status(ctx, ns, &run.name_any(), version.as_deref(), status).await
 }
 
 async fn apply_status(
     ctx: &Context,
     ns: &str,
     name: &str,
+    resource_version: Option<&str>,
     status: &BenchmarkRunStatus,
 ) -> Result<(), Error> {
     let runs: Api<BenchmarkRun> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = json!({
+    let mut patch = json!({
         "apiVersion": "benchrun.dev/v1alpha1",
         "kind": "BenchmarkRun",
         "status": status,
     });
+    if let Some(v) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": v });
+    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     runs.patch_status(name, &params, &Patch::Apply(&patch))
         .await?;
@@ -295,7 +346,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Req
         );
     }
     warn!("{message}");
-    apply_status(ctx, &ns, &name, &status).await?;
+    apply_status(ctx, &ns, &name, None, &status).await?;
     Ok(Requeue::await_change())
 }
 

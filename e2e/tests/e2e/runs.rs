@@ -162,6 +162,70 @@ async fn a_run_survives_the_operator_pod_being_deleted() {
     ns.delete().await.unwrap();
 }
 
+/// Short runs back to back, one and two workers: every one ends `Succeeded`
+/// with its summary and every request counted, and stays so. A reconcile from
+/// a stale cached copy once threw finished runs' results away now and then.
+#[tokio::test]
+async fn a_soak_of_short_runs_keeps_every_result() {
+    const RUNS: usize = 20;
+    const REQUESTS: u64 = 6;
+    let ns = setup("soak", Some(18205)).await;
+    let runs = ns.api::<BenchmarkRun>();
+    for i in 0..RUNS {
+        let workers = 1 + i % 2;
+        let load = format!(
+            "\n    concurrency: 2\n    workers: {workers}\n    requestCount: {REQUESTS}{SHORT_OUTPUT}"
+        );
+        let name = format!("s{i:02}");
+        runs.create(&PostParams::default(), &run(&name, &load, ""))
+            .await
+            .unwrap();
+        let done = wait_succeeded(&runs, &name).await;
+        assert_results(&ns, &done, REQUESTS).await;
+    }
+    // Nothing went back on its end afterwards (a stale reconcile re-entered
+    // Collecting and, after its grace, wrote empty results over good ones).
+    for r in runs.list(&ListParams::default()).await.unwrap() {
+        assert_eq!(
+            phase(Some(&r)).as_deref(),
+            Some("Succeeded"),
+            "{}",
+            r.metadata.name.as_deref().unwrap_or("")
+        );
+        assert_results(&ns, &r, REQUESTS).await;
+    }
+    ns.delete().await.unwrap();
+}
+
+/// The run's status summary and results ConfigMap hold the client's figures
+/// for all `requests`.
+async fn assert_results(ns: &TestNamespace, r: &BenchmarkRun, requests: u64) {
+    let name = r.metadata.name.clone().unwrap();
+    let summary = r.status.as_ref().and_then(|s| s.summary.clone());
+    let summary = summary.unwrap_or_else(|| panic!("{name}: no summary in {:?}", r.status));
+    assert!(
+        summary.request_throughput.is_some_and(|t| t > 0.0),
+        "{name}: {summary:?}"
+    );
+    let cm = ns
+        .api::<ConfigMap>()
+        .get(&format!("{name}-results"))
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["summary.json"]).unwrap();
+    let client = &doc["details"][0]["client"];
+    assert_eq!(
+        client["requests"].as_u64(),
+        Some(requests),
+        "{name}: {doc:#}"
+    );
+    assert_eq!(
+        client["successes"].as_u64(),
+        Some(requests),
+        "{name}: {doc:#}"
+    );
+}
+
 /// A fresh namespace, with the simulator (TTFT 10 ms, ITL 2 ms)
 /// on `sim_port` when given.
 async fn setup(prefix: &str, sim_port: Option<i32>) -> TestNamespace {

@@ -217,7 +217,7 @@ fn results_config_maps_are_owned_and_named_after_the_run() {
         ("summary.json".to_string(), noise(1)),
         ("gpu_telemetry.csv".to_string(), noise(2)),
     ]);
-    let one = results_config_maps(&r, crate::results::pack(files.clone(), 1 << 20));
+    let one = results_config_maps(&r, crate::results::pack(files.clone(), 1 << 20), 1);
     assert_eq!(one.len(), 1);
     let cm = &one[0];
     assert_eq!(cm.metadata.name.as_deref(), Some("llama-sweep-results"));
@@ -231,7 +231,7 @@ fn results_config_maps_are_owned_and_named_after_the_run() {
     );
     assert!(cm.binary_data.is_none());
     // Split: numbered parts, every one owned by the run, the index in the first.
-    let parts = results_config_maps(&r, crate::results::pack(files, 20_000));
+    let parts = results_config_maps(&r, crate::results::pack(files, 20_000), 1);
     let names: Vec<_> = parts
         .iter()
         .map(|c| c.metadata.name.clone().unwrap())
@@ -243,6 +243,30 @@ fn results_config_maps_are_owned_and_named_after_the_run() {
     );
     assert!(parts[0].data.as_ref().unwrap().contains_key("index.json"));
     assert!(parts.iter().all(|c| c.metadata.owner_references.is_some()));
+}
+
+#[test]
+fn results_are_never_replaced_by_fewer_results() {
+    let r = run();
+    let files = BTreeMap::from([("summary.json".to_string(), "{}".to_string())]);
+    let written =
+        |steps| results_config_maps(&r, crate::results::pack(files.clone(), 1 << 20), steps);
+    let three = written(3).remove(0);
+    assert_eq!(
+        three.metadata.annotations.as_ref().unwrap()[CLIENT_STEPS],
+        "3"
+    );
+    // A write without client results (a stale decision, a lost session) keeps them.
+    assert!(keep_existing_results(Some(&three), 0));
+    assert!(keep_existing_results(Some(&three), 2));
+    // As many or more results replace them; nothing written yet is no reason to wait.
+    assert!(!keep_existing_results(Some(&three), 3));
+    assert!(!keep_existing_results(Some(&three), 4));
+    assert!(!keep_existing_results(None, 0));
+    // A ConfigMap without the annotation (written by an older release) holds no count.
+    let mut old = three.clone();
+    old.metadata.annotations = None;
+    assert!(!keep_existing_results(Some(&old), 0));
 }
 
 #[test]

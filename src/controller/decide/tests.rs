@@ -41,6 +41,7 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
         failed_pod_message: None,
         target,
         session: None,
+        ended: None,
     }
 }
 
@@ -256,3 +257,60 @@ fn a_job_of_someone_else_is_not_adopted() {
     let d = decide(&run(), &observed(Some(foreign), Target::NotNeeded), at(0));
     assert_eq!(condition(&d, FAILED), ("True", "JobConflict"));
 }
+
+#[test]
+fn a_stale_copy_after_the_end_keeps_the_results_and_never_collects_again() {
+    // The measurement ended and the results were written from the session...
+    let r = run();
+    let r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    let running = decide(
+        &r,
+        &observed(
+            Some(job(json!({"active": 1, "ready": 1}))),
+            Target::NotNeeded,
+        ),
+        at(5),
+    );
+    let stale = advance(r, &running);
+    assert_eq!(stale.status.as_ref().unwrap().phase, Some(Phase::Running));
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let mut obs = observed(Some(done.clone()), Target::NotNeeded);
+    obs.session = Some(SessionView {
+        stage: Stage::Done,
+        progress: None,
+        endpoints: None,
+        discovery_note: None,
+        steps: Vec::new(),
+    });
+    let end = decide(&stale, &obs, at(30));
+    assert_eq!(end.status.phase, Some(Phase::Succeeded));
+    assert_eq!(end.actions, vec![Action::WriteResults]);
+
+    // ...then a reconcile works from the older copy (phase Running, Job
+    // complete) with the session gone. Without the written end it would enter
+    // Collecting and, after the grace, write empty results over the good ones.
+    let without = decide(
+        &stale,
+        &observed(Some(done.clone()), Target::NotNeeded),
+        at(31),
+    );
+    assert_eq!(without.actions, vec![Action::WriteResults], "the hazard");
+    let mut obs = observed(Some(done), Target::NotNeeded);
+    obs.ended = Some(end.status.clone());
+    for t in [31, 200] {
+        let d = decide(&stale, &obs, at(t));
+        assert!(d.stale, "at {t}");
+        assert!(d.actions.is_empty(), "at {t}: {:?}", d.actions);
+        assert_eq!(d.status, end.status, "at {t}");
+        assert_ne!(d.status.phase, Some(Phase::Collecting));
+        assert!(d.transition.is_none());
+        assert_eq!(d.requeue_after, Some(STALE_RETRY));
+    }
+    // A copy that shows the end is decided as usual: the run stays final.
+    let current = advance(stale, &end);
+    let d = decide(&current, &obs, at(40));
+    assert!(!d.stale);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+}
+

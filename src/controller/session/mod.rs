@@ -22,11 +22,12 @@ mod workers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 
 use self::collect::{EndpointLog, Kind, StepTelemetry};
-use crate::api::{self, BenchmarkRun, GpuScope};
+use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, GpuScope};
 use crate::loadgen::engine::StepResult as ClientStep;
 use crate::results::{EndpointReport, StepDetail};
 
@@ -139,15 +140,52 @@ impl Drop for Session {
     }
 }
 
-/// The sessions of the runs this controller follows, by run UID.
+/// How long the final status of an ended run is remembered while the cache
+/// has not shown it yet. The cache catches up within milliseconds; this only
+/// bounds the memory of runs deleted before it did.
+const ENDED_MEMORY: Duration = Duration::from_secs(600);
+
+/// The final status this controller wrote for a run.
+struct Ended {
+    status: BenchmarkRunStatus,
+    at: Instant,
+}
+
+/// The sessions of the runs this controller follows, by run UID, and the
+/// final status of the runs whose session ended.
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
+    ended: Mutex<HashMap<String, Ended>>,
 }
 
 impl Sessions {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ended_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ended>> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The final status this controller wrote for `run`, when the copy of the
+    /// run in hand does not show a final phase yet: that copy is older than
+    /// the write (a watch cache lags behind its own writes), and deciding from
+    /// it would undo the run's end. Forgotten once a copy shows a final phase.
+    pub fn ended(&self, run: &BenchmarkRun) -> Option<BenchmarkRunStatus> {
+        let uid = run.uid()?;
+        let mut ended = self.ended_map();
+        ended.retain(|_, e| e.at.elapsed() < ENDED_MEMORY);
+        let shows_end = run
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(api::Phase::is_final);
+        if shows_end {
+            ended.remove(&uid);
+            return None;
+        }
+        ended.get(&uid).map(|e| e.status.clone())
     }
 
     pub fn get(&self, run: &BenchmarkRun) -> Option<Arc<Session>> {
@@ -198,10 +236,65 @@ impl Sessions {
         Some(s)
     }
 
-    /// Forgets the run's session (its task stops).
-    pub fn end(&self, run: &BenchmarkRun) {
+    /// Forgets the run's session (its task stops) and remembers the final
+    /// status written for it (see [`Sessions::ended`]).
+    pub fn end(&self, run: &BenchmarkRun, status: &BenchmarkRunStatus) {
         if let Some(uid) = run.uid() {
             self.map().remove(&uid);
+            let ended = Ended {
+                status: status.clone(),
+                at: Instant::now(),
+            };
+            self.ended_map().insert(uid, ended);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Phase;
+
+    fn run(phase: Option<Phase>) -> BenchmarkRun {
+        let mut r: BenchmarkRun = serde_saphyr::from_str(
+            r#"
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: r1, namespace: llm, uid: u-1}
+spec:
+  target: {url: "http://vllm:8000", model: m}
+  load: {concurrency: 1, requestCount: 1}
+"#,
+        )
+        .unwrap();
+        r.status = phase.map(|p| BenchmarkRunStatus {
+            phase: Some(p),
+            ..BenchmarkRunStatus::default()
+        });
+        r
+    }
+
+    #[test]
+    fn an_ended_run_is_remembered_until_a_copy_shows_its_end() {
+        let sessions = Sessions::default();
+        let running = run(Some(Phase::Running));
+        assert_eq!(sessions.ended(&running), None);
+        let end = BenchmarkRunStatus {
+            phase: Some(Phase::Succeeded),
+            ..BenchmarkRunStatus::default()
+        };
+        sessions.end(&running, &end);
+        // Copies older than the write (no status yet, Running, Collecting) get the end.
+        for phase in [None, Some(Phase::Running), Some(Phase::Collecting)] {
+            assert_eq!(sessions.ended(&run(phase)), Some(end.clone()), "{phase:?}");
+        }
+        // A copy that shows a final phase: the cache caught up; forgotten.
+        assert_eq!(sessions.ended(&run(Some(Phase::Succeeded))), None);
+        assert_eq!(sessions.ended(&running), None);
+        // Another run is not touched.
+        let mut other = running.clone();
+        other.metadata.uid = Some("u-2".into());
+        sessions.end(&running, &end);
+        assert_eq!(sessions.ended(&other), None);
     }
 }
