@@ -14,7 +14,14 @@ pub struct BenchmarkRunStatus {
     /// or Cancelled. For scripts, prefer the conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Standard conditions: `Succeeded`, `Failed`, `SLOMet`, and `Ready` while running.
+    /// Standard conditions: `Accepted` (the spec is valid), `Discovered` (the
+    /// target resolved), `Running` (load generators active), `TelemetryDiscovered`
+    /// (exporters and server endpoints found), `Succeeded`, `Failed`, `SLOMet`
+    /// (every objective met), and `MeasurementValid` (the GPU energy covers every
+    /// step's client window on every attributed GPU; when false, its reason —
+    /// `Restarted`, `Gap`, `PartialGpus`, `StaleExporter`, `NoGpus`,
+    /// `NoClientResults`, `NoTelemetry` — says why the energy and efficiency
+    /// figures are left out of the summary).
     /// `kubectl wait --for=condition=Succeeded br/NAME` waits for a successful run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -10,6 +10,7 @@ pub const SUCCEEDED: &str = "Succeeded";
 pub const FAILED: &str = "Failed";
 pub const TELEMETRY: &str = "TelemetryDiscovered";
 pub const SLO_MET: &str = "SLOMet";
+pub const MEASUREMENT_VALID: &str = "MeasurementValid";
 
 /// Sets a condition, keeping `lastTransitionTime` unless its status flips, so that
 /// re-applying the same state writes nothing new.

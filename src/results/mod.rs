@@ -3,6 +3,7 @@
 //! Pure: no Kubernetes client. The controller fills a [`ResultsDocument`] and
 //! writes what [`ResultsDocument::files`] returns into the results ConfigMap.
 
+pub mod coverage;
 mod csv;
 mod pack;
 
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::coverage::{Coverage, Gap, GapReason};
 pub use self::pack::{ConfigMapData, MAX_CONFIGMAP_BYTES, pack, unpack};
 use crate::api::{Phase, StepResult, Summary};
 use crate::loadgen::engine::StepResult as ClientStep;
@@ -79,8 +81,13 @@ pub struct StepDetail {
     pub gpu_scope: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuResult>,
+    /// Energy figures over the attributed GPUs; the per-token figures are
+    /// left empty unless `coverage` is complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub efficiency: Option<Efficiency>,
+    /// What the energy covers: the window, the GPUs, the gaps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server: Vec<FamilyResult>,
 }
@@ -143,8 +150,12 @@ impl StepDetail {
                 s.avg_gpu_util_pct = Some(round3(utils.iter().sum::<f64>() / utils.len() as f64));
             }
         }
+        // Energy and efficiency reach the status only when the energy covers
+        // the whole step; the ConfigMap keeps what was measured, with its coverage.
+        let covered = self.coverage.as_ref().is_none_or(|c| c.complete);
         if let Some(e) = &self.efficiency
             && e.gpus_with_energy > 0
+            && covered
         {
             s.total_gpu_power_w = Some(round3(e.total_gpu_power_w));
             s.total_gpu_energy_j = Some(round3(e.total_gpu_energy_j));

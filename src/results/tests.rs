@@ -64,6 +64,19 @@ fn a_step_summarizes_into_the_status_fields() {
         (t.requests, t.output_tokens, t.concurrency),
         (98, 6272, Some(8))
     );
+    // Energy that does not cover the whole step stays out of the status.
+    let mut partial = d.clone();
+    partial.coverage = Some(Coverage {
+        complete: false,
+        ..Default::default()
+    });
+    let s = partial.summary();
+    assert_eq!(
+        (s.output_tokens_per_joule, s.total_gpu_energy_j),
+        (None, None)
+    );
+    assert_eq!(s.total_gpu_power_w, None);
+    assert_eq!(s.request_throughput, Some(9.8));
 }
 
 #[test]

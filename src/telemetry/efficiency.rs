@@ -45,6 +45,18 @@ pub struct Efficiency {
     pub output_tokens_per_second_per_watt: Option<f64>,
 }
 
+impl Efficiency {
+    /// Leaves out every figure that divides by the energy or the power: they
+    /// would rest on part of the step's energy (see `results::coverage`).
+    pub fn withhold(&mut self) {
+        self.output_tokens_per_joule = None;
+        self.energy_per_output_token_j = None;
+        self.energy_per_request_j = None;
+        self.energy_per_user_j = None;
+        self.output_tokens_per_second_per_watt = None;
+    }
+}
+
 /// Efficiency of `gpus` serving `client`.
 pub fn efficiency(gpus: &[GpuResult], client: &ClientTotals) -> Efficiency {
     let energies: Vec<_> = gpus.iter().filter_map(|g| g.energy.as_ref()).collect();

@@ -148,6 +148,23 @@ pub struct GpuResult {
 }
 
 impl GpuSeries {
+    /// The times of the first and the last reading the GPU's energy is
+    /// computed from (the counter's, else the power gauge's, as [`energy`]
+    /// chooses), or `None` when it has no energy.
+    pub fn energy_span(&self) -> Option<(f64, f64)> {
+        let changes = match (
+            self.field("energy_consumption"),
+            self.field("gpu_power_usage"),
+        ) {
+            (Some(FieldAgg::Counter(c)), _) if c.changes.samples >= 2 => &c.changes,
+            (_, Some(FieldAgg::Gauge(g))) if g.changes.samples >= 2 && g.stats.count() > 0 => {
+                &g.changes
+            }
+            _ => return None,
+        };
+        changes.bounds()
+    }
+
     /// The GPU's results over everything ingested.
     pub fn result(&self) -> GpuResult {
         let metrics: Vec<MetricResult> = self.fields.iter().map(metric).collect();

@@ -40,6 +40,11 @@ impl Changes {
         (self.samples > 0).then_some((self.last_t, self.last))
     }
 
+    /// The times of the first and the last sample.
+    pub fn bounds(&self) -> Option<(f64, f64)> {
+        (self.samples > 0).then_some((self.first_t, self.last_t))
+    }
+
     /// Seconds between the first and the last sample.
     pub fn span(&self) -> f64 {
         self.last_t - self.first_t

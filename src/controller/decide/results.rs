@@ -4,10 +4,10 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::super::conditions::{self as cond, SLO_MET, TELEMETRY};
+use super::super::conditions::{self as cond, MEASUREMENT_VALID, SLO_MET, TELEMETRY};
 use super::super::session::{SessionView, Stage};
 use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase, SloMetric};
-use crate::results::StepDetail;
+use crate::results::{Gap, StepDetail};
 
 /// Progress, endpoints and the telemetry condition from a running session.
 pub(super) fn follow(
@@ -95,7 +95,72 @@ pub(super) fn apply_results(
             t,
         );
     }
+    let (valid, reason, message) = measurement_valid(steps);
+    cond::set(
+        &mut status.conditions,
+        MEASUREMENT_VALID,
+        valid,
+        reason,
+        message,
+        generation,
+        t,
+    );
     status.summary = Some(summary);
+}
+
+/// Whether every step's energy covers its client window on every attributed
+/// GPU; if not, the first reason and what is missing, step by step.
+pub fn measurement_valid(steps: &[StepDetail]) -> (bool, &'static str, String) {
+    const SHOWN: usize = 3;
+    let covered: Vec<_> = steps
+        .iter()
+        .filter_map(|s| s.coverage.as_ref().map(|c| (s.index, c)))
+        .collect();
+    if covered.is_empty() {
+        return (
+            false,
+            "NoTelemetry",
+            "no GPU telemetry covers the measured phase: energy and efficiency figures are left empty"
+                .into(),
+        );
+    }
+    let gaps: Vec<(u32, &Gap)> = covered
+        .iter()
+        .flat_map(|(i, c)| c.gaps.iter().map(move |g| (*i, g)))
+        .collect();
+    let Some((_, first)) = gaps.first() else {
+        let gpus = covered.iter().map(|(_, c)| c.gpus).max().unwrap_or(0);
+        let least = covered
+            .iter()
+            .map(|(_, c)| c.fraction)
+            .fold(1.0_f64, f64::min);
+        return (
+            true,
+            "Complete",
+            format!(
+                "the GPU energy covers at least {:.1} % of every step's client window, on all {gpus} attributed GPUs",
+                least * 100.0
+            ),
+        );
+    };
+    let several = steps.len() > 1;
+    let mut message = gaps
+        .iter()
+        .take(SHOWN)
+        .map(|(i, g)| {
+            if several {
+                format!("step {i}: {}", g.message)
+            } else {
+                g.message.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if gaps.len() > SHOWN {
+        message.push_str(&format!(" (and {} more)", gaps.len() - SHOWN));
+    }
+    message.push_str("; energy and efficiency figures are left out of the status");
+    (false, first.reason.as_str(), message)
 }
 
 /// Each objective the summary misses, said plainly; a metric not measured misses.

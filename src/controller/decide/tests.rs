@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::api::BenchmarkRun;
-use crate::controller::conditions;
+use crate::controller::conditions::{self, MEASUREMENT_VALID};
 
 const RUN: &str = r#"
 apiVersion: benchrun.dev/v1alpha1
@@ -314,3 +314,61 @@ fn a_stale_copy_after_the_end_keeps_the_results_and_never_collects_again() {
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
 }
 
+#[test]
+fn the_measurement_condition_says_what_the_energy_misses() {
+    use crate::results::{Coverage, Gap, GapReason, StepDetail};
+    let r = run();
+    let r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let step = |index: u32, gaps: Vec<Gap>| StepDetail {
+        index,
+        coverage: Some(Coverage {
+            gpus: 2,
+            gpus_with_energy: 2,
+            fraction: 0.998,
+            complete: gaps.is_empty(),
+            gaps,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ended = |steps: Vec<StepDetail>| {
+        let mut obs = observed(Some(done.clone()), Target::NotNeeded);
+        obs.session = Some(SessionView {
+            stage: Stage::Done,
+            progress: None,
+            endpoints: None,
+            discovery_note: None,
+            steps,
+        });
+        decide(&r, &obs, at(30))
+    };
+    let d = ended(vec![step(0, vec![])]);
+    assert_eq!(condition(&d, MEASUREMENT_VALID), ("True", "Complete"));
+    let msg = &conditions::get(&d.status.conditions, MEASUREMENT_VALID)
+        .unwrap()
+        .message;
+    assert!(msg.contains("99.8 %") && msg.contains("all 2"), "{msg}");
+
+    let restarted = Gap {
+        reason: GapReason::Restarted,
+        message: "the GPU telemetry covers 73.3 % of the client's 30.0 s window".into(),
+    };
+    let d = ended(vec![
+        step(0, vec![]),
+        step(1, vec![restarted]),
+        step(2, vec![]),
+    ]);
+    assert_eq!(condition(&d, MEASUREMENT_VALID), ("False", "Restarted"));
+    let msg = &conditions::get(&d.status.conditions, MEASUREMENT_VALID)
+        .unwrap()
+        .message;
+    assert!(
+        msg.starts_with("step 1: the GPU telemetry covers 73.3 %"),
+        "{msg}"
+    );
+    assert!(msg.contains("left out of the status"), "{msg}");
+
+    let d = ended(vec![StepDetail::default()]);
+    assert_eq!(condition(&d, MEASUREMENT_VALID), ("False", "NoTelemetry"));
+}

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::api::GpuScope;
 use crate::loadgen::cli::WorkerResult;
 use crate::loadgen::engine::{StepResult as ClientStep, StepStats};
-use crate::results::{EndpointReport, StepDetail, Window};
+use crate::results::coverage::{GpuSpan, coverage};
+use crate::results::{Coverage, EndpointReport, StepDetail, Window};
 use crate::scrape::Format;
 use crate::telemetry::efficiency::efficiency;
 use crate::telemetry::report::GpuResult;
@@ -17,10 +18,15 @@ pub struct StepTelemetry {
     pub gpu: GpuTelemetry,
     pub server: ServerMetrics,
     pub window: Window,
+    /// Session times of the opening and the latest scrape (the samples' `t`).
+    pub opened_t: f64,
+    pub closed_t: f64,
+    /// Opened by a controller that took the run up mid-run.
+    pub resumed: bool,
 }
 
 impl StepTelemetry {
-    pub fn new(filter: Filter, start_unix_ms: u64) -> Self {
+    pub fn new(filter: Filter, start_unix_ms: u64, t: f64, resumed: bool) -> Self {
         Self {
             gpu: GpuTelemetry::default(),
             server: ServerMetrics::new(filter),
@@ -28,7 +34,37 @@ impl StepTelemetry {
                 start_unix_ms,
                 end_unix_ms: start_unix_ms,
             },
+            opened_t: t,
+            closed_t: t,
+            resumed,
         }
+    }
+
+    /// The coverage of `gpus` (attributed, of this step) for `client`.
+    pub fn coverage(&self, gpus: &[GpuResult], client: Option<&ClientStep>) -> Coverage {
+        let spans = gpus
+            .iter()
+            .map(|g| {
+                let span = self
+                    .gpu
+                    .gpus
+                    .iter()
+                    .find(|s| s.key == g.key)
+                    .and_then(|s| s.energy_span());
+                GpuSpan {
+                    name: g.identity.uuid.clone().unwrap_or_else(|| g.key.clone()),
+                    has_energy: g.energy.is_some(),
+                    spans_window: span
+                        .is_some_and(|(a, b)| a <= self.opened_t && b >= self.closed_t),
+                    update_period_s: g.update_period_s,
+                }
+            })
+            .collect::<Vec<_>>();
+        let client = client.map(|c| Window {
+            start_unix_ms: c.started_unix_ms,
+            end_unix_ms: c.ended_unix_ms,
+        });
+        coverage(self.window, client, self.resumed, &spans)
     }
 
     pub fn ingest(&mut self, kind: Kind, url: &str, t: f64, body: &[u8], format: Format) {
@@ -130,9 +166,15 @@ pub fn detail(
         let all: Vec<GpuResult> = t.gpu.gpus.iter().map(|g| g.result()).collect();
         let (gpus, applied) = attribute(all, scope, inference);
         d.gpu_scope = scope_name(applied).into();
+        let coverage = t.coverage(&gpus, d.client.as_ref());
         if let Some(totals) = d.client_totals() {
-            d.efficiency = Some(efficiency(&gpus, &totals));
+            let mut e = efficiency(&gpus, &totals);
+            if !coverage.complete {
+                e.withhold();
+            }
+            d.efficiency = Some(e);
         }
+        d.coverage = Some(coverage);
         d.gpus = gpus;
         d.server = t.server.results();
     }
@@ -253,6 +295,106 @@ mod tests {
         let (kept, applied) = attribute(gpus(), GpuScope::Auto, &BTreeSet::new());
         assert_eq!((kept.len(), applied), (3, GpuScope::All));
         assert_eq!(attribute(gpus(), GpuScope::All, &inference).0.len(), 3);
+    }
+
+    /// A step of `steps` scrapes one second apart from `t0` (session seconds,
+    /// unix ms `T0 + 1000 t`) of two GPUs at 400 W, GPU 1's exporter answering
+    /// only `gpu1` of them. Telemetry opened by a resumed session when `resumed`.
+    fn step(t0: u32, steps: u32, gpu1: std::ops::Range<u32>, resumed: bool) -> StepTelemetry {
+        const T0: u64 = 1_800_000_000_000;
+        let page = |g: u32, t: u32| {
+            let l = format!("gpu=\"{g}\",UUID=\"GPU-{g}\",namespace=\"ns\",pod=\"llm-0\"");
+            format!(
+                "DCGM_FI_DEV_POWER_USAGE{{{l}}} 400\n# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\nDCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{{l}}} {}\n",
+                1e9 + f64::from(t) * 400_000.0
+            )
+        };
+        let mut s = StepTelemetry::new(
+            Filter::default(),
+            T0 + u64::from(t0) * 1000,
+            f64::from(t0),
+            resumed,
+        );
+        for t in t0..t0 + steps {
+            s.ingest(
+                Kind::Gpu,
+                "a",
+                f64::from(t),
+                page(0, t).as_bytes(),
+                Format::Prometheus,
+            );
+            if gpu1.contains(&t) {
+                s.ingest(
+                    Kind::Gpu,
+                    "b",
+                    f64::from(t),
+                    page(1, t).as_bytes(),
+                    Format::Prometheus,
+                );
+            }
+            s.window.end_unix_ms = T0 + u64::from(t) * 1000;
+            s.closed_t = f64::from(t);
+        }
+        s
+    }
+
+    /// The client measured 30 s from `T0`, 12 000 output tokens.
+    fn client_step() -> ClientStep {
+        const T0: u64 = 1_800_000_000_000;
+        ClientStep {
+            requests: 100,
+            successes: 100,
+            output_tokens: 12_000,
+            duration_s: 30.0,
+            concurrency: Some(8),
+            started_unix_ms: T0,
+            ended_unix_ms: T0 + 30_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn efficiency_is_published_only_over_the_whole_step() {
+        let inference = BTreeSet::from(["ns/llm-0".to_string()]);
+        let detail_of =
+            |t: &StepTelemetry| detail(0, Some(t), Some(client_step()), GpuScope::Auto, &inference);
+        // Whole: 2 GPUs × 400 W × 30 s = 24 kJ for 12 000 tokens.
+        let whole = detail_of(&step(0, 31, 0..31, false));
+        let c = whole.coverage.as_ref().unwrap();
+        assert!(c.complete, "{c:?}");
+        let e = whole.efficiency.as_ref().unwrap();
+        assert!((e.total_gpu_energy_j - 24_000.0).abs() < 1e-6);
+        assert_eq!(e.output_tokens_per_joule, Some(0.5));
+        assert_eq!(whole.summary().output_tokens_per_joule, Some(0.5));
+
+        // A controller restart 8 s in: the new session's window opens late.
+        // Dividing every token by 22 s of energy would publish 0.68, not 0.5.
+        let restarted = detail_of(&step(8, 23, 8..31, true));
+        let c = restarted.coverage.as_ref().unwrap();
+        assert!(!c.complete);
+        assert_eq!(c.gaps[0].reason, crate::results::GapReason::Restarted);
+        let e = restarted.efficiency.as_ref().unwrap();
+        assert!(
+            (e.total_gpu_energy_j - 17_600.0).abs() < 1e-6,
+            "what was measured stays"
+        );
+        assert_eq!(e.output_tokens_per_joule, None);
+        assert_eq!(e.energy_per_output_token_j, None);
+        assert_eq!(e.energy_per_user_j, None);
+        assert_eq!(e.output_tokens_per_second_per_watt, None);
+        let s = restarted.summary();
+        assert_eq!(
+            (s.output_tokens_per_joule, s.total_gpu_energy_j),
+            (None, None)
+        );
+        assert_eq!(s.request_throughput, Some(0.0), "client figures stay");
+
+        // GPU 1's exporter died 20 s in: its energy misses the closing scrape.
+        let partial = detail_of(&step(0, 31, 0..20, false));
+        let c = partial.coverage.as_ref().unwrap();
+        assert_eq!((c.gpus, c.gpus_with_energy), (2, 1));
+        assert_eq!(c.gaps[0].reason, crate::results::GapReason::PartialGpus);
+        assert_eq!(partial.efficiency.unwrap().output_tokens_per_joule, None);
     }
 
     #[test]

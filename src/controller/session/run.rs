@@ -94,6 +94,12 @@ impl Driver {
     /// telemetry (begun by this scrape when `opens`). The step's window runs
     /// from its opening scrape to its latest one, each stamped when it was sent.
     async fn scrape(&self, k: usize, opens: bool) {
+        self.scrape_step(k, opens, false).await;
+    }
+
+    /// [`Driver::scrape`]; `resumed`: the step was already under way when
+    /// this session took the run up.
+    async fn scrape_step(&self, k: usize, opens: bool, resumed: bool) {
         let timeout: Duration = self.inputs.spec.telemetry.timeout.into();
         let (t, stamp) = (self.t(), unix_ms());
         // Every endpoint discovered so far: the keys of the scrape logs.
@@ -106,7 +112,7 @@ impl Driver {
         let mut s = self.shared();
         if opens && s.telemetry.len() == k {
             s.telemetry
-                .push(StepTelemetry::new(self.filter.clone(), stamp));
+                .push(StepTelemetry::new(self.filter.clone(), stamp, t, resumed));
         }
         for (kind, url, r) in answers {
             let outcome = match r {
@@ -124,6 +130,7 @@ impl Driver {
         }
         if let Some(step) = s.telemetry.get_mut(k) {
             step.window.end_unix_ms = stamp;
+            step.closed_t = t;
         }
     }
 }
@@ -240,7 +247,9 @@ async fn follow(d: &Driver, bases: &[String]) {
                     _ => break,
                 };
                 if let Some(k) = start {
-                    if d.inputs.resumed && !resumed_noted {
+                    // The first step a resumed session sees was under way already.
+                    let resumed = d.inputs.resumed && !resumed_noted;
+                    if resumed {
                         resumed_noted = true;
                         d.shared().notes.push(format!(
                             "the controller took this run up while it was running (a restart): step {k}'s telemetry starts then, and any earlier step's is missing"
@@ -248,7 +257,7 @@ async fn follow(d: &Driver, bases: &[String]) {
                     }
                     active = Some(k);
                     next_step = k + 1;
-                    d.scrape(k, true).await;
+                    d.scrape_step(k, true, resumed).await;
                     next_scrape = Instant::now() + interval;
                     info!(job = %d.inputs.job, step = k, "measured phase started");
                 }

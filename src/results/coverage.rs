@@ -1,0 +1,369 @@
+//! Coverage: what part of a step's inputs its energy figures rest on.
+//!
+//! An efficiency figure divides the client's work over its measured window by
+//! the energy of the GPUs that served it. It is right only when that energy
+//! covers the whole window on every attributed GPU; over part of it (a
+//! controller restart mid-step, an exporter that missed a boundary scrape, a
+//! GPU without energy readings) it is wrong by as much as is missing. So each
+//! step says what its energy covers, and the figures are published only when
+//! nothing is missing: otherwise they are withheld and the gaps say why.
+//!
+//! Pure: every input is a value.
+
+use serde::{Deserialize, Serialize};
+
+use super::Window;
+
+/// The least part of the client's window the telemetry window must cover for
+/// the efficiency figures to be published. The opening boundary scrape
+/// follows the workers' step start by the time it takes to notice it (tens of
+/// milliseconds); anything beyond 1 % is a gap.
+pub const MIN_WINDOW_FRACTION: f64 = 0.99;
+
+/// Why a step's energy does not cover the step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GapReason {
+    /// The controller took the run up mid-step (a restart or a failover):
+    /// the telemetry window opened late.
+    Restarted,
+    /// The telemetry window misses part of the client's window.
+    Gap,
+    /// Some attributed GPUs have no energy over the whole window.
+    PartialGpus,
+    /// An exporter refreshes less often than the window is long.
+    StaleExporter,
+    /// No GPU was attributed to the run.
+    NoGpus,
+    /// The load generators' results (and so their window) are missing.
+    NoClientResults,
+}
+
+impl GapReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::Restarted => "Restarted",
+            GapReason::Gap => "Gap",
+            GapReason::PartialGpus => "PartialGpus",
+            GapReason::StaleExporter => "StaleExporter",
+            GapReason::NoGpus => "NoGpus",
+            GapReason::NoClientResults => "NoClientResults",
+        }
+    }
+}
+
+/// One thing a step's energy misses, said plainly.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Gap {
+    pub reason: GapReason,
+    pub message: String,
+}
+
+/// What a step's energy covers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Coverage {
+    /// The client's measured window, s.
+    pub client_window_s: f64,
+    /// The part of it between the opening and the closing boundary scrape, s.
+    pub covered_s: f64,
+    /// `covered_s / client_window_s` (0 when the client window is unknown).
+    pub fraction: f64,
+    /// GPUs attributed to the run.
+    pub gpus: u32,
+    /// Of those, the GPUs whose energy spans the whole telemetry window.
+    pub gpus_with_energy: u32,
+    /// The longest refresh period of the attributed GPUs' exporters, s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_update_period_s: Option<f64>,
+    /// Nothing is missing: the efficiency figures are published.
+    pub complete: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
+}
+
+/// One attributed GPU, as coverage sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuSpan {
+    /// How messages name it (UUID, else its key).
+    pub name: String,
+    /// It has energy readings at all.
+    pub has_energy: bool,
+    /// Its energy readings include both boundary scrapes of the window.
+    pub spans_window: bool,
+    pub update_period_s: Option<f64>,
+}
+
+/// The coverage of a step whose telemetry window is `telemetry`, whose
+/// client measured over `client` (`None`: no client results), taken up by a
+/// controller mid-run when `resumed`, with the attributed `gpus`.
+pub fn coverage(
+    telemetry: Window,
+    client: Option<Window>,
+    resumed: bool,
+    gpus: &[GpuSpan],
+) -> Coverage {
+    let mut c = Coverage {
+        gpus: gpus.len() as u32,
+        gpus_with_energy: gpus.iter().filter(|g| g.spans_window).count() as u32,
+        longest_update_period_s: gpus
+            .iter()
+            .filter_map(|g| g.update_period_s)
+            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.max(p)))),
+        ..Coverage::default()
+    };
+    match client.filter(|w| w.start_unix_ms > 0 && w.end_unix_ms > w.start_unix_ms) {
+        None => c.gaps.push(Gap {
+            reason: GapReason::NoClientResults,
+            message:
+                "the load generators' results are missing, so nothing is divided by this energy"
+                    .into(),
+        }),
+        Some(w) => window_gap(&mut c, telemetry, w, resumed),
+    }
+    gpu_gaps(&mut c, telemetry, gpus);
+    c.complete = c.gaps.is_empty();
+    c
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1e3
+}
+
+fn window_gap(c: &mut Coverage, telemetry: Window, client: Window, resumed: bool) {
+    let from = telemetry.start_unix_ms.max(client.start_unix_ms);
+    let to = telemetry.end_unix_ms.min(client.end_unix_ms);
+    c.client_window_s = seconds(client.end_unix_ms - client.start_unix_ms);
+    c.covered_s = seconds(to.saturating_sub(from));
+    c.fraction = c.covered_s / c.client_window_s;
+    if c.fraction >= MIN_WINDOW_FRACTION {
+        return;
+    }
+    let late = seconds(telemetry.start_unix_ms.saturating_sub(client.start_unix_ms));
+    let early = seconds(client.end_unix_ms.saturating_sub(telemetry.end_unix_ms));
+    let mut why = Vec::new();
+    if late > 0.0 {
+        let restart = if resumed {
+            ", when this controller took the run up after a restart"
+        } else {
+            ""
+        };
+        why.push(format!("opened {late:.2} s after the step began{restart}"));
+    }
+    if early > 0.0 {
+        why.push(format!("closed {early:.2} s before it ended"));
+    }
+    c.gaps.push(Gap {
+        reason: if resumed && late > 0.0 {
+            GapReason::Restarted
+        } else {
+            GapReason::Gap
+        },
+        message: format!(
+            "the GPU telemetry covers {:.1} % of the client's {:.1} s window ({}); efficiency needs {:.0} %",
+            c.fraction * 100.0,
+            c.client_window_s,
+            why.join(" and "),
+            MIN_WINDOW_FRACTION * 100.0
+        ),
+    });
+}
+
+/// Names the first few of `names`, and how many more there are.
+fn some(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    s
+}
+
+fn gpu_gaps(c: &mut Coverage, telemetry: Window, gpus: &[GpuSpan]) {
+    if gpus.is_empty() {
+        c.gaps.push(Gap {
+            reason: GapReason::NoGpus,
+            message: "no GPU was attributed to the run, so there is no energy to divide by".into(),
+        });
+        return;
+    }
+    let without: Vec<String> = gpus
+        .iter()
+        .filter(|g| !g.has_energy)
+        .map(|g| g.name.clone())
+        .collect();
+    let partial: Vec<String> = gpus
+        .iter()
+        .filter(|g| g.has_energy && !g.spans_window)
+        .map(|g| g.name.clone())
+        .collect();
+    if !without.is_empty() || !partial.is_empty() {
+        let mut why = Vec::new();
+        if !without.is_empty() {
+            why.push(format!("no energy readings from {}", some(&without)));
+        }
+        if !partial.is_empty() {
+            why.push(format!(
+                "{}'s exporter missed a boundary scrape",
+                some(&partial)
+            ));
+        }
+        c.gaps.push(Gap {
+            reason: GapReason::PartialGpus,
+            message: format!(
+                "energy covers the whole window on {} of {} GPUs ({})",
+                c.gpus_with_energy,
+                c.gpus,
+                why.join("; ")
+            ),
+        });
+    }
+    let window_s = seconds(
+        telemetry
+            .end_unix_ms
+            .saturating_sub(telemetry.start_unix_ms),
+    );
+    let stale: Vec<String> = gpus
+        .iter()
+        .filter(|g| g.update_period_s.is_some_and(|p| p > window_s))
+        .map(|g| g.name.clone())
+        .collect();
+    if !stale.is_empty() {
+        c.gaps.push(Gap {
+            reason: GapReason::StaleExporter,
+            message: format!(
+                "the exporter of {} refreshes every {:.1} s, longer than the {window_s:.1} s window",
+                some(&stale),
+                c.longest_update_period_s.unwrap_or(0.0)
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(start: u64, end: u64) -> Window {
+        Window {
+            start_unix_ms: start,
+            end_unix_ms: end,
+        }
+    }
+
+    fn gpu(name: &str) -> GpuSpan {
+        GpuSpan {
+            name: name.into(),
+            has_energy: true,
+            spans_window: true,
+            update_period_s: Some(1.0),
+        }
+    }
+
+    const T0: u64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_window_opened_just_after_the_step_began_is_complete() {
+        // 30 s step; the opening scrape followed its start by 60 ms.
+        let c = coverage(
+            w(T0 + 60, T0 + 30_080),
+            Some(w(T0, T0 + 30_000)),
+            false,
+            &[gpu("GPU-a"), gpu("GPU-b")],
+        );
+        assert!(c.complete, "{c:?}");
+        assert_eq!((c.gpus, c.gpus_with_energy), (2, 2));
+        assert_eq!(c.client_window_s, 30.0);
+        assert!((c.fraction - 0.998).abs() < 1e-9, "{}", c.fraction);
+    }
+
+    #[test]
+    fn a_restart_mid_step_is_a_gap_named_as_such() {
+        // The new controller opened its window 8 s into a 30 s step.
+        let c = coverage(
+            w(T0 + 8_000, T0 + 30_050),
+            Some(w(T0, T0 + 30_000)),
+            true,
+            &[gpu("GPU-a")],
+        );
+        assert!(!c.complete);
+        assert_eq!(c.gaps.len(), 1);
+        assert_eq!(c.gaps[0].reason, GapReason::Restarted);
+        let m = &c.gaps[0].message;
+        assert!(
+            m.contains("73.3 %") && m.contains("8.00 s after") && m.contains("restart"),
+            "{m}"
+        );
+        // The same late opening without a restart is a plain gap.
+        let c = coverage(
+            w(T0 + 8_000, T0 + 30_050),
+            Some(w(T0, T0 + 30_000)),
+            false,
+            &[gpu("GPU-a")],
+        );
+        assert_eq!(c.gaps[0].reason, GapReason::Gap);
+        // A window that closed early is a gap too.
+        let c = coverage(
+            w(T0, T0 + 20_000),
+            Some(w(T0, T0 + 30_000)),
+            false,
+            &[gpu("GPU-a")],
+        );
+        assert_eq!(c.gaps[0].reason, GapReason::Gap);
+        assert!(
+            c.gaps[0].message.contains("closed 10.00 s before"),
+            "{:?}",
+            c.gaps
+        );
+    }
+
+    #[test]
+    fn gpus_without_energy_over_the_whole_window_are_partial() {
+        let mut dead = gpu("GPU-dead");
+        dead.spans_window = false;
+        let mut none = gpu("GPU-none");
+        none.has_energy = false;
+        none.spans_window = false;
+        let c = coverage(
+            w(T0, T0 + 10_000),
+            Some(w(T0, T0 + 10_000)),
+            false,
+            &[gpu("GPU-a"), dead, none],
+        );
+        assert!(!c.complete);
+        assert_eq!((c.gpus, c.gpus_with_energy), (3, 1));
+        assert_eq!(c.gaps[0].reason, GapReason::PartialGpus);
+        let m = &c.gaps[0].message;
+        assert!(
+            m.contains("1 of 3 GPUs") && m.contains("GPU-none") && m.contains("GPU-dead"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_exporter_slower_than_the_window_is_stale() {
+        let mut slow = gpu("GPU-slow");
+        slow.update_period_s = Some(30.0);
+        let c = coverage(w(T0, T0 + 10_000), Some(w(T0, T0 + 10_000)), false, &[slow]);
+        assert_eq!(c.gaps.len(), 1);
+        assert_eq!(c.gaps[0].reason, GapReason::StaleExporter);
+        assert_eq!(c.longest_update_period_s, Some(30.0));
+        assert!(c.gaps[0].message.contains("30.0 s"), "{:?}", c.gaps);
+    }
+
+    #[test]
+    fn without_gpus_or_client_results_nothing_is_complete() {
+        let c = coverage(w(T0, T0 + 10_000), Some(w(T0, T0 + 10_000)), false, &[]);
+        assert_eq!(c.gaps[0].reason, GapReason::NoGpus);
+        let c = coverage(w(T0, T0 + 10_000), None, false, &[gpu("GPU-a")]);
+        assert_eq!(c.gaps[0].reason, GapReason::NoClientResults);
+        assert!(!c.complete);
+        // A client window that was never stamped (an older worker) is unknown, not whole.
+        let c = coverage(w(T0, T0 + 10_000), Some(w(0, 0)), false, &[gpu("GPU-a")]);
+        assert_eq!(c.gaps[0].reason, GapReason::NoClientResults);
+    }
+}
