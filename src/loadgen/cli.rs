@@ -270,11 +270,26 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
     Ok((plan, 0))
 }
 
+/// A step as users name it: "concurrency 8", "rate 20 req/s", or both for an
+/// open loop with a cap on what is in flight.
+fn step_label(concurrency: Option<u32>, rate: Option<f64>) -> String {
+    match (concurrency, rate) {
+        (Some(c), None) => format!("concurrency {c}"),
+        (None, Some(r)) => format!("rate {r} req/s"),
+        (Some(c), Some(r)) => format!("rate {r} req/s (at most {c} in flight)"),
+        (None, None) => "step".into(),
+    }
+}
+
 fn print_table(r: &WorkerResult) {
     for s in &r.steps {
         println!(
-            "step concurrency={:?} rate={:?}: {} requests, {} ok, {:.2} req/s, {:.1} output tok/s",
-            s.concurrency, s.rate, s.requests, s.successes, s.requests_per_s, s.output_tokens_per_s
+            "{}: {} requests, {} ok, {:.2} req/s, {:.1} output tok/s",
+            step_label(s.concurrency, s.rate),
+            s.requests,
+            s.successes,
+            s.requests_per_s,
+            s.output_tokens_per_s
         );
         println!(
             "{:<24} {:>10} {:>10} {:>10} {:>10}",
@@ -301,5 +316,20 @@ fn print_table(r: &WorkerResult) {
         for (kind, n) in &s.errors {
             println!("errors {kind:?}: {n}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_label;
+
+    #[test]
+    fn steps_print_as_values_not_debug_forms() {
+        assert_eq!(step_label(Some(2), None), "concurrency 2");
+        assert_eq!(step_label(None, Some(12.5)), "rate 12.5 req/s");
+        assert_eq!(
+            step_label(Some(8), Some(4.0)),
+            "rate 4 req/s (at most 8 in flight)"
+        );
     }
 }

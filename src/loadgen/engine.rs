@@ -68,6 +68,18 @@ pub fn share(total: u64, workers: u32, index: u32) -> u64 {
     total / w + u64::from(u64::from(index) < total % w)
 }
 
+/// Worker `index`'s part of `step` run by `workers` workers: its share of the
+/// streams (at least one) and of the request rate. Each worker reports this
+/// part, so the merge of all workers' results gives the step's totals.
+pub fn worker_step(step: &Step, workers: u32, index: u32) -> Step {
+    Step {
+        concurrency: step
+            .concurrency
+            .map(|c| share(u64::from(c), workers, index).max(1) as u32),
+        rate: step.rate.map(|r| r / f64::from(workers.max(1))),
+    }
+}
+
 /// Runs every step of `plan` as worker `index`, in order. Fails only when the
 /// workload cannot be read (a dataset that is missing or malformed).
 pub async fn run(
@@ -169,9 +181,9 @@ impl Ctx {
 
 async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
     let workers = ctx.plan.workers;
-    let streams = step
-        .concurrency
-        .map(|c| share(u64::from(c), workers, index).max(1));
+    // This worker's part: what it runs, and what its result reports.
+    let step = &worker_step(step, workers, index);
+    let streams = step.concurrency.map(u64::from);
     let warmup = share(ctx.plan.warmup_requests, workers, index);
     if warmup > 0 {
         ctx.progress.set(WorkerPhase::Warmup);
@@ -186,7 +198,6 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
     let started = Instant::now();
     let (records, lateness) = match step.rate {
         Some(rate) => {
-            let rate = rate / f64::from(workers.max(1));
             let (r, l) = open_loop(ctx, rate, streams, limit, index).await;
             (r, Some(l))
         }

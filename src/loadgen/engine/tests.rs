@@ -103,6 +103,37 @@ fn shares_split_totals_exactly() {
     assert_eq!(share(5, 0, 0), 5);
 }
 
+#[test]
+fn each_worker_reports_its_own_part_and_the_parts_add_up_to_the_step() {
+    // concurrency 8 over 2 workers: 4 streams each, reported as 4 each, merged 8.
+    let step = Step {
+        concurrency: Some(8),
+        rate: None,
+    };
+    let parts: Vec<Step> = (0..2).map(|i| worker_step(&step, 2, i)).collect();
+    assert_eq!(parts[0].concurrency, Some(4));
+    assert_eq!(parts[1].concurrency, Some(4));
+    let results: Vec<StepResult> = parts
+        .iter()
+        .map(|p| summarize(p, &[], 1.0, None, None))
+        .collect();
+    assert_eq!(StepResult::merge(&results).unwrap().concurrency, Some(8));
+    // Uneven splits and rates add up too.
+    for (c, w) in [(7, 3), (64, 5), (3, 3)] {
+        let step = Step {
+            concurrency: Some(c),
+            rate: Some(10.0),
+        };
+        let parts: Vec<Step> = (0..w).map(|i| worker_step(&step, w, i)).collect();
+        let total: u32 = parts.iter().filter_map(|p| p.concurrency).sum();
+        let rate: f64 = parts.iter().filter_map(|p| p.rate).sum();
+        assert_eq!(total, c, "{c} over {w}");
+        assert!((rate - 10.0).abs() < 1e-9, "{rate}");
+    }
+    // One worker runs and reports the whole step.
+    assert_eq!(worker_step(&step, 1, 0), step);
+}
+
 fn record(i: u32) -> Record {
     let ttft = 0.01 + f64::from(i % 13) * 0.001;
     Record {
