@@ -316,21 +316,17 @@ mod tests {
             resumed,
         );
         for t in t0..t0 + steps {
-            s.ingest(
-                Kind::Gpu,
-                "a",
-                f64::from(t),
-                page(0, t).as_bytes(),
-                Format::Prometheus,
-            );
-            if gpu1.contains(&t) {
-                s.ingest(
-                    Kind::Gpu,
-                    "b",
-                    f64::from(t),
-                    page(1, t).as_bytes(),
-                    Format::Prometheus,
-                );
+            for (url, g) in [("a", 0), ("b", 1)] {
+                if g == 0 || gpu1.contains(&t) {
+                    let body = page(g, t);
+                    s.ingest(
+                        Kind::Gpu,
+                        url,
+                        f64::from(t),
+                        body.as_bytes(),
+                        Format::Prometheus,
+                    );
+                }
             }
             s.window.end_unix_ms = T0 + u64::from(t) * 1000;
             s.closed_t = f64::from(t);

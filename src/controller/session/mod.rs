@@ -228,12 +228,22 @@ impl Sessions {
             workers: run.spec.load.workers.max(1),
             steps,
             stop: plan.stop,
+            warmup: plan.warmup_requests > 0,
             resumed,
             shared: shared.clone(),
         }));
         let s = Arc::new(Session { shared, task });
         map.insert(uid, s.clone());
         Some(s)
+    }
+
+    /// Stops the sessions of runs that no longer exist (`exists` says by UID):
+    /// a deleted run's measurement must not go on scraping. Returns how many
+    /// sessions are left.
+    pub fn retain(&self, exists: impl Fn(&str) -> bool) -> usize {
+        let mut map = self.map();
+        map.retain(|uid, _| exists(uid));
+        map.len()
     }
 
     /// Forgets the run's session (its task stops) and remembers the final
@@ -291,6 +301,8 @@ spec:
         // A copy that shows a final phase: the cache caught up; forgotten.
         assert_eq!(sessions.ended(&run(Some(Phase::Succeeded))), None);
         assert_eq!(sessions.ended(&running), None);
+        // Sessions of deleted runs stop; the ended memory is not a session.
+        assert_eq!(sessions.retain(|_| false), 0);
         // Another run is not touched.
         let mut other = running.clone();
         other.metadata.uid = Some("u-2".into());

@@ -26,6 +26,8 @@ pub struct Inputs {
     pub workers: i32,
     pub steps: usize,
     pub stop: StopCondition,
+    /// The plan warms up before each measured step.
+    pub warmup: bool,
     pub resumed: bool,
     pub shared: Arc<Mutex<Shared>>,
 }
@@ -153,9 +155,13 @@ pub async fn drive(inputs: Inputs) {
     let Some(bases) = wait_for_workers(&d).await else {
         return;
     };
-    start_workers(&d, &bases).await;
+    let started_at = start_workers(&d, &bases).await;
     d.shared().stage = Stage::Running;
-    follow(&d, &bases).await;
+    // Without warmup, the first measured step begins at the shared start
+    // instant: its opening boundary scrape is taken right then, not when a
+    // progress poll notices the step.
+    let first_step_at = started_at.filter(|_| !d.inputs.warmup && !d.inputs.resumed);
+    follow(&d, &bases, first_step_at).await;
     collect_results(&d, &bases).await;
 }
 
@@ -180,34 +186,58 @@ async fn wait_for_workers(d: &Driver) -> Option<Vec<String>> {
     }
 }
 
-/// Starts every worker at one instant half a second ahead.
-async fn start_workers(d: &Driver, bases: &[String]) {
-    let at = unix_ms() + 500;
-    for base in bases {
-        let mut tries = 0;
+/// How far ahead of the start request the workers' shared start instant lies:
+/// room for every worker to get it, retries included, before it comes.
+const START_AHEAD: Duration = Duration::from_millis(1500);
+
+/// Starts every worker at one shared instant, asking them all at once (one
+/// slow worker delays nobody), and notes a worker that got it too late.
+/// Returns the instant when every worker took it from this request in time.
+async fn start_workers(d: &Driver, bases: &[String]) -> Option<u64> {
+    let at = unix_ms() + START_AHEAD.as_millis() as u64;
+    // A worker that cannot be reached by then is given up on (and said so).
+    let give_up = at + START_AHEAD.as_millis() as u64;
+    let starts = bases.iter().map(|base| async move {
         loop {
             match workers::start(&d.http, base, at).await {
-                Ok(_) => break,
-                Err(e) if tries < 10 => {
+                Ok(now) => return Ok((now, unix_ms())),
+                Err(e) if unix_ms() < give_up => {
                     debug!(%base, "starting the worker: {e}");
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => {
-                    warn!(%base, "could not start the worker: {e}");
-                    d.shared()
-                        .notes
-                        .push(format!("the worker at {base} could not be started: {e}"));
-                    break;
-                }
+                Err(e) => return Err(e),
             }
         }
+    });
+    let answers = futures::future::join_all(starts).await;
+    let mut all_on_time = true;
+    for (base, answer) in bases.iter().zip(answers) {
+        let note = match answer {
+            Ok((true, when)) if when > at => format!(
+                "the worker at {base} accepted the shared start {} ms late and started then",
+                when - at
+            ),
+            Ok((true, _)) => continue,
+            // Started before, by an earlier session: its start instant is not this one.
+            Ok((false, _)) => {
+                all_on_time = false;
+                continue;
+            }
+            Err(e) => {
+                warn!(%base, "could not start the worker: {e}");
+                format!("the worker at {base} could not be started: {e}")
+            }
+        };
+        all_on_time = false;
+        d.shared().notes.push(note);
     }
     info!(job = %d.inputs.job, workers = bases.len(), "load generators started");
+    all_on_time.then_some(at)
 }
 
-/// Follows the workers to their end, scraping on the schedule.
-async fn follow(d: &Driver, bases: &[String]) {
+/// Follows the workers to their end, scraping on the schedule; the first
+/// step is opened at `first_step_at` (unix ms) when it is known to begin then.
+async fn follow(d: &Driver, bases: &[String], first_step_at: Option<u64>) {
     let interval: Duration = d.inputs.spec.telemetry.interval.into();
     let per_step_total = match d.inputs.stop {
         StopCondition::Requests(n) => Some(n),
@@ -220,6 +250,14 @@ async fn follow(d: &Driver, bases: &[String]) {
     let mut next_discovery = Instant::now() + REDISCOVER;
     let mut last_done: Option<(Instant, u64)> = None;
     let mut resumed_noted = false;
+    if let Some(at) = first_step_at.filter(|_| steps > 0) {
+        let wait = at.saturating_sub(unix_ms());
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        d.scrape(0, true).await;
+        (active, next_step) = (Some(0), 1);
+        next_scrape = Instant::now() + interval;
+        info!(job = %d.inputs.job, step = 0, "measured phase started");
+    }
     loop {
         tokio::time::sleep(POLL).await;
         let polls =

@@ -129,7 +129,8 @@ async fn call(
     Ok((status, body))
 }
 
-/// `POST /start`: true when the worker started (now or before: 409).
+/// `POST /start`: `Ok(true)` when this request set the worker's start
+/// instant, `Ok(false)` when the worker had been started before (409).
 pub async fn start(client: &HttpClient, base: &str, at_unix_ms: u64) -> Result<bool, String> {
     let body = serde_json::to_vec(&Start {
         at_unix_ms: Some(at_unix_ms),
@@ -141,7 +142,8 @@ pub async fn start(client: &HttpClient, base: &str, at_unix_ms: u64) -> Result<b
         .map_err(|e| e.to_string())?;
     let (status, body) = call(client, req, Duration::from_secs(5)).await?;
     match status {
-        202 | 409 => Ok(true),
+        202 => Ok(true),
+        409 => Ok(false),
         s => Err(format!(
             "POST /start: HTTP {s}: {}",
             String::from_utf8_lossy(&body)
