@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -20,6 +21,7 @@ pub struct Metrics {
     reconciles: Counter,
     failures: Family<ErrorLabels, Counter>,
     duration: Histogram,
+    measurements: Gauge,
 }
 
 impl Default for Metrics {
@@ -43,11 +45,18 @@ impl Default for Metrics {
             "Time one reconcile took",
             duration.clone(),
         );
+        let measurements = Gauge::default();
+        registry.register(
+            "active_measurements",
+            "Measurement sessions running in this controller",
+            measurements.clone(),
+        );
         Metrics {
             registry,
             reconciles,
             failures,
             duration,
+            measurements,
         }
     }
 }
@@ -60,6 +69,11 @@ impl Metrics {
 
     pub fn failed(&self, category: &'static str) {
         self.failures.get_or_create(&ErrorLabels { category }).inc();
+    }
+
+    /// How many measurement sessions run now.
+    pub fn set_measurements(&self, n: usize) {
+        self.measurements.set(n as i64);
     }
 
     /// The text exposition of every metric.
@@ -81,7 +95,9 @@ mod tests {
         m.reconciled(Duration::from_millis(3));
         m.failed("kube_api");
         m.failed("kube_api");
+        m.set_measurements(3);
         let text = m.encode();
+        assert!(text.contains("benchrun_active_measurements 3"), "{text}");
         assert!(text.contains("benchrun_reconcile_total 1"), "{text}");
         assert!(
             text.contains("benchrun_reconcile_failures_total{category=\"kube_api\"} 2"),

@@ -78,6 +78,41 @@ where
 }
 
 /// Runs the operator until a shutdown signal, or until leadership is lost.
+/// How often sessions are checked against the runs that exist.
+const REAP: Duration = Duration::from_secs(3);
+
+/// Stops the measurement of every run that is gone (deleted: no reconcile
+/// follows a deletion without a finalizer), and keeps the gauge of active
+/// measurements. Only once every watch has synced, so a run is never taken
+/// for gone because the cache has not seen it yet.
+async fn reap(
+    ctx: Arc<Context>,
+    stores: Vec<kube::runtime::reflector::Store<DeserializeGuard<BenchmarkRun>>>,
+) {
+    for store in &stores {
+        if store.wait_until_ready().await.is_err() {
+            return;
+        }
+    }
+    loop {
+        // Runs being deleted count as gone: their measurement ends with them.
+        let alive: std::collections::HashSet<String> = stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter_map(|g| {
+                let run = g.0.as_ref().ok()?;
+                run.metadata
+                    .deletion_timestamp
+                    .is_none()
+                    .then(|| run.metadata.uid.clone())?
+            })
+            .collect();
+        let left = ctx.sessions.retain(|uid| alive.contains(uid));
+        ctx.metrics.set_measurements(left);
+        tokio::time::sleep(REAP).await;
+    }
+}
+
 pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -140,6 +175,7 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
                 }),
         );
     }
+    tokio::spawn(reap(ctx.clone(), stores.clone()));
     let ready = health.clone();
     tokio::spawn(async move {
         for store in stores {
