@@ -10,7 +10,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::Value;
 
 use crate::common::{
-    LONG, OPERATOR_NS, Server, deploy, deploy_sim, gpu_sim, ip, phase, pod_of, run, sim_load,
+    LONG, OPERATOR, OPERATOR_NS, Server, deploy, deploy_sim, gpu_sim, ip, phase, pod_of, run,
+    sim_load,
 };
 
 async fn get_json(url: &str) -> Value {
@@ -72,6 +73,7 @@ fn energy_between(history: &[Value], from_ms: u64, to_ms: u64) -> f64 {
 
 #[tokio::test]
 async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
+    let _steady = OPERATOR.read().await;
     let client = client().await;
     let ns = TestNamespace::create(&client, "fidelity").await.unwrap();
     deploy(&ns, &gpu_sim("llm", "20ms", "4ms", None))
@@ -162,13 +164,30 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
     );
     assert!((itl - 4.0).abs() < 1.0, "ITL p50 {itl} ms, injected 4 ms");
 
-    // Throughput: the server's own count of what it sent in the client's window.
-    let client_step = &step["client"];
-    let (c_from, c_to) = (
-        client_step["startedUnixMs"].as_u64().unwrap(),
-        client_step["endedUnixMs"].as_u64().unwrap(),
+    assert_throughput_matches_the_server(&step["client"], &llm, 400).await;
+    assert!(summary.output_tokens_per_joule.unwrap() > 0.0);
+    let valid = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "MeasurementValid");
+    assert_eq!(
+        valid.map(|c| c.reason.as_str()),
+        Some("Complete"),
+        "{valid:?}"
     );
-    let server = get_json(&format!("http://{}:8000/sim/truth", ip(&llm))).await;
+    assert_eq!(step["coverage"]["complete"], true, "{:#}", step["coverage"]);
+    ns.delete().await.unwrap();
+}
+
+/// Throughput: the server's own count of what it sent in the client's window
+/// (`client`, a step's merged client result) matches, and so do the
+/// measured `requests`.
+async fn assert_throughput_matches_the_server(client: &Value, server_pod: &Pod, requests: usize) {
+    let (c_from, c_to) = (
+        client["startedUnixMs"].as_u64().unwrap(),
+        client["endedUnixMs"].as_u64().unwrap(),
+    );
+    let server = get_json(&format!("http://{}:8000/sim/truth", ip(server_pod))).await;
     let measured: Vec<&Value> = server["records"]
         .as_array()
         .unwrap()
@@ -179,10 +198,10 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
         .iter()
         .map(|r| r["outputTokens"].as_u64().unwrap())
         .sum();
-    assert_eq!(measured.len(), 400, "the measured requests");
-    assert_eq!(client_step["outputTokens"].as_u64(), Some(tokens));
+    assert_eq!(measured.len(), requests, "the measured requests");
+    assert_eq!(client["outputTokens"].as_u64(), Some(tokens));
     let true_rate = tokens as f64 / ((c_to - c_from) as f64 / 1e3);
-    let rate = client_step["outputTokensPerS"].as_f64().unwrap();
+    let rate = client["outputTokensPerS"].as_f64().unwrap();
     eprintln!(
         "fidelity: {rate:.1} output tokens/s vs the server's {true_rate:.1}; the server's own TTFT p50 {} ms, ITL p50 {} ms",
         server["ttftS"]["p50"].as_f64().unwrap_or(0.0) * 1e3,
@@ -192,7 +211,47 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
         (rate - true_rate).abs() / true_rate < 0.01,
         "{rate} vs {true_rate} tokens/s"
     );
-    assert!(summary.output_tokens_per_joule.unwrap() > 0.0);
+}
+
+/// Three workers share one run: the merged result reports the spec's
+/// concurrency (not three times it), every request, the injected latencies
+/// and the server's throughput.
+#[tokio::test]
+async fn three_workers_merge_into_the_runs_totals() {
+    let _steady = OPERATOR.read().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "workers").await.unwrap();
+    deploy(&ns, &gpu_sim("llm", "15ms", "3ms", None))
+        .await
+        .unwrap();
+    let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
+    let load = "\n    concurrency: 6\n    workers: 3\n    requestCount: 300\n    input: {synthetic: {inputTokens: {mean: 32}, outputTokens: {mean: 32}}}";
+    let mut r = run("w3", load, "");
+    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
+    r.spec.target.model = "e2e/sim".into();
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+    let done = wait_ended(&ns, "w3").await;
+    assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"));
+    let doc = summary_json(&ns, "w3").await;
+    let client_step = &doc["details"][0]["client"];
+    assert_eq!(
+        client_step["concurrency"].as_u64(),
+        Some(6),
+        "{client_step:#}"
+    );
+    assert_eq!(client_step["requests"].as_u64(), Some(300));
+    assert_eq!(client_step["successes"].as_u64(), Some(300));
+    let summary = done.status.unwrap().summary.unwrap();
+    let (ttft, itl) = (summary.ttft_p50_ms.unwrap(), summary.itl_p50_ms.unwrap());
+    assert!(
+        (ttft - 15.0).abs() < 1.0,
+        "TTFT p50 {ttft} ms, injected 15 ms"
+    );
+    assert!((itl - 3.0).abs() < 1.0, "ITL p50 {itl} ms, injected 3 ms");
+    assert_throughput_matches_the_server(client_step, &llm, 300).await;
     ns.delete().await.unwrap();
 }
 
@@ -268,6 +327,7 @@ async fn a_sweep_of_three_steps_gives_three_step_results() {
 
 #[tokio::test]
 async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succeeds() {
+    let _steady = OPERATOR.read().await;
     let client = client().await;
     let ns = TestNamespace::create(&client, "deadexp").await.unwrap();
     deploy(&ns, &gpu_sim("llm", "5ms", "2ms", None))
@@ -352,7 +412,26 @@ async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succe
         "{gpu_endpoint}"
     );
     assert!(gpu_endpoint["lastError"].as_str().is_some());
-    let summary = done.status.unwrap().summary.unwrap();
+    let status = done.status.unwrap();
+    let summary = status.summary.unwrap();
     assert!(summary.request_throughput.unwrap() > 0.0);
+    // Its GPU's energy misses the end of the step: no efficiency over part of it.
+    assert_eq!(summary.output_tokens_per_joule, None, "{summary:?}");
+    let coverage = &doc["details"][0]["coverage"];
+    assert_eq!(coverage["complete"], false, "{coverage:#}");
+    assert_eq!(coverage["gpusWithEnergy"], 0, "{coverage:#}");
+    assert!(doc["details"][0]["efficiency"]["outputTokensPerJoule"].is_null());
+    let reasons: Vec<&str> = coverage["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"PartialGpus"), "{coverage:#}");
+    let valid = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "MeasurementValid");
+    assert_eq!(valid.map(|c| c.status.as_str()), Some("False"), "{valid:?}");
     ns.delete().await.unwrap();
 }

@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
-use crate::common::{LONG, OPERATOR_NS, deploy_sim, phase, phase_is, run};
+use crate::common::{
+    LONG, OPERATOR, OPERATOR_NS, deploy, deploy_sim, gpu_sim, phase, phase_is, run,
+};
 
 const SHORT_OUTPUT: &str =
     "\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 8}}}";
@@ -141,16 +143,38 @@ async fn a_run_past_its_timeout_fails_with_reason_timeout() {
     ns.delete().await.unwrap();
 }
 
+/// The operator's pod deleted in the middle of the measured step: the run
+/// still succeeds with its client results, and the energy the new leader saw
+/// (only part of the step) is not divided into the step's tokens: tokens per
+/// joule stays empty and `MeasurementValid` says why.
 #[tokio::test]
 async fn a_run_survives_the_operator_pod_being_deleted() {
-    let ns = setup("restart", Some(18204)).await;
+    let _alone = OPERATOR.write().await;
     let client = client().await;
-    let runs = ns.api::<BenchmarkRun>();
-    let load = format!("\n    concurrency: 1\n    duration: 8s{SHORT_OUTPUT}");
-    runs.create(&PostParams::default(), &run("r", &load, ""))
+    let ns = TestNamespace::create(&client, "restart").await.unwrap();
+    deploy(&ns, &gpu_sim("llm", "5ms", "2ms", None))
         .await
         .unwrap();
-    wait_running_pod(&ns, "r-loadgen").await;
+    let runs = ns.api::<BenchmarkRun>();
+    let load = "\n    concurrency: 2\n    duration: 20s\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
+    let mut r = run("r", load, "");
+    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
+    r.spec.target.model = "e2e/sim".into();
+    runs.create(&PostParams::default(), &r).await.unwrap();
+    // Well inside the measured step: requests are being done.
+    wait_for(
+        &runs,
+        "r",
+        "requests to be done",
+        LONG,
+        |r: Option<&BenchmarkRun>| {
+            r.and_then(|r| r.status.as_ref())
+                .and_then(|s| s.progress.as_ref())
+                .is_some_and(|p| p.requests_done > 0)
+        },
+    )
+    .await
+    .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
     pods.delete_collection(
         &DeleteParams::default(),
@@ -158,7 +182,18 @@ async fn a_run_survives_the_operator_pod_being_deleted() {
     )
     .await
     .unwrap();
-    wait_succeeded(&runs, "r").await;
+    let done = wait_succeeded(&runs, "r").await;
+    let status = done.status.unwrap();
+    let summary = status.summary.clone().unwrap_or_default();
+    assert_eq!(summary.output_tokens_per_joule, None, "{summary:?}");
+    assert_eq!(summary.total_gpu_energy_j, None, "{summary:?}");
+    let valid = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "MeasurementValid")
+        .unwrap_or_else(|| panic!("no MeasurementValid in {:?}", status.conditions));
+    assert_eq!(valid.status, "False", "{valid:?}");
+    assert_ne!(valid.reason, "Complete", "{valid:?}");
     ns.delete().await.unwrap();
 }
 
@@ -169,6 +204,7 @@ async fn a_run_survives_the_operator_pod_being_deleted() {
 async fn a_soak_of_short_runs_keeps_every_result() {
     const RUNS: usize = 20;
     const REQUESTS: u64 = 6;
+    let _steady = OPERATOR.read().await;
     let ns = setup("soak", Some(18205)).await;
     let runs = ns.api::<BenchmarkRun>();
     for i in 0..RUNS {

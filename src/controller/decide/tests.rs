@@ -45,6 +45,17 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
     }
 }
 
+/// A session whose results are all in.
+fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
+    SessionView {
+        stage: Stage::Done,
+        progress: None,
+        endpoints: None,
+        discovery_note: None,
+        steps,
+    }
+}
+
 fn resolved() -> Target {
     Target::Resolved(vec!["http://vllm:8000".into()])
 }
@@ -275,13 +286,7 @@ fn a_stale_copy_after_the_end_keeps_the_results_and_never_collects_again() {
     assert_eq!(stale.status.as_ref().unwrap().phase, Some(Phase::Running));
     let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
     let mut obs = observed(Some(done.clone()), Target::NotNeeded);
-    obs.session = Some(SessionView {
-        stage: Stage::Done,
-        progress: None,
-        endpoints: None,
-        discovery_note: None,
-        steps: Vec::new(),
-    });
+    obs.session = Some(session_done(Vec::new()));
     let end = decide(&stale, &obs, at(30));
     assert_eq!(end.status.phase, Some(Phase::Succeeded));
     assert_eq!(end.actions, vec![Action::WriteResults]);
@@ -334,13 +339,7 @@ fn the_measurement_condition_says_what_the_energy_misses() {
     };
     let ended = |steps: Vec<StepDetail>| {
         let mut obs = observed(Some(done.clone()), Target::NotNeeded);
-        obs.session = Some(SessionView {
-            stage: Stage::Done,
-            progress: None,
-            endpoints: None,
-            discovery_note: None,
-            steps,
-        });
+        obs.session = Some(session_done(steps));
         decide(&r, &obs, at(30))
     };
     let d = ended(vec![step(0, vec![])]);

@@ -24,6 +24,12 @@ pub const LONG: Duration = Duration::from_secs(120);
 /// The namespace the chart installs the operator into.
 pub const OPERATOR_NS: &str = "benchrun-system";
 
+/// A test that deletes the operator's pod holds this for writing; a test
+/// whose results a controller restart would change (exact figures, complete
+/// coverage, every result kept) holds it for reading, so the two never overlap.
+pub static OPERATOR: std::sync::LazyLock<tokio::sync::RwLock<()>> =
+    std::sync::LazyLock::new(|| tokio::sync::RwLock::new(()));
+
 /// Deploys llm-d-inference-sim (an OpenAI-compatible server with vLLM's metric
 /// names) as `sim` behind a Service `sim` with port name `http`, and waits for
 /// it to be Ready. Each test picks its own port: processes share one host.
