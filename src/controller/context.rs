@@ -8,6 +8,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use super::build::BuildSettings;
 use super::metrics::Metrics;
 use super::session::Sessions;
+use super::session::policy::Policy;
 
 /// Shared state of the reconcilers, behind an `Arc`.
 pub struct Context {
@@ -25,6 +26,7 @@ impl Context {
         settings: BuildSettings,
         metrics: Arc<Metrics>,
         instance: Option<String>,
+        policy: Policy,
     ) -> Self {
         let reporter = Reporter {
             controller: "benchrun".into(),
@@ -35,7 +37,7 @@ impl Context {
             client,
             settings,
             metrics,
-            sessions: Sessions::default(),
+            sessions: Sessions::new(policy),
         }
     }
 }

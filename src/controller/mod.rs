@@ -62,6 +62,58 @@ pub struct ControllerOpts {
     /// Identity of this replica in the Lease. Default: the host name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Namespaces every run may discover GPU exporters and inference pods in,
+    /// besides its own and the operator's (namespaces labelled
+    /// benchrun.dev/telemetry=readable are open too).
+    #[arg(
+        long = "telemetry-namespace",
+        env = "BENCHRUN_TELEMETRY_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub telemetry_namespaces: Vec<String>,
+    /// Host names, IP addresses or CIDRs that a run's explicit telemetry URLs
+    /// may point at; none by default. Loopback, link-local, the API server and
+    /// the kubelet's ports need an entry naming that host exactly.
+    #[arg(
+        long = "telemetry-allowed-host",
+        env = "BENCHRUN_TELEMETRY_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub telemetry_allowed_hosts: Vec<String>,
+}
+
+impl ControllerOpts {
+    /// The telemetry policy these options set: the operator's own namespace
+    /// is open to every run (the chart's exporters run there).
+    pub fn policy(&self) -> Result<session::policy::Policy, String> {
+        let mut namespaces: std::collections::BTreeSet<String> = self
+            .telemetry_namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        namespaces.insert(self.lease_namespace.clone());
+        // The API server's addresses as the pod sees them.
+        let api_server = std::env::var("KUBERNETES_SERVICE_HOST")
+            .ok()
+            .and_then(|h| h.parse().ok())
+            .into_iter()
+            .collect();
+        let allowed_hosts = self
+            .telemetry_allowed_hosts
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| {
+                h.parse()
+                    .map_err(|e| format!("--telemetry-allowed-host: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(session::policy::Policy {
+            namespaces,
+            allowed_hosts,
+            api_server,
+        })
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -140,11 +192,20 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     let settings = build::BuildSettings {
         loadgen_image: opts.loadgen_image.clone(),
     };
+    let policy = opts.policy()?;
+    info!(
+        namespaces = ?policy.namespaces,
+        allowed_hosts = policy.allowed_hosts.len(),
+        "telemetry policy: runs read their own namespace, these and those labelled {}={}",
+        session::policy::READABLE_LABEL,
+        session::policy::READABLE_VALUE
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
         metrics,
         Some(identity),
+        policy,
     ));
     let namespaces: Vec<Option<String>> = if opts.namespaces.is_empty() {
         vec![None]
@@ -222,4 +283,48 @@ fn hostname() -> String {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "benchrun".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Opts {
+        #[command(flatten)]
+        controller: ControllerOpts,
+    }
+
+    fn opts(args: &[&str]) -> ControllerOpts {
+        let argv = ["controller", "--lease-namespace", "benchrun-system"];
+        Opts::try_parse_from(argv.iter().chain(args))
+            .unwrap()
+            .controller
+    }
+
+    #[test]
+    fn the_telemetry_policy_comes_from_the_flags() {
+        let p = opts(&[
+            "--telemetry-namespace",
+            "gpu-operator,,monitoring",
+            "--telemetry-allowed-host",
+            "10.0.0.0/8,,dcgm.monitoring.svc",
+        ])
+        .policy()
+        .unwrap();
+        let ns: Vec<&str> = p.namespaces.iter().map(String::as_str).collect();
+        assert_eq!(ns, ["benchrun-system", "gpu-operator", "monitoring"]);
+        assert_eq!(p.allowed_hosts.len(), 2);
+        assert!(p.check_url("http://10.1.2.3:9400/metrics").is_ok());
+        // Nothing set: the operator's namespace only, and no URL allowed.
+        let p = opts(&[]).policy().unwrap();
+        assert_eq!(p.namespaces.len(), 1);
+        assert!(p.allowed_hosts.is_empty());
+        // A bad entry stops the controller with a message naming the flag.
+        let e = opts(&["--telemetry-allowed-host", "http://x"])
+            .policy()
+            .unwrap_err();
+        assert!(e.contains("--telemetry-allowed-host"), "{e}");
+    }
 }

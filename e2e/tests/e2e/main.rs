@@ -8,3 +8,4 @@ mod fidelity;
 mod operator;
 mod runs;
 mod simulators;
+mod tenancy;

@@ -26,6 +26,14 @@ pub(super) fn follow(
         status.phase = Some(Phase::Collecting);
     }
     let (ok, reason, message) = match (&v.endpoints, &v.discovery_note) {
+        _ if v.refused.is_some() => {
+            let refused = v.refused.clone().unwrap_or_default();
+            let message = match &v.discovery_note {
+                Some(note) => format!("{refused}; {note}"),
+                None => refused,
+            };
+            (false, "NotPermitted", message)
+        }
         (_, Some(note)) => (false, "NothingFound", note.clone()),
         (Some(e), None) => (
             true,

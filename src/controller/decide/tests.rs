@@ -52,6 +52,7 @@ fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
         progress: None,
         endpoints: None,
         discovery_note: None,
+        refused: None,
         steps,
     }
 }

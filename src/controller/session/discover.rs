@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 use kube::core::Selector;
 
+use super::policy::{Policy, READABLE_LABEL, READABLE_VALUE};
 use crate::api::{BenchmarkRunSpec, GpuScope};
 
 /// What a scrape needs to know about a pod.
@@ -112,6 +113,8 @@ pub const DEFAULT_GPU_SELECTORS: &[(&str, &str)] = &[
 /// What discovery found.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Found {
+    /// What the run asked for and the policy refused, for the run's condition.
+    pub refused: Vec<String>,
     /// The inference pods (Ready or not).
     pub inference: Vec<PodInfo>,
     /// Server metrics URLs, with the pod they belong to.
@@ -122,45 +125,127 @@ pub struct Found {
     pub notes: Vec<String>,
 }
 
-/// Lists pods matching `selector` in `namespaces` (all when empty).
+/// Lists pods matching `selector` in each of `namespaces`. A namespace the
+/// controller's RBAC does not let it read is skipped and said so in `notes`
+/// (once); the others are still listed.
 async fn list(
     client: &kube::Client,
     namespaces: &[String],
     selector: &Selector,
+    notes: &mut Vec<String>,
 ) -> Result<Vec<PodInfo>, kube::Error> {
     let lp = ListParams::default().labels_from(selector);
     let mut out = Vec::new();
-    if namespaces.is_empty() {
-        let pods: Api<Pod> = Api::all(client.clone());
-        out.extend(pods.list(&lp).await?.items.iter().map(PodInfo::from));
-    } else {
-        for ns in namespaces {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-            out.extend(pods.list(&lp).await?.items.iter().map(PodInfo::from));
+    for ns in namespaces {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        match pods.list(&lp).await {
+            Ok(list) => out.extend(list.items.iter().map(PodInfo::from)),
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                let note = format!(
+                    "the controller may not list pods in namespace {ns} (its RBAC, e.g. a namespaced install): nothing there is discovered"
+                );
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(out)
+}
+
+/// The namespaces that open themselves to every run's discovery by label;
+/// none, with a note, when the controller may not list namespaces.
+async fn labelled_namespaces(
+    client: &kube::Client,
+    notes: &mut Vec<String>,
+) -> Result<BTreeSet<String>, kube::Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let lp = ListParams::default().labels(&format!("{READABLE_LABEL}={READABLE_VALUE}"));
+    match api.list_metadata(&lp).await {
+        Ok(list) => Ok(list
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect()),
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            notes.push(format!(
+                "the controller may not list namespaces, so namespaces labelled {READABLE_LABEL}={READABLE_VALUE} are not opened to discovery"
+            ));
+            Ok(BTreeSet::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The namespaces to list for `what`, refusing those the run may not read.
+fn permitted(
+    policy: &Policy,
+    own: &str,
+    labelled: &BTreeSet<String>,
+    requested: &[String],
+    what: &str,
+    refused: &mut Vec<String>,
+) -> Vec<String> {
+    let n = policy.namespaces(own, labelled, requested);
+    for ns in &n.refused {
+        refused.push(format!(
+            "{what}: namespace {ns} is not readable by runs in {own} (its owner can label it {READABLE_LABEL}={READABLE_VALUE}, or the installer can open it)"
+        ));
+    }
+    n.listed
+}
+
+/// The explicit URLs of `what` the policy lets the controller scrape.
+fn permitted_urls(
+    policy: &Policy,
+    urls: &[String],
+    what: &str,
+    refused: &mut Vec<String>,
+) -> Vec<(String, Option<String>)> {
+    urls.iter()
+        .enumerate()
+        .filter_map(|(i, u)| match policy.check_url(u) {
+            Ok(()) => Some((u.clone(), None)),
+            Err(why) => {
+                refused.push(format!("{what}[{i}]: {why}"));
+                None
+            }
+        })
+        .collect()
 }
 
 fn selector(s: &LabelSelector) -> Result<Selector, String> {
     Selector::try_from(s.clone()).map_err(|e| format!("bad selector: {e}"))
 }
 
-/// Finds everything a run scrapes. `ns` is the run's namespace.
+/// Finds everything a run scrapes, within what `policy` lets it read. `ns`
+/// is the run's namespace.
 pub async fn discover(
     client: &kube::Client,
     ns: &str,
     spec: &BenchmarkRunSpec,
+    policy: &Policy,
 ) -> Result<Found, kube::Error> {
     let t = &spec.telemetry;
     let mut found = Found::default();
-    let own_ns = || vec![ns.to_string()];
-    // The inference pods: the server selector, else the target Service's selector.
-    let server_namespaces = if t.server.namespaces.is_empty() {
-        own_ns()
+    let labelled = labelled_namespaces(client, &mut found.notes).await?;
+    // The inference pods: the server selector, else the target Service's
+    // selector; in the run's own namespace unless it names others.
+    let own = [ns.to_string()];
+    let requested = if t.server.namespaces.is_empty() {
+        &own[..]
     } else {
-        t.server.namespaces.clone()
+        &t.server.namespaces[..]
     };
+    let server_namespaces = permitted(
+        policy,
+        ns,
+        &labelled,
+        requested,
+        "spec.telemetry.server.namespaces",
+        &mut found.refused,
+    );
     let inference_selector = match &t.server.selector {
         Some(s) => Some(selector(s)),
         None => match &spec.target.service_ref {
@@ -177,7 +262,7 @@ pub async fn discover(
     };
     match inference_selector {
         Some(Ok(sel)) => {
-            found.inference = list(client, &server_namespaces, &sel).await?;
+            found.inference = list(client, &server_namespaces, &sel, &mut found.notes).await?;
             found.inference.sort();
             if found.inference.is_empty() {
                 found
@@ -205,9 +290,13 @@ pub async fn discover(
                     .push((url, Some(format!("{}/{}", p.namespace, p.name))));
             }
         }
-        found
-            .servers
-            .extend(t.server.urls.iter().map(|u| (u.clone(), None)));
+        let urls = permitted_urls(
+            policy,
+            &t.server.urls,
+            "spec.telemetry.server.urls",
+            &mut found.refused,
+        );
+        found.servers.extend(urls);
     }
     if t.gpu.enabled {
         let selectors: Vec<Selector> = match &t.gpu.selector {
@@ -225,9 +314,18 @@ pub async fn discover(
                 .map(|(k, v)| Selector::from_iter([(k.to_string(), v.to_string())]))
                 .collect(),
         };
+        // Every namespace the run may read, unless it names some.
+        let gpu_namespaces = permitted(
+            policy,
+            ns,
+            &labelled,
+            &t.gpu.namespaces,
+            "spec.telemetry.gpu.namespaces",
+            &mut found.refused,
+        );
         let mut exporters = BTreeSet::new();
         for sel in &selectors {
-            exporters.extend(list(client, &t.gpu.namespaces, sel).await?);
+            exporters.extend(list(client, &gpu_namespaces, sel, &mut found.notes).await?);
         }
         let exporters: Vec<PodInfo> = exporters.into_iter().collect();
         let nodes: BTreeSet<&str> = found
@@ -254,9 +352,13 @@ pub async fn discover(
                     .push((url, Some(format!("{}/{}", e.namespace, e.name))));
             }
         }
-        found
-            .gpus
-            .extend(t.gpu.urls.iter().map(|u| (u.clone(), None)));
+        let urls = permitted_urls(
+            policy,
+            &t.gpu.urls,
+            "spec.telemetry.gpu.urls",
+            &mut found.refused,
+        );
+        found.gpus.extend(urls);
         if found.gpus.is_empty() {
             let which = match &t.gpu.selector {
                 Some(_) => "spec.telemetry.gpu.selector".to_string(),
@@ -277,7 +379,8 @@ pub async fn discover(
                 )
             };
             found.notes.push(format!(
-                "no ready GPU exporter pods match {which}{on} ({} found elsewhere)",
+                "no ready GPU exporter pods match {which}{on} in the namespaces runs in {ns} may read ({}) ({} found elsewhere)",
+                gpu_namespaces.join(", "),
                 exporters.len()
             ));
         }

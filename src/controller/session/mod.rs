@@ -17,6 +17,7 @@
 
 mod collect;
 pub(crate) mod discover;
+pub mod policy;
 mod run;
 mod workers;
 
@@ -52,6 +53,8 @@ pub struct SessionView {
     pub endpoints: Option<api::Endpoints>,
     /// Why discovery found nothing, when it did not.
     pub discovery_note: Option<String>,
+    /// What the run asked to read and the installer's policy refused.
+    pub refused: Option<String>,
     /// Per step, the status summary (once the results are in).
     pub steps: Vec<StepDetail>,
 }
@@ -65,6 +68,7 @@ struct Shared {
     logs: BTreeMap<(Kind, String), EndpointLog>,
     inference: BTreeSet<String>,
     discovery_notes: Vec<String>,
+    refused: Vec<String>,
     notes: Vec<String>,
     scope: GpuScope,
     steps: usize,
@@ -94,6 +98,7 @@ impl Session {
             progress: s.progress.clone(),
             endpoints: logs_known.then(|| collect::counts(&s.logs)),
             discovery_note: (!s.discovery_notes.is_empty()).then(|| s.discovery_notes.join("; ")),
+            refused: (!s.refused.is_empty()).then(|| s.refused.join("; ")),
             steps: details,
         }
     }
@@ -103,6 +108,7 @@ impl Session {
     pub fn document(&self) -> (Vec<StepDetail>, Vec<EndpointReport>, Vec<String>) {
         let s = self.lock();
         let mut notes = s.notes.clone();
+        notes.extend(s.refused.iter().cloned());
         notes.extend(s.discovery_notes.iter().cloned());
         if s.stage != Stage::Done {
             notes.push(
@@ -157,9 +163,18 @@ struct Ended {
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
     ended: Mutex<HashMap<String, Ended>>,
+    /// What runs may make the sessions read.
+    policy: Arc<policy::Policy>,
 }
 
 impl Sessions {
+    pub fn new(policy: policy::Policy) -> Self {
+        Sessions {
+            policy: Arc::new(policy),
+            ..Sessions::default()
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -216,6 +231,7 @@ impl Sessions {
             logs: BTreeMap::new(),
             inference: BTreeSet::new(),
             discovery_notes: Vec::new(),
+            refused: Vec::new(),
             notes: Vec::new(),
             scope: run.spec.telemetry.gpu.scope,
             steps,
@@ -230,6 +246,7 @@ impl Sessions {
             stop: plan.stop,
             warmup: plan.warmup_requests > 0,
             resumed,
+            policy: self.policy.clone(),
             shared: shared.clone(),
         }));
         let s = Arc::new(Session { shared, task });

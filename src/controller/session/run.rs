@@ -10,6 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::collect::{self, EndpointLog, Kind, StepTelemetry};
 use super::discover::{self, Found};
+use super::policy::Policy;
 use super::workers::{self, StepState, WorkerProgress};
 use super::{Shared, Stage};
 use crate::api::{self, BenchmarkRunSpec};
@@ -29,6 +30,7 @@ pub struct Inputs {
     /// The plan warms up before each measured step.
     pub warmup: bool,
     pub resumed: bool,
+    pub policy: Arc<Policy>,
     pub shared: Arc<Mutex<Shared>>,
 }
 
@@ -58,7 +60,7 @@ impl Driver {
 
     async fn discover(&self) {
         let i = &self.inputs;
-        match discover::discover(&i.client, &i.ns, &i.spec).await {
+        match discover::discover(&i.client, &i.ns, &i.spec, &i.policy).await {
             Ok(found) => self.adopt(found),
             Err(e) => warn!(ns = %i.ns, "discovery failed: {e}"),
         }
@@ -68,6 +70,7 @@ impl Driver {
     /// went away is reported unreachable, with its gap).
     fn adopt(&self, found: Found) {
         let Found {
+            refused,
             inference,
             servers,
             gpus,
@@ -80,6 +83,7 @@ impl Driver {
                 .map(|p| format!("{}/{}", p.namespace, p.name)),
         );
         s.discovery_notes = notes;
+        s.refused = refused;
         for (kind, list) in [(Kind::Server, servers), (Kind::Gpu, gpus)] {
             for (url, pod) in list {
                 if let std::collections::btree_map::Entry::Vacant(e) =
