@@ -42,6 +42,9 @@ pub struct Observed {
     /// The final status this controller already wrote for the run, when the
     /// copy in hand predates that write (see `Sessions::ended`).
     pub ended: Option<BenchmarkRunStatus>,
+    /// A ConfigMap that holds the run's results name and does not belong to
+    /// the run (looked up before the Job is created).
+    pub foreign_results: Option<String>,
 }
 
 /// One thing to do to the cluster.
@@ -196,6 +199,21 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         d.requeue_after = Some(until(now, deadline).min(RESYNC));
     }
 
+    if let (None, Some(name)) = (&observed.job, &observed.foreign_results) {
+        // Results are created, never taken over: nothing is launched.
+        let msg = format!(
+            "a ConfigMap named {name} exists and does not belong to this run; it is left untouched: set spec.results.configMapName to a free name"
+        );
+        finish(
+            &mut d,
+            Phase::Failed,
+            "ResultsConflict",
+            msg,
+            generation,
+            &t,
+        );
+        return transition(d, phase);
+    }
     match &observed.job {
         None => match &observed.target {
             Target::Resolved(urls) => {
@@ -351,9 +369,10 @@ pub fn finished(job: &Job) -> Option<JobEnd> {
         })
 }
 
-fn owned_by(job: &Job, run: &BenchmarkRun) -> bool {
+/// Whether `obj` is owned by `run` (an owner reference with its UID).
+pub fn owned_by<K: kube::Resource>(obj: &K, run: &BenchmarkRun) -> bool {
     let uid = run.metadata.uid.as_deref();
-    job.owner_references()
+    obj.owner_references()
         .iter()
         .any(|o| Some(o.uid.as_str()) == uid)
 }

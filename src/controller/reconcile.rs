@@ -111,6 +111,7 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
             target: Target::NotNeeded,
             session: None,
             ended: Some(ended),
+            foreign_results: None,
         });
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
@@ -129,10 +130,23 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     } else {
         None
     };
-    let target = if job.is_none() && !final_phase && !run.spec.cancel {
+    let launching = job.is_none() && !final_phase && !run.spec.cancel;
+    let target = if launching {
         dereference::resolve(&ctx.client, ns, &run.spec.target).await?
     } else {
         Target::NotNeeded
+    };
+    // Before anything is launched: the results ConfigMap's name must be free
+    // or the run's own.
+    let foreign_results = if launching {
+        let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+        let name = names::results_config_map_name(run);
+        cms.get_opt(&name)
+            .await?
+            .filter(|cm| !decide::owned_by(cm, run))
+            .map(|_| name)
+    } else {
+        None
     };
     // A run whose Job exists is followed by a session; one that was already
     // running when this controller took it up is resumed.
@@ -150,6 +164,7 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         target,
         session: session.map(|s| s.view()),
         ended: None,
+        foreign_results,
     })
 }
 
@@ -218,10 +233,13 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                     continue;
                 }
                 let parts = crate::results::pack(doc.files()?, crate::results::MAX_CONFIGMAP_BYTES);
-                for cm in build::results_config_maps(run, parts, client_steps) {
-                    let name = cm.name_any();
-                    cms.patch(&name, &apply, &Patch::Apply(&cm)).await?;
-                }
+                write_results(
+                    run,
+                    &cms,
+                    existing,
+                    build::results_config_maps(run, parts, client_steps),
+                )
+                .await?;
             }
             Action::DeleteRun => {
                 let runs: Api<BenchmarkRun> = Api::namespaced(ctx.client.clone(), ns);
@@ -231,6 +249,48 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                 )?;
                 info!("deleted: ttlSecondsAfterFinished has passed");
             }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the results ConfigMaps (`first` is what holds the first one's name
+/// now), never over one that belongs to something else, and removes the
+/// run's leftover parts of an earlier, larger write.
+async fn write_results(
+    run: &BenchmarkRun,
+    cms: &Api<ConfigMap>,
+    first: Option<ConfigMap>,
+    parts: Vec<ConfigMap>,
+) -> Result<(), Error> {
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let mut written = std::collections::BTreeSet::new();
+    for (i, cm) in parts.into_iter().enumerate() {
+        let name = cm.name_any();
+        let current = if i == 0 {
+            first.clone()
+        } else {
+            cms.get_opt(&name).await?
+        };
+        if current.as_ref().is_some_and(|c| !decide::owned_by(c, run)) {
+            warn!(configmap = %name, "a ConfigMap of that name belongs to something else: left untouched");
+            continue;
+        }
+        cms.patch(&name, &apply, &Patch::Apply(&cm)).await?;
+        written.insert(name);
+    }
+    let mine = names::labels(run, "results");
+    let selector = format!("{}={}", names::RUN_LABEL, mine[names::RUN_LABEL]);
+    for cm in cms.list(&ListParams::default().labels(&selector)).await? {
+        let component = cm
+            .labels()
+            .get("app.kubernetes.io/component")
+            .map(String::as_str);
+        if component == Some("results")
+            && decide::owned_by(&cm, run)
+            && !written.contains(&cm.name_any())
+        {
+            ignore_not_found(cms.delete(&cm.name_any(), &DeleteParams::default()).await)?;
         }
     }
     Ok(())

@@ -42,6 +42,7 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
         target,
         session: None,
         ended: None,
+        foreign_results: None,
     }
 }
 
@@ -371,4 +372,31 @@ fn the_measurement_condition_says_what_the_energy_misses() {
 
     let d = ended(vec![StepDetail::default()]);
     assert_eq!(condition(&d, MEASUREMENT_VALID), ("False", "NoTelemetry"));
+}
+
+#[test]
+fn results_named_after_a_foreign_configmap_fail_before_anything_starts() {
+    let mut obs = observed(None, resolved());
+    obs.foreign_results = Some("team-config".into());
+    let d = decide(&run(), &obs, at(0));
+    assert!(
+        d.actions.is_empty(),
+        "no Job, no results written: {:?}",
+        d.actions
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "ResultsConflict"));
+    let msg = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("team-config") && msg.contains("left untouched"),
+        "{msg}"
+    );
+    // Once the Job exists the check is not made again (the run's own results
+    // ConfigMap then exists and is its own).
+    let mut obs = observed(Some(job(json!({"active": 1}))), Target::NotNeeded);
+    obs.foreign_results = Some("team-config".into());
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    assert_ne!(decide(&r, &obs, at(1)).status.phase, Some(Phase::Failed));
 }
