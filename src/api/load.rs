@@ -75,7 +75,7 @@ pub struct Load {
     pub conversations: Option<Conversations>,
 
     /// Free-form JSON merged into every request body, e.g.
-    /// `{"min_tokens": 128, "ignore_eos": true}`.
+    /// `{"min_tokens": 128, "ignore_eos": true}`. At most 64 keys and 16 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub extra_inputs: Option<serde_json::Map<String, serde_json::Value>>,
@@ -114,9 +114,14 @@ fn default_one() -> i32 {
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
+        "maxProperties": 64,
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
+
+/// The most `load.extraInputs` may weigh as JSON: it rides in every request
+/// body and in the load plan the workers get.
+pub const MAX_EXTRA_INPUTS_BYTES: usize = 16 * 1024;
 
 /// Load mode.
 #[derive(

@@ -101,3 +101,15 @@ pub const IMMUTABLE_MSG: &str =
 
 pub const NO_UNCANCEL_RULE: &str = "!has(oldSelf.spec.cancel) || !oldSelf.spec.cancel || (has(self.spec.cancel) && self.spec.cancel)";
 pub const NO_UNCANCEL_MSG: &str = "a cancelled run cannot be resumed";
+
+/// `spec.target.headers`: no credentials in plain text (they would sit in the
+/// run and in its Job's spec for anyone who may read either).
+pub const HEADERS_NO_CREDENTIALS_RULE: &str = r#"!has(self.headers) || !self.headers.exists(k, k.matches("(?i)^(authorization|proxy-authorization|cookie|x-api-key|api-key)$"))"#;
+pub const HEADERS_NO_CREDENTIALS_MSG: &str = "target.headers must not carry credentials in plain text (Authorization, Proxy-Authorization, Cookie, X-Api-Key, Api-Key): put the key in a Secret and name it in target.apiKeySecretRef";
+
+/// `spec.target.headers`: names are HTTP tokens (no spaces, colons or line
+/// breaks that would smuggle another header into the request).
+pub const HEADER_NAMES_RULE: &str =
+    r#"!has(self.headers) || self.headers.all(k, k.matches("^[-A-Za-z0-9!#$%&'*+.^_|~]+$"))"#;
+pub const HEADER_NAMES_MSG: &str =
+    "target.headers names must be HTTP header names (letters, digits and -!#$%&'*+.^_|~)";

@@ -83,7 +83,11 @@ pub struct BenchmarkRunSpec {
 /// The endpoint under test: either a URL or a Service in the run's namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new(super::rules::TARGET_ONE_OF_RULE).message(super::rules::TARGET_ONE_OF_MSG))]
+#[x_kube(
+    validation = kube::core::Rule::new(super::rules::TARGET_ONE_OF_RULE).message(super::rules::TARGET_ONE_OF_MSG),
+    validation = kube::core::Rule::new(super::rules::HEADERS_NO_CREDENTIALS_RULE).message(super::rules::HEADERS_NO_CREDENTIALS_MSG),
+    validation = kube::core::Rule::new(super::rules::HEADER_NAMES_RULE).message(super::rules::HEADER_NAMES_MSG),
+)]
 pub struct Target {
     /// Base URL of the server, e.g. "http://vllm.llm.svc:8000". Requests go to
     /// `<url>/v1/chat/completions` or `<url>/v1/completions`. Exactly one of `url` and
@@ -110,9 +114,13 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
 
-    /// Extra HTTP headers sent with every request.
+    /// Extra HTTP headers sent with every request. Not for credentials:
+    /// those go in a Secret (`apiKeySecretRef`). Values are single lines.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 32))]
+    #[schemars(extend(
+        "maxProperties" = 32,
+        "additionalProperties" = {"type": "string", "maxLength": 4096, "pattern": "^[^\\r\\n]*$"}
+    ))]
     pub headers: BTreeMap<String, String>,
 }
 
@@ -218,7 +226,9 @@ pub enum SloMetric {
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultsSpec {
-    /// Name of the results ConfigMap. Default: `<run-name>-results`.
+    /// Name of the results ConfigMap. Default: `<run-name>-results`. The run
+    /// creates it; a ConfigMap of that name that is not the run's is left
+    /// untouched and the run fails with `ResultsConflict`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),

@@ -67,8 +67,9 @@ pub struct GpuTelemetry {
     /// (the NVIDIA GPU Operator's and the dcgm-exporter chart's label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
-    /// Namespaces to look for exporter pods in. Default: all namespaces the
-    /// controller may list.
+    /// Namespaces to look for exporter pods in. Default: every namespace the
+    /// run may read: its own, the operator's, those its installer opened, and
+    /// those labelled `benchrun.dev/telemetry=readable`. Others are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
     pub namespaces: Vec<String>,
@@ -91,7 +92,8 @@ pub struct GpuTelemetry {
     /// `all`: every GPU the exporters report.
     #[serde(default)]
     pub scope: GpuScope,
-    /// Extra exporter URLs to scrape as they are, e.g. exporters outside the cluster.
+    /// Extra exporter URLs to scrape as they are, e.g. exporters outside the
+    /// cluster. Only hosts on the installer's allow-list are scraped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 64),
@@ -141,6 +143,7 @@ pub struct ServerTelemetry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
     /// Namespaces to look for inference pods in. Default: the run's namespace.
+    /// Others only when the run may read them (see `gpu.namespaces`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
     pub namespaces: Vec<String>,
@@ -157,7 +160,8 @@ pub struct ServerTelemetry {
     #[serde(default = "default_metrics_path")]
     #[schemars(regex(pattern = r"^/\S*$"), length(max = 256))]
     pub path: String,
-    /// Extra server metrics URLs to scrape as they are.
+    /// Extra server metrics URLs to scrape as they are. Only hosts on the
+    /// installer's allow-list are scraped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 64),

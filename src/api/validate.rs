@@ -119,6 +119,19 @@ fn dotted(root: &str, pointer: &str) -> String {
 }
 
 fn pattern_errors(run: &BenchmarkRun, out: &mut Vec<FieldError>) {
+    // Admission caps the keys; the size needs the whole value.
+    if let Some(extra) = &run.spec.load.extra_inputs {
+        let size = serde_json::to_string(extra).map_or(0, |s| s.len());
+        if size > super::load::MAX_EXTRA_INPUTS_BYTES {
+            out.push(FieldError {
+                field: "spec.load.extraInputs".into(),
+                message: format!(
+                    "{size} bytes of JSON, more than the {} allowed",
+                    super::load::MAX_EXTRA_INPUTS_BYTES
+                ),
+            });
+        }
+    }
     let server = &run.spec.telemetry.server;
     for (list, name) in [(&server.include, "include"), (&server.exclude, "exclude")] {
         for (i, pattern) in list.iter().enumerate() {

@@ -92,6 +92,41 @@ fn invalid_specs_fail_with_their_own_message() {
             "maximum of 65535",
         ),
         (
+            "a bearer token in plain headers",
+            json!({"target": {"headers": {"Authorization": "Bearer sk-123"}}}),
+            r::HEADERS_NO_CREDENTIALS_MSG,
+        ),
+        (
+            "a cookie in plain headers, any case",
+            json!({"target": {"headers": {"COOKIE": "session=1"}}}),
+            r::HEADERS_NO_CREDENTIALS_MSG,
+        ),
+        (
+            "an api key header",
+            json!({"target": {"headers": {"x-api-key": "k"}}}),
+            r::HEADERS_NO_CREDENTIALS_MSG,
+        ),
+        (
+            "a header name that smuggles another",
+            json!({"target": {"headers": {"X-A: 1\r\nX-B": "2"}}}),
+            r::HEADER_NAMES_MSG,
+        ),
+        (
+            "a header value with a line break",
+            json!({"target": {"headers": {"X-Team": "a\r\nAuthorization: x"}}}),
+            "spec.target.headers",
+        ),
+        (
+            "too many extra inputs",
+            json!({"load": {"extraInputs": (0..65).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}}),
+            "spec.load.extraInputs",
+        ),
+        (
+            "huge extra inputs",
+            json!({"load": {"extraInputs": {"prompt_prefix": "x".repeat(20_000)}}}),
+            "more than the 16384 allowed",
+        ),
+        (
             "no count, no duration",
             json!({"load": {"requestCount": null}}),
             r::COUNT_XOR_DURATION_MSG,
@@ -248,6 +283,15 @@ fn invalid_specs_fail_with_their_own_message() {
         seen.insert(err);
     }
     assert!(seen.len() >= 20, "messages must differ between cases");
+}
+
+#[test]
+fn ordinary_headers_and_extra_inputs_pass() {
+    let ok = with(json!({
+        "target": {"headers": {"X-Team": "inference", "OpenAI-Organization": "org-1"}},
+        "load": {"extraInputs": {"min_tokens": 128, "ignore_eos": true}},
+    }));
+    validate_json(&ok).expect("valid");
 }
 
 #[test]
