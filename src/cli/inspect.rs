@@ -234,9 +234,9 @@ pub fn main(opts: InspectOpts) -> ExitCode {
     };
     let i = inspect(&source, &body, format);
     match opts.output {
-        Output::Table => print!("{}", table(&i)),
+        Output::Table => crate::out!("{}", table(&i)),
         Output::Json => match serde_json::to_string_pretty(&i) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => crate::outln!("{j}"),
             Err(e) => {
                 eprintln!("benchrun inspect: {e}");
                 return ExitCode::FAILURE;

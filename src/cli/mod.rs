@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::controller::ControllerOpts;
 
 pub mod inspect;
+pub mod out;
 pub mod results;
 
 /// A Go-style duration ("25ms", "1.5s", "100us", "2m") for clap.
@@ -112,7 +113,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Crd => match crate::api::crd_yaml() {
             Ok(yaml) => {
-                print!("{yaml}");
+                crate::out!("{yaml}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -181,9 +182,9 @@ fn validate_files(files: &[std::path::PathBuf]) -> ExitCode {
                 doc["metadata"]["namespace"] = "default".into();
             }
             match crate::api::validate_json(&doc) {
-                Ok(_) => println!("{}: {name}: valid", file.display()),
+                Ok(_) => crate::outln!("{}: {name}: valid", file.display()),
                 Err(e) => {
-                    println!("{}: {name}: {e}", file.display());
+                    crate::outln!("{}: {name}: {e}", file.display());
                     ok = false;
                 }
             }

@@ -65,9 +65,9 @@ pub fn main(args: Vec<String>) -> ExitCode {
     match rt.block_on(fetch(&opts)) {
         Ok(doc) => {
             match opts.output {
-                Output::Table => print!("{}", render(&doc)),
+                Output::Table => crate::out!("{}", render(&doc)),
                 Output::Json => {
-                    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+                    crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
                 }
             }
             ExitCode::SUCCESS

@@ -283,7 +283,7 @@ fn step_label(concurrency: Option<u32>, rate: Option<f64>) -> String {
 
 fn print_table(r: &WorkerResult) {
     for s in &r.steps {
-        println!(
+        crate::outln!(
             "{}: {} requests, {} ok, {:.2} req/s, {:.1} output tok/s",
             step_label(s.concurrency, s.rate),
             s.requests,
@@ -291,9 +291,13 @@ fn print_table(r: &WorkerResult) {
             s.requests_per_s,
             s.output_tokens_per_s
         );
-        println!(
+        crate::outln!(
             "{:<24} {:>10} {:>10} {:>10} {:>10}",
-            "metric (ms)", "avg", "p50", "p90", "p99"
+            "metric (ms)",
+            "avg",
+            "p50",
+            "p90",
+            "p99"
         );
         for (name, m) in [
             ("time to first token", &s.ttft_s),
@@ -301,7 +305,7 @@ fn print_table(r: &WorkerResult) {
             ("inter-token latency", &s.itl_s),
             ("request latency", &s.latency_s),
         ] {
-            println!(
+            crate::outln!(
                 "{:<24} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
                 name,
                 m.mean * 1e3,
@@ -311,10 +315,10 @@ fn print_table(r: &WorkerResult) {
             );
         }
         if let (Some(n), Some(rate)) = (s.goodput_requests, s.goodput_per_s) {
-            println!("goodput: {n} requests within the objectives, {rate:.2} req/s");
+            crate::outln!("goodput: {n} requests within the objectives, {rate:.2} req/s");
         }
         for (kind, n) in &s.errors {
-            println!("errors {kind:?}: {n}");
+            crate::outln!("errors {kind:?}: {n}");
         }
     }
 }
