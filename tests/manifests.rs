@@ -93,6 +93,46 @@ fn chart_deployment_matches_config_manager() {
     assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
 }
 
+/// Every sample's server-metric patterns (whole names) match at least one
+/// family of the captured pages: a pattern that matches nothing filters out
+/// everything, silently.
+#[test]
+fn every_samples_metric_patterns_match_a_captured_page() {
+    use benchrun::scrape::Format;
+    use benchrun::telemetry::{Filter, ServerMetrics};
+    let fixtures = root().join("../shared/fixtures/metrics");
+    let pages: Vec<Vec<u8>> = std::fs::read_dir(&fixtures)
+        .unwrap_or_else(|e| panic!("{}: {e}", fixtures.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    assert!(pages.len() >= 5, "the captured pages");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("config/samples")).expect("samples") {
+        let path = entry.expect("entry").path();
+        let run = yaml(&std::fs::read_to_string(&path).expect("read"));
+        let server = &run["spec"]["telemetry"]["server"];
+        for list in ["include", "exclude"] {
+            for pattern in server[list].as_array().into_iter().flatten() {
+                let pattern = pattern.as_str().expect("a pattern").to_string();
+                let filter = Filter::new(std::slice::from_ref(&pattern), &[]).expect("compiles");
+                let mut m = ServerMetrics::new(filter);
+                for page in &pages {
+                    m.ingest("page", 0.0, page, Format::Prometheus);
+                }
+                assert!(
+                    !m.results().is_empty(),
+                    "{}: {list} pattern {pattern:?} matches no metric of the captured pages",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 1, "no sample has patterns to check");
+}
+
 #[test]
 fn every_sample_is_a_valid_run() {
     let dir = root().join("config/samples");
