@@ -218,6 +218,9 @@ pub enum SloMetric {
     ItlP99Ms,
     LatencyP99Ms,
     ErrorRate,
+    /// Requests per second that met every per-request objective (the
+    /// latency objectives among the SLOs).
+    Goodput,
     OutputTokensPerJoule,
     EnergyPerOutputTokenJ,
 }

@@ -184,4 +184,10 @@ pub struct StepResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_rate: Option<f64>,
     pub summary: Summary,
+    /// Whether this step met every `spec.slo` objective (absent without SLOs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_met: Option<bool>,
+    /// The objectives this step missed, said plainly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo_missed: Vec<String>,
 }

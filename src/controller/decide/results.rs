@@ -68,10 +68,12 @@ pub(super) fn apply_results(
         return;
     };
     let summary = last.summary();
-    if steps.len() > 1 {
-        status.steps = steps
-            .iter()
-            .map(|s| api::StepResult {
+    let judged: Vec<api::StepResult> = steps
+        .iter()
+        .map(|s| {
+            let summary = s.summary();
+            let missed = slo_misses(run, &summary);
+            api::StepResult {
                 index: s.index as i32,
                 concurrency: s
                     .client
@@ -79,29 +81,26 @@ pub(super) fn apply_results(
                     .and_then(|c| c.concurrency)
                     .map(|c| c as i32),
                 request_rate: s.client.as_ref().and_then(|c| c.rate),
-                summary: s.summary(),
-            })
-            .collect();
-    }
+                summary,
+                slo_met: (!run.spec.slo.is_empty()).then_some(missed.is_empty()),
+                slo_missed: missed,
+            }
+        })
+        .collect();
     if !run.spec.slo.is_empty() {
-        let missed = slo_misses(run, &summary);
-        let (reason, message) = if missed.is_empty() {
-            (
-                "AllMet",
-                format!("all {} objectives met", run.spec.slo.len()),
-            )
-        } else {
-            ("Missed", missed.join("; "))
-        };
+        let (met, reason, message) = slo_verdict(run.spec.slo.len(), &judged);
         cond::set(
             &mut status.conditions,
             SLO_MET,
-            missed.is_empty(),
+            met,
             reason,
             message,
             generation,
             t,
         );
+    }
+    if steps.len() > 1 {
+        status.steps = judged;
     }
     let (valid, reason, message) = measurement_valid(steps);
     cond::set(
@@ -171,6 +170,47 @@ pub fn measurement_valid(steps: &[StepDetail]) -> (bool, &'static str, String) {
     (false, first.reason.as_str(), message)
 }
 
+/// A step's load as users name it.
+fn load_of(s: &api::StepResult) -> String {
+    match (s.concurrency, s.request_rate) {
+        (_, Some(r)) => format!("rate {r} req/s"),
+        (Some(c), None) => format!("concurrency {c}"),
+        (None, None) => format!("step {}", s.index),
+    }
+}
+
+/// The `SLOMet` condition over every step: met when every step met every one
+/// of the `objectives`; for sweeps, the highest load that did.
+pub fn slo_verdict(objectives: usize, steps: &[api::StepResult]) -> (bool, &'static str, String) {
+    let missed: Vec<&api::StepResult> = steps.iter().filter(|s| !s.slo_missed.is_empty()).collect();
+    let several = steps.len() > 1;
+    if missed.is_empty() {
+        let on = if several { " on every step" } else { "" };
+        return (
+            true,
+            "AllMet",
+            format!("all {objectives} objectives met{on}"),
+        );
+    }
+    if !several {
+        return (false, "Missed", missed[0].slo_missed.join("; "));
+    }
+    let mut message = missed
+        .iter()
+        .map(|s| format!("{}: {}", load_of(s), s.slo_missed.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    // Steps run in order of increasing load.
+    match steps.iter().rev().find(|s| s.slo_met == Some(true)) {
+        Some(best) => message.push_str(&format!(
+            "; the highest load that met every objective: {}",
+            load_of(best)
+        )),
+        None => message.push_str("; no step met every objective"),
+    }
+    (false, "Missed", message)
+}
+
 /// Each objective the summary misses, said plainly; a metric not measured misses.
 pub fn slo_misses(run: &BenchmarkRun, s: &api::Summary) -> Vec<String> {
     let mut out = Vec::new();
@@ -186,6 +226,7 @@ pub fn slo_misses(run: &BenchmarkRun, s: &api::Summary) -> Vec<String> {
             SloMetric::ItlP99Ms => ("itlP99Ms", s.itl_p99_ms),
             SloMetric::LatencyP99Ms => ("latencyP99Ms", s.latency_p99_ms),
             SloMetric::ErrorRate => ("errorRate", s.error_rate),
+            SloMetric::Goodput => ("goodput", s.goodput),
             SloMetric::OutputTokensPerJoule => ("outputTokensPerJoule", s.output_tokens_per_joule),
             SloMetric::EnergyPerOutputTokenJ => {
                 ("energyPerOutputTokenJ", s.energy_per_output_token_j)

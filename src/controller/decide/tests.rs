@@ -400,3 +400,83 @@ fn results_named_after_a_foreign_configmap_fail_before_anything_starts() {
     let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
     assert_ne!(decide(&r, &obs, at(1)).status.phase, Some(Phase::Failed));
 }
+
+#[test]
+fn every_slo_metric_is_judged_in_its_direction() {
+    let metrics = [
+        "requestThroughput",
+        "outputTokenThroughput",
+        "ttftP50Ms",
+        "ttftP99Ms",
+        "itlP50Ms",
+        "itlP99Ms",
+        "latencyP99Ms",
+        "errorRate",
+        "goodput",
+        "outputTokensPerJoule",
+        "energyPerOutputTokenJ",
+    ];
+    for m in metrics {
+        let judge = |bound: serde_json::Value, measured: Option<f64>| {
+            let mut r = run();
+            r.spec.slo = serde_json::from_value(json!([bound])).unwrap();
+            let summary: crate::api::Summary =
+                serde_json::from_value(measured.map_or(json!({}), |v| json!({ m: v }))).unwrap();
+            slo_misses(&r, &summary)
+        };
+        assert!(
+            judge(json!({"metric": m, "max": 20.0}), Some(10.0)).is_empty(),
+            "{m}"
+        );
+        assert_eq!(
+            judge(json!({"metric": m, "max": 5.0}), Some(10.0)),
+            [format!("{m} 10 > 5")]
+        );
+        assert!(
+            judge(json!({"metric": m, "min": 5.0}), Some(10.0)).is_empty(),
+            "{m}"
+        );
+        assert_eq!(
+            judge(json!({"metric": m, "min": 20.0}), Some(10.0)),
+            [format!("{m} 10 < 20")]
+        );
+        assert_eq!(
+            judge(json!({"metric": m, "max": 5.0}), None),
+            [format!("{m} was not measured")]
+        );
+    }
+}
+
+#[test]
+fn a_sweep_says_which_steps_missed_and_the_highest_load_that_met() {
+    use crate::api::StepResult;
+    let step = |i: i32, c: i32, missed: &[&str]| StepResult {
+        index: i,
+        concurrency: Some(c),
+        request_rate: None,
+        summary: Default::default(),
+        slo_met: Some(missed.is_empty()),
+        slo_missed: missed.iter().map(|m| m.to_string()).collect(),
+    };
+    let (met, reason, msg) = results::slo_verdict(
+        2,
+        &[
+            step(0, 1, &[]),
+            step(1, 2, &[]),
+            step(2, 4, &["ttftP99Ms 612 > 500"]),
+        ],
+    );
+    assert_eq!((met, reason), (false, "Missed"));
+    assert_eq!(
+        msg,
+        "concurrency 4: ttftP99Ms 612 > 500; the highest load that met every objective: concurrency 2"
+    );
+    let (met, _, msg) = results::slo_verdict(2, &[step(0, 1, &[]), step(1, 2, &[])]);
+    assert!(met);
+    assert_eq!(msg, "all 2 objectives met on every step");
+    let (met, _, msg) = results::slo_verdict(1, &[step(0, 1, &["a"]), step(1, 2, &["b"])]);
+    assert!(!met);
+    assert!(msg.ends_with("no step met every objective"), "{msg}");
+    let (_, _, msg) = results::slo_verdict(1, &[step(0, 8, &["errorRate 0.2 > 0.01"])]);
+    assert_eq!(msg, "errorRate 0.2 > 0.01");
+}
