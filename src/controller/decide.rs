@@ -14,6 +14,7 @@ use super::conditions::{self as cond, ACCEPTED, DISCOVERED, FAILED, RUNNING, SUC
 use super::session::{SessionView, Stage};
 use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase};
 
+pub mod pods;
 mod results;
 
 pub use self::results::slo_misses;
@@ -36,6 +37,9 @@ pub struct Observed {
     pub job: Option<Job>,
     /// The termination message of a failed load-generator pod, if any.
     pub failed_pod_message: Option<String>,
+    /// Why a load-generator pod is not starting, when one is stuck (see
+    /// [`pods::stuck`]).
+    pub stuck_pods: Option<String>,
     pub target: Target,
     /// The run's measurement session in this controller, if it has one.
     pub session: Option<SessionView>,
@@ -89,6 +93,10 @@ const RESYNC: Duration = Duration::from_secs(300);
 const PROGRESS: Duration = Duration::from_secs(2);
 /// How long a completed Job's results are waited for before the run ends without them.
 const COLLECT_GRACE: Duration = Duration::from_secs(90);
+/// How long workers stuck on something that waiting does not fix (an image
+/// that cannot be pulled, a missing Secret, an unschedulable pod) are given
+/// from the run's start before the run fails with their reason.
+const START_GRACE: Duration = Duration::from_secs(45);
 /// How soon a run seen through a stale copy is looked at again.
 const STALE_RETRY: Duration = Duration::from_secs(1);
 
@@ -309,22 +317,55 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                 finish(&mut d, Phase::Failed, &reason, msg, generation, &t);
                 d.actions.push(Action::WriteResults);
             }
+            None if observed.stuck_pods.is_some()
+                && started_before(&d.status, now, START_GRACE) =>
+            {
+                let why = observed.stuck_pods.clone().unwrap_or_default();
+                d.actions.push(Action::SuspendJob);
+                finish(
+                    &mut d,
+                    Phase::Failed,
+                    "WorkersNotStarted",
+                    format!("the load generators could not start within {START_GRACE:?}: {why}"),
+                    generation,
+                    &t,
+                );
+                d.actions.push(Action::WriteResults);
+            }
             None => {
                 let status = job.status.clone().unwrap_or_default();
                 let active = status.active.unwrap_or(0);
                 let ready = status.ready.unwrap_or(0);
                 if active > 0 {
                     d.status.phase = Some(Phase::Running);
-                    let msg = format!("{active} load-generator pods active, {ready} ready");
-                    cond::set(
-                        &mut d.status.conditions,
-                        RUNNING,
-                        true,
-                        "LoadGeneratorsActive",
-                        msg,
-                        generation,
-                        &t,
-                    );
+                }
+                match &observed.stuck_pods {
+                    // Not yet past the grace: say what is holding the workers up.
+                    Some(why) => {
+                        cond::set(
+                            &mut d.status.conditions,
+                            RUNNING,
+                            false,
+                            "WorkersNotReady",
+                            why.clone(),
+                            generation,
+                            &t,
+                        );
+                        d.requeue_after = Some(TARGET_RETRY);
+                    }
+                    None if active > 0 => {
+                        let msg = format!("{active} load-generator pods active, {ready} ready");
+                        cond::set(
+                            &mut d.status.conditions,
+                            RUNNING,
+                            true,
+                            "LoadGeneratorsActive",
+                            msg,
+                            generation,
+                            &t,
+                        );
+                    }
+                    None => {}
                 }
                 let mut next = RESYNC;
                 if let Some(v) = &observed.session {
@@ -336,6 +377,14 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         },
     }
     transition(d, phase)
+}
+
+/// The run started (its Job was created) more than `grace` before `now`.
+fn started_before(status: &BenchmarkRunStatus, now: Timestamp, grace: Duration) -> bool {
+    status
+        .start_time
+        .as_ref()
+        .is_some_and(|s| until(s.0, now) > grace)
 }
 
 /// The Job completed more than [`COLLECT_GRACE`] ago.

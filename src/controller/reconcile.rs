@@ -108,6 +108,7 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         return Ok(Observed {
             job: None,
             failed_pod_message: None,
+            stuck_pods: None,
             target: Target::NotNeeded,
             session: None,
             ended: Some(ended),
@@ -125,11 +126,20 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     let failed = job
         .as_ref()
         .is_some_and(|j| matches!(decide::finished(j), Some(decide::JobEnd::Failed { .. })));
-    let failed_pod_message = if failed && !final_phase {
-        failed_pod_message(ctx, ns, &job_name).await?
+    // A Job that failed, or whose workers are not all ready yet: what its pods say.
+    let unready = job.as_ref().is_some_and(|j| {
+        let s = j.status.clone().unwrap_or_default();
+        decide::finished(j).is_none() && s.ready.unwrap_or(0) < s.active.unwrap_or(0).max(1)
+    });
+    let pods = if (failed || unready) && !final_phase {
+        job_pods(ctx, ns, &job_name).await?
     } else {
-        None
+        Vec::new()
     };
+    let failed_pod_message = failed
+        .then(|| decide::pods::failed_message(&pods))
+        .flatten();
+    let stuck_pods = unready.then(|| decide::pods::stuck(&pods)).flatten();
     let launching = job.is_none() && !final_phase && !run.spec.cancel;
     let target = if launching {
         dereference::resolve(&ctx.client, ns, &run.spec.target).await?
@@ -161,6 +171,7 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     Ok(Observed {
         job,
         failed_pod_message,
+        stuck_pods,
         target,
         session: session.map(|s| s.view()),
         ended: None,
@@ -168,33 +179,11 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     })
 }
 
-/// The termination message (or reason and exit code) of the first failed worker.
-async fn failed_pod_message(ctx: &Context, ns: &str, job: &str) -> Result<Option<String>, Error> {
+/// The pods of the run's Job.
+async fn job_pods(ctx: &Context, ns: &str, job: &str) -> Result<Vec<Pod>, Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    let pods = pods.list(&lp).await?.items;
-    Ok(pods.iter().find_map(|pod| {
-        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-        statuses.iter().find_map(|cs| {
-            let t = cs.state.as_ref()?.terminated.as_ref()?;
-            (t.exit_code != 0).then(|| {
-                let msg = t
-                    .message
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|m| !m.is_empty());
-                match msg {
-                    Some(m) => format!("{} (exit code {})", m, t.exit_code),
-                    None => format!(
-                        "{} exited with code {} ({})",
-                        pod.name_any(),
-                        t.exit_code,
-                        t.reason.as_deref().unwrap_or("Error")
-                    ),
-                }
-            })
-        })
-    }))
+    Ok(pods.list(&lp).await?.items)
 }
 
 async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> Result<(), Error> {

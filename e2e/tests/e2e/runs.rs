@@ -307,3 +307,29 @@ async fn wait_running_pod(ns: &TestNamespace, job: &str) {
         Err(_) => panic!("no pod of {job} ran within {LONG:?}"),
     }
 }
+
+/// A load-generator image that cannot start: the run fails with the pod's
+/// own reason instead of waiting forever.
+#[tokio::test]
+async fn workers_that_cannot_start_fail_the_run_with_their_reason() {
+    let ns = setup("nostart", None).await;
+    let runs = ns.api::<BenchmarkRun>();
+    let extra = "";
+    let mut r = run(
+        "ns1",
+        &format!(
+            "\n    concurrency: 1\n    requestCount: 3{SHORT_OUTPUT}\n    podTemplate: {{image: \"registry.invalid/no-such-image:1\"}}"
+        ),
+        extra,
+    );
+    r.spec.target.service_ref = None;
+    r.spec.target.url = Some("http://127.0.0.1:9".into());
+    runs.create(&PostParams::default(), &r).await.unwrap();
+    let failed = wait_for(&runs, "ns1", "Failed", LONG, phase_is("Failed"))
+        .await
+        .unwrap();
+    let message = failed_message(&failed);
+    assert!(message.starts_with("WorkersNotStarted"), "{message}");
+    assert!(message.contains("no-such-image"), "{message}");
+    ns.delete().await.unwrap();
+}

@@ -39,6 +39,7 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
     Observed {
         job,
         failed_pod_message: None,
+        stuck_pods: None,
         target,
         session: None,
         ended: None,
@@ -479,4 +480,28 @@ fn a_sweep_says_which_steps_missed_and_the_highest_load_that_met() {
     assert!(msg.ends_with("no step met every objective"), "{msg}");
     let (_, _, msg) = results::slo_verdict(1, &[step(0, 8, &["errorRate 0.2 > 0.01"])]);
     assert_eq!(msg, "errorRate 0.2 > 0.01");
+}
+
+#[test]
+fn workers_stuck_on_their_image_fail_the_run_with_the_pods_reason() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let mut obs = observed(
+        Some(job(json!({"active": 1, "ready": 0}))),
+        Target::NotNeeded,
+    );
+    obs.stuck_pods = Some("r1-loadgen-0-abc: ImagePullBackOff (Back-off pulling image)".into());
+    // Within the grace: still waiting, and the Running condition says why.
+    let d = decide(&r, &obs, at(20));
+    assert_ne!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, RUNNING), ("False", "WorkersNotReady"));
+    assert!(d.actions.is_empty());
+    // Past it: failed with the pod's own reason, the Job stopped, results written.
+    let d = decide(&r, &obs, at(60));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "WorkersNotStarted"));
+    let msg = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(msg.contains("ImagePullBackOff"), "{msg}");
+    assert_eq!(d.actions, vec![Action::SuspendJob, Action::WriteResults]);
 }
