@@ -20,6 +20,7 @@ use super::spec::ConfigMapKeyRef;
     validation = kube::core::Rule::new(r::SWEEP_MATCHES_MODE_RULE).message(r::SWEEP_MATCHES_MODE_MSG),
     validation = kube::core::Rule::new(r::WORKERS_LE_CONCURRENCY_RULE).message(r::WORKERS_LE_CONCURRENCY_MSG),
     validation = kube::core::Rule::new(r::CONVERSATIONS_SYNTHETIC_RULE).message(r::CONVERSATIONS_SYNTHETIC_MSG),
+    validation = kube::core::Rule::new(r::CONVERSATIONS_CLOSED_LOOP_RULE).message(r::CONVERSATIONS_CLOSED_LOOP_MSG),
     validation = kube::core::Rule::new(r::DURATION_MIN_RULE).message(r::DURATION_MIN_MSG),
 )]
 pub struct Load {
@@ -227,7 +228,8 @@ pub struct Dataset {
 /// Multi-turn conversations.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Conversations {
-    /// Number of distinct conversations.
+    /// Number of distinct conversations: the pool the streams take them from
+    /// in turn, reused when the run needs more.
     #[schemars(range(min = 1, max = 1000000))]
     pub count: i64,
     /// Turns per conversation; each turn sends the history so far plus a new prompt.

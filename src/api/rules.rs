@@ -113,3 +113,9 @@ pub const HEADER_NAMES_RULE: &str =
     r#"!has(self.headers) || self.headers.all(k, k.matches("^[-A-Za-z0-9!#$%&'*+.^_|~]+$"))"#;
 pub const HEADER_NAMES_MSG: &str =
     "target.headers names must be HTTP header names (letters, digits and -!#$%&'*+.^_|~)";
+
+/// `spec.load`: conversations need a closed loop (a turn waits for the answer
+/// to the one before); an open loop would drop them.
+pub const CONVERSATIONS_CLOSED_LOOP_RULE: &str =
+    concat!("!has(self.conversations) || !", is_rate!());
+pub const CONVERSATIONS_CLOSED_LOOP_MSG: &str = "load.conversations works in concurrency mode only: each turn waits for the answer to the one before, which an open loop at a fixed rate does not";

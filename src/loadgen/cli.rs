@@ -71,8 +71,9 @@ pub struct LoadgenOpts {
     /// Send the request payloads of this JSONL file instead of synthetic prompts.
     #[arg(long, conflicts_with = "conversations")]
     pub dataset: Option<std::path::PathBuf>,
-    /// Multi-turn: conversations of --turns turns, history carried forward.
-    #[arg(long, requires = "turns")]
+    /// Multi-turn: a pool of this many distinct conversations of --turns
+    /// turns, history carried forward (closed loop only: not with --request-rate).
+    #[arg(long, requires = "turns", conflicts_with = "request_rate")]
     pub conversations: Option<u64>,
     #[arg(long, requires = "conversations")]
     pub turns: Option<u32>,

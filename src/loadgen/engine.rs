@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 
 use super::client::{HttpClient, Outgoing, http_client, send};
-use super::plan::{Arrival, LoadPlan, Step, StopCondition};
+use super::plan::{Arrival, ConversationPlan, LoadPlan, Step, StopCondition};
 use super::request::{Record, path};
 use super::workload::{Request, Workload};
 
@@ -187,7 +187,14 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
     let warmup = share(ctx.plan.warmup_requests, workers, index);
     if warmup > 0 {
         ctx.progress.set(WorkerPhase::Warmup);
-        closed_loop(ctx, streams.unwrap_or(1), Limit::Requests(warmup), None).await;
+        closed_loop(
+            ctx,
+            streams.unwrap_or(1),
+            Limit::Requests(warmup),
+            index,
+            None,
+        )
+        .await;
     }
     ctx.progress.set(WorkerPhase::Measuring);
     let started_unix_ms = unix_ms();
@@ -201,13 +208,17 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
             let (r, l) = open_loop(ctx, rate, streams, limit, index).await;
             (r, Some(l))
         }
-        None => {
-            let turns = ctx.plan.conversations.as_ref().map(|c| c.turns);
-            (
-                closed_loop(ctx, streams.unwrap_or(1), limit, turns).await,
-                None,
+        None => (
+            closed_loop(
+                ctx,
+                streams.unwrap_or(1),
+                limit,
+                index,
+                ctx.plan.conversations.clone(),
             )
-        }
+            .await,
+            None,
+        ),
     };
     let mut r = summarize(
         step,
@@ -235,33 +246,45 @@ impl Limit {
     }
 }
 
-/// A closed loop of `streams` streams. With `turns`, each stream runs
-/// conversations: their turns in order, every turn carrying the earlier turns
-/// and their answers, a failed turn ending its conversation. `limit` counts
-/// requests (turns).
+/// A closed loop of `streams` streams of worker `index`. With
+/// `conversations`, each stream runs conversations from the pool of
+/// `count` distinct ones: their turns in order, every turn carrying the
+/// earlier turns and their answers, a failed turn ending its conversation.
+/// `limit` counts requests (turns).
 async fn closed_loop(
     ctx: &Arc<Ctx>,
     streams: u64,
     limit: Limit,
-    turns: Option<u32>,
+    index: u32,
+    conversations: Option<ConversationPlan>,
 ) -> Vec<Record> {
+    let turns = conversations.as_ref().map(|c| c.turns);
     let tickets = Arc::new(AtomicU64::new(0));
+    // This worker's conversations, numbered as they begin.
+    let begun = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..streams)
         .map(|_| {
-            let (ctx, tickets) = (ctx.clone(), tickets.clone());
+            let (ctx, tickets, begun) = (ctx.clone(), tickets.clone(), begun.clone());
+            let conversations = conversations.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
                     let mut history: Vec<String> = Vec::new();
-                    for _ in 0..turns.unwrap_or(1).max(1) {
+                    let id = conversations.as_ref().map(|c| {
+                        let n = begun.fetch_add(1, Ordering::Relaxed);
+                        Workload::conversation_id(n, ctx.plan.workers, index, c.count)
+                    });
+                    for turn in 0..turns.unwrap_or(1).max(1) {
                         let t = tickets.fetch_add(1, Ordering::Relaxed);
                         if !limit.allows(t) {
                             return mine;
                         }
-                        let r = match turns {
+                        let r = match id {
                             None => ctx.one(t).await,
-                            Some(_) => {
-                                let req = ctx.workload.turn(&ctx.plan, &history);
+                            Some(id) => {
+                                let req = ctx
+                                    .workload
+                                    .conversation_turn(&ctx.plan, id, turn, &history);
                                 history.push(req.user_text.clone());
                                 let mut r = ctx.send(t, req, true).await;
                                 history.push(r.text.take().unwrap_or_default());

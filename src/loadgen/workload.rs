@@ -60,6 +60,29 @@ impl Workload {
         }
     }
 
+    /// Turn `turn` of conversation `conversation` (of the plan's distinct
+    /// conversations), whose earlier turns are `history`. A conversation's
+    /// prompts depend only on the seed, the conversation and the turn, so
+    /// the pool holds exactly `conversations.count` distinct conversations,
+    /// reused when the run needs more (as a chat service sees returning users).
+    pub fn conversation_turn(
+        &self,
+        plan: &LoadPlan,
+        conversation: u64,
+        turn: u32,
+        history: &[String],
+    ) -> Request {
+        let seed = plan.seed ^ conversation.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(turn);
+        let prompt = Prompts::new(seed, turn).next(&plan.input);
+        self.request_for(plan, history, prompt)
+    }
+
+    /// Which of the `count` distinct conversations worker `index` of `workers`
+    /// runs as its `n`-th: workers take disjoint ones in turn, cycling.
+    pub fn conversation_id(n: u64, workers: u32, index: u32, count: u64) -> u64 {
+        (n * u64::from(workers.max(1)) + u64::from(index)) % count.max(1)
+    }
+
     /// The next turn of a conversation whose earlier turns are `history`
     /// (alternating user and assistant texts).
     pub fn turn(&self, plan: &LoadPlan, history: &[String]) -> Request {
@@ -75,6 +98,10 @@ impl Workload {
                 max_tokens: 64,
             },
         };
+        self.request_for(plan, history, prompt)
+    }
+
+    fn request_for(&self, plan: &LoadPlan, history: &[String], prompt: Prompt) -> Request {
         let words = history
             .iter()
             .map(|t| t.split_whitespace().count() as u64)
@@ -179,6 +206,29 @@ mod tests {
 
     fn body(r: &Request) -> Value {
         serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn conversations_are_a_pool_of_count_distinct_ones() {
+        let p = plan(Endpoint::Chat, true);
+        let w = Workload::load(&p, 0).unwrap();
+        let text = |c: u64, t: u32| w.conversation_turn(&p, c, t, &[]).user_text;
+        // The same conversation and turn: the same prompt; another: another.
+        assert_eq!(text(3, 0), text(3, 0));
+        assert_ne!(text(3, 0), text(4, 0));
+        assert_ne!(text(3, 0), text(3, 1));
+        // Two workers take disjoint conversations, cycling through the count.
+        let of = |index: u32| -> Vec<u64> {
+            (0..4)
+                .map(|n| Workload::conversation_id(n, 2, index, 5))
+                .collect()
+        };
+        assert_eq!(of(0), [0, 2, 4, 1]);
+        assert_eq!(of(1), [1, 3, 0, 2]);
+        let all: std::collections::BTreeSet<u64> = (0..10)
+            .flat_map(|n| [0, 1].map(|i| Workload::conversation_id(n, 2, i, 5)))
+            .collect();
+        assert_eq!(all.len(), 5, "exactly count distinct conversations");
     }
 
     #[test]

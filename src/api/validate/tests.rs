@@ -92,6 +92,11 @@ fn invalid_specs_fail_with_their_own_message() {
             "maximum of 65535",
         ),
         (
+            "conversations at a fixed rate",
+            json!({"load": {"mode": "rate", "concurrency": null, "requestRate": 5.0, "conversations": {"count": 10, "turns": 3}}}),
+            r::CONVERSATIONS_CLOSED_LOOP_MSG,
+        ),
+        (
             "a bearer token in plain headers",
             json!({"target": {"headers": {"Authorization": "Bearer sk-123"}}}),
             r::HEADERS_NO_CREDENTIALS_MSG,
