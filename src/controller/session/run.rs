@@ -5,6 +5,7 @@ use crate::clock::unix_ms;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -36,6 +37,8 @@ pub struct Inputs {
 
 /// How often the workers' progress is read (step boundaries are found this fast).
 const POLL: Duration = Duration::from_millis(50);
+/// How many scrapes one run's session has in flight at most.
+const MAX_FETCHES: usize = 32;
 /// How often discovery looks again.
 const REDISCOVER: Duration = Duration::from_secs(10);
 /// How long the workers' results are waited for once they are done.
@@ -110,11 +113,18 @@ impl Driver {
         let (t, stamp) = (self.t(), unix_ms());
         // Every endpoint discovered so far: the keys of the scrape logs.
         let targets: Vec<(Kind, String)> = self.shared().logs.keys().cloned().collect();
-        let fetches = targets.iter().map(|(kind, url)| async move {
-            let r = fetch::fetch(&self.scraper, url, timeout, DEFAULT_MAX_BYTES).await;
-            (*kind, url, r)
+        let fetches = targets.into_iter().map(|(kind, url)| {
+            let scraper = self.scraper.clone();
+            async move {
+                let r = fetch::fetch(&scraper, &url, timeout, DEFAULT_MAX_BYTES).await;
+                (kind, url, r)
+            }
         });
-        let answers = futures::future::join_all(fetches).await;
+        // At most MAX_FETCHES at once per run, however many endpoints it found.
+        let answers: Vec<_> = futures::stream::iter(fetches)
+            .buffer_unordered(MAX_FETCHES)
+            .collect()
+            .await;
         let mut s = self.shared();
         if opens && s.telemetry.len() == k {
             s.telemetry
@@ -124,13 +134,13 @@ impl Driver {
             let outcome = match r {
                 Ok(p) => {
                     if let Some(step) = s.telemetry.get_mut(k) {
-                        step.ingest(kind, url, t, &p.body, p.format);
+                        step.ingest(kind, &url, t, &p.body, p.format);
                     }
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
             };
-            if let Some(log) = s.logs.get_mut(&(kind, url.clone())) {
+            if let Some(log) = s.logs.get_mut(&(kind, url)) {
                 log.record(t, outcome);
             }
         }

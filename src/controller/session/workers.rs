@@ -121,13 +121,19 @@ async fn call(
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| crate::loadgen::client::error_chain(&e))?;
     let status = resp.status().as_u16();
-    let body = tokio::time::timeout(timeout, resp.into_body().collect())
+    let limited = http_body_util::Limited::new(resp.into_body(), MAX_WORKER_BODY);
+    let body = tokio::time::timeout(timeout, limited.collect())
         .await
         .map_err(|_| "timed out reading the body".to_string())?
-        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reading the body (at most {MAX_WORKER_BODY} bytes): {e}"))?
         .to_bytes();
     Ok((status, body))
 }
+
+/// The most a worker's answer may weigh: a result holds every step's
+/// mergeable sketches, a few hundred KiB for long sweeps; anything far
+/// beyond is not a worker of ours, and is refused rather than held in memory.
+pub const MAX_WORKER_BODY: usize = 64 << 20;
 
 /// `POST /start`: `Ok(true)` when this request set the worker's start
 /// instant, `Ok(false)` when the worker had been started before (409).
