@@ -71,3 +71,58 @@ async fn the_operator_runs_as_its_service_account_and_holds_the_lease() {
     .await
     .unwrap();
 }
+
+/// The controller writes status with the resourceVersion of the copy it
+/// decided from; the API server must refuse such a write once the run has
+/// changed, so a decision from a stale cache can never overwrite a newer
+/// status. (This checks the server's side of that contract, with the very
+/// patch shape the controller sends.)
+#[tokio::test]
+async fn a_status_write_from_a_stale_copy_is_refused() {
+    use kube::api::{Patch, PatchParams};
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "stale").await.unwrap();
+    let runs = ns.api::<BenchmarkRun>();
+    let mut r = run("s", "{concurrency: 1, requestCount: 1}", "  cancel: true\n");
+    r.spec.target.service_ref = None;
+    r.spec.target.url = Some("http://127.0.0.1:9".into());
+    runs.create(&PostParams::default(), &r).await.unwrap();
+    let ended = wait_for(&runs, "s", "Cancelled", LONG, |r: Option<&BenchmarkRun>| {
+        r.and_then(|r| r.status.as_ref()).and_then(|s| s.phase)
+            == Some(benchrun::api::Phase::Cancelled)
+    })
+    .await
+    .unwrap();
+    let stale = ended.metadata.resource_version.clone().unwrap();
+    // The run changes (a label), so the copy at `stale` is out of date.
+    let label = serde_json::json!({"metadata": {"labels": {"touched": "yes"}}});
+    runs.patch("s", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .unwrap();
+    let write = |version: Option<&str>| {
+        let mut patch = serde_json::json!({
+            "apiVersion": "benchrun.dev/v1alpha1",
+            "kind": "BenchmarkRun",
+            "status": {"phase": "Running"},
+        });
+        if let Some(v) = version {
+            patch["metadata"] = serde_json::json!({"resourceVersion": v});
+        }
+        patch
+    };
+    let params = PatchParams::apply("e2e-stale-writer").force();
+    let err = runs
+        .patch_status("s", &params, &Patch::Apply(write(Some(&stale))))
+        .await
+        .expect_err("a write from a stale copy must be refused");
+    let kube::Error::Api(status) = err else {
+        panic!("not an API error: {err}")
+    };
+    assert_eq!(status.code, 409, "{status:?}");
+    let after = runs.get("s").await.unwrap();
+    assert_eq!(
+        after.status.and_then(|s| s.phase),
+        Some(benchrun::api::Phase::Cancelled)
+    );
+    ns.delete().await.unwrap();
+}
