@@ -11,6 +11,7 @@ pub const FAILED: &str = "Failed";
 pub const TELEMETRY: &str = "TelemetryDiscovered";
 pub const SLO_MET: &str = "SLOMet";
 pub const MEASUREMENT_VALID: &str = "MeasurementValid";
+pub const WARNINGS: &str = "Warnings";
 
 /// Sets a condition, keeping `lastTransitionTime` unless its status flips, so that
 /// re-applying the same state writes nothing new.

@@ -89,6 +89,16 @@ async fn reconcile_run(run: &BenchmarkRun, ctx: &Context) -> Result<Requeue, Err
         info!(phase = %t.reason, "{}", t.note);
         publish(ctx, run.object_ref(&()), t.warning, &t.reason, &t.note).await;
     }
+    // Warnings that matter reach the run's events, not only its results.
+    let warned = |s: Option<&BenchmarkRunStatus>| {
+        s.and_then(|s| conditions::get(&s.conditions, conditions::WARNINGS))
+            .filter(|c| c.status == "True")
+            .map(|c| c.message.clone())
+    };
+    if let (None, Some(message)) = (warned(run.status.as_ref()), warned(Some(&decision.status))) {
+        warn!("{message}");
+        publish(ctx, run.object_ref(&()), true, "Warnings", &message).await;
+    }
     Ok(requeue(&decision))
 }
 

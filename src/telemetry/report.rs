@@ -359,6 +359,10 @@ pub fn classify(dram_pct: f64, tensor_pct: f64) -> Workload {
 /// Health thresholds (°C, % of framebuffer).
 pub const HOT_C: f64 = 80.0;
 pub const MEMORY_FULL_PCT: f64 = 95.0;
+/// Mean GPU utilisation under which the load likely does not saturate the GPU.
+pub const LOW_UTIL_PCT: f64 = 50.0;
+/// Share of the power limit above which the GPU runs at its power ceiling.
+pub const NEAR_POWER_LIMIT: f64 = 0.95;
 
 /// NVML clock-event reason bits.
 const POWER_BITS: u64 = 0x4 | 0x80; // software power cap, hardware power brake
@@ -412,6 +416,21 @@ fn warnings<'a>(find: &impl Fn(&str) -> Option<&'a MetricResult>) -> Vec<String>
     }
     if delta("ecc_dbe_volatile") > 0.0 || delta("uncorrectable_remapped_rows") > 0.0 {
         out.push("uncorrectable memory errors during the run".to_string());
+    }
+    if let Some(u) = mean(find("gpu_utilization")).filter(|u| *u < LOW_UTIL_PCT) {
+        out.push(format!(
+            "GPU utilisation averaged {u:.0} % (below {LOW_UTIL_PCT:.0} %): the load may not saturate this GPU"
+        ));
+    }
+    let limit = max("enforced_power_limit").or_else(|| max("power_limit"));
+    if let (Some(p), Some(l)) = (max("gpu_power_usage"), limit)
+        && l > 0.0
+        && p >= NEAR_POWER_LIMIT * l
+    {
+        out.push(format!(
+            "power draw reached {p:.0} W, {:.0} % of its {l:.0} W limit",
+            p / l * 100.0
+        ));
     }
     out
 }

@@ -4,7 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::super::conditions::{self as cond, MEASUREMENT_VALID, SLO_MET, TELEMETRY};
+use super::super::conditions::{self as cond, MEASUREMENT_VALID, SLO_MET, TELEMETRY, WARNINGS};
 use super::super::session::{SessionView, Stage};
 use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase, SloMetric};
 use crate::results::{Gap, StepDetail};
@@ -112,7 +112,78 @@ pub(super) fn apply_results(
         generation,
         t,
     );
+    let warned = warnings(steps);
+    let (reason, message) = match warned.len() {
+        0 => ("None", "no health or measurement warnings".to_string()),
+        n => {
+            let mut m = format!("{n} warning{}: ", if n == 1 { "" } else { "s" });
+            m.push_str(
+                &warned
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+            if n > 3 {
+                m.push_str(&format!("; and {} more in the results", n - 3));
+            }
+            ("Found", m)
+        }
+    };
+    cond::set(
+        &mut status.conditions,
+        WARNINGS,
+        !warned.is_empty(),
+        reason,
+        message,
+        generation,
+        t,
+    );
     status.summary = Some(summary);
+}
+
+/// Every health and measurement warning of the steps, each once, naming the
+/// GPU (and the step, for sweeps): the GPUs' own (temperature, memory, XID,
+/// throttling, low utilisation, power at the limit), exporters slower than
+/// they are scraped, and energy that covers only some of the GPUs.
+pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
+    let several = steps.len() > 1;
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |s: String| {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    };
+    for step in steps {
+        let at = if several {
+            format!("step {}: ", step.index)
+        } else {
+            String::new()
+        };
+        for g in &step.gpus {
+            let name = g.identity.uuid.clone().unwrap_or_else(|| g.key.clone());
+            for w in &g.warnings {
+                push(format!("{at}{name}: {w}"));
+            }
+            if g.stale {
+                push(format!(
+                    "{at}{name}: its exporter refreshes every {:.1} s, slower than it is scraped",
+                    g.update_period_s.unwrap_or(0.0)
+                ));
+            }
+        }
+        if let Some(c) = &step.coverage
+            && c.gpus > 0
+            && c.gpus_with_energy < c.gpus
+        {
+            push(format!(
+                "{at}energy over the whole step from only ({} of {} GPUs): efficiency left out",
+                c.gpus_with_energy, c.gpus
+            ));
+        }
+    }
+    out
 }
 
 /// Whether every step's energy covers its client window on every attributed

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::api::BenchmarkRun;
-use crate::controller::conditions::{self, MEASUREMENT_VALID};
+use crate::controller::conditions::{self, MEASUREMENT_VALID, WARNINGS};
 
 const RUN: &str = r#"
 apiVersion: benchrun.dev/v1alpha1
@@ -504,4 +504,70 @@ fn workers_stuck_on_their_image_fail_the_run_with_the_pods_reason() {
         .message;
     assert!(msg.contains("ImagePullBackOff"), "{msg}");
     assert_eq!(d.actions, vec![Action::SuspendJob, Action::WriteResults]);
+}
+
+#[test]
+fn warnings_name_the_gpu_and_the_step_and_reach_a_condition() {
+    use crate::results::{Coverage, StepDetail};
+    use crate::telemetry::report::GpuResult;
+    let gpu = |uuid: &str, warnings: &[&str]| GpuResult {
+        key: uuid.into(),
+        endpoint: "e".into(),
+        identity: crate::telemetry::gpu::GpuIdentity {
+            uuid: Some(uuid.into()),
+            ..Default::default()
+        },
+        pods: vec![],
+        samples: 3,
+        scrape_interval_s: Some(1.0),
+        update_period_s: Some(1.0),
+        stale: false,
+        energy: None,
+        profile: None,
+        warnings: warnings.iter().map(|w| w.to_string()).collect(),
+        metrics: vec![],
+    };
+    let step = |index: u32, gpus: Vec<GpuResult>, with_energy: u32| StepDetail {
+        index,
+        coverage: Some(Coverage {
+            gpus: gpus.len() as u32,
+            gpus_with_energy: with_energy,
+            ..Default::default()
+        }),
+        gpus,
+        ..Default::default()
+    };
+    let steps = vec![
+        step(
+            0,
+            vec![
+                gpu("GPU-a", &["GPU temperature reached 91 °C (above 80 °C)"]),
+                gpu("GPU-b", &[]),
+            ],
+            2,
+        ),
+        step(1, vec![gpu("GPU-a", &[]), gpu("GPU-b", &[])], 1),
+    ];
+    let w = results::warnings(&steps);
+    assert_eq!(
+        w,
+        [
+            "step 0: GPU-a: GPU temperature reached 91 °C (above 80 °C)",
+            "step 1: energy over the whole step from only (1 of 2 GPUs): efficiency left out",
+        ]
+    );
+    // Through a completed run: the Warnings condition with the count and the first few.
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let mut obs = observed(Some(done), Target::NotNeeded);
+    obs.session = Some(session_done(steps));
+    let d = decide(&r, &obs, at(30));
+    assert_eq!(condition(&d, WARNINGS), ("True", "Found"));
+    let msg = &conditions::get(&d.status.conditions, WARNINGS)
+        .unwrap()
+        .message;
+    assert!(
+        msg.starts_with("2 warnings: step 0: GPU-a: GPU temperature"),
+        "{msg}"
+    );
 }

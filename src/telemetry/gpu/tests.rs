@@ -161,6 +161,29 @@ fn profiling_estimates_classification_and_warnings() {
 }
 
 #[test]
+fn low_utilisation_and_power_at_the_limit_are_warned_of() {
+    let gpu = |util: f64, power: f64| {
+        let mut t = GpuTelemetry::default();
+        let l = "{gpu=\"0\",UUID=\"U\"}";
+        for k in 0..3 {
+            let body = format!(
+                "DCGM_FI_DEV_GPU_UTIL{l} {util}\nDCGM_FI_DEV_POWER_USAGE{l} {power}\nDCGM_FI_DEV_ENFORCED_POWER_LIMIT{l} 700\n"
+            );
+            t.ingest("e", f64::from(k), body.as_bytes(), Format::Prometheus);
+        }
+        t.gpus[0].result().warnings.join("; ")
+    };
+    let w = gpu(30.0, 690.0);
+    assert!(w.contains("utilisation averaged 30 %"), "{w}");
+    assert!(w.contains("690 W, 99 % of its 700 W limit"), "{w}");
+    assert_eq!(
+        gpu(90.0, 500.0),
+        "",
+        "busy and below its limit: nothing to say"
+    );
+}
+
+#[test]
 fn a_gpu_read_back_from_json_keeps_aggregating() {
     let mut t = GpuTelemetry::default();
     let body = "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"U\"} 10\nDCGM_FI_DEV_SM_CLOCK{gpu=\"0\",UUID=\"U\"} 1500\n";
