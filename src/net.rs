@@ -1,5 +1,6 @@
 //! Serving HTTP from the roles that run in pods (simulators, load-generator
-//! workers): which address to bind, and Nagle off.
+//! workers): which address to bind, and Nagle off; and how a URL from a spec
+//! may be shown.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -10,6 +11,39 @@ pub fn listen_addr(host: Option<IpAddr>, port: u16) -> SocketAddr {
         .or_else(|| std::env::var("POD_IP").ok()?.parse().ok())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     SocketAddr::new(ip, port)
+}
+
+/// `url` as conditions, events, logs and results may show it: a
+/// `user:password@` becomes `***@` and every query value `***` (tokens ride
+/// there too), so credentials written into a URL never leave the spec. The
+/// fragment is dropped. Text that is not a URL comes back as it was.
+pub fn redact_url(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or_default();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) => format!("{k}=***"),
+                    None => pair.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            format!("{path}?{query}")
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}{authority}{tail}")
 }
 
 /// Binds `addr`, saying which address could not be bound when it fails.
@@ -64,5 +98,30 @@ pub(crate) mod testing {
             .await
             .unwrap();
         String::from_utf8(body.to_bytes().to_vec()).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn credentials_in_a_url_are_never_shown() {
+        assert_eq!(
+            redact_url("http://user:pw@vllm.llm.svc:8000/v1?api_key=sk-1&x=1#frag"),
+            "http://***@vllm.llm.svc:8000/v1?api_key=***&x=***"
+        );
+        assert_eq!(
+            redact_url("https://h/metrics?token=abc"),
+            "https://h/metrics?token=***"
+        );
+        // Nothing to hide: unchanged.
+        for plain in [
+            "http://10.0.0.7:9400/metrics",
+            "http://[fd00::1]:80/",
+            "not a url",
+        ] {
+            assert_eq!(redact_url(plain), plain);
+        }
     }
 }

@@ -234,7 +234,13 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                     DISCOVERED,
                     true,
                     "TargetResolved",
-                    format!("sending to {}", urls.join(", ")),
+                    format!(
+                        "sending to {}",
+                        urls.iter()
+                            .map(|u| crate::net::redact_url(u))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     generation,
                     &t,
                 );

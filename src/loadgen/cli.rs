@@ -319,7 +319,7 @@ fn print_table(r: &WorkerResult) {
             crate::outln!("goodput: {n} requests within the objectives, {rate:.2} req/s");
         }
         for (kind, n) in &s.errors {
-            crate::outln!("errors {kind:?}: {n}");
+            crate::outln!("errors ({kind}): {n}");
         }
     }
 }

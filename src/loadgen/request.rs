@@ -18,6 +18,18 @@ pub enum ErrorKind {
     EmptyResponse,
 }
 
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Connect => "could not connect",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::HttpStatus => "HTTP error status",
+            ErrorKind::MalformedStream => "malformed stream",
+            ErrorKind::EmptyResponse => "empty response",
+        })
+    }
+}
+
 /// Where a request's token counts came from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

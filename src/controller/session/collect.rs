@@ -225,7 +225,7 @@ impl EndpointLog {
     pub fn report(&self, kind: Kind, url: &str) -> EndpointReport {
         EndpointReport {
             kind: kind.as_str().into(),
-            url: url.to_string(),
+            url: crate::net::redact_url(url),
             pod: self.pod.clone(),
             scrapes: self.scrapes,
             failures: self.failures,

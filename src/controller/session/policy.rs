@@ -124,9 +124,12 @@ impl Policy {
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         let uri: http::Uri = url
             .parse()
-            .map_err(|e| format!("{url} is not a valid URL: {e}"))?;
+            .map_err(|e| format!("{} is not a valid URL: {e}", crate::net::redact_url(url)))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err(format!("{url}: only http and https URLs are scraped"));
+            return Err(format!(
+                "{}: only http and https URLs are scraped",
+                crate::net::redact_url(url)
+            ));
         }
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
         if authority.contains('@') {

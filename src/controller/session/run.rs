@@ -92,7 +92,8 @@ impl Driver {
                 if let std::collections::btree_map::Entry::Vacant(e) =
                     s.logs.entry((kind, url.clone()))
                 {
-                    debug!(%url, kind = kind.as_str(), "scraping");
+                    let shown = crate::net::redact_url(&url);
+                    debug!(url = %shown, kind = kind.as_str(), "scraping");
                     e.insert(EndpointLog::new(pod));
                 }
             }
