@@ -385,20 +385,20 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
     transition(d, phase)
 }
 
+/// `since` lies more than `grace` before `now`.
+fn older_than(since: Option<&Time>, now: Timestamp, grace: Duration) -> bool {
+    since.is_some_and(|s| until(s.0, now) > grace)
+}
+
 /// The run started (its Job was created) more than `grace` before `now`.
 fn started_before(status: &BenchmarkRunStatus, now: Timestamp, grace: Duration) -> bool {
-    status
-        .start_time
-        .as_ref()
-        .is_some_and(|s| until(s.0, now) > grace)
+    older_than(status.start_time.as_ref(), now, grace)
 }
 
 /// The Job completed more than [`COLLECT_GRACE`] ago.
 fn overdue(job: &Job, now: Timestamp) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.completion_time.as_ref())
-        .is_some_and(|c| until(c.0, now) > COLLECT_GRACE)
+    let completed = job.status.as_ref().and_then(|s| s.completion_time.as_ref());
+    older_than(completed, now, COLLECT_GRACE)
 }
 
 /// How a Job ended.

@@ -108,7 +108,7 @@ pub fn coverage(
         longest_update_period_s: gpus
             .iter()
             .filter_map(|g| g.update_period_s)
-            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.max(p)))),
+            .reduce(f64::max),
         ..Coverage::default()
     };
     match client.filter(|w| w.start_unix_ms > 0 && w.end_unix_ms > w.start_unix_ms) {

@@ -10,6 +10,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 use crate::common::{
     LONG, OPERATOR, OPERATOR_NS, deploy, deploy_sim, gpu_sim, phase, phase_is, run,
+    wait_requests_done,
 };
 
 const SHORT_OUTPUT: &str =
@@ -83,19 +84,7 @@ async fn cancel_stops_the_load_and_ends_the_run_cancelled() {
         .unwrap();
     wait_running_pod(&ns, "c-loadgen").await;
     // Cancel once the measured phase is under way, so there is something to keep.
-    wait_for(
-        &runs,
-        "c",
-        "requests to be done",
-        LONG,
-        |r: Option<&BenchmarkRun>| {
-            r.and_then(|r| r.status.as_ref())
-                .and_then(|s| s.progress.as_ref())
-                .is_some_and(|p| p.requests_done > 0)
-        },
-    )
-    .await
-    .unwrap();
+    wait_requests_done(&runs, "c").await;
     let patch = serde_json::json!({ "spec": { "cancel": true } });
     runs.patch("c", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -162,19 +151,7 @@ async fn a_run_survives_the_operator_pod_being_deleted() {
     r.spec.target.model = "e2e/sim".into();
     runs.create(&PostParams::default(), &r).await.unwrap();
     // Well inside the measured step: requests are being done.
-    wait_for(
-        &runs,
-        "r",
-        "requests to be done",
-        LONG,
-        |r: Option<&BenchmarkRun>| {
-            r.and_then(|r| r.status.as_ref())
-                .and_then(|s| s.progress.as_ref())
-                .is_some_and(|p| p.requests_done > 0)
-        },
-    )
-    .await
-    .unwrap();
+    wait_requests_done(&runs, "r").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
     pods.delete_collection(
         &DeleteParams::default(),

@@ -190,6 +190,23 @@ pub fn phase(run: Option<&BenchmarkRun>) -> Option<String> {
     Some(format!("{:?}", status.phase.as_ref()?))
 }
 
+/// Waits until the run's measured phase is under way: requests are being done.
+pub async fn wait_requests_done(runs: &kube::Api<BenchmarkRun>, name: &str) {
+    wait_for(
+        runs,
+        name,
+        "requests to be done",
+        LONG,
+        |r: Option<&BenchmarkRun>| {
+            r.and_then(|r| r.status.as_ref())
+                .and_then(|s| s.progress.as_ref())
+                .is_some_and(|p| p.requests_done > 0)
+        },
+    )
+    .await
+    .unwrap();
+}
+
 /// A condition on a run reaching `want` (by the phase's Debug name).
 pub fn phase_is(want: &'static str) -> impl Fn(Option<&BenchmarkRun>) -> bool {
     move |r| phase(r).as_deref() == Some(want)
