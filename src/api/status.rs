@@ -21,7 +21,9 @@ pub struct BenchmarkRunStatus {
     /// step's client window on every attributed GPU; when false, its reason —
     /// `Restarted`, `Gap`, `PartialGpus`, `StaleExporter`, `NoGpus`,
     /// `NoClientResults`, `NoTelemetry` — says why the energy and efficiency
-    /// figures are left out of the summary), and `Warnings` (health and
+    /// figures are left out of the summary; `MissingWorkers`: some load
+    /// generators' results did not arrive, and the client figures are left
+    /// out too), and `Warnings` (health and
     /// measurement warnings: the count and the first few).
     /// `kubectl wait --for=condition=Succeeded br/NAME` waits for a successful run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -106,7 +106,7 @@ pub struct LoadgenOpts {
     /// Worker: give up when no `POST /start` came within this long.
     #[arg(long, default_value = "10m", value_parser = crate::cli::go_duration)]
     pub start_timeout: std::time::Duration,
-    /// Worker: serve the result at most this long, waiting for it to be fetched.
+    /// Worker: serve the result at most this long, waiting for the controller to acknowledge it.
     #[arg(long, default_value = "10m", value_parser = crate::cli::go_duration)]
     pub linger: std::time::Duration,
 }

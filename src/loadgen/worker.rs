@@ -7,9 +7,13 @@
 //! | `GET /metrics` | live progress: phase, step, requests done, errors, in flight, tokens |
 //! | `POST /start` `{"atUnixMs": T}` (body optional) | 202; the run begins at T (or now); 409 when already started |
 //! | `GET /result` | 200 with the [`WorkerResult`] once the run is over, else 503 with the phase |
+//! | `POST /result/ack` | 200 once the result is over and the controller holds it; 409 before |
 //!
-//! The worker exits once its result has been fetched, or after `--linger`; it
-//! prints the result on stdout too, so a run's log keeps it either way.
+//! A bare `GET /result` changes nothing: the result is served again to
+//! whoever asks (a new leader that never saw it, a retry whose answer was
+//! lost). The worker exits once the result is acknowledged, or after
+//! `--linger`; it prints the result on stdout too, so a run's log keeps it
+//! either way.
 
 use crate::clock::unix_ms;
 use std::sync::Arc;
@@ -49,7 +53,8 @@ struct Shared {
     progress: Arc<Progress>,
     start: watch::Sender<Option<Start>>,
     result: std::sync::Mutex<Option<String>>,
-    fetched: Notify,
+    /// The controller acknowledged the result: the worker may go.
+    acknowledged: Notify,
 }
 
 /// Runs as a Job worker: serve, wait for the start, run, serve the result.
@@ -65,7 +70,7 @@ pub async fn run(
         progress: Arc::new(Progress::default()),
         start,
         result: std::sync::Mutex::new(None),
-        fetched: Notify::new(),
+        acknowledged: Notify::new(),
     });
     let addr = crate::net::listen_addr(None, WORKER_PORT);
     let listener = crate::net::bind(addr).await?;
@@ -97,11 +102,12 @@ pub async fn run(
     let json = serde_json::to_string(&result).map_err(|e| e.to_string())?;
     println!("{json}");
     *shared.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(json);
-    if tokio::time::timeout(opts.linger, shared.fetched.notified())
+    if tokio::time::timeout(opts.linger, shared.acknowledged.notified())
         .await
         .is_ok()
     {
-        // Let the answer that carried the result leave before the process ends.
+        // Let the answer to the acknowledgement leave before the process ends
+        // (were it lost, the controller holds the result all the same).
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(result)
@@ -113,6 +119,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/start", post(start))
         .route("/result", get(result))
+        .route("/result/ack", post(acknowledge))
         .with_state(shared)
 }
 
@@ -146,10 +153,7 @@ async fn start(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 async fn result(State(s): State<Arc<Shared>>) -> Response {
     let json = s.result.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match json {
-        Some(j) => {
-            s.fetched.notify_one();
-            ([(header::CONTENT_TYPE, "application/json")], j).into_response()
-        }
+        Some(j) => ([(header::CONTENT_TYPE, "application/json")], j).into_response(),
         None => {
             let phase = format!("{:?}", s.progress.phase());
             (
@@ -159,6 +163,17 @@ async fn result(State(s): State<Arc<Shared>>) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// The controller holds the result: the worker may exit.
+async fn acknowledge(State(s): State<Arc<Shared>>) -> Response {
+    let done = s.result.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+    if done {
+        s.acknowledged.notify_one();
+        (StatusCode::OK, "acknowledged\n").into_response()
+    } else {
+        (StatusCode::CONFLICT, "no result yet\n").into_response()
     }
 }
 
@@ -245,7 +260,7 @@ mod tests {
             progress: Arc::new(Progress::default()),
             start: watch::channel(None).0,
             result: std::sync::Mutex::new(None),
-            fetched: Notify::new(),
+            acknowledged: Notify::new(),
         });
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::loadgen::client::http_client(2);
@@ -291,10 +306,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(early.status(), 503);
+        let ack = || {
+            let req = http::Request::post(format!("{url}/result/ack"))
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap();
+            client.request(req)
+        };
+        assert_eq!(
+            ack().await.unwrap().status(),
+            409,
+            "nothing to acknowledge yet"
+        );
         *shared.result.lock().unwrap() = Some("{\"worker\":2}".into());
-        let fetched = shared.fetched.notified();
-        assert_eq!(get(&format!("{url}/result")).await, "{\"worker\":2}");
-        tokio::time::timeout(Duration::from_secs(5), fetched)
+        // Fetching is not acknowledging: the result is served again, and
+        // the worker stays.
+        let acknowledged = shared.acknowledged.notified();
+        tokio::pin!(acknowledged);
+        for _ in 0..2 {
+            assert_eq!(get(&format!("{url}/result")).await, "{\"worker\":2}");
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), acknowledged.as_mut())
+                .await
+                .is_err(),
+            "a GET let the worker go"
+        );
+        assert_eq!(ack().await.unwrap().status(), 200);
+        tokio::time::timeout(Duration::from_secs(5), acknowledged)
             .await
             .unwrap();
     }

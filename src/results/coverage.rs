@@ -36,6 +36,9 @@ pub enum GapReason {
     NoGpus,
     /// The load generators' results (and so their window) are missing.
     NoClientResults,
+    /// Some load generators' results are missing: the client totals are
+    /// part of the step's work, and dividing them by its energy would be wrong.
+    MissingWorkers,
 }
 
 impl GapReason {
@@ -47,6 +50,7 @@ impl GapReason {
             GapReason::StaleExporter => "StaleExporter",
             GapReason::NoGpus => "NoGpus",
             GapReason::NoClientResults => "NoClientResults",
+            GapReason::MissingWorkers => "MissingWorkers",
         }
     }
 }
@@ -79,6 +83,47 @@ pub struct Coverage {
     pub complete: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<Gap>,
+}
+
+/// Which load generators a step's client figures rest on. The figures are
+/// totals and merged distributions over every worker: with a worker's result
+/// missing they describe part of the load as if it were all of it, so they
+/// are published only when every worker's result arrived.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerCoverage {
+    /// The load generators the run started.
+    pub workers: u32,
+    /// Of those, the ones whose result for this step arrived.
+    pub reported: u32,
+}
+
+impl WorkerCoverage {
+    pub fn complete(&self) -> bool {
+        self.reported >= self.workers
+    }
+
+    /// What is missing, said plainly (`None` when nothing is).
+    pub fn gap(&self) -> Option<Gap> {
+        (!self.complete()).then(|| Gap {
+            reason: GapReason::MissingWorkers,
+            message: format!(
+                "results from {} of {} load generators arrived; the client figures cover part of the load and are left out, and so is every figure divided by them",
+                self.reported, self.workers
+            ),
+        })
+    }
+}
+
+impl Coverage {
+    /// Adds the gap of client figures that miss some workers' results.
+    pub fn with_workers(mut self, workers: Option<WorkerCoverage>) -> Self {
+        if let Some(gap) = workers.and_then(|w| w.gap()) {
+            self.gaps.push(gap);
+            self.complete = false;
+        }
+        self
+    }
 }
 
 /// One attributed GPU, as coverage sees it.

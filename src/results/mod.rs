@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::coverage::{Coverage, Gap, GapReason};
+pub use self::coverage::{Coverage, Gap, GapReason, WorkerCoverage};
 pub use self::pack::{ConfigMapData, MAX_CONFIGMAP_BYTES, pack, unpack};
 use crate::api::{Phase, StepResult, Summary};
 use crate::loadgen::engine::StepResult as ClientStep;
@@ -76,6 +76,10 @@ pub struct StepDetail {
     /// All workers together; `None` when no worker result was collected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientStep>,
+    /// Whose results `client` merges: when some worker's is missing, the
+    /// client figures stay here and are left out of the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_coverage: Option<WorkerCoverage>,
     /// The GPU attribution applied (`targetPods`, `targetNodes`, `all`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub gpu_scope: String,
@@ -116,7 +120,9 @@ impl StepDetail {
     /// The status summary of this step.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
-        if let Some(c) = &self.client {
+        if let Some(c) = &self.client
+            && self.client_complete()
+        {
             let ms = |v: f64| (v * 1e3 * 1000.0).round() / 1000.0;
             let errors: u64 = c.errors.values().sum();
             s.request_throughput = Some(round3(c.requests_per_s));
@@ -164,6 +170,12 @@ impl StepDetail {
                 e.energy_per_output_token_j.map(|v| (v * 1e6).round() / 1e6);
         }
         s
+    }
+
+    /// Every worker's result is in `client` (documents without the
+    /// bookkeeping predate partial collection and had every result).
+    pub fn client_complete(&self) -> bool {
+        self.client_coverage.is_none_or(|w| w.complete())
     }
 
     /// The client totals the efficiency figures divide by.

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::super::conditions::{self as cond, MEASUREMENT_VALID, SLO_MET, TELEMETRY, WARNINGS};
 use super::super::session::{SessionView, Stage};
 use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase, SloMetric};
-use crate::results::{Gap, StepDetail};
+use crate::results::{Gap, GapReason, StepDetail};
 
 /// Progress, endpoints and the telemetry condition from a running session.
 pub(super) fn follow(
@@ -186,10 +186,36 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
     out
 }
 
-/// Whether every step's energy covers its client window on every attributed
-/// GPU; if not, the first reason and what is missing, step by step.
+/// Whether every step's client figures rest on every worker's result and its
+/// energy covers its client window on every attributed GPU; if not, the first
+/// reason and what is missing, step by step.
 pub fn measurement_valid(steps: &[StepDetail]) -> (bool, &'static str, String) {
     const SHOWN: usize = 3;
+    // Missing workers come first: they take the client figures out too.
+    let several = steps.len() > 1;
+    let partial: Vec<String> = steps
+        .iter()
+        .filter_map(|s| {
+            let gap = s.client_coverage.and_then(|w| w.gap())?;
+            Some(if several {
+                format!("step {}: {}", s.index, gap.message)
+            } else {
+                gap.message
+            })
+        })
+        .collect();
+    if !partial.is_empty() {
+        let mut message = partial
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        if partial.len() > SHOWN {
+            message.push_str(&format!(" (and {} more)", partial.len() - SHOWN));
+        }
+        return (false, GapReason::MissingWorkers.as_str(), message);
+    }
     let covered: Vec<_> = steps
         .iter()
         .filter_map(|s| s.coverage.as_ref().map(|c| (s.index, c)))
@@ -221,7 +247,6 @@ pub fn measurement_valid(steps: &[StepDetail]) -> (bool, &'static str, String) {
             ),
         );
     };
-    let several = steps.len() > 1;
     let mut message = gaps
         .iter()
         .take(SHOWN)

@@ -373,6 +373,22 @@ fn the_measurement_condition_says_what_the_energy_misses() {
 
     let d = ended(vec![StepDetail::default()]);
     assert_eq!(condition(&d, MEASUREMENT_VALID), ("False", "NoTelemetry"));
+
+    // A worker's result missing: said first, whatever the energy covers.
+    let mut partial = step(0, vec![]);
+    partial.client_coverage = Some(crate::results::WorkerCoverage {
+        workers: 2,
+        reported: 1,
+    });
+    let d = ended(vec![partial]);
+    assert_eq!(
+        condition(&d, MEASUREMENT_VALID),
+        ("False", "MissingWorkers")
+    );
+    let msg = &conditions::get(&d.status.conditions, MEASUREMENT_VALID)
+        .unwrap()
+        .message;
+    assert!(msg.contains("1 of 2 load generators"), "{msg}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::api::GpuScope;
 use crate::loadgen::cli::WorkerResult;
 use crate::loadgen::engine::{StepResult as ClientStep, StepStats};
 use crate::results::coverage::{GpuSpan, coverage};
-use crate::results::{Coverage, EndpointReport, StepDetail, Window};
+use crate::results::{Coverage, EndpointReport, StepDetail, Window, WorkerCoverage};
 use crate::scrape::Format;
 use crate::telemetry::efficiency::efficiency;
 use crate::telemetry::report::GpuResult;
@@ -131,19 +131,30 @@ pub fn scope_name(s: GpuScope) -> &'static str {
     }
 }
 
-/// Merges the workers' results step by step (a worker that sent none is left
-/// out, and said so in `notes`).
-pub fn merge_client(results: &[WorkerResult], steps: usize) -> Vec<Option<ClientStep>> {
+/// Merges the workers' results step by step, with which of the `workers`
+/// each step's figures rest on (a worker that sent none is left out, and the
+/// step's [`WorkerCoverage`] says so).
+pub fn merge_client(
+    results: &[WorkerResult],
+    steps: usize,
+    workers: u32,
+) -> Vec<(Option<ClientStep>, WorkerCoverage)> {
     (0..steps)
         .map(|k| {
             let parts: Vec<ClientStep> = results
                 .iter()
                 .filter_map(|r| r.steps.get(k).cloned())
                 .collect();
-            let mut merged = ClientStep::merge(&parts)?;
-            // The sketches were for merging; the document keeps the summaries.
-            merged.stats = StepStats::default();
-            Some(merged)
+            let coverage = WorkerCoverage {
+                workers,
+                reported: parts.len() as u32,
+            };
+            let merged = ClientStep::merge(&parts).map(|mut m| {
+                // The sketches were for merging; the document keeps the summaries.
+                m.stats = StepStats::default();
+                m
+            });
+            (merged, coverage)
         })
         .collect()
 }
@@ -153,12 +164,14 @@ pub fn detail(
     index: u32,
     telemetry: Option<&StepTelemetry>,
     client: Option<ClientStep>,
+    client_coverage: Option<WorkerCoverage>,
     scope: GpuScope,
     inference: &BTreeSet<String>,
 ) -> StepDetail {
     let mut d = StepDetail {
         index,
         client,
+        client_coverage,
         ..Default::default()
     };
     if let Some(t) = telemetry {
@@ -166,7 +179,9 @@ pub fn detail(
         let all: Vec<GpuResult> = t.gpu.gpus.iter().map(|g| g.result()).collect();
         let (gpus, applied) = attribute(all, scope, inference);
         d.gpu_scope = scope_name(applied).into();
-        let coverage = t.coverage(&gpus, d.client.as_ref());
+        let coverage = t
+            .coverage(&gpus, d.client.as_ref())
+            .with_workers(client_coverage);
         if let Some(totals) = d.client_totals() {
             let mut e = efficiency(&gpus, &totals);
             if !coverage.complete {
@@ -352,8 +367,16 @@ mod tests {
     #[test]
     fn efficiency_is_published_only_over_the_whole_step() {
         let inference = BTreeSet::from(["ns/llm-0".to_string()]);
-        let detail_of =
-            |t: &StepTelemetry| detail(0, Some(t), Some(client_step()), GpuScope::Auto, &inference);
+        let detail_of = |t: &StepTelemetry| {
+            detail(
+                0,
+                Some(t),
+                Some(client_step()),
+                None,
+                GpuScope::Auto,
+                &inference,
+            )
+        };
         // Whole: 2 GPUs × 400 W × 30 s = 24 kJ for 12 000 tokens.
         let whole = detail_of(&step(0, 31, 0..31, false));
         let c = whole.coverage.as_ref().unwrap();
@@ -391,6 +414,81 @@ mod tests {
         assert_eq!((c.gpus, c.gpus_with_energy), (2, 1));
         assert_eq!(c.gaps[0].reason, crate::results::GapReason::PartialGpus);
         assert_eq!(partial.efficiency.unwrap().output_tokens_per_joule, None);
+    }
+
+    /// A worker's result (the steps it ran).
+    fn worker(index: u32, steps: Vec<ClientStep>) -> WorkerResult {
+        WorkerResult {
+            schema_version: crate::loadgen::cli::RESULT_SCHEMA_VERSION,
+            worker: index,
+            steps,
+        }
+    }
+
+    #[test]
+    fn a_missing_worker_takes_the_client_figures_out_of_the_status() {
+        let half = ClientStep {
+            requests: 50,
+            successes: 50,
+            output_tokens: 6_000,
+            concurrency: Some(4),
+            ..client_step()
+        };
+        let merged = merge_client(&[worker(0, vec![half.clone()])], 1, 2);
+        let (client, workers) = merged[0].clone();
+        assert_eq!(
+            workers,
+            WorkerCoverage {
+                workers: 2,
+                reported: 1
+            }
+        );
+        assert_eq!(client.as_ref().map(|c| c.requests), Some(50));
+        let inference = BTreeSet::from(["ns/llm-0".to_string()]);
+        let whole = step(0, 31, 0..31, false);
+        let detail_of = |client, workers| {
+            detail(
+                0,
+                Some(&whole),
+                client,
+                Some(workers),
+                GpuScope::Auto,
+                &inference,
+            )
+        };
+        let d = detail_of(client, workers);
+        // Half the tokens over all the energy would be half the truth.
+        let c = d.coverage.as_ref().unwrap();
+        assert!(!c.complete);
+        assert_eq!(c.gaps[0].reason, crate::results::GapReason::MissingWorkers);
+        assert!(c.gaps[0].message.contains("1 of 2"), "{:?}", c.gaps);
+        assert_eq!(d.efficiency.as_ref().unwrap().output_tokens_per_joule, None);
+        let s = d.summary();
+        assert_eq!(
+            (
+                s.request_throughput,
+                s.output_token_throughput,
+                s.error_count
+            ),
+            (None, None, None),
+            "no client figure from half the load"
+        );
+        assert_eq!(s.output_tokens_per_joule, None);
+        assert_eq!(d.client.unwrap().requests, 50, "what arrived is kept");
+
+        // Both workers: one merged result over all the load, published.
+        let both = merge_client(
+            &[worker(0, vec![half.clone()]), worker(1, vec![half])],
+            1,
+            2,
+        );
+        let (client, workers) = both[0].clone();
+        assert!(workers.complete());
+        assert_eq!(client.as_ref().map(|c| c.requests), Some(100));
+        let d = detail_of(client, workers);
+        assert!(d.coverage.as_ref().unwrap().complete);
+        assert!(d.summary().request_throughput.is_some());
+        assert_eq!(d.summary().output_tokens_per_joule, Some(0.5));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use kube::ResourceExt;
 use self::collect::{EndpointLog, Kind, StepTelemetry};
 use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, GpuScope};
 use crate::loadgen::engine::StepResult as ClientStep;
-use crate::results::{EndpointReport, StepDetail};
+use crate::results::{EndpointReport, StepDetail, WorkerCoverage};
 
 /// Where a session is.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +65,8 @@ struct Shared {
     progress: Option<api::Progress>,
     telemetry: Vec<StepTelemetry>,
     client: Vec<Option<ClientStep>>,
+    /// Per step, whose results `client` merges (once they are collected).
+    client_coverage: Vec<WorkerCoverage>,
     logs: BTreeMap<(Kind, String), EndpointLog>,
     inference: BTreeSet<String>,
     discovery_notes: Vec<String>,
@@ -133,6 +135,7 @@ fn details(s: &Shared) -> Vec<StepDetail> {
                 k as u32,
                 s.telemetry.get(k),
                 s.client.get(k).cloned().flatten(),
+                s.client_coverage.get(k).copied(),
                 s.scope,
                 &s.inference,
             )
@@ -228,6 +231,7 @@ impl Sessions {
             progress: None,
             telemetry: Vec::new(),
             client: Vec::new(),
+            client_coverage: Vec::new(),
             logs: BTreeMap::new(),
             inference: BTreeSet::new(),
             discovery_notes: Vec::new(),

@@ -372,33 +372,54 @@ fn record_progress(
     });
 }
 
-/// Pulls every worker's result (each worker exits once its result is taken).
+/// Pulls every worker's result, all at once, then acknowledges them (each
+/// worker exits on its acknowledgement, never on a bare fetch: a result whose
+/// answer was lost on the way is fetched again). A worker whose result does
+/// not come in time is left out, and the steps' coverage says so.
 async fn collect_results(d: &Driver, bases: &[String]) {
     d.shared().stage = Stage::Collecting;
     let deadline = Instant::now() + COLLECT;
-    let mut results = Vec::new();
-    for base in bases {
+    let pulls = bases.iter().map(|base| async move {
         loop {
             match workers::result(&d.http, base).await {
-                Ok(Some(r)) => {
-                    results.push(r);
-                    break;
-                }
+                Ok(Some(r)) => return Ok(r),
                 Ok(None) | Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                Ok(None) | Err(_) => {
-                    d.shared().notes.push(format!(
-                        "no result from the worker at {base} within {COLLECT:?}"
-                    ));
-                    break;
-                }
+                Ok(None) => return Err("the worker had not finished".to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let answers = futures::future::join_all(pulls).await;
+    let mut results = Vec::new();
+    let mut pulled = Vec::new();
+    for (base, answer) in bases.iter().zip(answers) {
+        match answer {
+            Ok(r) => {
+                results.push(r);
+                pulled.push(base);
+            }
+            Err(e) => {
+                warn!(%base, "no result from the worker: {e}");
+                d.shared().notes.push(format!(
+                    "no result from the worker at {base} within {COLLECT:?}: {e}"
+                ));
             }
         }
     }
-    let merged = collect::merge_client(&results, d.inputs.steps);
-    let mut s = d.shared();
-    s.client = merged;
-    s.stage = Stage::Done;
+    let merged = collect::merge_client(&results, d.inputs.steps, bases.len() as u32);
+    {
+        let mut s = d.shared();
+        (s.client, s.client_coverage) = merged.into_iter().unzip();
+        s.stage = Stage::Done;
+    }
     info!(job = %d.inputs.job, workers = results.len(), "results collected");
+    // Held: the workers may go.
+    let acks = pulled.iter().map(|base| async move {
+        if let Err(e) = workers::acknowledge(&d.http, base).await {
+            debug!(%base, "acknowledging the result: {e}");
+        }
+    });
+    futures::future::join_all(acks).await;
 }

@@ -182,6 +182,21 @@ pub async fn result(client: &HttpClient, base: &str) -> Result<Option<WorkerResu
     }
 }
 
+/// `POST /result/ack`: the controller holds the worker's result; the worker
+/// may exit. A worker already gone counts as acknowledged by whoever took it.
+pub async fn acknowledge(client: &HttpClient, base: &str) -> Result<(), String> {
+    let req = http::Request::post(format!("{base}/result/ack"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    match call(client, req, Duration::from_secs(5)).await? {
+        (200, _) => Ok(()),
+        (s, body) => Err(format!(
+            "POST /result/ack: HTTP {s}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
