@@ -49,6 +49,9 @@ fn chart_rbac_matches_config_rbac() {
     let config_le = yaml(&read("config/rbac/leader_election_role.yaml"));
     let chart_le = rules_block(&read("charts/benchrun/templates/leader-election.yaml"));
     assert_eq!(config_le["rules"], chart_le);
+    let config_key = yaml(&read("config/rbac/worker_key_role.yaml"));
+    let chart_key = rules_block(&read("charts/benchrun/templates/worker-key.yaml"));
+    assert_eq!(config_key["rules"], chart_key);
 }
 
 #[test]

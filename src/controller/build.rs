@@ -32,6 +32,9 @@ const NONROOT: i64 = 65532;
 pub struct BuildSettings {
     /// Image for load-generator pods when the run names none.
     pub loadgen_image: String,
+    /// Workers require their run's token: the Job mounts the run's
+    /// `<run>-worker-token` Secret (see `worker_auth`).
+    pub worker_token: bool,
 }
 
 /// The plan workers run, from the spec and the resolved target URLs.
@@ -124,7 +127,7 @@ fn synthetic(s: &api::Synthetic) -> lp::InputPlan {
     }
 }
 
-fn owned_meta(run: &BenchmarkRun, name: String, component: &str) -> ObjectMeta {
+pub(crate) fn owned_meta(run: &BenchmarkRun, name: String, component: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: run.namespace(),
@@ -183,13 +186,22 @@ pub fn job(
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
     ];
+    let mut secrets = Vec::new();
     if let Some(key) = &run.spec.target.api_key_secret_ref {
+        secrets.push((lp::API_KEY_ENV, key.name.clone(), key.key.clone()));
+    }
+    if settings.worker_token {
+        let name = super::worker_auth::token_secret_name(run);
+        let key = super::worker_auth::TOKEN_KEY.to_string();
+        secrets.push((lp::WORKER_TOKEN_ENV, name, key));
+    }
+    for (var, name, key) in secrets {
         env_vars.push(EnvVar {
-            name: lp::API_KEY_ENV.into(),
+            name: var.into(),
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
-                    name: key.name.clone(),
-                    key: key.key.clone(),
+                    name,
+                    key,
                     optional: Some(false),
                 }),
                 ..EnvVarSource::default()

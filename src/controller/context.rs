@@ -9,6 +9,7 @@ use super::build::BuildSettings;
 use super::metrics::Metrics;
 use super::session::Sessions;
 use super::session::policy::Policy;
+use super::worker_auth::WorkerKey;
 
 /// Shared state of the reconcilers, behind an `Arc`.
 pub struct Context {
@@ -18,6 +19,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The measurement sessions of the runs in progress.
     pub sessions: Sessions,
+    /// The key of the workers' per-run tokens.
+    pub worker_key: Option<WorkerKey>,
 }
 
 impl Context {
@@ -27,6 +30,7 @@ impl Context {
         metrics: Arc<Metrics>,
         instance: Option<String>,
         policy: Policy,
+        worker_key: Option<WorkerKey>,
     ) -> Self {
         let reporter = Reporter {
             controller: "benchrun".into(),
@@ -37,7 +41,8 @@ impl Context {
             client,
             settings,
             metrics,
-            sessions: Sessions::new(policy),
+            sessions: Sessions::new(policy, worker_key.clone()),
+            worker_key,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod names;
 mod reconcile;
 pub mod session;
+pub mod worker_auth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -189,8 +190,18 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         None
     };
 
+    // The workers' tokens derive from a key only the controller holds.
+    let worker_key = worker_auth::WorkerKey::ensure(&client, &opts.lease_namespace)
+        .await
+        .map_err(|e| {
+            format!(
+                "the worker key (needs get/create on Secret benchrun-worker-key in {}): {e}",
+                opts.lease_namespace
+            )
+        })?;
     let settings = build::BuildSettings {
         loadgen_image: opts.loadgen_image.clone(),
+        worker_token: true,
     };
     let policy = opts.policy()?;
     info!(
@@ -206,6 +217,7 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         metrics,
         Some(identity),
         policy,
+        Some(worker_key),
     ));
     let namespaces: Vec<Option<String>> = if opts.namespaces.is_empty() {
         vec![None]

@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
@@ -100,6 +100,24 @@ async fn reconcile_run(run: &BenchmarkRun, ctx: &Context) -> Result<Requeue, Err
         publish(ctx, run.object_ref(&()), true, "Warnings", &message).await;
     }
     Ok(requeue(&decision))
+}
+
+/// Creates the run's worker token Secret (before its Job, which mounts it).
+/// One that exists already is the run's from an earlier attempt: the token
+/// is derived from the run's UID, so it holds the same.
+async fn create_token_secret(
+    run: &BenchmarkRun,
+    ns: &str,
+    key: &super::worker_auth::WorkerKey,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let token = key.token(&run.uid().unwrap_or_default());
+    let secret = super::worker_auth::token_secret(run, &token);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), ns);
+    match secrets.create(&PostParams::default(), &secret).await {
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        other => other.map(|_| ()).map_err(Error::from),
+    }
 }
 
 /// How soon a reconcile whose status write met a newer copy of the run tries again.
@@ -201,6 +219,9 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
     for action in &d.actions {
         match action {
             Action::CreateJob(urls) => {
+                if let Some(key) = &ctx.worker_key {
+                    create_token_secret(run, ns, key, ctx).await?;
+                }
                 let plan = build::plan(run, urls.clone());
                 let job = build::job(run, &plan, &ctx.settings, false)?;
                 let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);

@@ -158,7 +158,18 @@ pub fn main(opts: LoadgenOpts) -> ExitCode {
         return ExitCode::from(2);
     }
     let result = if opts.worker {
-        match rt.block_on(super::worker::run(&opts, &plan, index, api_key.as_deref())) {
+        // Set by the controller's Job; without it (a worker started by hand)
+        // the API is open.
+        let token = std::env::var(super::plan::WORKER_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty());
+        match rt.block_on(super::worker::run(
+            &opts,
+            &plan,
+            index,
+            api_key.as_deref(),
+            token,
+        )) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("benchrun loadgen: {e}");

@@ -9,6 +9,11 @@
 //! | `GET /result` | 200 with the [`WorkerResult`] once the run is over, else 503 with the phase |
 //! | `POST /result/ack` | 200 once the result is over and the controller holds it; 409 before |
 //!
+//! When the worker has a token (`BENCHRUN_WORKER_TOKEN`, from the run's
+//! Secret), every request but `GET /ready` (the kubelet's probe) must carry
+//! `Authorization: Bearer <token>`, or gets 401: other tenants' pods reach
+//! this port too.
+//!
 //! A bare `GET /result` changes nothing: the result is served again to
 //! whoever asks (a new leader that never saw it, a retry whose answer was
 //! lost). The worker exits once the result is acknowledged, or after
@@ -55,6 +60,8 @@ struct Shared {
     result: std::sync::Mutex<Option<String>>,
     /// The controller acknowledged the result: the worker may go.
     acknowledged: Notify,
+    /// What `Authorization: Bearer` must carry (`None`: the API is open).
+    token: Option<String>,
 }
 
 /// Runs as a Job worker: serve, wait for the start, run, serve the result.
@@ -63,6 +70,7 @@ pub async fn run(
     plan: &LoadPlan,
     index: u32,
     api_key: Option<&str>,
+    token: Option<String>,
 ) -> Result<WorkerResult, String> {
     let (start, mut started) = watch::channel(None);
     let shared = Arc::new(Shared {
@@ -71,6 +79,7 @@ pub async fn run(
         start,
         result: std::sync::Mutex::new(None),
         acknowledged: Notify::new(),
+        token,
     });
     let addr = crate::net::listen_addr(None, WORKER_PORT);
     let listener = crate::net::bind(addr).await?;
@@ -114,13 +123,50 @@ pub async fn run(
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/ready", get(|| async { "ok" }))
+    let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/start", post(start))
         .route("/result", get(result))
         .route("/result/ack", post(acknowledge))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            authorize,
+        ));
+    Router::new()
+        .route("/ready", get(|| async { "ok" }))
+        .merge(guarded)
         .with_state(shared)
+}
+
+/// Lets a request through only with the worker's token (when it has one).
+async fn authorize(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = &s.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "this worker answers its run's controller only\n",
+        )
+            .into_response()
+    }
+}
+
+/// Compares in time that does not depend on where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn start(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -254,6 +300,57 @@ mod tests {
     use crate::net::testing::get;
 
     #[tokio::test]
+    async fn with_a_token_only_its_holder_is_answered() {
+        let shared = Arc::new(Shared {
+            index: 0,
+            progress: Arc::new(Progress::default()),
+            start: watch::channel(None).0,
+            result: std::sync::Mutex::new(Some("{}".into())),
+            acknowledged: Notify::new(),
+            token: Some("s3cret".into()),
+        });
+        let url = crate::net::testing::start(router(shared.clone())).await;
+        let client = crate::loadgen::client::http_client(2);
+        let call = |method: &str, path: &str, auth: Option<&str>| {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri(format!("{url}{path}"));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            client.request(req.body(http_body_util::Full::new(Bytes::new())).unwrap())
+        };
+        // The kubelet's probe needs no token.
+        assert_eq!(call("GET", "/ready", None).await.unwrap().status(), 200);
+        for (method, path) in [
+            ("GET", "/metrics"),
+            ("POST", "/start"),
+            ("GET", "/result"),
+            ("POST", "/result/ack"),
+        ] {
+            for auth in [
+                None,
+                Some("Bearer wrong!"),
+                Some("Bearer s3cre"),
+                Some("s3cret"),
+            ] {
+                let status = call(method, path, auth).await.unwrap().status();
+                assert_eq!(status, 401, "{method} {path} with {auth:?}");
+            }
+        }
+        assert!(shared.start.borrow().is_none(), "nobody started it");
+        let r = call("GET", "/result", Some("Bearer s3cret")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            call("POST", "/start", Some("Bearer s3cret"))
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+    }
+
+    #[tokio::test]
     async fn start_once_progress_and_result() {
         let shared = Arc::new(Shared {
             index: 2,
@@ -261,6 +358,7 @@ mod tests {
             start: watch::channel(None).0,
             result: std::sync::Mutex::new(None),
             acknowledged: Notify::new(),
+            token: None,
         });
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::loadgen::client::http_client(2);

@@ -79,6 +79,11 @@ pub struct Coverage {
     /// The longest refresh period of the attributed GPUs' exporters, s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub longest_update_period_s: Option<f64>,
+    /// Seconds of the step without scrapes while a new controller took the
+    /// run over from a checkpoint; energy counters span them (exact), power
+    /// samples and other gauges miss them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_gap_s: Option<f64>,
     /// Nothing is missing: the efficiency figures are published.
     pub complete: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -116,6 +121,48 @@ impl WorkerCoverage {
 }
 
 impl Coverage {
+    /// A step taken over from a checkpoint after `gap_s` seconds without
+    /// scrapes, whose closing reading came `late_close_s` after the client's
+    /// step ended. Energy counters span the gap; energy integrated from power
+    /// samples does not, and a closing reading taken long after the step
+    /// ended (it ended during the gap) counts energy of time after it.
+    pub fn with_restart_gap(mut self, gap_s: f64, late_close_s: f64, gpus: &[GpuSpan]) -> Self {
+        if gap_s <= 0.0 {
+            return self;
+        }
+        self.restart_gap_s = Some(gap_s);
+        let power_only: Vec<String> = gpus
+            .iter()
+            .filter(|g| g.has_energy && !g.counter)
+            .map(|g| g.name.clone())
+            .collect();
+        if !power_only.is_empty() {
+            let spanning = gpus
+                .iter()
+                .filter(|g| g.has_energy && !g.counter && g.spans_window)
+                .count() as u32;
+            self.gpus_with_energy = self.gpus_with_energy.saturating_sub(spanning);
+            self.gaps.push(Gap {
+                reason: GapReason::Restarted,
+                message: format!(
+                    "the energy of {} is integrated from power samples, which miss the {gap_s:.1} s the controller was taking the run over",
+                    some(&power_only)
+                ),
+            });
+        }
+        let tolerance = (1.0 - MIN_WINDOW_FRACTION) * self.client_window_s;
+        if late_close_s > tolerance {
+            self.gaps.push(Gap {
+                reason: GapReason::Restarted,
+                message: format!(
+                    "the step ended while the controller was taking the run over: its closing reading came {late_close_s:.1} s after the client's step ended, so its energy counts time after the step"
+                ),
+            });
+        }
+        self.complete = self.gaps.is_empty();
+        self
+    }
+
     /// Adds the gap of client figures that miss some workers' results.
     pub fn with_workers(mut self, workers: Option<WorkerCoverage>) -> Self {
         if let Some(gap) = workers.and_then(|w| w.gap()) {
@@ -135,6 +182,9 @@ pub struct GpuSpan {
     pub has_energy: bool,
     /// Its energy readings include both boundary scrapes of the window.
     pub spans_window: bool,
+    /// Its energy is a cumulative counter's increase (exact across a gap in
+    /// the scrapes), not an integral of power samples (which misses it).
+    pub counter: bool,
     pub update_period_s: Option<f64>,
 }
 
@@ -305,8 +355,44 @@ mod tests {
             name: name.into(),
             has_energy: true,
             spans_window: true,
+            counter: true,
             update_period_s: Some(1.0),
         }
+    }
+
+    #[test]
+    fn a_restart_gap_keeps_counter_energy_and_withholds_what_misses_it() {
+        let whole = || coverage(w(T0, T0 + 30_000), Some(w(T0, T0 + 30_000)), false, &[]);
+        let gpus = [gpu("GPU-a"), gpu("GPU-b")];
+        let base = coverage(w(T0, T0 + 30_000), Some(w(T0, T0 + 30_000)), false, &gpus);
+        assert!(base.complete);
+        // Counters span a 4 s gap: exact, published, and the gap is stated.
+        let c = base.clone().with_restart_gap(4.0, 0.02, &gpus);
+        assert!(c.complete, "{c:?}");
+        assert_eq!(c.restart_gap_s, Some(4.0));
+        // Nothing happened: nothing changes.
+        assert_eq!(base.clone().with_restart_gap(0.0, 0.0, &gpus), base);
+        // A GPU whose energy is integrated from power samples misses the gap.
+        let mut power = gpu("GPU-p");
+        power.counter = false;
+        let gpus = [gpu("GPU-a"), power];
+        let base = coverage(w(T0, T0 + 30_000), Some(w(T0, T0 + 30_000)), false, &gpus);
+        let c = base.with_restart_gap(4.0, 0.0, &gpus);
+        assert!(!c.complete);
+        assert_eq!((c.gpus, c.gpus_with_energy), (2, 1));
+        assert_eq!(c.gaps[0].reason, GapReason::Restarted);
+        assert!(
+            c.gaps[0].message.contains("GPU-p") && c.gaps[0].message.contains("4.0 s"),
+            "{:?}",
+            c.gaps
+        );
+        // The step ended during the gap: the closing reading counts time after it.
+        let gpus = [gpu("GPU-a")];
+        let c = coverage(w(T0, T0 + 33_000), Some(w(T0, T0 + 30_000)), false, &gpus)
+            .with_restart_gap(5.0, 3.0, &gpus);
+        assert!(!c.complete);
+        assert!(c.gaps[0].message.contains("3.0 s after"), "{:?}", c.gaps);
+        assert!(!whole().complete, "no GPUs: still incomplete");
     }
 
     const T0: u64 = 1_800_000_000_000;

@@ -11,8 +11,22 @@ pub struct Moments {
     pub mean: f64,
     /// Sum of squared deviations from the mean.
     pub m2: f64,
+    /// `+inf` while empty: JSON writes it as `null`, read back as `+inf`.
+    #[serde(deserialize_with = "or_infinity")]
     pub min: f64,
+    /// `-inf` while empty (`null` in JSON).
+    #[serde(deserialize_with = "or_neg_infinity")]
     pub max: f64,
+}
+
+/// JSON has no infinities (serde_json writes them as `null`): an empty
+/// summary's extremes come back as the infinities they were.
+fn or_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+}
+
+fn or_neg_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
 }
 
 impl Default for Moments {
@@ -89,6 +103,19 @@ mod tests {
         assert_eq!((a.min, a.max), (all.min, all.max));
         let exact_mean = values.iter().sum::<f64>() / 1000.0;
         assert!((all.mean - exact_mean).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_moments_survive_json() {
+        // A worker whose step had no request sends empty moments.
+        let json = serde_json::to_string(&Moments::default()).unwrap();
+        assert!(json.contains("null"), "{json}");
+        let back: Moments = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Moments::default());
+        let mut m = Moments::default();
+        m.add(2.5);
+        let back: Moments = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
     }
 
     #[test]

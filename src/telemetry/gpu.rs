@@ -40,6 +40,15 @@ pub struct IngestCounts {
 pub const MAX_GPUS: usize = 4096;
 pub const MAX_FIELDS: usize = 256;
 
+/// What a checkpoint keeps of a step's GPU telemetry: every GPU's
+/// aggregates (the counters' opening readings among them) and the counts.
+/// [`GpuTelemetry::restore`] continues from it as if never interrupted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuSnapshot {
+    pub gpus: Vec<GpuSeries>,
+    pub counts: IngestCounts,
+}
+
 /// The GPU telemetry of a run, across all exporters and scrapes.
 #[derive(Default)]
 pub struct GpuTelemetry {
@@ -84,6 +93,30 @@ impl<'a> Seen<'a> {
 }
 
 impl GpuTelemetry {
+    pub fn snapshot(&self) -> GpuSnapshot {
+        GpuSnapshot {
+            gpus: self.gpus.clone(),
+            counts: self.counts.clone(),
+        }
+    }
+
+    /// The telemetry a [`GpuTelemetry::snapshot`] was taken of; the lookup
+    /// tables are rebuilt (each GPU's field slots on its next sample).
+    pub fn restore(s: GpuSnapshot) -> Self {
+        let index = s
+            .gpus
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.key.clone(), i))
+            .collect();
+        GpuTelemetry {
+            gpus: s.gpus,
+            index,
+            counts: s.counts,
+            ..GpuTelemetry::default()
+        }
+    }
+
     /// Takes one scrape of `endpoint` taken at `t` seconds into the phase.
     pub fn ingest(&mut self, endpoint: &str, t: f64, body: &[u8], format: Format) -> ParseReport {
         self.counts.scrapes += 1;

@@ -67,6 +67,7 @@ pub enum Agg {
     Summary(SummaryAgg),
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct SeriesState {
     endpoint: String,
     key: String,
@@ -74,9 +75,11 @@ struct SeriesState {
     labels: BTreeMap<String, String>,
     agg: Agg,
     /// Scrape number in which each part was last taken (value/sum/count).
+    #[serde(skip)]
     seen: [u32; 3],
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct FamilyState {
     name: String,
     /// Whether the include/exclude patterns keep it (decided once per family).
@@ -85,9 +88,22 @@ struct FamilyState {
     help: Option<String>,
     unit: Option<String>,
     series: Vec<SeriesState>,
+    #[serde(skip)]
     index: FxHashMap<String, usize>,
     /// The series of the previous sample of this family.
+    #[serde(skip)]
     last: usize,
+}
+
+/// What a checkpoint keeps of a step's server metrics: every family's
+/// aggregates (counters' and histogram buckets' opening readings among
+/// them). [`ServerMetrics::restore`] continues from it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerSnapshot {
+    families: Vec<FamilyState>,
+    scrapes: u32,
+    over_limit: u64,
+    skipped_lines: u64,
 }
 
 /// Bounds against a server that invents series without end.
@@ -112,6 +128,43 @@ impl ServerMetrics {
         ServerMetrics {
             filter,
             ..Default::default()
+        }
+    }
+
+    pub fn snapshot(&self) -> ServerSnapshot {
+        ServerSnapshot {
+            families: self.families.clone(),
+            scrapes: self.scrapes,
+            over_limit: self.over_limit,
+            skipped_lines: self.skipped_lines,
+        }
+    }
+
+    /// The metrics a [`ServerMetrics::snapshot`] was taken of, filtered by
+    /// `filter` from here on; the lookup tables are rebuilt.
+    pub fn restore(s: ServerSnapshot, filter: Filter) -> Self {
+        let mut families = s.families;
+        for f in &mut families {
+            f.index = f
+                .series
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.key.clone(), i))
+                .collect();
+        }
+        let index = families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        ServerMetrics {
+            filter,
+            families,
+            index,
+            scrapes: s.scrapes,
+            over_limit: s.over_limit,
+            skipped_lines: s.skipped_lines,
+            ..ServerMetrics::default()
         }
     }
 

@@ -51,6 +51,8 @@ struct Worker {
     procs: Vec<Option<Proc>>,
     envs: Vec<Vec<(String, String)>>,
     start_error: Option<String>,
+    /// When a pod that could not start is tried again, and the wait after that.
+    retry: Option<(tokio::time::Instant, Duration)>,
     last_status: Option<serde_json::Value>,
     /// Whether this kubelet ran the pod (and so owns its status).
     started: bool,
@@ -80,6 +82,7 @@ impl Worker {
             procs,
             envs: Vec::new(),
             start_error: None,
+            retry: None,
             last_status: None,
             started: false,
         }
@@ -106,8 +109,13 @@ impl Worker {
         std::fs::create_dir_all(&self.dir)?;
         let kubeconfig = prepare::volumes(&self.node, &self.pod, &self.dir).await?;
         let sources = prepare::env_sources(&self.node, &self.pod).await?;
-        let ip = self.node.ips.allocate()?;
+        // A retried start keeps the address it claimed.
+        let ip = match self.ip {
+            Some(ip) => ip,
+            None => self.node.ips.allocate()?,
+        };
         self.ip = Some(ip);
+        self.envs.clear();
         let ip_text = ip.to_string();
         let facts = PodFacts {
             pod: &self.pod,
@@ -164,8 +172,15 @@ impl Worker {
         self.dir.join(format!("{}.log", self.containers[i].name))
     }
 
+    /// Records why the pod cannot start and, like a kubelet, tries again
+    /// later with a growing wait: a Secret or ConfigMap may appear, or the
+    /// node authorizer may not yet relate a just-bound pod's Secret to this node.
     async fn fail_to_start(&mut self, message: &str) {
         self.start_error = Some(message.to_string());
+        let wait = self.retry.map_or(Duration::from_millis(500), |(_, w)| {
+            (w * 2).min(Duration::from_secs(10))
+        });
+        self.retry = Some((tokio::time::Instant::now() + wait, wait));
         for c in &mut self.containers {
             c.cannot_start(message);
         }
@@ -184,6 +199,15 @@ impl Worker {
                 _ = stop.changed() => return,
             }
             if self.start_error.is_some() {
+                if self
+                    .retry
+                    .is_some_and(|(at, _)| tokio::time::Instant::now() >= at)
+                {
+                    match self.start().await {
+                        Ok(()) => self.start_error = None,
+                        Err(e) => self.fail_to_start(&format!("{e:#}")).await,
+                    }
+                }
                 continue;
             }
             self.reap();

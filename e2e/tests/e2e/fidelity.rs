@@ -5,36 +5,14 @@
 use benchrun::api::BenchmarkRun;
 use benchrun_e2e::harness::{TestNamespace, client, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams};
 use serde_json::Value;
 
 use crate::common::{
-    LONG, OPERATOR, OPERATOR_NS, Server, deploy, deploy_sim, gpu_sim, ip, phase, pod_of, run,
-    sim_load,
+    LONG, OPERATOR, Server, deploy, deploy_sim, energy_between, get_json, gpu_sim, gpu_truth, ip,
+    phase, pod_of, run, sim_load, summary_json,
 };
-
-async fn get_json(url: &str) -> Value {
-    let client = benchrun::loadgen::client::http_client(1);
-    let resp = client
-        .get(url.parse().unwrap())
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap();
-    serde_json::from_slice(&body.to_bytes()).unwrap_or_else(|e| panic!("{url}: {e}"))
-}
-
-/// The run's `summary.json`.
-async fn summary_json(ns: &TestNamespace, run: &str) -> Value {
-    let cm = ns
-        .api::<ConfigMap>()
-        .get(&format!("{run}-results"))
-        .await
-        .unwrap();
-    serde_json::from_str(&cm.data.unwrap()["summary.json"]).unwrap()
-}
 
 async fn wait_ended(ns: &TestNamespace, name: &str) -> BenchmarkRun {
     let ended = |r: Option<&BenchmarkRun>| {
@@ -52,23 +30,6 @@ async fn wait_ended(ns: &TestNamespace, name: &str) -> BenchmarkRun {
     )
     .await
     .unwrap()
-}
-
-/// Energy (J) the GPU drew between two instants, from the simulator's history
-/// of its exact integral (power is constant between ticks: interpolate).
-fn energy_between(history: &[Value], from_ms: u64, to_ms: u64) -> f64 {
-    let points: Vec<(f64, f64)> = history
-        .iter()
-        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
-        .collect();
-    let at = |t: f64| {
-        let i = points
-            .partition_point(|p| p.0 < t)
-            .clamp(1, points.len() - 1);
-        let ((t0, e0), (t1, e1)) = (points[i - 1], points[i]);
-        e0 + (e1 - e0) * ((t - t0) / (t1 - t0).max(1e-9)).clamp(0.0, 1.0)
-    };
-    (at(to_ms as f64) - at(from_ms as f64)) / 1e3
 }
 
 #[tokio::test]
@@ -118,21 +79,12 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
     );
 
     // The simulator's ground truth for the same window.
-    let exporters = kube::Api::<Pod>::namespaced(client.clone(), OPERATOR_NS);
-    let dcgm = exporters
-        .list(&ListParams::default().labels("app=sim-dcgm"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()))
-        .unwrap();
-    let truth = get_json(&format!("http://{}:9400/sim/truth", ip(&dcgm))).await;
-    let gpus = truth["gpus"].as_array().unwrap();
+    let truth = gpu_truth(&client, &node).await;
     let of = |pod: &str| {
-        gpus.iter()
+        truth
+            .iter()
             .find(|g| g["pod"]["name"] == pod)
-            .unwrap_or_else(|| panic!("no GPU of {pod} in {truth}"))
+            .unwrap_or_else(|| panic!("no GPU of {pod} in {truth:?}"))
     };
     let true_j = energy_between(of(&llm_name)["history"].as_array().unwrap(), from, to);
     let error = (reported - true_j).abs() / true_j;

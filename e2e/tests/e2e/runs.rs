@@ -9,8 +9,8 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 use crate::common::{
-    LONG, OPERATOR, OPERATOR_NS, deploy, deploy_sim, gpu_sim, phase, phase_is, run,
-    wait_requests_done,
+    LONG, OPERATOR, OPERATOR_NS, deploy, deploy_sim, energy_between, gpu_sim, gpu_truth, phase,
+    phase_is, pod_of, run, summary_json, wait_requests_done,
 };
 
 const SHORT_OUTPUT: &str =
@@ -132,45 +132,94 @@ async fn a_run_past_its_timeout_fails_with_reason_timeout() {
     ns.delete().await.unwrap();
 }
 
-/// The operator's pod deleted in the middle of the measured step: the run
-/// still succeeds with its client results, and the energy the new leader saw
-/// (only part of the step) is not divided into the step's tokens: tokens per
-/// joule stays empty and `MeasurementValid` says why.
+/// The operator's pod deleted in the middle of the measured step: the new
+/// leader takes the measurement over from its checkpoint, and the run
+/// succeeds with every request counted and its energy exact (the counters
+/// span the gap): energy and tokens per joule within 1 % of the simulator's
+/// truth over the client's own window, and `MeasurementValid` says
+/// `Restarted` with the gap's length.
 #[tokio::test]
 async fn a_run_survives_the_operator_pod_being_deleted() {
+    const REQUESTS: u64 = 2400;
     let _alone = OPERATOR.write().await;
     let client = client().await;
     let ns = TestNamespace::create(&client, "restart").await.unwrap();
     deploy(&ns, &gpu_sim("llm", "5ms", "2ms", None))
         .await
         .unwrap();
+    let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
+    let node = llm.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
     let runs = ns.api::<BenchmarkRun>();
-    let load = "\n    concurrency: 2\n    duration: 20s\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
-    let mut r = run("r", load, "");
+    // About 45 s at two streams: the new leader takes over well inside it.
+    let load = format!(
+        "\n    concurrency: 2\n    requestCount: {REQUESTS}\n    input: {{synthetic: {{inputTokens: {{mean: 16}}, outputTokens: {{mean: 16}}}}}}"
+    );
+    let mut r = run("r", &load, "");
     r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
     r.spec.target.model = "e2e/sim".into();
     runs.create(&PostParams::default(), &r).await.unwrap();
     // Well inside the measured step: requests are being done.
     wait_requests_done(&runs, "r").await;
+    // The controller only: the GPU simulator keeps its ground truth.
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
     pods.delete_collection(
         &DeleteParams::default(),
-        &ListParams::default().labels("app.kubernetes.io/name=benchrun"),
+        &ListParams::default()
+            .labels("app.kubernetes.io/name=benchrun,app.kubernetes.io/component=controller"),
     )
     .await
     .unwrap();
     let done = wait_succeeded(&runs, "r").await;
     let status = done.status.unwrap();
-    let summary = status.summary.clone().unwrap_or_default();
-    assert_eq!(summary.output_tokens_per_joule, None, "{summary:?}");
-    assert_eq!(summary.total_gpu_energy_j, None, "{summary:?}");
     let valid = status
         .conditions
         .iter()
         .find(|c| c.type_ == "MeasurementValid")
         .unwrap_or_else(|| panic!("no MeasurementValid in {:?}", status.conditions));
-    assert_eq!(valid.status, "False", "{valid:?}");
-    assert_ne!(valid.reason, "Complete", "{valid:?}");
+    assert_eq!(
+        (valid.status.as_str(), valid.reason.as_str()),
+        ("True", "Restarted"),
+        "{valid:?}"
+    );
+    assert!(valid.message.contains(" s without scrapes"), "{valid:?}");
+    let doc = summary_json(&ns, "r").await;
+    let step = &doc["details"][0];
+    let c = &step["client"];
+    assert_eq!(c["requests"].as_u64(), Some(REQUESTS), "{doc:#}");
+    assert_eq!(c["successes"].as_u64(), Some(REQUESTS), "{doc:#}");
+    let gap = step["coverage"]["restartGapS"].as_f64().unwrap_or(0.0);
+    assert!(gap > 0.0, "{:#}", step["coverage"]);
+
+    // Ground truth over the client's own window.
+    let (from, to) = (
+        c["startedUnixMs"].as_u64().unwrap(),
+        c["endedUnixMs"].as_u64().unwrap(),
+    );
+    let truth = gpu_truth(&client, &node).await;
+    let llm_name = llm.metadata.name.clone().unwrap();
+    let gpu = truth
+        .iter()
+        .find(|g| g["pod"]["name"] == llm_name.as_str())
+        .unwrap_or_else(|| panic!("no GPU of {llm_name} in {truth:?}"));
+    let true_j = energy_between(gpu["history"].as_array().unwrap(), from, to);
+    let summary = status.summary.clone().unwrap_or_default();
+    let reported_j = summary.total_gpu_energy_j.expect("energy published");
+    let tokens = c["outputTokens"].as_f64().unwrap();
+    let true_tpj = tokens / true_j;
+    let tpj = summary
+        .output_tokens_per_joule
+        .expect("tokens per joule published");
+    eprintln!(
+        "restart: {gap:.1} s without scrapes; energy {reported_j:.1} J vs truth {true_j:.1} J; tokens/J {tpj:.4} vs {true_tpj:.4}"
+    );
+    assert!(
+        (reported_j - true_j).abs() / true_j < 0.01,
+        "reported {reported_j} J, truth {true_j} J over the client's window"
+    );
+    assert!(
+        (tpj - true_tpj).abs() / true_tpj < 0.01,
+        "tokens/J {tpj}, truth {true_tpj}"
+    );
     ns.delete().await.unwrap();
 }
 

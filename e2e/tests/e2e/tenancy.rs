@@ -5,11 +5,11 @@
 use benchrun::api::BenchmarkRun;
 use benchrun_e2e::harness::{TestNamespace, client, wait_for};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 
-use crate::common::{LONG, deploy_sim, phase_is, run};
+use crate::common::{LONG, deploy_sim, ip, phase_is, run, summary_json, wait_requests_done};
 
 fn telemetry_condition(r: Option<&BenchmarkRun>) -> Option<(String, String, String)> {
     let c = r?
@@ -136,5 +136,61 @@ async fn a_foreign_configmap_is_never_taken_over() {
     );
     assert_eq!(after.data, before.data);
     assert_eq!(after.metadata.owner_references, None);
+    ns.delete().await.unwrap();
+}
+
+/// Another tenant's pod reaching a worker's port gets 401 on every call that
+/// could start, read or end it, and the run goes on to complete results.
+#[tokio::test]
+async fn a_worker_answers_only_its_controller() {
+    const REQUESTS: u64 = 400;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "token").await.unwrap();
+    deploy_sim(&ns, 18403, 5, 2).await.unwrap();
+    let load = format!(
+        "\n    concurrency: 2\n    workers: 2\n    requestCount: {REQUESTS}\n    input: {{synthetic: {{inputTokens: {{mean: 16}}, outputTokens: {{mean: 16}}}}}}"
+    );
+    let runs = ns.api::<BenchmarkRun>();
+    runs.create(&PostParams::default(), &run("guarded", &load, ""))
+        .await
+        .unwrap();
+    wait_requests_done(&runs, "guarded").await;
+    let workers = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("batch.kubernetes.io/job-name=guarded-loadgen"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(workers.len(), 2);
+    let http = benchrun::loadgen::client::http_client(2);
+    for pod in &workers {
+        let base = format!("http://{}:8080", ip(pod));
+        for (method, path, auth) in [
+            ("POST", "/start", None),
+            ("GET", "/metrics", None),
+            ("GET", "/result", None),
+            ("POST", "/result/ack", None),
+            ("POST", "/result/ack", Some("Bearer guessed")),
+        ] {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri(format!("{base}{path}"));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let req = req.body(http_body_util::Full::default()).unwrap();
+            let status = http.request(req).await.unwrap().status();
+            assert_eq!(status, 401, "{method} {path} on {base} with {auth:?}");
+        }
+    }
+    let done = wait_for(&runs, "guarded", "Succeeded", LONG, phase_is("Succeeded"))
+        .await
+        .unwrap();
+    let doc = summary_json(&ns, "guarded").await;
+    let client_doc = &doc["details"][0]["client"];
+    assert_eq!(client_doc["requests"].as_u64(), Some(REQUESTS), "{doc:#}");
+    assert_eq!(client_doc["successes"].as_u64(), Some(REQUESTS), "{doc:#}");
+    let summary = done.status.and_then(|s| s.summary).unwrap();
+    assert!(summary.request_throughput.is_some(), "{summary:?}");
     ns.delete().await.unwrap();
 }

@@ -33,6 +33,7 @@ fn run() -> BenchmarkRun {
 fn settings() -> BuildSettings {
     BuildSettings {
         loadgen_image: "ghcr.io/benchrun/benchrun:test".into(),
+        worker_token: true,
     }
 }
 
@@ -140,6 +141,19 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
     assert_eq!(
         (secret.name.as_str(), secret.key.as_str()),
         ("vllm-key", "token")
+    );
+    // The worker API's token, from the run's own Secret.
+    let token = env.iter().find(|e| e.name == lp::WORKER_TOKEN_ENV).unwrap();
+    let secret = token
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("llama-sweep-worker-token", "token")
     );
     assert!(env.iter().any(|e| e.name == "POD_IP"));
 }

@@ -234,6 +234,29 @@ pub fn measurement_valid(steps: &[StepDetail]) -> (bool, &'static str, String) {
         .collect();
     let Some((_, first)) = gaps.first() else {
         let gpus = covered.iter().map(|(_, c)| c.gpus).max().unwrap_or(0);
+        let restarts: Vec<String> = covered
+            .iter()
+            .filter_map(|(i, c)| c.restart_gap_s.map(|g| (i, g)))
+            .map(|(i, g)| {
+                let at = if several {
+                    format!(" in step {i}")
+                } else {
+                    String::new()
+                };
+                format!("{g:.1} s without scrapes{at}")
+            })
+            .collect();
+        if !restarts.is_empty() {
+            // Exact all the same: the energy counters span the gap.
+            return (
+                true,
+                "Restarted",
+                format!(
+                    "a new controller took the run over from its checkpoint ({}); the energy counters of all {gpus} attributed GPUs span the gap, so energy and efficiency are exact, while gauge statistics miss its samples",
+                    restarts.join(", ")
+                ),
+            );
+        }
         let least = covered
             .iter()
             .map(|(_, c)| c.fraction)

@@ -10,7 +10,7 @@ use crate::results::coverage::{GpuSpan, coverage};
 use crate::results::{Coverage, EndpointReport, StepDetail, Window, WorkerCoverage};
 use crate::scrape::Format;
 use crate::telemetry::efficiency::efficiency;
-use crate::telemetry::report::GpuResult;
+use crate::telemetry::report::{EnergySource, GpuResult};
 use crate::telemetry::{Filter, GpuTelemetry, ServerMetrics};
 
 /// The telemetry of one step's measured phase.
@@ -23,6 +23,9 @@ pub struct StepTelemetry {
     pub closed_t: f64,
     /// Opened by a controller that took the run up mid-run.
     pub resumed: bool,
+    /// Stretches without scrapes while a new controller took the run over
+    /// from a checkpoint: (the last scrape before, the first after), session seconds.
+    pub interruptions: Vec<(f64, f64)>,
 }
 
 impl StepTelemetry {
@@ -37,7 +40,16 @@ impl StepTelemetry {
             opened_t: t,
             closed_t: t,
             resumed,
+            interruptions: Vec::new(),
         }
+    }
+
+    /// Seconds without scrapes while the run was taken over.
+    pub fn restart_gap_s(&self) -> f64 {
+        self.interruptions
+            .iter()
+            .map(|(a, b)| (b - a).max(0.0))
+            .sum()
     }
 
     /// The coverage of `gpus` (attributed, of this step) for `client`.
@@ -56,6 +68,10 @@ impl StepTelemetry {
                     has_energy: g.energy.is_some(),
                     spans_window: span
                         .is_some_and(|(a, b)| a <= self.opened_t && b >= self.closed_t),
+                    counter: g
+                        .energy
+                        .as_ref()
+                        .is_some_and(|e| e.source == EnergySource::Counter),
                     update_period_s: g.update_period_s,
                 }
             })
@@ -64,7 +80,14 @@ impl StepTelemetry {
             start_unix_ms: c.started_unix_ms,
             end_unix_ms: c.ended_unix_ms,
         });
-        coverage(self.window, client, self.resumed, &spans)
+        let late_close_s = client.map_or(0.0, |c| {
+            self.window.end_unix_ms.saturating_sub(c.end_unix_ms) as f64 / 1e3
+        });
+        coverage(self.window, client, self.resumed, &spans).with_restart_gap(
+            self.restart_gap_s(),
+            late_close_s,
+            &spans,
+        )
     }
 
     pub fn ingest(&mut self, kind: Kind, url: &str, t: f64, body: &[u8], format: Format) {
@@ -489,6 +512,106 @@ mod tests {
         assert!(d.coverage.as_ref().unwrap().complete);
         assert!(d.summary().request_throughput.is_some());
         assert_eq!(d.summary().output_tokens_per_joule, Some(0.5));
+    }
+
+    /// Feeds scrapes `ts` (one per second from unix ms `T0`) of one GPU
+    /// drawing `watts[t]` (power gauge and energy counter) and of a server
+    /// (a counter and a histogram with its `+Inf` bucket).
+    fn feed(s: &mut StepTelemetry, watts: &[f64], ts: std::ops::Range<usize>) {
+        const T0: u64 = 1_800_000_000_000;
+        let l = "gpu=\"0\",UUID=\"GPU-0\",namespace=\"ns\",pod=\"llm-0\"";
+        for t in ts {
+            let mj: f64 = watts[..t].iter().sum::<f64>() * 1e3;
+            let gpu = format!(
+                "DCGM_FI_DEV_POWER_USAGE{{{l}}} {}\n# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\nDCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{{l}}} {}\n",
+                watts[t],
+                1e9 + mj
+            );
+            let n = t as u64 * 3;
+            let server = format!(
+                "# TYPE vllm:prompt_tokens counter\nvllm:prompt_tokens_total{{model_name=\"m\"}} {}\n# TYPE vllm:e2e_request_latency_seconds histogram\nvllm:e2e_request_latency_seconds_bucket{{le=\"0.5\"}} {}\nvllm:e2e_request_latency_seconds_bucket{{le=\"+Inf\"}} {n}\nvllm:e2e_request_latency_seconds_sum {}\nvllm:e2e_request_latency_seconds_count {n}\n",
+                n * 100,
+                n / 2,
+                n as f64 * 0.4
+            );
+            let at = t as f64;
+            s.ingest(Kind::Gpu, "a", at, gpu.as_bytes(), Format::Prometheus);
+            s.ingest(Kind::Server, "s", at, server.as_bytes(), Format::Prometheus);
+            s.window.end_unix_ms = T0 + t as u64 * 1000;
+            s.closed_t = at;
+        }
+    }
+
+    /// `first`'s telemetry through a checkpoint's encoding and back.
+    fn through_checkpoint(first: &StepTelemetry) -> StepTelemetry {
+        use super::super::checkpoint::{Checkpoint, SavedStep, VERSION};
+        let cp = Checkpoint {
+            version: VERSION,
+            run_uid: "u".into(),
+            origin_unix_ms: 0,
+            taken_unix_ms: 0,
+            last_scrape_t: first.closed_t,
+            steps: vec![SavedStep::of(first)],
+            active: Some(0),
+            next_step: 1,
+            notes: Vec::new(),
+            results: None,
+            workers: 0,
+        };
+        // Small pieces: the split is exercised too.
+        let pieces = cp.encode(4096).unwrap();
+        let back = Checkpoint::decode(&pieces, "u").unwrap().unwrap();
+        back.steps
+            .into_iter()
+            .next()
+            .unwrap()
+            .restore(Filter::default())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+        /// Checkpoint, restore, continue: the same result as a measurement
+        /// never interrupted; and with scrapes missed in between, the energy
+        /// is still exact (the counter spans the gap).
+        #[test]
+        fn a_step_taken_over_from_its_checkpoint_ends_as_if_never_interrupted(
+            split in 1usize..28,
+            gap in 0usize..6,
+            watts in proptest::collection::vec(100.0f64..700.0, 31),
+        ) {
+            const T0: u64 = 1_800_000_000_000;
+            let inference = BTreeSet::from(["ns/llm-0".to_string()]);
+            let client = ClientStep {
+                ended_unix_ms: T0 + 30_000,
+                ..client_step()
+            };
+            let detail_of = |t: &StepTelemetry| {
+                detail(0, Some(t), Some(client.clone()), None, GpuScope::Auto, &inference)
+            };
+            let mut whole = StepTelemetry::new(Filter::default(), T0, 0.0, false);
+            feed(&mut whole, &watts, 0..31);
+            let mut first = StepTelemetry::new(Filter::default(), T0, 0.0, false);
+            feed(&mut first, &watts, 0..split);
+            let mut rest = through_checkpoint(&first);
+            feed(&mut rest, &watts, split..31);
+            proptest::prop_assert_eq!(detail_of(&whole), detail_of(&rest));
+
+            // Scrapes missed while the run was taken over.
+            let mut rest = through_checkpoint(&first);
+            let resumed_at = (split + gap).min(30);
+            feed(&mut rest, &watts, resumed_at..31);
+            rest.interruptions.push(((split - 1) as f64, resumed_at as f64));
+            let (a, b) = (detail_of(&whole), detail_of(&rest));
+            let joules = |d: &StepDetail| d.gpus[0].energy.as_ref().unwrap().joules;
+            proptest::prop_assert_eq!(joules(&a), joules(&b));
+            let c = b.coverage.unwrap();
+            proptest::prop_assert!(c.complete, "{:?}", c);
+            proptest::prop_assert_eq!(
+                b.efficiency.unwrap().output_tokens_per_joule,
+                a.efficiency.unwrap().output_tokens_per_joule
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! lives in memory: after a controller restart a new one picks the run up where
 //! it is, and the results say what the restart cost.
 
+mod checkpoint;
 mod collect;
 pub(crate) mod discover;
 pub mod policy;
@@ -67,6 +68,8 @@ struct Shared {
     client: Vec<Option<ClientStep>>,
     /// Per step, whose results `client` merges (once they are collected).
     client_coverage: Vec<WorkerCoverage>,
+    /// Session time of the latest scrape.
+    last_scrape_t: f64,
     logs: BTreeMap<(Kind, String), EndpointLog>,
     inference: BTreeSet<String>,
     discovery_notes: Vec<String>,
@@ -168,12 +171,18 @@ pub struct Sessions {
     ended: Mutex<HashMap<String, Ended>>,
     /// What runs may make the sessions read.
     policy: Arc<policy::Policy>,
+    /// The key of the workers' per-run tokens (`None`: workers run open).
+    key: Option<crate::controller::worker_auth::WorkerKey>,
 }
 
 impl Sessions {
-    pub fn new(policy: policy::Policy) -> Self {
+    pub fn new(
+        policy: policy::Policy,
+        key: Option<crate::controller::worker_auth::WorkerKey>,
+    ) -> Self {
         Sessions {
             policy: Arc::new(policy),
+            key,
             ..Sessions::default()
         }
     }
@@ -232,6 +241,7 @@ impl Sessions {
             telemetry: Vec::new(),
             client: Vec::new(),
             client_coverage: Vec::new(),
+            last_scrape_t: 0.0,
             logs: BTreeMap::new(),
             inference: BTreeSet::new(),
             discovery_notes: Vec::new(),
@@ -242,7 +252,7 @@ impl Sessions {
         }));
         let task = tokio::spawn(run::drive(run::Inputs {
             client: client.clone(),
-            ns,
+            ns: ns.clone(),
             job: crate::controller::names::job_name(run),
             spec: run.spec.clone(),
             workers: run.spec.load.workers.max(1),
@@ -252,6 +262,17 @@ impl Sessions {
             resumed,
             policy: self.policy.clone(),
             shared: shared.clone(),
+            store: checkpoint::Store {
+                api: kube::Api::namespaced(client.clone(), &ns),
+                base: crate::controller::names::checkpoint_name(run),
+                meta: crate::controller::build::owned_meta(
+                    run,
+                    crate::controller::names::checkpoint_name(run),
+                    "checkpoint",
+                ),
+                run_uid: uid.clone(),
+            },
+            token: self.key.as_ref().map(|k| k.token(&uid)),
         }));
         let s = Arc::new(Session { shared, task });
         map.insert(uid, s.clone());

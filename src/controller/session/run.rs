@@ -9,10 +9,11 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::checkpoint::{self, Checkpoint, SavedStep, Store};
 use super::collect::{self, EndpointLog, Kind, StepTelemetry};
 use super::discover::{self, Found};
 use super::policy::Policy;
-use super::workers::{self, StepState, WorkerProgress};
+use super::workers::{self, StepState, Worker, WorkerProgress};
 use super::{Shared, Stage};
 use crate::api::{self, BenchmarkRunSpec};
 use crate::loadgen::client::{HttpClient, http_client};
@@ -33,6 +34,10 @@ pub struct Inputs {
     pub resumed: bool,
     pub policy: Arc<Policy>,
     pub shared: Arc<Mutex<Shared>>,
+    /// Where the measurement is checkpointed.
+    pub store: Store,
+    /// The bearer token the run's workers require.
+    pub token: Option<String>,
 }
 
 /// How often the workers' progress is read (step boundaries are found this fast).
@@ -49,7 +54,25 @@ struct Driver {
     http: HttpClient,
     scraper: ScrapeClient,
     t0: Instant,
+    /// Session time 0, unix ms (a session that takes a run over from a
+    /// checkpoint keeps its predecessor's, so every `t` lines up).
+    origin_unix_ms: u64,
+    /// Session time at `t0`.
+    offset_s: f64,
     filter: Filter,
+    /// Checkpoints are numbered; a write never replaces a newer one.
+    checkpoints: std::sync::atomic::AtomicU64,
+    written: Arc<tokio::sync::Mutex<u64>>,
+    last_checkpoint: Mutex<Instant>,
+}
+
+/// Where a session picks a run up from its checkpoint.
+struct Resume {
+    active: Option<usize>,
+    next_step: usize,
+    /// Session time of the predecessor's last scrape.
+    last_scrape_t: f64,
+    results: Option<(Vec<crate::loadgen::cli::WorkerResult>, u32)>,
 }
 
 impl Driver {
@@ -58,7 +81,76 @@ impl Driver {
     }
 
     fn t(&self) -> f64 {
-        self.t0.elapsed().as_secs_f64()
+        self.offset_s + self.t0.elapsed().as_secs_f64()
+    }
+
+    /// Takes the measurement over from a predecessor's checkpoint.
+    fn restore(&self, cp: Checkpoint) -> Resume {
+        let mut s = self.shared();
+        s.telemetry = cp
+            .steps
+            .into_iter()
+            .map(|st| st.restore(self.filter.clone()))
+            .collect();
+        s.notes = cp.notes;
+        s.last_scrape_t = cp.last_scrape_t;
+        Resume {
+            active: cp.active,
+            next_step: cp.next_step,
+            last_scrape_t: cp.last_scrape_t,
+            results: cp.results.map(|r| (r, cp.workers)),
+        }
+    }
+
+    /// The measurement as far as it went.
+    fn checkpoint(
+        &self,
+        active: Option<usize>,
+        next_step: usize,
+        results: Option<(&[crate::loadgen::cli::WorkerResult], u32)>,
+    ) -> Checkpoint {
+        let s = self.shared();
+        Checkpoint {
+            version: checkpoint::VERSION,
+            run_uid: self.inputs.store.run_uid.clone(),
+            origin_unix_ms: self.origin_unix_ms,
+            taken_unix_ms: unix_ms(),
+            last_scrape_t: s.last_scrape_t,
+            steps: s.telemetry.iter().map(SavedStep::of).collect(),
+            active,
+            next_step,
+            notes: s.notes.clone(),
+            results: results.map(|(r, _)| r.to_vec()),
+            workers: results.map_or(0, |(_, w)| w),
+        }
+    }
+
+    /// Writes a checkpoint in the background (boundaries and the periodic
+    /// ones: the schedule does not wait on the API server).
+    fn save(&self, active: Option<usize>, next_step: usize) {
+        let cp = self.checkpoint(active, next_step, None);
+        *self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let seq = self.next_seq();
+        let (written, store) = (self.written.clone(), self.inputs.store.clone());
+        tokio::spawn(async move { write(&store, &written, seq, &cp).await });
+    }
+
+    /// A checkpoint is due during a step.
+    fn checkpoint_due(&self) -> bool {
+        self.last_checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            >= checkpoint::EVERY
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.checkpoints
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
     }
 
     async fn discover(&self) {
@@ -149,6 +241,30 @@ impl Driver {
             step.window.end_unix_ms = stamp;
             step.closed_t = t;
         }
+        s.last_scrape_t = t;
+    }
+}
+
+/// Writes checkpoint number `seq` unless a newer one was written already.
+async fn write(
+    store: &Store,
+    written: &tokio::sync::Mutex<u64>,
+    seq: u64,
+    cp: &Checkpoint,
+) -> bool {
+    let mut last = written.lock().await;
+    if seq <= *last {
+        return true;
+    }
+    match store.write(cp, seq).await {
+        Ok(()) => {
+            *last = seq;
+            true
+        }
+        Err(e) => {
+            warn!(checkpoint = %store.base, "writing the checkpoint: {e}");
+            false
+        }
     }
 }
 
@@ -159,14 +275,40 @@ pub async fn drive(inputs: Inputs) {
         &inputs.spec.telemetry.server.exclude,
     )
     .unwrap_or_default();
+    // A predecessor's checkpoint: the measurement goes on from it.
+    let restored = match inputs.store.read().await {
+        Ok(cp) => cp,
+        Err(e) => {
+            warn!(checkpoint = %inputs.store.base, "reading the checkpoint: {e}");
+            None
+        }
+    };
+    let now = unix_ms();
+    let origin_unix_ms = restored.as_ref().map_or(now, |c| c.origin_unix_ms);
     let d = Driver {
         inputs,
         http: http_client(16),
         scraper: fetch::scrape_client(),
         t0: Instant::now(),
+        origin_unix_ms,
+        offset_s: now.saturating_sub(origin_unix_ms) as f64 / 1e3,
         filter,
+        checkpoints: Default::default(),
+        written: Default::default(),
+        last_checkpoint: Mutex::new(Instant::now()),
     };
+    let resume = restored.map(|cp| {
+        info!(job = %d.inputs.job, step = ?cp.active, "taking the measurement over from its checkpoint");
+        d.restore(cp)
+    });
     d.discover().await;
+    if let Some((results, workers)) = resume.as_ref().and_then(|r| r.results.clone()) {
+        // Every result was pulled and checkpointed before: finish with them.
+        finish(&d, &results, workers);
+        let bases = ready_workers(&d).await.unwrap_or_default();
+        acknowledge(&d, &bases.iter().collect::<Vec<_>>()).await;
+        return;
+    }
     let Some(bases) = wait_for_workers(&d).await else {
         return;
     };
@@ -175,27 +317,40 @@ pub async fn drive(inputs: Inputs) {
     // Without warmup, the first measured step begins at the shared start
     // instant: its opening boundary scrape is taken right then, not when a
     // progress poll notices the step.
-    let first_step_at = started_at.filter(|_| !d.inputs.warmup && !d.inputs.resumed);
-    follow(&d, &bases, first_step_at).await;
+    let first_step_at =
+        started_at.filter(|_| !d.inputs.warmup && !d.inputs.resumed && resume.is_none());
+    follow(&d, &bases, first_step_at, resume).await;
     collect_results(&d, &bases).await;
 }
 
-/// Waits until every worker pod is ready; their base URLs by index.
-async fn wait_for_workers(d: &Driver) -> Option<Vec<String>> {
+/// The Job's ready workers, by index.
+async fn ready_workers(d: &Driver) -> Option<Vec<Worker>> {
     let i = &d.inputs;
+    match workers::pods(&i.client, &i.ns, &i.job).await {
+        Ok(pods) => Some(
+            pods.iter()
+                .filter(|p| p.ready)
+                .filter_map(workers::base)
+                .map(|base| Worker {
+                    base,
+                    token: i.token.clone(),
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            warn!(job = %i.job, "listing the workers: {e}");
+            None
+        }
+    }
+}
+
+/// Waits until every worker pod is ready; their base URLs by index.
+async fn wait_for_workers(d: &Driver) -> Option<Vec<Worker>> {
     loop {
-        match workers::pods(&i.client, &i.ns, &i.job).await {
-            Ok(pods) => {
-                let ready: Vec<String> = pods
-                    .iter()
-                    .filter(|p| p.ready)
-                    .filter_map(workers::base)
-                    .collect();
-                if ready.len() >= i.workers as usize {
-                    return Some(ready);
-                }
-            }
-            Err(e) => warn!(job = %i.job, "listing the workers: {e}"),
+        if let Some(ready) = ready_workers(d).await
+            && ready.len() >= d.inputs.workers as usize
+        {
+            return Some(ready);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -208,7 +363,7 @@ const START_AHEAD: Duration = Duration::from_millis(1500);
 /// Starts every worker at one shared instant, asking them all at once (one
 /// slow worker delays nobody), and notes a worker that got it too late.
 /// Returns the instant when every worker took it from this request in time.
-async fn start_workers(d: &Driver, bases: &[String]) -> Option<u64> {
+async fn start_workers(d: &Driver, bases: &[Worker]) -> Option<u64> {
     let at = unix_ms() + START_AHEAD.as_millis() as u64;
     // A worker that cannot be reached by then is given up on (and said so).
     let give_up = at + START_AHEAD.as_millis() as u64;
@@ -252,7 +407,7 @@ async fn start_workers(d: &Driver, bases: &[String]) -> Option<u64> {
 
 /// Follows the workers to their end, scraping on the schedule; the first
 /// step is opened at `first_step_at` (unix ms) when it is known to begin then.
-async fn follow(d: &Driver, bases: &[String], first_step_at: Option<u64>) {
+async fn follow(d: &Driver, bases: &[Worker], first_step_at: Option<u64>, resume: Option<Resume>) {
     let interval: Duration = d.inputs.spec.telemetry.interval.into();
     let per_step_total = match d.inputs.stop {
         StopCondition::Requests(n) => Some(n),
@@ -265,12 +420,32 @@ async fn follow(d: &Driver, bases: &[String], first_step_at: Option<u64>) {
     let mut next_discovery = Instant::now() + REDISCOVER;
     let mut last_done: Option<(Instant, u64)> = None;
     let mut resumed_noted = false;
-    if let Some(at) = first_step_at.filter(|_| steps > 0) {
+    if let Some(r) = resume {
+        // Taken over from a checkpoint: the steps it holds go on; the step it
+        // was measuring continues from its own opening readings.
+        (active, next_step, resumed_noted) = (r.active, r.next_step, true);
+        if let Some(k) = active {
+            d.scrape(k, false).await;
+            let mut s = d.shared();
+            let now = s.last_scrape_t;
+            if let Some(step) = s.telemetry.get_mut(k) {
+                step.interruptions.push((r.last_scrape_t, now));
+            }
+            s.notes.push(format!(
+                "a new controller took this run over from its checkpoint during step {k}: {:.1} s without scrapes, which the energy counters span",
+                (now - r.last_scrape_t).max(0.0)
+            ));
+            drop(s);
+            next_scrape = Instant::now() + interval;
+            d.save(active, next_step);
+        }
+    } else if let Some(at) = first_step_at.filter(|_| steps > 0) {
         let wait = at.saturating_sub(unix_ms());
         tokio::time::sleep(Duration::from_millis(wait)).await;
         d.scrape(0, true).await;
         (active, next_step) = (Some(0), 1);
         next_scrape = Instant::now() + interval;
+        d.save(active, next_step);
         info!(job = %d.inputs.job, step = 0, "measured phase started");
     }
     loop {
@@ -312,11 +487,13 @@ async fn follow(d: &Driver, bases: &[String], first_step_at: Option<u64>) {
                     next_step = k + 1;
                     d.scrape_step(k, true, resumed).await;
                     next_scrape = Instant::now() + interval;
+                    d.save(active, next_step);
                     info!(job = %d.inputs.job, step = k, "measured phase started");
                 }
                 if let Some(k) = end {
                     d.scrape(k, false).await;
                     active = None;
+                    d.save(active, next_step);
                     info!(job = %d.inputs.job, step = k, "measured phase ended");
                 }
             }
@@ -335,6 +512,9 @@ async fn follow(d: &Driver, bases: &[String], first_step_at: Option<u64>) {
             next_scrape += interval;
             if next_scrape < Instant::now() {
                 next_scrape = Instant::now() + interval;
+            }
+            if d.checkpoint_due() {
+                d.save(active, next_step);
             }
         }
         if Instant::now() >= next_discovery {
@@ -376,7 +556,7 @@ fn record_progress(
 /// worker exits on its acknowledgement, never on a bare fetch: a result whose
 /// answer was lost on the way is fetched again). A worker whose result does
 /// not come in time is left out, and the steps' coverage says so.
-async fn collect_results(d: &Driver, bases: &[String]) {
+async fn collect_results(d: &Driver, bases: &[Worker]) {
     d.shared().stage = Stage::Collecting;
     let deadline = Instant::now() + COLLECT;
     let pulls = bases.iter().map(|base| async move {
@@ -408,15 +588,32 @@ async fn collect_results(d: &Driver, bases: &[String]) {
             }
         }
     }
-    let merged = collect::merge_client(&results, d.inputs.steps, bases.len() as u32);
-    {
-        let mut s = d.shared();
-        (s.client, s.client_coverage) = merged.into_iter().unzip();
-        s.stage = Stage::Done;
+    let workers = bases.len() as u32;
+    // Held in the checkpoint before any worker is let go: a successor that
+    // finds the workers gone still has their results.
+    let cp = d.checkpoint(None, d.inputs.steps, Some((&results, workers)));
+    if !write(&d.inputs.store, &d.written, d.next_seq(), &cp).await {
+        // Held only here until the reconciler writes them: a restart in
+        // between would lose them, but keeping the workers would hold the
+        // run open for their whole linger.
+        warn!(job = %d.inputs.job, "the results are not checkpointed; letting the workers go all the same");
     }
+    finish(d, &results, workers);
+    acknowledge(d, &pulled).await;
+}
+
+/// Merges the workers' results into the session's steps: everything is in.
+fn finish(d: &Driver, results: &[crate::loadgen::cli::WorkerResult], workers: u32) {
+    let merged = collect::merge_client(results, d.inputs.steps, workers);
+    let mut s = d.shared();
+    (s.client, s.client_coverage) = merged.into_iter().unzip();
+    s.stage = Stage::Done;
     info!(job = %d.inputs.job, workers = results.len(), "results collected");
-    // Held: the workers may go.
-    let acks = pulled.iter().map(|base| async move {
+}
+
+/// Lets the workers go: their results are held.
+async fn acknowledge(d: &Driver, bases: &[&Worker]) {
+    let acks = bases.iter().map(|base| async move {
         if let Err(e) = workers::acknowledge(&d.http, base).await {
             debug!(%base, "acknowledging the result: {e}");
         }

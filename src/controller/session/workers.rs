@@ -111,6 +111,31 @@ pub fn base(pod: &PodInfo) -> Option<String> {
     Some(format!("http://{host}:{WORKER_PORT}"))
 }
 
+/// A worker's address and the token its run's workers require.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Worker {
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Display for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+impl Worker {
+    fn request(&self, method: http::Method, path: &str) -> http::request::Builder {
+        let b = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => b.header(http::header::AUTHORIZATION, format!("Bearer {t}")),
+            None => b,
+        }
+    }
+}
+
 async fn call(
     client: &HttpClient,
     req: http::Request<Full<Bytes>>,
@@ -137,12 +162,13 @@ pub const MAX_WORKER_BODY: usize = 64 << 20;
 
 /// `POST /start`: `Ok(true)` when this request set the worker's start
 /// instant, `Ok(false)` when the worker had been started before (409).
-pub async fn start(client: &HttpClient, base: &str, at_unix_ms: u64) -> Result<bool, String> {
+pub async fn start(client: &HttpClient, w: &Worker, at_unix_ms: u64) -> Result<bool, String> {
     let body = serde_json::to_vec(&Start {
         at_unix_ms: Some(at_unix_ms),
     })
     .map_err(|e| e.to_string())?;
-    let req = http::Request::post(format!("{base}/start"))
+    let req = w
+        .request(http::Method::POST, "/start")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
@@ -158,8 +184,9 @@ pub async fn start(client: &HttpClient, base: &str, at_unix_ms: u64) -> Result<b
 }
 
 /// `GET /metrics`.
-pub async fn progress(client: &HttpClient, base: &str) -> Result<WorkerProgress, String> {
-    let req = http::Request::get(format!("{base}/metrics"))
+pub async fn progress(client: &HttpClient, w: &Worker) -> Result<WorkerProgress, String> {
+    let req = w
+        .request(http::Method::GET, "/metrics")
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
     match call(client, req, Duration::from_secs(2)).await? {
@@ -169,8 +196,9 @@ pub async fn progress(client: &HttpClient, base: &str) -> Result<WorkerProgress,
 }
 
 /// `GET /result`: `None` while the worker is still running.
-pub async fn result(client: &HttpClient, base: &str) -> Result<Option<WorkerResult>, String> {
-    let req = http::Request::get(format!("{base}/result"))
+pub async fn result(client: &HttpClient, w: &Worker) -> Result<Option<WorkerResult>, String> {
+    let req = w
+        .request(http::Method::GET, "/result")
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
     match call(client, req, Duration::from_secs(10)).await? {
@@ -184,8 +212,9 @@ pub async fn result(client: &HttpClient, base: &str) -> Result<Option<WorkerResu
 
 /// `POST /result/ack`: the controller holds the worker's result; the worker
 /// may exit. A worker already gone counts as acknowledged by whoever took it.
-pub async fn acknowledge(client: &HttpClient, base: &str) -> Result<(), String> {
-    let req = http::Request::post(format!("{base}/result/ack"))
+pub async fn acknowledge(client: &HttpClient, w: &Worker) -> Result<(), String> {
+    let req = w
+        .request(http::Method::POST, "/result/ack")
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
     match call(client, req, Duration::from_secs(5)).await? {

@@ -299,3 +299,58 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
         goodput: None,
     }
 }
+
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let client = benchrun::loadgen::client::http_client(1);
+    let resp = client
+        .get(url.parse().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    serde_json::from_slice(&body.to_bytes()).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// The run's `summary.json`.
+pub async fn summary_json(ns: &TestNamespace, run: &str) -> serde_json::Value {
+    let cm = ns
+        .api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .get(&format!("{run}-results"))
+        .await
+        .unwrap();
+    serde_json::from_str(&cm.data.unwrap()["summary.json"]).unwrap()
+}
+
+/// Energy (J) the GPU drew between two instants, from the simulator's history
+/// of its exact integral (power is constant between ticks: interpolate).
+pub fn energy_between(history: &[serde_json::Value], from_ms: u64, to_ms: u64) -> f64 {
+    let points: Vec<(f64, f64)> = history
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+        .collect();
+    let at = |t: f64| {
+        let i = points
+            .partition_point(|p| p.0 < t)
+            .clamp(1, points.len() - 1);
+        let ((t0, e0), (t1, e1)) = (points[i - 1], points[i]);
+        e0 + (e1 - e0) * ((t - t0) / (t1 - t0).max(1e-9)).clamp(0.0, 1.0)
+    };
+    (at(to_ms as f64) - at(from_ms as f64)) / 1e3
+}
+
+/// The GPU simulator's ground truth for every GPU of `node` (each with the
+/// pod it serves and the history of its exact energy integral).
+pub async fn gpu_truth(client: &kube::Client, node: &str) -> Vec<serde_json::Value> {
+    let exporters = kube::Api::<Pod>::namespaced(client.clone(), OPERATOR_NS);
+    let dcgm = exporters
+        .list(&kube::api::ListParams::default().labels("app=sim-dcgm"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+        .unwrap_or_else(|| panic!("no GPU simulator on {node}"));
+    let truth = get_json(&format!("http://{}:9400/sim/truth", ip(&dcgm))).await;
+    truth["gpus"].as_array().cloned().unwrap_or_default()
+}
