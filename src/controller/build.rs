@@ -35,6 +35,63 @@ pub struct BuildSettings {
     /// Workers require their run's token: the Job mounts the run's
     /// `<run>-worker-token` Secret (see `worker_auth`).
     pub worker_token: bool,
+    /// Images a run's `load.podTemplate.image` may name besides
+    /// `loadgen_image`: whole references, or prefixes ending in `*`.
+    pub allowed_images: Vec<String>,
+    /// Service accounts `load.podTemplate.serviceAccountName` may name.
+    pub allowed_service_accounts: Vec<String>,
+}
+
+impl BuildSettings {
+    /// Why the installer's policy refuses the run's load-generator pods, or
+    /// `None`. A run is input from a tenant: whoever may create one must not
+    /// get pods of any image, or any service account's rights, through it.
+    pub fn refuses(&self, run: &BenchmarkRun) -> Option<String> {
+        let overrides = run.spec.load.pod_template.as_ref()?;
+        let mut refused = Vec::new();
+        if let Some(image) = overrides.image.as_deref()
+            && image != self.loadgen_image
+            && !self
+                .allowed_images
+                .iter()
+                .any(|a| match a.strip_suffix('*') {
+                    Some(prefix) => image.starts_with(prefix),
+                    None => a == image,
+                })
+        {
+            refused.push(format!(
+                "load.podTemplate.image {image:?} is not among the images this installation allows (the operator's own, {:?}{})",
+                self.loadgen_image,
+                listed(&self.allowed_images)
+            ));
+        }
+        if let Some(sa) = overrides.service_account_name.as_deref()
+            && !self.allowed_service_accounts.iter().any(|a| a == sa)
+        {
+            refused.push(format!(
+                "load.podTemplate.serviceAccountName {sa:?} is not among the service accounts this installation allows ({})",
+                if self.allowed_service_accounts.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{:?}", self.allowed_service_accounts)
+                }
+            ));
+        }
+        (!refused.is_empty()).then(|| {
+            format!(
+                "{}; the operator's installer can allow more (Helm values loadgen.allowedImages and loadgen.allowedServiceAccounts)",
+                refused.join("; ")
+            )
+        })
+    }
+}
+
+fn listed(entries: &[String]) -> String {
+    if entries.is_empty() {
+        String::new()
+    } else {
+        format!(", {entries:?}")
+    }
 }
 
 /// The plan workers run, from the spec and the resolved target URLs.

@@ -49,6 +49,9 @@ pub struct Observed {
     /// A ConfigMap that holds the run's results name and does not belong to
     /// the run (looked up before the Job is created).
     pub foreign_results: Option<String>,
+    /// Why the installer's policy refuses the run's load-generator pods
+    /// (image, service account), looked up before the Job is created.
+    pub pods_not_permitted: Option<String>,
 }
 
 /// One thing to do to the cluster.
@@ -207,6 +210,18 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         d.requeue_after = Some(until(now, deadline).min(RESYNC));
     }
 
+    if let (None, Some(why)) = (&observed.job, &observed.pods_not_permitted) {
+        // Nothing is launched with pods the installer does not allow.
+        finish(
+            &mut d,
+            Phase::Failed,
+            "NotPermitted",
+            why.clone(),
+            generation,
+            &t,
+        );
+        return transition(d, phase);
+    }
     if let (None, Some(name)) = (&observed.job, &observed.foreign_results) {
         // Results are created, never taken over: nothing is launched.
         let msg = format!(

@@ -81,6 +81,23 @@ pub struct ControllerOpts {
         value_delimiter = ','
     )]
     pub telemetry_allowed_hosts: Vec<String>,
+    /// Images a run's load.podTemplate.image may name besides the operator's
+    /// own: whole references, or prefixes ending in `*`. None by default.
+    #[arg(
+        long = "loadgen-allowed-image",
+        env = "BENCHRUN_LOADGEN_ALLOWED_IMAGES",
+        value_delimiter = ','
+    )]
+    pub loadgen_allowed_images: Vec<String>,
+    /// Service accounts a run's load.podTemplate.serviceAccountName may name.
+    /// None by default (the workers run as the namespace's default account,
+    /// without its token).
+    #[arg(
+        long = "loadgen-allowed-service-account",
+        env = "BENCHRUN_LOADGEN_ALLOWED_SERVICE_ACCOUNTS",
+        value_delimiter = ','
+    )]
+    pub loadgen_allowed_service_accounts: Vec<String>,
 }
 
 impl ControllerOpts {
@@ -118,6 +135,15 @@ impl ControllerOpts {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The entries of a list flag, trimmed, without empty ones (an empty
+/// environment variable is no entry).
+fn non_empty(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
 
 fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
 where
@@ -202,6 +228,8 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     let settings = build::BuildSettings {
         loadgen_image: opts.loadgen_image.clone(),
         worker_token: true,
+        allowed_images: non_empty(&opts.loadgen_allowed_images),
+        allowed_service_accounts: non_empty(&opts.loadgen_allowed_service_accounts),
     };
     let policy = opts.policy()?;
     info!(

@@ -84,6 +84,11 @@ async fn reconcile_run(run: &BenchmarkRun, ctx: &Context) -> Result<Requeue, Err
         .is_some_and(Phase::is_final);
     if !was_final && decision.status.phase.is_some_and(Phase::is_final) {
         ctx.sessions.end(run, &decision.status);
+        // The results and the final status are written: the checkpoint has
+        // served (were this skipped, it goes with the run).
+        if let Err(e) = delete_checkpoint(run, &ns, ctx).await {
+            warn!("removing the checkpoint: {e}");
+        }
     }
     if let Some(t) = &decision.transition {
         info!(phase = %t.reason, "{}", t.note);
@@ -100,6 +105,22 @@ async fn reconcile_run(run: &BenchmarkRun, ctx: &Context) -> Result<Requeue, Err
         publish(ctx, run.object_ref(&()), true, "Warnings", &message).await;
     }
     Ok(requeue(&decision))
+}
+
+/// Removes the run's checkpoint ConfigMaps (only those the run owns).
+async fn delete_checkpoint(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<(), Error> {
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!(
+        "app.kubernetes.io/component=checkpoint,{}={}",
+        names::RUN_LABEL,
+        names::labels(run, "checkpoint")[names::RUN_LABEL]
+    ));
+    for cm in cms.list(&lp).await?.items {
+        if decide::owned_by(&cm, run) {
+            ignore_not_found(cms.delete(&cm.name_any(), &DeleteParams::default()).await)?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates the run's worker token Secret (before its Job, which mounts it).
@@ -141,6 +162,7 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
             session: None,
             ended: Some(ended),
             foreign_results: None,
+            pods_not_permitted: None,
         });
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
@@ -204,6 +226,7 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         session: session.map(|s| s.view()),
         ended: None,
         foreign_results,
+        pods_not_permitted: launching.then(|| ctx.settings.refuses(run)).flatten(),
     })
 }
 

@@ -305,6 +305,9 @@ async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succe
             "9400",
             "--update-interval",
             "100ms",
+            // A board without an energy counter: energy comes from power samples.
+            "--omit",
+            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
             "--serve",
             &serve,
         ]
@@ -380,6 +383,8 @@ async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succe
         .filter_map(|g| g["reason"].as_str())
         .collect();
     assert!(reasons.contains(&"PartialGpus"), "{coverage:#}");
+    let energy = &doc["details"][0]["gpus"][0]["energy"];
+    assert_eq!(energy["source"], "powerIntegral", "{energy:#}");
     let valid = status
         .conditions
         .iter()

@@ -34,6 +34,8 @@ fn settings() -> BuildSettings {
     BuildSettings {
         loadgen_image: "ghcr.io/benchrun/benchrun:test".into(),
         worker_token: true,
+        allowed_images: vec!["registry.corp/benchrun/*".into(), "ghcr.io/x/y:1".into()],
+        allowed_service_accounts: vec!["bench".into()],
     }
 }
 
@@ -130,30 +132,25 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
         p,
         "the plan round-trips through the pod"
     );
-    let key = env.iter().find(|e| e.name == lp::API_KEY_ENV).unwrap();
-    let secret = key
-        .value_from
-        .as_ref()
-        .unwrap()
-        .secret_key_ref
-        .as_ref()
-        .unwrap();
+    // The target's API key, and the worker API's token from the run's own Secret.
+    let from_secret = |var: &str| {
+        let e = env.iter().find(|e| e.name == var).unwrap();
+        let r = e
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        (r.name.clone(), r.key.clone())
+    };
     assert_eq!(
-        (secret.name.as_str(), secret.key.as_str()),
-        ("vllm-key", "token")
+        from_secret(lp::API_KEY_ENV),
+        ("vllm-key".into(), "token".into())
     );
-    // The worker API's token, from the run's own Secret.
-    let token = env.iter().find(|e| e.name == lp::WORKER_TOKEN_ENV).unwrap();
-    let secret = token
-        .value_from
-        .as_ref()
-        .unwrap()
-        .secret_key_ref
-        .as_ref()
-        .unwrap();
     assert_eq!(
-        (secret.name.as_str(), secret.key.as_str()),
-        ("llama-sweep-worker-token", "token")
+        from_secret(lp::WORKER_TOKEN_ENV),
+        ("llama-sweep-worker-token".into(), "token".into())
     );
     assert!(env.iter().any(|e| e.name == "POD_IP"));
 }
@@ -298,4 +295,54 @@ fn goodput_bounds_come_from_latency_objectives() {
         (Some(200.0), Some(40.0), None)
     );
     assert_eq!(goodput(&[]), None);
+}
+
+#[test]
+fn pod_overrides_are_held_to_the_installers_images_and_service_accounts() {
+    let with = |image: Option<&str>, sa: Option<&str>| {
+        let mut r = run();
+        let t = r
+            .spec
+            .load
+            .pod_template
+            .get_or_insert_with(Default::default);
+        t.image = image.map(str::to_string);
+        t.service_account_name = sa.map(str::to_string);
+        settings().refuses(&r)
+    };
+    // The operator's own image, an allowed prefix, an allowed reference, an allowed account.
+    assert_eq!(with(Some("ghcr.io/benchrun/benchrun:test"), None), None);
+    assert_eq!(with(Some("registry.corp/benchrun/loadgen:2"), None), None);
+    assert_eq!(with(Some("ghcr.io/x/y:1"), Some("bench")), None);
+    assert_eq!(with(None, None), None);
+    let mut r = run();
+    r.spec.load.pod_template = None;
+    assert_eq!(settings().refuses(&r), None);
+    // Anything else is refused, and the message says what would do.
+    let msg = with(Some("docker.io/evil/miner:latest"), None).unwrap();
+    assert!(
+        msg.contains("\"docker.io/evil/miner:latest\"") && msg.contains("loadgen.allowedImages"),
+        "{msg}"
+    );
+    assert!(
+        with(Some("ghcr.io/x/y:2"), None).is_some(),
+        "a whole reference is not a prefix"
+    );
+    assert!(with(Some("registry.corp/benchrun"), None).is_some());
+    let msg = with(None, Some("cluster-admin-sa")).unwrap();
+    assert!(
+        msg.contains("cluster-admin-sa") && msg.contains("[\"bench\"]"),
+        "{msg}"
+    );
+    let none = BuildSettings {
+        allowed_service_accounts: Vec::new(),
+        ..settings()
+    };
+    let mut r = run();
+    r.spec
+        .load
+        .pod_template
+        .get_or_insert_with(Default::default)
+        .service_account_name = Some("default".into());
+    assert!(none.refuses(&r).unwrap().contains("(none)"));
 }

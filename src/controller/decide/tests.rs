@@ -44,6 +44,7 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
         session: None,
         ended: None,
         foreign_results: None,
+        pods_not_permitted: None,
     }
 }
 
@@ -586,4 +587,19 @@ fn warnings_name_the_gpu_and_the_step_and_reach_a_condition() {
         msg.starts_with("2 warnings: step 0: GPU-a: GPU temperature"),
         "{msg}"
     );
+}
+
+#[test]
+fn pods_the_installer_does_not_allow_fail_the_run_before_anything_starts() {
+    let mut obs = observed(None, resolved());
+    obs.pods_not_permitted =
+        Some("load.podTemplate.image \"docker.io/evil/miner\" is not among the images this installation allows".into());
+    let d = decide(&run(), &obs, at(0));
+    assert!(d.actions.is_empty(), "no Job: {:?}", d.actions);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "NotPermitted"));
+    let msg = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(msg.contains("docker.io/evil/miner"), "{msg}");
 }

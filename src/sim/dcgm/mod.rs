@@ -92,6 +92,11 @@ pub struct DcgmOpts {
     /// Ticks of energy history kept per GPU for /sim/truth.
     #[arg(long, default_value_t = 36_000)]
     pub truth_history: usize,
+    /// Fields this board does not serve (repeatable), e.g.
+    /// DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION for a GPU without an energy
+    /// counter, as on boards older than Volta.
+    #[arg(long)]
+    pub omit: Vec<String>,
 }
 
 impl DcgmOpts {
@@ -122,6 +127,8 @@ struct Node {
     last_poll_error: Option<String>,
     update_interval_s: f64,
     tick_s: f64,
+    /// Fields left off the page.
+    omit: Vec<String>,
 }
 
 impl Node {
@@ -138,6 +145,7 @@ impl Node {
             &rows,
             &page::Limits {
                 power_limit_w: self.board.limit_w,
+                omit: &self.omit,
             },
         );
     }
@@ -230,6 +238,7 @@ fn new_node(opts: &DcgmOpts, shape: &Shape, assignments: Vec<Assignment>) -> Nod
         last_poll_error: None,
         update_interval_s: opts.update_interval.as_secs_f64(),
         tick_s: opts.tick.as_secs_f64(),
+        omit: opts.omit.clone(),
     };
     node.render();
     node

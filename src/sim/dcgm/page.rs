@@ -35,13 +35,15 @@ pub fn identity(gpu: usize, hostname: &str, model_name: &str, driver_version: &s
 }
 
 /// Values that come from the board, not the snapshot.
-pub struct Limits {
+pub struct Limits<'a> {
     pub power_limit_w: f64,
+    /// Fields the board does not serve.
+    pub omit: &'a [String],
 }
 
 /// The snapshot as dcgm-exporter field values.
-pub fn values(s: &Snapshot, l: &Limits) -> Values {
-    Values::from([
+pub fn values(s: &Snapshot, l: &Limits<'_>) -> Values {
+    let mut v = Values::from([
         ("DCGM_FI_DEV_SM_CLOCK", s.sm_clock_mhz),
         ("DCGM_FI_DEV_MEM_CLOCK", s.mem_clock_mhz),
         ("DCGM_FI_DEV_MEMORY_TEMP", s.mem_temp_c),
@@ -69,11 +71,13 @@ pub fn values(s: &Snapshot, l: &Limits) -> Values {
         ("DCGM_FI_PROF_PCIE_RX_BYTES", s.pcie_rx_bps),
         ("DCGM_FI_PROF_NVLINK_TX_BYTES", s.nvlink_bps),
         ("DCGM_FI_PROF_NVLINK_RX_BYTES", s.nvlink_bps),
-    ])
+    ]);
+    v.retain(|name, _| !l.omit.iter().any(|o| o == name));
+    v
 }
 
 /// The page for `gpus`: (identity, the pod it serves, snapshot).
-pub fn render(gpus: &[(&Identity, Option<&PodRef>, &Snapshot)], limits: &Limits) -> String {
+pub fn render(gpus: &[(&Identity, Option<&PodRef>, &Snapshot)], limits: &Limits<'_>) -> String {
     let values: Vec<Values> = gpus.iter().map(|(_, _, s)| values(s, limits)).collect();
     let rows: Vec<Row<'_>> = gpus
         .iter()
