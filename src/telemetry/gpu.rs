@@ -39,6 +39,9 @@ pub struct IngestCounts {
 /// Bounds that keep a hostile or broken exporter from growing memory without end.
 pub const MAX_GPUS: usize = 4096;
 pub const MAX_FIELDS: usize = 256;
+/// Pods one GPU is shown serving (time-sliced or MPS GPUs serve several; a
+/// page that names more is not believed past this).
+pub const MAX_PODS_PER_GPU: usize = 64;
 
 /// What a checkpoint keeps of a step's GPU telemetry: every GPU's
 /// aggregates (the counters' opening readings among them) and the counts.
@@ -268,7 +271,7 @@ fn note_pod(gpu: &mut GpuSeries, seen: &Seen<'_>) {
         .pods
         .iter()
         .any(|p| pod.is(&p.pod) && ns == p.namespace && container == p.container);
-    if !known {
+    if !known && gpu.pods.len() < MAX_PODS_PER_GPU {
         gpu.pods.push(PodRef {
             namespace: seen
                 .namespace

@@ -68,21 +68,38 @@ pub trait Observe: Default {
     fn observe(&mut self, t: f64, v: f64);
 }
 
+/// The most bounds (histogram buckets, summary quantiles) one series keeps:
+/// servers export a few dozen; a series that invents more is refused past
+/// this, so a hostile page cannot grow memory or the search without end.
+pub const MAX_BOUNDS: usize = 128;
+
 /// Observes `v` into the entry of `list` at `at` (a bucket bound, a
 /// quantile), adding the entry on first sight. Bounds arrive in the same
 /// order every scrape, so `next` (the entry after the previous one) is tried
-/// before a search.
-pub fn observe_at<A: Observe>(list: &mut Vec<(f64, A)>, next: &mut usize, at: f64, t: f64, v: f64) {
+/// before a search. Returns `false` when the bound is new and the list
+/// already holds [`MAX_BOUNDS`]: the sample is not taken.
+pub fn observe_at<A: Observe>(
+    list: &mut Vec<(f64, A)>,
+    next: &mut usize,
+    at: f64,
+    t: f64,
+    v: f64,
+) -> bool {
     let i = match list.get(*next) {
         Some((b, _)) if *b == at => Some(*next),
         _ => list.iter().position(|(b, _)| *b == at),
     };
-    let i = i.unwrap_or_else(|| {
-        list.push((at, A::default()));
-        list.len() - 1
-    });
+    let i = match i {
+        Some(i) => i,
+        None if list.len() >= MAX_BOUNDS => return false,
+        None => {
+            list.push((at, A::default()));
+            list.len() - 1
+        }
+    };
     list[i].1.observe(t, v);
     *next = i + 1;
+    true
 }
 
 impl Observe for Gauge {
@@ -167,6 +184,24 @@ impl Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_series_keeps_at_most_max_bounds() {
+        let (mut list, mut next) = (Vec::<(f64, Counter)>::new(), 0);
+        for b in 0..MAX_BOUNDS {
+            assert!(observe_at(&mut list, &mut next, b as f64, 0.0, 1.0));
+        }
+        assert!(
+            !observe_at(&mut list, &mut next, 1e9, 0.0, 1.0),
+            "a new bound past the cap"
+        );
+        assert!(
+            observe_at(&mut list, &mut next, 3.0, 1.0, 5.0),
+            "known bounds still count"
+        );
+        assert_eq!(list.len(), MAX_BOUNDS);
+        assert_eq!(list[3].1.delta, 4.0);
+    }
 
     #[test]
     fn counter_delta_survives_resets() {

@@ -109,6 +109,10 @@ pub struct ServerSnapshot {
 /// Bounds against a server that invents series without end.
 pub const MAX_FAMILIES: usize = 2048;
 pub const MAX_SERIES_PER_FAMILY: usize = 1024;
+/// Series over all families of one step.
+pub const MAX_SERIES: usize = 16_384;
+/// The longest series identity (endpoint and labels) kept, bytes.
+pub const MAX_SERIES_KEY: usize = 4096;
 
 /// Server metrics of a run, across endpoints and scrapes.
 #[derive(Default)]
@@ -119,6 +123,8 @@ pub struct ServerMetrics {
     key: String,
     last: usize,
     scrapes: u32,
+    /// Series over all families (bounded by [`MAX_SERIES`]).
+    series: usize,
     pub over_limit: u64,
     pub skipped_lines: u64,
 }
@@ -157,10 +163,12 @@ impl ServerMetrics {
             .enumerate()
             .map(|(i, f)| (f.name.clone(), i))
             .collect();
+        let series = families.iter().map(|f| f.series.len()).sum();
         ServerMetrics {
             filter,
             families,
             index,
+            series,
             scrapes: s.scrapes,
             over_limit: s.over_limit,
             skipped_lines: s.skipped_lines,
@@ -240,7 +248,10 @@ impl ServerMetrics {
         };
         let si = match found {
             Some(i) => i,
-            None if fam.series.len() >= MAX_SERIES_PER_FAMILY => {
+            None if fam.series.len() >= MAX_SERIES_PER_FAMILY
+                || self.series >= MAX_SERIES
+                || self.key.len() > MAX_SERIES_KEY =>
+            {
                 self.over_limit += 1;
                 return;
             }
@@ -266,6 +277,7 @@ impl ServerMetrics {
                     seen: [0; 3],
                 });
                 fam.index.insert(self.key.clone(), fam.series.len() - 1);
+                self.series += 1;
                 fam.series.len() - 1
             }
         };
@@ -293,7 +305,9 @@ impl ServerMetrics {
                 let Some(le) = bound else {
                     return;
                 };
-                observe_at(&mut h.buckets, &mut h.next, le, t, v);
+                if !observe_at(&mut h.buckets, &mut h.next, le, t, v) {
+                    self.over_limit += 1;
+                }
             }
             Role::Quantile => {
                 let Agg::Summary(q) = &mut series.agg else {
@@ -302,7 +316,9 @@ impl ServerMetrics {
                 let Some(at) = bound else {
                     return;
                 };
-                observe_at(&mut q.quantiles, &mut q.next, at, t, v);
+                if !observe_at(&mut q.quantiles, &mut q.next, at, t, v) {
+                    self.over_limit += 1;
+                }
             }
             Role::Sum | Role::Count => {
                 let (sum, count) = match &mut series.agg {

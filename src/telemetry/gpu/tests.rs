@@ -195,3 +195,18 @@ fn a_gpu_read_back_from_json_keeps_aggregating() {
     assert_eq!(back.fields[slot].id, FieldId::Known(i));
     assert_eq!(back.fields.len(), 2, "no second SM clock series");
 }
+
+#[test]
+fn a_gpu_names_at_most_max_pods_per_gpu() {
+    let mut t = GpuTelemetry::default();
+    let mut page = String::new();
+    for i in 0..(MAX_PODS_PER_GPU + 36) {
+        page.push_str(&format!(
+            "DCGM_FI_DEV_GPU_UTIL{{gpu=\"0\",UUID=\"GPU-a\",namespace=\"ns\",pod=\"p{i}\"}} 50\n"
+        ));
+    }
+    t.ingest("a", 0.0, page.as_bytes(), Format::Prometheus);
+    assert_eq!(t.gpus.len(), 1);
+    assert_eq!(t.gpus[0].pods.len(), MAX_PODS_PER_GPU);
+    assert_eq!(t.gpus[0].pods[0].pod, "p0", "the first ones named are kept");
+}

@@ -148,3 +148,25 @@ fn infinite_bucket_bounds_survive_json() {
             .is_err()
     );
 }
+
+#[test]
+fn series_past_the_step_budget_or_with_huge_labels_are_refused_and_counted() {
+    let mut m = ServerMetrics::new(Filter::default());
+    let huge = "y".repeat(MAX_SERIES_KEY);
+    let page = format!("# TYPE g gauge\ng{{a=\"{huge}\"}} 1\ng{{a=\"short\"}} 2\n");
+    m.ingest("http://s/metrics", 0.0, page.as_bytes(), Format::Prometheus);
+    assert_eq!(m.over_limit, 1, "the huge identity is refused");
+    assert_eq!(m.results()[0].series.len(), 1, "the short one is kept");
+    // Fill the step's budget over many families; the next new series is refused.
+    let mut m = ServerMetrics::new(Filter::default());
+    let mut page = String::new();
+    for f in 0..(MAX_SERIES / MAX_SERIES_PER_FAMILY + 1) {
+        for i in 0..MAX_SERIES_PER_FAMILY {
+            page.push_str(&format!("f{f}{{i=\"{i}\"}} 1\n"));
+        }
+    }
+    m.ingest("http://s/metrics", 0.0, page.as_bytes(), Format::Prometheus);
+    let kept: usize = m.results().iter().map(|f| f.series.len()).sum();
+    assert_eq!(kept, MAX_SERIES);
+    assert_eq!(m.over_limit, MAX_SERIES_PER_FAMILY as u64);
+}
