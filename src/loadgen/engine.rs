@@ -16,6 +16,7 @@ use super::request::{Record, path};
 use super::workload::{Request, Workload};
 
 mod result;
+pub mod saturation;
 
 use self::result::summarize;
 pub use self::result::{StepResult, StepStats};
@@ -197,6 +198,7 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
         .await;
     }
     ctx.progress.set(WorkerPhase::Measuring);
+    let probe = saturation::Probe::start();
     let started_unix_ms = unix_ms();
     let limit = match ctx.plan.stop {
         StopCondition::Requests(n) => Limit::Requests(share(n, workers, index)),
@@ -228,6 +230,9 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
         ctx.plan.goodput.as_ref(),
     );
     (r.started_unix_ms, r.ended_unix_ms) = (started_unix_ms, unix_ms());
+    let load = probe.finish(r.send_lateness_s.as_ref().map(|l| l.p99));
+    r.client_saturated = load.saturated();
+    r.client_load = Some(load);
     r
 }
 

@@ -146,7 +146,8 @@ pub(super) fn apply_results(
 /// Every health and measurement warning of the steps, each once, naming the
 /// GPU (and the step, for sweeps): the GPUs' own (temperature, memory, XID,
 /// throttling, low utilisation, power at the limit), exporters slower than
-/// they are scraped, and energy that covers only some of the GPUs.
+/// they are scraped, energy that covers only some of the GPUs, and a load
+/// generator that was itself the bottleneck.
 pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
     let several = steps.len() > 1;
     let mut out: Vec<String> = Vec::new();
@@ -172,6 +173,17 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
                     g.update_period_s.unwrap_or(0.0)
                 ));
             }
+        }
+        if let Some(load) = step
+            .client
+            .as_ref()
+            .filter(|c| c.client_saturated)
+            .and_then(|c| c.client_load.as_ref())
+        {
+            push(format!(
+                "{at}the load generator was the bottleneck ({}): its own delay is in the latencies; add workers or CPU",
+                load.saturated_because.join("; ")
+            ));
         }
         if let Some(c) = &step.coverage
             && c.gpus > 0

@@ -590,6 +590,35 @@ fn warnings_name_the_gpu_and_the_step_and_reach_a_condition() {
 }
 
 #[test]
+fn a_saturated_load_generator_is_a_warning() {
+    use crate::loadgen::engine::StepResult;
+    use crate::loadgen::engine::saturation::ClientLoad;
+    use crate::results::StepDetail;
+    let load = ClientLoad::judged(14.2, 30.0, 0.95, None);
+    let step = |saturated: bool| StepDetail {
+        client: Some(StepResult {
+            client_saturated: saturated,
+            client_load: Some(if saturated {
+                load.clone()
+            } else {
+                ClientLoad::judged(0.3, 1.0, 0.2, None)
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(results::warnings(&[step(false)]).is_empty());
+    let w = results::warnings(&[step(true)]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("the load generator was the bottleneck (its event loop woke 14.2 ms late")
+            && w[0].contains("95 %")
+            && w[0].contains("add workers"),
+        "{w:?}"
+    );
+}
+
+#[test]
 fn pods_the_installer_does_not_allow_fail_the_run_before_anything_starts() {
     let mut obs = observed(None, resolved());
     obs.pods_not_permitted =

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::saturation::ClientLoad;
 use crate::loadgen::plan::{Goodput, Step};
 use crate::loadgen::request::{ErrorKind, Record, TokenSource};
 use crate::stats::{Stats, Summary};
@@ -50,6 +51,13 @@ pub struct StepResult {
     pub started_unix_ms: u64,
     #[serde(default)]
     pub ended_unix_ms: u64,
+    /// The load generator was the bottleneck: its own delay is in the
+    /// timings (`client_load` says how).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_saturated: bool,
+    /// How loaded the load generator was (the worst worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_load: Option<ClientLoad>,
     /// The distributions behind the summaries, mergeable exactly across workers
     /// (left out once merged, in the run's results).
     #[serde(default, skip_serializing_if = "StepStats::is_empty")]
@@ -164,6 +172,8 @@ impl StepResult {
             tokens_counted: parts.iter().any(|p| p.tokens_counted),
             started_unix_ms: started,
             ended_unix_ms: ended.max(first.ended_unix_ms),
+            client_saturated: parts.iter().any(|p| p.client_saturated),
+            client_load: ClientLoad::worst(parts.iter().filter_map(|p| p.client_load.clone())),
             stats,
         })
     }
@@ -237,6 +247,8 @@ pub(super) fn summarize(
         tokens_counted: ok.iter().any(|r| r.source == TokenSource::Counted),
         started_unix_ms: 0,
         ended_unix_ms: 0,
+        client_saturated: false,
+        client_load: None,
         stats,
     };
     // One worker's step is the merge of one part, so the summaries and rates
