@@ -365,9 +365,13 @@ pub fn job(
             // A retried worker would measure a different benchmark: fail instead.
             backoff_limit: Some(0),
             suspend: Some(suspend),
+            // A backstop should the controller be gone at the timeout: later
+            // than the controller's own stop (the workers are asked to stop
+            // and their results pulled first, for up to STOP_GRACE).
             active_deadline_seconds: run.spec.timeout.map(|t| {
                 let t: std::time::Duration = t.into();
-                i64::try_from(t.as_secs().max(1)).unwrap_or(i64::MAX)
+                let backstop = t.as_secs().max(1) + super::decide::STOP_GRACE.as_secs() + 30;
+                i64::try_from(backstop).unwrap_or(i64::MAX)
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

@@ -59,12 +59,40 @@ pub struct Observed {
 pub enum Action {
     /// Create the load-generator Job with these target URLs.
     CreateJob(Vec<String>),
+    /// The run ends early: ask the workers to stop and pull what they measured.
+    StopMeasurement,
     /// Stop the Job's pods, keeping the Job.
     SuspendJob,
     /// Write the results ConfigMap from the final status.
     WriteResults,
     /// Delete the run: its TTL after finishing has passed.
     DeleteRun,
+}
+
+/// How long a run that ends early waits for its workers' results after
+/// asking them to stop, before it ends without them.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How often it looks meanwhile.
+const STOP_POLL: Duration = Duration::from_millis(500);
+
+/// A run that ends early (cancel, timeout) whose workers run: they are asked
+/// to stop, and the run waits (at most [`STOP_GRACE`]) until their results —
+/// what they measured up to the stop — are in, then ends as it would have.
+/// Returns whether it waits.
+fn holds_for_stop(d: &mut Decision, observed: &Observed, job_active: bool) -> bool {
+    let Some(v) = observed.session.as_ref() else {
+        return false;
+    };
+    if !job_active || v.stage == Stage::Done {
+        return false;
+    }
+    match v.stopping_for {
+        None => d.actions.push(Action::StopMeasurement),
+        Some(waited) if waited < STOP_GRACE => {}
+        Some(_) => return false,
+    }
+    d.requeue_after = Some(STOP_POLL);
+    true
 }
 
 /// An event to publish for a transition.
@@ -175,9 +203,18 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
     );
 
     let job_active = observed.job.as_ref().is_some_and(|j| finished(j).is_none());
+    if (run.spec.cancel || deadline(run, &old).is_some_and(|dl| now >= dl))
+        && holds_for_stop(&mut d, observed, job_active)
+    {
+        return transition(d, phase);
+    }
     if run.spec.cancel {
         if job_active {
             d.actions.push(Action::SuspendJob);
+        }
+        // What the workers measured up to the stop, when it arrived.
+        if let Some(v) = observed.session.as_ref().filter(|v| v.stage == Stage::Done) {
+            apply_results(&mut d.status, run, &v.steps, generation, &t);
         }
         finish(
             &mut d,
@@ -194,6 +231,9 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         if now >= deadline {
             if job_active {
                 d.actions.push(Action::SuspendJob);
+            }
+            if let Some(v) = observed.session.as_ref().filter(|v| v.stage == Stage::Done) {
+                apply_results(&mut d.status, run, &v.steps, generation, &t);
             }
             let limit = run.spec.timeout.map(|t| t.to_string()).unwrap_or_default();
             finish(

@@ -252,6 +252,11 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                     .await?;
                 ctx.sessions.ensure(&ctx.client, run, false);
             }
+            Action::StopMeasurement => {
+                if let Some(session) = ctx.sessions.get(run) {
+                    session.stop();
+                }
+            }
             Action::SuspendJob => {
                 let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
                 let patch = Patch::Merge(json!({"spec": {"suspend": true}}));

@@ -46,6 +46,10 @@ pub struct Progress {
     pub errors: AtomicU64,
     pub in_flight: AtomicU64,
     pub output_tokens: AtomicU64,
+    /// Asked to stop (the run was cancelled or timed out): no request is
+    /// sent after it, the ones in flight are dropped uncounted, and the step
+    /// under way ends there with what it measured.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl Progress {
@@ -124,8 +128,13 @@ pub async fn run_with(
     });
     let mut results = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
+        if ctx.progress.stop.is_cancelled() {
+            break;
+        }
         ctx.progress.step.store(i as u64, Ordering::Relaxed);
-        results.push(run_step(&ctx, step, index).await);
+        if let Some(r) = run_step(&ctx, step, index).await {
+            results.push(r);
+        }
     }
     ctx.progress.set(WorkerPhase::Done);
     Ok(results)
@@ -180,7 +189,8 @@ impl Ctx {
     }
 }
 
-async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
+/// One step; `None` when a stop came before its measured phase began.
+async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> Option<StepResult> {
     let workers = ctx.plan.workers;
     // This worker's part: what it runs, and what its result reports.
     let step = &worker_step(step, workers, index);
@@ -196,6 +206,9 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
             None,
         )
         .await;
+    }
+    if ctx.progress.stop.is_cancelled() {
+        return None;
     }
     ctx.progress.set(WorkerPhase::Measuring);
     let probe = saturation::Probe::start();
@@ -233,7 +246,8 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> StepResult {
     let load = probe.finish(r.send_lateness_s.as_ref().map(|l| l.p99));
     r.client_saturated = load.saturated();
     r.client_load = Some(load);
-    r
+    r.stopped = ctx.progress.stop.is_cancelled();
+    Some(r)
 }
 
 #[derive(Clone, Copy)]
@@ -281,20 +295,27 @@ async fn closed_loop(
                     });
                     for turn in 0..turns.unwrap_or(1).max(1) {
                         let t = tickets.fetch_add(1, Ordering::Relaxed);
-                        if !limit.allows(t) {
+                        if !limit.allows(t) || ctx.progress.stop.is_cancelled() {
                             return mine;
                         }
-                        let r = match id {
-                            None => ctx.one(t).await,
-                            Some(id) => {
-                                let req = ctx
-                                    .workload
-                                    .conversation_turn(&ctx.plan, id, turn, &history);
-                                history.push(req.user_text.clone());
-                                let mut r = ctx.send(t, req, true).await;
-                                history.push(r.text.take().unwrap_or_default());
-                                r
+                        let request = async {
+                            match id {
+                                None => ctx.one(t).await,
+                                Some(id) => {
+                                    let req = ctx
+                                        .workload
+                                        .conversation_turn(&ctx.plan, id, turn, &history);
+                                    history.push(req.user_text.clone());
+                                    let mut r = ctx.send(t, req, true).await;
+                                    history.push(r.text.take().unwrap_or_default());
+                                    r
+                                }
                             }
+                        };
+                        // A stop drops the request in flight, uncounted.
+                        let r = tokio::select! {
+                            r = request => r,
+                            _ = ctx.progress.stop.cancelled() => return mine,
                         };
                         let ok = r.ok;
                         mine.push(r);
@@ -345,23 +366,30 @@ async fn open_loop(
         {
             break;
         }
-        tokio::time::sleep_until(at).await;
-        let permit = cap
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let stop = &ctx.progress.stop;
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = stop.cancelled() => break,
+        }
+        let permit = tokio::select! {
+            p = cap.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = stop.cancelled() => break,
+        };
         lateness.push(start.elapsed().as_secs_f64() - due);
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
-            let r = ctx.one(ticket).await;
+            // A stop drops the request in flight, uncounted.
+            let r = tokio::select! {
+                r = ctx.one(ticket) => Some(r),
+                _ = ctx.progress.stop.cancelled() => None,
+            };
             drop(permit);
             r
         }));
     }
     let mut records = Vec::new();
     for t in tasks {
-        if let Ok(r) = t.await {
+        if let Ok(Some(r)) = t.await {
             records.push(r);
         }
     }

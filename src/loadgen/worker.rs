@@ -8,6 +8,7 @@
 //! | `POST /start` `{"atUnixMs": T}` (body optional) | 202; the run begins at T (or now); 409 when already started |
 //! | `GET /result` | 200 with the [`WorkerResult`] once the run is over, else 503 with the phase |
 //! | `POST /result/ack` | 200 once the result is over and the controller holds it; 409 before |
+//! | `POST /stop` | 202: send nothing more, drop what is in flight, and end with what was measured (cancel, timeout) |
 //!
 //! When the worker has a token (`BENCHRUN_WORKER_TOKEN`, from the run's
 //! Secret), every request but `GET /ready` (the kubelet's probe) must carry
@@ -128,6 +129,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/start", post(start))
         .route("/result", get(result))
         .route("/result/ack", post(acknowledge))
+        .route("/stop", post(stop))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             authorize,
@@ -210,6 +212,20 @@ async fn result(State(s): State<Arc<Shared>>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// The run ends early: the load stops and the result holds what was measured.
+/// A worker not started yet is started, so that it ends at once.
+async fn stop(State(s): State<Arc<Shared>>) -> Response {
+    s.progress.stop.cancel();
+    s.start.send_if_modified(|v| {
+        let fresh = v.is_none();
+        if fresh {
+            *v = Some(Start::default());
+        }
+        fresh
+    });
+    (StatusCode::ACCEPTED, "stopping\n").into_response()
 }
 
 /// The controller holds the result: the worker may exit.
@@ -327,6 +343,7 @@ mod tests {
             ("POST", "/start"),
             ("GET", "/result"),
             ("POST", "/result/ack"),
+            ("POST", "/stop"),
         ] {
             for auth in [
                 None,
@@ -339,6 +356,7 @@ mod tests {
             }
         }
         assert!(shared.start.borrow().is_none(), "nobody started it");
+        assert!(!shared.progress.stop.is_cancelled(), "nobody stopped it");
         let r = call("GET", "/result", Some("Bearer s3cret")).await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(
@@ -348,6 +366,14 @@ mod tests {
                 .status(),
             202
         );
+        assert_eq!(
+            call("POST", "/stop", Some("Bearer s3cret"))
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+        assert!(shared.progress.stop.is_cancelled());
     }
 
     #[tokio::test]

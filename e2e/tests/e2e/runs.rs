@@ -102,14 +102,29 @@ async fn cancel_stops_the_load_and_ends_the_run_cancelled() {
     )
     .await
     .unwrap();
-    // The partial results are kept, and say what is missing.
+    // What was measured up to the cancel is kept: the workers were stopped
+    // and their results pulled before the Job was suspended.
     let cm = ns.api::<ConfigMap>().get("c-results").await.unwrap();
     let doc: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["summary.json"]).unwrap();
     assert_eq!(doc["phase"], "Cancelled");
     let notes = doc["notes"].to_string();
-    assert!(notes.contains("were not collected"), "{notes}");
+    assert!(notes.contains("ended early"), "{notes}");
+    let client = &doc["details"][0]["client"];
+    let requests = client["requests"].as_u64().unwrap_or(0);
+    assert!(
+        requests > 0,
+        "the client's requests up to the cancel: {doc:#}"
+    );
+    assert_eq!(client["successes"].as_u64(), Some(requests), "{client:#}");
+    assert_eq!(client["stopped"], true, "{client:#}");
     let server = doc["details"][0]["server"].as_array().map_or(0, Vec::len);
     assert!(server > 0, "the server metrics up to the cancel: {doc:#}");
+    let cancelled = runs.get("c").await.unwrap();
+    let summary = cancelled.status.and_then(|s| s.summary).unwrap();
+    assert!(
+        summary.request_throughput.is_some_and(|t| t > 0.0),
+        "{summary:?}"
+    );
     ns.delete().await.unwrap();
 }
 
@@ -118,7 +133,7 @@ async fn a_run_past_its_timeout_fails_with_reason_timeout() {
     let ns = setup("timeout", Some(18203)).await;
     let runs = ns.api::<BenchmarkRun>();
     let load = format!("\n    concurrency: 1\n    duration: 10m{SHORT_OUTPUT}");
-    runs.create(&PostParams::default(), &run("t", &load, "  timeout: 5s\n"))
+    runs.create(&PostParams::default(), &run("t", &load, "  timeout: 12s\n"))
         .await
         .unwrap();
     let failed = wait_for(&runs, "t", "Failed", LONG, phase_is("Failed"))
@@ -128,6 +143,18 @@ async fn a_run_past_its_timeout_fails_with_reason_timeout() {
         failed_message(&failed).starts_with("Timeout"),
         "{}",
         failed_message(&failed)
+    );
+    // What was measured until the timeout is kept, in the status too.
+    let cm = ns.api::<ConfigMap>().get("t-results").await.unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["summary.json"]).unwrap();
+    let requests = doc["details"][0]["client"]["requests"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(requests > 0, "{doc:#}");
+    let summary = failed.status.and_then(|s| s.summary).unwrap();
+    assert!(
+        summary.request_throughput.is_some_and(|t| t > 0.0),
+        "{summary:?}"
     );
     ns.delete().await.unwrap();
 }

@@ -85,7 +85,8 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
     assert_eq!((spec.completions, spec.parallelism), (Some(2), Some(2)));
     assert_eq!(spec.backoff_limit, Some(0));
     assert_eq!(spec.suspend, Some(false));
-    assert_eq!(spec.active_deadline_seconds, Some(1800));
+    // 30 min, then the controller's stop grace and a margin: a backstop.
+    assert_eq!(spec.active_deadline_seconds, Some(1800 + 20 + 30));
 
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));

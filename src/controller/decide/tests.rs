@@ -51,6 +51,7 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
 /// A session whose results are all in.
 fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
     SessionView {
+        stopping_for: None,
         stage: Stage::Done,
         progress: None,
         endpoints: None,
@@ -211,6 +212,62 @@ fn cancel_suspends_the_job_and_keeps_results() {
     fresh.spec.cancel = true;
     let d = decide(&fresh, &observed(None, Target::NotNeeded), at(0));
     assert_eq!(d.actions, vec![Action::WriteResults]);
+}
+
+/// A run that ends early while its workers run asks them to stop, waits for
+/// what they measured (at most STOP_GRACE), and keeps it in its status.
+#[test]
+fn an_early_end_stops_the_workers_and_keeps_what_they_measured() {
+    use crate::loadgen::engine::StepResult;
+    use crate::results::StepDetail;
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let mut cancelled = r.clone();
+    cancelled.spec.cancel = true;
+    let mut timed = r.clone();
+    timed.spec.timeout = Some(Duration::from_secs(10).into());
+    for (r, at_s, phase) in [
+        (cancelled, 20, Phase::Cancelled),
+        (timed, 61, Phase::Failed),
+    ] {
+        let with = |session: SessionView| {
+            let mut obs = observed(Some(job(json!({"active": 1}))), Target::NotNeeded);
+            obs.session = Some(session);
+            decide(&r, &obs, at(at_s))
+        };
+        let running = |stopping_for| SessionView {
+            stage: Stage::Running,
+            stopping_for,
+            ..session_done(vec![])
+        };
+        // First the stop, and nothing ends yet.
+        let d = with(running(None));
+        assert_eq!(d.actions, vec![Action::StopMeasurement], "{phase:?}");
+        assert_ne!(d.status.phase, Some(phase));
+        assert_eq!(d.requeue_after, Some(Duration::from_millis(500)));
+        // Waiting for the results.
+        let d = with(running(Some(Duration::from_secs(3))));
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        // In: the run ends with the measured part in its status.
+        let step = StepDetail {
+            client: Some(StepResult {
+                requests: 40,
+                successes: 40,
+                requests_per_s: 8.0,
+                stopped: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = with(session_done(vec![step]));
+        assert_eq!(d.status.phase, Some(phase));
+        assert_eq!(d.actions, vec![Action::SuspendJob, Action::WriteResults]);
+        let summary = d.status.summary.clone().expect("the measured part");
+        assert_eq!(summary.request_throughput, Some(8.0));
+        // Never in: the run ends without them after the grace.
+        let d = with(running(Some(STOP_GRACE)));
+        assert_eq!(d.status.phase, Some(phase));
+        assert_eq!(d.actions, vec![Action::SuspendJob, Action::WriteResults]);
+    }
 }
 
 #[test]

@@ -58,6 +58,8 @@ pub struct SessionView {
     pub refused: Option<String>,
     /// Per step, the status summary (once the results are in).
     pub steps: Vec<StepDetail>,
+    /// How long ago the workers were asked to stop (the run ends early).
+    pub stopping_for: Option<Duration>,
 }
 
 /// What the session task and the reconciler share.
@@ -70,6 +72,8 @@ struct Shared {
     client_coverage: Vec<WorkerCoverage>,
     /// Session time of the latest scrape.
     last_scrape_t: f64,
+    /// The run ends early (cancel, timeout): when the stop was asked for.
+    stop_asked: Option<Instant>,
     logs: BTreeMap<(Kind, String), EndpointLog>,
     inference: BTreeSet<String>,
     discovery_notes: Vec<String>,
@@ -105,7 +109,14 @@ impl Session {
             discovery_note: (!s.discovery_notes.is_empty()).then(|| s.discovery_notes.join("; ")),
             refused: (!s.refused.is_empty()).then(|| s.refused.join("; ")),
             steps: details,
+            stopping_for: s.stop_asked.map(|t| t.elapsed()),
         }
+    }
+
+    /// The run ends early: the workers are asked to stop, and their results
+    /// (what they measured until then) pulled as at a normal end.
+    pub fn stop(&self) {
+        self.lock().stop_asked.get_or_insert_with(Instant::now);
     }
 
     /// Everything gathered so far: step details, endpoints, notes. Partial when
@@ -115,6 +126,19 @@ impl Session {
         let mut notes = s.notes.clone();
         notes.extend(s.refused.iter().cloned());
         notes.extend(s.discovery_notes.iter().cloned());
+        let stopped: Vec<String> = s
+            .client
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.stopped))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        if !stopped.is_empty() {
+            notes.push(format!(
+                "the run ended early (cancel or timeout): step {}'s figures cover its measured part, up to the stop",
+                stopped.join(", ")
+            ));
+        }
         if s.stage != Stage::Done {
             notes.push(
                 "the load generators' results were not collected (the run ended before they finished); client figures are missing"
@@ -242,6 +266,7 @@ impl Sessions {
             client: Vec::new(),
             client_coverage: Vec::new(),
             last_scrape_t: 0.0,
+            stop_asked: None,
             logs: BTreeMap::new(),
             inference: BTreeSet::new(),
             discovery_notes: Vec::new(),

@@ -448,8 +448,21 @@ async fn follow(d: &Driver, bases: &[Worker], first_step_at: Option<u64>, resume
         d.save(active, next_step);
         info!(job = %d.inputs.job, step = 0, "measured phase started");
     }
+    let mut stop_sent = false;
     loop {
         tokio::time::sleep(POLL).await;
+        if !stop_sent && d.shared().stop_asked.is_some() {
+            // The run ends early: every worker ends its step where it is; the
+            // closing boundary scrape follows as at any step's end.
+            stop_sent = true;
+            let stops = bases.iter().map(|w| workers::stop(&d.http, w));
+            for (w, r) in bases.iter().zip(futures::future::join_all(stops).await) {
+                if let Err(e) = r {
+                    warn!(worker = %w, "stopping the worker: {e}");
+                }
+            }
+            info!(job = %d.inputs.job, "load generators stopped (the run ends early)");
+        }
         let polls =
             futures::future::join_all(bases.iter().map(|b| workers::progress(&d.http, b))).await;
         let progress: Vec<WorkerProgress> = polls.into_iter().filter_map(Result::ok).collect();

@@ -226,6 +226,21 @@ pub async fn acknowledge(client: &HttpClient, w: &Worker) -> Result<(), String> 
     }
 }
 
+/// `POST /stop`: the run ends early; the worker ends with what it measured.
+pub async fn stop(client: &HttpClient, w: &Worker) -> Result<(), String> {
+    let req = w
+        .request(http::Method::POST, "/stop")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    match call(client, req, Duration::from_secs(5)).await? {
+        (202, _) => Ok(()),
+        (s, body) => Err(format!(
+            "POST /stop: HTTP {s}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,10 @@ pub struct StepResult {
     /// How loaded the load generator was (the worst worker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_load: Option<ClientLoad>,
+    /// The run was stopped during this step (cancel, timeout): the figures
+    /// cover its measured part, up to the stop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
     /// The distributions behind the summaries, mergeable exactly across workers
     /// (left out once merged, in the run's results).
     #[serde(default, skip_serializing_if = "StepStats::is_empty")]
@@ -173,6 +177,7 @@ impl StepResult {
             started_unix_ms: started,
             ended_unix_ms: ended.max(first.ended_unix_ms),
             client_saturated: parts.iter().any(|p| p.client_saturated),
+            stopped: parts.iter().any(|p| p.stopped),
             client_load: ClientLoad::worst(parts.iter().filter_map(|p| p.client_load.clone())),
             stats,
         })
@@ -249,6 +254,7 @@ pub(super) fn summarize(
         ended_unix_ms: 0,
         client_saturated: false,
         client_load: None,
+        stopped: false,
         stats,
     };
     // One worker's step is the merge of one part, so the summaries and rates

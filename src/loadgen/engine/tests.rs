@@ -208,3 +208,47 @@ fn an_empty_steps_result_survives_json() {
     let back: crate::loadgen::cli::WorkerResult = serde_json::from_str(&json).unwrap();
     assert_eq!(back.steps, vec![empty]);
 }
+
+/// A stop (cancel, timeout) ends the step under way with what it measured,
+/// and no later step runs.
+#[tokio::test]
+async fn a_stop_ends_the_run_with_what_was_measured() {
+    let url = server("ok").await;
+    for rate in [None, Some(400.0)] {
+        let mut p = plan_for(url.clone(), 1_000_000);
+        p.warmup_requests = 0;
+        let step = p.steps[0].clone();
+        p.steps = vec![
+            Step {
+                concurrency: Some(2),
+                rate,
+            },
+            step,
+        ];
+        let progress = Arc::new(Progress::default());
+        let stopper = progress.clone();
+        tokio::spawn(async move {
+            while stopper.done.load(Ordering::Relaxed) < 20 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            stopper.stop.cancel();
+        });
+        let steps = tokio::time::timeout(Duration::from_secs(20), run_with(&p, 0, None, progress))
+            .await
+            .expect("the stop ends the run")
+            .unwrap();
+        assert_eq!(steps.len(), 1, "no step after the stop ({rate:?})");
+        let r = &steps[0];
+        assert!(r.stopped, "{rate:?}");
+        assert!(
+            r.requests >= 20 && r.requests < 1_000_000,
+            "{} ({rate:?})",
+            r.requests
+        );
+        assert_eq!(
+            r.successes, r.requests,
+            "in-flight requests are dropped, not failed"
+        );
+        assert!(r.ended_unix_ms >= r.started_unix_ms);
+    }
+}
