@@ -213,29 +213,24 @@ pub async fn result(client: &HttpClient, w: &Worker) -> Result<Option<WorkerResu
 /// `POST /result/ack`: the controller holds the worker's result; the worker
 /// may exit. A worker already gone counts as acknowledged by whoever took it.
 pub async fn acknowledge(client: &HttpClient, w: &Worker) -> Result<(), String> {
-    let req = w
-        .request(http::Method::POST, "/result/ack")
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    match call(client, req, Duration::from_secs(5)).await? {
-        (200, _) => Ok(()),
-        (s, body) => Err(format!(
-            "POST /result/ack: HTTP {s}: {}",
-            String::from_utf8_lossy(&body).trim()
-        )),
-    }
+    post(client, w, "/result/ack", 200).await
 }
 
 /// `POST /stop`: the run ends early; the worker ends with what it measured.
 pub async fn stop(client: &HttpClient, w: &Worker) -> Result<(), String> {
+    post(client, w, "/stop", 202).await
+}
+
+/// An empty `POST` to `path` that must answer `expect`.
+async fn post(client: &HttpClient, w: &Worker, path: &str, expect: u16) -> Result<(), String> {
     let req = w
-        .request(http::Method::POST, "/stop")
+        .request(http::Method::POST, path)
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
     match call(client, req, Duration::from_secs(5)).await? {
-        (202, _) => Ok(()),
+        (s, _) if s == expect => Ok(()),
         (s, body) => Err(format!(
-            "POST /stop: HTTP {s}: {}",
+            "POST {path}: HTTP {s}: {}",
             String::from_utf8_lossy(&body).trim()
         )),
     }
