@@ -203,12 +203,28 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
     );
 
     let job_active = observed.job.as_ref().is_some_and(|j| finished(j).is_none());
-    if (run.spec.cancel || deadline(run, &old).is_some_and(|dl| now >= dl))
-        && holds_for_stop(&mut d, observed, job_active)
-    {
-        return transition(d, phase);
-    }
-    if run.spec.cancel {
+    let timeout_at = deadline(run, &old);
+    // A run that ends early: cancelled, or past its timeout.
+    let early = if run.spec.cancel {
+        Some((
+            Phase::Cancelled,
+            "Cancelled",
+            "cancelled through spec.cancel".to_string(),
+        ))
+    } else {
+        timeout_at.filter(|dl| now >= *dl).map(|_| {
+            let limit = run.spec.timeout.map(|t| t.to_string()).unwrap_or_default();
+            (
+                Phase::Failed,
+                "Timeout",
+                format!("the run passed its timeout of {limit}"),
+            )
+        })
+    };
+    if let Some((end, reason, message)) = early {
+        if holds_for_stop(&mut d, observed, job_active) {
+            return transition(d, phase);
+        }
         if job_active {
             d.actions.push(Action::SuspendJob);
         }
@@ -216,38 +232,12 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         if let Some(v) = observed.session.as_ref().filter(|v| v.stage == Stage::Done) {
             apply_results(&mut d.status, run, &v.steps, generation, &t);
         }
-        finish(
-            &mut d,
-            Phase::Cancelled,
-            "Cancelled",
-            "cancelled through spec.cancel".into(),
-            generation,
-            &t,
-        );
+        finish(&mut d, end, reason, message, generation, &t);
         d.actions.push(Action::WriteResults);
         return transition(d, phase);
     }
-    if let Some(deadline) = deadline(run, &old) {
-        if now >= deadline {
-            if job_active {
-                d.actions.push(Action::SuspendJob);
-            }
-            if let Some(v) = observed.session.as_ref().filter(|v| v.stage == Stage::Done) {
-                apply_results(&mut d.status, run, &v.steps, generation, &t);
-            }
-            let limit = run.spec.timeout.map(|t| t.to_string()).unwrap_or_default();
-            finish(
-                &mut d,
-                Phase::Failed,
-                "Timeout",
-                format!("the run passed its timeout of {limit}"),
-                generation,
-                &t,
-            );
-            d.actions.push(Action::WriteResults);
-            return transition(d, phase);
-        }
-        d.requeue_after = Some(until(now, deadline).min(RESYNC));
+    if let Some(at) = timeout_at {
+        d.requeue_after = Some(until(now, at).min(RESYNC));
     }
 
     if let (None, Some(why)) = (&observed.job, &observed.pods_not_permitted) {

@@ -104,12 +104,8 @@ impl ControllerOpts {
     /// The telemetry policy these options set: the operator's own namespace
     /// is open to every run (the chart's exporters run there).
     pub fn policy(&self) -> Result<session::policy::Policy, String> {
-        let mut namespaces: std::collections::BTreeSet<String> = self
-            .telemetry_namespaces
-            .iter()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty())
-            .collect();
+        let mut namespaces: std::collections::BTreeSet<String> =
+            non_empty(&self.telemetry_namespaces).into_iter().collect();
         namespaces.insert(self.lease_namespace.clone());
         // The API server's addresses as the pod sees them.
         let api_server = std::env::var("KUBERNETES_SERVICE_HOST")
@@ -117,10 +113,8 @@ impl ControllerOpts {
             .and_then(|h| h.parse().ok())
             .into_iter()
             .collect();
-        let allowed_hosts = self
-            .telemetry_allowed_hosts
+        let allowed_hosts = non_empty(&self.telemetry_allowed_hosts)
             .iter()
-            .filter(|h| !h.trim().is_empty())
             .map(|h| {
                 h.parse()
                     .map_err(|e| format!("--telemetry-allowed-host: {e}"))

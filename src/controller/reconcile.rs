@@ -110,17 +110,7 @@ async fn reconcile_run(run: &BenchmarkRun, ctx: &Context) -> Result<Requeue, Err
 /// Removes the run's checkpoint ConfigMaps (only those the run owns).
 async fn delete_checkpoint(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<(), Error> {
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-    let lp = ListParams::default().labels(&format!(
-        "app.kubernetes.io/component=checkpoint,{}={}",
-        names::RUN_LABEL,
-        names::labels(run, "checkpoint")[names::RUN_LABEL]
-    ));
-    for cm in cms.list(&lp).await?.items {
-        if decide::owned_by(&cm, run) {
-            ignore_not_found(cms.delete(&cm.name_any(), &DeleteParams::default()).await)?;
-        }
-    }
-    Ok(())
+    delete_owned(&cms, run, "checkpoint", |_| false).await
 }
 
 /// Creates the run's worker token Secret (before its Job, which mounts it).
@@ -327,17 +317,24 @@ async fn write_results(
         cms.patch(&name, &apply, &Patch::Apply(&cm)).await?;
         written.insert(name);
     }
-    let mine = names::labels(run, "results");
-    let selector = format!("{}={}", names::RUN_LABEL, mine[names::RUN_LABEL]);
+    delete_owned(cms, run, "results", |name| written.contains(name)).await
+}
+
+/// Deletes the run's own ConfigMaps of `component` (by label, and only those
+/// it owns), except those `keep` names.
+async fn delete_owned(
+    cms: &Api<ConfigMap>,
+    run: &BenchmarkRun,
+    component: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(), Error> {
+    let selector = format!(
+        "app.kubernetes.io/component={component},{}={}",
+        names::RUN_LABEL,
+        names::labels(run, component)[names::RUN_LABEL]
+    );
     for cm in cms.list(&ListParams::default().labels(&selector)).await? {
-        let component = cm
-            .labels()
-            .get("app.kubernetes.io/component")
-            .map(String::as_str);
-        if component == Some("results")
-            && decide::owned_by(&cm, run)
-            && !written.contains(&cm.name_any())
-        {
+        if decide::owned_by(&cm, run) && !keep(&cm.name_any()) {
             ignore_not_found(cms.delete(&cm.name_any(), &DeleteParams::default()).await)?;
         }
     }

@@ -183,15 +183,7 @@ async fn start(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             }
         }
     };
-    let mut fresh = false;
-    s.start.send_if_modified(|v| {
-        fresh = v.is_none();
-        if fresh {
-            *v = Some(req);
-        }
-        fresh
-    });
-    if fresh {
+    if start_once(&s, req) {
         (StatusCode::ACCEPTED, "starting\n").into_response()
     } else {
         (StatusCode::CONFLICT, "already started\n").into_response()
@@ -218,14 +210,19 @@ async fn result(State(s): State<Arc<Shared>>) -> Response {
 /// A worker not started yet is started, so that it ends at once.
 async fn stop(State(s): State<Arc<Shared>>) -> Response {
     s.progress.stop.cancel();
+    start_once(&s, Start::default());
+    (StatusCode::ACCEPTED, "stopping\n").into_response()
+}
+
+/// Sets the start unless one was set before; whether this call set it.
+fn start_once(s: &Shared, req: Start) -> bool {
     s.start.send_if_modified(|v| {
         let fresh = v.is_none();
         if fresh {
-            *v = Some(Start::default());
+            *v = Some(req);
         }
         fresh
-    });
-    (StatusCode::ACCEPTED, "stopping\n").into_response()
+    })
 }
 
 /// The controller holds the result: the worker may exit.
