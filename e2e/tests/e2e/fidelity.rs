@@ -383,8 +383,13 @@ async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succe
         .filter_map(|g| g["reason"].as_str())
         .collect();
     assert!(reasons.contains(&"PartialGpus"), "{coverage:#}");
+    // No counter on this board: energy, if any power samples came in time,
+    // is their integral (an exporter that dies at once leaves none).
     let energy = &doc["details"][0]["gpus"][0]["energy"];
-    assert_eq!(energy["source"], "powerIntegral", "{energy:#}");
+    assert!(
+        energy.is_null() || energy["source"] == "powerIntegral",
+        "{energy:#}"
+    );
     let valid = status
         .conditions
         .iter()
