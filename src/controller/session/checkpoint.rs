@@ -162,6 +162,22 @@ pub struct Store {
 }
 
 impl Store {
+    /// The store of `run` (with its UID `run_uid`) in its namespace `ns`.
+    pub fn new(
+        client: &kube::Client,
+        ns: &str,
+        run: &crate::api::BenchmarkRun,
+        run_uid: &str,
+    ) -> Self {
+        let base = crate::controller::names::checkpoint_name(run);
+        Store {
+            api: Api::namespaced(client.clone(), ns),
+            meta: crate::controller::build::owned_meta(run, base.clone(), "checkpoint"),
+            base,
+            run_uid: run_uid.to_string(),
+        }
+    }
+
     /// The ConfigMap is the run's own.
     fn owns(&self, cm: &ConfigMap) -> bool {
         cm.metadata

@@ -12,8 +12,9 @@
 //!
 //! The reconciler reads a [`SessionView`] (progress, endpoints, the summary once
 //! there is one) and writes the results from [`Session::document`]. A session
-//! lives in memory: after a controller restart a new one picks the run up where
-//! it is, and the results say what the restart cost.
+//! lives in memory and checkpoints itself to the run's `<run>-checkpoint`
+//! ([`checkpoint`]): after a controller restart a new one continues from the
+//! checkpoint, and the results say what the gap cost.
 
 mod checkpoint;
 mod collect;
@@ -287,16 +288,7 @@ impl Sessions {
             resumed,
             policy: self.policy.clone(),
             shared: shared.clone(),
-            store: checkpoint::Store {
-                api: kube::Api::namespaced(client.clone(), &ns),
-                base: crate::controller::names::checkpoint_name(run),
-                meta: crate::controller::build::owned_meta(
-                    run,
-                    crate::controller::names::checkpoint_name(run),
-                    "checkpoint",
-                ),
-                run_uid: uid.clone(),
-            },
+            store: checkpoint::Store::new(client, &ns, run, &uid),
             token: self.key.as_ref().map(|k| k.token(&uid)),
         }));
         let s = Arc::new(Session { shared, task });

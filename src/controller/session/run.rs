@@ -70,8 +70,6 @@ struct Driver {
 struct Resume {
     active: Option<usize>,
     next_step: usize,
-    /// Session time of the predecessor's last scrape.
-    last_scrape_t: f64,
     results: Option<(Vec<crate::loadgen::cli::WorkerResult>, u32)>,
 }
 
@@ -97,7 +95,6 @@ impl Driver {
         Resume {
             active: cp.active,
             next_step: cp.next_step,
-            last_scrape_t: cp.last_scrape_t,
             results: cp.results.map(|r| (r, cp.workers)),
         }
     }
@@ -425,15 +422,17 @@ async fn follow(d: &Driver, bases: &[Worker], first_step_at: Option<u64>, resume
         // was measuring continues from its own opening readings.
         (active, next_step, resumed_noted) = (r.active, r.next_step, true);
         if let Some(k) = active {
+            // The predecessor's last scrape (restored with the checkpoint).
+            let before = d.shared().last_scrape_t;
             d.scrape(k, false).await;
             let mut s = d.shared();
             let now = s.last_scrape_t;
             if let Some(step) = s.telemetry.get_mut(k) {
-                step.interruptions.push((r.last_scrape_t, now));
+                step.interruptions.push((before, now));
             }
             s.notes.push(format!(
                 "a new controller took this run over from its checkpoint during step {k}: {:.1} s without scrapes, which the energy counters span",
-                (now - r.last_scrape_t).max(0.0)
+                (now - before).max(0.0)
             ));
             drop(s);
             next_scrape = Instant::now() + interval;
