@@ -14,21 +14,6 @@ pub mod inspect;
 pub mod out;
 pub mod results;
 
-/// A Go-style duration ("25ms", "1.5s", "100us", "2m") for clap.
-pub fn go_duration(s: &str) -> Result<std::time::Duration, String> {
-    s.parse::<crate::api::GoDuration>()
-        .map(Into::into)
-        .map_err(|e| format!("{s:?} is not a duration like 25ms, 1.5s or 2m: {e}"))
-}
-
-/// A probability flag: a number in 0..=1.
-pub fn probability(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
-    }
-}
-
 /// benchrun: benchmark LLM inference on Kubernetes, with the GPU energy it costs.
 #[derive(Parser, Debug)]
 #[command(name = "benchrun", version, about, long_about = None)]
@@ -55,7 +40,7 @@ pub enum Command {
     /// Run the operator.
     Controller(ControllerOpts),
     /// Generate load against an OpenAI-compatible endpoint (standalone, or as a Job worker).
-    Loadgen(crate::loadgen::cli::LoadgenOpts),
+    Loadgen(crate::worker::LoadgenOpts),
     /// Simulators for dry runs without GPUs: `sim inference` and `sim dcgm`.
     #[command(subcommand)]
     Sim(crate::sim::SimCommand),
@@ -139,7 +124,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Validate { files } => validate_files(&files),
-        Command::Loadgen(opts) => crate::loadgen::cli::main(opts),
+        Command::Loadgen(opts) => crate::worker::main(opts),
         Command::Sim(cmd) => {
             init_tracing(&cli.log, cli.log_format);
             crate::sim::main(cmd)

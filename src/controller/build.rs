@@ -250,7 +250,7 @@ pub fn job(
     if settings.worker_token {
         let name = super::worker_auth::token_secret_name(run);
         let key = super::worker_auth::TOKEN_KEY.to_string();
-        secrets.push((lp::WORKER_TOKEN_ENV, name, key));
+        secrets.push((crate::contract::WORKER_TOKEN_ENV, name, key));
     }
     for (var, name, key) in secrets {
         env_vars.push(EnvVar {
@@ -306,7 +306,7 @@ pub fn job(
         env: Some(env_vars),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
-            container_port: i32::from(lp::WORKER_PORT),
+            container_port: i32::from(crate::contract::WORKER_PORT),
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),

@@ -7,9 +7,9 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use super::build::BuildSettings;
 use super::metrics::Metrics;
-use super::session::Sessions;
-use super::session::policy::Policy;
 use super::worker_auth::WorkerKey;
+use crate::discovery::policy::Policy;
+use crate::measure::Sessions;
 
 /// Shared state of the reconcilers, behind an `Arc`.
 pub struct Context {
@@ -21,6 +21,8 @@ pub struct Context {
     pub sessions: Sessions,
     /// The key of the workers' per-run tokens.
     pub worker_key: Option<WorkerKey>,
+    /// What runs may make their measurements read.
+    pub policy: Arc<Policy>,
 }
 
 impl Context {
@@ -41,8 +43,9 @@ impl Context {
             client,
             settings,
             metrics,
-            sessions: Sessions::new(policy, worker_key.clone()),
+            sessions: Sessions::default(),
             worker_key,
+            policy: Arc::new(policy),
         }
     }
 }

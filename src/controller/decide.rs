@@ -11,8 +11,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
 use super::conditions::{self as cond, ACCEPTED, DISCOVERED, FAILED, RUNNING, SUCCEEDED};
-use super::session::{SessionView, Stage};
 use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase};
+use crate::measure::{SessionView, Stage};
 
 pub mod pods;
 mod results;

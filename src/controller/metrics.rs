@@ -51,6 +51,11 @@ impl Default for Metrics {
             "Measurement sessions running in this controller",
             measurements.clone(),
         );
+        registry.register(
+            "worker_requests",
+            "Requests sent to load-generator workers (start, progress, result, stop)",
+            crate::measure::workers::REQUESTS.clone(),
+        );
         Metrics {
             registry,
             reconciles,

@@ -12,10 +12,10 @@ pub mod dereference;
 mod error;
 pub mod health;
 mod leader;
+pub mod measurement;
 pub mod metrics;
 pub mod names;
 mod reconcile;
-pub mod session;
 pub mod worker_auth;
 
 use std::net::SocketAddr;
@@ -103,7 +103,7 @@ pub struct ControllerOpts {
 impl ControllerOpts {
     /// The telemetry policy these options set: the operator's own namespace
     /// is open to every run (the chart's exporters run there).
-    pub fn policy(&self) -> Result<session::policy::Policy, String> {
+    pub fn policy(&self) -> Result<crate::discovery::policy::Policy, String> {
         let mut namespaces: std::collections::BTreeSet<String> =
             non_empty(&self.telemetry_namespaces).into_iter().collect();
         namespaces.insert(self.lease_namespace.clone());
@@ -120,7 +120,7 @@ impl ControllerOpts {
                     .map_err(|e| format!("--telemetry-allowed-host: {e}"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(session::policy::Policy {
+        Ok(crate::discovery::policy::Policy {
             namespaces,
             allowed_hosts,
             api_server,
@@ -230,8 +230,8 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         namespaces = ?policy.namespaces,
         allowed_hosts = policy.allowed_hosts.len(),
         "telemetry policy: runs read their own namespace, these and those labelled {}={}",
-        session::policy::READABLE_LABEL,
-        session::policy::READABLE_VALUE
+        crate::discovery::policy::READABLE_LABEL,
+        crate::discovery::policy::READABLE_VALUE
     );
     let ctx = Arc::new(Context::new(
         client.clone(),

@@ -204,7 +204,8 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         (Some(_), false) => {
             let running = run.status.as_ref().and_then(|s| s.phase) == Some(Phase::Running);
             let resumed = running && ctx.sessions.get(run).is_none();
-            ctx.sessions.ensure(&ctx.client, run, resumed)
+            ctx.sessions
+                .ensure(run, || session_setup(run, ctx, resumed))
         }
         _ => ctx.sessions.get(run),
     };
@@ -218,6 +219,42 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         foreign_results,
         pods_not_permitted: launching.then(|| ctx.settings.refuses(run)).flatten(),
     })
+}
+
+/// What a new measurement session of `run` needs: its Job, its plan's
+/// shape, the cluster as it may see it (checkpoint store included) and its
+/// workers' token.
+fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::measure::Setup {
+    let plan = build::plan(run, Vec::new());
+    let base = names::checkpoint_name(run);
+    let uid = run.uid().unwrap_or_default();
+    let ns = run.namespace().unwrap_or_default();
+    let store = super::measurement::Store::new(
+        &ctx.client,
+        &ns,
+        base.clone(),
+        build::owned_meta(run, base, "checkpoint"),
+        &uid,
+        FIELD_MANAGER,
+    );
+    let cluster = super::measurement::RunCluster {
+        client: ctx.client.clone(),
+        ns,
+        job: names::job_name(run),
+        spec: run.spec.clone(),
+        policy: ctx.policy.clone(),
+        store,
+    };
+    crate::measure::Setup {
+        cluster: std::sync::Arc::new(cluster),
+        run_uid: uid.clone(),
+        job: names::job_name(run),
+        steps: plan.steps.len(),
+        stop: plan.stop,
+        warmup: plan.warmup_requests > 0,
+        resumed,
+        token: ctx.worker_key.as_ref().map(|k| k.token(&uid)),
+    }
 }
 
 /// The pods of the run's Job.
@@ -240,7 +277,7 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                 let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
                 jobs.patch(&names::job_name(run), &apply, &Patch::Apply(&job))
                     .await?;
-                ctx.sessions.ensure(&ctx.client, run, false);
+                ctx.sessions.ensure(run, || session_setup(run, ctx, false));
             }
             Action::StopMeasurement => {
                 if let Some(session) = ctx.sessions.get(run) {
@@ -258,7 +295,9 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
             Action::WriteResults => {
                 let mut doc = results_document(run, &d.status);
                 if let Some(session) = ctx.sessions.get(run) {
-                    (doc.details, doc.endpoints, doc.notes) = session.document();
+                    let measured = session.document();
+                    (doc.details, doc.endpoints, doc.notes) =
+                        (measured.steps, measured.endpoints, measured.notes);
                 }
                 let client_steps = doc.details.iter().filter(|d| d.client.is_some()).count();
                 let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);

@@ -13,16 +13,8 @@ use std::fmt::Write as _;
 pub mod dcgm;
 
 use crate::scrape::Kind;
-
-/// How numbers are printed: the two styles of the exporters we imitate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NumberStyle {
-    /// Go's `strconv.FormatFloat(v, 'g', -1, 64)` as dcgm-exporter prints:
-    /// integers without a fraction.
-    Go,
-    /// Python's prometheus_client: integers with `.0`.
-    Python,
-}
+use crate::scrape::style::number_into;
+pub use crate::scrape::style::{NumberStyle, number};
 
 /// A page being written. Families are written in the order they are begun.
 pub struct Page {
@@ -134,29 +126,6 @@ impl Histogram {
 
     pub fn sum(&self) -> f64 {
         self.sum
-    }
-}
-
-/// A number as the style prints it.
-pub fn number(v: f64, style: NumberStyle) -> String {
-    let mut s = String::new();
-    number_into(&mut s, v, style);
-    s
-}
-
-fn number_into(out: &mut String, v: f64, style: NumberStyle) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v == v.trunc() && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
-        if style == NumberStyle::Python {
-            out.push_str(".0");
-        }
-    } else {
-        // Shortest round-trip representation, as both Go and Python print.
-        let _ = write!(out, "{v:?}");
     }
 }
 

@@ -41,7 +41,7 @@ pub struct GpuExporterOpts {
     #[arg(long, default_value_t = 9400)]
     pub port: u16,
     /// How often the GPUs are read.
-    #[arg(long, default_value = "1s", value_parser = crate::cli::go_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::flags::go_duration)]
     pub interval: Duration,
     /// Only these fields (dcgm-exporter names, comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]

@@ -123,7 +123,7 @@ async fn served_snapshots_refresh_and_the_energy_counter_grows() {
     // No kubelet socket here: the pages go out without pod labels.
     let mut reader = Reader::new(&opts("/nonexistent/kubelet.sock".into()), Arc::new(fake()));
     let url = crate::net::testing::start(router(reader.latest.clone())).await;
-    let client = crate::loadgen::client::http_client(1);
+    let client = crate::net::client::http_client(1);
     let early = client
         .get(format!("{url}/metrics").parse().unwrap())
         .await

@@ -10,10 +10,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 
-use super::client::{HttpClient, Outgoing, http_client, send};
+use super::client::{Outgoing, send};
 use super::plan::{Arrival, ConversationPlan, LoadPlan, Step, StopCondition};
 use super::request::{Record, path};
 use super::workload::{Request, Workload};
+use crate::net::client::{HttpClient, http_client};
+use serde::{Deserialize, Serialize};
 
 mod result;
 pub mod saturation;
@@ -24,14 +26,48 @@ pub use self::result::{StepResult, StepStats};
 /// Bound on one request; a server that never ends a stream is cut here.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Where a worker is, for its `/metrics`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a worker is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 #[repr(u8)]
 pub enum WorkerPhase {
+    /// Waiting for `POST /start`.
+    #[default]
     Waiting = 0,
     Warmup = 1,
     Measuring = 2,
     Done = 3,
+}
+
+impl WorkerPhase {
+    /// The phase of its number on `/metrics` (anything unknown reads as waiting).
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => WorkerPhase::Warmup,
+            2 => WorkerPhase::Measuring,
+            3 => WorkerPhase::Done,
+            _ => WorkerPhase::Waiting,
+        }
+    }
+}
+
+/// The answer of `GET /progress` ([`crate::contract`]): where the worker is and what it has done.
+/// Requests are counted in the measured phases only.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerProgress {
+    /// Bumped at every change of phase or step (the events the controller
+    /// waits for); starts at 1.
+    pub seq: u64,
+    pub phase: WorkerPhase,
+    /// The step under way (0-based).
+    pub step: u64,
+    pub done: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub output_tokens: u64,
+    /// When the worker entered its phase and step, by its own clock (unix ms).
+    pub since_unix_ms: u64,
 }
 
 /// Live counters of a worker, read by its `/metrics` while the run goes.
@@ -50,20 +86,56 @@ pub struct Progress {
     /// sent after it, the ones in flight are dropped uncounted, and the step
     /// under way ends there with what it measured.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Changes of phase or step so far (see [`WorkerProgress::seq`]).
+    pub seq: AtomicU64,
+    /// When the phase or step last changed (unix ms).
+    pub since_unix_ms: AtomicU64,
+    /// Woken at every change of phase or step.
+    pub change: tokio::sync::Notify,
 }
 
 impl Progress {
     pub fn phase(&self) -> WorkerPhase {
-        match self.phase.load(Ordering::Relaxed) {
-            1 => WorkerPhase::Warmup,
-            2 => WorkerPhase::Measuring,
-            3 => WorkerPhase::Done,
-            _ => WorkerPhase::Waiting,
-        }
+        WorkerPhase::from_code(self.phase.load(Ordering::Relaxed))
     }
 
     fn set(&self, p: WorkerPhase) {
         self.phase.store(p as u8, Ordering::Relaxed);
+        self.changed();
+    }
+
+    /// [`Progress::set`], for tests of what reads the progress.
+    #[cfg(test)]
+    pub fn set_phase_for_test(&self, p: WorkerPhase) {
+        self.set(p);
+    }
+
+    fn set_step(&self, k: u64) {
+        if self.step.swap(k, Ordering::Relaxed) != k {
+            self.changed();
+        }
+    }
+
+    /// A phase or step changed: stamp it and wake whoever waits on it.
+    fn changed(&self) {
+        self.since_unix_ms.store(unix_ms(), Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::Release);
+        self.change.notify_waiters();
+    }
+
+    /// Where the worker is now (`seq` starts at 1).
+    pub fn snapshot(&self) -> WorkerProgress {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerProgress {
+            seq: self.seq.load(Ordering::Acquire) + 1,
+            phase: self.phase(),
+            step: load(&self.step),
+            done: load(&self.done),
+            ok: load(&self.ok),
+            errors: load(&self.errors),
+            output_tokens: load(&self.output_tokens),
+            since_unix_ms: load(&self.since_unix_ms),
+        }
     }
 }
 
@@ -131,7 +203,7 @@ pub async fn run_with(
         if ctx.progress.stop.is_cancelled() {
             break;
         }
-        ctx.progress.step.store(i as u64, Ordering::Relaxed);
+        ctx.progress.set_step(i as u64);
         if let Some(r) = run_step(&ctx, step, index).await {
             results.push(r);
         }

@@ -1,10 +1,8 @@
 //! The load generator. Pure engine, no Kubernetes client.
 
-pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod plan;
 pub mod request;
 pub mod sse;
-pub mod worker;
 pub mod workload;

@@ -12,10 +12,6 @@ use serde::{Deserialize, Serialize};
 pub const PLAN_ENV: &str = "BENCHRUN_PLAN";
 /// The environment variable that carries the API key, when the run names one.
 pub const API_KEY_ENV: &str = "BENCHRUN_API_KEY";
-/// The worker API's bearer token (from the run's `<run>-worker-token` Secret).
-pub const WORKER_TOKEN_ENV: &str = "BENCHRUN_WORKER_TOKEN";
-/// The port a worker serves `/ready`, `/start`, `/result` and `/metrics` on.
-pub const WORKER_PORT: u16 = 8080;
 /// The plan schema this build reads and writes.
 pub const PLAN_SCHEMA_VERSION: u32 = 1;
 

@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 pub type ScrapeClient = Client<HttpConnector, Empty<Bytes>>;
 
 pub fn scrape_client() -> ScrapeClient {
-    crate::loadgen::client::pooled_client(2, Duration::from_secs(5))
+    crate::net::client::pooled_client(2, Duration::from_secs(5))
 }
 
 /// One fetched payload in a text format.
@@ -124,7 +124,7 @@ async fn fetch_one(
         let resp = client
             .request(req)
             .await
-            .map_err(|e| FetchError::Connect(crate::loadgen::client::error_chain(&e)))?;
+            .map_err(|e| FetchError::Connect(crate::net::client::error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(FetchError::Status(status.as_u16()));

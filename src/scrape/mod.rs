@@ -6,6 +6,7 @@ pub mod family;
 pub mod fetch;
 pub mod labels;
 pub mod parse;
+pub mod style;
 
 pub use family::{Catalog, FamilyMeta, Role};
 pub use labels::{Labels, Value};

@@ -49,7 +49,7 @@ pub fn main(cmd: SimCommand) -> ExitCode {
 mod tests {
     use std::time::Duration;
 
-    use crate::cli::{go_duration, probability};
+    use crate::flags::{go_duration, probability};
     use crate::net::listen_addr;
 
     #[test]

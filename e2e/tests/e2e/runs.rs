@@ -171,21 +171,16 @@ async fn a_sweep_survives_the_operator_pod_being_deleted_in_its_second_step() {
     // inside step 2 (the lease runs out after 15 s).
     const REQUESTS: u64 = 1200;
     let _alone = OPERATOR.write().await;
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "restart").await.unwrap();
-    deploy(&ns, &gpu_sim("llm", "5ms", "2ms", None))
-        .await
-        .unwrap();
+    let (client, ns) = with_gpu_sim("restart", "2ms").await;
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
     let node = llm.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
     let runs = ns.api::<BenchmarkRun>();
     let load = format!(
         "\n    requestCount: {REQUESTS}\n    sweep: {{concurrency: [2, 2, 2]}}\n    input: {{synthetic: {{inputTokens: {{mean: 16}}, outputTokens: {{mean: 16}}}}}}"
     );
-    let mut r = run("r", &load, "");
-    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
-    r.spec.target.model = "e2e/sim".into();
-    runs.create(&PostParams::default(), &r).await.unwrap();
+    runs.create(&PostParams::default(), &llm_run(&load))
+        .await
+        .unwrap();
     // A little into step 2.
     wait_for(
         &runs,
@@ -201,14 +196,7 @@ async fn a_sweep_survives_the_operator_pod_being_deleted_in_its_second_step() {
     .await
     .unwrap();
     // The controller only: the GPU simulator keeps its ground truth.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
-    pods.delete_collection(
-        &DeleteParams::default(),
-        &ListParams::default()
-            .labels("app.kubernetes.io/name=benchrun,app.kubernetes.io/component=controller"),
-    )
-    .await
-    .unwrap();
+    delete_controller(&client).await;
     let done = wait_succeeded(&runs, "r").await;
     let status = done.status.unwrap();
     let valid = status
@@ -269,6 +257,103 @@ async fn a_sweep_survives_the_operator_pod_being_deleted_in_its_second_step() {
         );
     }
     ns.delete().await.unwrap();
+}
+
+/// The operator pod deleted while the workers' results come in: one worker
+/// has finished, its result pulled into the checkpoint and the worker gone;
+/// the other still runs. The new leader takes the held result from the
+/// checkpoint and pulls the other from its worker: the run succeeds with both
+/// workers' requests counted (before, it waited for a worker that was gone,
+/// and ended without either result).
+#[tokio::test]
+async fn results_pulled_before_an_operator_restart_are_kept_by_the_next_one() {
+    let _alone = OPERATOR.write().await;
+    // 400 tokens at 20 ms: 8 s a request. Worker 1 sends one, worker 0 two,
+    // so worker 1 is done some 8 s before worker 0.
+    let (client, ns) = with_gpu_sim("collect", "20ms").await;
+    let runs = ns.api::<BenchmarkRun>();
+    let load = "\n    concurrency: 2\n    workers: 2\n    requestCount: 3\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 400}}}";
+    runs.create(&PostParams::default(), &llm_run(load))
+        .await
+        .unwrap();
+    // Worker 1 exits once the controller holds its result.
+    wait_worker_exited(&ns, "r-loadgen", "1").await;
+    let now = runs.get("r").await.unwrap();
+    assert_eq!(
+        phase(Some(&now)).as_deref(),
+        Some("Running"),
+        "worker 0 still runs"
+    );
+    delete_controller(&client).await;
+    let done = wait_succeeded(&runs, "r").await;
+    assert_results(&ns, &done, 3).await;
+    let doc = summary_json(&ns, "r").await;
+    let coverage = &doc["details"][0]["clientCoverage"];
+    assert_eq!(
+        (coverage["workers"].as_u64(), coverage["reported"].as_u64()),
+        (Some(2), Some(2)),
+        "{doc:#}"
+    );
+    let summary = done.status.unwrap().summary.unwrap();
+    assert!(summary.output_token_throughput.is_some(), "{summary:?}");
+    ns.delete().await.unwrap();
+}
+
+/// Deletes the operator's controller pod (its Deployment starts another,
+/// which takes the lease over).
+async fn delete_controller(client: &kube::Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default()
+            .labels("app.kubernetes.io/name=benchrun,app.kubernetes.io/component=controller"),
+    )
+    .await
+    .unwrap();
+}
+
+/// A namespace of its own with the GPU-backed simulator `llm` (TTFT 5 ms,
+/// inter-token latency `itl`) on a GPU node.
+async fn with_gpu_sim(prefix: &str, itl: &'static str) -> (kube::Client, TestNamespace) {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, prefix).await.unwrap();
+    deploy(&ns, &gpu_sim("llm", "5ms", itl, None))
+        .await
+        .unwrap();
+    (client, ns)
+}
+
+/// Run `r` of `load` against the simulator `llm`.
+fn llm_run(load: &str) -> BenchmarkRun {
+    let mut r = run("r", load, "");
+    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
+    r.spec.target.model = "e2e/sim".into();
+    r
+}
+
+/// Waits until the pod of Job `job` with completion index `index` has exited 0.
+async fn wait_worker_exited(ns: &TestNamespace, job: &str, index: &str) {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::runtime::WatchStreamExt;
+    let config = kube::runtime::watcher::Config::default()
+        .labels(&format!("batch.kubernetes.io/job-name={job}"));
+    let index = index.to_string();
+    let mut pods = kube::runtime::watcher(ns.api::<Pod>(), config)
+        .applied_objects()
+        .try_filter(move |p| {
+            let annotations = p.metadata.annotations.as_ref();
+            let this = annotations
+                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                .is_some_and(|i| *i == index);
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            std::future::ready(this && phase == Some("Succeeded"))
+        })
+        .boxed();
+    match tokio::time::timeout(LONG, pods.next()).await {
+        Ok(Some(Ok(_))) => {}
+        Ok(other) => panic!("watching the pods of {job}: {other:?}"),
+        Err(_) => panic!("worker of {job} did not exit within {LONG:?}"),
+    }
 }
 
 /// Short runs back to back, one and two workers: every one ends `Succeeded`

@@ -162,7 +162,7 @@ async fn a_worker_answers_only_its_controller() {
         .unwrap()
         .items;
     assert_eq!(workers.len(), 2);
-    let http = benchrun::loadgen::client::http_client(2);
+    let http = benchrun::net::client::http_client(2);
     for pod in &workers {
         let base = format!("http://{}:8080", ip(pod));
         for (method, path, auth) in [

@@ -150,7 +150,7 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
         ("vllm-key".into(), "token".into())
     );
     assert_eq!(
-        from_secret(lp::WORKER_TOKEN_ENV),
+        from_secret(crate::contract::WORKER_TOKEN_ENV),
         ("llama-sweep-worker-token".into(), "token".into())
     );
     assert!(env.iter().any(|e| e.name == "POD_IP"));

@@ -5,8 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::super::conditions::{self as cond, MEASUREMENT_VALID, SLO_MET, TELEMETRY, WARNINGS};
-use super::super::session::{SessionView, Stage};
 use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase, SloMetric};
+use crate::measure::{SessionView, Stage};
 use crate::results::{Gap, GapReason, StepDetail};
 
 /// Progress, endpoints and the telemetry condition from a running session.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::serving::{self, Claim, PodRef};
 use super::{DEFAULT_GPUS, DcgmOpts, Node, Shape};
-use crate::controller::session::discover::{PodInfo, PortRule, metrics_url};
+use crate::discovery::{PodInfo, PortRule, metrics_url};
 
 /// Fills what the flags left open from the Node: GPU capacity and product label.
 pub(super) async fn node_shape(

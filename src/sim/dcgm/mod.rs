@@ -37,7 +37,7 @@ use tokio::time::Instant;
 pub use self::model::{Board, Gpu, Load};
 pub use self::page::Identity;
 use self::serving::{Assignment, PodRef, Watch};
-use crate::cli::go_duration;
+use crate::flags::go_duration;
 use crate::scrape::fetch::{self, ScrapeClient};
 
 #[derive(Args, Debug, Clone)]

@@ -47,7 +47,7 @@ use self::request::{Api, Parsed};
 use self::response::Chunks;
 use self::state::{Outcome, Record, State};
 use self::timer::Timer;
-use crate::cli::{go_duration, probability};
+use crate::flags::{go_duration, probability};
 
 #[derive(Args, Debug, Clone)]
 pub struct InferenceOpts {

@@ -180,7 +180,7 @@ async fn refusals_models_and_non_streaming() {
         serde_json::from_str(&get(&format!("{url}/v1/models")).await).unwrap();
     assert_eq!(models["data"][0]["id"], "m");
 
-    let client = crate::loadgen::client::http_client(4);
+    let client = crate::net::client::http_client(4);
     let post = |body: &'static str, path: &'static str| {
         let client = client.clone();
         let url = url.clone();

@@ -71,7 +71,10 @@ mod pairs {
         if v.is_finite() {
             Num::Finite(v)
         } else {
-            Num::Text(crate::expose::number(v, crate::expose::NumberStyle::Go))
+            Num::Text(crate::scrape::style::number(
+                v,
+                crate::scrape::style::NumberStyle::Go,
+            ))
         }
     }
 

@@ -301,7 +301,7 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
 }
 
 pub async fn get_json(url: &str) -> serde_json::Value {
-    let client = benchrun::loadgen::client::http_client(1);
+    let client = benchrun::net::client::http_client(1);
     let resp = client
         .get(url.parse().unwrap())
         .await

@@ -1,19 +1,5 @@
-//! The worker's side of the contract with the controller (DESIGN.md, "Flow of
-//! one run"), served on [`WORKER_PORT`] at `$POD_IP`:
-//!
-//! | request | answer |
-//! | --- | --- |
-//! | `GET /ready` | 200 once the plan is loaded |
-//! | `GET /metrics` | live progress: phase, step, requests done, errors, in flight, tokens |
-//! | `POST /start` `{"atUnixMs": T}` (body optional) | 202; the run begins at T (or now); 409 when already started |
-//! | `GET /result` | 200 with the [`WorkerResult`] once the run is over, else 503 with the phase |
-//! | `POST /result/ack` | 200 once the result is over and the controller holds it; 409 before |
-//! | `POST /stop` | 202: send nothing more, drop what is in flight, and end with what was measured (cancel, timeout) |
-//!
-//! When the worker has a token (`BENCHRUN_WORKER_TOKEN`, from the run's
-//! Secret), every request but `GET /ready` (the kubelet's probe) must carry
-//! `Authorization: Bearer <token>`, or gets 401: other tenants' pods reach
-//! this port too.
+//! The worker's side of the contract with the controller ([`crate::contract`],
+//! DESIGN.md "Flow of one run"), served on [`WORKER_PORT`] at `$POD_IP`.
 //!
 //! A bare `GET /result` changes nothing: the result is served again to
 //! whoever asks (a new leader that never saw it, a retry whose answer was
@@ -34,22 +20,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{Notify, watch};
 
-use super::cli::{LoadgenOpts, RESULT_SCHEMA_VERSION, WorkerResult};
-#[cfg(test)]
-use super::engine::WorkerPhase;
-use super::engine::{self, Progress};
-use super::plan::{LoadPlan, WORKER_PORT};
+use super::LoadgenOpts;
+use crate::contract::{
+    MAX_PROGRESS_WAIT, ProgressQuery, RESULT_SCHEMA_VERSION, Start, WORKER_PORT, WorkerResult,
+    names,
+};
 use crate::expose::{NumberStyle, Page};
+use crate::loadgen::engine::{self, Progress};
+use crate::loadgen::plan::LoadPlan;
 use crate::scrape::Kind;
-
-/// The body of `POST /start`.
-#[derive(serde::Deserialize, serde::Serialize, Debug, Default, Clone, Copy, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Start {
-    /// When to send the first request (unix milliseconds); now when absent or past.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at_unix_ms: Option<u64>,
-}
 
 /// The most a shared start instant may lie in the future.
 const MAX_START_DELAY: Duration = Duration::from_secs(60);
@@ -126,6 +105,7 @@ pub async fn run(
 fn router(shared: Arc<Shared>) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(metrics))
+        .route("/progress", get(progress))
         .route("/start", post(start))
         .route("/result", get(result))
         .route("/result/ack", post(acknowledge))
@@ -236,15 +216,44 @@ async fn acknowledge(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// The progress metric names (read back by the controller).
-pub mod names {
-    pub const PHASE: &str = "benchrun_loadgen_phase";
-    pub const STEP: &str = "benchrun_loadgen_step";
-    pub const REQUESTS: &str = "benchrun_loadgen_requests_total";
-    pub const OK: &str = "benchrun_loadgen_requests_ok_total";
-    pub const ERRORS: &str = "benchrun_loadgen_errors_total";
-    pub const IN_FLIGHT: &str = "benchrun_loadgen_in_flight";
-    pub const OUTPUT_TOKENS: &str = "benchrun_loadgen_output_tokens_total";
+/// `GET /progress`, the long poll of [`ProgressQuery`].
+async fn progress(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<ProgressQuery>,
+) -> Response {
+    axum::Json(wait_for_progress(&s.progress, q).await).into_response()
+}
+
+/// How often a held `GET /progress` looks at the counters once its `waitMs`
+/// has passed (counts move without waking anyone; phases and steps wake it).
+const COUNT_LOOK: Duration = Duration::from_millis(250);
+
+/// Waits as [`ProgressQuery`] says, then answers where the worker is.
+async fn wait_for_progress(p: &Progress, q: ProgressQuery) -> crate::contract::WorkerProgress {
+    let begun = tokio::time::Instant::now();
+    let latest = begun + MAX_PROGRESS_WAIT;
+    let counts_due = begun + Duration::from_millis(q.wait_ms).min(MAX_PROGRESS_WAIT);
+    loop {
+        // Registered before the look, so a change in between is not missed.
+        let change = p.change.notified();
+        tokio::pin!(change);
+        change.as_mut().enable();
+        let now = p.snapshot();
+        let at = tokio::time::Instant::now();
+        let moved = q.done != Some(now.done);
+        if now.seq > q.after || at >= latest || (at >= counts_due && moved) {
+            return now;
+        }
+        let wake = if at < counts_due {
+            counts_due
+        } else {
+            (at + COUNT_LOOK).min(latest)
+        };
+        tokio::select! {
+            _ = &mut change => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
@@ -307,6 +316,55 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+/// A worker's API served in a test, with its progress and result in the
+/// test's hands (the measurement's tests follow it as they would a pod).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub struct TestWorker {
+        shared: Arc<Shared>,
+    }
+
+    impl TestWorker {
+        /// Serves a worker API at `addr` (port 0: any).
+        pub async fn serve(addr: std::net::SocketAddr, index: u32, token: Option<String>) -> Self {
+            let shared = Arc::new(Shared {
+                index,
+                progress: Arc::new(Progress::default()),
+                start: watch::channel(None).0,
+                result: std::sync::Mutex::new(None),
+                acknowledged: Notify::new(),
+                token,
+            });
+            let listener = crate::net::bind(addr).await.unwrap();
+            tokio::spawn(crate::net::serve(listener, router(shared.clone())));
+            TestWorker { shared }
+        }
+
+        pub fn progress(&self) -> &Progress {
+            &self.shared.progress
+        }
+
+        /// The worker is done, with `result`.
+        pub fn finish(&self, result: &WorkerResult) {
+            *self.shared.result.lock().unwrap() = Some(serde_json::to_string(result).unwrap());
+            self.shared
+                .progress
+                .set_phase_for_test(crate::contract::WorkerPhase::Done);
+        }
+
+        /// Resolves once the controller acknowledges the result.
+        pub async fn acknowledged(&self) {
+            self.shared.acknowledged.notified().await
+        }
+
+        pub fn started(&self) -> bool {
+            self.shared.start.borrow().is_some()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,7 +381,7 @@ mod tests {
             token: Some("s3cret".into()),
         });
         let url = crate::net::testing::start(router(shared.clone())).await;
-        let client = crate::loadgen::client::http_client(2);
+        let client = crate::net::client::http_client(2);
         let call = |method: &str, path: &str, auth: Option<&str>| {
             let mut req = http::Request::builder()
                 .method(method)
@@ -384,7 +442,7 @@ mod tests {
             token: None,
         });
         let url = crate::net::testing::start(router(shared.clone())).await;
-        let client = crate::loadgen::client::http_client(2);
+        let client = crate::net::client::http_client(2);
         let post = |body: &'static str| {
             let req = http::Request::post(format!("{url}/start"))
                 .body(http_body_util::Full::new(Bytes::from_static(
@@ -408,10 +466,10 @@ mod tests {
         );
 
         shared.progress.done.store(7, Ordering::Relaxed);
-        shared
-            .progress
-            .phase
-            .store(WorkerPhase::Measuring as u8, Ordering::Relaxed);
+        shared.progress.phase.store(
+            crate::contract::WorkerPhase::Measuring as u8,
+            Ordering::Relaxed,
+        );
         let page = get(&format!("{url}/metrics")).await;
         assert!(
             page.contains("benchrun_loadgen_requests_total{worker=\"2\"} 7\n"),
@@ -456,5 +514,49 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), acknowledged)
             .await
             .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_progress_poll_answers_at_a_change_and_holds_while_nothing_moves() {
+        use crate::contract::WorkerPhase;
+        let p = Arc::new(Progress::default());
+        let first = wait_for_progress(&p, ProgressQuery::default()).await;
+        assert_eq!((first.seq, first.phase), (1, WorkerPhase::Waiting));
+        // Nothing new: held to the longest wait, counts unchanged.
+        let q = ProgressQuery {
+            after: first.seq,
+            done: Some(0),
+            wait_ms: 2000,
+        };
+        let begun = tokio::time::Instant::now();
+        let idle = wait_for_progress(&p, q).await;
+        assert_eq!(idle.seq, first.seq);
+        assert_eq!(begun.elapsed(), MAX_PROGRESS_WAIT);
+        // Counts that moved are answered once `waitMs` has passed, not before.
+        p.done.store(5, Ordering::Relaxed);
+        let begun = tokio::time::Instant::now();
+        let counted = wait_for_progress(&p, q).await;
+        assert_eq!(counted.done, 5);
+        assert_eq!(begun.elapsed(), Duration::from_millis(2000));
+        // A change of phase wakes a held poll at once.
+        let held = tokio::spawn({
+            let p = p.clone();
+            async move {
+                let q = ProgressQuery {
+                    after: first.seq,
+                    done: Some(5),
+                    wait_ms: 2000,
+                };
+                let begun = tokio::time::Instant::now();
+                (wait_for_progress(&p, q).await, begun.elapsed())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        p.set_phase_for_test(WorkerPhase::Measuring);
+        let (changed, after) = held.await.unwrap();
+        assert_eq!(changed.phase, WorkerPhase::Measuring);
+        assert_eq!(changed.seq, first.seq + 1);
+        assert_eq!(after, Duration::from_millis(700));
+        assert!(changed.since_unix_ms > 0);
     }
 }

@@ -9,7 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 use kube::core::Selector;
 
-use super::policy::{Policy, READABLE_LABEL, READABLE_VALUE};
+pub mod policy;
+
+use self::policy::{Policy, READABLE_LABEL, READABLE_VALUE};
 use crate::api::{BenchmarkRunSpec, GpuScope};
 
 /// What a scrape needs to know about a pod.

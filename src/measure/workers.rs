@@ -1,61 +1,21 @@
-//! The controller's side of the worker contract (`loadgen::worker`): find the
+//! The controller's side of the worker contract ([`crate::contract`]): find the
 //! Job's pods, start them together, follow their progress, pull their results.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 
-use super::discover::PodInfo;
-use crate::loadgen::cli::WorkerResult;
-use crate::loadgen::client::HttpClient;
-use crate::loadgen::engine::WorkerPhase;
-use crate::loadgen::plan::WORKER_PORT;
-use crate::loadgen::worker::{Start, names};
-use crate::scrape::{Entry, Format, Parser};
+use crate::contract::{
+    MAX_PROGRESS_WAIT, ProgressQuery, Start, WORKER_PORT, WorkerPhase, WorkerProgress, WorkerResult,
+};
+use crate::discovery::PodInfo;
+use crate::net::client::HttpClient;
 
-/// One worker's progress, from its `/metrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct WorkerProgress {
-    pub phase: Option<WorkerPhase>,
-    pub step: u64,
-    pub done: u64,
-    pub ok: u64,
-    pub errors: u64,
-    pub output_tokens: u64,
-}
-
-/// Reads a worker's `/metrics` page.
-pub fn parse_progress(body: &[u8]) -> WorkerProgress {
-    let mut p = WorkerProgress::default();
-    for e in Parser::new(body, Format::Prometheus) {
-        let Entry::Sample(s) = e else { continue };
-        let v = if s.value.is_finite() && s.value >= 0.0 {
-            s.value as u64
-        } else {
-            continue;
-        };
-        match s.name {
-            names::PHASE => {
-                p.phase = Some(match v {
-                    1 => WorkerPhase::Warmup,
-                    2 => WorkerPhase::Measuring,
-                    3 => WorkerPhase::Done,
-                    _ => WorkerPhase::Waiting,
-                })
-            }
-            names::STEP => p.step = v,
-            names::REQUESTS => p.done = v,
-            names::OK => p.ok = v,
-            names::ERRORS => p.errors = v,
-            names::OUTPUT_TOKENS => p.output_tokens = v,
-            _ => {}
-        }
-    }
-    p
-}
+/// Requests this controller sent to workers, all runs together (a
+/// controller metric: what following a run costs).
+pub static REQUESTS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Where the workers stand together on step `k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,9 +30,9 @@ pub enum StepState {
 
 /// Step `k` across `workers` (all of the Job's workers must have answered).
 pub fn step_state(workers: &[WorkerProgress], k: u64) -> StepState {
-    let past = |w: &WorkerProgress| w.phase == Some(WorkerPhase::Done) || w.step > k;
+    let past = |w: &WorkerProgress| w.phase == WorkerPhase::Done || w.step > k;
     let measuring =
-        |w: &WorkerProgress| past(w) || w.step == k && w.phase == Some(WorkerPhase::Measuring);
+        |w: &WorkerProgress| past(w) || w.step == k && w.phase == WorkerPhase::Measuring;
     if !workers.is_empty() && workers.iter().all(past) {
         StepState::Ended
     } else if !workers.is_empty() && workers.iter().all(measuring) {
@@ -82,38 +42,15 @@ pub fn step_state(workers: &[WorkerProgress], k: u64) -> StepState {
     }
 }
 
-/// The Job's worker pods, by completion index.
-pub async fn pods(client: &kube::Client, ns: &str, job: &str) -> Result<Vec<PodInfo>, kube::Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    let mut pods: Vec<(String, PodInfo)> = api
-        .list(&lp)
-        .await?
-        .items
-        .iter()
-        .map(|p| {
-            let index = p
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
-                .cloned()
-                .unwrap_or_default();
-            (index, PodInfo::from(p))
-        })
-        .collect();
-    pods.sort();
-    Ok(pods.into_iter().map(|(_, p)| p).collect())
-}
-
 pub fn base(pod: &PodInfo) -> Option<String> {
-    let host = super::discover::url_host(pod.ip.as_deref()?);
+    let host = crate::discovery::url_host(pod.ip.as_deref()?);
     Some(format!("http://{host}:{WORKER_PORT}"))
 }
 
-/// A worker's address and the token its run's workers require.
+/// A worker's completion index, address, and the token its run's workers require.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Worker {
+    pub index: u32,
     pub base: String,
     pub token: Option<String>,
 }
@@ -141,10 +78,11 @@ async fn call(
     req: http::Request<Full<Bytes>>,
     timeout: Duration,
 ) -> Result<(u16, Bytes), String> {
+    REQUESTS.inc();
     let resp = tokio::time::timeout(timeout, client.request(req))
         .await
         .map_err(|_| "timed out".to_string())?
-        .map_err(|e| crate::loadgen::client::error_chain(&e))?;
+        .map_err(|e| crate::net::client::error_chain(&e))?;
     let status = resp.status().as_u16();
     let limited = http_body_util::Limited::new(resp.into_body(), MAX_WORKER_BODY);
     let body = tokio::time::timeout(timeout, limited.collect())
@@ -183,15 +121,24 @@ pub async fn start(client: &HttpClient, w: &Worker, at_unix_ms: u64) -> Result<b
     }
 }
 
-/// `GET /metrics`.
-pub async fn progress(client: &HttpClient, w: &Worker) -> Result<WorkerProgress, String> {
+/// `GET /progress`: held by the worker until something moved, as `q` says.
+pub async fn progress(
+    client: &HttpClient,
+    w: &Worker,
+    q: ProgressQuery,
+) -> Result<WorkerProgress, String> {
+    let mut path = format!("/progress?after={}&waitMs={}", q.after, q.wait_ms);
+    if let Some(done) = q.done {
+        path.push_str(&format!("&done={done}"));
+    }
     let req = w
-        .request(http::Method::GET, "/metrics")
+        .request(http::Method::GET, &path)
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    match call(client, req, Duration::from_secs(2)).await? {
-        (200, body) => Ok(parse_progress(&body)),
-        (s, _) => Err(format!("GET /metrics: HTTP {s}")),
+    match call(client, req, MAX_PROGRESS_WAIT + Duration::from_secs(5)).await? {
+        (200, body) => serde_json::from_slice(&body)
+            .map_err(|e| format!("the worker's progress is not progress: {e}")),
+        (s, _) => Err(format!("GET /progress: HTTP {s}")),
     }
 }
 
@@ -242,7 +189,7 @@ mod tests {
 
     fn w(phase: WorkerPhase, step: u64) -> WorkerProgress {
         WorkerProgress {
-            phase: Some(phase),
+            phase,
             step,
             ..Default::default()
         }
@@ -271,15 +218,5 @@ mod tests {
             StepState::NotStarted
         );
         assert_eq!(step_state(&[w(Done, 1), w(Done, 1)], 1), StepState::Ended);
-    }
-
-    #[test]
-    fn progress_reads_the_worker_page() {
-        let page = "benchrun_loadgen_phase{worker=\"0\"} 2\nbenchrun_loadgen_step{worker=\"0\"} 1\nbenchrun_loadgen_requests_total{worker=\"0\"} 40\nbenchrun_loadgen_errors_total{worker=\"0\"} 2\nbenchrun_loadgen_requests_ok_total{worker=\"0\"} 38\ngarbage line\n";
-        let p = parse_progress(page.as_bytes());
-        assert_eq!(
-            (p.phase, p.step, p.done, p.ok, p.errors),
-            (Some(WorkerPhase::Measuring), 1, 40, 38, 2)
-        );
     }
 }

@@ -1,8 +1,10 @@
 //! Serving HTTP from the roles that run in pods (simulators, load-generator
 //! workers): which address to bind, and Nagle off; and how a URL from a spec
-//! may be shown.
+//! may be shown. [`client`] is the HTTP client every role sends with.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+pub mod client;
 
 /// The address to serve on: `--host`, else the pod's own IP (`POD_IP`, as the
 /// chart and the Kubernetes downward API give it), else every interface.
@@ -89,7 +91,7 @@ pub(crate) mod testing {
     }
 
     pub async fn get(url: &str) -> String {
-        let client = crate::loadgen::client::http_client(4);
+        let client = crate::net::client::http_client(4);
         let resp = client
             .get(url.parse().unwrap())
             .await

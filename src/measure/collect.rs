@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::GpuScope;
-use crate::loadgen::cli::WorkerResult;
+use crate::contract::WorkerResult;
 use crate::loadgen::engine::{StepResult as ClientStep, StepStats};
 use crate::results::coverage::{GpuSpan, coverage};
 use crate::results::{Coverage, EndpointReport, StepDetail, Window, WorkerCoverage};
@@ -442,7 +442,7 @@ mod tests {
     /// A worker's result (the steps it ran).
     fn worker(index: u32, steps: Vec<ClientStep>) -> WorkerResult {
         WorkerResult {
-            schema_version: crate::loadgen::cli::RESULT_SCHEMA_VERSION,
+            schema_version: crate::contract::RESULT_SCHEMA_VERSION,
             worker: index,
             steps,
         }
@@ -557,6 +557,7 @@ mod tests {
             notes: Vec::new(),
             results: None,
             workers: 0,
+            collected: false,
         };
         // Small pieces: the split is exercised too.
         let pieces = cp.encode(4096).unwrap();

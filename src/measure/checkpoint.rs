@@ -4,31 +4,28 @@
 //!
 //! A checkpoint holds every step's telemetry aggregates — among them the
 //! opening reading of every counter (energy, PCIe and NVLink bytes, violation
-//! times, server counters and histogram buckets) — the step bookkeeping and,
-//! once pulled, the workers' results. Counters are cumulative, so a step's
+//! times, server counters and histogram buckets) — the step bookkeeping and
+//! the workers' results pulled so far. Counters are cumulative, so a step's
 //! energy stays exact across a restart: the closing reading minus the
 //! checkpointed opening one. Gauges miss the samples of the gap, and the
 //! step's coverage says how long it was.
 //!
-//! Written at every step boundary, every [`EVERY`] during a step, and once the
-//! workers' results are in (before the workers are let go). Stored as
+//! Written at every step boundary, every [`EVERY`] during a step, each time a
+//! worker's result is pulled (before that worker is let go: a worker that has
+//! exited leaves its result here), and once the collection is over. Stored as
 //! gzip-compressed CBOR (JSON has no infinities, and a histogram's `+Inf`
 //! bound or an empty series' extremes are infinite) in the `binaryData` of
 //! ConfigMaps the run owns, so they go with it: `<run>-checkpoint`, then
 //! `<run>-checkpoint-1`, ... when it outgrows one. A ConfigMap of those names
 //! the run does not own is never touched.
 
-use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
 use super::collect::StepTelemetry;
-use crate::loadgen::cli::WorkerResult;
-use crate::results::MAX_CONFIGMAP_BYTES;
+use crate::contract::WorkerResult;
 use crate::telemetry::Filter;
 
 /// How often a checkpoint is written during a step.
@@ -57,12 +54,22 @@ pub struct Checkpoint {
     /// The next step to open.
     pub next_step: usize,
     pub notes: Vec<String>,
-    /// Every worker's result, once pulled (none acknowledged before this is written).
+    /// The workers' results pulled so far (each written here before its
+    /// worker is acknowledged and exits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<Vec<WorkerResult>>,
-    /// How many workers the results were pulled from.
+    /// How many workers the run has.
     #[serde(default)]
     pub workers: u32,
+    /// The collection is over: `results` is all there will be (a worker left
+    /// out did not answer in time). Checkpoints written before this field
+    /// held results only once the collection was over.
+    #[serde(default = "collected_when_absent")]
+    pub collected: bool,
+}
+
+fn collected_when_absent() -> bool {
+    true
 }
 
 /// One step's telemetry as a checkpoint keeps it.
@@ -133,152 +140,10 @@ impl Checkpoint {
     }
 }
 
-/// The key of a piece in its ConfigMap's `binaryData`.
-const KEY: &str = "checkpoint.cbor.gz";
-/// Annotation of every piece: which write it belongs to (pieces of two
-/// writes are never put together).
-const WRITE: &str = "benchrun.dev/checkpoint-write";
-/// Annotation of the first piece: how many pieces the write has.
-const PIECES: &str = "benchrun.dev/checkpoint-pieces";
-
-/// The name of piece `i` (`<base>`, `<base>-1`, ...).
-fn piece_name(base: &str, i: usize) -> String {
-    if i == 0 {
-        base.to_string()
-    } else {
-        format!("{base}-{i}")
-    }
-}
-
-/// Where a session reads and writes its run's checkpoint.
-#[derive(Clone)]
-pub struct Store {
-    pub api: Api<ConfigMap>,
-    /// `<run>-checkpoint`.
-    pub base: String,
-    /// Labels and owner reference of the pieces.
-    pub meta: kube::api::ObjectMeta,
-    pub run_uid: String,
-}
-
-impl Store {
-    /// The store of `run` (with its UID `run_uid`) in its namespace `ns`.
-    pub fn new(
-        client: &kube::Client,
-        ns: &str,
-        run: &crate::api::BenchmarkRun,
-        run_uid: &str,
-    ) -> Self {
-        let base = crate::controller::names::checkpoint_name(run);
-        Store {
-            api: Api::namespaced(client.clone(), ns),
-            meta: crate::controller::build::owned_meta(run, base.clone(), "checkpoint"),
-            base,
-            run_uid: run_uid.to_string(),
-        }
-    }
-
-    /// The ConfigMap is the run's own.
-    fn owns(&self, cm: &ConfigMap) -> bool {
-        cm.metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.uid == self.run_uid)
-    }
-
-    fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-        cm.metadata
-            .annotations
-            .as_ref()?
-            .get(key)
-            .map(String::as_str)
-    }
-
-    /// Reads the run's checkpoint, if it left a whole one.
-    pub async fn read(&self) -> Result<Option<Checkpoint>, String> {
-        let get = |i: usize| {
-            let name = piece_name(&self.base, i);
-            async move {
-                self.api
-                    .get_opt(&name)
-                    .await
-                    .map_err(|e| format!("{name}: {e}"))
-            }
-        };
-        let Some(first) = get(0).await?.filter(|cm| self.owns(cm)) else {
-            return Ok(None);
-        };
-        let write = Self::annotation(&first, WRITE)
-            .unwrap_or_default()
-            .to_string();
-        let count: usize = Self::annotation(&first, PIECES)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        let mut pieces = vec![first];
-        for i in 1..count {
-            match get(i).await? {
-                Some(cm) if self.owns(&cm) && Self::annotation(&cm, WRITE) == Some(&write) => {
-                    pieces.push(cm)
-                }
-                _ => return Err(format!("piece {i} of {} is missing", self.base)),
-            }
-        }
-        let bytes: Vec<Vec<u8>> = pieces
-            .into_iter()
-            .map(|cm| {
-                cm.binary_data
-                    .and_then(|mut b| b.remove(KEY))
-                    .map(|b| b.0)
-                    .unwrap_or_default()
-            })
-            .collect();
-        Checkpoint::decode(&bytes, &self.run_uid)
-    }
-
-    /// Writes `cp`, the first piece last (a reader sees a whole write or the
-    /// one before); never touches a ConfigMap of these names the run does not own.
-    pub async fn write(&self, cp: &Checkpoint, seq: u64) -> Result<(), String> {
-        let pieces = cp.encode(MAX_CONFIGMAP_BYTES)?;
-        let count = pieces.len();
-        let write = format!("{}-{seq}", cp.taken_unix_ms);
-        let apply = PatchParams::apply(crate::controller::names::FIELD_MANAGER).force();
-        for (i, piece) in pieces.into_iter().enumerate().rev() {
-            let name = piece_name(&self.base, i);
-            if let Some(cm) = self.api.get_opt(&name).await.map_err(|e| e.to_string())?
-                && !self.owns(&cm)
-            {
-                return Err(format!(
-                    "ConfigMap {name} exists and is not this run's: the checkpoint is not written"
-                ));
-            }
-            let mut meta = self.meta.clone();
-            meta.name = Some(name.clone());
-            let mut annotations = BTreeMap::from([(WRITE.to_string(), write.clone())]);
-            if i == 0 {
-                annotations.insert(PIECES.to_string(), count.to_string());
-            }
-            meta.annotations = Some(annotations);
-            let cm = ConfigMap {
-                metadata: meta,
-                binary_data: Some(BTreeMap::from([(
-                    KEY.to_string(),
-                    k8s_openapi::ByteString(piece),
-                )])),
-                ..ConfigMap::default()
-            };
-            self.api
-                .patch(&name, &apply, &Patch::Apply(&cm))
-                .await
-                .map_err(|e| format!("{name}: {e}"))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::MAX_CONFIGMAP_BYTES;
 
     #[test]
     fn a_checkpoint_survives_encoding_whole_and_in_pieces() {
@@ -294,6 +159,7 @@ mod tests {
             notes: vec!["a note".into()],
             results: None,
             workers: 0,
+            collected: false,
         };
         let whole = cp.encode(MAX_CONFIGMAP_BYTES).unwrap();
         assert_eq!(whole.len(), 1);
@@ -309,5 +175,28 @@ mod tests {
         // A piece missing or garbage: an error, not a panic.
         assert!(Checkpoint::decode(&pieces[1..], "u-1").is_err());
         assert!(Checkpoint::decode(&[b"not gzip".to_vec()], "u-1").is_err());
+    }
+
+    #[test]
+    fn an_older_checkpoint_with_results_held_them_once_the_collection_was_over() {
+        let mut cp = serde_json::to_value(Checkpoint {
+            version: VERSION,
+            run_uid: "u-1".into(),
+            origin_unix_ms: 0,
+            taken_unix_ms: 0,
+            last_scrape_t: 0.0,
+            steps: Vec::new(),
+            active: None,
+            next_step: 1,
+            notes: Vec::new(),
+            results: Some(Vec::new()),
+            workers: 2,
+            collected: false,
+        })
+        .unwrap();
+        assert_eq!(cp["collected"], false);
+        cp.as_object_mut().unwrap().remove("collected");
+        let old: Checkpoint = serde_json::from_value(cp).unwrap();
+        assert!(old.collected);
     }
 }

@@ -1,28 +1,20 @@
-//! `benchrun loadgen`: as a Job worker (`--worker`, the plan from the
-//! environment) or standalone from a shell.
+//! `benchrun loadgen`, the load generator as a role: a Job worker
+//! (`--worker`, the plan from the environment) serving the controller's
+//! contract ([`serve`], [`crate::contract`]), or standalone from a shell. The
+//! engine it drives is [`crate::loadgen`], which knows nothing of either.
 
 use std::process::ExitCode;
 
 use clap::Args;
-use serde::{Deserialize, Serialize};
 
-use super::engine::{self, StepResult};
-use super::plan::{
+use crate::loadgen::engine;
+use crate::loadgen::plan::{
     API_KEY_ENV, Arrival, ConversationPlan, Endpoint, Goodput, InputPlan, LoadPlan, PLAN_ENV,
     PLAN_SCHEMA_VERSION, Step, StopCondition,
 };
+pub mod serve;
 
-/// The result schema this build writes.
-pub const RESULT_SCHEMA_VERSION: u32 = 1;
-
-/// One worker's result: its steps, in plan order.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerResult {
-    pub schema_version: u32,
-    pub worker: u32,
-    pub steps: Vec<StepResult>,
-}
+use crate::contract::{RESULT_SCHEMA_VERSION, WORKER_TOKEN_ENV, WorkerResult};
 
 #[derive(Args, Debug)]
 pub struct LoadgenOpts {
@@ -51,7 +43,7 @@ pub struct LoadgenOpts {
     #[arg(long)]
     pub no_stream: bool,
     /// Measure for this long instead of a request count (e.g. 60s, 5m).
-    #[arg(long, value_parser = crate::cli::go_duration)]
+    #[arg(long, value_parser = crate::flags::go_duration)]
     pub duration: Option<std::time::Duration>,
     /// Requests sent first and left out of every statistic.
     #[arg(long, default_value_t = 0)]
@@ -104,10 +96,10 @@ pub struct LoadgenOpts {
     #[arg(long)]
     pub wait_for_start: bool,
     /// Worker: give up when no `POST /start` came within this long.
-    #[arg(long, default_value = "10m", value_parser = crate::cli::go_duration)]
+    #[arg(long, default_value = "10m", value_parser = crate::flags::go_duration)]
     pub start_timeout: std::time::Duration,
     /// Worker: serve the result at most this long, waiting for the controller to acknowledge it.
-    #[arg(long, default_value = "10m", value_parser = crate::cli::go_duration)]
+    #[arg(long, default_value = "10m", value_parser = crate::flags::go_duration)]
     pub linger: std::time::Duration,
 }
 
@@ -160,16 +152,10 @@ pub fn main(opts: LoadgenOpts) -> ExitCode {
     let result = if opts.worker {
         // Set by the controller's Job; without it (a worker started by hand)
         // the API is open.
-        let token = std::env::var(super::plan::WORKER_TOKEN_ENV)
+        let token = std::env::var(WORKER_TOKEN_ENV)
             .ok()
             .filter(|t| !t.is_empty());
-        match rt.block_on(super::worker::run(
-            &opts,
-            &plan,
-            index,
-            api_key.as_deref(),
-            token,
-        )) {
+        match rt.block_on(serve::run(&opts, &plan, index, api_key.as_deref(), token)) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("benchrun loadgen: {e}");

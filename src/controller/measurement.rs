@@ -1,0 +1,235 @@
+//! The controller's side of a run's measurement: the cluster as the
+//! measurement sees it ([`crate::measure::Cluster`]): the Job's worker pods,
+//! discovery under the installer's policy, and the checkpoint's ConfigMaps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
+use crate::api::BenchmarkRunSpec;
+use crate::discovery::policy::Policy;
+use crate::discovery::{Found, PodInfo};
+use crate::measure::Cluster;
+use crate::measure::checkpoint::Checkpoint;
+use crate::results::MAX_CONFIGMAP_BYTES;
+
+/// One run's view of the cluster, for its measurement.
+pub struct RunCluster {
+    pub client: kube::Client,
+    pub ns: String,
+    /// The run's Job.
+    pub job: String,
+    pub spec: BenchmarkRunSpec,
+    pub policy: Arc<Policy>,
+    pub store: Store,
+}
+
+impl Cluster for RunCluster {
+    fn worker_pods(&self) -> BoxFuture<'_, Result<Vec<(u32, PodInfo)>, String>> {
+        async move {
+            pods(&self.client, &self.ns, &self.job)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
+    fn discover(&self) -> BoxFuture<'_, Result<Found, String>> {
+        async move {
+            crate::discovery::discover(&self.client, &self.ns, &self.spec, &self.policy)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
+    fn read_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, String>> {
+        self.store.read().boxed()
+    }
+
+    fn write_checkpoint(&self, cp: Checkpoint, seq: u64) -> BoxFuture<'_, Result<(), String>> {
+        async move { self.store.write(&cp, seq).await }.boxed()
+    }
+
+    fn checkpoint_name(&self) -> &str {
+        &self.store.base
+    }
+}
+
+/// The Job's worker pods with their completion indexes, in index order.
+async fn pods(
+    client: &kube::Client,
+    ns: &str,
+    job: &str,
+) -> Result<Vec<(u32, PodInfo)>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    let mut pods: Vec<(u32, PodInfo)> = api
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| {
+            let index = p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                .and_then(|i| i.parse().ok())?;
+            Some((index, PodInfo::from(p)))
+        })
+        .collect();
+    pods.sort();
+    Ok(pods)
+}
+
+/// The key of a piece in its ConfigMap's `binaryData`.
+const KEY: &str = "checkpoint.cbor.gz";
+/// Annotation of every piece: which write it belongs to (pieces of two
+/// writes are never put together).
+const WRITE: &str = "benchrun.dev/checkpoint-write";
+/// Annotation of the first piece: how many pieces the write has.
+const PIECES: &str = "benchrun.dev/checkpoint-pieces";
+
+/// The name of piece `i` (`<base>`, `<base>-1`, ...).
+fn piece_name(base: &str, i: usize) -> String {
+    if i == 0 {
+        base.to_string()
+    } else {
+        format!("{base}-{i}")
+    }
+}
+
+/// Where a session reads and writes its run's checkpoint.
+#[derive(Clone)]
+pub struct Store {
+    pub api: Api<ConfigMap>,
+    /// `<run>-checkpoint`.
+    pub base: String,
+    /// Labels and owner reference of the pieces.
+    pub meta: kube::api::ObjectMeta,
+    pub run_uid: String,
+    pub field_manager: &'static str,
+}
+
+impl Store {
+    /// The store named `base` in namespace `ns`, whose pieces carry `meta`
+    /// (the run's labels and owner reference) and are applied by `field_manager`.
+    pub fn new(
+        client: &kube::Client,
+        ns: &str,
+        base: String,
+        meta: kube::api::ObjectMeta,
+        run_uid: &str,
+        field_manager: &'static str,
+    ) -> Self {
+        Store {
+            api: Api::namespaced(client.clone(), ns),
+            meta,
+            base,
+            run_uid: run_uid.to_string(),
+            field_manager,
+        }
+    }
+
+    /// The ConfigMap is the run's own.
+    fn owns(&self, cm: &ConfigMap) -> bool {
+        cm.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == self.run_uid)
+    }
+
+    fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
+        cm.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// Reads the run's checkpoint, if it left a whole one.
+    pub async fn read(&self) -> Result<Option<Checkpoint>, String> {
+        let get = |i: usize| {
+            let name = piece_name(&self.base, i);
+            async move {
+                self.api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))
+            }
+        };
+        let Some(first) = get(0).await?.filter(|cm| self.owns(cm)) else {
+            return Ok(None);
+        };
+        let write = Self::annotation(&first, WRITE)
+            .unwrap_or_default()
+            .to_string();
+        let count: usize = Self::annotation(&first, PIECES)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let mut pieces = vec![first];
+        for i in 1..count {
+            match get(i).await? {
+                Some(cm) if self.owns(&cm) && Self::annotation(&cm, WRITE) == Some(&write) => {
+                    pieces.push(cm)
+                }
+                _ => return Err(format!("piece {i} of {} is missing", self.base)),
+            }
+        }
+        let bytes: Vec<Vec<u8>> = pieces
+            .into_iter()
+            .map(|cm| {
+                cm.binary_data
+                    .and_then(|mut b| b.remove(KEY))
+                    .map(|b| b.0)
+                    .unwrap_or_default()
+            })
+            .collect();
+        Checkpoint::decode(&bytes, &self.run_uid)
+    }
+
+    /// Writes `cp`, the first piece last (a reader sees a whole write or the
+    /// one before); never touches a ConfigMap of these names the run does not own.
+    pub async fn write(&self, cp: &Checkpoint, seq: u64) -> Result<(), String> {
+        let pieces = cp.encode(MAX_CONFIGMAP_BYTES)?;
+        let count = pieces.len();
+        let write = format!("{}-{seq}", cp.taken_unix_ms);
+        let apply = PatchParams::apply(self.field_manager).force();
+        for (i, piece) in pieces.into_iter().enumerate().rev() {
+            let name = piece_name(&self.base, i);
+            if let Some(cm) = self.api.get_opt(&name).await.map_err(|e| e.to_string())?
+                && !self.owns(&cm)
+            {
+                return Err(format!(
+                    "ConfigMap {name} exists and is not this run's: the checkpoint is not written"
+                ));
+            }
+            let mut meta = self.meta.clone();
+            meta.name = Some(name.clone());
+            let mut annotations = BTreeMap::from([(WRITE.to_string(), write.clone())]);
+            if i == 0 {
+                annotations.insert(PIECES.to_string(), count.to_string());
+            }
+            meta.annotations = Some(annotations);
+            let cm = ConfigMap {
+                metadata: meta,
+                binary_data: Some(BTreeMap::from([(
+                    KEY.to_string(),
+                    k8s_openapi::ByteString(piece),
+                )])),
+                ..ConfigMap::default()
+            };
+            self.api
+                .patch(&name, &apply, &Patch::Apply(&cm))
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,445 @@
+//! A run's measurement: from the moment its Job exists to the moment its
+//! results are written, one task that owns everything it measures and
+//!
+//! 1. discovers the inference pods and the GPU exporters in scope
+//!    ([`crate::discovery`], and looks again every few seconds),
+//! 2. waits for every worker pod to be ready and starts them at one shared instant,
+//! 3. follows each worker's progress as a long poll ([`crate::contract`]) and,
+//!    the moment every worker measures a step, takes a boundary scrape of every
+//!    GPU and server endpoint, then scrapes them every `telemetry.interval`,
+//!    and takes another boundary scrape when the step ends — so counter deltas
+//!    (energy) cover exactly the measured phase,
+//! 4. pulls the workers' results and merges them exactly.
+//!
+//! Nothing it measures is shared: the task publishes a [`SessionView`] and
+//! the results document through a `watch` channel after each change, and the
+//! reconciler reads those snapshots (no lock is held while payloads are
+//! parsed). It checkpoints itself to the run's `<run>-checkpoint`
+//! ([`checkpoint`]): after a controller restart a new one continues from the
+//! checkpoint, and the results say what the gap cost.
+
+pub mod checkpoint;
+mod collect;
+mod run;
+pub mod workers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use self::checkpoint::Checkpoint;
+use crate::discovery::{Found, PodInfo};
+
+use self::collect::{EndpointLog, Kind, StepTelemetry};
+use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, GpuScope};
+use crate::loadgen::engine::StepResult as ClientStep;
+use crate::loadgen::plan::StopCondition;
+use crate::results::{EndpointReport, StepDetail, WorkerCoverage};
+
+/// Where a session is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stage {
+    /// Waiting for the worker pods.
+    Starting,
+    /// The workers run.
+    Running,
+    /// The workers are done; their results are being pulled.
+    Collecting,
+    /// Everything is in.
+    Done,
+}
+
+/// What the reconciler reads of a session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionView {
+    pub stage: Stage,
+    pub progress: Option<api::Progress>,
+    pub endpoints: Option<api::Endpoints>,
+    /// Why discovery found nothing, when it did not.
+    pub discovery_note: Option<String>,
+    /// What the run asked to read and the installer's policy refused.
+    pub refused: Option<String>,
+    /// Per step, the status summary (once the results are in).
+    pub steps: Vec<StepDetail>,
+    /// How long ago the workers were asked to stop (the run ends early).
+    pub stopping_for: Option<Duration>,
+}
+
+/// Everything a session measures, owned by its task alone.
+struct State {
+    stage: Stage,
+    progress: Option<api::Progress>,
+    telemetry: Vec<StepTelemetry>,
+    client: Vec<Option<ClientStep>>,
+    /// Per step, whose results `client` merges (once they are collected).
+    client_coverage: Vec<WorkerCoverage>,
+    /// Session time of the latest scrape.
+    last_scrape_t: f64,
+    logs: BTreeMap<(Kind, String), EndpointLog>,
+    inference: BTreeSet<String>,
+    discovery_notes: Vec<String>,
+    refused: Vec<String>,
+    notes: Vec<String>,
+    scope: GpuScope,
+    steps: usize,
+}
+
+/// The results as far as they go: step details, endpoints, notes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Document {
+    pub steps: Vec<StepDetail>,
+    pub endpoints: Vec<EndpointReport>,
+    pub notes: Vec<String>,
+}
+
+/// What a session publishes after each change.
+#[derive(Clone, Default)]
+struct Published {
+    view: Option<SessionView>,
+    document: Arc<Document>,
+}
+
+impl State {
+    fn new(scope: GpuScope, steps: usize) -> Self {
+        State {
+            stage: Stage::Starting,
+            progress: None,
+            telemetry: Vec::new(),
+            client: Vec::new(),
+            client_coverage: Vec::new(),
+            last_scrape_t: 0.0,
+            logs: BTreeMap::new(),
+            inference: BTreeSet::new(),
+            discovery_notes: Vec::new(),
+            refused: Vec::new(),
+            notes: Vec::new(),
+            scope,
+            steps,
+        }
+    }
+
+    /// What the reconciler reads; `steps` are the document's once everything is in.
+    fn view(&self, document: &Document) -> SessionView {
+        SessionView {
+            stage: self.stage.clone(),
+            progress: self.progress.clone(),
+            endpoints: (!self.logs.is_empty()).then(|| collect::counts(&self.logs)),
+            discovery_note: (!self.discovery_notes.is_empty())
+                .then(|| self.discovery_notes.join("; ")),
+            refused: (!self.refused.is_empty()).then(|| self.refused.join("; ")),
+            steps: if self.stage == Stage::Done {
+                document.steps.clone()
+            } else {
+                Vec::new()
+            },
+            stopping_for: None,
+        }
+    }
+
+    /// Everything gathered so far. Partial when the run ends early (cancel,
+    /// timeout, failure), and the notes say so.
+    fn document(&self) -> Document {
+        let mut notes = self.notes.clone();
+        notes.extend(self.refused.iter().cloned());
+        notes.extend(self.discovery_notes.iter().cloned());
+        let stopped: Vec<String> = self
+            .client
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.stopped))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        if !stopped.is_empty() {
+            notes.push(format!(
+                "the run ended early (cancel or timeout): step {}'s figures cover its measured part, up to the stop",
+                stopped.join(", ")
+            ));
+        }
+        if self.stage != Stage::Done {
+            notes.push(
+                "the load generators' results were not collected (the run ended before they finished); client figures are missing"
+                    .into(),
+            );
+        }
+        let endpoints = self
+            .logs
+            .iter()
+            .map(|((kind, url), log)| log.report(*kind, url))
+            .collect();
+        Document {
+            steps: self.details(),
+            endpoints,
+            notes,
+        }
+    }
+
+    fn details(&self) -> Vec<StepDetail> {
+        (0..self.steps)
+            .filter(|k| {
+                self.telemetry.get(*k).is_some() || self.client.get(*k).is_some_and(Option::is_some)
+            })
+            .map(|k| {
+                collect::detail(
+                    k as u32,
+                    self.telemetry.get(k),
+                    self.client.get(k).cloned().flatten(),
+                    self.client_coverage.get(k).copied(),
+                    self.scope,
+                    &self.inference,
+                )
+            })
+            .collect()
+    }
+}
+
+/// One run's session, as the reconciler holds it.
+pub struct Session {
+    published: watch::Receiver<Published>,
+    /// When the run was asked to end early.
+    stop: watch::Sender<Option<Instant>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    pub fn view(&self) -> SessionView {
+        let mut view = self.published.borrow().view.clone().unwrap_or(SessionView {
+            stage: Stage::Starting,
+            progress: None,
+            endpoints: None,
+            discovery_note: None,
+            refused: None,
+            steps: Vec::new(),
+            stopping_for: None,
+        });
+        view.stopping_for = self.stop.borrow().map(|t| t.elapsed());
+        view
+    }
+
+    /// The run ends early: the workers are asked to stop, and their results
+    /// (what they measured until then) pulled as at a normal end.
+    pub fn stop(&self) {
+        self.stop.send_if_modified(|at| {
+            let first = at.is_none();
+            at.get_or_insert_with(Instant::now);
+            first
+        });
+    }
+
+    /// Waits until the session reaches `stage`; its view then.
+    #[cfg(test)]
+    pub async fn wait_for_stage(&self, stage: Stage, within: Duration) -> SessionView {
+        let mut published = self.published.clone();
+        let reached = published.wait_for(|p| p.view.as_ref().is_some_and(|v| v.stage == stage));
+        tokio::time::timeout(within, reached)
+            .await
+            .unwrap_or_else(|_| panic!("the session did not reach {stage:?} within {within:?}"))
+            .expect("the session ended");
+        self.view()
+    }
+
+    /// Everything gathered so far (as of the task's latest change).
+    pub fn document(&self) -> Document {
+        let document = self.published.borrow().document.clone();
+        Arc::unwrap_or_clone(document)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How long the final status of an ended run is remembered while the cache
+/// has not shown it yet. The cache catches up within milliseconds; this only
+/// bounds the memory of runs deleted before it did.
+const ENDED_MEMORY: Duration = Duration::from_secs(600);
+
+/// The final status this controller wrote for a run.
+struct Ended {
+    status: BenchmarkRunStatus,
+    at: Instant,
+}
+
+/// The sessions of the runs this controller follows, by run UID, and the
+/// final status of the runs whose session ended.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+    ended: Mutex<HashMap<String, Ended>>,
+}
+
+/// What a measurement asks of the cluster. The controller provides it
+/// (`controller::measurement`); the measurement itself talks to no API server.
+pub trait Cluster: Send + Sync {
+    /// The run's worker pods with their completion indexes, in index order.
+    fn worker_pods(&self) -> BoxFuture<'_, Result<Vec<(u32, PodInfo)>, String>>;
+    /// The inference pods and the endpoints to scrape, as the installer's policy allows.
+    fn discover(&self) -> BoxFuture<'_, Result<Found, String>>;
+    /// The run's checkpoint, when a predecessor left a whole one.
+    fn read_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, String>>;
+    /// Writes checkpoint number `seq`.
+    fn write_checkpoint(&self, cp: Checkpoint, seq: u64) -> BoxFuture<'_, Result<(), String>>;
+    /// Where the checkpoint goes (for logs).
+    fn checkpoint_name(&self) -> &str;
+}
+
+/// What a new session needs to know of its run, besides the run itself.
+pub struct Setup {
+    pub cluster: Arc<dyn Cluster>,
+    /// The run's UID (a checkpoint of another run of the same name is not read).
+    pub run_uid: String,
+    /// The run's Job.
+    pub job: String,
+    /// The plan's steps, how each ends, and whether each warms up first.
+    pub steps: usize,
+    pub stop: StopCondition,
+    pub warmup: bool,
+    /// The run was already running when this controller took it up.
+    pub resumed: bool,
+    /// The bearer token the run's workers require.
+    pub token: Option<String>,
+}
+
+impl Sessions {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ended_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ended>> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The final status this controller wrote for `run`, when the copy of the
+    /// run in hand does not show a final phase yet: that copy is older than
+    /// the write (a watch cache lags behind its own writes), and deciding from
+    /// it would undo the run's end. Forgotten once a copy shows a final phase.
+    pub fn ended(&self, run: &BenchmarkRun) -> Option<BenchmarkRunStatus> {
+        let uid = run.metadata.uid.clone()?;
+        let mut ended = self.ended_map();
+        ended.retain(|_, e| e.at.elapsed() < ENDED_MEMORY);
+        let shows_end = run
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(api::Phase::is_final);
+        if shows_end {
+            ended.remove(&uid);
+            return None;
+        }
+        ended.get(&uid).map(|e| e.status.clone())
+    }
+
+    pub fn get(&self, run: &BenchmarkRun) -> Option<Arc<Session>> {
+        self.map().get(&run.metadata.uid.clone()?).cloned()
+    }
+
+    /// The run's session, started (from what `setup` gives) if there is none.
+    pub fn ensure(
+        &self,
+        run: &BenchmarkRun,
+        setup: impl FnOnce() -> Setup,
+    ) -> Option<Arc<Session>> {
+        let uid = run.metadata.uid.clone()?;
+        let ns = run.metadata.namespace.clone()?;
+        let mut map = self.map();
+        if let Some(s) = map.get(&uid) {
+            return Some(s.clone());
+        }
+        let setup = setup();
+        let (out, published) = watch::channel(Published::default());
+        let (stop, stop_asked) = watch::channel(None);
+        let task = tokio::spawn(run::drive(run::Inputs {
+            ns,
+            spec: run.spec.clone(),
+            workers: run.spec.load.workers.max(1),
+            state: State::new(run.spec.telemetry.gpu.scope, setup.steps),
+            out,
+            stop_asked,
+            setup,
+        }));
+        let s = Arc::new(Session {
+            published,
+            stop,
+            task,
+        });
+        map.insert(uid, s.clone());
+        Some(s)
+    }
+
+    /// Stops the sessions of runs that no longer exist (`exists` says by UID):
+    /// a deleted run's measurement must not go on scraping. Returns how many
+    /// sessions are left.
+    pub fn retain(&self, exists: impl Fn(&str) -> bool) -> usize {
+        let mut map = self.map();
+        map.retain(|uid, _| exists(uid));
+        map.len()
+    }
+
+    /// Forgets the run's session (its task stops) and remembers the final
+    /// status written for it (see [`Sessions::ended`]).
+    pub fn end(&self, run: &BenchmarkRun, status: &BenchmarkRunStatus) {
+        if let Some(uid) = run.metadata.uid.clone() {
+            self.map().remove(&uid);
+            let ended = Ended {
+                status: status.clone(),
+                at: Instant::now(),
+            };
+            self.ended_map().insert(uid, ended);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Phase;
+
+    fn run(phase: Option<Phase>) -> BenchmarkRun {
+        let mut r: BenchmarkRun = serde_saphyr::from_str(
+            r#"
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: r1, namespace: llm, uid: u-1}
+spec:
+  target: {url: "http://vllm:8000", model: m}
+  load: {concurrency: 1, requestCount: 1}
+"#,
+        )
+        .unwrap();
+        r.status = phase.map(|p| BenchmarkRunStatus {
+            phase: Some(p),
+            ..BenchmarkRunStatus::default()
+        });
+        r
+    }
+
+    #[test]
+    fn an_ended_run_is_remembered_until_a_copy_shows_its_end() {
+        let sessions = Sessions::default();
+        let running = run(Some(Phase::Running));
+        assert_eq!(sessions.ended(&running), None);
+        let end = BenchmarkRunStatus {
+            phase: Some(Phase::Succeeded),
+            ..BenchmarkRunStatus::default()
+        };
+        sessions.end(&running, &end);
+        // Copies older than the write (no status yet, Running, Collecting) get the end.
+        for phase in [None, Some(Phase::Running), Some(Phase::Collecting)] {
+            assert_eq!(sessions.ended(&run(phase)), Some(end.clone()), "{phase:?}");
+        }
+        // A copy that shows a final phase: the cache caught up; forgotten.
+        assert_eq!(sessions.ended(&run(Some(Phase::Succeeded))), None);
+        assert_eq!(sessions.ended(&running), None);
+        // Sessions of deleted runs stop; the ended memory is not a session.
+        assert_eq!(sessions.retain(|_| false), 0);
+        // Another run is not touched.
+        let mut other = running.clone();
+        other.metadata.uid = Some("u-2".into());
+        sessions.end(&running, &end);
+        assert_eq!(sessions.ended(&other), None);
+    }
+}

@@ -1,0 +1,815 @@
+//! The session task: discovery, the workers' start, the scrape schedule with
+//! its boundary scrapes, and the collection of the workers' results. The
+//! task owns its [`State`]; every change is published for the reconciler.
+
+use crate::clock::unix_ms;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::checkpoint::{self, Checkpoint, SavedStep};
+use super::collect::{self, EndpointLog, Kind, StepTelemetry};
+use super::workers::{self, StepState, Worker};
+use super::{Cluster, Published, Setup, Stage, State};
+use crate::api::{self, BenchmarkRunSpec};
+use crate::contract::{ProgressQuery, WorkerPhase, WorkerProgress, WorkerResult};
+use crate::discovery::Found;
+use crate::loadgen::plan::StopCondition;
+use crate::net::client::{HttpClient, http_client};
+use crate::scrape::fetch::{self, DEFAULT_MAX_BYTES, ScrapeClient};
+use crate::telemetry::Filter;
+
+pub struct Inputs {
+    pub ns: String,
+    pub spec: BenchmarkRunSpec,
+    pub workers: i32,
+    pub setup: Setup,
+    pub state: State,
+    /// Where the task publishes its view and document.
+    pub out: watch::Sender<Published>,
+    /// When the run was asked to end early.
+    pub stop_asked: watch::Receiver<Option<std::time::Instant>>,
+}
+
+/// How often a worker reports its request counts for the status's progress
+/// (step boundaries come at once, whatever this is).
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How long a worker whose progress request failed is left before the next.
+const PROGRESS_RETRY: Duration = Duration::from_millis(250);
+/// How many scrapes one run's session has in flight at most.
+const MAX_FETCHES: usize = 32;
+/// How often discovery looks again.
+const REDISCOVER: Duration = Duration::from_secs(10);
+/// How long the workers' results are waited for once they are done.
+const COLLECT: Duration = Duration::from_secs(60);
+
+struct Driver {
+    ns: String,
+    spec: BenchmarkRunSpec,
+    workers: i32,
+    setup: Setup,
+    state: State,
+    out: watch::Sender<Published>,
+    stop_asked: watch::Receiver<Option<std::time::Instant>>,
+    http: HttpClient,
+    scraper: ScrapeClient,
+    t0: Instant,
+    /// Session time 0, unix ms (a session that takes a run over from a
+    /// checkpoint keeps its predecessor's, so every `t` lines up).
+    origin_unix_ms: u64,
+    /// Session time at `t0`.
+    offset_s: f64,
+    filter: Filter,
+    /// The workers' results pulled so far, by worker index.
+    results: std::collections::BTreeMap<u32, WorkerResult>,
+    /// The collection is over: `results` is all there will be.
+    collected: bool,
+    /// The step and next step as of the latest checkpoint.
+    steps_at: (Option<usize>, usize),
+    /// Checkpoints are numbered; a write never replaces a newer one.
+    checkpoints: u64,
+    written: Arc<tokio::sync::Mutex<u64>>,
+    last_checkpoint: Instant,
+}
+
+/// Where a session picks a run up from its checkpoint.
+struct Resume {
+    active: Option<usize>,
+    next_step: usize,
+    /// The collection was over: the held results are all there will be.
+    collected: bool,
+}
+
+impl Driver {
+    /// Publishes the view and the document after a change of what was measured.
+    fn publish(&self) {
+        let document = Arc::new(self.state.document());
+        let view = self.state.view(&document);
+        self.out.send_replace(Published {
+            view: Some(view),
+            document,
+        });
+    }
+
+    /// Publishes the view after a change of progress or stage alone (the
+    /// document stays as it was).
+    fn publish_view(&self) {
+        self.out
+            .send_modify(|p| p.view = Some(self.state.view(&p.document)));
+    }
+
+    fn t(&self) -> f64 {
+        self.offset_s + self.t0.elapsed().as_secs_f64()
+    }
+
+    /// Takes the measurement over from a predecessor's checkpoint.
+    fn restore(&mut self, cp: Checkpoint) -> Resume {
+        let s = &mut self.state;
+        s.telemetry = cp
+            .steps
+            .into_iter()
+            .map(|st| st.restore(self.filter.clone()))
+            .collect();
+        s.notes = cp.notes;
+        s.last_scrape_t = cp.last_scrape_t;
+        self.results = cp
+            .results
+            .into_iter()
+            .flatten()
+            .map(|r| (r.worker, r))
+            .collect();
+        Resume {
+            active: cp.active,
+            next_step: cp.next_step,
+            collected: cp.collected && !self.results.is_empty(),
+        }
+    }
+
+    /// The measurement as far as it went.
+    fn checkpoint(&self, active: Option<usize>, next_step: usize) -> Checkpoint {
+        let s = &self.state;
+        Checkpoint {
+            version: checkpoint::VERSION,
+            run_uid: self.setup.run_uid.clone(),
+            origin_unix_ms: self.origin_unix_ms,
+            taken_unix_ms: unix_ms(),
+            last_scrape_t: s.last_scrape_t,
+            steps: s.telemetry.iter().map(SavedStep::of).collect(),
+            active,
+            next_step,
+            notes: s.notes.clone(),
+            results: (!self.results.is_empty()).then(|| self.results.values().cloned().collect()),
+            workers: self.workers as u32,
+            collected: self.collected,
+        }
+    }
+
+    /// Writes a checkpoint in the background (boundaries and the periodic
+    /// ones: the schedule does not wait on the API server).
+    fn save(&mut self, active: Option<usize>, next_step: usize) {
+        self.steps_at = (active, next_step);
+        let cp = self.checkpoint(active, next_step);
+        self.last_checkpoint = Instant::now();
+        let seq = self.next_seq();
+        let (written, cluster) = (self.written.clone(), self.setup.cluster.clone());
+        tokio::spawn(async move { write(&*cluster, &written, seq, cp).await });
+    }
+
+    /// Writes a checkpoint now, with the results pulled so far, and says
+    /// whether it was written (a worker is let go only once it was).
+    async fn checkpoint_results(&mut self) -> bool {
+        let (active, next_step) = self.steps_at;
+        let cp = self.checkpoint(active, next_step);
+        let seq = self.next_seq();
+        write(&*self.setup.cluster, &self.written, seq, cp).await
+    }
+
+    /// A checkpoint is due during a step.
+    fn checkpoint_due(&self) -> bool {
+        self.last_checkpoint.elapsed() >= checkpoint::EVERY
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.checkpoints += 1;
+        self.checkpoints
+    }
+
+    async fn discover(&mut self) {
+        let found = self.setup.cluster.discover().await;
+        match found {
+            Ok(found) => self.adopt(found),
+            Err(e) => warn!(ns = %self.ns, "discovery failed: {e}"),
+        }
+    }
+
+    /// Adds a note to the results.
+    fn note(&mut self, note: String) {
+        self.state.notes.push(note);
+        self.publish();
+    }
+
+    /// Adds newly found endpoints; endpoints found before stay (a pod that
+    /// went away is reported unreachable, with its gap).
+    fn adopt(&mut self, found: Found) {
+        let Found {
+            refused,
+            inference,
+            servers,
+            gpus,
+            notes,
+        } = found;
+        let s = &mut self.state;
+        s.inference.extend(
+            inference
+                .iter()
+                .map(|p| format!("{}/{}", p.namespace, p.name)),
+        );
+        s.discovery_notes = notes;
+        s.refused = refused;
+        for (kind, list) in [(Kind::Server, servers), (Kind::Gpu, gpus)] {
+            for (url, pod) in list {
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    s.logs.entry((kind, url.clone()))
+                {
+                    let shown = crate::net::redact_url(&url);
+                    debug!(url = %shown, kind = kind.as_str(), "scraping");
+                    e.insert(EndpointLog::new(pod));
+                }
+            }
+        }
+        self.publish();
+    }
+
+    /// Fetches every endpoint once and ingests the answers into step `k`'s
+    /// telemetry (begun by this scrape when `opens`). The step's window runs
+    /// from its opening scrape to its latest one, each stamped when it was sent.
+    async fn scrape(&mut self, k: usize, opens: bool) {
+        self.scrape_step(k, opens, false).await;
+    }
+
+    /// [`Driver::scrape`]; `resumed`: the step was already under way when
+    /// this session took the run up.
+    async fn scrape_step(&mut self, k: usize, opens: bool, resumed: bool) {
+        let timeout: Duration = self.spec.telemetry.timeout.into();
+        let (t, stamp) = (self.t(), unix_ms());
+        // Every endpoint discovered so far: the keys of the scrape logs.
+        let targets: Vec<(Kind, String)> = self.state.logs.keys().cloned().collect();
+        let fetches = targets.into_iter().map(|(kind, url)| {
+            let scraper = self.scraper.clone();
+            async move {
+                let r = fetch::fetch(&scraper, &url, timeout, DEFAULT_MAX_BYTES).await;
+                (kind, url, r)
+            }
+        });
+        // At most MAX_FETCHES at once per run, however many endpoints it found.
+        let answers: Vec<_> = futures::stream::iter(fetches)
+            .buffer_unordered(MAX_FETCHES)
+            .collect()
+            .await;
+        let s = &mut self.state;
+        if opens && s.telemetry.len() == k {
+            s.telemetry
+                .push(StepTelemetry::new(self.filter.clone(), stamp, t, resumed));
+        }
+        for (kind, url, r) in answers {
+            let outcome = match r {
+                Ok(p) => {
+                    if let Some(step) = s.telemetry.get_mut(k) {
+                        step.ingest(kind, &url, t, &p.body, p.format);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Some(log) = s.logs.get_mut(&(kind, url)) {
+                log.record(t, outcome);
+            }
+        }
+        if let Some(step) = s.telemetry.get_mut(k) {
+            step.window.end_unix_ms = stamp;
+            step.closed_t = t;
+        }
+        s.last_scrape_t = t;
+        self.publish();
+    }
+}
+
+/// Writes checkpoint number `seq` unless a newer one was written already.
+async fn write(
+    cluster: &dyn Cluster,
+    written: &tokio::sync::Mutex<u64>,
+    seq: u64,
+    cp: Checkpoint,
+) -> bool {
+    let mut last = written.lock().await;
+    if seq <= *last {
+        return true;
+    }
+    match cluster.write_checkpoint(cp, seq).await {
+        Ok(()) => {
+            *last = seq;
+            true
+        }
+        Err(e) => {
+            warn!(checkpoint = %cluster.checkpoint_name(), "writing the checkpoint: {e}");
+            false
+        }
+    }
+}
+
+/// Runs the session to its end (the task is aborted if the run ends first).
+pub async fn drive(inputs: Inputs) {
+    let filter = Filter::new(
+        &inputs.spec.telemetry.server.include,
+        &inputs.spec.telemetry.server.exclude,
+    )
+    .unwrap_or_default();
+    // A predecessor's checkpoint: the measurement goes on from it.
+    let cluster = &inputs.setup.cluster;
+    let restored = match cluster.read_checkpoint().await {
+        Ok(cp) => cp,
+        Err(e) => {
+            warn!(checkpoint = %cluster.checkpoint_name(), "reading the checkpoint: {e}");
+            None
+        }
+    };
+    let now = unix_ms();
+    let origin_unix_ms = restored.as_ref().map_or(now, |c| c.origin_unix_ms);
+    let mut d = Driver {
+        ns: inputs.ns,
+        spec: inputs.spec,
+        workers: inputs.workers,
+        setup: inputs.setup,
+        state: inputs.state,
+        out: inputs.out,
+        stop_asked: inputs.stop_asked,
+        http: http_client(16),
+        scraper: fetch::scrape_client(),
+        t0: Instant::now(),
+        origin_unix_ms,
+        offset_s: now.saturating_sub(origin_unix_ms) as f64 / 1e3,
+        filter,
+        results: Default::default(),
+        collected: false,
+        steps_at: (None, 0),
+        checkpoints: 0,
+        written: Default::default(),
+        last_checkpoint: Instant::now(),
+    };
+    let resume = restored.map(|cp| {
+        info!(job = %d.setup.job, step = ?cp.active, "taking the measurement over from its checkpoint");
+        d.restore(cp)
+    });
+    d.publish();
+    d.discover().await;
+    if resume.as_ref().is_some_and(|r| r.collected) {
+        // Every result was pulled and checkpointed before: finish with them.
+        d.collected = true;
+        finish(&mut d);
+        let bases = ready_workers(&d).await.unwrap_or_default();
+        acknowledge(&d, &bases.iter().collect::<Vec<_>>()).await;
+        return;
+    }
+    let Some(bases) = wait_for_workers(&d).await else {
+        return;
+    };
+    let started_at = start_workers(&mut d, &bases).await;
+    d.state.stage = Stage::Running;
+    d.publish_view();
+    // Without warmup, the first measured step begins at the shared start
+    // instant: its opening boundary scrape is taken right then, not when a
+    // worker's progress tells of the step.
+    let first_step_at =
+        started_at.filter(|_| !d.setup.warmup && !d.setup.resumed && resume.is_none());
+    follow(&mut d, &bases, first_step_at, resume).await;
+    collect_results(&mut d, &bases).await;
+}
+
+/// The Job's ready workers, by index.
+async fn ready_workers(d: &Driver) -> Option<Vec<Worker>> {
+    let s = &d.setup;
+    match s.cluster.worker_pods().await {
+        Ok(pods) => Some(
+            pods.iter()
+                .filter(|(_, p)| p.ready)
+                .filter_map(|(index, p)| {
+                    Some(Worker {
+                        index: *index,
+                        base: workers::base(p)?,
+                        token: s.token.clone(),
+                    })
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            warn!(job = %s.job, "listing the workers: {e}");
+            None
+        }
+    }
+}
+
+/// Waits until every worker whose result is not held yet is ready; those
+/// workers, by index (a worker whose result is held may have exited).
+async fn wait_for_workers(d: &Driver) -> Option<Vec<Worker>> {
+    let wanted: Vec<u32> = (0..d.workers.max(0) as u32)
+        .filter(|i| !d.results.contains_key(i))
+        .collect();
+    loop {
+        if let Some(ready) = ready_workers(d).await {
+            let live: Vec<Worker> = ready
+                .into_iter()
+                .filter(|w| wanted.contains(&w.index))
+                .collect();
+            if live.len() >= wanted.len() {
+                return Some(live);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How far ahead of the start request the workers' shared start instant lies:
+/// room for every worker to get it, retries included, before it comes.
+const START_AHEAD: Duration = Duration::from_millis(1500);
+
+/// Starts every worker at one shared instant, asking them all at once (one
+/// slow worker delays nobody), and notes a worker that got it too late.
+/// Returns the instant when every worker took it from this request in time.
+async fn start_workers(d: &mut Driver, bases: &[Worker]) -> Option<u64> {
+    let at = unix_ms() + START_AHEAD.as_millis() as u64;
+    // A worker that cannot be reached by then is given up on (and said so).
+    let give_up = at + START_AHEAD.as_millis() as u64;
+    let http = &d.http;
+    let starts = bases.iter().map(|base| async move {
+        loop {
+            match workers::start(http, base, at).await {
+                Ok(now) => return Ok((now, unix_ms())),
+                Err(e) if unix_ms() < give_up => {
+                    debug!(%base, "starting the worker: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let answers = futures::future::join_all(starts).await;
+    let mut all_on_time = true;
+    for (base, answer) in bases.iter().zip(answers) {
+        let note = match answer {
+            Ok((true, when)) if when > at => format!(
+                "the worker at {base} accepted the shared start {} ms late and started then",
+                when - at
+            ),
+            Ok((true, _)) => continue,
+            // Started before, by an earlier session: its start instant is not this one.
+            Ok((false, _)) => {
+                all_on_time = false;
+                continue;
+            }
+            Err(e) => {
+                warn!(%base, "could not start the worker: {e}");
+                format!("the worker at {base} could not be started: {e}")
+            }
+        };
+        all_on_time = false;
+        d.note(note);
+    }
+    info!(job = %d.setup.job, workers = bases.len(), "load generators started");
+    all_on_time.then_some(at)
+}
+
+/// Follows one worker's progress as a long poll, sending every answer (or
+/// failure) to the session as `(index, answer)`, until the worker is done or
+/// the session stops listening.
+async fn follow_worker(
+    http: HttpClient,
+    worker: Worker,
+    index: usize,
+    to: mpsc::Sender<(usize, Result<WorkerProgress, String>)>,
+) {
+    let mut q = ProgressQuery {
+        after: 0,
+        done: None,
+        wait_ms: PROGRESS_EVERY.as_millis() as u64,
+    };
+    loop {
+        let answer = workers::progress(&http, &worker, q).await;
+        let failed = answer.is_err();
+        if let Ok(p) = &answer {
+            (q.after, q.done) = (p.seq, Some(p.done));
+        }
+        let done = matches!(&answer, Ok(p) if p.phase == WorkerPhase::Done);
+        if to.send((index, answer)).await.is_err() || done {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(PROGRESS_RETRY).await;
+        }
+    }
+}
+
+/// Follows the workers to their end, scraping on the schedule; the first
+/// step is opened at `first_step_at` (unix ms) when it is known to begin then.
+/// Each worker's progress arrives as it changes (a long poll per worker): a
+/// step boundary is acted on the moment the last worker reports it.
+async fn follow(
+    d: &mut Driver,
+    bases: &[Worker],
+    first_step_at: Option<u64>,
+    resume: Option<Resume>,
+) {
+    let interval: Duration = d.spec.telemetry.interval.into();
+    let per_step_total = match d.setup.stop {
+        StopCondition::Requests(n) => Some(n),
+        StopCondition::DurationMs(_) => None,
+    };
+    let steps = d.setup.steps;
+    let mut active: Option<usize> = None;
+    let mut next_step = 0usize;
+    let mut next_scrape = Instant::now();
+    let mut next_discovery = Instant::now() + REDISCOVER;
+    let mut last_done: Option<(Instant, u64)> = None;
+    let mut resumed_noted = false;
+    if let Some(r) = resume {
+        // Taken over from a checkpoint: the steps it holds go on; the step it
+        // was measuring continues from its own opening readings.
+        (active, next_step, resumed_noted) = (r.active, r.next_step, true);
+        if let Some(k) = active {
+            // The predecessor's last scrape (restored with the checkpoint).
+            let before = d.state.last_scrape_t;
+            d.scrape(k, false).await;
+            let now = d.state.last_scrape_t;
+            if let Some(step) = d.state.telemetry.get_mut(k) {
+                step.interruptions.push((before, now));
+            }
+            d.note(format!(
+                "a new controller took this run over from its checkpoint during step {k}: {:.1} s without scrapes, which the energy counters span",
+                (now - before).max(0.0)
+            ));
+            next_scrape = Instant::now() + interval;
+            d.save(active, next_step);
+        }
+    } else if let Some(at) = first_step_at.filter(|_| steps > 0) {
+        let wait = at.saturating_sub(unix_ms());
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        d.scrape(0, true).await;
+        (active, next_step) = (Some(0), 1);
+        next_scrape = Instant::now() + interval;
+        d.save(active, next_step);
+        info!(job = %d.setup.job, step = 0, "measured phase started");
+    }
+    if bases.is_empty() {
+        // Every worker's result is held already (a successor of the session
+        // that pulled them): only the step left open, if any, is closed.
+        if let Some(k) = active {
+            d.scrape(k, false).await;
+            d.save(None, next_step);
+        }
+        return;
+    }
+    let (to, mut answers) = mpsc::channel(bases.len() * 2);
+    let mut followers = tokio::task::JoinSet::new();
+    for (i, w) in bases.iter().enumerate() {
+        followers.spawn(follow_worker(d.http.clone(), w.clone(), i, to.clone()));
+    }
+    drop(to);
+    let mut latest: Vec<Option<WorkerProgress>> = vec![None; bases.len()];
+    let mut stop_asked = d.stop_asked.clone();
+    let mut stop_sent = false;
+    let mut stop_gone = false;
+    loop {
+        if !stop_sent && stop_asked.borrow_and_update().is_some() {
+            // The run ends early: every worker ends its step where it is; the
+            // closing boundary scrape follows as at any step's end.
+            stop_sent = true;
+            let stops = bases.iter().map(|w| workers::stop(&d.http, w));
+            for (w, r) in bases.iter().zip(futures::future::join_all(stops).await) {
+                if let Err(e) = r {
+                    warn!(worker = %w, "stopping the worker: {e}");
+                }
+            }
+            info!(job = %d.setup.job, "load generators stopped (the run ends early)");
+        }
+        let scrape_at = next_scrape;
+        let scraping = active.is_some();
+        tokio::select! {
+            got = answers.recv() => match got {
+                Some(first) => {
+                    let mut take = |(i, answer): (usize, Result<WorkerProgress, String>)| match answer {
+                        Ok(p) => latest[i] = Some(p),
+                        Err(e) => debug!(worker = %bases[i], "reading the worker's progress: {e}"),
+                    };
+                    take(first);
+                    // Whatever else has come in: one look at all of it.
+                    while let Ok(more) = answers.try_recv() {
+                        take(more);
+                    }
+                }
+                // Every follower ended (every worker is done): nothing more comes.
+                None if latest.iter().all(Option::is_some) => {}
+                None => {
+                    warn!(job = %d.setup.job, "the workers' progress stopped coming before they were all done");
+                    return;
+                }
+            },
+            _ = tokio::time::sleep_until(scrape_at), if scraping => {
+                if let Some(k) = active {
+                    d.scrape(k, false).await;
+                    next_scrape += interval;
+                    if next_scrape < Instant::now() {
+                        next_scrape = Instant::now() + interval;
+                    }
+                    if d.checkpoint_due() {
+                        d.save(active, next_step);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_discovery) => {
+                d.discover().await;
+                next_discovery = Instant::now() + REDISCOVER;
+            }
+            changed = stop_asked.changed(), if !stop_sent && !stop_gone => {
+                stop_gone = changed.is_err();
+            }
+        }
+        let Some(progress) = latest
+            .iter()
+            .copied()
+            .collect::<Option<Vec<WorkerProgress>>>()
+        else {
+            continue;
+        };
+        record_progress(
+            d,
+            &progress,
+            per_step_total.map(|n| n * steps as u64),
+            &mut last_done,
+        );
+        // Step boundaries: each takes one scrape that closes a step and/or opens the next.
+        loop {
+            let (end, start) = match active {
+                Some(a) if workers::step_state(&progress, a as u64) == StepState::Ended => {
+                    (Some(a), None)
+                }
+                None if next_step < steps
+                    && workers::step_state(&progress, next_step as u64)
+                        != StepState::NotStarted =>
+                {
+                    (None, Some(next_step))
+                }
+                _ => break,
+            };
+            if let Some(k) = start {
+                // The first step a resumed session sees was under way already.
+                let resumed = d.setup.resumed && !resumed_noted;
+                if resumed {
+                    resumed_noted = true;
+                    d.note(format!(
+                        "the controller took this run up while it was running (a restart): step {k}'s telemetry starts then, and any earlier step's is missing"
+                    ));
+                }
+                active = Some(k);
+                next_step = k + 1;
+                d.scrape_step(k, true, resumed).await;
+                next_scrape = Instant::now() + interval;
+                d.save(active, next_step);
+                info!(job = %d.setup.job, step = k, "measured phase started");
+            }
+            if let Some(k) = end {
+                d.scrape(k, false).await;
+                if let Some(lag) = boundary_lag(&progress) {
+                    debug!(job = %d.setup.job, step = k, lag_ms = lag, "closing boundary scrape after the last worker's step end");
+                }
+                active = None;
+                d.save(active, next_step);
+                info!(job = %d.setup.job, step = k, "measured phase ended");
+            }
+        }
+        // A worker that is done has its result: it is pulled and checkpointed
+        // now, and the worker let go (it need not wait for the others).
+        for (w, p) in bases.iter().zip(&progress) {
+            if p.phase == WorkerPhase::Done && !d.results.contains_key(&w.index) {
+                take_result(d, w).await;
+            }
+        }
+        if progress.iter().all(|p| p.phase == WorkerPhase::Done) && active.is_none() {
+            return;
+        }
+    }
+}
+
+/// Pulls one finished worker's result, checkpoints it, and lets the worker
+/// go. Anything that fails is left for the collection at the end.
+async fn take_result(d: &mut Driver, w: &Worker) {
+    match workers::result(&d.http, w).await {
+        Ok(Some(r)) => {
+            d.results.insert(w.index, r);
+            if d.checkpoint_results().await {
+                acknowledge(d, &[w]).await;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => debug!(worker = %w, "pulling the result of a finished worker: {e}"),
+    }
+}
+
+/// How long after the last worker's own change of step the closing scrape
+/// went out (ms, by the two clocks; both are the node's in the usual case).
+fn boundary_lag(progress: &[WorkerProgress]) -> Option<u64> {
+    let last = progress.iter().map(|p| p.since_unix_ms).max()?;
+    Some(unix_ms().saturating_sub(last))
+}
+
+fn record_progress(
+    d: &mut Driver,
+    progress: &[WorkerProgress],
+    total: Option<u64>,
+    last: &mut Option<(Instant, u64)>,
+) {
+    let done: u64 = progress.iter().map(|p| p.done).sum();
+    let now = Instant::now();
+    let rate = match *last {
+        Some((t, n)) if now.duration_since(t) >= Duration::from_secs(2) => {
+            *last = Some((now, done));
+            Some((done.saturating_sub(n)) as f64 / now.duration_since(t).as_secs_f64())
+        }
+        Some(_) => None,
+        None => {
+            *last = Some((now, done));
+            None
+        }
+    };
+    let s = &mut d.state;
+    let previous = s.progress.as_ref().and_then(|p| p.request_throughput);
+    let next = Some(api::Progress {
+        requests_done: done as i64,
+        requests_total: total.map(|t| t as i64),
+        request_throughput: rate.map(|r| (r * 10.0).round() / 10.0).or(previous),
+    });
+    if s.progress != next {
+        s.progress = next;
+        d.publish_view();
+    }
+}
+
+/// Pulls every worker's result, all at once, then acknowledges them (each
+/// worker exits on its acknowledgement, never on a bare fetch: a result whose
+/// answer was lost on the way is fetched again). A worker whose result does
+/// not come in time is left out, and the steps' coverage says so.
+async fn collect_results(d: &mut Driver, bases: &[Worker]) {
+    d.state.stage = Stage::Collecting;
+    d.publish_view();
+    let deadline = Instant::now() + COLLECT;
+    let http = &d.http;
+    let missing: Vec<&Worker> = bases
+        .iter()
+        .filter(|w| !d.results.contains_key(&w.index))
+        .collect();
+    let pulls = missing.iter().map(|base| async move {
+        loop {
+            match workers::result(http, base).await {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) | Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Ok(None) => return Err("the worker had not finished".to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let answers = futures::future::join_all(pulls).await;
+    let mut pulled = Vec::new();
+    for (base, answer) in missing.into_iter().zip(answers) {
+        match answer {
+            Ok(r) => {
+                d.results.insert(base.index, r);
+                pulled.push(base);
+            }
+            Err(e) => {
+                warn!(%base, "no result from the worker: {e}");
+                d.note(format!(
+                    "no result from the worker at {base} within {COLLECT:?}: {e}"
+                ));
+            }
+        }
+    }
+    // Held in the checkpoint before any worker is let go: a successor that
+    // finds the workers gone still has their results.
+    d.collected = true;
+    if !d.checkpoint_results().await {
+        // Held only here until the reconciler writes them: a restart in
+        // between would lose them, but keeping the workers would hold the
+        // run open for their whole linger.
+        warn!(job = %d.setup.job, "the results are not checkpointed; letting the workers go all the same");
+    }
+    finish(d);
+    acknowledge(d, &pulled).await;
+}
+
+/// Merges the workers' results into the session's steps: everything is in.
+fn finish(d: &mut Driver) {
+    let results: Vec<WorkerResult> = d.results.values().cloned().collect();
+    let merged = collect::merge_client(&results, d.setup.steps, d.workers.max(1) as u32);
+    let s = &mut d.state;
+    (s.client, s.client_coverage) = merged.into_iter().unzip();
+    s.stage = Stage::Done;
+    d.publish();
+    info!(job = %d.setup.job, workers = results.len(), "results collected");
+}
+
+/// Lets the workers go: their results are held.
+async fn acknowledge(d: &Driver, bases: &[&Worker]) {
+    let acks = bases.iter().map(|base| async move {
+        if let Err(e) = workers::acknowledge(&d.http, base).await {
+            debug!(%base, "acknowledging the result: {e}");
+        }
+    });
+    futures::future::join_all(acks).await;
+}
+
+#[cfg(test)]
+mod tests;

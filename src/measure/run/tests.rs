@@ -1,0 +1,235 @@
+//! The measurement task against workers served in the test and a cluster the
+//! test fakes: what it pulls, checkpoints, lets go and publishes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::super::checkpoint::{Checkpoint, VERSION};
+use super::super::{Cluster, Sessions, Setup, Stage};
+use crate::api::BenchmarkRun;
+use crate::contract::{RESULT_SCHEMA_VERSION, WORKER_PORT, WorkerPhase, WorkerResult};
+use crate::discovery::{Found, PodInfo};
+use crate::loadgen::engine::StepResult;
+use crate::loadgen::plan::StopCondition;
+use crate::worker::serve::testing::TestWorker;
+
+/// The cluster as the test has it: fixed worker pods, nothing to discover,
+/// and a checkpoint store in memory that records every write.
+struct Fake {
+    pods: Vec<(u32, PodInfo)>,
+    checkpoint: Mutex<Option<Checkpoint>>,
+    writes: Mutex<Vec<Checkpoint>>,
+}
+
+impl Cluster for Fake {
+    fn worker_pods(&self) -> BoxFuture<'_, Result<Vec<(u32, PodInfo)>, String>> {
+        futures::future::ready(Ok(self.pods.clone())).boxed()
+    }
+
+    fn discover(&self) -> BoxFuture<'_, Result<Found, String>> {
+        futures::future::ready(Ok(Found::default())).boxed()
+    }
+
+    fn read_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, String>> {
+        futures::future::ready(Ok(self.checkpoint.lock().unwrap().clone())).boxed()
+    }
+
+    fn write_checkpoint(&self, cp: Checkpoint, _seq: u64) -> BoxFuture<'_, Result<(), String>> {
+        self.writes.lock().unwrap().push(cp.clone());
+        *self.checkpoint.lock().unwrap() = Some(cp);
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    fn checkpoint_name(&self) -> &str {
+        "r-checkpoint"
+    }
+}
+
+/// A ready worker pod at `ip` (the worker's port is the contract's).
+fn pod(index: u32, ip: &str) -> (u32, PodInfo) {
+    let info = PodInfo {
+        namespace: "llm".into(),
+        name: format!("r-loadgen-{index}"),
+        node: None,
+        ip: Some(ip.into()),
+        ready: true,
+        annotations: BTreeMap::new(),
+        ports: Vec::new(),
+    };
+    (index, info)
+}
+
+fn result(worker: u32, requests: u64) -> WorkerResult {
+    WorkerResult {
+        schema_version: RESULT_SCHEMA_VERSION,
+        worker,
+        steps: vec![StepResult {
+            requests,
+            successes: requests,
+            output_tokens: 10 * requests,
+            duration_s: 1.0,
+            ..StepResult::default()
+        }],
+    }
+}
+
+fn run() -> BenchmarkRun {
+    serde_saphyr::from_str(
+        r#"
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: r, namespace: llm, uid: u-1}
+spec:
+  target: {url: "http://vllm:8000", model: m}
+  load: {concurrency: 2, workers: 2, requestCount: 6}
+"#,
+    )
+    .unwrap()
+}
+
+fn setup(cluster: Arc<Fake>, resumed: bool) -> Setup {
+    Setup {
+        cluster,
+        run_uid: "u-1".into(),
+        job: "r-loadgen".into(),
+        steps: 1,
+        stop: StopCondition::Requests(6),
+        warmup: false,
+        resumed,
+        token: Some("t".into()),
+    }
+}
+
+async fn worker_at(ip: &str, index: u32) -> TestWorker {
+    let addr = format!("{ip}:{WORKER_PORT}").parse().unwrap();
+    TestWorker::serve(addr, index, Some("t".into())).await
+}
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// A worker that is done is pulled, checkpointed and let go at once, while
+/// the other still measures; the run's results merge both.
+#[tokio::test]
+async fn a_finished_worker_is_checkpointed_and_let_go_before_the_others_end() {
+    let (ip0, ip1) = ("127.77.1.1", "127.77.1.2");
+    let w0 = worker_at(ip0, 0).await;
+    let w1 = worker_at(ip1, 1).await;
+    let fake = Arc::new(Fake {
+        pods: vec![pod(0, ip0), pod(1, ip1)],
+        checkpoint: Mutex::new(None),
+        writes: Mutex::new(Vec::new()),
+    });
+    let sessions = Sessions::default();
+    let session = sessions
+        .ensure(&run(), || setup(fake.clone(), false))
+        .unwrap();
+    // Both started at the shared instant: the step opens then.
+    tokio::time::timeout(WITHIN, async {
+        while !(w0.started() && w1.started()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    for w in [&w0, &w1] {
+        w.progress().set_phase_for_test(WorkerPhase::Measuring);
+    }
+    w1.finish(&result(1, 2));
+    tokio::time::timeout(WITHIN, w1.acknowledged())
+        .await
+        .expect("worker 1 let go while worker 0 runs");
+    let held = fake.checkpoint.lock().unwrap().clone().unwrap();
+    assert_eq!(held.results.as_ref().map(Vec::len), Some(1));
+    assert_eq!((held.workers, held.collected), (2, false));
+    assert_eq!(session.view().stage, Stage::Running);
+    w0.finish(&result(0, 4));
+    tokio::time::timeout(WITHIN, w0.acknowledged())
+        .await
+        .unwrap();
+    let view = session.wait_for_stage(Stage::Done, WITHIN).await;
+    let client = view.steps[0].client.as_ref().unwrap();
+    assert_eq!((client.requests, client.successes), (6, 6));
+    let last = fake.writes.lock().unwrap().last().cloned().unwrap();
+    assert!(last.collected);
+    assert_eq!(last.results.map(|r| r.len()), Some(2));
+}
+
+/// A successor of a session that pulled one worker's result (the worker has
+/// exited since) takes it from the checkpoint and pulls the other's.
+#[tokio::test]
+async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
+    let ip0 = "127.77.2.1";
+    let w0 = worker_at(ip0, 0).await;
+    w0.finish(&result(0, 4));
+    let fake = Arc::new(Fake {
+        // Worker 1 exited once its result was checkpointed: no pod answers for it.
+        pods: vec![pod(0, ip0)],
+        checkpoint: Mutex::new(Some(Checkpoint {
+            version: VERSION,
+            run_uid: "u-1".into(),
+            origin_unix_ms: crate::clock::unix_ms() - 30_000,
+            taken_unix_ms: crate::clock::unix_ms() - 1_000,
+            last_scrape_t: 29.0,
+            steps: Vec::new(),
+            active: None,
+            next_step: 1,
+            notes: Vec::new(),
+            results: Some(vec![result(1, 2)]),
+            workers: 2,
+            collected: false,
+        })),
+        writes: Mutex::new(Vec::new()),
+    });
+    let sessions = Sessions::default();
+    let session = sessions
+        .ensure(&run(), || setup(fake.clone(), true))
+        .unwrap();
+    let view = session.wait_for_stage(Stage::Done, WITHIN).await;
+    tokio::time::timeout(WITHIN, w0.acknowledged())
+        .await
+        .unwrap();
+    let client = view.steps[0].client.as_ref().unwrap();
+    assert_eq!((client.requests, client.successes), (6, 6));
+    let coverage = view.steps[0].client_coverage.unwrap();
+    assert_eq!((coverage.workers, coverage.reported), (2, 2));
+    let last = fake.writes.lock().unwrap().last().cloned().unwrap();
+    assert!(last.collected);
+    assert_eq!(last.results.map(|r| r.len()), Some(2));
+}
+
+/// A step change reaches a progress request the worker holds, as it happens.
+#[tokio::test]
+async fn the_controller_hears_a_step_change_through_its_held_request() {
+    use crate::contract::ProgressQuery;
+    use crate::measure::workers::{self, Worker};
+    let ip = "127.77.3.1";
+    let worker = worker_at(ip, 0).await;
+    let client = crate::net::client::http_client(2);
+    let w = Worker {
+        index: 0,
+        base: format!("http://{ip}:{WORKER_PORT}"),
+        token: Some("t".into()),
+    };
+    let now = workers::progress(&client, &w, ProgressQuery::default())
+        .await
+        .unwrap();
+    let q = ProgressQuery {
+        after: now.seq,
+        done: Some(now.done),
+        wait_ms: 10_000,
+    };
+    let held = tokio::spawn(async move { workers::progress(&client, &w, q).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!held.is_finished(), "answered with nothing new");
+    worker.progress().set_phase_for_test(WorkerPhase::Measuring);
+    let p = tokio::time::timeout(Duration::from_secs(2), held)
+        .await
+        .expect("the change was not heard while the request was held")
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.phase, p.seq), (WorkerPhase::Measuring, now.seq + 1));
+}
