@@ -3,7 +3,7 @@
 
 use crate::clock::unix_ms;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -70,13 +70,17 @@ pub struct WorkerProgress {
     pub since_unix_ms: u64,
 }
 
+/// The step part of [`Progress`]'s position.
+const STEP_MASK: u64 = (1 << 56) - 1;
+
 /// Live counters of a worker, read by its `/metrics` while the run goes.
 /// Requests are counted in the measured phases only.
 #[derive(Debug, Default)]
 pub struct Progress {
-    pub phase: AtomicU8,
-    /// The step running (0-based).
-    pub step: AtomicU64,
+    /// The phase (top 8 bits) and the step running (0-based, the rest),
+    /// changed together: a reader never sees a new step with the phase of
+    /// the step before (the next step's start before its warmup).
+    position: AtomicU64,
     pub done: AtomicU64,
     pub ok: AtomicU64,
     pub errors: AtomicU64,
@@ -95,25 +99,33 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn phase(&self) -> WorkerPhase {
-        WorkerPhase::from_code(self.phase.load(Ordering::Relaxed))
+    /// The phase and the step, read together.
+    pub fn position(&self) -> (WorkerPhase, u64) {
+        let p = self.position.load(Ordering::Acquire);
+        (WorkerPhase::from_code((p >> 56) as u8), p & STEP_MASK)
     }
 
-    fn set(&self, p: WorkerPhase) {
-        self.phase.store(p as u8, Ordering::Relaxed);
-        self.changed();
+    pub fn phase(&self) -> WorkerPhase {
+        self.position().0
+    }
+
+    /// Enters `phase` of step `step`, both at once.
+    fn enter(&self, phase: WorkerPhase, step: u64) {
+        let p = (u64::from(phase as u8) << 56) | (step & STEP_MASK);
+        if self.position.swap(p, Ordering::AcqRel) != p {
+            self.changed();
+        }
+    }
+
+    /// Enters `phase` of the step under way.
+    fn set(&self, phase: WorkerPhase) {
+        self.enter(phase, self.position().1);
     }
 
     /// [`Progress::set`], for tests of what reads the progress.
     #[cfg(test)]
     pub fn set_phase_for_test(&self, p: WorkerPhase) {
         self.set(p);
-    }
-
-    fn set_step(&self, k: u64) {
-        if self.step.swap(k, Ordering::Relaxed) != k {
-            self.changed();
-        }
     }
 
     /// A phase or step changed: stamp it and wake whoever waits on it.
@@ -126,10 +138,11 @@ impl Progress {
     /// Where the worker is now (`seq` starts at 1).
     pub fn snapshot(&self) -> WorkerProgress {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (phase, step) = self.position();
         WorkerProgress {
             seq: self.seq.load(Ordering::Acquire) + 1,
-            phase: self.phase(),
-            step: load(&self.step),
+            phase,
+            step,
             done: load(&self.done),
             ok: load(&self.ok),
             errors: load(&self.errors),
@@ -203,8 +216,7 @@ pub async fn run_with(
         if ctx.progress.stop.is_cancelled() {
             break;
         }
-        ctx.progress.set_step(i as u64);
-        if let Some(r) = run_step(&ctx, step, index).await {
+        if let Some(r) = run_step(&ctx, step, i as u64, index).await {
             results.push(r);
         }
     }
@@ -262,14 +274,14 @@ impl Ctx {
 }
 
 /// One step; `None` when a stop came before its measured phase began.
-async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> Option<StepResult> {
+async fn run_step(ctx: &Arc<Ctx>, step: &Step, k: u64, index: u32) -> Option<StepResult> {
     let workers = ctx.plan.workers;
     // This worker's part: what it runs, and what its result reports.
     let step = &worker_step(step, workers, index);
     let streams = step.concurrency.map(u64::from);
     let warmup = share(ctx.plan.warmup_requests, workers, index);
     if warmup > 0 {
-        ctx.progress.set(WorkerPhase::Warmup);
+        ctx.progress.enter(WorkerPhase::Warmup, k);
         closed_loop(
             ctx,
             streams.unwrap_or(1),
@@ -282,7 +294,7 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, index: u32) -> Option<StepResult>
     if ctx.progress.stop.is_cancelled() {
         return None;
     }
-    ctx.progress.set(WorkerPhase::Measuring);
+    ctx.progress.enter(WorkerPhase::Measuring, k);
     let probe = saturation::Probe::start();
     let started_unix_ms = unix_ms();
     let limit = match ctx.plan.stop {

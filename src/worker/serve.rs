@@ -273,7 +273,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
             names::STEP,
             "The step running (0-based).",
             Kind::Gauge,
-            load(&p.step),
+            p.position().1 as f64,
         ),
         (
             names::REQUESTS,
@@ -466,10 +466,9 @@ mod tests {
         );
 
         shared.progress.done.store(7, Ordering::Relaxed);
-        shared.progress.phase.store(
-            crate::contract::WorkerPhase::Measuring as u8,
-            Ordering::Relaxed,
-        );
+        shared
+            .progress
+            .set_phase_for_test(crate::contract::WorkerPhase::Measuring);
         let page = get(&format!("{url}/metrics")).await;
         assert!(
             page.contains("benchrun_loadgen_requests_total{worker=\"2\"} 7\n"),

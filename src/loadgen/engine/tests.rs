@@ -232,3 +232,22 @@ async fn a_stop_ends_the_run_with_what_was_measured() {
         assert!(r.ended_unix_ms >= r.started_unix_ms);
     }
 }
+
+/// The next step and its warmup are one change, seen at once: a reader never
+/// finds the new step still "measuring" (which opened its telemetry window
+/// before the warmup, as a benchmark of 50 steps showed).
+#[test]
+fn a_new_step_and_its_phase_change_together() {
+    let p = Progress::default();
+    p.enter(WorkerPhase::Measuring, 0);
+    let before = p.snapshot();
+    p.enter(WorkerPhase::Warmup, 1);
+    let after = p.snapshot();
+    assert_eq!((after.phase, after.step), (WorkerPhase::Warmup, 1));
+    assert_eq!(after.seq, before.seq + 1, "one change, one event");
+    // Entering where it already is changes nothing.
+    p.enter(WorkerPhase::Warmup, 1);
+    assert_eq!(p.snapshot().seq, after.seq);
+    p.set(WorkerPhase::Done);
+    assert_eq!(p.position(), (WorkerPhase::Done, 1));
+}
