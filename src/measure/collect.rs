@@ -202,9 +202,17 @@ pub fn detail(
         let all: Vec<GpuResult> = t.gpu.gpus.iter().map(|g| g.result()).collect();
         let (gpus, applied) = attribute(all, scope, inference);
         d.gpu_scope = scope_name(applied).into();
+        let counts = &t.gpu.counts;
         let coverage = t
             .coverage(&gpus, d.client.as_ref())
+            .with_refused_gpus(counts.gpus_refused, crate::telemetry::gpu::MAX_GPUS)
             .with_workers(client_coverage);
+        d.refused = crate::results::Refused {
+            gpu_readings_of_gpus_past_bound: counts.gpus_refused,
+            gpu_readings_of_fields_past_bound: counts.over_limit,
+            server_samples: t.server.over_limit,
+        }
+        .any();
         if let Some(totals) = d.client_totals() {
             let mut e = efficiency(&gpus, &totals);
             if !coverage.complete {

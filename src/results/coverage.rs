@@ -39,6 +39,9 @@ pub enum GapReason {
     /// Some load generators' results are missing: the client totals are
     /// part of the step's work, and dividing them by its energy would be wrong.
     MissingWorkers,
+    /// The exporters reported more GPUs than a step keeps: the GPUs past the
+    /// bound were not measured, and an attributed one may be among them.
+    TooManyGpus,
 }
 
 impl GapReason {
@@ -51,6 +54,7 @@ impl GapReason {
             GapReason::NoGpus => "NoGpus",
             GapReason::NoClientResults => "NoClientResults",
             GapReason::MissingWorkers => "MissingWorkers",
+            GapReason::TooManyGpus => "TooManyGpus",
         }
     }
 }
@@ -164,6 +168,22 @@ impl Coverage {
     }
 
     /// Adds the gap of client figures that miss some workers' results.
+    /// A step whose exporters reported GPUs past the bound of `kept`:
+    /// `refused` samples of them were set aside, so the energy may miss an
+    /// attributed GPU, and the step is not complete.
+    pub fn with_refused_gpus(mut self, refused: u64, kept: usize) -> Self {
+        if refused > 0 {
+            self.gaps.push(Gap {
+                reason: GapReason::TooManyGpus,
+                message: format!(
+                    "the exporters reported more than the {kept} GPUs a step keeps; {refused} readings of the GPUs past that were set aside, and an attributed GPU may be among them"
+                ),
+            });
+            self.complete = false;
+        }
+        self
+    }
+
     pub fn with_workers(mut self, workers: Option<WorkerCoverage>) -> Self {
         if let Some(gap) = workers.and_then(|w| w.gap()) {
             self.gaps.push(gap);
@@ -496,5 +516,25 @@ mod tests {
         // A client window that was never stamped (an older worker) is unknown, not whole.
         let c = coverage(w(T0, T0 + 10_000), Some(w(0, 0)), false, &[gpu("GPU-a")]);
         assert_eq!(c.gaps[0].reason, GapReason::NoClientResults);
+    }
+
+    #[test]
+    fn refused_gpus_make_a_step_incomplete_and_say_why() {
+        let whole = coverage(
+            w(T0, T0 + 10_000),
+            Some(w(T0, T0 + 10_000)),
+            false,
+            &[gpu("GPU-a")],
+        );
+        assert!(whole.complete);
+        assert_eq!(whole.clone().with_refused_gpus(0, 4096), whole);
+        let refused = whole.with_refused_gpus(6, 4096);
+        assert!(!refused.complete);
+        assert_eq!(refused.gaps[0].reason, GapReason::TooManyGpus);
+        assert!(
+            refused.gaps[0].message.contains("4096"),
+            "{:?}",
+            refused.gaps
+        );
     }
 }

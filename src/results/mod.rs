@@ -94,6 +94,31 @@ pub struct StepDetail {
     pub coverage: Option<Coverage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server: Vec<FamilyResult>,
+    /// What the step's telemetry set aside at its bounds (present only when
+    /// something was): those series are missing from `gpus` and `server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refused>,
+}
+
+/// Samples a step's telemetry refused at its bounds (docs/telemetry.md,
+/// "Bounds"), so that what is missing is said rather than silent.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Refused {
+    /// GPU readings of GPUs past the most a step keeps (those GPUs are not measured).
+    pub gpu_readings_of_gpus_past_bound: u64,
+    /// GPU readings of fields past the most one GPU keeps.
+    pub gpu_readings_of_fields_past_bound: u64,
+    /// Server samples of series past the bounds (families, series per
+    /// family and per step, identity length).
+    pub server_samples: u64,
+}
+
+impl Refused {
+    /// The refusals, if there were any.
+    pub fn any(self) -> Option<Self> {
+        (self != Refused::default()).then_some(self)
+    }
 }
 
 /// How one scraped endpoint fared.

@@ -25,8 +25,12 @@ pub struct IngestCounts {
     pub samples: u64,
     /// DCGM blank sentinels (field not supported, no permission...).
     pub blanks: u64,
-    /// Samples beyond [`MAX_GPUS`] or [`MAX_FIELDS`].
+    /// Samples of fields beyond [`MAX_FIELDS`] on one GPU.
     pub over_limit: u64,
+    /// Samples of GPUs beyond [`MAX_GPUS`]: such a GPU is not measured at
+    /// all, and it may be one the run is attributed.
+    #[serde(default)]
+    pub gpus_refused: u64,
     /// Series repeated within one scrape.
     pub repeats: u64,
     /// Samples of a GPU already reported by another exporter.
@@ -161,7 +165,7 @@ impl GpuTelemetry {
                     continue;
                 }
                 Err(Refused::TooMany) => {
-                    self.counts.over_limit += 1;
+                    self.counts.gpus_refused += 1;
                     continue;
                 }
             };

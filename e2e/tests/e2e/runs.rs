@@ -356,6 +356,67 @@ async fn wait_worker_exited(ns: &TestNamespace, job: &str, index: &str) {
     }
 }
 
+/// A run deleted while it runs stops being measured: the controller's
+/// count of active measurements is back to 0 within 10 s.
+#[tokio::test]
+async fn a_deleted_run_stops_being_measured_within_ten_seconds() {
+    // Alone: the count is the controller's, over every run.
+    let _alone = OPERATOR.write().await;
+    let ns = setup("deleted", Some(18207)).await;
+    let runs = ns.api::<BenchmarkRun>();
+    let load = format!("\n    concurrency: 2\n    duration: 120s{SHORT_OUTPUT}");
+    runs.create(&PostParams::default(), &run("gone", &load, ""))
+        .await
+        .unwrap();
+    wait_requests_done(&runs, "gone").await;
+    let client = client().await;
+    assert_eq!(active_measurements(&client).await, 1);
+    runs.delete("gone", &DeleteParams::background())
+        .await
+        .unwrap();
+    let deleted = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(10);
+    while active_measurements(&client).await != 0 {
+        assert!(
+            deleted.elapsed() < limit,
+            "the deleted run was still measured {limit:?} later"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "measurement stopped {:?} after the delete",
+        deleted.elapsed()
+    );
+    ns.delete().await.unwrap();
+}
+
+/// `benchrun_active_measurements` of the controller that holds the lease.
+async fn active_measurements(client: &kube::Client) -> u64 {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let lease = leases.get("benchrun-controller").await.unwrap();
+    let holder = lease.spec.and_then(|s| s.holder_identity).unwrap();
+    let pod = Api::<Pod>::namespaced(client.clone(), OPERATOR_NS)
+        .get(&holder)
+        .await
+        .unwrap();
+    let ip = pod.status.and_then(|s| s.pod_ip).unwrap();
+    let http = benchrun::net::client::http_client(1);
+    let resp = http
+        .get(format!("http://{ip}:8081/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find_map(|l| l.strip_prefix("benchrun_active_measurements "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no benchrun_active_measurements in {text}"))
+}
+
 /// Short runs back to back, one and two workers: every one ends `Succeeded`
 /// with its summary and every request counted, and stays so. A reconcile from
 /// a stale cached copy once threw finished runs' results away now and then.

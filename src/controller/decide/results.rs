@@ -146,8 +146,8 @@ pub(super) fn apply_results(
 /// Every health and measurement warning of the steps, each once, naming the
 /// GPU (and the step, for sweeps): the GPUs' own (temperature, memory, XID,
 /// throttling, low utilisation, power at the limit), exporters slower than
-/// they are scraped, energy that covers only some of the GPUs, and a load
-/// generator that was itself the bottleneck.
+/// they are scraped, energy that covers only some of the GPUs, a load
+/// generator that was itself the bottleneck, and telemetry refused at its bounds.
 pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
     let several = steps.len() > 1;
     let mut out: Vec<String> = Vec::new();
@@ -192,6 +192,14 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
             push(format!(
                 "{at}energy over the whole step from only ({} of {} GPUs): efficiency left out",
                 c.gpus_with_energy, c.gpus
+            ));
+        }
+        if let Some(r) = step.refused {
+            push(format!(
+                "{at}telemetry set aside at its bounds: {} readings of GPUs past the most a step keeps, {} of GPU fields past the most a GPU keeps, {} server samples of series past the bounds (docs/telemetry.md, \"Bounds\")",
+                r.gpu_readings_of_gpus_past_bound,
+                r.gpu_readings_of_fields_past_bound,
+                r.server_samples
             ));
         }
     }

@@ -210,3 +210,22 @@ fn a_gpu_names_at_most_max_pods_per_gpu() {
     assert_eq!(t.gpus[0].pods.len(), MAX_PODS_PER_GPU);
     assert_eq!(t.gpus[0].pods[0].pod, "p0", "the first ones named are kept");
 }
+
+/// GPUs past the bound are refused and counted apart from fields past
+/// theirs: such a GPU is not measured at all.
+#[test]
+fn gpus_past_the_bound_are_counted_as_refused_gpus() {
+    let mut t = GpuTelemetry::default();
+    let extra = 3;
+    let body = page(MAX_GPUS as u32 + extra, 300.0, 1_000.0);
+    t.ingest(
+        "http://e:9400/metrics",
+        0.0,
+        body.as_bytes(),
+        Format::Prometheus,
+    );
+    assert_eq!(t.gpus.len(), MAX_GPUS);
+    // Power and energy of each GPU past the bound.
+    assert_eq!(t.counts.gpus_refused, 2 * u64::from(extra));
+    assert_eq!(t.counts.over_limit, 0);
+}
