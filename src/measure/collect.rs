@@ -90,13 +90,17 @@ impl StepTelemetry {
         )
     }
 
+    /// Takes one scrape of `url`. The series keep the endpoint as results
+    /// may show it ([`crate::net::redact_url`]): credentials written into a
+    /// telemetry URL never reach the results.
     pub fn ingest(&mut self, kind: Kind, url: &str, t: f64, body: &[u8], format: Format) {
+        let shown = crate::net::redact_url(url);
         match kind {
             Kind::Gpu => {
-                self.gpu.ingest(url, t, body, format);
+                self.gpu.ingest(&shown, t, body, format);
             }
             Kind::Server => {
-                self.server.ingest(url, t, body, format);
+                self.server.ingest(&shown, t, body, format);
             }
         }
     }
@@ -635,5 +639,36 @@ mod tests {
         assert_eq!((r.scrapes, r.failures, r.reachable), (4, 2, true));
         assert_eq!(r.longest_gap_s, Some(3.5));
         assert_eq!(r.last_error.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn credentials_in_a_telemetry_url_never_reach_the_results() {
+        let mut s = StepTelemetry::new(Filter::default(), 1_800_000_000_000, 0.0, false);
+        let gpu = "DCGM_FI_DEV_POWER_USAGE{gpu=\"0\",UUID=\"GPU-0\"} 400\n";
+        let server = "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 3\n";
+        for t in 0..3 {
+            let t = f64::from(t);
+            s.ingest(
+                Kind::Gpu,
+                "http://admin:hunter2@10.0.0.7:9400/metrics?token=s3cr3t",
+                t,
+                gpu.as_bytes(),
+                Format::Prometheus,
+            );
+            s.ingest(
+                Kind::Server,
+                "http://10.0.0.8:8000/metrics?apiKey=s3cr3t",
+                t,
+                server.as_bytes(),
+                Format::Prometheus,
+            );
+        }
+        let d = detail(0, Some(&s), None, None, GpuScope::All, &BTreeSet::new());
+        let text = serde_json::to_string(&d).unwrap();
+        assert!(!d.gpus.is_empty() && !d.server.is_empty(), "{text}");
+        for secret in ["hunter2", "admin", "s3cr3t"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("***@10.0.0.7:9400"), "{text}");
     }
 }

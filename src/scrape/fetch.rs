@@ -37,7 +37,7 @@ pub struct Payload {
 /// Why no payload came back.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
-    #[error("invalid URL {0:?}")]
+    #[error("invalid URL {:?}", crate::net::redact_url(.0))]
     BadUrl(String),
     #[error("cannot connect: {0}")]
     Connect(String),
