@@ -368,6 +368,18 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                 finish(&mut d, Phase::Failed, &reason, msg, generation, &t);
                 d.actions.push(Action::WriteResults);
             }
+            None if let Some(why) = observed.session.as_ref().and_then(|v| v.fatal.clone()) => {
+                d.actions.push(Action::SuspendJob);
+                finish(
+                    &mut d,
+                    Phase::Failed,
+                    "WorkerTokenRejected",
+                    why,
+                    generation,
+                    &t,
+                );
+                d.actions.push(Action::WriteResults);
+            }
             None if observed.stuck_pods.is_some()
                 && started_before(&d.status, now, START_GRACE) =>
             {

@@ -254,6 +254,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         warmup: plan.warmup_requests > 0,
         resumed,
         token: ctx.worker_key.as_ref().map(|k| k.token(&uid)),
+        token_secret: super::worker_auth::token_secret_name(run),
     }
 }
 

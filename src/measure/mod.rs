@@ -66,6 +66,8 @@ pub struct SessionView {
     pub steps: Vec<StepDetail>,
     /// How long ago the workers were asked to stop (the run ends early).
     pub stopping_for: Option<Duration>,
+    /// Why the measurement cannot go on (the run fails with it).
+    pub fatal: Option<String>,
 }
 
 /// Everything a session measures, owned by its task alone.
@@ -85,6 +87,8 @@ struct State {
     notes: Vec<String>,
     scope: GpuScope,
     steps: usize,
+    /// Why the measurement cannot go on.
+    fatal: Option<String>,
 }
 
 /// The results as far as they go: step details, endpoints, notes.
@@ -118,6 +122,7 @@ impl State {
             notes: Vec::new(),
             scope,
             steps,
+            fatal: None,
         }
     }
 
@@ -136,6 +141,7 @@ impl State {
                 Vec::new()
             },
             stopping_for: None,
+            fatal: self.fatal.clone(),
         }
     }
 
@@ -213,6 +219,7 @@ impl Session {
             refused: None,
             steps: Vec::new(),
             stopping_for: None,
+            fatal: None,
         });
         view.stopping_for = self.stop.borrow().map(|t| t.elapsed());
         view
@@ -300,8 +307,9 @@ pub struct Setup {
     pub warmup: bool,
     /// The run was already running when this controller took it up.
     pub resumed: bool,
-    /// The bearer token the run's workers require.
+    /// The bearer token the run's workers require, and the Secret it is in.
     pub token: Option<String>,
+    pub token_secret: String,
 }
 
 impl Sessions {

@@ -358,6 +358,9 @@ pub async fn drive(inputs: Inputs) {
         return;
     };
     let started_at = start_workers(&mut d, &bases).await;
+    if d.state.fatal.is_some() {
+        return;
+    }
     d.state.stage = Stage::Running;
     d.publish_view();
     // Without warmup, the first measured step begins at the shared start
@@ -428,6 +431,7 @@ async fn start_workers(d: &mut Driver, bases: &[Worker]) -> Option<u64> {
         loop {
             match workers::start(http, base, at).await {
                 Ok(now) => return Ok((now, unix_ms())),
+                Err(e) if e == workers::TOKEN_REFUSED => return Err(e),
                 Err(e) if unix_ms() < give_up => {
                     debug!(%base, "starting the worker: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -449,6 +453,14 @@ async fn start_workers(d: &mut Driver, bases: &[Worker]) -> Option<u64> {
             Ok((false, _)) => {
                 all_on_time = false;
                 continue;
+            }
+            Err(e) if e == workers::TOKEN_REFUSED => {
+                d.state.fatal = Some(format!(
+                    "the load generators refuse the run's token (HTTP 401): the Secret {} holds another one, so a Secret of that name existed before the run (benchrun creates it and never reads it); delete that Secret and create the run again",
+                    d.setup.token_secret
+                ));
+                d.publish();
+                return None;
             }
             Err(e) => {
                 warn!(%base, "could not start the worker: {e}");

@@ -98,6 +98,9 @@ async fn call(
 /// beyond is not a worker of ours, and is refused rather than held in memory.
 pub const MAX_WORKER_BODY: usize = 64 << 20;
 
+/// What [`start`] says when the worker refuses the run's token (HTTP 401).
+pub const TOKEN_REFUSED: &str = "the worker refuses the run's token (HTTP 401)";
+
 /// `POST /start`: `Ok(true)` when this request set the worker's start
 /// instant, `Ok(false)` when the worker had been started before (409).
 pub async fn start(client: &HttpClient, w: &Worker, at_unix_ms: u64) -> Result<bool, String> {
@@ -114,6 +117,7 @@ pub async fn start(client: &HttpClient, w: &Worker, at_unix_ms: u64) -> Result<b
     match status {
         202 => Ok(true),
         409 => Ok(false),
+        401 => Err(TOKEN_REFUSED.into()),
         s => Err(format!(
             "POST /start: HTTP {s}: {}",
             String::from_utf8_lossy(&body)

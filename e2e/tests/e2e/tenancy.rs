@@ -168,6 +168,7 @@ async fn a_worker_answers_only_its_controller() {
         for (method, path, auth) in [
             ("POST", "/start", None),
             ("GET", "/metrics", None),
+            ("GET", "/progress", None),
             ("GET", "/result", None),
             ("POST", "/result/ack", None),
             ("POST", "/result/ack", Some("Bearer guessed")),
@@ -192,5 +193,43 @@ async fn a_worker_answers_only_its_controller() {
     assert_eq!(client_doc["successes"].as_u64(), Some(REQUESTS), "{doc:#}");
     let summary = done.status.and_then(|s| s.summary).unwrap();
     assert!(summary.request_throughput.is_some(), "{summary:?}");
+    ns.delete().await.unwrap();
+}
+
+/// A Secret named as a run's worker token, made before the run by someone
+/// else: the controller (which creates that Secret and never reads Secrets)
+/// cannot take it over, its workers hold the planted token and refuse the
+/// run's, and the run fails saying so instead of hanging.
+#[tokio::test]
+async fn a_planted_worker_token_secret_fails_the_run_with_the_reason() {
+    use k8s_openapi::api::core::v1::Secret;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "planted").await.unwrap();
+    deploy_sim(&ns, 18404, 5, 2).await.unwrap();
+    let planted: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p-worker-token"},
+        "stringData": {"token": "known-to-the-planter"},
+    }))
+    .unwrap();
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &planted)
+        .await
+        .unwrap();
+    let load = "\n    concurrency: 1\n    requestCount: 4\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
+    let runs = ns.api::<BenchmarkRun>();
+    runs.create(&PostParams::default(), &run("p", load, ""))
+        .await
+        .unwrap();
+    let failed = wait_for(&runs, "p", "Failed", LONG, phase_is("Failed"))
+        .await
+        .unwrap();
+    let cond = failed
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Failed"))
+        .cloned()
+        .unwrap();
+    assert_eq!(cond.reason, "WorkerTokenRejected", "{cond:?}");
+    assert!(cond.message.contains("p-worker-token"), "{cond:?}");
     ns.delete().await.unwrap();
 }

@@ -58,6 +58,7 @@ fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
         discovery_note: None,
         refused: None,
         steps,
+        fatal: None,
     }
 }
 
@@ -688,4 +689,23 @@ fn pods_the_installer_does_not_allow_fail_the_run_before_anything_starts() {
         .unwrap()
         .message;
     assert!(msg.contains("docker.io/evil/miner"), "{msg}");
+}
+
+#[test]
+fn workers_that_refuse_the_runs_token_fail_the_run_with_the_measurements_reason() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let mut obs = observed(
+        Some(job(json!({"active": 1, "ready": 1}))),
+        Target::NotNeeded,
+    );
+    obs.session = Some(SessionView {
+        stage: Stage::Starting,
+        fatal: Some("the load generators refuse the run's token (HTTP 401)".into()),
+        ..session_done(vec![])
+    });
+    let d = decide(&r, &obs, at(3));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "WorkerTokenRejected"));
+    assert!(d.actions.contains(&Action::SuspendJob), "{:?}", d.actions);
+    assert!(d.actions.contains(&Action::WriteResults), "{:?}", d.actions);
 }

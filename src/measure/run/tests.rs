@@ -101,6 +101,7 @@ fn setup(cluster: Arc<Fake>, resumed: bool) -> Setup {
         warmup: false,
         resumed,
         token: Some("t".into()),
+        token_secret: "r-worker-token".into(),
     }
 }
 
@@ -232,4 +233,40 @@ async fn the_controller_hears_a_step_change_through_its_held_request() {
         .unwrap()
         .unwrap();
     assert_eq!((p.phase, p.seq), (WorkerPhase::Measuring, now.seq + 1));
+}
+
+/// Workers that hold another token than the run's (a Secret of the token's
+/// name made before the run) end the measurement with the reason.
+#[tokio::test]
+async fn workers_that_refuse_the_runs_token_end_the_measurement_with_why() {
+    let ip = "127.77.4.1";
+    let addr = format!("{ip}:{WORKER_PORT}").parse().unwrap();
+    let w = TestWorker::serve(addr, 0, Some("planted".into())).await;
+    let fake = Arc::new(Fake {
+        pods: vec![pod(0, ip)],
+        checkpoint: Mutex::new(None),
+        writes: Mutex::new(Vec::new()),
+    });
+    let mut r = run();
+    r.spec.load.workers = 1;
+    let sessions = Sessions::default();
+    let session = sessions.ensure(&r, || setup(fake, false)).unwrap();
+    let mut published = session.published.clone();
+    let fatal = tokio::time::timeout(
+        WITHIN,
+        published.wait_for(|p| p.view.as_ref().is_some_and(|v| v.fatal.is_some())),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .view
+    .clone()
+    .unwrap()
+    .fatal
+    .unwrap();
+    assert!(
+        fatal.contains("r-worker-token") && fatal.contains("401"),
+        "{fatal}"
+    );
+    assert!(!w.started(), "the worker was not started");
 }
