@@ -48,7 +48,7 @@ cluster_up() {
     --set-string 'healthBindAddress=$(POD_IP)' \
     --set-string 'logLevel=info\,benchrun=debug' \
     --set simulators.dcgm.enabled=true \
-    --set 'loadgen.allowedImages={registry.invalid/*}' \
+    --set 'loadgen.allowedImages={registry.invalid/*}' --set loadgen.networkPolicy=true \
     --set simulators.dcgm.updateInterval=20ms --set 'simulators.dcgm.extraArgs={--tick=20ms}' \
     --wait --timeout 3m
 }

@@ -11,8 +11,12 @@ use k8s_openapi::api::core::v1::{
     Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
     VolumeMount,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
@@ -40,6 +44,9 @@ pub struct BuildSettings {
     pub allowed_images: Vec<String>,
     /// Service accounts `load.podTemplate.serviceAccountName` may name.
     pub allowed_service_accounts: Vec<String>,
+    /// The controller's namespace, when each run's workers get a
+    /// NetworkPolicy that admits only the controller to their port.
+    pub network_policy: Option<String>,
 }
 
 impl BuildSettings {
@@ -438,6 +445,56 @@ pub fn results_config_maps(
             }
         })
         .collect()
+}
+
+/// The NetworkPolicy of a run's workers (`<run>-loadgen`, owned by the run),
+/// when the installer asks for one: ingress to the worker port only from the
+/// controller's pods in its namespace. Other traffic to and from the workers
+/// is left as the namespace's own policies say.
+pub fn network_policy(run: &BenchmarkRun, settings: &BuildSettings) -> Option<NetworkPolicy> {
+    let controller_ns = settings.network_policy.as_ref()?;
+    let workers = names::labels(run, "loadgen")
+        .into_iter()
+        .filter(|(k, _)| k == "app.kubernetes.io/component" || k == names::RUN_LABEL)
+        .collect();
+    Some(NetworkPolicy {
+        metadata: owned_meta(run, names::job_name(run), "loadgen"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(workers),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(
+                            "kubernetes.io/metadata.name".to_string(),
+                            controller_ns.clone(),
+                        )])),
+                        ..Default::default()
+                    }),
+                    pod_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([
+                            ("app.kubernetes.io/name".to_string(), "benchrun".to_string()),
+                            (
+                                "app.kubernetes.io/component".to_string(),
+                                "controller".to_string(),
+                            ),
+                        ])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(i32::from(crate::contract::WORKER_PORT))),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+            }]),
+            ..Default::default()
+        }),
+    })
 }
 
 /// Annotation of a results ConfigMap: how many steps' client results it holds.

@@ -98,6 +98,11 @@ pub struct ControllerOpts {
         value_delimiter = ','
     )]
     pub loadgen_allowed_service_accounts: Vec<String>,
+    /// Give each run's workers a NetworkPolicy that admits only this
+    /// controller to their port (it takes effect where the cluster's network
+    /// plugin enforces NetworkPolicy).
+    #[arg(long, env = "BENCHRUN_LOADGEN_NETWORK_POLICY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub loadgen_network_policy: bool,
 }
 
 impl ControllerOpts {
@@ -224,6 +229,9 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         worker_token: true,
         allowed_images: non_empty(&opts.loadgen_allowed_images),
         allowed_service_accounts: non_empty(&opts.loadgen_allowed_service_accounts),
+        network_policy: opts
+            .loadgen_network_policy
+            .then(|| opts.lease_namespace.clone()),
     };
     let policy = opts.policy()?;
     info!(

@@ -273,6 +273,14 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                 if let Some(key) = &ctx.worker_key {
                     create_token_secret(run, ns, key, ctx).await?;
                 }
+                // The workers' NetworkPolicy exists before they do.
+                if let Some(np) = build::network_policy(run, &ctx.settings) {
+                    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+                        Api::namespaced(ctx.client.clone(), ns);
+                    policies
+                        .patch(&names::job_name(run), &apply, &Patch::Apply(&np))
+                        .await?;
+                }
                 let plan = build::plan(run, urls.clone());
                 let job = build::job(run, &plan, &ctx.settings, false)?;
                 let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);

@@ -39,8 +39,15 @@ async fn a_run_succeeds_and_its_job_and_results_go_with_it() {
     let job = jobs.get("ok-loadgen").await.unwrap();
     assert_eq!(job.status.unwrap().succeeded, Some(1));
     let cm = cms.get("ok-results").await.unwrap();
+    // The suite's install asks for the workers' NetworkPolicy.
+    let policies = ns.api::<k8s_openapi::api::networking::v1::NetworkPolicy>();
+    let np = policies.get("ok-loadgen").await.unwrap();
     let uid = done.metadata.uid.clone();
-    for owners in [job.metadata.owner_references, cm.metadata.owner_references] {
+    for owners in [
+        job.metadata.owner_references,
+        cm.metadata.owner_references,
+        np.metadata.owner_references,
+    ] {
         assert_eq!(owners.unwrap()[0].uid, uid.clone().unwrap());
     }
     // Deleting the run takes its Job and results with it (garbage collector).
@@ -49,6 +56,7 @@ async fn a_run_succeeds_and_its_job_and_results_go_with_it() {
         .unwrap();
     wait_gone(&jobs, "ok-loadgen", LONG).await.unwrap();
     wait_gone(&cms, "ok-results", LONG).await.unwrap();
+    wait_gone(&policies, "ok-loadgen", LONG).await.unwrap();
     ns.delete().await.unwrap();
 }
 
@@ -370,7 +378,15 @@ async fn a_deleted_run_stops_being_measured_within_ten_seconds() {
         .unwrap();
     wait_requests_done(&runs, "gone").await;
     let client = client().await;
-    assert_eq!(active_measurements(&client).await, 1);
+    // The gauge is refreshed every few seconds.
+    let seen = std::time::Instant::now();
+    while active_measurements(&client).await != 1 {
+        assert!(
+            seen.elapsed() < LONG,
+            "the run's measurement was never counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     runs.delete("gone", &DeleteParams::background())
         .await
         .unwrap();

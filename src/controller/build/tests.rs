@@ -36,6 +36,7 @@ fn settings() -> BuildSettings {
         worker_token: true,
         allowed_images: vec!["registry.corp/benchrun/*".into(), "ghcr.io/x/y:1".into()],
         allowed_service_accounts: vec!["bench".into()],
+        network_policy: None,
     }
 }
 
@@ -346,4 +347,54 @@ fn pod_overrides_are_held_to_the_installers_images_and_service_accounts() {
         .get_or_insert_with(Default::default)
         .service_account_name = Some("default".into());
     assert!(none.refuses(&r).unwrap().contains("(none)"));
+}
+
+#[test]
+fn workers_get_a_network_policy_for_the_controller_only_when_asked() {
+    let r = run();
+    assert!(network_policy(&r, &settings()).is_none());
+    let on = BuildSettings {
+        network_policy: Some("benchrun-system".into()),
+        ..settings()
+    };
+    let np = network_policy(&r, &on).unwrap();
+    assert_eq!(np.metadata.name, Some(names::job_name(&r)));
+    assert_eq!(
+        np.metadata.owner_references.as_ref().unwrap()[0].uid,
+        r.metadata.uid.clone().unwrap()
+    );
+    let spec = np.spec.unwrap();
+    // It selects exactly this run's worker pods, as the Job labels them.
+    let selected = spec.pod_selector.unwrap().match_labels.unwrap();
+    let job = job(&r, &plan(&r, vec!["http://vllm:8000".into()]), &on, false).unwrap();
+    let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    assert!(!selected.is_empty());
+    for (k, v) in &selected {
+        assert_eq!(pod_labels.get(k), Some(v), "{k}");
+    }
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+    let rule = &spec.ingress.unwrap()[0];
+    let from = &rule.from.as_ref().unwrap()[0];
+    assert_eq!(
+        from.namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["kubernetes.io/metadata.name"],
+        "benchrun-system"
+    );
+    assert_eq!(
+        from.pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["app.kubernetes.io/component"],
+        "controller"
+    );
+    assert_eq!(
+        rule.ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(i32::from(crate::contract::WORKER_PORT)))
+    );
 }
