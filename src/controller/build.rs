@@ -25,6 +25,9 @@ use crate::api::{self, BenchmarkRun, LoadMode};
 use crate::loadgen::plan::{self as lp, LoadPlan};
 use crate::results::ConfigMapData;
 
+/// Where the run's plan ConfigMap is mounted in load-generator pods.
+pub const PLAN_DIR: &str = "/var/run/benchrun/plan";
+const PLAN_FILE: &str = "plan.json";
 /// Where a dataset ConfigMap is mounted in load-generator pods.
 pub const DATASET_DIR: &str = "/var/run/benchrun/dataset";
 const DATASET_FILE: &str = "dataset.jsonl";
@@ -236,16 +239,11 @@ fn default_resources() -> ResourceRequirements {
 
 /// The load-generator Job. `suspend` stops its pods (cancel, timeout) while keeping
 /// the Job as a record; the run owns it, so deleting the run deletes it.
-pub fn job(
-    run: &BenchmarkRun,
-    plan: &LoadPlan,
-    settings: &BuildSettings,
-    suspend: bool,
-) -> Result<Job, serde_json::Error> {
+pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
     let load = &run.spec.load;
     let overrides = load.pod_template.clone().unwrap_or_default();
     let mut env_vars = vec![
-        env(lp::PLAN_ENV, serde_json::to_string(plan)?),
+        env(lp::PLAN_FILE_ENV, format!("{PLAN_DIR}/{PLAN_FILE}")),
         field_env("POD_IP", "status.podIP"),
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
@@ -273,30 +271,49 @@ pub fn job(
             ..EnvVar::default()
         });
     }
-    let (volumes, mounts) = match &load.input.dataset {
-        Some(d) => (
-            Some(vec![Volume {
-                name: "dataset".into(),
+    // The plan, and the dataset when the run reads one: files from ConfigMaps.
+    let mut files = vec![(
+        "plan",
+        names::plan_name(run),
+        PLAN_FILE_KEY.to_string(),
+        PLAN_FILE,
+        PLAN_DIR,
+    )];
+    if let Some(d) = &load.input.dataset {
+        files.push((
+            "dataset",
+            d.config_map_ref.name.clone(),
+            d.config_map_ref.key.clone(),
+            DATASET_FILE,
+            DATASET_DIR,
+        ));
+    }
+    let (volumes, mounts): (Vec<Volume>, Vec<VolumeMount>) = files
+        .into_iter()
+        .map(|(volume, config_map, key, file, dir)| {
+            let v = Volume {
+                name: volume.into(),
                 config_map: Some(ConfigMapVolumeSource {
-                    name: d.config_map_ref.name.clone(),
+                    name: config_map,
                     items: Some(vec![KeyToPath {
-                        key: d.config_map_ref.key.clone(),
-                        path: DATASET_FILE.into(),
+                        key,
+                        path: file.into(),
                         ..KeyToPath::default()
                     }]),
                     ..ConfigMapVolumeSource::default()
                 }),
                 ..Volume::default()
-            }]),
-            Some(vec![VolumeMount {
-                name: "dataset".into(),
-                mount_path: DATASET_DIR.into(),
+            };
+            let m = VolumeMount {
+                name: volume.into(),
+                mount_path: dir.into(),
                 read_only: Some(true),
                 ..VolumeMount::default()
-            }]),
-        ),
-        None => (None, None),
-    };
+            };
+            (v, m)
+        })
+        .unzip();
+    let (volumes, mounts) = (Some(volumes), Some(mounts));
     let container = Container {
         name: "loadgen".into(),
         image: Some(
@@ -363,7 +380,7 @@ pub fn job(
         ..PodSpec::default()
     };
     let workers = load.workers;
-    Ok(Job {
+    Job {
         metadata: owned_meta(run, names::job_name(run), "loadgen"),
         spec: Some(JobSpec {
             completion_mode: Some("Indexed".into()),
@@ -390,6 +407,25 @@ pub fn job(
             ..JobSpec::default()
         }),
         status: None,
+    }
+}
+
+/// The key of the plan in the run's plan ConfigMap.
+const PLAN_FILE_KEY: &str = "plan.json";
+
+/// The run's `<run>-plan` ConfigMap, owned by the run: the plan its workers
+/// read from a file (see [`job`]).
+pub fn plan_config_map(
+    run: &BenchmarkRun,
+    plan: &LoadPlan,
+) -> Result<ConfigMap, serde_json::Error> {
+    Ok(ConfigMap {
+        metadata: owned_meta(run, names::plan_name(run), "plan"),
+        data: Some(BTreeMap::from([(
+            PLAN_FILE_KEY.to_string(),
+            serde_json::to_string(plan)?,
+        )])),
+        ..ConfigMap::default()
     })
 }
 

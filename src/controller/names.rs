@@ -66,6 +66,11 @@ pub fn results_config_map_name(run: &BenchmarkRun) -> String {
         .unwrap_or_else(|| bounded_name(&run.name_any(), "results", 253))
 }
 
+/// The run's load plan ConfigMap, mounted into its workers.
+pub fn plan_name(run: &BenchmarkRun) -> String {
+    bounded_name(&run.name_any(), "plan", 253)
+}
+
 /// The run's measurement checkpoint ConfigMap (`-1`, `-2`, ... when split).
 pub fn checkpoint_name(run: &BenchmarkRun) -> String {
     bounded_name(&run.name_any(), "checkpoint", 240)

@@ -282,7 +282,14 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                         .await?;
                 }
                 let plan = build::plan(run, urls.clone());
-                let job = build::job(run, &plan, &ctx.settings, false)?;
+                let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+                cms.patch(
+                    &names::plan_name(run),
+                    &apply,
+                    &Patch::Apply(&build::plan_config_map(run, &plan)?),
+                )
+                .await?;
+                let job = build::job(run, &ctx.settings, false);
                 let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
                 jobs.patch(&names::job_name(run), &apply, &Patch::Apply(&job))
                     .await?;

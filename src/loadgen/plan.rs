@@ -1,5 +1,6 @@
 //! The load plan: everything one load-generator worker needs to know, written by the
-//! controller into the Job's pod template and read by `benchrun loadgen --worker`.
+//! controller into the run's `<run>-plan` ConfigMap (mounted into the Job's pods)
+//! and read by `benchrun loadgen --worker`.
 //!
 //! It is versioned: a worker refuses a plan whose `schemaVersion` it does not know,
 //! rather than running a different benchmark than the one asked for.
@@ -8,7 +9,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The environment variable that carries the plan as JSON.
+/// The environment variable that names the plan's file (a Job worker's: the
+/// run's `<run>-plan` ConfigMap, mounted).
+pub const PLAN_FILE_ENV: &str = "BENCHRUN_PLAN_FILE";
+/// The environment variable that carries the plan as JSON, for a worker
+/// started by hand (a Job's plan is a file: an environment variable has a
+/// kernel limit of 128 KiB, which headers and extra inputs could pass).
 pub const PLAN_ENV: &str = "BENCHRUN_PLAN";
 /// The environment variable that carries the API key, when the run names one.
 pub const API_KEY_ENV: &str = "BENCHRUN_API_KEY";

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::loadgen::engine;
 use crate::loadgen::plan::{
     API_KEY_ENV, Arrival, ConversationPlan, Endpoint, Goodput, InputPlan, LoadPlan, PLAN_ENV,
-    PLAN_SCHEMA_VERSION, Step, StopCondition,
+    PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, Step, StopCondition,
 };
 pub mod serve;
 
@@ -18,7 +18,8 @@ use crate::contract::{RESULT_SCHEMA_VERSION, WORKER_TOKEN_ENV, WorkerResult};
 
 #[derive(Args, Debug)]
 pub struct LoadgenOpts {
-    /// Run as a Job worker: read the plan from BENCHRUN_PLAN.
+    /// Run as a Job worker: read the plan from the file BENCHRUN_PLAN_FILE
+    /// names (else from BENCHRUN_PLAN).
     #[arg(long)]
     pub worker: bool,
     /// Base URL of the OpenAI-compatible server (standalone).
@@ -203,11 +204,28 @@ pub fn main(opts: LoadgenOpts) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A Job worker's plan: from the file `file` names (the run's plan
+/// ConfigMap, mounted), else inline JSON (a worker started by hand).
+fn worker_plan(file: Option<String>, inline: Option<String>) -> Result<LoadPlan, String> {
+    let json = match (file, inline) {
+        (Some(path), _) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading the plan from {path} ({PLAN_FILE_ENV}): {e}"))?,
+        (None, Some(json)) => json,
+        (None, None) => {
+            return Err(format!(
+                "--worker needs a plan: a file named by {PLAN_FILE_ENV}, or JSON in {PLAN_ENV}"
+            ));
+        }
+    };
+    LoadPlan::from_json(&json).map_err(|e| e.to_string())
+}
+
 fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
     if opts.worker {
-        let json = std::env::var(PLAN_ENV)
-            .map_err(|_| format!("--worker needs the plan in {PLAN_ENV}"))?;
-        let plan = LoadPlan::from_json(&json).map_err(|e| e.to_string())?;
+        let plan = worker_plan(
+            std::env::var(PLAN_FILE_ENV).ok(),
+            std::env::var(PLAN_ENV).ok(),
+        )?;
         let index = std::env::var("JOB_COMPLETION_INDEX")
             .ok()
             .and_then(|i| i.parse().ok())
@@ -324,6 +342,26 @@ fn print_table(r: &WorkerResult) {
 #[cfg(test)]
 mod tests {
     use super::step_label;
+
+    #[test]
+    fn a_worker_reads_its_plan_from_the_mounted_file_first() {
+        let plan = crate::loadgen::request::tests::plan(crate::loadgen::plan::Endpoint::Chat, true);
+        let json = serde_json::to_string(&plan).unwrap();
+        let dir = std::env::temp_dir().join(format!("benchrun-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plan.json");
+        std::fs::write(&path, &json).unwrap();
+        let file = Some(path.display().to_string());
+        assert_eq!(super::worker_plan(file.clone(), None).unwrap(), plan);
+        // The file wins over an inline plan; inline alone still works.
+        assert_eq!(super::worker_plan(file, Some("{}".into())).unwrap(), plan);
+        assert_eq!(super::worker_plan(None, Some(json)).unwrap(), plan);
+        let missing = super::worker_plan(Some("/nonexistent/plan.json".into()), None);
+        assert!(missing.unwrap_err().contains("/nonexistent/plan.json"));
+        let none = super::worker_plan(None, None).unwrap_err();
+        assert!(none.contains("BENCHRUN_PLAN_FILE"), "{none}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn steps_print_as_values_not_debug_forms() {

@@ -217,6 +217,30 @@ fn field(facts: &PodFacts<'_>, path: &str) -> Result<String, String> {
     })
 }
 
+/// Without a mount namespace a file cannot appear at a container's mount
+/// path: every environment value that names a path under one of the
+/// container's ConfigMap mounts is pointed at the directory the volume was
+/// written to instead (`mounts`: volume name → that directory).
+pub fn relocate(
+    container: &Container,
+    mounts: &BTreeMap<String, PathBuf>,
+    env: &mut [(String, String)],
+) {
+    for m in container.volume_mounts.iter().flatten() {
+        let Some(local) = mounts.get(&m.name) else {
+            continue;
+        };
+        let at = m.mount_path.trim_end_matches('/');
+        for (_, value) in env.iter_mut() {
+            if let Some(rest) = value.strip_prefix(at)
+                && (rest.is_empty() || rest.starts_with('/'))
+            {
+                *value = format!("{}{rest}", local.display());
+            }
+        }
+    }
+}
+
 /// ConfigMap and Secret names the containers' env refers to.
 pub fn referenced(containers: &[Container]) -> (Vec<String>, Vec<String>) {
     let (mut cms, mut secrets) = (BTreeMap::new(), BTreeMap::new());

@@ -107,7 +107,7 @@ impl Worker {
             anyhow::bail!("the test kubelet does not run init containers");
         }
         std::fs::create_dir_all(&self.dir)?;
-        let kubeconfig = prepare::volumes(&self.node, &self.pod, &self.dir).await?;
+        let prepared = prepare::volumes(&self.node, &self.pod, &self.dir).await?;
         let sources = prepare::env_sources(&self.node, &self.pod).await?;
         // A retried start keeps the address it claimed.
         let ip = match self.ip {
@@ -124,6 +124,7 @@ impl Worker {
         };
         for c in &spec(&self.pod).containers {
             let mut env = launch::environment(c, &facts, &sources).map_err(anyhow::Error::msg)?;
+            launch::relocate(c, &prepared.config_maps, &mut env);
             let defaults = [
                 ("POD_IP", ip_text.clone()),
                 (
@@ -138,7 +139,7 @@ impl Worker {
                     env.insert(0, (k.to_string(), v));
                 }
             }
-            if let Some(path) = &kubeconfig {
+            if let Some(path) = &prepared.kubeconfig {
                 env.push(("KUBECONFIG".into(), path.display().to_string()));
             }
             env.push(("HOME".into(), self.dir.display().to_string()));

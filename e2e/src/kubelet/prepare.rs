@@ -2,6 +2,7 @@
 //! service-account kubeconfig, its volumes checked, and the ConfigMaps and
 //! Secrets its env refers to.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,12 +17,22 @@ use super::launch::{self, EnvSources};
 use super::pod::{namespace, spec};
 use crate::kubeconfig::{self, Credentials};
 
+/// What the pod's volumes became on this machine.
+#[derive(Default, Debug)]
+pub struct Prepared {
+    /// The service-account kubeconfig (passed through KUBECONFIG).
+    pub kubeconfig: Option<PathBuf>,
+    /// ConfigMap volumes by name: the directory their files were written to.
+    pub config_maps: BTreeMap<String, PathBuf>,
+}
+
 /// Supported volumes: the projected service-account token (turned into a
-/// kubeconfig passed through KUBECONFIG) and emptyDir. Anything that needs
-/// a file at a path inside the container cannot work without a mount
-/// namespace, so it fails the pod with a clear message.
-pub async fn volumes(node: &Node, pod: &Pod, dir: &Path) -> Result<Option<PathBuf>> {
-    let mut kubeconfig = None;
+/// kubeconfig passed through KUBECONFIG), emptyDir, and ConfigMaps (their
+/// files written under the pod's directory; without a mount namespace the
+/// container finds them where its environment says, see
+/// [`launch::relocate`]). Anything else fails the pod with a clear message.
+pub async fn volumes(node: &Node, pod: &Pod, dir: &Path) -> Result<Prepared> {
+    let mut prepared = Prepared::default();
     for v in spec(pod).volumes.iter().flatten() {
         if let Some(p) = &v.projected
             && p.sources
@@ -29,15 +40,46 @@ pub async fn volumes(node: &Node, pod: &Pod, dir: &Path) -> Result<Option<PathBu
                 .flatten()
                 .any(|s| s.service_account_token.is_some())
         {
-            kubeconfig = Some(service_account_kubeconfig(node, pod, dir).await?);
+            prepared.kubeconfig = Some(service_account_kubeconfig(node, pod, dir).await?);
+        } else if let Some(source) = &v.config_map {
+            let api: Api<ConfigMap> = Api::namespaced(node.client.clone(), namespace(pod));
+            let data = match api.get_opt(&source.name).await? {
+                Some(cm) => cm.data.unwrap_or_default(),
+                None if source.optional == Some(true) => BTreeMap::new(),
+                None => anyhow::bail!("configmap {:?} not found", source.name),
+            };
+            let at = dir.join("volumes").join(&v.name);
+            std::fs::create_dir_all(&at)?;
+            let files: Vec<(String, String)> = match &source.items {
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in files {
+                let Some(text) = data.get(&key) else {
+                    anyhow::bail!("configmap {:?} has no key {key:?}", source.name);
+                };
+                anyhow::ensure!(
+                    !path.split('/').any(|p| p == ".." || p.is_empty()),
+                    "configmap volume path {path:?} leaves its volume"
+                );
+                let file = at.join(&path);
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&file, text)?;
+            }
+            prepared.config_maps.insert(v.name.clone(), at);
         } else if v.empty_dir.is_none() {
             anyhow::bail!(
-                "volume {:?}: the test kubelet supports only the service-account token and emptyDir volumes",
+                "volume {:?}: the test kubelet supports only the service-account token, emptyDir and ConfigMap volumes",
                 v.name
             );
         }
     }
-    Ok(kubeconfig)
+    Ok(prepared)
 }
 
 /// A kubeconfig for the pod's service account, with a token bound to this

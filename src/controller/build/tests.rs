@@ -67,7 +67,7 @@ fn plan_carries_the_spec() {
 fn job_is_an_owned_indexed_job_of_restricted_workers() {
     let r = run();
     let p = plan(&r, vec!["http://10.0.0.1:8000".into()]);
-    let job = job(&r, &p, &settings(), false).unwrap();
+    let job = job(&r, &settings(), false);
 
     assert_eq!(job.metadata.name.as_deref(), Some("llama-sweep-loadgen"));
     assert_eq!(job.metadata.namespace.as_deref(), Some("llm"));
@@ -122,17 +122,41 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
     );
 
     let env = c.env.as_ref().unwrap();
-    let plan_json = env
+    // The plan is a file from the run's own ConfigMap, not an environment
+    // variable (which the kernel caps at 128 KiB).
+    assert!(env.iter().all(|e| e.name != lp::PLAN_ENV));
+    let file = env
         .iter()
-        .find(|e| e.name == lp::PLAN_ENV)
-        .unwrap()
-        .value
-        .as_ref()
+        .find(|e| e.name == lp::PLAN_FILE_ENV)
+        .and_then(|e| e.value.clone())
         .unwrap();
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| file.starts_with(&format!("{}/", m.mount_path)))
+        .expect("the plan's file is on a mount");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    let source = volume.config_map.as_ref().unwrap();
+    assert_eq!(source.name, "llama-sweep-plan");
+    let item = &source.items.as_ref().unwrap()[0];
+    assert_eq!(format!("{}/{}", mount.mount_path, item.path), file);
+    let cm = plan_config_map(&r, &p).unwrap();
+    assert_eq!(cm.metadata.name.as_deref(), Some("llama-sweep-plan"));
+    assert_eq!(
+        cm.metadata.owner_references.as_ref().unwrap()[0].uid,
+        r.metadata.uid.clone().unwrap()
+    );
+    let plan_json = &cm.data.as_ref().unwrap()[&item.key];
     assert_eq!(
         LoadPlan::from_json(plan_json).unwrap(),
         p,
-        "the plan round-trips through the pod"
+        "the plan round-trips through the ConfigMap"
     );
     // The target's API key, and the worker API's token from the run's own Secret.
     let from_secret = |var: &str| {
@@ -182,7 +206,7 @@ fn overrides_and_datasets_reach_the_pod() {
             path: format!("{DATASET_DIR}/dataset.jsonl")
         }
     );
-    let job = job(&r, &p, &settings(), true).unwrap();
+    let job = job(&r, &settings(), true);
     let spec = job.spec.unwrap();
     assert_eq!(spec.suspend, Some(true));
     let pod = spec.template.spec.unwrap();
@@ -190,9 +214,22 @@ fn overrides_and_datasets_reach_the_pod() {
         pod.containers[0].image.as_deref(),
         Some("registry.local/benchrun:dev")
     );
-    let vol = &pod.volumes.unwrap()[0];
+    // The dataset's volume beside the plan's.
+    let vol = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "dataset")
+        .unwrap();
     assert_eq!(vol.config_map.as_ref().unwrap().name, "prompts");
-    let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+    let mount = pod.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "dataset")
+        .unwrap();
     assert_eq!(mount.mount_path, DATASET_DIR);
 }
 
@@ -366,7 +403,7 @@ fn workers_get_a_network_policy_for_the_controller_only_when_asked() {
     let spec = np.spec.unwrap();
     // It selects exactly this run's worker pods, as the Job labels them.
     let selected = spec.pod_selector.unwrap().match_labels.unwrap();
-    let job = job(&r, &plan(&r, vec!["http://vllm:8000".into()]), &on, false).unwrap();
+    let job = job(&r, &on, false);
     let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     assert!(!selected.is_empty());
     for (k, v) in &selected {

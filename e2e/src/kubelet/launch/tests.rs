@@ -223,3 +223,28 @@ fn missing_references_fail_unless_optional() {
             .contains("spec.nope")
     );
 }
+
+#[test]
+fn env_paths_under_a_config_map_mount_point_at_its_files() {
+    let c: Container = serde_json::from_value(serde_json::json!({
+        "name": "c",
+        "volumeMounts": [{"name": "plan", "mountPath": "/var/run/benchrun/plan"}]
+    }))
+    .unwrap();
+    let mounts = BTreeMap::from([("plan".to_string(), PathBuf::from("/tmp/pod-1/volumes/plan"))]);
+    let mut env = vec![
+        (
+            "BENCHRUN_PLAN_FILE".to_string(),
+            "/var/run/benchrun/plan/plan.json".to_string(),
+        ),
+        ("OTHER".to_string(), "/var/run/benchrun/planned".to_string()),
+        ("DIR".to_string(), "/var/run/benchrun/plan".to_string()),
+    ];
+    relocate(&c, &mounts, &mut env);
+    assert_eq!(env[0].1, "/tmp/pod-1/volumes/plan/plan.json");
+    assert_eq!(
+        env[1].1, "/var/run/benchrun/planned",
+        "a prefix of a name is not a path under it"
+    );
+    assert_eq!(env[2].1, "/tmp/pod-1/volumes/plan");
+}
