@@ -1,14 +1,16 @@
-//! The memory a step's server metrics keep, measured with a counting
-//! allocator while a hostile server invents series, labels and buckets
-//! without end: it stays under the stated bound (docs/telemetry.md), the
-//! caps are what stops it, and the good series ingested first are kept.
+//! The memory a step's server metrics and GPU telemetry keep, measured with
+//! a counting allocator while a hostile server or exporter invents series,
+//! GPUs, labels and buckets without end: it stays under the stated bounds
+//! (docs/telemetry.md), the caps are what stops it, and the good series
+//! ingested first are kept.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use benchrun::scrape::Format;
+use benchrun::telemetry::gpu::{MAX_GPU_SERIES, MAX_GPUS};
 use benchrun::telemetry::server::{MAX_SERIES, MAX_SERIES_KEY};
-use benchrun::telemetry::{Filter, ServerMetrics};
+use benchrun::telemetry::{Filter, GpuTelemetry, ServerMetrics};
 
 struct Counting;
 
@@ -36,6 +38,9 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+/// The count is the process's: the tests take turns, so one's bytes are not the other's.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The bound stated in docs/telemetry.md for one step's server metrics.
 const BOUND: isize = 320 << 20;
@@ -78,6 +83,7 @@ fn a_hostile_server_cannot_grow_a_steps_memory_past_its_bound() {
             .join("../shared/fixtures/metrics/datadog-vllm-v0-v1-mixed.txt"),
     )
     .expect("the vLLM fixture");
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
     let before = LIVE.load(Ordering::Relaxed);
     let mut m = ServerMetrics::new(Filter::default());
     m.ingest("http://llm:8000/metrics", 0.0, &vllm, Format::Prometheus);
@@ -127,4 +133,77 @@ fn a_hostile_server_cannot_grow_a_steps_memory_past_its_bound() {
     assert!(retained < BOUND, "retained {retained} bytes, bound {BOUND}");
     // The good server's families and series are all still there.
     assert_eq!(vllm_series(&m), good);
+}
+
+/// The bound stated in docs/telemetry.md for one step's GPU telemetry.
+const GPU_BOUND: isize = 640 << 20;
+
+/// Scrape `n` of a hostile exporter: 500 GPUs never seen before (5000 over
+/// ten scrapes, past the 4096 kept) with 200-byte labels, each with 10
+/// invented fields (past the step's series budget).
+fn hostile_dcgm(n: usize) -> String {
+    let pad = "y".repeat(200);
+    let mut page = String::new();
+    for f in 0..10 {
+        for g in n * 500..(n + 1) * 500 {
+            page.push_str(&format!(
+                "DCGM_FI_DEV_INVENTED_{f}{{gpu=\"{g}\",UUID=\"GPU-evil-{g}\",modelName=\"{pad}\",pod=\"p{pad}\",namespace=\"evil\"}} {}\n",
+                (g * 7 + n * 13 + f) as f64 * 1.37
+            ));
+        }
+    }
+    page
+}
+
+#[test]
+fn a_hostile_exporter_cannot_grow_a_steps_gpu_telemetry_past_its_bound() {
+    let good = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/metrics/aiperf-dcgm-gb200-4gpu.txt"),
+    )
+    .expect("the dcgm-exporter fixture");
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut t = GpuTelemetry::default();
+    t.ingest("http://node-a:9400/metrics", 0.0, &good, Format::Prometheus);
+    let fields_of_good: Vec<usize> = t.gpus.iter().map(|g| g.fields.len()).collect();
+    assert_eq!(fields_of_good.len(), 4, "the fixture's GPUs");
+    for n in 0..10 {
+        let page = hostile_dcgm(n);
+        assert!(page.len() < 16 << 20, "within a scrape's body cap");
+        t.ingest(
+            "http://evil:9400/metrics",
+            1.0 + n as f64,
+            page.as_bytes(),
+            Format::Prometheus,
+        );
+        t.ingest(
+            "http://node-a:9400/metrics",
+            1.0 + n as f64,
+            &good,
+            Format::Prometheus,
+        );
+    }
+    let retained = LIVE.load(Ordering::Relaxed) - before;
+    let kept: usize = t.gpus.iter().map(|g| g.fields.len()).sum();
+    eprintln!(
+        "retained {:.1} MiB for {} GPUs and {kept} field series; {} readings of GPUs and {} of fields refused",
+        retained as f64 / (1 << 20) as f64,
+        t.gpus.len(),
+        t.counts.gpus_refused,
+        t.counts.over_limit
+    );
+    assert_eq!(t.gpus.len(), MAX_GPUS);
+    assert_eq!(
+        kept, MAX_GPU_SERIES,
+        "the step's series budget is what stopped it"
+    );
+    assert!(t.counts.gpus_refused > 0 && t.counts.over_limit > 0);
+    assert!(
+        retained < GPU_BOUND,
+        "retained {retained} bytes, bound {GPU_BOUND}"
+    );
+    // The good exporter's GPUs keep every field they had.
+    let now: Vec<usize> = t.gpus[..4].iter().map(|g| g.fields.len()).collect();
+    assert_eq!(now, fields_of_good);
 }

@@ -46,6 +46,14 @@ pub const MAX_FIELDS: usize = 256;
 /// Pods one GPU is shown serving (time-sliced or MPS GPUs serve several; a
 /// page that names more is not believed past this).
 pub const MAX_PODS_PER_GPU: usize = 64;
+/// Field series over all GPUs of one step (1024 GPUs of 32 fields): with
+/// [`MAX_GPUS`], [`MAX_TEXT`] and the distribution's own cap, what bounds a
+/// step's GPU telemetry memory (docs/telemetry.md, "Bounds").
+pub const MAX_GPU_SERIES: usize = 32_768;
+/// The longest label text kept about a GPU (a Kubernetes name is at most
+/// 253): a longer pod, namespace or container is not recorded, a longer
+/// identity label is cut, a longer field name or GPU key is refused.
+pub const MAX_TEXT: usize = 253;
 
 /// What a checkpoint keeps of a step's GPU telemetry: every GPU's
 /// aggregates (the counters' opening readings among them) and the counts.
@@ -65,6 +73,8 @@ pub struct GpuTelemetry {
     /// The GPU of the previous sample: exporters write each field for every
     /// GPU in turn, so the next sample's GPU is usually the one after it.
     last: usize,
+    /// Field series over all GPUs (bounded by [`MAX_GPU_SERIES`]).
+    series: usize,
     pub counts: IngestCounts,
 }
 
@@ -116,9 +126,11 @@ impl GpuTelemetry {
             .enumerate()
             .map(|(i, g)| (g.key.clone(), i))
             .collect();
+        let series = s.gpus.iter().map(|g| g.fields.len()).sum();
         GpuTelemetry {
             gpus: s.gpus,
             index,
+            series,
             counts: s.counts,
             ..GpuTelemetry::default()
         }
@@ -169,21 +181,23 @@ impl GpuTelemetry {
                     continue;
                 }
             };
+            // A new field series only while the step's budget lasts.
+            let room = self.series < MAX_GPU_SERIES;
             let gpu = &mut self.gpus[g];
             note_pod(gpu, &seen);
+            let before = gpu.fields.len();
             let field = match known {
-                Some(i) => field_slot(gpu, i),
+                Some(i) => field_slot(gpu, i, room),
                 None => {
                     let counter = declared.get(s.name) == Some(&Kind::Counter);
-                    match other_slot(gpu, s.name, counter) {
-                        Some(f) => f,
-                        None => {
-                            self.counts.over_limit += 1;
-                            continue;
-                        }
-                    }
+                    other_slot(gpu, s.name, counter, room && s.name.len() <= MAX_TEXT)
                 }
             };
+            let Some(field) = field else {
+                self.counts.over_limit += 1;
+                continue;
+            };
+            self.series += gpu.fields.len() - before;
             let f = &mut gpu.fields[field];
             if f.seen_in == scrape {
                 self.counts.repeats += 1;
@@ -227,19 +241,27 @@ impl GpuTelemetry {
                 Err(Refused::OtherExporter)
             };
         }
-        if self.gpus.len() >= MAX_GPUS {
+        if self.gpus.len() >= MAX_GPUS || self.key.len() > 2 * MAX_TEXT {
             return Err(Refused::TooMany);
         }
-        let text = |name: &str| labels.get(name).map(|v| v.text().into_owned());
+        let cut = |v: Value<'_>| {
+            let t = v.text();
+            let mut end = t.len().min(MAX_TEXT);
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            t[..end].to_string()
+        };
+        let text = |name: &str| labels.get(name).map(cut);
         let identity = GpuIdentity {
-            uuid: seen.uuid.map(|v| v.text().into_owned()),
-            index: seen.gpu.map(|v| v.text().into_owned()),
+            uuid: seen.uuid.map(cut),
+            index: seen.gpu.map(cut),
             model: text("modelName"),
-            hostname: seen.host.map(|v| v.text().into_owned()),
+            hostname: seen.host.map(cut),
             pci_bus_id: text("pci_bus_id"),
             device: text("device"),
             driver_version: text("DCGM_FI_DRIVER_VERSION"),
-            mig_instance: seen.gi.map(|v| v.text().into_owned()),
+            mig_instance: seen.gi.map(cut),
             mig_profile: text("GPU_I_PROFILE"),
         };
         self.gpus.push(GpuSeries {
@@ -271,6 +293,13 @@ fn note_pod(gpu: &mut GpuSeries, seen: &Seen<'_>) {
     };
     let ns = seen.namespace.map_or("", |v| v.raw());
     let container = seen.container.map_or("", |v| v.raw());
+    // Longer than any Kubernetes name: not a pod to attribute a GPU to.
+    if [pod.raw(), ns, container]
+        .iter()
+        .any(|t| t.len() > MAX_TEXT)
+    {
+        return;
+    }
     let known = gpu
         .pods
         .iter()

@@ -133,7 +133,8 @@ impl GpuSeries {
     }
 }
 
-pub(super) fn field_slot(gpu: &mut GpuSeries, i: usize) -> usize {
+/// The slot of known field `i`, made when there is `room` for a new series.
+pub(super) fn field_slot(gpu: &mut GpuSeries, i: usize, room: bool) -> Option<usize> {
     if gpu.slots.len() != FIELDS.len() {
         // Not serialised: rebuild after a checkpoint is read back.
         gpu.slots = vec![0; FIELDS.len()];
@@ -144,6 +145,9 @@ pub(super) fn field_slot(gpu: &mut GpuSeries, i: usize) -> usize {
         }
     }
     if gpu.slots[i] == 0 {
+        if !room {
+            return None;
+        }
         gpu.fields.push(FieldSeries {
             id: FieldId::Known(i),
             agg: FieldAgg::new(FIELDS[i].kind),
@@ -151,10 +155,17 @@ pub(super) fn field_slot(gpu: &mut GpuSeries, i: usize) -> usize {
         });
         gpu.slots[i] = gpu.fields.len() as u16;
     }
-    usize::from(gpu.slots[i]) - 1
+    Some(usize::from(gpu.slots[i]) - 1)
 }
 
-pub(super) fn other_slot(gpu: &mut GpuSeries, name: &str, counter: bool) -> Option<usize> {
+/// The slot of a field outside the table, made when there is `room` for a
+/// new series and the GPU has fewer than [`MAX_FIELDS`].
+pub(super) fn other_slot(
+    gpu: &mut GpuSeries,
+    name: &str,
+    counter: bool,
+    room: bool,
+) -> Option<usize> {
     let found = gpu
         .fields
         .iter()
@@ -162,7 +173,7 @@ pub(super) fn other_slot(gpu: &mut GpuSeries, name: &str, counter: bool) -> Opti
     if found.is_some() {
         return found;
     }
-    (gpu.fields.len() < MAX_FIELDS).then(|| {
+    (room && gpu.fields.len() < MAX_FIELDS).then(|| {
         let kind = if counter {
             FieldKind::Counter
         } else {

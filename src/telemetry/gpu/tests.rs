@@ -191,7 +191,7 @@ fn a_gpu_read_back_from_json_keeps_aggregating() {
     let json = serde_json::to_string(&t.gpus[0]).unwrap();
     let mut back: GpuSeries = serde_json::from_str(&json).unwrap();
     let i = dcgm::field_index("DCGM_FI_DEV_SM_CLOCK").unwrap();
-    let slot = field_slot(&mut back, i);
+    let slot = field_slot(&mut back, i, true).unwrap();
     assert_eq!(back.fields[slot].id, FieldId::Known(i));
     assert_eq!(back.fields.len(), 2, "no second SM clock series");
 }
@@ -228,4 +228,41 @@ fn gpus_past_the_bound_are_counted_as_refused_gpus() {
     // Power and energy of each GPU past the bound.
     assert_eq!(t.counts.gpus_refused, 2 * u64::from(extra));
     assert_eq!(t.counts.over_limit, 0);
+}
+
+/// The step's field series are bounded in all, whatever the GPUs and fields
+/// an exporter invents; label text longer than a Kubernetes name is not kept.
+#[test]
+fn field_series_past_the_steps_budget_and_overlong_labels_are_refused() {
+    let mut t = GpuTelemetry::default();
+    // 700 GPUs of 50 invented fields: 35 000 series, past the budget.
+    let mut page = String::new();
+    for f in 0..50 {
+        for g in 0..700 {
+            page += &format!("DCGM_FI_DEV_INVENTED_{f}{{gpu=\"{g}\",UUID=\"GPU-{g}\"}} 1\n");
+        }
+    }
+    t.ingest("e", 0.0, page.as_bytes(), Format::Prometheus);
+    let kept: usize = t.gpus.iter().map(|g| g.fields.len()).sum();
+    assert_eq!(kept, MAX_GPU_SERIES);
+    assert_eq!(t.counts.over_limit, (700 * 50 - MAX_GPU_SERIES) as u64);
+    // A restored step keeps counting from where it was.
+    let back = GpuTelemetry::restore(t.snapshot());
+    assert_eq!(back.series, MAX_GPU_SERIES);
+
+    let mut t = GpuTelemetry::default();
+    let long = "p".repeat(MAX_TEXT + 1);
+    let page = format!(
+        "DCGM_FI_DEV_POWER_USAGE{{gpu=\"0\",UUID=\"GPU-0\",modelName=\"{long}\",pod=\"{long}\",namespace=\"ns\"}} 300\n\
+         DCGM_FI_DEV_{long}{{gpu=\"0\",UUID=\"GPU-0\"}} 1\n\
+         DCGM_FI_DEV_POWER_USAGE{{gpu=\"1\",UUID=\"{long}{long}\"}} 300\n"
+    );
+    t.ingest("e", 0.0, page.as_bytes(), Format::Prometheus);
+    assert_eq!(t.gpus.len(), 1, "a GPU key past the bound is refused");
+    assert_eq!(t.counts.gpus_refused, 1);
+    let gpu = &t.gpus[0];
+    assert_eq!(gpu.identity.model.as_deref().map(str::len), Some(MAX_TEXT));
+    assert!(gpu.pods.is_empty(), "no pod of an impossible name");
+    assert_eq!(gpu.fields.len(), 1, "the overlong field name is refused");
+    assert_eq!(t.counts.over_limit, 1);
 }
