@@ -155,7 +155,24 @@ where
     }
 }
 
-/// Runs the operator until a shutdown signal, or until leadership is lost.
+/// Waits until `store` has synced once. kube-runtime's ready signal keeps
+/// one waker: with the controller's runner (and anyone else) waiting on the
+/// same store, a single wait may never wake (kube-runtime 5.0,
+/// utils/delayed_init.rs). Waiting in short rounds re-registers, and a store
+/// that is ready answers at once. (A single wait here once kept the reaper
+/// of deleted runs' measurements from ever starting.)
+async fn synced(
+    store: &kube::runtime::reflector::Store<DeserializeGuard<BenchmarkRun>>,
+) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
+    loop {
+        if let Ok(ready) =
+            tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await
+        {
+            return ready;
+        }
+    }
+}
+
 /// How often sessions are checked against the runs that exist.
 const REAP: Duration = Duration::from_secs(3);
 
@@ -168,7 +185,7 @@ async fn reap(
     stores: Vec<kube::runtime::reflector::Store<DeserializeGuard<BenchmarkRun>>>,
 ) {
     for store in &stores {
-        if store.wait_until_ready().await.is_err() {
+        if synced(store).await.is_err() {
             return;
         }
     }
@@ -191,6 +208,7 @@ async fn reap(
     }
 }
 
+/// Runs the operator until a shutdown signal, or until leadership is lost.
 pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -282,21 +300,9 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     let ready = health.clone();
     tokio::spawn(async move {
         for store in stores {
-            // kube-runtime's ready signal keeps one waker: with the controller's
-            // runner waiting on the same store, a single wait here may never wake
-            // (kube-runtime 5.0, utils/delayed_init.rs). Waiting in short rounds
-            // re-registers, and a store that is ready answers at once.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready())
-                    .await
-                {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) => {
-                        warn!("a watch stopped before its first sync: {e}");
-                        return;
-                    }
-                    Err(_) => continue,
-                }
+            if let Err(e) = synced(&store).await {
+                warn!("a watch stopped before its first sync: {e}");
+                return;
             }
         }
         info!("watches synced");
