@@ -89,6 +89,9 @@ struct State {
     steps: usize,
     /// Why the measurement cannot go on.
     fatal: Option<String>,
+    /// Each step's detail as last computed; `None` where what it rests on
+    /// has changed since (a scrape recomputes its own step only).
+    details: Vec<Option<StepDetail>>,
 }
 
 /// The results as far as they go: step details, endpoints, notes.
@@ -100,9 +103,9 @@ pub struct Document {
 }
 
 /// What a session publishes after each change.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Published {
-    view: Option<SessionView>,
+    view: SessionView,
     document: Arc<Document>,
 }
 
@@ -123,6 +126,20 @@ impl State {
             scope,
             steps,
             fatal: None,
+            details: Vec::new(),
+        }
+    }
+
+    /// What step `k`'s detail rests on changed (`None`: every step's, as when
+    /// the inference pods, the client results or a restored checkpoint do).
+    fn changed(&mut self, step: Option<usize>) {
+        match step {
+            Some(k) => {
+                if let Some(d) = self.details.get_mut(k) {
+                    *d = None;
+                }
+            }
+            None => self.details.clear(),
         }
     }
 
@@ -147,7 +164,7 @@ impl State {
 
     /// Everything gathered so far. Partial when the run ends early (cancel,
     /// timeout, failure), and the notes say so.
-    fn document(&self) -> Document {
+    fn document(&mut self) -> Document {
         let mut notes = self.notes.clone();
         notes.extend(self.refused.iter().cloned());
         notes.extend(self.discovery_notes.iter().cloned());
@@ -182,12 +199,17 @@ impl State {
         }
     }
 
-    fn details(&self) -> Vec<StepDetail> {
-        (0..self.steps)
-            .filter(|k| {
-                self.telemetry.get(*k).is_some() || self.client.get(*k).is_some_and(Option::is_some)
-            })
-            .map(|k| {
+    /// Every step's detail, recomputing only those whose inputs changed.
+    fn details(&mut self) -> Vec<StepDetail> {
+        self.details.resize(self.steps, None);
+        let mut out = Vec::new();
+        for k in 0..self.steps {
+            let measured =
+                self.telemetry.get(k).is_some() || self.client.get(k).is_some_and(Option::is_some);
+            if !measured {
+                continue;
+            }
+            let detail = self.details[k].get_or_insert_with(|| {
                 collect::detail(
                     k as u32,
                     self.telemetry.get(k),
@@ -196,8 +218,10 @@ impl State {
                     self.scope,
                     &self.inference,
                 )
-            })
-            .collect()
+            });
+            out.push(detail.clone());
+        }
+        out
     }
 }
 
@@ -211,16 +235,7 @@ pub struct Session {
 
 impl Session {
     pub fn view(&self) -> SessionView {
-        let mut view = self.published.borrow().view.clone().unwrap_or(SessionView {
-            stage: Stage::Starting,
-            progress: None,
-            endpoints: None,
-            discovery_note: None,
-            refused: None,
-            steps: Vec::new(),
-            stopping_for: None,
-            fatal: None,
-        });
+        let mut view = self.published.borrow().view.clone();
         view.stopping_for = self.stop.borrow().map(|t| t.elapsed());
         view
     }
@@ -239,7 +254,7 @@ impl Session {
     #[cfg(test)]
     pub async fn wait_for_stage(&self, stage: Stage, within: Duration) -> SessionView {
         let mut published = self.published.clone();
-        let reached = published.wait_for(|p| p.view.as_ref().is_some_and(|v| v.stage == stage));
+        let reached = published.wait_for(|p| p.view.stage == stage);
         tokio::time::timeout(within, reached)
             .await
             .unwrap_or_else(|_| panic!("the session did not reach {stage:?} within {within:?}"))
@@ -358,13 +373,17 @@ impl Sessions {
             return Some(s.clone());
         }
         let setup = setup();
-        let (out, published) = watch::channel(Published::default());
+        let state = State::new(run.spec.telemetry.gpu.scope, setup.steps);
+        let (out, published) = watch::channel(Published {
+            view: state.view(&Document::default()),
+            document: Arc::default(),
+        });
         let (stop, stop_asked) = watch::channel(None);
         let task = tokio::spawn(run::drive(run::Inputs {
             ns,
             spec: run.spec.clone(),
             workers: run.spec.load.workers.max(1),
-            state: State::new(run.spec.telemetry.gpu.scope, setup.steps),
+            state,
             out,
             stop_asked,
             setup,
@@ -449,5 +468,58 @@ spec:
         other.metadata.uid = Some("u-2".into());
         sessions.end(&running, &end);
         assert_eq!(sessions.ended(&other), None);
+    }
+
+    /// A change recomputes the steps it touches; the document is always what
+    /// computing every step afresh gives.
+    #[test]
+    fn the_document_recomputes_the_steps_that_changed() {
+        use crate::scrape::Format;
+        use crate::telemetry::Filter;
+        let page = |w: f64| format!("DCGM_FI_DEV_POWER_USAGE{{gpu=\"0\",UUID=\"GPU-0\"}} {w}\n");
+        let mut s = State::new(GpuScope::All, 2);
+        for _ in 0..2 {
+            let mut t = StepTelemetry::new(Filter::default(), 1_800_000_000_000, 0.0, false);
+            t.ingest(
+                Kind::Gpu,
+                "http://e:9400/metrics",
+                0.0,
+                page(100.0).as_bytes(),
+                Format::Prometheus,
+            );
+            s.telemetry.push(t);
+        }
+        let fresh = |s: &State| -> Vec<StepDetail> {
+            (0..2)
+                .map(|k| {
+                    collect::detail(
+                        k as u32,
+                        s.telemetry.get(k),
+                        None,
+                        None,
+                        s.scope,
+                        &s.inference,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(s.document().steps, fresh(&s));
+        // Step 1 scraped again: its detail follows, step 0's is reused.
+        let step1 = &mut s.telemetry[1];
+        step1.ingest(
+            Kind::Gpu,
+            "http://e:9400/metrics",
+            1.0,
+            page(500.0).as_bytes(),
+            Format::Prometheus,
+        );
+        s.changed(Some(1));
+        let doc = s.document();
+        assert_eq!(doc.steps, fresh(&s));
+        assert_ne!(doc.steps[0], doc.steps[1]);
+        // A change to what every step rests on recomputes them all.
+        s.inference.insert("ns/llm-0".into());
+        s.changed(None);
+        assert_eq!(s.document().steps, fresh(&s));
     }
 }

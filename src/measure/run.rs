@@ -86,20 +86,17 @@ struct Resume {
 
 impl Driver {
     /// Publishes the view and the document after a change of what was measured.
-    fn publish(&self) {
+    fn publish(&mut self) {
         let document = Arc::new(self.state.document());
         let view = self.state.view(&document);
-        self.out.send_replace(Published {
-            view: Some(view),
-            document,
-        });
+        self.out.send_replace(Published { view, document });
     }
 
     /// Publishes the view after a change of progress or stage alone (the
     /// document stays as it was).
     fn publish_view(&self) {
         self.out
-            .send_modify(|p| p.view = Some(self.state.view(&p.document)));
+            .send_modify(|p| p.view = self.state.view(&p.document));
     }
 
     fn t(&self) -> f64 {
@@ -116,6 +113,7 @@ impl Driver {
             .collect();
         s.notes = cp.notes;
         s.last_scrape_t = cp.last_scrape_t;
+        s.changed(None);
         self.results = cp
             .results
             .into_iter()
@@ -203,6 +201,7 @@ impl Driver {
             notes,
         } = found;
         let s = &mut self.state;
+        s.changed(None);
         s.inference.extend(
             inference
                 .iter()
@@ -251,6 +250,7 @@ impl Driver {
             .collect()
             .await;
         let s = &mut self.state;
+        s.changed(Some(k));
         if opens && s.telemetry.len() == k {
             s.telemetry
                 .push(StepTelemetry::new(self.filter.clone(), stamp, t, resumed));
@@ -538,6 +538,7 @@ async fn follow(
             if let Some(step) = d.state.telemetry.get_mut(k) {
                 step.interruptions.push((before, now));
             }
+            d.state.changed(Some(k));
             d.note(format!(
                 "a new controller took this run over from its checkpoint during step {k}: {:.1} s without scrapes, which the energy counters span",
                 (now - before).max(0.0)
@@ -808,6 +809,7 @@ fn finish(d: &mut Driver) {
     let merged = collect::merge_client(&results, d.setup.steps, d.workers.max(1) as u32);
     let s = &mut d.state;
     (s.client, s.client_coverage) = merged.into_iter().unzip();
+    s.changed(None);
     s.stage = Stage::Done;
     d.publish();
     info!(job = %d.setup.job, workers = results.len(), "results collected");

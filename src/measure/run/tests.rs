@@ -252,18 +252,14 @@ async fn workers_that_refuse_the_runs_token_end_the_measurement_with_why() {
     let sessions = Sessions::default();
     let session = sessions.ensure(&r, || setup(fake, false)).unwrap();
     let mut published = session.published.clone();
-    let fatal = tokio::time::timeout(
-        WITHIN,
-        published.wait_for(|p| p.view.as_ref().is_some_and(|v| v.fatal.is_some())),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .view
-    .clone()
-    .unwrap()
-    .fatal
-    .unwrap();
+    let fatal = tokio::time::timeout(WITHIN, published.wait_for(|p| p.view.fatal.is_some()))
+        .await
+        .unwrap()
+        .unwrap()
+        .view
+        .fatal
+        .clone()
+        .unwrap();
     assert!(
         fatal.contains("r-worker-token") && fatal.contains("401"),
         "{fatal}"
