@@ -105,7 +105,44 @@ pub const NO_UNCANCEL_MSG: &str = "a cancelled run cannot be resumed";
 /// `spec.target.headers`: no credentials in plain text (they would sit in the
 /// run and in its Job's spec for anyone who may read either).
 pub const HEADERS_NO_CREDENTIALS_RULE: &str = r#"!has(self.headers) || !self.headers.exists(k, k.matches("(?i)^(authorization|proxy-authorization|cookie|x-api-key|api-key)$"))"#;
-pub const HEADERS_NO_CREDENTIALS_MSG: &str = "target.headers must not carry credentials in plain text (Authorization, Proxy-Authorization, Cookie, X-Api-Key, Api-Key): put the key in a Secret and name it in target.apiKeySecretRef";
+pub const HEADERS_NO_CREDENTIALS_MSG: &str = "target.headers must not carry credentials in plain text (Authorization, Proxy-Authorization, Cookie, X-Api-Key, Api-Key): put the value in a Secret and name it in target.headersFrom (or, for a bearer key, in target.apiKeySecretRef)";
+
+/// Headers that frame the request or route it: set by the client itself; from a
+/// spec they would let a run smuggle a second request or reach another host.
+macro_rules! framing {
+    () => {
+        "(?i)^(host|content-length|transfer-encoding|connection|keep-alive|upgrade|te|trailer|expect|proxy-connection)$"
+    };
+}
+
+/// `spec.target.headers`: no framing or routing headers.
+pub const HEADERS_NO_FRAMING_RULE: &str = concat!(
+    "!has(self.headers) || !self.headers.exists(k, k.matches('",
+    framing!(),
+    "'))"
+);
+pub const HEADERS_NO_FRAMING_MSG: &str = "target.headers must not set Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE, Trailer, Expect or Proxy-Connection: the load generator sets those itself";
+
+/// `spec.target.headersFrom`: the same rule for headers from Secrets.
+pub const HEADERS_FROM_NO_FRAMING_RULE: &str = concat!(
+    "!has(self.headersFrom) || !self.headersFrom.exists(h, h.name.matches('",
+    framing!(),
+    "'))"
+);
+pub const HEADERS_FROM_NO_FRAMING_MSG: &str = "target.headersFrom must not set Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE, Trailer, Expect or Proxy-Connection: the load generator sets those itself";
+
+/// `spec.target.headersFrom`: each header once.
+pub const HEADERS_FROM_UNIQUE_RULE: &str = "!has(self.headersFrom) || self.headersFrom.all(h, self.headersFrom.exists_one(g, g.name == h.name))";
+pub const HEADERS_FROM_UNIQUE_MSG: &str = "target.headersFrom names each header once";
+
+/// A header set both in plain text and from a Secret.
+pub const HEADERS_FROM_NOT_TWICE_RULE: &str = "!has(self.headersFrom) || !has(self.headers) || !self.headersFrom.exists(h, h.name in self.headers)";
+pub const HEADERS_FROM_NOT_TWICE_MSG: &str =
+    "a header is set in target.headers and in target.headersFrom: keep one";
+
+/// `apiKeySecretRef` is sent as `Authorization`; a second one would conflict.
+pub const API_KEY_OR_AUTHORIZATION_RULE: &str = "!has(self.apiKeySecretRef) || !has(self.headersFrom) || !self.headersFrom.exists(h, h.name.matches('(?i)^authorization$'))";
+pub const API_KEY_OR_AUTHORIZATION_MSG: &str = "target.apiKeySecretRef is sent as the Authorization header: do not set Authorization in target.headersFrom as well";
 
 /// `spec.target.headers`: names are HTTP tokens (no spaces, colons or line
 /// breaks that would smuggle another header into the request).

@@ -87,6 +87,11 @@ pub struct BenchmarkRunSpec {
     validation = kube::core::Rule::new(super::rules::TARGET_ONE_OF_RULE).message(super::rules::TARGET_ONE_OF_MSG),
     validation = kube::core::Rule::new(super::rules::HEADERS_NO_CREDENTIALS_RULE).message(super::rules::HEADERS_NO_CREDENTIALS_MSG),
     validation = kube::core::Rule::new(super::rules::HEADER_NAMES_RULE).message(super::rules::HEADER_NAMES_MSG),
+    validation = kube::core::Rule::new(super::rules::HEADERS_NO_FRAMING_RULE).message(super::rules::HEADERS_NO_FRAMING_MSG),
+    validation = kube::core::Rule::new(super::rules::HEADERS_FROM_UNIQUE_RULE).message(super::rules::HEADERS_FROM_UNIQUE_MSG),
+    validation = kube::core::Rule::new(super::rules::HEADERS_FROM_NO_FRAMING_RULE).message(super::rules::HEADERS_FROM_NO_FRAMING_MSG),
+    validation = kube::core::Rule::new(super::rules::HEADERS_FROM_NOT_TWICE_RULE).message(super::rules::HEADERS_FROM_NOT_TWICE_MSG),
+    validation = kube::core::Rule::new(super::rules::API_KEY_OR_AUTHORIZATION_RULE).message(super::rules::API_KEY_OR_AUTHORIZATION_MSG),
 )]
 pub struct Target {
     /// Base URL of the server, e.g. "http://vllm.llm.svc:8000". Requests go to
@@ -115,13 +120,39 @@ pub struct Target {
     pub api_key_secret_ref: Option<SecretKeyRef>,
 
     /// Extra HTTP headers sent with every request. Not for credentials:
-    /// those go in a Secret (`apiKeySecretRef`). Values are single lines.
+    /// those go in a Secret (`headersFrom`, or `apiKeySecretRef` for a bearer
+    /// key). Values are single lines.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend(
         "maxProperties" = 32,
         "additionalProperties" = {"type": "string", "maxLength": 4096, "pattern": "^[^\\r\\n]*$"}
     ))]
     pub headers: BTreeMap<String, String>,
+
+    /// HTTP headers whose values come from Secrets in the run's namespace: API
+    /// keys, gateway tokens, cookies. The kubelet hands each value to the load
+    /// generators' environment; the values never appear in the run, its Job's
+    /// spec, its plan, its results or the controller's logs, and the controller
+    /// never reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub headers_from: Vec<HeaderFromSecret>,
+}
+
+/// One request header whose value is a Secret's key.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderFromSecret {
+    /// The header's name, e.g. `X-Api-Key` or `Authorization` (the value is sent
+    /// exactly as stored, so an `Authorization` value carries its scheme, e.g.
+    /// `Bearer sk-...`).
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(pattern = r"^[-A-Za-z0-9!#$%&'*+.^_|~]+$")
+    )]
+    pub name: String,
+    /// The Secret key holding the value (one line).
+    pub secret_key_ref: SecretKeyRef,
 }
 
 /// A Service and one of its ports.

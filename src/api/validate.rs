@@ -119,6 +119,23 @@ fn dotted(root: &str, pointer: &str) -> String {
 }
 
 fn pattern_errors(run: &BenchmarkRun, out: &mut Vec<FieldError>) {
+    // HTTP header names are case-insensitive; CEL compares them exactly.
+    let target = &run.spec.target;
+    let mut seen = std::collections::BTreeSet::new();
+    let names = target
+        .headers
+        .keys()
+        .chain(target.headers_from.iter().map(|h| &h.name));
+    for name in names {
+        if !seen.insert(name.to_ascii_lowercase()) {
+            out.push(FieldError {
+                field: "spec.target.headersFrom".into(),
+                message: format!(
+                    "header {name} is given twice (header names are case-insensitive)"
+                ),
+            });
+        }
+    }
     // Admission caps the keys; the size needs the whole value.
     if let Some(extra) = &run.spec.load.extra_inputs {
         let size = serde_json::to_string(extra).map_or(0, |s| s.len());

@@ -166,6 +166,13 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
         streaming: load.streaming,
         headers: spec.target.headers.clone(),
         api_key_from_env: spec.target.api_key_secret_ref.is_some(),
+        headers_from_env: spec
+            .target
+            .headers_from
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.clone(), format!("{}{i}", lp::HEADER_ENV_PREFIX)))
+            .collect(),
         workers: load.workers.unsigned_abs(),
         steps,
         stop,
@@ -250,16 +257,28 @@ pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
     ];
     let mut secrets = Vec::new();
     if let Some(key) = &run.spec.target.api_key_secret_ref {
-        secrets.push((lp::API_KEY_ENV, key.name.clone(), key.key.clone()));
+        secrets.push((
+            lp::API_KEY_ENV.to_string(),
+            key.name.clone(),
+            key.key.clone(),
+        ));
+    }
+    for (i, h) in run.spec.target.headers_from.iter().enumerate() {
+        let r = &h.secret_key_ref;
+        secrets.push((
+            format!("{}{i}", lp::HEADER_ENV_PREFIX),
+            r.name.clone(),
+            r.key.clone(),
+        ));
     }
     if settings.worker_token {
         let name = super::worker_auth::token_secret_name(run);
         let key = super::worker_auth::TOKEN_KEY.to_string();
-        secrets.push((crate::contract::WORKER_TOKEN_ENV, name, key));
+        secrets.push((crate::contract::WORKER_TOKEN_ENV.to_string(), name, key));
     }
     for (var, name, key) in secrets {
         env_vars.push(EnvVar {
-            name: var.into(),
+            name: var,
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
                     name,

@@ -18,6 +18,9 @@ pub const PLAN_FILE_ENV: &str = "BENCHRUN_PLAN_FILE";
 pub const PLAN_ENV: &str = "BENCHRUN_PLAN";
 /// The environment variable that carries the API key, when the run names one.
 pub const API_KEY_ENV: &str = "BENCHRUN_API_KEY";
+/// The prefix of the environment variables carrying `headersFrom` values
+/// (`BENCHRUN_HEADER_0`, `BENCHRUN_HEADER_1`, ...).
+pub const HEADER_ENV_PREFIX: &str = "BENCHRUN_HEADER_";
 /// The plan schema this build reads and writes.
 pub const PLAN_SCHEMA_VERSION: u32 = 1;
 
@@ -37,6 +40,11 @@ pub struct LoadPlan {
     /// Read the API key from [`API_KEY_ENV`].
     #[serde(default)]
     pub api_key_from_env: bool,
+    /// Headers whose values the worker reads from environment variables
+    /// (header name → variable name): the values come from Secrets, so the
+    /// plan names only where to find them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers_from_env: BTreeMap<String, String>,
     pub workers: u32,
     /// The steps to run in order; a run without a sweep has one.
     pub steps: Vec<Step>,
@@ -150,6 +158,31 @@ impl LoadPlan {
         }
         serde_json::from_str(json).map_err(PlanError::Malformed)
     }
+
+    /// Adds the headers whose values come from the environment (`env` looks a
+    /// variable up). An error names the header and the variable, never the value.
+    pub fn resolve_env_headers(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
+        for (header, var) in std::mem::take(&mut self.headers_from_env) {
+            let Some(value) = env(&var) else {
+                return Err(format!(
+                    "the value of header {header} is missing: variable {var} is not set"
+                ));
+            };
+            // A trailing newline is how Secrets made from files often end.
+            let value = value.strip_suffix('\n').unwrap_or(&value);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            if value.contains(['\r', '\n', '\0']) {
+                return Err(format!(
+                    "the value of header {header} (variable {var}) spans more than one line"
+                ));
+            }
+            self.headers.insert(header, value.to_string());
+        }
+        Ok(())
+    }
 }
 
 /// Why a plan cannot be used.
@@ -166,6 +199,43 @@ pub enum PlanError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_from_the_environment_join_the_plain_ones_and_errors_never_show_a_value() {
+        let env = |var: &str| match var {
+            "H0" => Some("Bearer sk-secret\n".to_string()),
+            "H1" => Some("sess=1".to_string()),
+            "BAD" => Some("sk-secret\r\nX-Evil: 1".to_string()),
+            _ => None,
+        };
+        let plan_with = |vars: &[(&str, &str)]| {
+            let mut p = crate::loadgen::request::tests::plan(Endpoint::Chat, true);
+            p.headers = BTreeMap::from([("X-Team".into(), "a".into())]);
+            p.headers_from_env = vars
+                .iter()
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect();
+            p
+        };
+        let mut plan = plan_with(&[("Authorization", "H0"), ("Cookie", "H1")]);
+        plan.resolve_env_headers(env).unwrap();
+        assert_eq!(plan.headers["Authorization"], "Bearer sk-secret");
+        assert_eq!(plan.headers["Cookie"], "sess=1");
+        assert_eq!(plan.headers["X-Team"], "a");
+        assert!(plan.headers_from_env.is_empty());
+
+        let mut missing = plan_with(&[("X-Key", "UNSET")]);
+        let e = missing.resolve_env_headers(env).unwrap_err();
+        assert!(e.contains("X-Key") && e.contains("UNSET"), "{e}");
+
+        let mut smuggled = plan_with(&[("X-Key", "BAD")]);
+        let e = smuggled.resolve_env_headers(env).unwrap_err();
+        assert!(
+            e.contains("X-Key") && e.contains("more than one line"),
+            "{e}"
+        );
+        assert!(!e.contains("sk-secret"), "the value stays secret: {e}");
+    }
 
     #[test]
     fn goodput_bounds_each_request() {

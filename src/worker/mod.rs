@@ -127,13 +127,17 @@ fn json_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, St
 }
 
 pub fn main(opts: LoadgenOpts) -> ExitCode {
-    let (plan, index) = match plan_of(&opts) {
+    let (mut plan, index) = match plan_of(&opts) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("benchrun loadgen: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = plan.resolve_env_headers(|var| std::env::var(var).ok()) {
+        eprintln!("benchrun loadgen: {e}");
+        return ExitCode::from(2);
+    }
     let Ok(rt) = tokio::runtime::Runtime::new() else {
         eprintln!("benchrun loadgen: cannot start the async runtime");
         return ExitCode::FAILURE;
@@ -260,6 +264,7 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
         streaming: !opts.no_stream,
         headers: opts.headers.iter().cloned().collect(),
         api_key_from_env: opts.api_key_env.is_some() || std::env::var(API_KEY_ENV).is_ok(),
+        headers_from_env: Default::default(),
         workers: 1,
         steps: vec![Step {
             concurrency: Some(opts.concurrency).filter(|_| opts.request_rate.is_none()),

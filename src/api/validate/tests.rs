@@ -112,6 +112,44 @@ fn invalid_specs_fail_with_their_own_message() {
             r::HEADERS_NO_CREDENTIALS_MSG,
         ),
         (
+            "a framing header in plain headers",
+            json!({"target": {"headers": {"Transfer-Encoding": "chunked"}}}),
+            r::HEADERS_NO_FRAMING_MSG,
+        ),
+        (
+            "a Host header from a Secret",
+            json!({"target": {"headersFrom": [{"name": "host", "secretKeyRef": {"name": "s", "key": "k"}}]}}),
+            r::HEADERS_FROM_NO_FRAMING_MSG,
+        ),
+        (
+            "a header from a Secret named twice",
+            json!({"target": {"headersFrom": [
+                {"name": "X-Key", "secretKeyRef": {"name": "s", "key": "a"}},
+                {"name": "X-Key", "secretKeyRef": {"name": "s", "key": "b"}}
+            ]}}),
+            r::HEADERS_FROM_UNIQUE_MSG,
+        ),
+        (
+            "a header both plain and from a Secret",
+            json!({"target": {"headers": {"X-Key": "a"}, "headersFrom": [{"name": "X-Key", "secretKeyRef": {"name": "s", "key": "k"}}]}}),
+            r::HEADERS_FROM_NOT_TWICE_MSG,
+        ),
+        (
+            "a header twice in different cases",
+            json!({"target": {"headers": {"X-Key": "a"}, "headersFrom": [{"name": "x-key", "secretKeyRef": {"name": "s", "key": "k"}}]}}),
+            "header x-key is given twice",
+        ),
+        (
+            "two Authorization headers",
+            json!({"target": {"apiKeySecretRef": {"name": "s", "key": "k"}, "headersFrom": [{"name": "Authorization", "secretKeyRef": {"name": "s", "key": "k"}}]}}),
+            r::API_KEY_OR_AUTHORIZATION_MSG,
+        ),
+        (
+            "a header name from a Secret that smuggles another",
+            json!({"target": {"headersFrom": [{"name": "X-A: 1\r\nX-B", "secretKeyRef": {"name": "s", "key": "k"}}]}}),
+            "spec.target.headersFrom",
+        ),
+        (
             "a header name that smuggles another",
             json!({"target": {"headers": {"X-A: 1\r\nX-B": "2"}}}),
             r::HEADER_NAMES_MSG,

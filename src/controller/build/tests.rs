@@ -11,6 +11,9 @@ spec:
     model: meta-llama/Llama-3.1-8B-Instruct
     apiKeySecretRef: {name: vllm-key, key: token}
     headers: {X-Tenant: bench}
+    headersFrom:
+    - {name: X-Gateway-Key, secretKeyRef: {name: gateway, key: key}}
+    - {name: Cookie, secretKeyRef: {name: gateway, key: session}}
   load:
     workers: 2
     requestCount: 500
@@ -178,6 +181,19 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
         from_secret(crate::contract::WORKER_TOKEN_ENV),
         ("llama-sweep-worker-token".into(), "token".into())
     );
+    // Headers from Secrets: the kubelet fills the variables; the plan names
+    // only the variables, and no value is anywhere in the Job or the plan.
+    let header_vars = &p.headers_from_env;
+    assert_eq!(header_vars.len(), 2);
+    assert_eq!(
+        from_secret(&header_vars["X-Gateway-Key"]),
+        ("gateway".into(), "key".into())
+    );
+    assert_eq!(
+        from_secret(&header_vars["Cookie"]),
+        ("gateway".into(), "session".into())
+    );
+    assert!(!p.headers.contains_key("Cookie"));
     assert!(env.iter().any(|e| e.name == "POD_IP"));
 }
 

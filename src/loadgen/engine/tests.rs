@@ -251,3 +251,42 @@ fn a_new_step_and_its_phase_change_together() {
     p.set(WorkerPhase::Done);
     assert_eq!(p.position(), (WorkerPhase::Done, 1));
 }
+
+/// Headers from the plan, from Secrets (through the environment) and the API
+/// key all reach the server on every request.
+#[tokio::test]
+async fn every_request_carries_the_plans_and_the_secrets_headers() {
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(|h: axum::http::HeaderMap| async move {
+            let is = |k: &str, v: &str| h.get(k).is_some_and(|x| x == v);
+            if is("x-team", "bench")
+                && is("x-gateway-key", "gk-1")
+                && is("authorization", "Bearer sk-1")
+            {
+                let body =
+                    "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n";
+                (StatusCode::OK, Body::from(body))
+            } else {
+                (StatusCode::UNAUTHORIZED, Body::from("who are you"))
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let mut p = plan_for(url, 4);
+    p.headers.insert("X-Team".into(), "bench".into());
+    p.headers_from_env
+        .insert("X-Gateway-Key".into(), "BENCHRUN_HEADER_0".into());
+    p.resolve_env_headers(|v| (v == "BENCHRUN_HEADER_0").then(|| "gk-1\n".to_string()))
+        .unwrap();
+    let r = &run(&p, 0, Some("sk-1")).await.unwrap()[0];
+    assert_eq!((r.requests, r.successes), (4, 4), "{:?}", r.error_samples);
+    // Without the Secret's header the same server refuses every request.
+    let mut q = plan_for(p.urls[0].clone(), 2);
+    q.headers.insert("X-Team".into(), "bench".into());
+    let r = &run(&q, 0, Some("sk-1")).await.unwrap()[0];
+    assert_eq!(r.successes, 0);
+}

@@ -10,6 +10,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
         streaming,
         headers: Default::default(),
         api_key_from_env: false,
+        headers_from_env: Default::default(),
         workers: 1,
         steps: vec![Step {
             concurrency: Some(2),

@@ -279,6 +279,7 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
         streaming: true,
         headers: Default::default(),
         api_key_from_env: false,
+        headers_from_env: Default::default(),
         workers: 1,
         steps: vec![Step {
             concurrency: Some(streams),
