@@ -273,5 +273,9 @@ pub struct PodOverrides {
     pub tolerations: Vec<Toleration>,
     /// Service account the load-generator pods run as. Default: the namespace's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub service_account_name: Option<String>,
 }

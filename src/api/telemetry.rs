@@ -71,7 +71,13 @@ pub struct GpuTelemetry {
     /// run may read: its own, the operator's, those its installer opened, and
     /// those labelled `benchrun.dev/telemetry=readable`. Others are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
+    #[schemars(
+        length(max = 32),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     pub namespaces: Vec<String>,
     /// Container port number of the exporter's metrics endpoint. Default 9400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +151,13 @@ pub struct ServerTelemetry {
     /// Namespaces to look for inference pods in. Default: the run's namespace.
     /// Others only when the run may read them (see `gpu.namespaces`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
+    #[schemars(
+        length(max = 32),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     pub namespaces: Vec<String>,
     /// Container port number of the metrics endpoint. Default: the target's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]

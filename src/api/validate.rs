@@ -91,6 +91,9 @@ pub fn validate_json(object: &Value) -> Result<BenchmarkRun, InvalidSpec> {
             message: e.to_string(),
         })
         .collect();
+    if let Some(spec_schema) = schemas.root.pointer("/properties/spec") {
+        unknown_fields(spec_schema, spec, "spec", &mut errors);
+    }
     if let Err(cel) = kube::core::cel::Validator::new().validate(&schemas.root, object, None) {
         errors.extend(cel.into_iter().map(|e| FieldError {
             field: e.field_path,
@@ -107,6 +110,43 @@ pub fn validate_json(object: &Value) -> Result<BenchmarkRun, InvalidSpec> {
         Ok(run)
     } else {
         Err(InvalidSpec(errors))
+    }
+}
+
+/// Fields the schema does not know. The API server drops them silently (or
+/// with a warning); `kubectl apply`'s strict field validation refuses them, and
+/// so does this check: a field that would vanish (a pod template's
+/// `securityContext`, say) must not read as accepted.
+fn unknown_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<FieldError>) {
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match value {
+        Value::Object(fields) => {
+            let known = schema.get("properties").and_then(Value::as_object);
+            let rest = schema.get("additionalProperties").filter(|v| v.is_object());
+            for (name, v) in fields {
+                match (known.and_then(|k| k.get(name)), rest) {
+                    (Some(s), _) | (None, Some(s)) => {
+                        unknown_fields(s, v, &format!("{path}.{name}"), out);
+                    }
+                    // Worded as the API server's strict field validation.
+                    (None, None) if known.is_some() => out.push(FieldError {
+                        field: path.to_string(),
+                        message: format!("unknown field \"{path}.{name}\""),
+                    }),
+                    (None, None) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    unknown_fields(s, v, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -13,6 +13,7 @@ use crate::controller::ControllerOpts;
 pub mod inspect;
 pub mod out;
 pub mod results;
+pub mod validate;
 
 /// benchrun: benchmark LLM inference on Kubernetes, with the GPU energy it costs.
 #[derive(Parser, Debug)]
@@ -50,12 +51,9 @@ pub enum Command {
     Inspect(inspect::InspectOpts),
     /// Print the BenchmarkRun CustomResourceDefinition as YAML.
     Crd,
-    /// Check BenchmarkRun manifests offline, with the same rules as admission.
-    Validate {
-        /// YAML files; documents of other kinds are skipped.
-        #[arg(required = true)]
-        files: Vec<std::path::PathBuf>,
-    },
+    /// Check BenchmarkRun manifests offline: admission's rules, then what an
+    /// install's policy would refuse.
+    Validate(validate::ValidateOpts),
     /// kubectl plugin commands (also run as `kubectl benchrun ...`).
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -123,7 +121,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Validate { files } => validate_files(&files),
+        Command::Validate(opts) => validate::main(&opts),
         Command::Loadgen(opts) => crate::worker::main(opts),
         Command::Sim(cmd) => {
             init_tracing(&cli.log, cli.log_format);
@@ -135,50 +133,6 @@ pub fn main() -> ExitCode {
         }
         Command::Inspect(opts) => inspect::main(opts),
         Command::Kubectl { args } => results::main(args),
-    }
-}
-
-/// Validates every BenchmarkRun document in the files; exit 1 if any is invalid.
-fn validate_files(files: &[std::path::PathBuf]) -> ExitCode {
-    let mut ok = true;
-    for file in files {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                ok = false;
-                continue;
-            }
-        };
-        let docs: Vec<serde_json::Value> = match serde_saphyr::from_multiple(&text) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("{}: not YAML: {e}", file.display());
-                ok = false;
-                continue;
-            }
-        };
-        for mut doc in docs.into_iter().filter(|d| d["kind"] == "BenchmarkRun") {
-            let name = doc["metadata"]["name"]
-                .as_str()
-                .unwrap_or("<unnamed>")
-                .to_string();
-            if doc["metadata"]["namespace"].is_null() {
-                doc["metadata"]["namespace"] = "default".into();
-            }
-            match crate::api::validate_json(&doc) {
-                Ok(_) => crate::outln!("{}: {name}: valid", file.display()),
-                Err(e) => {
-                    crate::outln!("{}: {name}: {e}", file.display());
-                    ok = false;
-                }
-            }
-        }
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 

@@ -180,40 +180,51 @@ async fn labelled_namespaces(
     }
 }
 
-/// The namespaces to list for `what`, refusing those the run may not read.
-fn permitted(
+/// What a run's telemetry spec asks for and the policy refuses, in words for
+/// the run's `TelemetryDiscovered` condition. Pure, so `benchrun validate`
+/// gives the same answer offline (`labelled`: the namespaces that opted in).
+pub fn refusals(
     policy: &Policy,
     own: &str,
     labelled: &BTreeSet<String>,
-    requested: &[String],
-    what: &str,
-    refused: &mut Vec<String>,
+    spec: &BenchmarkRunSpec,
 ) -> Vec<String> {
-    let n = policy.namespaces(own, labelled, requested);
-    for ns in &n.refused {
-        refused.push(format!(
-            "{what}: namespace {ns} is not readable by runs in {own} (its owner can label it {READABLE_LABEL}={READABLE_VALUE}, or the installer can open it)"
-        ));
+    let t = &spec.telemetry;
+    let mut out = Vec::new();
+    let mut namespaces = |requested: &[String], what: &str| {
+        for ns in policy.namespaces(own, labelled, requested).refused {
+            out.push(format!(
+                "{what}: namespace {ns} is not readable by runs in {own} (its owner can label it {READABLE_LABEL}={READABLE_VALUE}, or the installer can open it)"
+            ));
+        }
+    };
+    namespaces(&t.server.namespaces, "spec.telemetry.server.namespaces");
+    if t.gpu.enabled {
+        namespaces(&t.gpu.namespaces, "spec.telemetry.gpu.namespaces");
     }
-    n.listed
+    let urls = [
+        (
+            t.server.enabled,
+            &t.server.urls,
+            "spec.telemetry.server.urls",
+        ),
+        (t.gpu.enabled, &t.gpu.urls, "spec.telemetry.gpu.urls"),
+    ];
+    for (enabled, urls, what) in urls {
+        for (i, u) in urls.iter().enumerate().filter(|_| enabled) {
+            if let Err(why) = policy.check_url(u) {
+                out.push(format!("{what}[{i}]: {why}"));
+            }
+        }
+    }
+    out
 }
 
-/// The explicit URLs of `what` the policy lets the controller scrape.
-fn permitted_urls(
-    policy: &Policy,
-    urls: &[String],
-    what: &str,
-    refused: &mut Vec<String>,
-) -> Vec<(String, Option<String>)> {
+/// The explicit URLs the policy lets the controller scrape.
+fn permitted_urls(policy: &Policy, urls: &[String]) -> Vec<(String, Option<String>)> {
     urls.iter()
-        .enumerate()
-        .filter_map(|(i, u)| match policy.check_url(u) {
-            Ok(()) => Some((u.clone(), None)),
-            Err(why) => {
-                refused.push(format!("{what}[{i}]: {why}"));
-                None
-            }
-        })
+        .filter(|u| policy.check_url(u).is_ok())
+        .map(|u| (u.clone(), None))
         .collect()
 }
 
@@ -240,14 +251,8 @@ pub async fn discover(
     } else {
         &t.server.namespaces[..]
     };
-    let server_namespaces = permitted(
-        policy,
-        ns,
-        &labelled,
-        requested,
-        "spec.telemetry.server.namespaces",
-        &mut found.refused,
-    );
+    found.refused = refusals(policy, ns, &labelled, spec);
+    let server_namespaces = policy.namespaces(ns, &labelled, requested).listed;
     let inference_selector = match &t.server.selector {
         Some(s) => Some(selector(s)),
         None => match &spec.target.service_ref {
@@ -292,12 +297,7 @@ pub async fn discover(
                     .push((url, Some(format!("{}/{}", p.namespace, p.name))));
             }
         }
-        let urls = permitted_urls(
-            policy,
-            &t.server.urls,
-            "spec.telemetry.server.urls",
-            &mut found.refused,
-        );
+        let urls = permitted_urls(policy, &t.server.urls);
         found.servers.extend(urls);
     }
     if t.gpu.enabled {
@@ -317,14 +317,7 @@ pub async fn discover(
                 .collect(),
         };
         // Every namespace the run may read, unless it names some.
-        let gpu_namespaces = permitted(
-            policy,
-            ns,
-            &labelled,
-            &t.gpu.namespaces,
-            "spec.telemetry.gpu.namespaces",
-            &mut found.refused,
-        );
+        let gpu_namespaces = policy.namespaces(ns, &labelled, &t.gpu.namespaces).listed;
         let mut exporters = BTreeSet::new();
         for sel in &selectors {
             exporters.extend(list(client, &gpu_namespaces, sel, &mut found.notes).await?);
@@ -354,12 +347,7 @@ pub async fn discover(
                     .push((url, Some(format!("{}/{}", e.namespace, e.name))));
             }
         }
-        let urls = permitted_urls(
-            policy,
-            &t.gpu.urls,
-            "spec.telemetry.gpu.urls",
-            &mut found.refused,
-        );
+        let urls = permitted_urls(policy, &t.gpu.urls);
         found.gpus.extend(urls);
         if found.gpus.is_empty() {
             let which = match &t.gpu.selector {

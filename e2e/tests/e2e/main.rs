@@ -5,6 +5,7 @@
 mod chart;
 mod common;
 mod fidelity;
+mod hostile;
 mod operator;
 mod runs;
 mod simulators;

@@ -135,6 +135,26 @@ fn invalid_specs_fail_with_their_own_message() {
             r::HEADERS_FROM_NOT_TWICE_MSG,
         ),
         (
+            "a pod template field the API does not have",
+            json!({"load": {"podTemplate": {"securityContext": {"privileged": true}}}}),
+            "unknown field \"spec.load.podTemplate.securityContext\"",
+        ),
+        (
+            "a Secret in another namespace",
+            json!({"target": {"apiKeySecretRef": {"name": "k", "key": "k", "namespace": "kube-system"}}}),
+            "unknown field \"spec.target.apiKeySecretRef.namespace\"",
+        ),
+        (
+            "a Service in another namespace, by a dotted name",
+            json!({"target": {"url": null, "serviceRef": {"name": "vllm.kube-system"}}}),
+            "spec.target.serviceRef.name",
+        ),
+        (
+            "a namespace wildcard",
+            json!({"telemetry": {"gpu": {"namespaces": ["*"]}}}),
+            "spec.telemetry.gpu.namespaces.0",
+        ),
+        (
             "a header twice in different cases",
             json!({"target": {"headers": {"X-Key": "a"}, "headersFrom": [{"name": "x-key", "secretKeyRef": {"name": "s", "key": "k"}}]}}),
             "header x-key is given twice",
