@@ -23,3 +23,13 @@ CLUSTER_KEEP_DIR=1 cluster_up "$work/cluster" release
 export BENCHRUN_E2E_KUBECONFIG="$KUBECONFIG"
 echo "== cargo test -p benchrun-e2e (end-to-end)"
 cargo test --locked -p benchrun-e2e --test e2e -- "$@"
+# The namespaced install, after the suite (it changes the operator's RBAC and
+# what it watches): skipped when a test filter was given, unless it names it.
+if [ $# = 0 ] || [[ " $* " == *namespaced* ]]; then
+  echo "== namespaced install: helm upgrade --set watchNamespaces={e2e-watched}"
+  kubectl create namespace e2e-watched
+  helm upgrade benchrun charts/benchrun --namespace benchrun-system --reuse-values \
+    --set 'watchNamespaces={e2e-watched}' --wait --timeout 3m
+  kubectl -n benchrun-system rollout status deployment/benchrun --timeout=3m
+  cargo test --locked -p benchrun-e2e --test e2e -- --ignored namespaced
+fi

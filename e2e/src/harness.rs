@@ -54,6 +54,14 @@ impl TestNamespace {
         })
     }
 
+    /// A namespace made beforehand (by the script that set the cluster up).
+    pub fn existing(client: &kube::Client, name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            client: client.clone(),
+        }
+    }
+
     pub fn api<K>(&self) -> Api<K>
     where
         K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,

@@ -400,3 +400,78 @@ async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succe
     assert_eq!(valid.map(|c| c.status.as_str()), Some("False"), "{valid:?}");
     ns.delete().await.unwrap();
 }
+
+/// A sweep against a server that serves one sequence at a time (benchrun's
+/// simulator, batch size 1): at one stream the first token comes within one
+/// decode step; at four, requests queue behind whole answers. The first step
+/// meets a 60 ms TTFT p99 objective and the last misses it; `SLOMet` says so
+/// and names the highest load that met it.
+#[tokio::test]
+async fn a_sweep_meets_its_slo_at_low_load_and_misses_it_at_high_load() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "slosweep").await.unwrap();
+    let server = Server {
+        name: "batch1",
+        image: "ghcr.io/benchrun/benchrun:dev",
+        args: [
+            "sim",
+            "inference",
+            "--model",
+            "e2e/sim",
+            "--port",
+            "8000",
+            "--max-batch",
+            "1",
+            "--decode-base",
+            "8ms",
+        ]
+        .map(String::from)
+        .to_vec(),
+        port: 8000,
+        gpus: 0,
+        node: None,
+        probe: "/v1/models",
+    };
+    deploy(&ns, &server).await.unwrap();
+    // Each answer takes 16 decode steps (~130 ms): at 4 streams a request
+    // waits for up to three others, so TTFT p99 is far past 60 ms.
+    let load = "\n    requestCount: 12\n    sweep: {concurrency: [1, 4]}\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
+    let extra = "  slo:\n  - {metric: ttftP99Ms, max: 60}\n";
+    let mut r = run("slo", load, extra);
+    r.spec.target.service_ref.as_mut().unwrap().name = "batch1".into();
+    r.spec.target.model = "e2e/sim".into();
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+    let done = wait_ended(&ns, "slo").await;
+    assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"));
+    let status = done.status.unwrap();
+    let steps = &status.steps;
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    let ttft: Vec<Option<f64>> = steps.iter().map(|s| s.summary.ttft_p99_ms).collect();
+    assert_eq!(steps[0].slo_met, Some(true), "TTFT p99 {ttft:?}");
+    assert!(steps[0].slo_missed.is_empty());
+    assert_eq!(steps[1].slo_met, Some(false), "TTFT p99 {ttft:?}");
+    assert!(
+        steps[1].slo_missed.iter().any(|m| m.contains("ttftP99Ms")),
+        "{:?}",
+        steps[1].slo_missed
+    );
+    let slo = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "SLOMet")
+        .expect("an SLOMet condition");
+    assert_eq!(
+        (slo.status.as_str(), slo.reason.as_str()),
+        ("False", "Missed")
+    );
+    assert!(
+        slo.message
+            .contains("the highest load that met every objective: concurrency 1"),
+        "{}",
+        slo.message
+    );
+    ns.delete().await.unwrap();
+}

@@ -25,25 +25,35 @@ pub(super) fn follow(
     if v.stage == Stage::Collecting {
         status.phase = Some(Phase::Collecting);
     }
-    let (ok, reason, message) = match (&v.endpoints, &v.discovery_note) {
-        _ if v.refused.is_some() => {
-            let refused = v.refused.clone().unwrap_or_default();
-            let message = match &v.discovery_note {
-                Some(note) => format!("{refused}; {note}"),
-                None => refused,
-            };
-            (false, "NotPermitted", message)
-        }
-        (_, Some(note)) => (false, "NothingFound", note.clone()),
-        (Some(e), None) => (
+    // Notes say why a kind found nothing, or what discovery could not look at
+    // (a namespaced install's RBAC): they go with whatever was found.
+    let with_note = |text: String| match &v.discovery_note {
+        Some(note) => format!("{text}; {note}"),
+        None => text,
+    };
+    let found = v
+        .endpoints
+        .as_ref()
+        .filter(|e| e.gpu.discovered + e.server.discovered > 0);
+    let (ok, reason, message) = match (found, &v.discovery_note) {
+        _ if v.refused.is_some() => (
+            false,
+            "NotPermitted",
+            with_note(v.refused.clone().unwrap_or_default()),
+        ),
+        (Some(e), _) => (
             true,
             "EndpointsFound",
-            format!(
+            with_note(format!(
                 "{} GPU exporter and {} server endpoints ({} and {} reachable)",
                 e.gpu.discovered, e.server.discovered, e.gpu.reachable, e.server.reachable
-            ),
+            )),
         ),
-        (None, None) => return,
+        (None, Some(note)) => (false, "NothingFound", note.clone()),
+        (None, None) => match &v.endpoints {
+            Some(_) => (true, "EndpointsFound", "no endpoints to scrape".to_string()),
+            None => return,
+        },
     };
     cond::set(
         &mut status.conditions,

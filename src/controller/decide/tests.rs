@@ -709,3 +709,72 @@ fn workers_that_refuse_the_runs_token_fail_the_run_with_the_measurements_reason(
     assert!(d.actions.contains(&Action::SuspendJob), "{:?}", d.actions);
     assert!(d.actions.contains(&Action::WriteResults), "{:?}", d.actions);
 }
+
+/// `TelemetryDiscovered`: what was found is found, whatever the notes say (a
+/// namespaced install cannot list namespaces, and says so beside it); notes
+/// alone mean nothing was found; a refusal outranks both.
+#[test]
+fn the_telemetry_condition_keeps_notes_beside_what_was_found() {
+    let counts = |gpu, server| crate::api::Endpoints {
+        gpu: crate::api::EndpointCounts {
+            discovered: gpu,
+            reachable: gpu,
+        },
+        server: crate::api::EndpointCounts {
+            discovered: server,
+            reachable: server,
+        },
+    };
+    let note = "the controller may not list namespaces, so namespaces labelled benchrun.dev/telemetry=readable are not opened to discovery";
+    let telemetry = |endpoints, note: Option<&str>, refused: Option<&str>| {
+        let mut v = session_done(Vec::new());
+        v.stage = Stage::Running;
+        v.endpoints = endpoints;
+        v.discovery_note = note.map(str::to_string);
+        v.refused = refused.map(str::to_string);
+        let mut status = crate::api::BenchmarkRunStatus::default();
+        results::follow(&mut status, &v, Some(1), &Time(Timestamp::UNIX_EPOCH));
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::TELEMETRY)
+            .cloned()
+            .expect("a TelemetryDiscovered condition");
+        (c.status, c.reason, c.message)
+    };
+    let (status, reason, message) = telemetry(Some(counts(0, 1)), Some(note), None);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "EndpointsFound")
+    );
+    assert!(
+        message.starts_with("0 GPU exporter and 1 server endpoints"),
+        "{message}"
+    );
+    assert!(message.contains("may not list namespaces"), "{message}");
+
+    let (status, reason, message) = telemetry(
+        Some(counts(0, 0)),
+        Some("no inference pods match app=x"),
+        None,
+    );
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NothingFound")
+    );
+    assert_eq!(message, "no inference pods match app=x");
+
+    let (status, reason, message) = telemetry(
+        Some(counts(1, 1)),
+        Some(note),
+        Some("spec.telemetry.gpu.urls[0]: refused"),
+    );
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NotPermitted")
+    );
+    assert!(
+        message.starts_with("spec.telemetry.gpu.urls[0]: refused; the controller"),
+        "{message}"
+    );
+}
