@@ -95,6 +95,25 @@ fn holds_for_stop(d: &mut Decision, observed: &Observed, job_active: bool) -> bo
     true
 }
 
+/// A run that ends without its Job: the results the workers handed over
+/// (their measured part, under the usual coverage rules) go into the status.
+/// Returns what was kept, in words.
+fn keep_measured(
+    d: &mut Decision,
+    run: &BenchmarkRun,
+    observed: &Observed,
+    generation: Option<i64>,
+    t: &Time,
+) -> &'static str {
+    match observed.session.as_ref() {
+        Some(v) if v.stage == Stage::Done => {
+            apply_results(&mut d.status, run, &v.steps, generation, t);
+            "what the workers measured up to then is kept"
+        }
+        _ => "the workers' results did not arrive; only the telemetry is kept",
+    }
+}
+
 /// An event to publish for a transition.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
@@ -268,6 +287,19 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         return transition(d, phase);
     }
     match &observed.job {
+        // The Job was deleted under a started run. It is never made again
+        // (new workers would run the plan a second time); its workers, in
+        // their pods' grace period, stop and hand over what they measured.
+        None if d.status.start_time.is_some() => {
+            if holds_for_stop(&mut d, observed, true) {
+                return transition(d, phase);
+            }
+            let kept = keep_measured(&mut d, run, observed, generation, &t);
+            let message =
+                format!("the load-generator Job was deleted while the run was in progress; {kept}");
+            finish(&mut d, Phase::Failed, "JobDeleted", message, generation, &t);
+            d.actions.push(Action::WriteResults);
+        }
         None => match &observed.target {
             Target::Resolved(urls) => {
                 d.actions.push(Action::CreateJob(urls.clone()));
@@ -356,6 +388,12 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                 }
             }
             Some(JobEnd::Failed { reason, message }) => {
+                // The Job's other workers are being terminated: they stop and
+                // hand over what they measured, as on cancel.
+                if holds_for_stop(&mut d, observed, true) {
+                    return transition(d, phase);
+                }
+                let kept = keep_measured(&mut d, run, observed, generation, &t);
                 let reason = if reason == "DeadlineExceeded" {
                     "Timeout".to_string()
                 } else {
@@ -364,6 +402,9 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                 let mut msg = format!("the load-generator Job failed: {message}");
                 if let Some(pod) = &observed.failed_pod_message {
                     msg.push_str(&format!("; worker said: {pod}"));
+                }
+                if observed.session.is_some() {
+                    msg.push_str(&format!("; {kept}"));
                 }
                 finish(&mut d, Phase::Failed, &reason, msg, generation, &t);
                 d.actions.push(Action::WriteResults);

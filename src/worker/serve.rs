@@ -64,10 +64,28 @@ pub async fn run(
     let addr = crate::net::listen_addr(None, WORKER_PORT);
     let listener = crate::net::bind(addr).await?;
     tokio::spawn(crate::net::serve(listener, router(shared.clone())));
+    // The pod is being deleted (its Job deleted or failed, a node drained):
+    // the load ends where it is, as on `POST /stop`, and the result waits for
+    // the controller until the pod's grace period runs out.
+    let stop = shared.progress.stop.clone();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("listening for SIGTERM: {e}"))?;
+    tokio::spawn(async move {
+        if terminate.recv().await.is_some() {
+            eprintln!(
+                "benchrun loadgen: terminating: the load stops and the result waits for the controller"
+            );
+            stop.cancel();
+        }
+    });
 
     if opts.wait_for_start {
         let wait = started.wait_for(Option::is_some);
-        let at = match tokio::time::timeout(opts.start_timeout, wait).await {
+        let stopped = shared.progress.stop.clone();
+        let at = match tokio::select! {
+            waited = tokio::time::timeout(opts.start_timeout, wait) => waited,
+            () = stopped.cancelled() => return Err("stopped before the start".into()),
+        } {
             Ok(Ok(s)) => s.and_then(|s| s.at_unix_ms),
             _ => {
                 return Err(format!(

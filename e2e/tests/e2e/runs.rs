@@ -578,3 +578,59 @@ async fn workers_that_cannot_start_fail_the_run_with_their_reason() {
     assert!(message.contains("no-such-image"), "{message}");
     ns.delete().await.unwrap();
 }
+
+/// The run's Job deleted under it (as `kubectl delete job` does, its pods
+/// with it): the workers, terminating, stop and hand over what they measured;
+/// the run fails `JobDeleted` with that part in its results, and the Job is
+/// not made again.
+#[tokio::test]
+async fn a_deleted_job_keeps_what_its_workers_measured() {
+    let ns = setup("jobgone", Some(18208)).await;
+    let runs = ns.api::<BenchmarkRun>();
+    let load = format!("\n    concurrency: 2\n    workers: 2\n    duration: 10m{SHORT_OUTPUT}");
+    runs.create(&PostParams::default(), &run("jg", &load, ""))
+        .await
+        .unwrap();
+    wait_requests_done(&runs, "jg").await;
+    let jobs = ns.api::<Job>();
+    let before = jobs.get("jg-loadgen").await.unwrap();
+    jobs.delete("jg-loadgen", &DeleteParams::background())
+        .await
+        .unwrap();
+    let failed = wait_for(&runs, "jg", "Failed", LONG, phase_is("Failed"))
+        .await
+        .unwrap();
+    let status = failed.status.clone().unwrap();
+    let reason = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    let (reason, message) = reason.unwrap();
+    assert_eq!(reason, "JobDeleted", "{message}");
+    assert!(message.contains("measured up to then is kept"), "{message}");
+    let summary = status.summary.clone().unwrap();
+    assert!(
+        summary.request_throughput.is_some_and(|t| t > 0.0),
+        "{summary:?}"
+    );
+    let doc = summary_json(&ns, "jg").await;
+    let client = &doc["details"][0]["client"];
+    let requests = client["requests"].as_u64().unwrap_or(0);
+    assert!(requests > 0, "{doc:#}");
+    assert_eq!(client["successes"].as_u64(), Some(requests), "{client:#}");
+    assert_eq!(client["stopped"], true, "{client:#}");
+    assert_eq!(
+        doc["details"][0]["clientCoverage"]["reported"].as_u64(),
+        Some(2),
+        "both workers handed over: {doc:#}"
+    );
+    // Never made again.
+    let again = jobs.get_opt("jg-loadgen").await.unwrap();
+    assert!(
+        again.is_none(),
+        "the Job was made again (it was {:?})",
+        before.metadata.uid
+    );
+    ns.delete().await.unwrap();
+}

@@ -778,3 +778,66 @@ fn the_telemetry_condition_keeps_notes_beside_what_was_found() {
         "{message}"
     );
 }
+
+/// A Job deleted or failed under a running run: never made again; the
+/// workers (terminating) are asked to stop, what they hand over is kept, and
+/// the run fails saying which.
+#[test]
+fn a_deleted_or_failed_job_keeps_what_its_workers_measured() {
+    use crate::loadgen::engine::StepResult;
+    use crate::results::StepDetail;
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let failed = job(json!({"failed": 1, "conditions": [{
+        "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"
+    }]}));
+    for (job, reason) in [(None, "JobDeleted"), (Some(failed), "BackoffLimitExceeded")] {
+        let with = |session: SessionView| {
+            let mut obs = observed(job.clone(), resolved());
+            obs.session = Some(session);
+            decide(&r, &obs, at(30))
+        };
+        let running = |stopping_for| SessionView {
+            stage: Stage::Running,
+            stopping_for,
+            ..session_done(vec![])
+        };
+        let d = with(running(None));
+        assert_eq!(d.actions, vec![Action::StopMeasurement], "{reason}");
+        assert!(!d.status.phase.is_some_and(Phase::is_final), "{reason}");
+        let d = with(running(Some(Duration::from_secs(3))));
+        assert!(d.actions.is_empty(), "{reason}: {:?}", d.actions);
+        let step = StepDetail {
+            client: Some(StepResult {
+                requests: 12,
+                successes: 12,
+                requests_per_s: 6.0,
+                stopped: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = with(session_done(vec![step]));
+        assert_eq!(d.status.phase, Some(Phase::Failed), "{reason}");
+        assert_eq!(condition(&d, FAILED), ("True", reason));
+        assert_eq!(
+            d.actions,
+            vec![Action::WriteResults],
+            "{reason}: never a new Job"
+        );
+        let summary = d.status.summary.clone().expect("the measured part");
+        assert_eq!(summary.request_throughput, Some(6.0));
+        let message = &conditions::get(&d.status.conditions, FAILED)
+            .unwrap()
+            .message;
+        assert!(message.contains("measured up to then is kept"), "{message}");
+        // Nothing handed over within the grace: the run ends without it.
+        let d = with(running(Some(STOP_GRACE)));
+        assert_eq!(d.status.phase, Some(Phase::Failed));
+        assert_eq!(d.actions, vec![Action::WriteResults]);
+        assert!(d.status.summary.is_none());
+        let message = &conditions::get(&d.status.conditions, FAILED)
+            .unwrap()
+            .message;
+        assert!(message.contains("did not arrive"), "{message}");
+    }
+}
