@@ -278,7 +278,11 @@ pub struct ResultsSpec {
         length(max = 253)
     )]
     pub config_map_name: Option<String>,
-    /// Also store every scrape as JSON lines (size-capped) in the results.
+    /// Also store the run over time as `timeseries.jsonl` in the results: per
+    /// scrape the GPUs' power, energy, utilization, activity, temperature and
+    /// memory and the servers' gauges and counters; per progress answer the
+    /// client's counts and rates. Bounded: past 20 000 points neighbouring
+    /// records are merged (the file says how often), never cut.
     #[serde(default)]
     pub timeseries: bool,
 }

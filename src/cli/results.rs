@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
 use crate::api::BenchmarkRun;
-use crate::results::{ConfigMapData, ResultsDocument, StepDetail, unpack};
+use crate::results::{ResultsDocument, StepDetail};
 use crate::scrape::Kind;
 use crate::stats::Summary;
 
@@ -42,6 +42,9 @@ struct ResultsOpts {
 enum Output {
     Table,
     Json,
+    /// The run's time series as JSON Lines (`spec.results.timeseries: true`),
+    /// e.g. `-o timeseries > run.jsonl`.
+    Timeseries,
 }
 
 /// Runs `kubectl benchrun ARGS`.
@@ -62,14 +65,22 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(fetch(&opts)) {
-        Ok(doc) => {
-            match opts.output {
-                Output::Table => crate::out!("{}", render(&doc)),
-                Output::Json => {
-                    crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
-                }
-            }
+    let shown = rt
+        .block_on(fetch(&opts))
+        .and_then(|files| match opts.output {
+            Output::Timeseries => files
+                .get(crate::measure::timeseries::FILE)
+                .cloned()
+                .ok_or_else(|| {
+                    "the run kept no time series (set spec.results.timeseries: true)".to_string()
+                }),
+            Output::Table => document(&files).map(|doc| render(&doc)),
+            Output::Json => document(&files)
+                .map(|doc| serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"),
+        });
+    match shown {
+        Ok(text) => {
+            crate::out!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -79,7 +90,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
     }
 }
 
-async fn fetch(opts: &ResultsOpts) -> Result<ResultsDocument, String> {
+/// The run's results files, unpacked from its ConfigMap(s).
+async fn fetch(opts: &ResultsOpts) -> Result<std::collections::BTreeMap<String, String>, String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the cluster: {e}"))?;
@@ -99,34 +111,15 @@ async fn fetch(opts: &ResultsOpts) -> Result<ResultsDocument, String> {
         .and_then(|s| s.results_config_map.clone())
         .ok_or("the run has no results yet (status.resultsConfigMap is empty)")?;
     let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
-    let mut parts = Vec::new();
-    for i in 0.. {
-        let name = if i == 0 {
-            base.clone()
-        } else {
-            format!("{base}-{i}")
-        };
-        let Some(cm) = cms.get_opt(&name).await.map_err(|e| e.to_string())? else {
-            break;
-        };
-        parts.push(ConfigMapData {
-            data: cm.data.unwrap_or_default(),
-            binary_data: cm
-                .binary_data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect(),
-        });
-    }
-    if parts.is_empty() {
-        return Err(format!("ConfigMap {base} not found"));
-    }
-    let files = unpack(&parts)?;
+    crate::results::read(&cms, &base).await
+}
+
+/// The results document, `summary.json`.
+fn document(files: &std::collections::BTreeMap<String, String>) -> Result<ResultsDocument, String> {
     let summary = files
         .get("summary.json")
-        .ok_or_else(|| format!("{base} has no summary.json"))?;
-    serde_json::from_str(summary).map_err(|e| format!("{base}/summary.json: {e}"))
+        .ok_or("the results have no summary.json")?;
+    serde_json::from_str(summary).map_err(|e| format!("summary.json: {e}"))
 }
 
 fn ms(s: &Summary) -> [String; 4] {

@@ -310,10 +310,18 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
             }
             Action::WriteResults => {
                 let mut doc = results_document(run, &d.status);
+                let mut timeseries = None;
                 if let Some(session) = ctx.sessions.get(run) {
                     let measured = session.document();
                     (doc.details, doc.endpoints, doc.notes) =
                         (measured.steps, measured.endpoints, measured.notes);
+                    timeseries = session.timeseries();
+                }
+                if run.spec.results.timeseries && timeseries.is_none() {
+                    doc.notes.push(
+                        "no time series: this controller did not follow the run's measurement"
+                            .into(),
+                    );
                 }
                 let client_steps = doc.details.iter().filter(|d| d.client.is_some()).count();
                 let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
@@ -325,7 +333,11 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                     );
                     continue;
                 }
-                let parts = crate::results::pack(doc.files()?, crate::results::MAX_CONFIGMAP_BYTES);
+                let mut files = doc.files()?;
+                if let Some(ts) = timeseries {
+                    files.insert(crate::measure::timeseries::FILE.into(), ts);
+                }
+                let parts = crate::results::pack(files, crate::results::MAX_CONFIGMAP_BYTES);
                 write_results(
                     run,
                     &cms,

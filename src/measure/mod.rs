@@ -21,6 +21,7 @@
 pub mod checkpoint;
 mod collect;
 mod run;
+pub mod timeseries;
 pub mod workers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -228,6 +229,8 @@ impl State {
 /// One run's session, as the reconciler holds it.
 pub struct Session {
     published: watch::Receiver<Published>,
+    /// The run's time series, when its spec asks for one.
+    timeseries: Option<Arc<Mutex<timeseries::Timeseries>>>,
     /// When the run was asked to end early.
     stop: watch::Sender<Option<Instant>>,
     task: tokio::task::JoinHandle<()>,
@@ -266,6 +269,12 @@ impl Session {
     pub fn document(&self) -> Document {
         let document = self.published.borrow().document.clone();
         Arc::unwrap_or_clone(document)
+    }
+
+    /// The time series as the results' `timeseries.jsonl`, when kept.
+    pub fn timeseries(&self) -> Option<String> {
+        let ts = self.timeseries.as_ref()?;
+        Some(ts.lock().unwrap_or_else(|p| p.into_inner()).render())
     }
 }
 
@@ -379,6 +388,11 @@ impl Sessions {
             document: Arc::default(),
         });
         let (stop, stop_asked) = watch::channel(None);
+        let timeseries = run
+            .spec
+            .results
+            .timeseries
+            .then(|| Arc::new(Mutex::new(timeseries::Timeseries::default())));
         let task = tokio::spawn(run::drive(run::Inputs {
             ns,
             spec: run.spec.clone(),
@@ -387,8 +401,10 @@ impl Sessions {
             out,
             stop_asked,
             setup,
+            timeseries: timeseries.clone(),
         }));
         let s = Arc::new(Session {
+            timeseries,
             published,
             stop,
             task,

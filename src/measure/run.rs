@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::checkpoint::{self, Checkpoint, SavedStep};
 use super::collect::{self, EndpointLog, Kind, StepTelemetry};
+use super::timeseries::{ClientCounts, Timeseries};
 use super::workers::{self, StepState, Worker};
 use super::{Cluster, Published, Setup, Stage, State};
 use crate::api::{self, BenchmarkRunSpec};
@@ -33,6 +34,8 @@ pub struct Inputs {
     pub out: watch::Sender<Published>,
     /// When the run was asked to end early.
     pub stop_asked: watch::Receiver<Option<std::time::Instant>>,
+    /// The run's time series, when its spec asks for one.
+    pub timeseries: Option<Arc<std::sync::Mutex<Timeseries>>>,
 }
 
 /// How often a worker reports its request counts for the status's progress
@@ -74,6 +77,7 @@ struct Driver {
     checkpoints: u64,
     written: Arc<tokio::sync::Mutex<u64>>,
     last_checkpoint: Instant,
+    timeseries: Option<Arc<std::sync::Mutex<Timeseries>>>,
 }
 
 /// Where a session picks a run up from its checkpoint.
@@ -101,6 +105,13 @@ impl Driver {
 
     fn t(&self) -> f64 {
         self.offset_s + self.t0.elapsed().as_secs_f64()
+    }
+
+    /// Adds to the time series, when the run keeps one.
+    fn with_timeseries(&self, f: impl FnOnce(&mut Timeseries)) {
+        if let Some(ts) = &self.timeseries {
+            f(&mut ts.lock().unwrap_or_else(|p| p.into_inner()));
+        }
     }
 
     /// Takes the measurement over from a predecessor's checkpoint.
@@ -274,6 +285,10 @@ impl Driver {
             step.closed_t = t;
         }
         s.last_scrape_t = t;
+        if let (Some(ts), Some(step)) = (&self.timeseries, self.state.telemetry.get(k)) {
+            let mut ts = ts.lock().unwrap_or_else(|p| p.into_inner());
+            ts.scrape(k, t, stamp, &step.gpu, &step.server);
+        }
         self.publish();
     }
 }
@@ -339,11 +354,17 @@ pub async fn drive(inputs: Inputs) {
         checkpoints: 0,
         written: Default::default(),
         last_checkpoint: Instant::now(),
+        timeseries: inputs.timeseries,
     };
     let resume = restored.map(|cp| {
         info!(job = %d.setup.job, step = ?cp.active, "taking the measurement over from its checkpoint");
         d.restore(cp)
     });
+    if resume.is_some() || d.setup.resumed {
+        // What came before the takeover is not kept: the series says so.
+        let t = d.t();
+        d.with_timeseries(|ts| *ts = Timeseries::resumed(t));
+    }
     d.publish();
     d.discover().await;
     if resume.as_ref().is_some_and(|r| r.collected) {
@@ -736,6 +757,15 @@ fn record_progress(
             None
         }
     };
+    let sum = |f: fn(&WorkerProgress) -> u64| progress.iter().map(f).sum::<u64>();
+    let counts = ClientCounts {
+        done,
+        ok: sum(|p| p.ok),
+        errors: sum(|p| p.errors),
+        output_tokens: sum(|p| p.output_tokens),
+    };
+    let t = d.t();
+    d.with_timeseries(|ts| ts.progress(t, unix_ms(), counts));
     let s = &mut d.state;
     let previous = s.progress.as_ref().and_then(|p| p.request_throughput);
     let next = Some(api::Progress {

@@ -103,6 +103,38 @@ pub fn pack(files: BTreeMap<String, String>, limit: usize) -> Vec<ConfigMapData>
     bins
 }
 
+/// Reads the ConfigMaps of results written under `base` (`base`, `base-1`,
+/// ...) and unpacks their files.
+pub async fn read(
+    cms: &kube::Api<k8s_openapi::api::core::v1::ConfigMap>,
+    base: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut parts = Vec::new();
+    for i in 0.. {
+        let name = if i == 0 {
+            base.to_string()
+        } else {
+            format!("{base}-{i}")
+        };
+        let Some(cm) = cms.get_opt(&name).await.map_err(|e| e.to_string())? else {
+            break;
+        };
+        parts.push(ConfigMapData {
+            data: cm.data.unwrap_or_default(),
+            binary_data: cm
+                .binary_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect(),
+        });
+    }
+    if parts.is_empty() {
+        return Err(format!("ConfigMap {base} not found"));
+    }
+    unpack(&parts)
+}
+
 /// The files back from the ConfigMaps `pack` made (in their order).
 pub fn unpack(parts: &[ConfigMapData]) -> Result<BTreeMap<String, String>, String> {
     let first = parts.first().ok_or("no ConfigMap")?;

@@ -106,6 +106,16 @@ pub struct ServerSnapshot {
     skipped_lines: u64,
 }
 
+/// One endpoint's families at one instant (see [`ServerMetrics::points`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointPoint {
+    pub gauges: BTreeMap<String, f64>,
+    /// Increase since the step began.
+    pub counters: BTreeMap<String, f64>,
+    /// Families left out past the limit.
+    pub omitted: u32,
+}
+
 /// Bounds against a server that invents series without end.
 pub const MAX_FAMILIES: usize = 2048;
 pub const MAX_SERIES_PER_FAMILY: usize = 1024;
@@ -174,6 +184,43 @@ impl ServerMetrics {
             skipped_lines: s.skipped_lines,
             ..ServerMetrics::default()
         }
+    }
+
+    /// Per endpoint, each kept gauge family's latest value and each counter
+    /// family's increase since the step began, summed over label sets; at most
+    /// `max` families of each kind per endpoint (`omitted` counts the rest).
+    pub fn points(&self, max: usize) -> BTreeMap<String, EndpointPoint> {
+        let mut out: BTreeMap<String, EndpointPoint> = BTreeMap::new();
+        let mut left_out: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for f in self.families.iter().filter(|f| f.kept) {
+            for s in &f.series {
+                let (value, counter) = match &s.agg {
+                    Agg::Gauge(g) => match g.last() {
+                        Some(v) => (v, false),
+                        None => continue,
+                    },
+                    Agg::Counter(c) => (c.delta, true),
+                    Agg::Histogram(_) | Agg::Summary(_) => continue,
+                };
+                let p = out.entry(s.endpoint.clone()).or_default();
+                let sums = if counter {
+                    &mut p.counters
+                } else {
+                    &mut p.gauges
+                };
+                if !sums.contains_key(&f.name) && sums.len() >= max {
+                    left_out.entry(&s.endpoint).or_default().insert(&f.name);
+                    continue;
+                }
+                *sums.entry(f.name.clone()).or_insert(0.0) += value;
+            }
+        }
+        for (endpoint, names) in left_out {
+            if let Some(p) = out.get_mut(endpoint) {
+                p.omitted = u32::try_from(names.len()).unwrap_or(u32::MAX);
+            }
+        }
+        out
     }
 
     /// Takes one scrape of `endpoint` taken at `t` seconds into the phase.

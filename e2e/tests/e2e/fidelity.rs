@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::common::{
     LONG, OPERATOR, Server, deploy, deploy_sim, energy_between, get_json, gpu_sim, gpu_truth, ip,
-    phase, pod_of, run, sim_load, summary_json,
+    phase, pod_of, results_files, run, sim_load, summary_json,
 };
 
 async fn wait_ended(ns: &TestNamespace, name: &str) -> BenchmarkRun {
@@ -53,7 +53,7 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
         tokio::spawn(async move { benchrun::loadgen::engine::run(&noise_plan, 0, None).await });
 
     let load = "\n    concurrency: 8\n    requestCount: 400\n    warmupRequestCount: 8\n    input: {synthetic: {inputTokens: {mean: 64}, outputTokens: {mean: 64}}}";
-    let mut r = run("fid", load, "");
+    let mut r = run("fid", load, "  results: {timeseries: true}\n");
     r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
     r.spec.target.model = "e2e/sim".into();
     r.spec.telemetry.gpu.scope = benchrun::api::GpuScope::TargetPods;
@@ -128,6 +128,38 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
         "{valid:?}"
     );
     assert_eq!(step["coverage"]["complete"], true, "{:#}", step["coverage"]);
+
+    // The time series: its energy records of the run's GPU add up to the
+    // step's energy; progress records end at the requests done.
+    let files = results_files(&ns, "fid").await;
+    let series = files.get("timeseries.jsonl").expect("a time series");
+    let records: Vec<Value> = series
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records[0]["type"], "header", "{}", records[0]);
+    assert_eq!(
+        records[0]["records"].as_u64(),
+        Some(records.len() as u64 - 1)
+    );
+    let uuid = gpu["uuid"].as_str().unwrap();
+    let energy: f64 = records
+        .iter()
+        .filter(|r| r["type"] == "scrape" && r["step"] == 0)
+        .flat_map(|r| r["gpus"].as_array().cloned().unwrap_or_default())
+        .filter(|g| g["gpu"] == uuid)
+        .filter_map(|g| g["energyJ"].as_f64())
+        .sum();
+    assert!(
+        (energy - reported).abs() <= 1e-6 * reported.max(1.0),
+        "time series {energy} J, step {reported} J"
+    );
+    let last_done = records
+        .iter()
+        .filter(|r| r["type"] == "progress")
+        .filter_map(|r| r["requestsDone"].as_u64())
+        .max();
+    assert_eq!(last_done, Some(400), "{series}");
     ns.delete().await.unwrap();
 }
 

@@ -49,6 +49,15 @@ impl Cluster for Fake {
     }
 }
 
+/// A fake cluster with these worker pods and no checkpoint yet.
+fn fake(pods: Vec<(u32, PodInfo)>) -> Arc<Fake> {
+    Arc::new(Fake {
+        pods,
+        checkpoint: Mutex::new(None),
+        writes: Mutex::new(Vec::new()),
+    })
+}
+
 /// A ready worker pod at `ip` (the worker's port is the contract's).
 fn pod(index: u32, ip: &str) -> (u32, PodInfo) {
     let info = PodInfo {
@@ -119,11 +128,7 @@ async fn a_finished_worker_is_checkpointed_and_let_go_before_the_others_end() {
     let (ip0, ip1) = ("127.77.1.1", "127.77.1.2");
     let w0 = worker_at(ip0, 0).await;
     let w1 = worker_at(ip1, 1).await;
-    let fake = Arc::new(Fake {
-        pods: vec![pod(0, ip0), pod(1, ip1)],
-        checkpoint: Mutex::new(None),
-        writes: Mutex::new(Vec::new()),
-    });
+    let fake = fake(vec![pod(0, ip0), pod(1, ip1)]);
     let sessions = Sessions::default();
     let session = sessions
         .ensure(&run(), || setup(fake.clone(), false))
@@ -242,11 +247,7 @@ async fn workers_that_refuse_the_runs_token_end_the_measurement_with_why() {
     let ip = "127.77.4.1";
     let addr = format!("{ip}:{WORKER_PORT}").parse().unwrap();
     let w = TestWorker::serve(addr, 0, Some("planted".into())).await;
-    let fake = Arc::new(Fake {
-        pods: vec![pod(0, ip)],
-        checkpoint: Mutex::new(None),
-        writes: Mutex::new(Vec::new()),
-    });
+    let fake = fake(vec![pod(0, ip)]);
     let mut r = run();
     r.spec.load.workers = 1;
     let sessions = Sessions::default();
@@ -265,4 +266,58 @@ async fn workers_that_refuse_the_runs_token_end_the_measurement_with_why() {
         "{fatal}"
     );
     assert!(!w.started(), "the worker was not started");
+}
+
+/// A run that asks for a time series gets one: a header, a scrape record at
+/// each of the step's boundary scrapes, and the client's progress; a run that
+/// does not ask keeps none.
+#[tokio::test]
+async fn a_run_that_asks_for_a_time_series_keeps_one() {
+    use std::sync::atomic::Ordering;
+    let ip = "127.77.5.1";
+    let w = worker_at(ip, 0).await;
+    let fake = fake(vec![pod(0, ip)]);
+    let mut r = run();
+    r.spec.load.workers = 1;
+    r.spec.results.timeseries = true;
+    let sessions = Sessions::default();
+    let session = sessions.ensure(&r, || setup(fake.clone(), false)).unwrap();
+    tokio::time::timeout(WITHIN, async {
+        while !w.started() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    w.progress().set_phase_for_test(WorkerPhase::Measuring);
+    w.progress().done.store(6, Ordering::Relaxed);
+    w.progress().ok.store(6, Ordering::Relaxed);
+    w.finish(&result(0, 6));
+    session.wait_for_stage(Stage::Done, WITHIN).await;
+    let series = session.timeseries().expect("a time series");
+    let records: Vec<serde_json::Value> = series
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records[0]["type"], "header", "{series}");
+    let scrapes = records
+        .iter()
+        .filter(|r| r["type"] == "scrape" && r["step"] == 0);
+    assert!(
+        scrapes.count() >= 2,
+        "the opening and closing scrapes: {series}"
+    );
+    let done = records
+        .iter()
+        .filter(|r| r["type"] == "progress")
+        .filter_map(|r| r["requestsDone"].as_u64())
+        .max();
+    assert_eq!(done, Some(6), "{series}");
+
+    let mut plain = run();
+    plain.metadata.uid = Some("u-2".into());
+    let other = sessions
+        .ensure(&plain, || setup(fake.clone(), false))
+        .unwrap();
+    assert!(other.timeseries().is_none());
 }

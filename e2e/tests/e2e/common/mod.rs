@@ -323,6 +323,17 @@ pub async fn summary_json(ns: &TestNamespace, run: &str) -> serde_json::Value {
     serde_json::from_str(&cm.data.unwrap()["summary.json"]).unwrap()
 }
 
+/// Every file of the run's results, unpacked (compressed and split parts too).
+pub async fn results_files(
+    ns: &TestNamespace,
+    run: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let cms = ns.api::<k8s_openapi::api::core::v1::ConfigMap>();
+    benchrun::results::read(&cms, &format!("{run}-results"))
+        .await
+        .unwrap()
+}
+
 /// Energy (J) the GPU drew between two instants, from the simulator's history
 /// of its exact integral (power is constant between ticks: interpolate).
 pub fn energy_between(history: &[serde_json::Value], from_ms: u64, to_ms: u64) -> f64 {
