@@ -207,3 +207,72 @@ fn a_hostile_exporter_cannot_grow_a_steps_gpu_telemetry_past_its_bound() {
     let now: Vec<usize> = t.gpus[..4].iter().map(|g| g.fields.len()).collect();
     assert_eq!(now, fields_of_good);
 }
+
+/// The bound stated in docs/results.md for a run's time series.
+const TIMESERIES_BOUND: isize = 16 << 20;
+
+/// A run's time series fed by a server with a hundred families of long names
+/// (and a hundred more past the name limit) and eight GPUs, scraped far past
+/// the series' cap: it stays under its bound, and thinning is what stops it.
+#[test]
+fn a_time_series_stays_under_its_bound_however_long_the_run() {
+    use benchrun::measure::timeseries::{MAX_NAME, Record, Timeseries};
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let name = |i: usize, len: usize| format!("srv_{i:03}_{}", "n".repeat(len - 8));
+    let page = |n: usize| {
+        let mut p = String::new();
+        for i in 0..100 {
+            let kind = if i % 2 == 0 { "gauge" } else { "counter" };
+            let f = name(i, MAX_NAME);
+            p.push_str(&format!("# TYPE {f} {kind}\n{f}{{a=\"1\"}} {}\n", n + i));
+            let long = name(i, 4 * MAX_NAME);
+            p.push_str(&format!("# TYPE {long} gauge\n{long} 1\n"));
+        }
+        p
+    };
+    let mut gpus = GpuTelemetry::default();
+    let mut server = ServerMetrics::new(Filter::default());
+    let ingest = |n: usize, gpus: &mut GpuTelemetry, server: &mut ServerMetrics| {
+        let t = n as f64;
+        let mut dcgm = String::new();
+        for g in 0..8 {
+            dcgm.push_str(&format!(
+                "DCGM_FI_DEV_POWER_USAGE{{gpu=\"{g}\",UUID=\"GPU-{g:036}\"}} 400\nDCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu=\"{g}\",UUID=\"GPU-{g:036}\"}} {}\n",
+                n * 400_000
+            ));
+        }
+        gpus.ingest(
+            "http://node-a:9400/metrics",
+            t,
+            dcgm.as_bytes(),
+            Format::Prometheus,
+        );
+        server.ingest(
+            "http://10.0.0.1:8000/metrics",
+            t,
+            page(n).as_bytes(),
+            Format::Prometheus,
+        );
+    };
+    ingest(0, &mut gpus, &mut server);
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut ts = Timeseries::default();
+    for n in 1..1500 {
+        ingest(n, &mut gpus, &mut server);
+        ts.scrape(0, n as f64, 0, &gpus, &server);
+    }
+    let retained = LIVE.load(Ordering::Relaxed) - before;
+    let header = ts.render().lines().next().map(str::to_string).unwrap();
+    let Ok(Record::Header { thinned, .. }) = serde_json::from_str(&header) else {
+        panic!("{header}");
+    };
+    eprintln!(
+        "time series: retained {:.1} MiB after 1499 scrapes, thinned {thinned} times",
+        retained as f64 / (1 << 20) as f64
+    );
+    assert!(thinned >= 1, "the cap is what stopped it");
+    assert!(
+        retained < TIMESERIES_BOUND,
+        "retained {retained} bytes, bound {TIMESERIES_BOUND}"
+    );
+}

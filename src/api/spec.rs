@@ -281,7 +281,7 @@ pub struct ResultsSpec {
     /// Also store the run over time as `timeseries.jsonl` in the results: per
     /// scrape the GPUs' power, energy, utilization, activity, temperature and
     /// memory and the servers' gauges and counters; per progress answer the
-    /// client's counts and rates. Bounded: past 20 000 points neighbouring
+    /// client's counts and rates. Bounded: past 8 MiB neighbouring
     /// records are merged (the file says how often), never cut.
     #[serde(default)]
     pub timeseries: bool,

@@ -12,8 +12,8 @@
 //!   done, succeeded and failed so far, output tokens, and the rates since the
 //!   previous progress record.
 //!
-//! The file is bounded: past [`MAX_POINTS`] points (GPU and server entries and
-//! progress records), neighbouring records of the same step are merged two by
+//! The series is bounded by its size in memory, estimated as it grows: past
+//! [`MAX_BYTES`], neighbouring records of the same step are merged two by
 //! two (energies and increases added, gauges averaged by the number of
 //! scrapes, rates by time). Nothing is cut: each record says how many raw
 //! records it holds (`n`), and the first line (`header`) how often the file
@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 use crate::telemetry::gpu::FieldAgg;
 use crate::telemetry::{GpuTelemetry, ServerMetrics};
 
-/// Points kept before the records are thinned.
-pub const MAX_POINTS: usize = 20_000;
+/// The estimated size of the records kept before they are thinned.
+pub const MAX_BYTES: usize = 8 << 20;
+/// Server metric families with longer names are left out of the records.
+pub const MAX_NAME: usize = 128;
 /// Server metric families per endpoint and record (gauges and counters
 /// each); the rest are counted in `omitted`.
 pub const MAX_FAMILIES_PER_POINT: usize = 48;
@@ -97,7 +99,7 @@ pub enum Record {
         records: usize,
         /// How many times neighbouring records were merged two by two.
         thinned: u32,
-        max_points: usize,
+        max_bytes: usize,
         /// A session that took the run over starts its series then.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         starts_after_restart_at_t: Option<f64>,
@@ -131,10 +133,21 @@ pub enum Record {
 }
 
 impl Record {
-    fn points(&self) -> usize {
+    /// About the bytes the record takes in memory.
+    fn bytes(&self) -> usize {
         match self {
-            Record::Scrape { gpus, servers, .. } => (gpus.len() + servers.len()).max(1),
-            _ => 1,
+            Record::Scrape { gpus, servers, .. } => {
+                let gpus: usize = gpus.iter().map(|g| 128 + g.gpu.len()).sum();
+                let servers: usize = servers
+                    .iter()
+                    .map(|s| {
+                        let names = s.gauges.keys().chain(s.counters.keys());
+                        96 + s.endpoint.len() + names.map(|n| 64 + n.len()).sum::<usize>()
+                    })
+                    .sum();
+                96 + gpus + servers
+            }
+            _ => 128,
         }
     }
 
@@ -160,7 +173,7 @@ pub struct ClientCounts {
 pub struct Timeseries {
     scrapes: Vec<Record>,
     progress: Vec<Record>,
-    points: usize,
+    bytes: usize,
     thinned: u32,
     resumed_at: Option<f64>,
     /// Cumulative readings at the previous record, by (step, series).
@@ -220,7 +233,7 @@ impl Timeseries {
             });
         }
         let mut servers = Vec::new();
-        for (endpoint, p) in server.points(MAX_FAMILIES_PER_POINT) {
+        for (endpoint, p) in server.points(MAX_FAMILIES_PER_POINT, MAX_NAME) {
             let counters = p
                 .counters
                 .into_iter()
@@ -264,8 +277,7 @@ impl Timeseries {
             return;
         }
         self.last_progress = Some((t, c));
-        self.points += 1;
-        self.progress.push(Record::Progress {
+        let r = Record::Progress {
             t,
             t_unix_ms,
             n: 1,
@@ -276,26 +288,26 @@ impl Timeseries {
             dt,
             requests_per_s,
             output_tokens_per_s,
-        });
+        };
+        self.bytes = append(&mut self.progress, r, 1 << self.thinned, self.bytes);
         self.bound();
     }
 
     fn push_scrape(&mut self, r: Record) {
-        self.points += r.points();
-        self.scrapes.push(r);
+        self.bytes = append(&mut self.scrapes, r, 1 << self.thinned, self.bytes);
         self.bound();
     }
 
     /// Past the cap, neighbouring records merge two by two.
     fn bound(&mut self) {
-        while self.points > MAX_POINTS && (self.scrapes.len() > 1 || self.progress.len() > 1) {
+        while self.bytes > MAX_BYTES && (self.scrapes.len() > 1 || self.progress.len() > 1) {
             self.scrapes = halve(std::mem::take(&mut self.scrapes));
             self.progress = halve(std::mem::take(&mut self.progress));
-            self.points = self
+            self.bytes = self
                 .scrapes
                 .iter()
                 .chain(&self.progress)
-                .map(Record::points)
+                .map(Record::bytes)
                 .sum();
             self.thinned += 1;
         }
@@ -309,7 +321,7 @@ impl Timeseries {
             schema_version: TIMESERIES_SCHEMA_VERSION,
             records: records.len(),
             thinned: self.thinned,
-            max_points: MAX_POINTS,
+            max_bytes: MAX_BYTES,
             starts_after_restart_at_t: self.resumed_at,
         };
         let mut out = String::new();
@@ -321,6 +333,38 @@ impl Timeseries {
             }
         }
         out
+    }
+}
+
+/// Appends a record; once the series is thinned, new records join the last
+/// one until it holds `group` raw records, so the whole file has one
+/// resolution. Returns the series' new size.
+fn append(list: &mut Vec<Record>, r: Record, group: u32, bytes: usize) -> usize {
+    let added = r.bytes();
+    let Some(last) = list.pop() else {
+        list.push(r);
+        return bytes + added;
+    };
+    let held = match &last {
+        Record::Scrape { n, .. } | Record::Progress { n, .. } => *n,
+        Record::Header { .. } => group,
+    };
+    if held >= group {
+        list.extend([last, r]);
+        return bytes + added;
+    }
+    let before = last.bytes();
+    match merge(last, r) {
+        Ok(m) => {
+            let after = m.bytes();
+            list.push(m);
+            bytes - before + after
+        }
+        Err(both) => {
+            let (last, r) = *both;
+            list.extend([last, r]);
+            bytes + added
+        }
     }
 }
 

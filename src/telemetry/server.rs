@@ -188,8 +188,9 @@ impl ServerMetrics {
 
     /// Per endpoint, each kept gauge family's latest value and each counter
     /// family's increase since the step began, summed over label sets; at most
-    /// `max` families of each kind per endpoint (`omitted` counts the rest).
-    pub fn points(&self, max: usize) -> BTreeMap<String, EndpointPoint> {
+    /// `max` families of each kind per endpoint, with names of at most
+    /// `max_name` bytes (`omitted` counts the rest).
+    pub fn points(&self, max: usize, max_name: usize) -> BTreeMap<String, EndpointPoint> {
         let mut out: BTreeMap<String, EndpointPoint> = BTreeMap::new();
         let mut left_out: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
         for f in self.families.iter().filter(|f| f.kept) {
@@ -208,7 +209,7 @@ impl ServerMetrics {
                 } else {
                     &mut p.gauges
                 };
-                if !sums.contains_key(&f.name) && sums.len() >= max {
+                if f.name.len() > max_name || !sums.contains_key(&f.name) && sums.len() >= max {
                     left_out.entry(&s.endpoint).or_default().insert(&f.name);
                     continue;
                 }

@@ -122,7 +122,8 @@ fn thinning_merges_without_losing_energy() {
     let mut ts = Timeseries::default();
     let mut gpus = GpuTelemetry::default();
     let server = ServerMetrics::new(Filter::default());
-    let scrapes = MAX_POINTS as u32; // two GPU points each: past the cap by half
+    // Two GPU entries a scrape, some 360 bytes: past the cap by half.
+    let scrapes = (MAX_BYTES * 3 / 2 / 360) as u32;
     for i in 0..scrapes {
         let t = f64::from(i) * 0.1;
         gpus.ingest(
@@ -143,7 +144,7 @@ fn thinning_merges_without_losing_energy() {
         panic!()
     };
     assert!(thinned >= 1, "thinned {thinned} times");
-    assert!(kept * 2 <= MAX_POINTS, "{kept} records");
+    assert!(kept * 360 <= MAX_BYTES, "{kept} records");
     let n: u32 = records
         .iter()
         .map(|r| match r {
@@ -152,6 +153,15 @@ fn thinning_merges_without_losing_energy() {
         })
         .sum();
     assert_eq!(n, scrapes, "every scrape is in some record");
+    // One resolution throughout: new records join until they hold as many.
+    let held: Vec<u32> = records[1..records.len() - 1]
+        .iter()
+        .map(|r| match r {
+            Record::Scrape { n, .. } => *n,
+            _ => 0,
+        })
+        .collect();
+    assert!(held.iter().all(|&h| h == 1 << thinned), "{held:?}");
     let truth = gpus.gpus[0].result().energy.unwrap().joules;
     let sum = energy_of(&records, 0, "GPU-0");
     assert!((sum - truth).abs() < 1e-6 * truth, "{sum} against {truth}");
