@@ -290,3 +290,28 @@ async fn every_request_carries_the_plans_and_the_secrets_headers() {
     let r = &run(&q, 0, Some("sk-1")).await.unwrap()[0];
     assert_eq!(r.successes, 0);
 }
+
+/// A worker asked for far more than it can send (an open loop of 200 000
+/// requests a second on one thread that also serves them) falls behind its
+/// schedule, and its step says the client was the bottleneck.
+#[test]
+fn a_worker_driven_past_its_capacity_says_it_was_the_bottleneck() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async {
+        let mut p = plan_for(server("ok").await, 0);
+        p.warmup_requests = 0;
+        p.steps = vec![Step {
+            concurrency: None,
+            rate: Some(200_000.0),
+        }];
+        p.stop = StopCondition::Requests(1500);
+        run(&p, 0, None).await.unwrap().remove(0)
+    });
+    let load = r.client_load.as_ref().expect("the client's load figures");
+    assert!(r.client_saturated, "{load:?}");
+    let late = load.send_lateness_p99_s.expect("open loop: send lateness");
+    assert!(late > 0.010, "sends {late} s late at p99: {load:?}");
+}
