@@ -297,9 +297,12 @@ async fn goodput_counts_requests_within_the_objectives_and_the_second_token_is_t
     let loose = &load(&p, 0, None).await.unwrap()[0];
     assert_eq!(loose.goodput_requests, Some(12));
     assert!(loose.goodput_per_s.unwrap() > 0.0);
+    // 20 ms to the first token and 5 ms to the next; a loaded machine only
+    // adds (once 4.5 ms, with a build beside the tests), and the first
+    // token's time (20 ms) or two gaps (30 ms) fall outside.
     let tt2t = loose.time_to_second_token_s.p50;
     assert!(
-        (tt2t - 0.025).abs() < 0.003,
+        (0.024..0.030).contains(&tt2t),
         "second token at {tt2t} s, injected 25 ms"
     );
 }
