@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use crate::api::BenchmarkRun;
 use crate::controller::build::BuildSettings;
-use crate::discovery::policy::{Allowed, Policy};
+use crate::discovery::policy::Policy;
 
 /// Options of `benchrun validate`.
 #[derive(clap::Args, Debug, Clone)]
@@ -57,21 +57,12 @@ pub enum Verdict {
 
 impl ValidateOpts {
     fn policy(&self) -> Result<(Policy, BuildSettings), String> {
-        let mut namespaces: BTreeSet<String> = self.telemetry_namespaces.iter().cloned().collect();
-        namespaces.insert(self.operator_namespace.clone());
-        let allowed_hosts = self
-            .telemetry_allowed_hosts
-            .iter()
-            .map(|h| {
-                h.parse::<Allowed>()
-                    .map_err(|e| format!("--telemetry-allowed-host: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
-        let policy = Policy {
-            namespaces,
-            allowed_hosts,
-            api_server: Vec::new(),
-        };
+        let policy = Policy::from_flags(
+            &self.operator_namespace,
+            &self.telemetry_namespaces,
+            &self.telemetry_allowed_hosts,
+            Vec::new(),
+        )?;
         let pods = BuildSettings {
             loadgen_image: self.loadgen_image.clone(),
             worker_token: true,

@@ -109,27 +109,18 @@ impl ControllerOpts {
     /// The telemetry policy these options set: the operator's own namespace
     /// is open to every run (the chart's exporters run there).
     pub fn policy(&self) -> Result<crate::discovery::policy::Policy, String> {
-        let mut namespaces: std::collections::BTreeSet<String> =
-            non_empty(&self.telemetry_namespaces).into_iter().collect();
-        namespaces.insert(self.lease_namespace.clone());
         // The API server's addresses as the pod sees them.
         let api_server = std::env::var("KUBERNETES_SERVICE_HOST")
             .ok()
             .and_then(|h| h.parse().ok())
             .into_iter()
             .collect();
-        let allowed_hosts = non_empty(&self.telemetry_allowed_hosts)
-            .iter()
-            .map(|h| {
-                h.parse()
-                    .map_err(|e| format!("--telemetry-allowed-host: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(crate::discovery::policy::Policy {
-            namespaces,
-            allowed_hosts,
+        crate::discovery::policy::Policy::from_flags(
+            &self.lease_namespace,
+            &non_empty(&self.telemetry_namespaces),
+            &non_empty(&self.telemetry_allowed_hosts),
             api_server,
-        })
+        )
     }
 }
 

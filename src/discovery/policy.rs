@@ -82,6 +82,31 @@ pub struct Namespaces {
 }
 
 impl Policy {
+    /// The policy an installer's flags set: `operator` (the operator's own
+    /// namespace, where its exporters run) and `namespaces` open to every run,
+    /// `hosts` parsed as allow-list entries (an error names the flag).
+    pub fn from_flags(
+        operator: &str,
+        namespaces: &[String],
+        hosts: &[String],
+        api_server: Vec<IpAddr>,
+    ) -> Result<Policy, String> {
+        let mut open: BTreeSet<String> = namespaces.iter().cloned().collect();
+        open.insert(operator.to_string());
+        let allowed_hosts = hosts
+            .iter()
+            .map(|h| {
+                h.parse()
+                    .map_err(|e| format!("--telemetry-allowed-host: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Policy {
+            namespaces: open,
+            allowed_hosts,
+            api_server,
+        })
+    }
+
     /// The namespaces a run in `own` may read, given those that opt in by label.
     pub fn readable(&self, own: &str, labelled: &BTreeSet<String>) -> BTreeSet<String> {
         let mut all = self.namespaces.clone();
