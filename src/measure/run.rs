@@ -285,9 +285,8 @@ impl Driver {
             step.closed_t = t;
         }
         s.last_scrape_t = t;
-        if let (Some(ts), Some(step)) = (&self.timeseries, self.state.telemetry.get(k)) {
-            let mut ts = ts.lock().unwrap_or_else(|p| p.into_inner());
-            ts.scrape(k, t, stamp, &step.gpu, &step.server);
+        if let Some(step) = self.state.telemetry.get(k) {
+            self.with_timeseries(|ts| ts.scrape(k, t, stamp, &step.gpu, &step.server));
         }
         self.publish();
     }
@@ -757,15 +756,16 @@ fn record_progress(
             None
         }
     };
-    let sum = |f: fn(&WorkerProgress) -> u64| progress.iter().map(f).sum::<u64>();
-    let counts = ClientCounts {
-        done,
-        ok: sum(|p| p.ok),
-        errors: sum(|p| p.errors),
-        output_tokens: sum(|p| p.output_tokens),
-    };
-    let t = d.t();
-    d.with_timeseries(|ts| ts.progress(t, unix_ms(), counts));
+    d.with_timeseries(|ts| {
+        let sum = |f: fn(&WorkerProgress) -> u64| progress.iter().map(f).sum::<u64>();
+        let counts = ClientCounts {
+            done,
+            ok: sum(|p| p.ok),
+            errors: sum(|p| p.errors),
+            output_tokens: sum(|p| p.output_tokens),
+        };
+        ts.progress(d.t(), unix_ms(), counts);
+    });
     let s = &mut d.state;
     let previous = s.progress.as_ref().and_then(|p| p.request_throughput);
     let next = Some(api::Progress {

@@ -261,6 +261,9 @@ impl Timeseries {
 
     /// Records one answer of the workers' progress at session time `t`.
     pub fn progress(&mut self, t: f64, t_unix_ms: u64, c: ClientCounts) {
+        if self.last_progress.is_some_and(|(_, c0)| c0 == c) {
+            return;
+        }
         let (dt, requests_per_s, output_tokens_per_s) = match self.last_progress {
             Some((t0, c0)) if t > t0 => {
                 let dt = t - t0;
@@ -273,9 +276,6 @@ impl Timeseries {
             }
             _ => (0.0, 0.0, 0.0),
         };
-        if self.last_progress.is_some_and(|(_, c0)| c0 == c) {
-            return;
-        }
         self.last_progress = Some((t, c));
         let r = Record::Progress {
             t,
