@@ -10,8 +10,8 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::Value;
 
 use crate::common::{
-    LONG, OPERATOR, Server, deploy, deploy_sim, energy_between, get_json, gpu_sim, gpu_truth, ip,
-    phase, pod_of, results_files, run, sim_load, summary_json,
+    LONG, OPERATOR, Server, bench_sim, deploy, deploy_sim, energy_between, get_json, gpu_sim,
+    gpu_truth, ip, phase, pod_of, results_files, run, sim_load, summary_json,
 };
 
 async fn wait_ended(ns: &TestNamespace, name: &str) -> BenchmarkRun {
@@ -442,28 +442,12 @@ async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succe
 async fn a_sweep_meets_its_slo_at_low_load_and_misses_it_at_high_load() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "slosweep").await.unwrap();
-    let server = Server {
-        name: "batch1",
-        image: "ghcr.io/benchrun/benchrun:dev",
-        args: [
-            "sim",
-            "inference",
-            "--model",
-            "e2e/sim",
-            "--port",
-            "8000",
-            "--max-batch",
-            "1",
-            "--decode-base",
-            "8ms",
-        ]
-        .map(String::from)
-        .to_vec(),
-        port: 8000,
-        gpus: 0,
-        node: None,
-        probe: "/v1/models",
-    };
+    let server = bench_sim(
+        "batch1",
+        &["--max-batch", "1", "--decode-base", "8ms"],
+        0,
+        None,
+    );
     deploy(&ns, &server).await.unwrap();
     // Each answer takes 16 decode steps (~130 ms): at 4 streams a request
     // waits for up to three others, so TTFT p99 is far past 60 ms.

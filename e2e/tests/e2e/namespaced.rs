@@ -6,11 +6,9 @@
 
 use benchrun::api::BenchmarkRun;
 use benchrun_e2e::harness::{TestNamespace, client, wait_for};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 
-use crate::common::{LONG, deploy_sim, phase, run};
+use crate::common::{LONG, deploy_sim, open_to_telemetry, phase, run};
 
 /// The namespace the script names in `watchNamespaces`.
 const WATCHED: &str = "e2e-watched";
@@ -22,11 +20,7 @@ async fn a_namespaced_install_discovers_in_its_namespaces_and_reports_the_rest()
     let watched = TestNamespace::existing(&client, WATCHED);
     let other = TestNamespace::create(&client, "unwatched").await.unwrap();
     // The other namespace opts in; a namespaced install cannot see the label.
-    let label = serde_json::json!({"metadata": {"labels": {"benchrun.dev/telemetry": "readable"}}});
-    Api::<Namespace>::all(client.clone())
-        .patch(&other.name, &PatchParams::default(), &Patch::Merge(&label))
-        .await
-        .unwrap();
+    open_to_telemetry(&client, &other.name).await;
     deploy_sim(&watched, 18501, 5, 1).await.unwrap();
     deploy_sim(&other, 18502, 5, 1).await.unwrap();
     let load = "\n    concurrency: 1\n    requestCount: 6\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 8}}}";

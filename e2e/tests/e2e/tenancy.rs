@@ -5,11 +5,12 @@
 use benchrun::api::BenchmarkRun;
 use benchrun_e2e::harness::{TestNamespace, client, wait_for};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use kube::Api;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 
-use crate::common::{LONG, deploy_sim, ip, phase_is, run, summary_json, wait_requests_done};
+use crate::common::{
+    LONG, deploy_sim, ip, open_to_telemetry, phase_is, run, summary_json, wait_requests_done,
+};
 
 fn telemetry_condition(r: Option<&BenchmarkRun>) -> Option<(String, String, String)> {
     let c = r?
@@ -64,12 +65,7 @@ async fn another_namespace_is_read_only_once_it_opts_in_and_metadata_urls_never(
     );
 
     // B's owner opens it: the next discovery finds its server.
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let label = serde_json::json!({"metadata": {"labels": {"benchrun.dev/telemetry": "readable"}}});
-    namespaces
-        .patch(&b.name, &PatchParams::default(), &Patch::Merge(&label))
-        .await
-        .unwrap();
+    open_to_telemetry(&client, &b.name).await;
     wait_for(
         &runs,
         "peek",

@@ -238,6 +238,26 @@ pub fn ip(p: &Pod) -> String {
     p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap()
 }
 
+/// `benchrun sim inference` serving `e2e/sim` on port 8000 with `extra`
+/// arguments, holding `gpus` GPUs.
+pub fn bench_sim(
+    name: &'static str,
+    extra: &[&str],
+    gpus: u32,
+    node: Option<String>,
+) -> Server<'static> {
+    let args = ["sim", "inference", "--model", "e2e/sim", "--port", "8000"];
+    Server {
+        name,
+        image: "ghcr.io/benchrun/benchrun:dev",
+        args: args.iter().chain(extra).map(|a| a.to_string()).collect(),
+        port: 8000,
+        gpus,
+        node,
+        probe: "/v1/models",
+    }
+}
+
 /// `benchrun sim inference` with a fixed TTFT and ITL, holding a GPU.
 pub fn gpu_sim(
     name: &'static str,
@@ -245,27 +265,20 @@ pub fn gpu_sim(
     itl: &'static str,
     node: Option<String>,
 ) -> Server<'static> {
-    let args = [
-        "sim",
-        "inference",
-        "--model",
-        "e2e/sim",
-        "--port",
-        "8000",
-        "--ttft",
-        ttft,
-        "--itl",
-        itl,
-    ];
-    Server {
-        name,
-        image: "ghcr.io/benchrun/benchrun:dev",
-        args: args.map(String::from).to_vec(),
-        port: 8000,
-        gpus: 1,
-        node,
-        probe: "/v1/models",
-    }
+    bench_sim(name, &["--ttft", ttft, "--itl", itl], 1, node)
+}
+
+/// Opens namespace `name` to every run's telemetry discovery, as its owner would.
+pub async fn open_to_telemetry(client: &kube::Client, name: &str) {
+    let label = serde_json::json!({"metadata": {"labels": {"benchrun.dev/telemetry": "readable"}}});
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&label),
+        )
+        .await
+        .unwrap();
 }
 
 /// A load of `streams` chat streams for `duration_ms` against the simulator
