@@ -95,9 +95,9 @@ fn holds_for_stop(d: &mut Decision, observed: &Observed, job_active: bool) -> bo
     true
 }
 
-/// A run that ends without its Job: the results the workers handed over
-/// (their measured part, under the usual coverage rules) go into the status.
-/// Returns what was kept, in words.
+/// A run that ends early (cancel, timeout, a failed or deleted Job): the
+/// results the workers handed over (their measured part, under the usual
+/// coverage rules) go into the status. Returns what was kept, in words.
 fn keep_measured(
     d: &mut Decision,
     run: &BenchmarkRun,
@@ -248,9 +248,7 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
             d.actions.push(Action::SuspendJob);
         }
         // What the workers measured up to the stop, when it arrived.
-        if let Some(v) = observed.session.as_ref().filter(|v| v.stage == Stage::Done) {
-            apply_results(&mut d.status, run, &v.steps, generation, &t);
-        }
+        keep_measured(&mut d, run, observed, generation, &t);
         finish(&mut d, end, reason, message, generation, &t);
         d.actions.push(Action::WriteResults);
         return transition(d, phase);
