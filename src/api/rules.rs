@@ -94,7 +94,8 @@ pub const IMMUTABLE_RULE: &str = concat!(
     " && (has(self.spec.telemetry) ? (has(oldSelf.spec.telemetry) && self.spec.telemetry == oldSelf.spec.telemetry) : !has(oldSelf.spec.telemetry))",
     " && (has(self.spec.slo) ? (has(oldSelf.spec.slo) && self.spec.slo == oldSelf.spec.slo) : !has(oldSelf.spec.slo))",
     " && (has(self.spec.results) ? (has(oldSelf.spec.results) && self.spec.results == oldSelf.spec.results) : !has(oldSelf.spec.results))",
-    " && (has(self.spec.timeout) ? (has(oldSelf.spec.timeout) && self.spec.timeout == oldSelf.spec.timeout) : !has(oldSelf.spec.timeout)))"
+    " && (has(self.spec.timeout) ? (has(oldSelf.spec.timeout) && self.spec.timeout == oldSelf.spec.timeout) : !has(oldSelf.spec.timeout))",
+    " && (has(self.spec.concurrencyPolicy) ? (has(oldSelf.spec.concurrencyPolicy) && self.spec.concurrencyPolicy == oldSelf.spec.concurrencyPolicy) : !has(oldSelf.spec.concurrencyPolicy)))"
 );
 pub const IMMUTABLE_MSG: &str =
     "spec cannot change once the run has started; only cancel and ttlSecondsAfterFinished may";

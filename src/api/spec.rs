@@ -28,6 +28,7 @@ use super::telemetry::Telemetry;
     derive = "PartialEq",
     category = "all",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Queue","type":"integer","description":"Place in the queue for the target, while Queued","jsonPath":".status.queuePosition"}"#,
     printcolumn = r#"{"name":"Req/s","type":"number","format":"float","jsonPath":".status.summary.requestThroughput"}"#,
     printcolumn = r#"{"name":"TTFT p99","type":"number","format":"float","description":"Time to first token, 99th percentile, in milliseconds","jsonPath":".status.summary.ttftP99Ms"}"#,
     printcolumn = r#"{"name":"Tok/J","type":"number","format":"float","description":"Output tokens per joule of GPU energy","jsonPath":".status.summary.outputTokensPerJoule"}"#,
@@ -64,6 +65,7 @@ pub struct BenchmarkRunSpec {
     /// Upper bound on the whole run, from start to results (Go duration, e.g. "30m").
     /// When it passes, the load generators are stopped, partial results are kept and
     /// the run ends Failed with reason Timeout. Default: no limit beyond the load's own.
+    /// Time spent `Queued` does not count: the limit runs from the launch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
     pub timeout: Option<GoDuration>,
@@ -74,10 +76,32 @@ pub struct BenchmarkRunSpec {
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i32>,
 
+    /// What to do when another run loads the same target (the same Service,
+    /// the same pods, or a URL naming either) at the same time. `Queue` (the
+    /// default): wait in phase `Queued` until the earlier runs end, in the
+    /// order the runs were created, so that no two runs measure each other's
+    /// load or count the same GPUs' energy. `Allow`: start at once; the runs
+    /// that overlap record it (`status.sharedWith`) and their energy and
+    /// efficiency figures are withheld (`MeasurementValid` reason `SharedGpus`).
+    #[serde(default)]
+    pub concurrency_policy: ConcurrencyPolicy,
+
     /// Set to true to stop a run in progress. Results gathered so far are kept and
     /// the run ends Cancelled. The only field that may change after the run started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel: bool,
+}
+
+/// What a run does when another run loads the same target.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum ConcurrencyPolicy {
+    /// Wait until the earlier runs on the same target end.
+    #[default]
+    Queue,
+    /// Start at once, sharing the target; energy and efficiency are withheld.
+    Allow,
 }
 
 /// The endpoint under test: either a URL or a Service in the run's namespace.

@@ -10,17 +10,18 @@ pub struct BenchmarkRunStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Where the run is: Pending, Discovering, Running, Collecting, Succeeded, Failed
-    /// or Cancelled. For scripts, prefer the conditions.
+    /// Where the run is: Pending, Queued, Discovering, Running, Collecting,
+    /// Succeeded, Failed or Cancelled. For scripts, prefer the conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Standard conditions: `Accepted` (the spec is valid), `Discovered` (the
+    /// Standard conditions: `Accepted` (the spec is valid), `Queued` (waiting
+    /// for the run it names to free the target), `Discovered` (the
     /// target resolved), `Running` (load generators active), `TelemetryDiscovered`
     /// (exporters and server endpoints found), `Succeeded`, `Failed`, `SLOMet`
     /// (every objective met), and `MeasurementValid` (the GPU energy covers every
     /// step's client window on every attributed GPU; when false, its reason —
     /// `Restarted`, `Gap`, `PartialGpus`, `StaleExporter`, `NoGpus`,
-    /// `NoClientResults`, `NoTelemetry`, `TooManyGpus` — says why the energy and efficiency
+    /// `NoClientResults`, `NoTelemetry`, `TooManyGpus`, `SharedGpus` — says why the energy and efficiency
     /// figures are left out of the summary; `MissingWorkers`: some load
     /// generators' results did not arrive, and the client figures are left
     /// out too), and `Warnings` (health and
@@ -28,6 +29,19 @@ pub struct BenchmarkRunStatus {
     /// `kubectl wait --for=condition=Succeeded br/NAME` waits for a successful run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// While `Queued`: the run's place in the queue for its target (1: next
+    /// to start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<i32>,
+    /// The addresses (`host:port`) the run sends to, as resolved when it was
+    /// queued or launched: what other runs' queueing compares against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_endpoints: Vec<String>,
+    /// Runs (`namespace/name`) that loaded the same target while this one was
+    /// in progress (`concurrencyPolicy: Allow` on either side): this run's
+    /// energy and efficiency figures are withheld.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<String>,
     /// When the load generators were launched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -59,6 +73,9 @@ pub struct BenchmarkRunStatus {
 pub enum Phase {
     /// Accepted; nothing launched yet.
     Pending,
+    /// Waiting for earlier runs on the same target to end (see
+    /// `spec.concurrencyPolicy` and the `Queued` condition).
+    Queued,
     /// Looking up the target, the inference pods and the GPU exporters.
     Discovering,
     /// The load generators are running.
@@ -82,6 +99,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
+            Phase::Queued => "Queued",
             Phase::Discovering => "Discovering",
             Phase::Running => "Running",
             Phase::Collecting => "Collecting",

@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Condition types a run carries.
 pub const ACCEPTED: &str = "Accepted";
+pub const QUEUED: &str = "Queued";
 pub const DISCOVERED: &str = "Discovered";
 pub const RUNNING: &str = "Running";
 pub const SUCCEEDED: &str = "Succeeded";

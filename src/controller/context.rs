@@ -23,7 +23,17 @@ pub struct Context {
     pub worker_key: Option<WorkerKey>,
     /// What runs may make their measurements read.
     pub policy: Arc<Policy>,
+    /// The pod watches of every run's discovery.
+    pub watches: Arc<crate::discovery::watches::PodWatches>,
+    /// The controllers' caches of the runs (one per watched namespace, or
+    /// one for all), set once they are made: the queue reads them.
+    pub runs: std::sync::OnceLock<Vec<RunStore>>,
 }
+
+/// A cache of the runs a controller watches.
+pub type RunStore = kube::runtime::reflector::Store<
+    kube::core::error_boundary::DeserializeGuard<crate::api::BenchmarkRun>,
+>;
 
 impl Context {
     pub fn new(
@@ -33,11 +43,13 @@ impl Context {
         instance: Option<String>,
         policy: Policy,
         worker_key: Option<WorkerKey>,
+        pod_scope: Option<std::collections::BTreeSet<String>>,
     ) -> Self {
         let reporter = Reporter {
             controller: "benchrun".into(),
             instance,
         };
+        let watches = crate::discovery::watches::PodWatches::new(client.clone(), pod_scope);
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -46,6 +58,8 @@ impl Context {
             sessions: Sessions::default(),
             worker_key,
             policy: Arc::new(policy),
+            watches: Arc::new(watches),
+            runs: std::sync::OnceLock::new(),
         }
     }
 }

@@ -10,7 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use super::conditions::{self as cond, ACCEPTED, DISCOVERED, FAILED, RUNNING, SUCCEEDED};
+use super::conditions::{self as cond, ACCEPTED, DISCOVERED, FAILED, QUEUED, RUNNING, SUCCEEDED};
+use super::queue::{self, Peer, Place};
 use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase};
 use crate::measure::{SessionView, Stage};
 
@@ -29,6 +30,9 @@ pub enum Target {
     Unresolved(String),
     /// Not looked up: the Job exists already, or the run is over.
     NotNeeded,
+    /// Not looked up: the run is queued, and by the addresses it recorded
+    /// the runs ahead of it still hold its target.
+    Held,
 }
 
 /// What the cluster holds for a run.
@@ -52,6 +56,9 @@ pub struct Observed {
     /// Why the installer's policy refuses the run's load-generator pods
     /// (image, service account), looked up before the Job is created.
     pub pods_not_permitted: Option<String>,
+    /// The other runs this controller sees that have not ended, for the
+    /// queue (looked up when the run is to launch or is in progress).
+    pub peers: Vec<Peer>,
 }
 
 /// One thing to do to the cluster.
@@ -139,20 +146,28 @@ pub struct Decision {
 const TARGET_RETRY: Duration = Duration::from_secs(5);
 /// A look at running runs even without events, in case a watch event was missed.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How often a running run's progress is written to its status.
-const PROGRESS: Duration = Duration::from_secs(2);
+/// How often a running run's progress is written to its status (and its
+/// neighbours on the same target looked at): at most 12 writes a minute a
+/// run besides its changes of phase, so that a hundred runs cost the API
+/// server some 20 writes a second.
+const PROGRESS: Duration = Duration::from_secs(5);
 /// How long a completed Job's results are waited for before the run ends without them.
 const COLLECT_GRACE: Duration = Duration::from_secs(90);
 /// How long workers stuck on something that waiting does not fix (an image
 /// that cannot be pulled, a missing Secret, an unschedulable pod) are given
 /// from the run's start before the run fails with their reason.
 const START_GRACE: Duration = Duration::from_secs(45);
+/// How often a queued run looks again whether its target is free.
+const QUEUE_POLL: Duration = Duration::from_secs(2);
 /// How soon a run seen through a stale copy is looked at again.
 const STALE_RETRY: Duration = Duration::from_secs(1);
 
 /// Decides the next status and actions of a run.
 pub fn decide(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Decision {
     let mut d = decide_inner(run, observed, now);
+    if d.status.phase != Some(Phase::Queued) {
+        d.status.queue_position = None;
+    }
     if d.actions.contains(&Action::WriteResults) {
         d.status.results_config_map = Some(super::names::results_config_map_name(run));
     }
@@ -221,6 +236,12 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         &t,
     );
 
+    // A run in progress records every run that loads its target beside it:
+    // its energy is theirs too.
+    if observed.job.is_some() {
+        let beside = queue::sharing(&Peer::of(run), &observed.peers);
+        d.status.shared_with = queue::merge_shared(&d.status.shared_with, &beside);
+    }
     let job_active = observed.job.as_ref().is_some_and(|j| finished(j).is_none());
     let timeout_at = deadline(run, &old);
     // A run that ends early: cancelled, or past its timeout.
@@ -299,7 +320,18 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
             d.actions.push(Action::WriteResults);
         }
         None => match &observed.target {
+            Target::Held => {
+                let recorded = d.status.target_endpoints.clone();
+                // Free by now: looked at again with the target resolved.
+                if !queued(&mut d, run, observed, &recorded, generation, &t) {
+                    d.requeue_after = Some(Duration::ZERO);
+                }
+            }
             Target::Resolved(urls) => {
+                d.status.target_endpoints = queue::endpoints(urls);
+                if queued(&mut d, run, observed, urls, generation, &t) {
+                    return transition(d, phase);
+                }
                 d.actions.push(Action::CreateJob(urls.clone()));
                 d.status.start_time.get_or_insert(t.clone());
                 d.status.job_name = Some(super::names::job_name(run));
@@ -481,6 +513,56 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
     transition(d, phase)
 }
 
+/// Puts the run, sending to `endpoints`, in its place in the queue for its
+/// target: `Queued` behind the runs ahead of it (returns true), or free to
+/// start beside none (or, allowed, beside the runs it then shares with).
+fn queued(
+    d: &mut Decision,
+    run: &BenchmarkRun,
+    observed: &Observed,
+    endpoints: &[String],
+    generation: Option<i64>,
+    t: &Time,
+) -> bool {
+    match queue::place(&Peer::me(run, endpoints), &observed.peers) {
+        Place::Wait {
+            waits_for,
+            position,
+        } => {
+            d.status.phase = Some(Phase::Queued);
+            d.status.queue_position = Some(position as i32);
+            cond::set(
+                &mut d.status.conditions,
+                QUEUED,
+                true,
+                "WaitingForTarget",
+                format!(
+                    "waits for {waits_for}, which loads the same target; place {position} in the queue (spec.concurrencyPolicy: Queue)"
+                ),
+                generation,
+                t,
+            );
+            d.requeue_after = Some(QUEUE_POLL);
+            true
+        }
+        Place::Go { shared_with } => {
+            d.status.shared_with = queue::merge_shared(&d.status.shared_with, &shared_with);
+            if cond::get(&d.status.conditions, QUEUED).is_some() {
+                cond::set(
+                    &mut d.status.conditions,
+                    QUEUED,
+                    false,
+                    "TargetFree",
+                    "the runs ahead of it on the same target have ended",
+                    generation,
+                    t,
+                );
+            }
+            false
+        }
+    }
+}
+
 /// `since` lies more than `grace` before `now`.
 fn older_than(since: Option<&Time>, now: Timestamp, grace: Duration) -> bool {
     since.is_some_and(|s| until(s.0, now) > grace)
@@ -585,6 +667,7 @@ fn transition(mut d: Decision, from: Phase) -> Decision {
             Phase::Discovering => {
                 cond::get(&d.status.conditions, DISCOVERED).map(|c| c.message.clone())
             }
+            Phase::Queued => cond::get(&d.status.conditions, QUEUED).map(|c| c.message.clone()),
             _ => None,
         };
         d.transition = Some(Transition {

@@ -26,6 +26,8 @@ pub struct RunCluster {
     pub spec: BenchmarkRunSpec,
     pub policy: Arc<Policy>,
     pub store: Store,
+    /// The pod watches every run's discovery shares.
+    pub watches: Arc<crate::discovery::watches::PodWatches>,
 }
 
 impl Cluster for RunCluster {
@@ -40,9 +42,15 @@ impl Cluster for RunCluster {
 
     fn discover(&self) -> BoxFuture<'_, Result<Found, String>> {
         async move {
-            crate::discovery::discover(&self.client, &self.ns, &self.spec, &self.policy)
-                .await
-                .map_err(|e| e.to_string())
+            crate::discovery::discover(
+                &self.client,
+                Some(&self.watches),
+                &self.ns,
+                &self.spec,
+                &self.policy,
+            )
+            .await
+            .map_err(|e| e.to_string())
         }
         .boxed()
     }

@@ -22,6 +22,7 @@ pub struct Metrics {
     failures: Family<ErrorLabels, Counter>,
     duration: Histogram,
     measurements: Gauge,
+    watches: Gauge,
 }
 
 impl Default for Metrics {
@@ -56,7 +57,19 @@ impl Default for Metrics {
             "Requests sent to load-generator workers (start, progress, result, stop)",
             crate::measure::workers::REQUESTS.clone(),
         );
+        registry.register(
+            "discovery_pod_reads",
+            "Reads of pods by discovery, all runs together: from a shared watch, or listed",
+            crate::discovery::watches::READS.clone(),
+        );
+        let watches = Gauge::default();
+        registry.register(
+            "discovery_watches",
+            "Shared pod watches discovery keeps open",
+            watches.clone(),
+        );
         Metrics {
+            watches,
             registry,
             reconciles,
             failures,
@@ -79,6 +92,11 @@ impl Metrics {
     /// How many measurement sessions run now.
     pub fn set_measurements(&self, n: usize) {
         self.measurements.set(n as i64);
+    }
+
+    /// How many shared pod watches are open now.
+    pub fn set_watches(&self, n: usize) {
+        self.watches.set(n as i64);
     }
 
     /// The text exposition of every metric.

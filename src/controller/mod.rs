@@ -15,6 +15,7 @@ mod leader;
 pub mod measurement;
 pub mod metrics;
 pub mod names;
+pub mod queue;
 mod reconcile;
 pub mod worker_auth;
 
@@ -106,6 +107,21 @@ pub struct ControllerOpts {
 }
 
 impl ControllerOpts {
+    /// The namespaces whose pods discovery may watch: all (`None`) in a
+    /// cluster-wide install; in a namespaced one, those it watches, the
+    /// telemetry namespaces the installer opened and its own (where the
+    /// chart grants the pod reader).
+    pub fn pod_scope(&self) -> Option<std::collections::BTreeSet<String>> {
+        let watched = non_empty(&self.namespaces);
+        if watched.is_empty() {
+            return None;
+        }
+        let mut scope: std::collections::BTreeSet<String> = watched.into_iter().collect();
+        scope.extend(non_empty(&self.telemetry_namespaces));
+        scope.insert(self.lease_namespace.clone());
+        Some(scope)
+    }
+
     /// The telemetry policy these options set: the operator's own namespace
     /// is open to every run (the chart's exporters run there).
     pub fn policy(&self) -> Result<crate::discovery::policy::Policy, String> {
@@ -153,7 +169,7 @@ where
 /// that is ready answers at once. (A single wait here once kept the reaper
 /// of deleted runs' measurements from ever starting.)
 async fn synced(
-    store: &kube::runtime::reflector::Store<DeserializeGuard<BenchmarkRun>>,
+    store: &context::RunStore,
 ) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
     loop {
         if let Ok(ready) =
@@ -171,10 +187,7 @@ const REAP: Duration = Duration::from_secs(3);
 /// follows a deletion without a finalizer), and keeps the gauge of active
 /// measurements. Only once every watch has synced, so a run is never taken
 /// for gone because the cache has not seen it yet.
-async fn reap(
-    ctx: Arc<Context>,
-    stores: Vec<kube::runtime::reflector::Store<DeserializeGuard<BenchmarkRun>>>,
-) {
+async fn reap(ctx: Arc<Context>, stores: Vec<context::RunStore>) {
     for store in &stores {
         if synced(store).await.is_err() {
             return;
@@ -195,6 +208,7 @@ async fn reap(
             .collect();
         let left = ctx.sessions.retain(|uid| alive.contains(uid));
         ctx.metrics.set_measurements(left);
+        ctx.metrics.set_watches(ctx.watches.expire_idle());
         tokio::time::sleep(REAP).await;
     }
 }
@@ -257,6 +271,7 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         Some(identity),
         policy,
         Some(worker_key),
+        opts.pod_scope(),
     ));
     let namespaces: Vec<Option<String>> = if opts.namespaces.is_empty() {
         vec![None]
@@ -287,6 +302,8 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
                 }),
         );
     }
+    // Set before any controller runs: the queue reads the runs from these.
+    let _ = ctx.runs.set(stores.clone());
     tokio::spawn(reap(ctx.clone(), stores.clone()));
     let ready = health.clone();
     tokio::spawn(async move {

@@ -19,6 +19,7 @@ use super::context::Context;
 use super::decide::{self, Action, Decision, Observed, Target};
 use super::error::Error;
 use super::names::{self, FIELD_MANAGER};
+use super::queue::{self, Peer};
 use super::{build, conditions, dereference};
 use crate::api::{BenchmarkRun, BenchmarkRunStatus, Phase};
 use crate::results::{RESULTS_SCHEMA_VERSION, ResultsDocument, RunRef};
@@ -153,16 +154,33 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
             ended: Some(ended),
             foreign_results: None,
             pods_not_permitted: None,
+            peers: Vec::new(),
         });
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let job_name = names::job_name(run);
-    let job = jobs.get_opt(&job_name).await?;
     let final_phase = run
         .status
         .as_ref()
         .and_then(|s| s.phase)
         .is_some_and(Phase::is_final);
+    // A queued run that, by the addresses it recorded, still waits behind
+    // the runs ahead of it costs the API server nothing: it has no Job (it
+    // was never launched) and its target is not looked up again.
+    let queued = run.status.as_ref().is_some_and(|s| {
+        s.phase == Some(Phase::Queued) && s.start_time.is_none() && !run.spec.cancel
+    });
+    let queue_peers = if queued { peers(ctx).await } else { Vec::new() };
+    let held = queued && {
+        let recorded = run.status.as_ref().map(|s| s.target_endpoints.as_slice());
+        let me = Peer::me(run, recorded.unwrap_or_default());
+        matches!(queue::place(&me, &queue_peers), queue::Place::Wait { .. })
+    };
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let job_name = names::job_name(run);
+    let job = if held {
+        None
+    } else {
+        jobs.get_opt(&job_name).await?
+    };
     let failed = job
         .as_ref()
         .is_some_and(|j| matches!(decide::finished(j), Some(decide::JobEnd::Failed { .. })));
@@ -181,14 +199,16 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         .flatten();
     let stuck_pods = unready.then(|| decide::pods::stuck(&pods)).flatten();
     let launching = job.is_none() && !final_phase && !run.spec.cancel;
-    let target = if launching {
+    let target = if held {
+        Target::Held
+    } else if launching {
         dereference::resolve(&ctx.client, ns, &run.spec.target).await?
     } else {
         Target::NotNeeded
     };
     // Before anything is launched: the results ConfigMap's name must be free
     // or the run's own.
-    let foreign_results = if launching {
+    let foreign_results = if launching && !held {
         let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
         let name = names::results_config_map_name(run);
         cms.get_opt(&name)
@@ -209,6 +229,13 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         }
         _ => ctx.sessions.get(run),
     };
+    let peers = if held {
+        queue_peers
+    } else if launching || (job.is_some() && !final_phase) {
+        peers(ctx).await
+    } else {
+        Vec::new()
+    };
     Ok(Observed {
         job,
         failed_pod_message,
@@ -218,7 +245,27 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         ended: None,
         foreign_results,
         pods_not_permitted: launching.then(|| ctx.settings.refuses(run)).flatten(),
+        peers,
     })
+}
+
+/// The runs the controller's caches hold that have not ended, once every
+/// cache has synced: before that a cache can miss a run in progress, and a
+/// queued run would start beside it.
+async fn peers(ctx: &Context) -> Vec<Peer> {
+    let Some(stores) = ctx.runs.get() else {
+        return Vec::new();
+    };
+    for store in stores {
+        if super::synced(store).await.is_err() {
+            return Vec::new();
+        }
+    }
+    stores
+        .iter()
+        .flat_map(|s| s.state())
+        .filter_map(|g| g.0.as_ref().ok().map(Peer::of))
+        .collect()
 }
 
 /// What a new measurement session of `run` needs: its Job, its plan's
@@ -244,6 +291,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         spec: run.spec.clone(),
         policy: ctx.policy.clone(),
         store,
+        watches: ctx.watches.clone(),
     };
     crate::measure::Setup {
         cluster: std::sync::Arc::new(cluster),
@@ -315,6 +363,7 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                     let measured = session.document();
                     (doc.details, doc.endpoints, doc.notes) =
                         (measured.steps, measured.endpoints, measured.notes);
+                    crate::results::mark_shared(&mut doc.details, &d.status.shared_with);
                     timeseries = session.timeseries();
                 }
                 if run.spec.results.timeseries && timeseries.is_none() {

@@ -10,8 +10,10 @@ use kube::api::{Api, ListParams};
 use kube::core::Selector;
 
 pub mod policy;
+pub mod watches;
 
 use self::policy::{Policy, READABLE_LABEL, READABLE_VALUE};
+use self::watches::PodWatches;
 use crate::api::{BenchmarkRunSpec, GpuScope};
 
 /// What a scrape needs to know about a pod.
@@ -127,11 +129,13 @@ pub struct Found {
     pub notes: Vec<String>,
 }
 
-/// Lists pods matching `selector` in each of `namespaces`. A namespace the
+/// The pods matching `selector` in each of `namespaces`: from the shared
+/// `watches` where they hold the namespace, else listed. A namespace the
 /// controller's RBAC does not let it read is skipped and said so in `notes`
 /// (once); the others are still listed.
 async fn list(
     client: &kube::Client,
+    watches: Option<&PodWatches>,
     namespaces: &[String],
     selector: &Selector,
     notes: &mut Vec<String>,
@@ -139,6 +143,13 @@ async fn list(
     let lp = ListParams::default().labels_from(selector);
     let mut out = Vec::new();
     for ns in namespaces {
+        if let Some(watches) = watches
+            && let Some(pods) = watches.pods(ns, selector).await
+        {
+            out.extend(pods);
+            continue;
+        }
+        watches::count("list");
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         match pods.list(&lp).await {
             Ok(list) => out.extend(list.items.iter().map(PodInfo::from)),
@@ -233,9 +244,10 @@ fn selector(s: &LabelSelector) -> Result<Selector, String> {
 }
 
 /// Finds everything a run scrapes, within what `policy` lets it read. `ns`
-/// is the run's namespace.
+/// is the run's namespace; pods come from `watches` where they can.
 pub async fn discover(
     client: &kube::Client,
+    watches: Option<&PodWatches>,
     ns: &str,
     spec: &BenchmarkRunSpec,
     policy: &Policy,
@@ -269,7 +281,14 @@ pub async fn discover(
     };
     match inference_selector {
         Some(Ok(sel)) => {
-            found.inference = list(client, &server_namespaces, &sel, &mut found.notes).await?;
+            found.inference = list(
+                client,
+                watches,
+                &server_namespaces,
+                &sel,
+                &mut found.notes,
+            )
+            .await?;
             found.inference.sort();
             if found.inference.is_empty() {
                 found
@@ -320,7 +339,7 @@ pub async fn discover(
         let gpu_namespaces = policy.namespaces(ns, &labelled, &t.gpu.namespaces).listed;
         let mut exporters = BTreeSet::new();
         for sel in &selectors {
-            exporters.extend(list(client, &gpu_namespaces, sel, &mut found.notes).await?);
+            exporters.extend(list(client, watches, &gpu_namespaces, sel, &mut found.notes).await?);
         }
         let exporters: Vec<PodInfo> = exporters.into_iter().collect();
         let nodes: BTreeSet<&str> = found

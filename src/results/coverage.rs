@@ -42,6 +42,9 @@ pub enum GapReason {
     /// The exporters reported more GPUs than a step keeps: the GPUs past the
     /// bound were not measured, and an attributed one may be among them.
     TooManyGpus,
+    /// Another run loaded the same target while this one measured
+    /// (`concurrencyPolicy: Allow`): the GPUs' energy is that run's too.
+    SharedGpus,
 }
 
 impl GapReason {
@@ -55,6 +58,7 @@ impl GapReason {
             GapReason::NoClientResults => "NoClientResults",
             GapReason::MissingWorkers => "MissingWorkers",
             GapReason::TooManyGpus => "TooManyGpus",
+            GapReason::SharedGpus => "SharedGpus",
         }
     }
 }
@@ -184,6 +188,23 @@ impl Coverage {
         self
     }
 
+    /// A step measured while the runs `shared_with` loaded the same target:
+    /// its GPUs' energy is theirs too, so the step is not complete, and this
+    /// is the first thing said about it.
+    pub fn with_shared(mut self, shared_with: &[String]) -> Self {
+        if !shared_with.is_empty() {
+            self.gaps.insert(
+                0,
+                Gap {
+                    reason: GapReason::SharedGpus,
+                    message: shared_message(shared_with),
+                },
+            );
+            self.complete = false;
+        }
+        self
+    }
+
     pub fn with_workers(mut self, workers: Option<WorkerCoverage>) -> Self {
         if let Some(gap) = workers.and_then(|w| w.gap()) {
             self.gaps.push(gap);
@@ -191,6 +212,15 @@ impl Coverage {
         }
         self
     }
+}
+
+/// Why a run that shared its target with `runs` has no energy figures.
+pub fn shared_message(runs: &[String]) -> String {
+    format!(
+        "{} {} loaded the same target while this run measured: the GPUs' energy is theirs too (and the latencies carry their load), so energy and efficiency figures are left out of the status",
+        if runs.len() == 1 { "run" } else { "runs" },
+        runs.join(", ")
+    )
 }
 
 /// One attributed GPU, as coverage sees it.

@@ -141,6 +141,17 @@ pub struct EndpointReport {
     pub reachable: bool,
 }
 
+/// Marks every step's energy as shared with the runs `shared_with` (see
+/// [`Coverage::with_shared`]): the status leaves its efficiency figures out,
+/// and the results say why beside what was measured.
+pub fn mark_shared(steps: &mut [StepDetail], shared_with: &[String]) {
+    for step in steps {
+        if let Some(c) = step.coverage.take() {
+            step.coverage = Some(c.with_shared(shared_with));
+        }
+    }
+}
+
 impl StepDetail {
     /// The status summary of this step.
     pub fn summary(&self) -> Summary {

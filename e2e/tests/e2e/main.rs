@@ -8,6 +8,7 @@ mod fidelity;
 mod hostile;
 mod namespaced;
 mod operator;
+mod queue;
 mod runs;
 mod simulators;
 mod tenancy;

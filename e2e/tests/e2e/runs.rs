@@ -13,7 +13,7 @@ use crate::common::{
     phase_is, pod_of, run, summary_json, wait_requests_done,
 };
 
-const SHORT_OUTPUT: &str =
+pub(crate) const SHORT_OUTPUT: &str =
     "\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 8}}}";
 
 fn failed_message(r: &BenchmarkRun) -> String {
@@ -309,7 +309,7 @@ async fn results_pulled_before_an_operator_restart_are_kept_by_the_next_one() {
 
 /// Deletes the operator's controller pod (its Deployment starts another,
 /// which takes the lease over).
-async fn delete_controller(client: &kube::Client) {
+pub(crate) async fn delete_controller(client: &kube::Client) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
     pods.delete_collection(
         &DeleteParams::default(),
@@ -417,29 +417,7 @@ async fn a_deleted_run_stops_being_measured_within_ten_seconds() {
 
 /// `benchrun_active_measurements` of the controller that holds the lease.
 async fn active_measurements(client: &kube::Client) -> u64 {
-    use k8s_openapi::api::coordination::v1::Lease;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
-    let lease = leases.get("benchrun-controller").await.unwrap();
-    let holder = lease.spec.and_then(|s| s.holder_identity).unwrap();
-    let pod = Api::<Pod>::namespaced(client.clone(), OPERATOR_NS)
-        .get(&holder)
-        .await
-        .unwrap();
-    let ip = pod.status.and_then(|s| s.pod_ip).unwrap();
-    let http = benchrun::net::client::http_client(1);
-    let resp = http
-        .get(format!("http://{ip}:8081/metrics").parse().unwrap())
-        .await
-        .unwrap();
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let text = String::from_utf8_lossy(&body);
-    text.lines()
-        .find_map(|l| l.strip_prefix("benchrun_active_measurements "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no benchrun_active_measurements in {text}"))
+    crate::common::controller_metric(client, "benchrun_active_measurements").await as u64
 }
 
 /// Short runs back to back, one and two workers: every one ends `Succeeded`
@@ -509,7 +487,7 @@ async fn assert_results(ns: &TestNamespace, r: &BenchmarkRun, requests: u64) {
 
 /// A fresh namespace, with the simulator (TTFT 10 ms, ITL 2 ms)
 /// on `sim_port` when given.
-async fn setup(prefix: &str, sim_port: Option<i32>) -> TestNamespace {
+pub(crate) async fn setup(prefix: &str, sim_port: Option<i32>) -> TestNamespace {
     let client = client().await;
     let ns = TestNamespace::create(&client, prefix).await.unwrap();
     if let Some(port) = sim_port {
@@ -519,7 +497,7 @@ async fn setup(prefix: &str, sim_port: Option<i32>) -> TestNamespace {
 }
 
 /// Waits until the run ends and asserts it Succeeded (else shows why it failed).
-async fn wait_succeeded(runs: &Api<BenchmarkRun>, name: &str) -> BenchmarkRun {
+pub(crate) async fn wait_succeeded(runs: &Api<BenchmarkRun>, name: &str) -> BenchmarkRun {
     let ended =
         |r: Option<&BenchmarkRun>| matches!(phase(r).as_deref(), Some("Succeeded" | "Failed"));
     let done = wait_for(runs, name, "the run to end", LONG, ended)

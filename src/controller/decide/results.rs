@@ -74,6 +74,9 @@ pub(super) fn apply_results(
     generation: Option<i64>,
     t: &Time,
 ) {
+    let mut steps = steps.to_vec();
+    crate::results::mark_shared(&mut steps, &status.shared_with);
+    let steps = steps.as_slice();
     let Some(last) = steps.last() else {
         return;
     };
@@ -112,7 +115,12 @@ pub(super) fn apply_results(
     if steps.len() > 1 {
         status.steps = judged;
     }
-    let (valid, reason, message) = measurement_valid(steps);
+    let (valid, reason, message) = if status.shared_with.is_empty() {
+        measurement_valid(steps)
+    } else {
+        let message = crate::results::coverage::shared_message(&status.shared_with);
+        (false, GapReason::SharedGpus.as_str(), message)
+    };
     cond::set(
         &mut status.conditions,
         MEASUREMENT_VALID,

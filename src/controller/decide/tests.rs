@@ -45,6 +45,7 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
         ended: None,
         foreign_results: None,
         pods_not_permitted: None,
+        peers: Vec::new(),
     }
 }
 
@@ -840,4 +841,175 @@ fn a_deleted_or_failed_job_keeps_what_its_workers_measured() {
             .message;
         assert!(message.contains("did not arrive"), "{message}");
     }
+}
+
+/// Another run on the same target (`http://vllm:8000`, in or out of progress).
+fn peer(name: &str, created: i64, active: bool) -> Peer {
+    Peer {
+        name: format!("llm/{name}"),
+        uid: format!("u-{name}"),
+        created: Some(at(created)),
+        policy: crate::api::ConcurrencyPolicy::Queue,
+        started: active.then(|| at(created)),
+        ended: None,
+        waiting: !active,
+        keys: ["endpoint vllm:8000".to_string()].into(),
+    }
+}
+
+fn created(mut r: BenchmarkRun, s: i64) -> BenchmarkRun {
+    r.metadata.creation_timestamp = Some(Time(at(s)));
+    r
+}
+
+#[test]
+fn a_run_on_a_busy_target_waits_queued_and_starts_once_it_is_free() {
+    let r = created(run(), 10);
+    let mut obs = observed(None, resolved());
+    obs.peers = vec![peer("first", 0, true), peer("second", 5, false)];
+    let d = decide(&r, &obs, at(10));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.phase, Some(Phase::Queued));
+    assert_eq!(d.status.queue_position, Some(2));
+    assert_eq!(
+        d.status.start_time, None,
+        "the timeout does not run while queued"
+    );
+    assert_eq!(d.status.target_endpoints, ["vllm:8000"]);
+    assert_eq!(condition(&d, QUEUED), ("True", "WaitingForTarget"));
+    let msg = &conditions::get(&d.status.conditions, QUEUED)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("llm/first") && msg.contains("place 2"),
+        "{msg}"
+    );
+    assert_eq!(d.requeue_after, Some(QUEUE_POLL));
+    assert_eq!(d.transition.as_ref().unwrap().reason, "Queued");
+    // The first ends; the second goes: this run is next.
+    let r = advance(r, &d);
+    obs.peers = vec![peer("second", 5, true)];
+    let d = decide(&r, &obs, at(20));
+    assert_eq!(d.status.queue_position, Some(1));
+    assert!(d.transition.is_none(), "still queued: no new event");
+    // Both ended: it starts, and says the queue is behind it.
+    let r = advance(r, &d);
+    obs.peers = vec![];
+    let d = decide(&r, &obs, at(30));
+    assert_eq!(
+        d.actions,
+        vec![Action::CreateJob(vec!["http://vllm:8000".into()])]
+    );
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    assert_eq!(d.status.queue_position, None);
+    assert_eq!(d.status.start_time, Some(Time(at(30))));
+    assert_eq!(condition(&d, QUEUED), ("False", "TargetFree"));
+    assert!(d.status.shared_with.is_empty());
+    // A queued run can be cancelled: nothing was launched.
+    let mut r2 = advance(
+        created(run(), 10),
+        &decide(&created(run(), 10), &observed(None, resolved()), at(10)),
+    );
+    r2.spec.cancel = true;
+    let mut obs = observed(None, resolved());
+    obs.peers = vec![peer("first", 0, true)];
+    let d = decide(&r2, &obs, at(40));
+    assert_eq!(d.status.phase, Some(Phase::Cancelled));
+    assert!(d.actions.iter().all(|a| !matches!(a, Action::CreateJob(_))));
+}
+
+#[test]
+fn runs_that_share_a_target_withhold_their_energy_and_say_with_whom() {
+    use crate::results::{Coverage, StepDetail};
+    use crate::telemetry::efficiency::Efficiency;
+    let mut r = created(run(), 10);
+    r.spec.concurrency_policy = crate::api::ConcurrencyPolicy::Allow;
+    let mut obs = observed(None, resolved());
+    obs.peers = vec![peer("first", 0, true)];
+    // Allowed: it starts beside the run in progress and records it.
+    let d = decide(&r, &obs, at(10));
+    assert!(matches!(d.actions.as_slice(), [Action::CreateJob(_)]));
+    assert_eq!(d.status.shared_with, ["llm/first"]);
+    // A run in progress records a run that started beside it later.
+    let alone = advance(
+        created(run(), 0),
+        &decide(&created(run(), 0), &observed(None, resolved()), at(0)),
+    );
+    let running = Some(job(json!({"active": 1, "ready": 1})));
+    let mut obs = observed(running.clone(), Target::NotNeeded);
+    obs.peers = vec![peer("allowed", 10, true)];
+    let d = decide(&alone, &obs, at(12));
+    assert_eq!(d.status.shared_with, ["llm/allowed"]);
+    // Kept once the other has ended.
+    let alone = advance(alone, &d);
+    let d = decide(&alone, &observed(running, Target::NotNeeded), at(20));
+    assert_eq!(d.status.shared_with, ["llm/allowed"]);
+    // At the end: the energy was measured, and complete on its own, but the
+    // status leaves it out and says why.
+    let alone = advance(alone, &d);
+    let step = StepDetail {
+        coverage: Some(Coverage {
+            gpus: 1,
+            gpus_with_energy: 1,
+            fraction: 1.0,
+            complete: true,
+            ..Default::default()
+        }),
+        efficiency: Some(Efficiency {
+            gpu_count: 1,
+            gpus_with_energy: 1,
+            total_gpu_power_w: 300.0,
+            total_gpu_energy_j: 9000.0,
+            output_tokens_per_joule: Some(2.0),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let mut obs = observed(Some(done), Target::NotNeeded);
+    obs.session = Some(session_done(vec![step.clone()]));
+    let d = decide(&alone, &obs, at(30));
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert_eq!(condition(&d, MEASUREMENT_VALID), ("False", "SharedGpus"));
+    let msg = &conditions::get(&d.status.conditions, MEASUREMENT_VALID)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("llm/allowed") && msg.contains("left out"),
+        "{msg}"
+    );
+    let summary = d.status.summary.unwrap();
+    assert_eq!(summary.total_gpu_energy_j, None);
+    assert_eq!(summary.output_tokens_per_joule, None);
+    assert_eq!(summary.total_gpu_power_w, None);
+    // The same step alone publishes its energy: the withholding is the sharing's.
+    let mut clean = alone.clone();
+    clean.status.as_mut().unwrap().shared_with.clear();
+    let d = decide(&clean, &obs, at(30));
+    assert_eq!(d.status.summary.unwrap().total_gpu_energy_j, Some(9000.0));
+}
+
+#[test]
+fn a_queued_run_held_by_what_it_recorded_looks_nothing_up_and_stays() {
+    let r = created(run(), 10);
+    let mut obs = observed(None, resolved());
+    obs.peers = vec![peer("first", 0, true)];
+    let queued = advance(r, &decide(&created(run(), 10), &obs, at(10)));
+    // Held: the controller did not resolve the target again.
+    obs.target = Target::Held;
+    let d = decide(&queued, &obs, at(12));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.status.phase, Some(Phase::Queued));
+    assert_eq!(d.status.target_endpoints, ["vllm:8000"]);
+    assert_eq!(d.requeue_after, Some(QUEUE_POLL));
+    assert_eq!(
+        d.status,
+        queued.status.clone().unwrap(),
+        "nothing new to write"
+    );
+    // The target came free in between: looked at again at once, resolved.
+    obs.peers.clear();
+    let d = decide(&queued, &obs, at(13));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.requeue_after, Some(Duration::ZERO));
 }

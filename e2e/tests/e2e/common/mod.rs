@@ -315,6 +315,11 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
 }
 
 pub async fn get_json(url: &str) -> serde_json::Value {
+    serde_json::from_str(&get_text(url).await).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// The body of `GET url`, as text.
+pub async fn get_text(url: &str) -> String {
     let client = benchrun::net::client::http_client(1);
     let resp = client
         .get(url.parse().unwrap())
@@ -323,7 +328,7 @@ pub async fn get_json(url: &str) -> serde_json::Value {
     let body = http_body_util::BodyExt::collect(resp.into_body())
         .await
         .unwrap();
-    serde_json::from_slice(&body.to_bytes()).unwrap_or_else(|e| panic!("{url}: {e}"))
+    String::from_utf8_lossy(&body.to_bytes()).into_owned()
 }
 
 /// The run's `summary.json`.
@@ -378,4 +383,24 @@ pub async fn gpu_truth(client: &kube::Client, node: &str) -> Vec<serde_json::Val
         .unwrap_or_else(|| panic!("no GPU simulator on {node}"));
     let truth = get_json(&format!("http://{}:9400/sim/truth", ip(&dcgm))).await;
     truth["gpus"].as_array().cloned().unwrap_or_default()
+}
+
+/// The value of the series `series` (name and labels, as exposed) on the
+/// `/metrics` of the controller that holds the lease; 0 when it is absent
+/// (a counter not yet incremented).
+pub async fn controller_metric(client: &kube::Client, series: &str) -> f64 {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), OPERATOR_NS);
+    let lease = leases.get("benchrun-controller").await.unwrap();
+    let holder = lease.spec.and_then(|s| s.holder_identity).unwrap();
+    let pod = kube::Api::<Pod>::namespaced(client.clone(), OPERATOR_NS)
+        .get(&holder)
+        .await
+        .unwrap();
+    let ip = pod.status.and_then(|s| s.pod_ip).unwrap();
+    let text = get_text(&format!("http://{ip}:8081/metrics")).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }

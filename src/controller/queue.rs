@@ -1,0 +1,516 @@
+//! One run per target at a time: which runs load the same thing, and where a
+//! run stands in the queue for it. Pure.
+//!
+//! Two runs that load the same inference server at once measure each other:
+//! each one's latencies carry the other's load, and each counts the same GPUs'
+//! energy as its own. So a run whose target overlaps that of a run in
+//! progress waits (`Queued`) until that run ends, in the order the runs were
+//! created (`spec.concurrencyPolicy: Queue`, the default). A run with
+//! `Allow` starts at once; it and every run it overlaps record the overlap
+//! (`status.sharedWith`), and their energy and efficiency figures are withheld.
+//!
+//! The queue is derived from the runs alone (their specs and statuses, as the
+//! controller's watch holds them), never kept in memory: a new controller
+//! finds the same order.
+//!
+//! What "the same target" means, as keys two runs share:
+//! - `service NS/NAME`: a `serviceRef`, or a URL whose host is a Service's
+//!   cluster name (`NAME.NS.svc`, with or without `.cluster.local`);
+//! - `endpoint HOST:PORT`: each address the run sends to (the ready pods a
+//!   Service resolved to, or the URL's host and port), so two Services in
+//!   front of the same pods, or a Service and a URL naming one of its pods,
+//!   overlap. Loopback addresses are not keys: each pod has its own.
+//!
+//! GPUs shared by different pods (time-slicing, MPS) are not known before a run
+//! starts; that is a limit of this check, said in the docs.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::{self, BenchmarkRun, ConcurrencyPolicy, Phase};
+
+/// At most this many runs are named in `status.sharedWith`.
+pub const SHARED_NAMES: usize = 8;
+
+/// Another run, as the queue sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peer {
+    /// `namespace/name`.
+    pub name: String,
+    pub uid: String,
+    pub created: Option<Timestamp>,
+    pub policy: ConcurrencyPolicy,
+    /// When it was launched (its Job made), if it was.
+    pub started: Option<Timestamp>,
+    /// When it ended, if it has.
+    pub ended: Option<Timestamp>,
+    /// Not launched, and waiting to be (not ended, cancelled or being deleted).
+    pub waiting: bool,
+    pub keys: BTreeSet<String>,
+}
+
+impl Peer {
+    /// The run as a peer.
+    pub fn of(run: &BenchmarkRun) -> Peer {
+        let status = run.status.as_ref();
+        let endpoints = status.map(|s| s.target_endpoints.as_slice()).unwrap_or(&[]);
+        let started = status.and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+        let final_phase = status.and_then(|s| s.phase).is_some_and(Phase::is_final);
+        // A run that ended without a completion time ended, as far as
+        // overlap goes, when it was launched.
+        let ended = final_phase.then(|| {
+            status
+                .and_then(|s| s.completion_time.as_ref())
+                .map(|t| t.0)
+                .or(started)
+                .unwrap_or(Timestamp::UNIX_EPOCH)
+        });
+        Peer {
+            started,
+            ended,
+            waiting: started.is_none()
+                && !final_phase
+                && !run.spec.cancel
+                && run.metadata.deletion_timestamp.is_none(),
+            ..Peer::me(run, endpoints)
+        }
+    }
+
+    /// Launched and not ended: it holds its target.
+    fn active(&self) -> bool {
+        self.started.is_some() && self.ended.is_none()
+    }
+
+    /// The run itself, sending to `endpoints` (URLs or `host:port`s), as not
+    /// yet launched.
+    pub fn me(run: &BenchmarkRun, endpoints: &[String]) -> Peer {
+        let ns = run.namespace().unwrap_or_default();
+        Peer {
+            name: format!("{ns}/{}", run.name_any()),
+            uid: run.uid().unwrap_or_default(),
+            created: run.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            policy: run.spec.concurrency_policy,
+            started: None,
+            ended: None,
+            waiting: true,
+            keys: keys(&ns, &run.spec.target, endpoints),
+        }
+    }
+
+    /// Created before `other` (the name breaks ties: creation times have
+    /// one-second resolution).
+    fn before(&self, other: &Peer) -> bool {
+        (self.created, &self.name) < (other.created, &other.name)
+    }
+}
+
+/// The keys of what a run in `ns` with `target` loads; `endpoints` are
+/// the URLs it resolved to, or the `host:port`s its status recorded.
+pub fn keys(ns: &str, target: &api::Target, endpoints: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Some(s) = &target.service_ref {
+        out.insert(format!("service {ns}/{}", s.name));
+    }
+    let urls = target.url.iter().chain(endpoints);
+    for hp in urls.filter_map(|u| host_port(u)) {
+        if let Some(service) = service_of_host(&hp) {
+            out.insert(service);
+        }
+        if !loopback(&hp) {
+            out.insert(format!("endpoint {hp}"));
+        }
+    }
+    out
+}
+
+/// The `host:port` each URL sends to, to record in the status (no scheme,
+/// path or credentials), sorted and without repeats.
+pub fn endpoints(urls: &[String]) -> Vec<String> {
+    let set: BTreeSet<String> = urls.iter().filter_map(|u| host_port(u)).collect();
+    set.into_iter().collect()
+}
+
+/// `host:port` of a URL (the scheme's port when none is written), lowercased;
+/// a bare `host:port` (as the status records them) is returned as it is.
+fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
+        None => (None, url),
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?.to_ascii_lowercase();
+    if authority.is_empty() {
+        return None;
+    }
+    // The port is what follows the last colon outside brackets.
+    let has_port = match authority.rfind(']') {
+        Some(close) => authority[close..].contains(':'),
+        None => authority.contains(':'),
+    };
+    if has_port {
+        return Some(authority);
+    }
+    let port = match scheme.as_deref() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    Some(format!("{authority}:{port}"))
+}
+
+/// `service NS/NAME` for a host that is a Service's cluster DNS name.
+fn service_of_host(hp: &str) -> Option<String> {
+    let host = hp.rsplit_once(':').map_or(hp, |(h, _)| h);
+    let host = host.trim_end_matches('.');
+    let host = host.strip_suffix(".cluster.local").unwrap_or(host);
+    let rest = host.strip_suffix(".svc")?;
+    let (name, ns) = rest.split_once('.')?;
+    (!name.is_empty() && !ns.is_empty() && !ns.contains('.'))
+        .then(|| format!("service {ns}/{name}"))
+}
+
+fn loopback(hp: &str) -> bool {
+    let host = hp.rsplit_once(':').map_or(hp, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Place {
+    /// It may start. `shared_with` names the runs in progress on the same
+    /// target that it starts beside (only with `Allow`, or beside one that
+    /// was allowed).
+    Go { shared_with: Vec<String> },
+    /// It waits: for `waits_for` (the run in progress, or the one ahead of
+    /// it), at `position` (1: next to start).
+    Wait { waits_for: String, position: usize },
+}
+
+/// Where `me` stands among `peers` (every other run the controller sees).
+pub fn place(me: &Peer, peers: &[Peer]) -> Place {
+    let overlapping: Vec<&Peer> = peers
+        .iter()
+        .filter(|p| p.uid != me.uid && !p.keys.is_disjoint(&me.keys))
+        .collect();
+    let holders: Vec<&Peer> = overlapping.iter().copied().filter(|p| p.active()).collect();
+    if me.policy == ConcurrencyPolicy::Allow {
+        return Place::Go {
+            shared_with: names(me, &holders),
+        };
+    }
+    // Earlier runs still waiting go first, so no run is passed over forever.
+    let mut ahead: Vec<&Peer> = overlapping
+        .iter()
+        .copied()
+        .filter(|p| p.waiting && p.policy == ConcurrencyPolicy::Queue && p.before(me))
+        .collect();
+    ahead.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    let waits_for = holders.first().or(ahead.first());
+    match waits_for {
+        None => Place::Go {
+            shared_with: Vec::new(),
+        },
+        Some(p) => Place::Wait {
+            waits_for: shown(me, p),
+            position: ahead.len() + 1,
+        },
+    }
+}
+
+/// The runs on `me`'s target that were in progress at some time since `me`
+/// started (`me` is in progress): the ones it shares its target with. Runs
+/// that have ended count too, so a short run beside a long one is seen
+/// even when it began and ended between two looks; one that ended by the
+/// time `me` started does not (a queued run starts after the one before it
+/// has ended).
+pub fn sharing(me: &Peer, peers: &[Peer]) -> Vec<String> {
+    let Some(since) = me.started else {
+        return Vec::new();
+    };
+    let beside: Vec<&Peer> = peers
+        .iter()
+        .filter(|p| p.uid != me.uid && !p.keys.is_disjoint(&me.keys))
+        .filter(|p| p.started.is_some() && p.ended.is_none_or(|end| end > since))
+        .collect();
+    names(me, &beside)
+}
+
+/// `recorded` and `new`, sorted, without repeats, at most [`SHARED_NAMES`].
+pub fn merge_shared(recorded: &[String], new: &[String]) -> Vec<String> {
+    let all: BTreeSet<&String> = recorded.iter().chain(new).collect();
+    all.into_iter().take(SHARED_NAMES).cloned().collect()
+}
+
+/// How `me` may name `peer`: by `namespace/name` in its own namespace; a run
+/// in another namespace only as that (a tenant learns no other tenant's names).
+fn shown(me: &Peer, peer: &Peer) -> String {
+    let ns = |name: &str| name.split_once('/').map(|(n, _)| n.to_string());
+    if ns(&me.name) == ns(&peer.name) {
+        peer.name.clone()
+    } else {
+        ANOTHER_NAMESPACE.to_string()
+    }
+}
+
+/// How a run in another namespace is named.
+pub const ANOTHER_NAMESPACE: &str = "a run in another namespace";
+
+fn names(me: &Peer, peers: &[&Peer]) -> Vec<String> {
+    let mut out: Vec<String> = peers.iter().map(|p| shown(me, p)).collect();
+    out.sort();
+    out.dedup();
+    out.truncate(SHARED_NAMES);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: Option<&str>, service: Option<&str>) -> api::Target {
+        serde_json::from_value(serde_json::json!({
+            "url": url,
+            "serviceRef": service.map(|s| serde_json::json!({"name": s})),
+            "model": "m",
+        }))
+        .unwrap()
+    }
+
+    fn set(keys: &[&str]) -> BTreeSet<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn a_target_is_its_service_and_the_addresses_it_sends_to() {
+        let svc = target(None, Some("vllm"));
+        let urls = [
+            "http://10.0.0.2:8000".to_string(),
+            "http://10.0.0.1:8000".into(),
+        ];
+        assert_eq!(
+            keys("llm", &svc, &urls),
+            set(&[
+                "endpoint 10.0.0.1:8000",
+                "endpoint 10.0.0.2:8000",
+                "service llm/vllm"
+            ])
+        );
+        // The status records host:port; the keys are the same from them.
+        assert_eq!(
+            keys("llm", &svc, &endpoints(&urls)),
+            keys("llm", &svc, &urls)
+        );
+        assert_eq!(endpoints(&urls), ["10.0.0.1:8000", "10.0.0.2:8000"]);
+        // A URL: its host and port (the scheme's by default), lowercased,
+        // without credentials or path; a Service's DNS name is that Service.
+        let url = target(Some("https://user:pw@VLLM.llm.svc.cluster.local/v1"), None);
+        assert_eq!(
+            keys("other", &url, &[]),
+            set(&[
+                "endpoint vllm.llm.svc.cluster.local:443",
+                "service llm/vllm"
+            ])
+        );
+        let url = target(Some("http://vllm.llm.svc:8000"), None);
+        assert!(keys("x", &url, &[]).contains("service llm/vllm"));
+        let url = target(Some("http://[fd00::1]:8000/"), None);
+        assert_eq!(keys("x", &url, &[]), set(&["endpoint [fd00::1]:8000"]));
+        // Loopback is each pod's own: no key.
+        for u in [
+            "http://127.0.0.1:9",
+            "http://localhost:8000",
+            "http://[::1]:80",
+        ] {
+            assert!(keys("x", &target(Some(u), None), &[]).is_empty(), "{u}");
+        }
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    /// A run created at `created`; `active`: launched then, not ended.
+    fn peer(name: &str, created: i64, active: bool, keys: &[&str]) -> Peer {
+        Peer {
+            name: name.into(),
+            uid: name.into(),
+            created: Some(at(created)),
+            policy: ConcurrencyPolicy::Queue,
+            started: active.then(|| at(created)),
+            ended: None,
+            waiting: !active,
+            keys: set(keys),
+        }
+    }
+
+    fn started(p: &Peer, s: i64) -> Peer {
+        Peer {
+            started: Some(at(s)),
+            waiting: false,
+            ..p.clone()
+        }
+    }
+
+    #[test]
+    fn a_run_waits_for_the_run_in_progress_and_those_queued_before_it() {
+        let running = peer("ns/a", 0, true, &["service ns/vllm"]);
+        let queued = peer(
+            "ns/b",
+            1,
+            false,
+            &["service ns/vllm", "endpoint 10.0.0.1:80"],
+        );
+        let me = peer("ns/c", 2, false, &["endpoint 10.0.0.1:80"]);
+        let elsewhere = peer("ns/d", 0, true, &["service ns/other"]);
+        let peers = [
+            running.clone(),
+            queued.clone(),
+            me.clone(),
+            elsewhere.clone(),
+        ];
+        // b overlaps a by the Service: it waits for a, first in the queue.
+        assert_eq!(
+            place(&queued, &peers),
+            Place::Wait {
+                waits_for: "ns/a".into(),
+                position: 1
+            }
+        );
+        // c overlaps only b (by an address): it waits behind b.
+        assert_eq!(
+            place(&me, &peers),
+            Place::Wait {
+                waits_for: "ns/b".into(),
+                position: 2
+            }
+        );
+        // a ends: b goes; c now waits for b, which is in progress.
+        let b_started = started(&queued, 3);
+        let peers = [b_started.clone(), me.clone(), elsewhere.clone()];
+        assert_eq!(
+            place(&b_started, &[me.clone(), elsewhere.clone()]),
+            Place::Go {
+                shared_with: vec![]
+            }
+        );
+        assert_eq!(
+            place(&me, &peers),
+            Place::Wait {
+                waits_for: "ns/b".into(),
+                position: 1
+            }
+        );
+        // A run on another target never waits.
+        assert_eq!(
+            place(&elsewhere, &[running, queued, me]),
+            Place::Go {
+                shared_with: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn the_order_is_the_runs_creation_then_their_names() {
+        // Created in the same second: the name decides, the same way for both.
+        let x = peer("ns/x", 5, false, &["service ns/vllm"]);
+        let y = peer("ns/y", 5, false, &["service ns/vllm"]);
+        let both = [x.clone(), y.clone()];
+        assert_eq!(
+            place(&x, &both),
+            Place::Go {
+                shared_with: vec![]
+            }
+        );
+        // y is second in the queue: x, waiting too, is first.
+        assert!(matches!(place(&y, &both), Place::Wait { position: 2, .. }));
+        // An older run that allows overlap is not queued ahead of anyone.
+        let allow = Peer {
+            policy: ConcurrencyPolicy::Allow,
+            ..peer("ns/a", 0, false, &["service ns/vllm"])
+        };
+        assert_eq!(
+            place(&x, &[allow, y]),
+            Place::Go {
+                shared_with: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn a_run_that_allows_overlap_starts_and_names_whom_it_shares_with() {
+        let running = peer("ns/a", 0, true, &["service ns/vllm"]);
+        let waiting = peer("ns/b", 1, false, &["service ns/vllm"]);
+        let me = Peer {
+            policy: ConcurrencyPolicy::Allow,
+            ..peer("ns/c", 2, false, &["service ns/vllm"])
+        };
+        let peers = [running.clone(), waiting.clone()];
+        assert_eq!(
+            place(&me, &peers),
+            Place::Go {
+                shared_with: vec!["ns/a".into()]
+            }
+        );
+        // Once it runs, the run it overlaps sees it too; the waiting one
+        // shares nothing yet.
+        let me_running = started(&me, 2);
+        assert_eq!(
+            sharing(&running, &[me_running.clone(), waiting.clone()]),
+            ["ns/c"]
+        );
+        assert!(sharing(&running, std::slice::from_ref(&waiting)).is_empty());
+        // Seen after it ended too, when it ended after `running` started;
+        // not when it had ended before.
+        let ended = |end: i64| Peer {
+            ended: Some(at(end)),
+            ..me_running.clone()
+        };
+        assert_eq!(sharing(&running, &[ended(4)]), ["ns/c"]);
+        let later = started(&running, 4);
+        assert!(sharing(&later, &[ended(4)]).is_empty());
+        // A queued run waits for a run in progress that allowed overlap.
+        assert!(matches!(
+            place(&waiting, &[me_running]),
+            Place::Wait { waits_for, .. } if waits_for == "ns/c"
+        ));
+    }
+
+    #[test]
+    fn runs_in_other_namespaces_are_not_named() {
+        let theirs = peer("team-b/secret-project", 0, true, &["service llm/vllm"]);
+        let mine = peer("team-a/r", 1, false, &["service llm/vllm"]);
+        assert_eq!(
+            place(&mine, std::slice::from_ref(&theirs)),
+            Place::Wait {
+                waits_for: ANOTHER_NAMESPACE.into(),
+                position: 1
+            }
+        );
+        let allowed = Peer {
+            policy: ConcurrencyPolicy::Allow,
+            ..mine
+        };
+        assert_eq!(
+            place(&allowed, &[theirs]),
+            Place::Go {
+                shared_with: vec![ANOTHER_NAMESPACE.into()]
+            }
+        );
+    }
+
+    #[test]
+    fn what_was_shared_is_kept_and_bounded() {
+        let recorded = vec!["ns/b".to_string()];
+        assert_eq!(
+            merge_shared(&recorded, &["ns/a".into(), "ns/b".into()]),
+            ["ns/a", "ns/b"]
+        );
+        let many: Vec<String> = (0..20).map(|i| format!("ns/r{i:02}")).collect();
+        assert_eq!(merge_shared(&recorded, &many).len(), SHARED_NAMES);
+    }
+}
