@@ -27,7 +27,7 @@ cluster_up() {
   "$e2e" up --dir "$dir" --tools "$TOOLS_BIN" \
     --image "benchrun=$BENCHRUN_BIN" \
     --image "llm-d-inference-sim=$TOOLS_BIN/llm-d-inference-sim" \
-    ${CLUSTER_KEEP_DIR:+--keep-dir} >"$dir.log" 2>&1 &
+    ${CLUSTER_KEEP_DIR:+--keep-dir} ${CLUSTER_UP_ARGS:-} >"$dir.log" 2>&1 &
   CLUSTER_PID=$!
   # Wait on the fixture's own signal that the cluster is up (or on its death).
   until [ -f "$dir/ready" ]; do
@@ -50,7 +50,7 @@ cluster_up() {
     --set simulators.dcgm.enabled=true \
     --set 'loadgen.allowedImages={registry.invalid/*}' --set loadgen.networkPolicy=true \
     --set simulators.dcgm.updateInterval=20ms --set 'simulators.dcgm.extraArgs={--tick=20ms}' \
-    --wait --timeout 3m
+    ${CLUSTER_HELM_ARGS:-} --wait --timeout "${CLUSTER_HELM_TIMEOUT:-3m}"
 }
 
 cluster_down() {

@@ -56,7 +56,9 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 impl ControlPlane {
     /// Starts every component under `dir` and waits until the controllers work.
-    pub async fn start(dir: &Path, tools: &Tools) -> Result<Self> {
+    /// `apiserver_args` are added to kube-apiserver's command line (the
+    /// scale benchmark's audit log).
+    pub async fn start(dir: &Path, tools: &Tools, apiserver_args: &[String]) -> Result<Self> {
         std::fs::create_dir_all(dir.join("logs"))?;
         let pki = Pki::create(dir)?;
         let files = pki.control_plane_files()?;
@@ -123,7 +125,8 @@ impl ControlPlane {
             // No kube-proxy here; the `kubernetes` Service's endpoints would only
             // hold a loopback address the EndpointSlice API rejects.
             .args(["--endpoint-reconciler-type", "none"])
-            .args(["--allow-privileged=true", "--profiling=false", "--v", "1"]);
+            .args(["--allow-privileged=true", "--profiling=false", "--v", "1"])
+            .args(apiserver_args);
         procs.push(Proc::spawn(
             "kube-apiserver",
             api,

@@ -56,6 +56,10 @@ struct Up {
     /// repository segment is NAME runs PATH.
     #[arg(long = "image", value_parser = parse_image)]
     images: Vec<(String, PathBuf)>,
+    /// An extra kube-apiserver flag (repeatable), e.g.
+    /// `--apiserver-arg=--audit-log-path=FILE` for bench/scale.sh.
+    #[arg(long = "apiserver-arg", allow_hyphen_values = true)]
+    apiserver_args: Vec<String>,
     /// Keep the folder (logs, etcd data) after stopping.
     #[arg(long)]
     keep_dir: bool,
@@ -98,7 +102,7 @@ async fn run(up: Up) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
 
-    let mut cp = ControlPlane::start(&dir, &tools)
+    let mut cp = ControlPlane::start(&dir, &tools, &up.apiserver_args)
         .await
         .context("starting the control plane")?;
     let nodes = (0..up.gpu_nodes)
