@@ -25,6 +25,13 @@ pub struct Context {
     pub policy: Arc<Policy>,
     /// The pod watches of every run's discovery.
     pub watches: Arc<crate::discovery::watches::PodWatches>,
+    /// The caches of the runs' Jobs (one per watched namespace, or one for
+    /// all), fed by the same watches that start reconciles on Job events.
+    pub jobs:
+        std::sync::OnceLock<Vec<kube::runtime::reflector::Store<k8s_openapi::api::batch::v1::Job>>>,
+    /// When each run's status (by UID) was last written, for the throttle
+    /// of progress-only writes.
+    pub status_written: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// The controllers' caches of the runs (one per watched namespace, or
     /// one for all), set once they are made: the queue reads them.
     pub runs: std::sync::OnceLock<Vec<RunStore>>,
@@ -60,6 +67,8 @@ impl Context {
             policy: Arc::new(policy),
             watches: Arc::new(watches),
             runs: std::sync::OnceLock::new(),
+            jobs: std::sync::OnceLock::new(),
+            status_written: Default::default(),
         }
     }
 }

@@ -563,6 +563,20 @@ fn queued(
     }
 }
 
+/// Whether `new` differs from `old` only in the live progress (requests
+/// done, throughput) and endpoint counts: such a write can wait for the
+/// run's next progress write ([`PROGRESS`]) without anything being lost.
+pub fn progress_only(old: &BenchmarkRunStatus, new: &BenchmarkRunStatus) -> bool {
+    let mut same = old.clone();
+    same.progress = new.progress.clone();
+    same.endpoints = new.endpoints.clone();
+    same == *new
+}
+
+/// How often a run's status is written when only its progress changed,
+/// whatever starts its reconciles (Job and checkpoint events start many).
+pub const PROGRESS_WRITE: Duration = PROGRESS;
+
 /// `since` lies more than `grace` before `now`.
 fn older_than(since: Option<&Time>, now: Timestamp, grace: Duration) -> bool {
     since.is_some_and(|s| until(s.0, now) > grace)

@@ -122,6 +122,9 @@ pub struct Store {
     pub meta: kube::api::ObjectMeta,
     pub run_uid: String,
     pub field_manager: &'static str,
+    /// The pieces this store has written (and so the run owns): they are
+    /// not looked up again before the next write.
+    written: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Store {
@@ -141,6 +144,7 @@ impl Store {
             base,
             run_uid: run_uid.to_string(),
             field_manager,
+            written: Default::default(),
         }
     }
 
@@ -211,7 +215,9 @@ impl Store {
         let apply = PatchParams::apply(self.field_manager).force();
         for (i, piece) in pieces.into_iter().enumerate().rev() {
             let name = piece_name(&self.base, i);
-            if let Some(cm) = self.api.get_opt(&name).await.map_err(|e| e.to_string())?
+            let known = self.written.lock().is_ok_and(|w| w.contains(&name));
+            if !known
+                && let Some(cm) = self.api.get_opt(&name).await.map_err(|e| e.to_string())?
                 && !self.owns(&cm)
             {
                 return Err(format!(
@@ -237,6 +243,9 @@ impl Store {
                 .patch(&name, &apply, &Patch::Apply(&cm))
                 .await
                 .map_err(|e| format!("{name}: {e}"))?;
+            if let Ok(mut w) = self.written.lock() {
+                w.insert(name);
+            }
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::core::error_boundary::DeserializeGuard;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use tracing::{info, warn};
 
 pub use context::Context;
@@ -207,6 +207,9 @@ async fn reap(ctx: Arc<Context>, stores: Vec<context::RunStore>) {
             })
             .collect();
         let left = ctx.sessions.retain(|uid| alive.contains(uid));
+        if let Ok(mut written) = ctx.status_written.lock() {
+            written.retain(|uid, _| alive.contains(uid));
+        }
         ctx.metrics.set_measurements(left);
         ctx.metrics.set_watches(ctx.watches.expire_idle());
         tokio::time::sleep(REAP).await;
@@ -280,6 +283,7 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     };
     let owned = watcher::Config::default().labels(names::MANAGED_SELECTOR);
     let mut stores = Vec::new();
+    let mut job_stores = Vec::new();
     let mut controllers = Vec::new();
     for ns in &namespaces {
         info!(
@@ -287,8 +291,16 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
             "watching BenchmarkRuns"
         );
         let runs = api::<DeserializeGuard<BenchmarkRun>>(&client, ns.as_deref());
+        // The runs' Jobs: one watch both caches them (reconciles read the
+        // cache instead of a GET each) and starts the reconciles of their runs.
+        let (job_store, job_writer) = kube::runtime::reflector::store();
+        let jobs = watcher(api::<Job>(&client, ns.as_deref()), owned.clone())
+            .default_backoff()
+            .reflect(job_writer)
+            .touched_objects();
+        job_stores.push(job_store);
         let controller = Controller::new(runs, watcher::Config::default())
-            .owns(api::<Job>(&client, ns.as_deref()), owned.clone())
+            .owns_stream(jobs)
             .owns(api::<ConfigMap>(&client, ns.as_deref()), owned.clone());
         stores.push(controller.store());
         controllers.push(
@@ -302,8 +314,10 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
                 }),
         );
     }
-    // Set before any controller runs: the queue reads the runs from these.
+    // Set before any controller runs: the queue reads the runs from these,
+    // and every reconcile its run's Job.
     let _ = ctx.runs.set(stores.clone());
+    let _ = ctx.jobs.set(job_stores);
     tokio::spawn(reap(ctx.clone(), stores.clone()));
     let ready = health.clone();
     tokio::spawn(async move {

@@ -174,12 +174,11 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         let me = Peer::me(run, recorded.unwrap_or_default());
         matches!(queue::place(&me, &queue_peers), queue::Place::Wait { .. })
     };
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let job_name = names::job_name(run);
     let job = if held {
         None
     } else {
-        jobs.get_opt(&job_name).await?
+        job_of(ctx, ns, &job_name).await?
     };
     let failed = job
         .as_ref()
@@ -247,6 +246,24 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         pods_not_permitted: launching.then(|| ctx.settings.refuses(run)).flatten(),
         peers,
     })
+}
+
+/// The run's Job: from the controller's cache of the runs' Jobs, else (not
+/// there yet, or not the run's: a Job of that name without benchrun's
+/// label) from the API server.
+async fn job_of(ctx: &Context, ns: &str, name: &str) -> Result<Option<Job>, Error> {
+    let key = kube::runtime::reflector::ObjectRef::<Job>::new(name).within(ns);
+    if let Some(job) = ctx
+        .jobs
+        .get()
+        .into_iter()
+        .flatten()
+        .find_map(|s| s.get(&key))
+    {
+        return Ok(Some(Job::clone(&job)));
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(jobs.get_opt(name).await?)
 }
 
 /// The runs the controller's caches hold that have not ended, once every
@@ -500,8 +517,26 @@ async fn write_status(
     if run.status.as_ref() == Some(status) {
         return Ok(());
     }
+    let uid = run.uid().unwrap_or_default();
+    // Progress alone is written at most every PROGRESS_WRITE a run, however
+    // many events start its reconciles; the next progress look writes it.
+    let recent = |written: &std::collections::HashMap<String, Instant>| {
+        written
+            .get(&uid)
+            .is_some_and(|t| t.elapsed() < decide::PROGRESS_WRITE)
+    };
+    if let (Some(old), Ok(written)) = (run.status.as_ref(), ctx.status_written.lock())
+        && decide::progress_only(old, status)
+        && recent(&written)
+    {
+        return Ok(());
+    }
     let version = run.resource_version();
-    apply_status(ctx, ns, &run.name_any(), version.as_deref(), status).await
+    apply_status(ctx, ns, &run.name_any(), version.as_deref(), status).await?;
+    if let Ok(mut written) = ctx.status_written.lock() {
+        written.insert(uid, Instant::now());
+    }
+    Ok(())
 }
 
 async fn apply_status(

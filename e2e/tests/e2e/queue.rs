@@ -16,7 +16,9 @@ fn sim_run(name: &str, load: &str, extra: &str) -> BenchmarkRun {
     crate::common::run(name, &format!("{load}{SHORT_OUTPUT}"), extra)
 }
 
-const LONG_LOAD: &str = "\n    concurrency: 2\n    duration: 10s";
+/// Long enough that the first run still runs when its first progress
+/// (written every 5 s at most) shows it under way, and the second is made.
+const LONG_LOAD: &str = "\n    concurrency: 2\n    duration: 20s";
 const SHORT_LOAD: &str = "\n    concurrency: 2\n    requestCount: 20";
 
 fn condition<'a>(

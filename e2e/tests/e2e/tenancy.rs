@@ -139,7 +139,9 @@ async fn a_foreign_configmap_is_never_taken_over() {
 /// could start, read or end it, and the run goes on to complete results.
 #[tokio::test]
 async fn a_worker_answers_only_its_controller() {
-    const REQUESTS: u64 = 400;
+    // Some 30 s of load: the workers still run when the first progress
+    // (written every 5 s at most) shows the run under way.
+    const REQUESTS: u64 = 1500;
     let client = client().await;
     let ns = TestNamespace::create(&client, "token").await.unwrap();
     deploy_sim(&ns, 18403, 5, 2).await.unwrap();

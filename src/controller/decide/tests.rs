@@ -990,6 +990,27 @@ fn runs_that_share_a_target_withhold_their_energy_and_say_with_whom() {
 }
 
 #[test]
+fn only_a_change_of_progress_can_wait_for_the_next_progress_write() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let old = r.status.clone().unwrap();
+    let mut new = old.clone();
+    new.progress = Some(crate::api::Progress {
+        requests_done: 10,
+        ..Default::default()
+    });
+    assert!(progress_only(&old, &new));
+    new.phase = Some(Phase::Running);
+    assert!(
+        !progress_only(&old, &new),
+        "a change of phase is written at once"
+    );
+    let mut shared = old.clone();
+    shared.shared_with = vec!["llm/other".into()];
+    assert!(!progress_only(&old, &shared));
+    assert!(progress_only(&old, &old));
+}
+
+#[test]
 fn a_queued_run_held_by_what_it_recorded_looks_nothing_up_and_stays() {
     let r = created(run(), 10);
     let mut obs = observed(None, resolved());
