@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The controller's cost at cluster scale, on the local control plane.
 #
-# For each configuration NODES:RUNS:SCOPE it brings up the local cluster with
-# NODES simulated GPU nodes of 8 GPUs each (the chart's `benchrun sim dcgm`
-# DaemonSet serves each node's exporter page, refreshed every second), deploys
-# RUNS one-GPU `benchrun sim inference` servers, applies RUNS BenchmarkRuns at
-# once (one per server, open loop at 2 requests/s for SCALE_DURATION, telemetry
-# every SCALE_INTERVAL, GPU scope SCOPE: `all` scrapes every node's exporter
-# from every run), and measures, side by side:
+# For each configuration NODES:RUNS it brings up the local cluster with NODES
+# simulated GPU nodes of 8 GPUs each (the chart's `benchrun sim dcgm`
+# DaemonSet serves each node's exporter page, refreshed every 200 ms), deploys
+# RUNS one-GPU `benchrun sim inference` servers, and applies RUNS BenchmarkRuns
+# at once, one per server, each open loop at 2 requests/s for SCALE_DURATION
+# with telemetry every SCALE_INTERVAL. The first run has GPU scope `all`: it
+# scrapes every node's exporter, so the controller reads all NODES x 8 GPUs
+# every interval; the others are small runs (scope `targetPods`: their own
+# server's GPU). It measures, side by side:
 #   - the controller's CPU (cores, from /proc) and resident memory (peak, and
 #     above its idle level) while the runs are in progress;
 #   - the API requests the controller sends (the API server's audit log,
@@ -20,8 +22,7 @@
 # Results go to SCALE_OUT (default bench/results/scale-DATE/): one folder per
 # configuration and report.md (bench/scale_report.py).
 #
-# Usage: bench/scale.sh [NODES:RUNS:SCOPE ...]
-#   default: 16:10:all 125:10:all 125:100:targetPods
+# Usage: bench/scale.sh [NODES:RUNS ...]   default: 16:10 125:10 125:100
 # Needs what scripts/e2e.sh needs (root, Go, the tools it builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ out="${SCALE_OUT:-bench/results/scale-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 if [ $# = 0 ]; then
-  set -- 16:10:all 125:10:all 125:100:targetPods
+  set -- 16:10 125:10 125:100
 fi
 trap cluster_down EXIT
 
@@ -61,12 +62,12 @@ sample() {
 }
 
 one() {
-  local nodes=$1 runs=$2 scope=$3
-  local dir="$out/n${nodes}-r${runs}-${scope}"
+  local nodes=$1 runs=$2 scope
+  local dir="$out/n${nodes}-r${runs}"
   local work
   work="$(mktemp -d "${TMPDIR:-/tmp}/benchrun-scale.XXXXXX")"
   mkdir -p "$dir"
-  echo "== scale: $nodes nodes x 8 GPUs, $runs runs, scope $scope, interval $interval"
+  echo "== scale: $nodes nodes x 8 GPUs, $runs runs, interval $interval"
   cat >"$work/audit-policy.yaml" <<'POLICY'
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -82,7 +83,7 @@ POLICY
   CLUSTER_UP_ARGS="--gpu-nodes $nodes --gpus-per-node 8 --cpu-nodes 1 \
 --apiserver-arg=--audit-policy-file=$work/audit-policy.yaml \
 --apiserver-arg=--audit-log-path=$work/audit.log --apiserver-arg=--audit-log-maxsize=2000" \
-  CLUSTER_HELM_ARGS="--set simulators.dcgm.updateInterval=1s --set simulators.dcgm.extraArgs={--tick=1s}" \
+  CLUSTER_HELM_ARGS="--set simulators.dcgm.updateInterval=200ms --set simulators.dcgm.extraArgs={--tick=200ms}" \
   CLUSTER_HELM_TIMEOUT=15m \
     cluster_up "$work/cluster" release
 
@@ -118,6 +119,8 @@ YAML
   kubectl apply -f "$work/servers.yaml" >/dev/null
   kubectl -n scale wait --for=condition=Available deployment --all --timeout=15m >/dev/null
   for i in $(seq 1 "$runs"); do
+    scope=targetPods
+    [ "$i" = 1 ] && scope=all
     cat <<YAML
 ---
 apiVersion: benchrun.dev/v1alpha1
@@ -126,6 +129,7 @@ metadata: {name: run-$i, namespace: scale}
 spec:
   target: {serviceRef: {name: sim-$i, portName: http}, model: scale/sim}
   load:
+    mode: rate
     requestRate: 2
     duration: $duration
     input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}
@@ -176,14 +180,14 @@ print(sum(1 for r in items if (r.get("status") or {}).get("phase") not in ("Succ
       echo "run-$i: no results" >&2
   done
   cp "$work/audit.log" "$dir/audit.log"
-  echo "$nodes $runs $scope $interval $duration" >"$dir/config.txt"
+  echo "$nodes $runs $interval $duration" >"$dir/config.txt"
   nproc >"$dir/cpus.txt"
   cluster_down
   rm -rf "$work"
 }
 
 for config in "$@"; do
-  IFS=: read -r nodes runs scope <<<"$config"
-  one "$nodes" "$runs" "$scope"
+  IFS=: read -r nodes runs <<<"$config"
+  one "$nodes" "$runs"
 done
 python3 bench/scale_report.py "$out" | tee "$out/report.md"

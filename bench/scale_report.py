@@ -29,7 +29,7 @@ def samples(path):
 
 
 def report(d):
-    nodes, runs, scope, interval, duration = open(f"{d}/config.txt").read().split()
+    nodes, runs, interval, duration = open(f"{d}/config.txt").read().split()
     applied = float(open(f"{d}/applied-at.txt").read())
     ended = float(open(f"{d}/ended-at.txt").read())
     idle = samples(f"{d}/idle.txt")[0]
@@ -95,7 +95,7 @@ def report(d):
     )
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
     return {
-        "config": f"{nodes} nodes ({int(nodes) * 8} GPUs), {runs} runs, scope {scope}",
+        "config": f"{nodes} nodes ({int(nodes) * 8} GPUs, all scraped every {interval}), {runs} runs",
         "cores": cores,
         "peak_rss": peak_rss_mib,
         "extra_rss": extra_mib,
@@ -123,14 +123,18 @@ def profile(d):
     out = []
     for l in lines[:8]:
         pct, _, sym = l.partition("%")
-        sym = sym.split("]", 1)[-1].strip() if "]" in sym else sym.strip()
+        # perf pads the column, and fills empty ones with "-".
+        sym = " ".join(w for w in sym.split("]", 1)[-1].split() if w != "-")
         out.append(f"{pct.strip()} % {sym[:90]}")
     return out
 
 
 def main():
     out = sys.argv[1]
-    rows = [report(d) for d in sorted(glob.glob(f"{out}/n*-r*-*")) if os.path.exists(f"{d}/config.txt")]
+    dirs = [d for d in glob.glob(f"{out}/n*-r*") if os.path.exists(f"{d}/config.txt")]
+    # In order of size: nodes, then runs.
+    dirs.sort(key=lambda d: tuple(int(x[1:]) for x in os.path.basename(d).split("-")[:2]))
+    rows = [report(d) for d in dirs]
     cpus = open(glob.glob(f"{out}/*/cpus.txt")[0]).read().strip() if rows else "?"
     print(f"Machine: {cpus} CPUs (the control plane, the simulators, the load generators and the controller share them).\n")
     print("| configuration | controller CPU (cores) | peak RSS (MiB) | RSS above idle (MiB) | API requests/s | status writes per run per min | scrapes/s | apply → Job p50 / max (s) | MeasurementValid | longest gap between scrapes (s) |")
