@@ -80,7 +80,10 @@ rules:
     resources: [{group: "benchrun.dev", resources: ["benchmarkruns"]}]
   - level: None
 POLICY
-  CLUSTER_UP_ARGS="--gpu-nodes $nodes --gpus-per-node 8 --cpu-nodes 1 \
+  # The load generators go to the CPU nodes: one per 25 runs, so that no
+  # node of the test kubelet runs short of pod addresses.
+  local cpu_nodes=$(((runs + 24) / 25))
+  CLUSTER_UP_ARGS="--gpu-nodes $nodes --gpus-per-node 8 --cpu-nodes $cpu_nodes \
 --apiserver-arg=--audit-policy-file=$work/audit-policy.yaml \
 --apiserver-arg=--audit-log-path=$work/audit.log --apiserver-arg=--audit-log-maxsize=2000" \
   CLUSTER_HELM_ARGS="--set simulators.dcgm.updateInterval=200ms --set simulators.dcgm.extraArgs={--tick=200ms}" \

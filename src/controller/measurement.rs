@@ -33,6 +33,15 @@ pub struct RunCluster {
 impl Cluster for RunCluster {
     fn worker_pods(&self) -> BoxFuture<'_, Result<Vec<(u32, PodInfo)>, String>> {
         async move {
+            // From the watch of every run's workers that discovery shares (a
+            // run waiting for its workers looks every 500 ms: a LIST each
+            // time was most of a hundred runs' requests), else listed.
+            if let Some(all) = self.watches.pods(&self.ns, &workers_selector()).await {
+                let ours = all.into_iter().filter(|p| {
+                    p.labels.get(JOB_NAME_LABEL).map(String::as_str) == Some(self.job.as_str())
+                });
+                return Ok(indexed(ours));
+            }
             pods(&self.client, &self.ns, &self.job)
                 .await
                 .map_err(|e| e.to_string())
@@ -68,6 +77,32 @@ impl Cluster for RunCluster {
     }
 }
 
+/// The label the Job controller gives its pods.
+const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Every run's load-generator pods (the labels of `names::labels(run, "loadgen")`).
+fn workers_selector() -> kube::core::Selector {
+    kube::core::Selector::from_iter([
+        ("app.kubernetes.io/managed-by", "benchrun"),
+        ("app.kubernetes.io/component", "loadgen"),
+    ])
+}
+
+/// Pods with their completion indexes, in index order (those without one left out).
+fn indexed(pods: impl Iterator<Item = PodInfo>) -> Vec<(u32, PodInfo)> {
+    let mut out: Vec<(u32, PodInfo)> = pods
+        .filter_map(|p| {
+            let index = p
+                .annotations
+                .get("batch.kubernetes.io/job-completion-index")
+                .and_then(|i| i.parse().ok())?;
+            Some((index, p))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The Job's worker pods with their completion indexes, in index order.
 async fn pods(
     client: &kube::Client,
@@ -75,24 +110,9 @@ async fn pods(
     job: &str,
 ) -> Result<Vec<(u32, PodInfo)>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    let mut pods: Vec<(u32, PodInfo)> = api
-        .list(&lp)
-        .await?
-        .items
-        .iter()
-        .filter_map(|p| {
-            let index = p
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
-                .and_then(|i| i.parse().ok())?;
-            Some((index, PodInfo::from(p)))
-        })
-        .collect();
-    pods.sort();
-    Ok(pods)
+    let lp = ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}"));
+    let listed = api.list(&lp).await?.items;
+    Ok(indexed(listed.iter().map(PodInfo::from)))
 }
 
 /// The key of a piece in its ConfigMap's `binaryData`.
@@ -248,5 +268,46 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod worker_tests {
+    use kube::core::SelectorExt;
+
+    use super::*;
+
+    #[test]
+    fn the_shared_watch_of_workers_sees_every_runs_workers_and_only_its_jobs_by_index() {
+        let run: crate::api::BenchmarkRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "benchrun.dev/v1alpha1", "kind": "BenchmarkRun",
+            "metadata": {"name": "r1", "namespace": "llm"},
+            "spec": {"target": {"url": "http://vllm:8000", "model": "m"}, "load": {"concurrency": 1}}
+        }))
+        .unwrap();
+        // The workers carry the labels the selector asks for.
+        let labels = super::super::names::labels(&run, "loadgen");
+        assert!(workers_selector().matches(&labels));
+        assert!(!workers_selector().matches(&super::super::names::labels(&run, "results")));
+        let pod = |index: Option<&str>| PodInfo {
+            namespace: "llm".into(),
+            name: "p".into(),
+            node: None,
+            ip: None,
+            ready: true,
+            annotations: index
+                .map(|i| {
+                    (
+                        "batch.kubernetes.io/job-completion-index".to_string(),
+                        i.to_string(),
+                    )
+                })
+                .into_iter()
+                .collect(),
+            labels: BTreeMap::new(),
+            ports: Vec::new(),
+        };
+        let got = indexed([pod(Some("1")), pod(None), pod(Some("0"))].into_iter());
+        assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
     }
 }

@@ -25,6 +25,7 @@ pub struct PodInfo {
     pub ip: Option<String>,
     pub ready: bool,
     pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     /// Container ports: (name, number), in container order.
     pub ports: Vec<(Option<String>, i32)>,
 }
@@ -50,6 +51,7 @@ impl From<&Pod> for PodInfo {
             ip: status.and_then(|s| s.pod_ip.clone()),
             ready: ready && running && p.metadata.deletion_timestamp.is_none(),
             annotations: p.metadata.annotations.clone().unwrap_or_default(),
+            labels: p.metadata.labels.clone().unwrap_or_default(),
             ports,
         }
     }
@@ -412,6 +414,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            labels: BTreeMap::new(),
             ports: ports
                 .iter()
                 .map(|(n, p)| ((!n.is_empty()).then(|| n.to_string()), *p))

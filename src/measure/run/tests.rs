@@ -67,6 +67,7 @@ fn pod(index: u32, ip: &str) -> (u32, PodInfo) {
         ip: Some(ip.into()),
         ready: true,
         annotations: BTreeMap::new(),
+        labels: BTreeMap::new(),
         ports: Vec::new(),
     };
     (index, info)
