@@ -3,8 +3,8 @@
 //! EndpointSlices refuse loopback addresses (127.0.0.0/8), so pods get
 //! addresses from 198.18.0.0/15, the range RFC 2544 sets aside for benchmark
 //! networks, added as /32s on `lo` (this needs CAP_NET_ADMIN). Each fixture
-//! picks a /24 no one on the machine uses yet, so two clusters never collide,
-//! and removes its addresses when it stops.
+//! picks a /24 no one on the machine uses yet (and another when it is full), so
+//! two clusters never collide, and removes its addresses when it stops.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -14,42 +14,61 @@ use std::sync::Mutex;
 use anyhow::{Context, Result, bail};
 
 pub struct IpPool {
-    base: [u8; 3],
-    used: Mutex<BTreeSet<u8>>,
+    /// The /24s this pool holds (one at first; another when they are full,
+    /// so a large cluster is not capped at 253 pods).
+    blocks: Mutex<Vec<[u8; 3]>>,
+    used: Mutex<BTreeSet<Ipv4Addr>>,
+}
+
+/// A /24 inside 198.18.0.0/15 with no address on `lo` and not in `mine`.
+fn free_block(mine: &[[u8; 3]]) -> Result<[u8; 3]> {
+    let taken = addresses_on_lo()?;
+    // 511 blocks: 198.19.255.0/24 holds the node addresses.
+    let start = (std::process::id() % 511) as usize;
+    for i in 0..511 {
+        let block = (start + i) % 511;
+        let base = [198, 18 + (block / 256) as u8, (block % 256) as u8];
+        if !mine.contains(&base) && !taken.iter().any(|a| a.octets()[..3] == base) {
+            return Ok(base);
+        }
+    }
+    bail!("every /24 of 198.18.0.0/15 is already on lo")
 }
 
 impl IpPool {
     /// Claims a free /24 inside 198.18.0.0/15.
     pub fn claim() -> Result<Self> {
-        let taken = addresses_on_lo()?;
-        // 511 blocks: 198.19.255.0/24 holds the node addresses.
-        let start = (std::process::id() % 511) as usize;
-        for i in 0..511 {
-            let block = (start + i) % 511;
-            let base = [198, 18 + (block / 256) as u8, (block % 256) as u8];
-            if !taken.iter().any(|a| a.octets()[..3] == base) {
-                return Ok(Self {
-                    base,
-                    used: Mutex::new(BTreeSet::new()),
-                });
-            }
-        }
-        bail!("every /24 of 198.18.0.0/15 is already on lo")
+        Ok(Self {
+            blocks: Mutex::new(vec![free_block(&[])?]),
+            used: Mutex::new(BTreeSet::new()),
+        })
     }
 
     /// Adds a fresh address to `lo` and returns it.
     pub fn allocate(&self) -> Result<Ipv4Addr> {
-        let host = {
+        let ip = {
             let mut used = self.used.lock().expect("the pool lock is never poisoned");
-            let Some(host) = (2..=254u8).find(|h| !used.contains(h)) else {
-                bail!("no pod addresses left in {}.0/24", self.prefix());
+            let mut blocks = self.blocks.lock().expect("never poisoned");
+            let free = |blocks: &[[u8; 3]]| {
+                blocks.iter().find_map(|b| {
+                    (2..=254u8)
+                        .map(|h| Ipv4Addr::new(b[0], b[1], b[2], h))
+                        .find(|ip| !used.contains(ip))
+                })
             };
-            used.insert(host);
-            host
+            let ip = match free(&blocks) {
+                Some(ip) => ip,
+                None => {
+                    let block = free_block(&blocks)?;
+                    blocks.push(block);
+                    Ipv4Addr::new(block[0], block[1], block[2], 2)
+                }
+            };
+            used.insert(ip);
+            ip
         };
-        let ip = Ipv4Addr::new(self.base[0], self.base[1], self.base[2], host);
         if let Err(e) = ip_addr("add", ip) {
-            self.used.lock().expect("never poisoned").remove(&host);
+            self.used.lock().expect("never poisoned").remove(&ip);
             return Err(e);
         }
         Ok(ip)
@@ -60,38 +79,26 @@ impl IpPool {
         if let Err(e) = ip_addr("del", ip) {
             tracing::warn!(%ip, error = %e, "removing a pod address");
         }
-        self.used
-            .lock()
-            .expect("never poisoned")
-            .remove(&ip.octets()[3]);
+        self.used.lock().expect("never poisoned").remove(&ip);
     }
 
     /// Removes every address this pool still holds.
     pub fn release_all(&self) {
-        let held: Vec<u8> = self
+        let held: Vec<Ipv4Addr> = self
             .used
             .lock()
             .expect("never poisoned")
             .iter()
             .copied()
             .collect();
-        for host in held {
-            self.release(Ipv4Addr::new(
-                self.base[0],
-                self.base[1],
-                self.base[2],
-                host,
-            ));
+        for ip in held {
+            self.release(ip);
         }
     }
 
     /// Node addresses, from 198.19.255.0/24; never bound (nothing dials a node).
     pub fn node_ip(index: u8) -> Ipv4Addr {
         Ipv4Addr::new(198, 19, 255, index.saturating_add(1))
-    }
-
-    fn prefix(&self) -> String {
-        format!("{}.{}.{}", self.base[0], self.base[1], self.base[2])
     }
 }
 
