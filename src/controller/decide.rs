@@ -56,8 +56,9 @@ pub struct Observed {
     /// Why the installer's policy refuses the run's load-generator pods
     /// (image, service account), looked up before the Job is created.
     pub pods_not_permitted: Option<String>,
-    /// The other runs this controller sees that have not ended, for the
-    /// queue (looked up when the run is to launch or is in progress).
+    /// The runs this controller sees, for the queue and for whom a run in
+    /// progress shares its target with (looked up when the run is to launch
+    /// or is in progress).
     pub peers: Vec<Peer>,
 }
 

@@ -266,9 +266,10 @@ async fn job_of(ctx: &Context, ns: &str, name: &str) -> Result<Option<Job>, Erro
     Ok(jobs.get_opt(name).await?)
 }
 
-/// The runs the controller's caches hold that have not ended, once every
-/// cache has synced: before that a cache can miss a run in progress, and a
-/// queued run would start beside it.
+/// Every run the controller's caches hold (those that ended too: they tell
+/// whom a run shared its target with), once every cache has synced: before
+/// that a cache can miss a run in progress, and a queued run would start
+/// beside it.
 async fn peers(ctx: &Context) -> Vec<Peer> {
     let Some(stores) = ctx.runs.get() else {
         return Vec::new();
