@@ -150,8 +150,10 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// How often a running run's progress is written to its status (and its
 /// neighbours on the same target looked at): at most 12 writes a minute a
 /// run besides its changes of phase, so that a hundred runs cost the API
-/// server some 20 writes a second.
-const PROGRESS: Duration = Duration::from_secs(5);
+/// server some 20 writes a second. A change of progress alone waits this
+/// long after the run's last status write, whatever starts its reconciles
+/// (Job and checkpoint events start many).
+pub const PROGRESS: Duration = Duration::from_secs(5);
 /// How long a completed Job's results are waited for before the run ends without them.
 const COLLECT_GRACE: Duration = Duration::from_secs(90);
 /// How long workers stuck on something that waiting does not fix (an image
@@ -573,10 +575,6 @@ pub fn progress_only(old: &BenchmarkRunStatus, new: &BenchmarkRunStatus) -> bool
     same.endpoints = new.endpoints.clone();
     same == *new
 }
-
-/// How often a run's status is written when only its progress changed,
-/// whatever starts its reconciles (Job and checkpoint events start many).
-pub const PROGRESS_WRITE: Duration = PROGRESS;
 
 /// `since` lies more than `grace` before `now`.
 fn older_than(since: Option<&Time>, now: Timestamp, grace: Duration) -> bool {

@@ -228,7 +228,8 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         }
         _ => ctx.sessions.get(run),
     };
-    let peers = if held {
+    // A queued run's peers were looked up above (it has no Job: launching).
+    let peers = if queued {
         queue_peers
     } else if launching || (job.is_some() && !final_phase) {
         peers(ctx).await
@@ -519,12 +520,12 @@ async fn write_status(
         return Ok(());
     }
     let uid = run.uid().unwrap_or_default();
-    // Progress alone is written at most every PROGRESS_WRITE a run, however
+    // Progress alone is written at most every PROGRESS a run, however
     // many events start its reconciles; the next progress look writes it.
     let recent = |written: &std::collections::HashMap<String, Instant>| {
         written
             .get(&uid)
-            .is_some_and(|t| t.elapsed() < decide::PROGRESS_WRITE)
+            .is_some_and(|t| t.elapsed() < decide::PROGRESS)
     };
     if let (Some(old), Ok(written)) = (run.status.as_ref(), ctx.status_written.lock())
         && decide::progress_only(old, status)

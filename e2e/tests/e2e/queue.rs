@@ -8,7 +8,9 @@ use benchrun_e2e::harness::{TestNamespace, client, wait_for};
 use kube::Api;
 use kube::api::PostParams;
 
-use crate::common::{LONG, OPERATOR, controller_metric, phase, summary_json, wait_requests_done};
+use crate::common::{
+    LONG, OPERATOR, condition, controller_metric, phase, summary_json, wait_requests_done,
+};
 use crate::runs::{SHORT_OUTPUT, delete_controller, setup, wait_succeeded};
 
 /// A run of `load` named `name` against the namespace's simulator.
@@ -20,17 +22,6 @@ fn sim_run(name: &str, load: &str, extra: &str) -> BenchmarkRun {
 /// (written every 5 s at most) shows it under way, and the second is made.
 const LONG_LOAD: &str = "\n    concurrency: 2\n    duration: 20s";
 const SHORT_LOAD: &str = "\n    concurrency: 2\n    requestCount: 20";
-
-fn condition<'a>(
-    r: &'a BenchmarkRun,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-}
 
 /// Waits until `name` is `Queued` at `position`; the run then.
 async fn wait_queued(runs: &Api<BenchmarkRun>, name: &str, position: i32) -> BenchmarkRun {

@@ -17,9 +17,7 @@ pub(crate) const SHORT_OUTPUT: &str =
     "\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 8}}}";
 
 fn failed_message(r: &BenchmarkRun) -> String {
-    r.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Failed"))
+    crate::common::condition(r, "Failed")
         .map(|c| format!("{}: {}", c.reason, c.message))
         .unwrap_or_default()
 }

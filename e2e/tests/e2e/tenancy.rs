@@ -221,10 +221,7 @@ async fn a_planted_worker_token_secret_fails_the_run_with_the_reason() {
     let failed = wait_for(&runs, "p", "Failed", LONG, phase_is("Failed"))
         .await
         .unwrap();
-    let cond = failed
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Failed"))
+    let cond = crate::common::condition(&failed, "Failed")
         .cloned()
         .unwrap();
     assert_eq!(cond.reason, "WorkerTokenRejected", "{cond:?}");

@@ -404,3 +404,15 @@ pub async fn controller_metric(client: &kube::Client, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The run's condition of `type_`, if it has one.
+pub fn condition<'a>(
+    r: &'a BenchmarkRun,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
