@@ -10,7 +10,8 @@
 //! `pod` labels, from the kubelet's pod-resources socket ([`pods`]), so a
 //! run's `auto` scope counts only the target's GPUs, as with dcgm-exporter.
 //! What NVML has no equivalent for is not served: the profiling
-//! (`DCGM_FI_PROF_*` activity) fields and memory temperature.
+//! (`DCGM_FI_PROF_*` activity) fields and memory temperature. A GPU NVML has
+//! lost is left off the page (and logged) while the others are still served.
 
 pub mod pods;
 mod source;
@@ -29,7 +30,7 @@ use axum::routing::get;
 use clap::Args;
 
 use self::pods::{Holders, PodResourcesClient};
-pub use self::source::{GpuSource, Nvml, Reading};
+pub use self::source::{GpuSource, LIBRARY, Nvml, Reading, Readings, STATIC_BINARY};
 use crate::expose::dcgm::{FIELDS, Identity, Row, Values};
 
 #[derive(Args, Debug, Clone)]
@@ -187,6 +188,8 @@ struct Reader {
     hostname: String,
     driver: String,
     only: Vec<String>,
+    /// The GPUs the last read could not read, logged when they change.
+    unreadable: Vec<String>,
 }
 
 impl Reader {
@@ -197,6 +200,7 @@ impl Reader {
             hostname: crate::net::exporter_hostname(opts.hostname.as_deref()),
             driver: source.driver_version(),
             only: opts.fields.clone(),
+            unreadable: Vec::new(),
             source,
         }
     }
@@ -216,7 +220,27 @@ impl Reader {
         };
         let (readings, holders) = tokio::join!(gpus, holders);
         let readings = readings.unwrap_or_else(|e| Err(format!("the read stopped: {e}")));
-        let next = readings.map(|r| page(&r, &holders, &self.hostname, &self.driver, &self.only));
+        let next = readings.and_then(|r| {
+            if r.unreadable != self.unreadable {
+                for e in &r.unreadable {
+                    eprintln!("benchrun gpu-exporter: {e}: left off the page");
+                }
+                if r.unreadable.is_empty() {
+                    eprintln!("benchrun gpu-exporter: every GPU reads again");
+                }
+                self.unreadable = r.unreadable.clone();
+            }
+            if r.gpus.is_empty() && !r.unreadable.is_empty() {
+                return Err(r.unreadable.join("; "));
+            }
+            Ok(page(
+                &r.gpus,
+                &holders,
+                &self.hostname,
+                &self.driver,
+                &self.only,
+            ))
+        });
         if let Ok(mut l) = self.latest.lock() {
             *l = next;
         }

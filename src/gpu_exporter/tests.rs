@@ -16,9 +16,9 @@ impl GpuSource for Fake {
         "570.124.06".into()
     }
 
-    fn read_all(&self) -> Result<Vec<Reading>, String> {
+    fn read_all(&self) -> Result<Readings, String> {
         let n = self.reads.fetch_add(1, Ordering::Relaxed) as f64;
-        Ok((0..2u32)
+        let gpus = (0..2u32)
             .map(|i| Reading {
                 index: i,
                 name: "NVIDIA H100 80GB HBM3".into(),
@@ -35,7 +35,11 @@ impl GpuSource for Fake {
                     ("DCGM_FI_DEV_XID_ERRORS", if i == 1 { 79.0 } else { 0.0 }),
                 ]),
             })
-            .collect())
+            .collect();
+        Ok(Readings {
+            gpus,
+            unreadable: Vec::new(),
+        })
     }
 }
 
@@ -47,7 +51,7 @@ fn fake() -> Fake {
 
 #[test]
 fn the_page_reads_as_dcgm_exporters_with_the_same_types() {
-    let readings = fake().read_all().unwrap();
+    let readings = fake().read_all().unwrap().gpus;
     let text = page(&readings, &Holders::new(), "node-a", "570.124.06", &[]);
     let mut t = GpuTelemetry::default();
     let report = t.ingest("e", 0.0, text.as_bytes(), Format::Prometheus);
@@ -186,12 +190,4 @@ async fn gpus_pods_hold_carry_the_pods_labels_and_the_engine_attributes_them() {
         t.counts.repeats, 8,
         "the shared GPU's series are written twice, counted once"
     );
-}
-
-#[test]
-fn without_nvml_the_exporter_says_so() {
-    // This machine has no NVIDIA driver in CI; where it has one, there is nothing to check.
-    if let Err(e) = Nvml::open() {
-        assert!(e.contains("NVML") || e.contains("NVIDIA"), "{e}");
-    }
 }
