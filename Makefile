@@ -1,4 +1,4 @@
-.PHONY: demo test crd fmt
+.PHONY: demo test crd fmt image push
 # Run the main job: build and benchmark on a local cluster (see README).
 demo:
 	bash scripts/demo.sh
@@ -12,3 +12,11 @@ crd:
 	cp crds/benchmarkruns.benchrun.dev.yaml charts/benchrun/crds/
 fmt:
 	cargo fmt --all
+# Build both images (benchrun, benchrun-gpu-exporter) for this machine with
+# docker or buildah; push them multi-arch: make push REGISTRY=registry.example.com/me
+# (TAG, PLATFORMS and ENGINE too: see scripts/image.sh).
+export REGISTRY TAG PLATFORMS ENGINE
+image:
+	bash scripts/image.sh build
+push:
+	bash scripts/image.sh push

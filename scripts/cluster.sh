@@ -15,17 +15,23 @@ cluster_up() {
   fi
   TOOLS_BIN="$(bash e2e/tools/build.sh)"
   export PATH="$TOOLS_BIN:$PATH"
-  local flags=(--locked -p benchrun -p benchrun-e2e)
-  [ "$profile" = release ] && flags+=(--release)
-  echo "== cargo build ${flags[*]}"
-  cargo build "${flags[@]}"
-  BENCHRUN_BIN="$CARGO_TARGET_DIR/$profile/benchrun"
+  if [ "$profile" = release ]; then
+    # benchrun exactly as the gpu-exporter image builds it: the cluster runs
+    # the binary an image ships.
+    echo "== scripts/image-build.sh glibc; cargo build --release -p benchrun-e2e"
+    BENCHRUN_BIN="$(bash scripts/image-build.sh glibc | tail -n 1)"
+    cargo build --locked --release -p benchrun-e2e
+  else
+    echo "== cargo build -p benchrun -p benchrun-e2e"
+    cargo build --locked -p benchrun -p benchrun-e2e
+    BENCHRUN_BIN="$CARGO_TARGET_DIR/$profile/benchrun"
+  fi
   local e2e="$CARGO_TARGET_DIR/$profile/benchrun-e2e"
 
   CLUSTER_DIR="$dir"
   echo "== starting the local cluster in $dir (logs: $dir/logs)"
   "$e2e" up --dir "$dir" --tools "$TOOLS_BIN" \
-    --image "benchrun=$BENCHRUN_BIN" \
+    --image "benchrun=$BENCHRUN_BIN" --image "benchrun-gpu-exporter=$BENCHRUN_BIN" \
     --image "llm-d-inference-sim=$TOOLS_BIN/llm-d-inference-sim" \
     ${CLUSTER_KEEP_DIR:+--keep-dir} ${CLUSTER_UP_ARGS:-} >"$dir.log" 2>&1 &
   CLUSTER_PID=$!

@@ -26,3 +26,8 @@ app.kubernetes.io/component: controller
 {{- define "benchrun.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* The NVML exporter's image (glibc, so it can load libnvidia-ml.so.1). */}}
+{{- define "benchrun.gpuExporterImage" -}}
+{{- printf "%s:%s" .Values.gpuExporter.image.repository (default .Chart.AppVersion .Values.gpuExporter.image.tag) -}}
+{{- end -}}

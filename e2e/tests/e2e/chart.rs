@@ -85,3 +85,33 @@ fn the_gpu_exporter_daemonset_mounts_the_socket_it_is_told_to_read() {
         true
     );
 }
+
+#[test]
+fn the_gpu_exporter_runs_the_image_that_can_load_nvml() {
+    let image = |template: &str, sets: &[&str]| -> String {
+        let r = render(template, sets);
+        r["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .expect("an image")
+            .to_string()
+    };
+    let exporter = image("templates/gpu-exporter.yaml", &["gpuExporter.enabled=true"]);
+    let controller = image("templates/deployment.yaml", &[]);
+    let repo = |i: &str| i.rsplit_once(':').map(|(r, _)| r.to_string()).unwrap();
+    assert_eq!(repo(&exporter), "ghcr.io/benchrun/benchrun-gpu-exporter");
+    assert_eq!(repo(&controller), "ghcr.io/benchrun/benchrun");
+    assert_eq!(
+        exporter.rsplit_once(':').unwrap().1,
+        controller.rsplit_once(':').unwrap().1,
+        "both default to the chart's appVersion"
+    );
+    let own = image(
+        "templates/gpu-exporter.yaml",
+        &[
+            "gpuExporter.enabled=true",
+            "gpuExporter.image.repository=registry.example.com/me/benchrun-gpu-exporter",
+            "gpuExporter.image.tag=t1",
+        ],
+    );
+    assert_eq!(own, "registry.example.com/me/benchrun-gpu-exporter:t1");
+}
