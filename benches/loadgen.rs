@@ -23,8 +23,8 @@ fn bench(c: &mut Criterion) {
         let mut n = 0u64;
         b.iter(|| {
             r.feed(black_box(CHUNK), |e| {
-                if let Event::Content { pieces } = e {
-                    n += u64::from(pieces);
+                if let Event::Content { answer, reasoning } = e {
+                    n += u64::from(answer + reasoning);
                 }
             })
         });

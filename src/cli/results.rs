@@ -186,13 +186,22 @@ pub fn render(doc: &ResultsDocument) -> String {
                 "  {:<10} {:>10} {:>10} {:>10} {:>10}",
                 "ms", "avg", "p50", "p90", "p99"
             );
-            for (name, s) in [
-                ("TTFT", &c.ttft_s),
-                ("ITL", &c.itl_s),
-                ("latency", &c.latency_s),
-            ] {
+            let answer =
+                (c.reasoning_tokens > 0).then_some(("TTFT ans", &c.time_to_first_answer_token_s));
+            for (name, s) in [("TTFT", &c.ttft_s)]
+                .into_iter()
+                .chain(answer)
+                .chain([("ITL", &c.itl_s), ("latency", &c.latency_s)])
+            {
                 let [a, b, c2, e] = ms(s);
                 let _ = writeln!(o, "  {name:<10} {a:>10} {b:>10} {c2:>10} {e:>10}");
+            }
+            if c.reasoning_tokens > 0 {
+                let _ = writeln!(
+                    o,
+                    "  reasoning: {} of {} output tokens (TTFT: any first token; TTFT ans: the answer's)",
+                    c.reasoning_tokens, c.output_tokens
+                );
             }
         }
         if let Some(e) = &d.efficiency {

@@ -29,17 +29,7 @@ pub struct Outgoing<'a> {
 /// Sends the request and reads the whole response; never panics on bad servers.
 pub async fn send(client: &HttpClient, out: Outgoing<'_>) -> Record {
     let start = Instant::now();
-    let mut rec = Record {
-        ok: false,
-        error: None,
-        ttft: None,
-        token_times: Vec::new(),
-        latency: 0.0,
-        input_tokens: out.prompt_words,
-        output_tokens: 0,
-        source: TokenSource::Counted,
-        text: None,
-    };
+    let mut rec = unanswered(out.prompt_words);
     let outcome = tokio::time::timeout(out.timeout, exchange(client, &out, start, &mut rec)).await;
     rec.latency = start.elapsed().as_secs_f64();
     match outcome {
@@ -59,6 +49,23 @@ pub async fn send(client: &HttpClient, out: Outgoing<'_>) -> Record {
         Ok(Ok(())) => rec.ok = true,
     }
     rec
+}
+
+/// A request's record before any answer: its prompt's size, nothing else.
+fn unanswered(prompt_words: u64) -> Record {
+    Record {
+        ok: false,
+        error: None,
+        ttft: None,
+        ttfat: None,
+        token_times: Vec::new(),
+        latency: 0.0,
+        input_tokens: prompt_words,
+        output_tokens: 0,
+        source: TokenSource::Counted,
+        reasoning_tokens: 0,
+        text: None,
+    }
 }
 
 async fn exchange(
@@ -133,24 +140,26 @@ async fn exchange(
         tally.check()?;
     }
     rec.text = sse.text.take();
-    let Tally { counted, usage, .. } = tally;
-    match usage {
-        Some((prompt, completion)) if completion > 0 => {
-            rec.input_tokens = prompt;
-            rec.output_tokens = completion;
-            rec.source = TokenSource::Usage;
-        }
-        _ => rec.output_tokens = counted,
-    }
+    tally.finish(rec);
     Ok(())
+}
+
+/// The server's `usage` record.
+struct Usage {
+    prompt: u64,
+    completion: u64,
+    reasoning: Option<u64>,
 }
 
 /// What a response has said so far.
 #[derive(Default)]
 struct Tally {
-    /// Content pieces seen (the output tokens when the server sends no usage).
+    /// Content pieces seen, reasoning included (the output tokens when the
+    /// server sends no usage).
     counted: u64,
-    usage: Option<(u64, u64)>,
+    /// Of those, reasoning pieces.
+    reasoning: u64,
+    usage: Option<Usage>,
     done: bool,
     /// The first malformed event, which fails the request.
     malformed: Option<String>,
@@ -158,22 +167,56 @@ struct Tally {
 
 impl Tally {
     /// Takes one event that arrived `at` seconds after the send: the first
-    /// content is the first token, later ones are token times.
+    /// content, reasoning or answer, is the first token, later ones are token
+    /// times; the first answer content is the first answer token.
     fn apply(&mut self, event: Event, at: f64, rec: &mut Record) {
         match event {
-            Event::Content { pieces } => {
-                self.counted += u64::from(pieces);
+            Event::Content { answer, reasoning } => {
+                self.counted += u64::from(answer + reasoning);
+                self.reasoning += u64::from(reasoning);
                 if rec.ttft.is_none() {
                     rec.ttft = Some(at);
                 } else {
                     rec.token_times.push(at);
                 }
+                if answer > 0 && rec.ttfat.is_none() {
+                    rec.ttfat = Some(at);
+                }
             }
-            Event::Usage { prompt, completion } => self.usage = Some((prompt, completion)),
+            Event::Usage {
+                prompt,
+                completion,
+                reasoning,
+            } => {
+                self.usage = Some(Usage {
+                    prompt,
+                    completion,
+                    reasoning,
+                })
+            }
             Event::Done => self.done = true,
             Event::Empty => {}
             Event::Malformed(m) => {
                 self.malformed.get_or_insert(m);
+            }
+        }
+    }
+
+    /// The token counts into the record: the server's `usage` where it sent
+    /// one, else the pieces counted.
+    fn finish(self, rec: &mut Record) {
+        match self.usage {
+            Some(u) if u.completion > 0 => {
+                rec.input_tokens = u.prompt;
+                rec.output_tokens = u.completion;
+                // The server's own split where it gives one; else the
+                // reasoning pieces counted, within the tokens it reported.
+                rec.reasoning_tokens = u.reasoning.unwrap_or(self.reasoning).min(u.completion);
+                rec.source = TokenSource::Usage;
+            }
+            _ => {
+                rec.output_tokens = self.counted;
+                rec.reasoning_tokens = self.reasoning;
             }
         }
     }
@@ -185,3 +228,6 @@ impl Tally {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,13 +45,20 @@ pub enum TokenSource {
 pub struct Record {
     pub ok: bool,
     pub error: Option<(ErrorKind, String)>,
+    /// Time to the first token, reasoning or answer.
     pub ttft: Option<f64>,
+    /// Time to the first answer token (a reasoning model reasons first; for
+    /// other models it is the TTFT). `None` for a reply that only reasoned.
+    pub ttfat: Option<f64>,
     /// Time of every content chunk after the first, from the send.
     pub token_times: Vec<f64>,
     pub latency: f64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub source: TokenSource,
+    /// Of the output tokens, those the model spent reasoning (the server's
+    /// count where it gives one, else the reasoning chunks counted).
+    pub reasoning_tokens: u64,
     /// The generated text, when it was asked for (conversations).
     pub text: Option<String>,
 }

@@ -10,12 +10,20 @@ use serde_json::Value;
 /// What one `data:` event said.
 #[derive(Debug, PartialEq)]
 pub enum Event {
-    /// A chunk that carried generated text (how many content pieces it held).
-    Content { pieces: u32 },
+    /// A chunk that carried generated text: how many of its choices carried
+    /// answer text, and how many reasoning text (a reasoning model's
+    /// `reasoning_content` or `reasoning` delta, sent before the answer).
+    Content { answer: u32, reasoning: u32 },
     /// A chunk without text (role, finish reason, empty delta).
     Empty,
-    /// Token usage, from the final chunk when `include_usage` is honoured.
-    Usage { prompt: u64, completion: u64 },
+    /// Token usage, from the final chunk when `include_usage` is honoured;
+    /// `reasoning` from `completion_tokens_details.reasoning_tokens` where the
+    /// server reports it (the completion tokens include them).
+    Usage {
+        prompt: u64,
+        completion: u64,
+        reasoning: Option<u64>,
+    },
     /// `data: [DONE]`.
     Done,
     /// A `data:` line that is not JSON, or an error object.
@@ -41,8 +49,11 @@ impl SseReader {
             start += nl + 1;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if let Some(data) = line.strip_prefix(b"data:") {
-                let data = data.strip_prefix(b" ").unwrap_or(data);
-                parse_data(data, self.text.as_mut(), &mut on);
+                let data = data.trim_ascii();
+                // A blank `data:` line is a keep-alive some servers send.
+                if !data.is_empty() {
+                    parse_data(data, self.text.as_mut(), &mut on);
+                }
             }
         }
         self.buf.drain(..start);
@@ -65,20 +76,22 @@ fn parse_data(data: &[u8], text: Option<&mut String>, on: &mut impl FnMut(Event)
 }
 
 /// Events in one parsed chunk (a streamed chunk or a whole non-streamed body);
-/// the first choice's text is appended to `text` when given.
+/// the first choice's answer text (not its reasoning) is appended to `text`
+/// when given: a conversation's next turn carries the answer only.
 pub fn chunk_events(v: &Value, text: Option<&mut String>, on: &mut impl FnMut(Event)) {
     if let Some(err) = v.get("error") {
         return on(Event::Malformed(format!("error in stream: {err}")));
     }
     let choices = v.get("choices").and_then(Value::as_array);
-    let pieces = choices
-        .map(|choices| choices.iter().filter(|c| !text_of(c).is_empty()).count() as u32)
-        .unwrap_or(0);
+    let count = |f: fn(&Value) -> &str| {
+        choices.map_or(0, |c| c.iter().filter(|c| !f(c).is_empty()).count() as u32)
+    };
+    let (answer, reasoning) = (count(text_of), count(reasoning_of));
     if let (Some(t), Some(first)) = (text, choices.and_then(|c| c.first())) {
         t.push_str(text_of(first));
     }
-    on(if pieces > 0 {
-        Event::Content { pieces }
+    on(if answer + reasoning > 0 {
+        Event::Content { answer, reasoning }
     } else {
         Event::Empty
     });
@@ -87,24 +100,46 @@ pub fn chunk_events(v: &Value, text: Option<&mut String>, on: &mut impl FnMut(Ev
         on(Event::Usage {
             prompt: n("prompt_tokens"),
             completion: n("completion_tokens"),
+            reasoning: u
+                .get("completion_tokens_details")
+                .and_then(|d| d.get("reasoning_tokens"))
+                .and_then(Value::as_u64),
         });
     }
 }
 
-/// The text of one choice: chat delta, chat message, or completions text.
+fn str_at<'v>(v: &'v Value, outer: &str, inner: &str) -> &'v str {
+    v.get(outer)
+        .and_then(|o| o.get(inner))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// The answer text of one choice: chat delta, chat message, or completions text.
 pub fn text_of(choice: &Value) -> &str {
-    fn s(v: Option<&Value>) -> &str {
-        v.and_then(Value::as_str).unwrap_or("")
-    }
-    let t = s(choice.get("delta").and_then(|d| d.get("content")));
-    if !t.is_empty() {
-        return t;
-    }
-    let t = s(choice.get("message").and_then(|m| m.get("content")));
-    if !t.is_empty() {
-        return t;
-    }
-    s(choice.get("text"))
+    [
+        str_at(choice, "delta", "content"),
+        str_at(choice, "message", "content"),
+    ]
+    .into_iter()
+    .find(|t| !t.is_empty())
+    .unwrap_or_else(|| choice.get("text").and_then(Value::as_str).unwrap_or(""))
+}
+
+/// The reasoning text of one choice: `reasoning_content` (DeepSeek's API,
+/// SGLang, vLLM before 0.10) or `reasoning` (later vLLM, gpt-oss), in a delta
+/// or a whole message.
+pub fn reasoning_of(choice: &Value) -> &str {
+    ["delta", "message"]
+        .into_iter()
+        .flat_map(|outer| {
+            [
+                str_at(choice, outer, "reasoning_content"),
+                str_at(choice, outer, "reasoning"),
+            ]
+        })
+        .find(|t| !t.is_empty())
+        .unwrap_or("")
 }
 
 #[cfg(test)]
@@ -123,11 +158,15 @@ mod tests {
             events,
             [
                 Event::Empty,
-                Event::Content { pieces: 1 },
+                Event::Content {
+                    answer: 1,
+                    reasoning: 0
+                },
                 Event::Empty,
                 Event::Usage {
                     prompt: 7,
-                    completion: 3
+                    completion: 3,
+                    reasoning: None
                 },
                 Event::Done
             ]
@@ -140,7 +179,13 @@ mod tests {
         let mut r = SseReader::default();
         let mut events = Vec::new();
         r.feed(b": keep-alive\nevent: x\ndata: {\"choices\":[{\"text\":\"a\"}]}\ndata: not json\ndata: {\"error\":{\"message\":\"overloaded\"}}\n", |e| events.push(e));
-        assert_eq!(events[0], Event::Content { pieces: 1 });
+        assert_eq!(
+            events[0],
+            Event::Content {
+                answer: 1,
+                reasoning: 0
+            }
+        );
         assert!(matches!(&events[1], Event::Malformed(m) if m.contains("non-JSON")));
         assert!(matches!(&events[2], Event::Malformed(m) if m.contains("overloaded")));
         r.feed(b"data: {\"cho", |e| panic!("no event yet: {e:?}"));

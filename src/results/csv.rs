@@ -62,6 +62,13 @@ pub fn client(details: &[StepDetail]) -> String {
     for d in details {
         let Some(c) = &d.client else { continue };
         let step = d.index.to_string();
+        // A reasoning model's answer starts after its reasoning.
+        let answer = (c.reasoning_tokens > 0).then_some((
+            "time_to_first_answer_token",
+            "ms",
+            &c.time_to_first_answer_token_s,
+            1e3,
+        ));
         let dists = [
             ("time_to_first_token", "ms", &c.ttft_s, 1e3),
             ("time_to_second_token", "ms", &c.time_to_second_token_s, 1e3),
@@ -75,7 +82,7 @@ pub fn client(details: &[StepDetail]) -> String {
                 1.0,
             ),
         ];
-        for (name, unit, s, scale) in dists {
+        for (name, unit, s, scale) in dists.into_iter().chain(answer) {
             let mut r = vec![step.clone(), name.into(), unit.into()];
             r.extend(stats_cells(Some(s), scale));
             r.push(String::new());
@@ -88,6 +95,7 @@ pub fn client(details: &[StepDetail]) -> String {
             ("errors", "requests", errors as f64),
             ("input_tokens", "tokens", c.input_tokens as f64),
             ("output_tokens", "tokens", c.output_tokens as f64),
+            ("reasoning_tokens", "tokens", c.reasoning_tokens as f64),
             ("duration", "s", c.duration_s),
             ("request_throughput", "requests/s", c.requests_per_s),
             ("output_token_throughput", "tokens/s", c.output_tokens_per_s),

@@ -131,7 +131,7 @@ fn files_hold_the_csvs_with_one_row_per_metric_and_quoted_labels() {
     );
     let client = &files["client_metrics.csv"];
     assert!(client.starts_with("step,metric,unit,count,avg,min,max,std,p1,"));
-    assert_eq!(client.lines().count(), 1 + 6 + 9);
+    assert_eq!(client.lines().count(), 1 + 6 + 10);
     let ttft = client
         .lines()
         .find(|l| l.starts_with("0,time_to_first_token,ms,4,"))

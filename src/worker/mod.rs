@@ -320,12 +320,18 @@ fn print_table(r: &WorkerResult) {
             "p90",
             "p99"
         );
+        let answer = (s.reasoning_tokens > 0)
+            .then_some(("time to first answer", &s.time_to_first_answer_token_s));
         for (name, m) in [
             ("time to first token", &s.ttft_s),
             ("time to second token", &s.time_to_second_token_s),
+        ]
+        .into_iter()
+        .chain(answer)
+        .chain([
             ("inter-token latency", &s.itl_s),
             ("request latency", &s.latency_s),
-        ] {
+        ]) {
             crate::outln!(
                 "{:<24} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
                 name,
@@ -333,6 +339,14 @@ fn print_table(r: &WorkerResult) {
                 m.p50 * 1e3,
                 m.p90 * 1e3,
                 m.p99 * 1e3
+            );
+        }
+        if s.reasoning_tokens > 0 {
+            crate::outln!(
+                "reasoning: {} of {} output tokens ({} answer tokens)",
+                s.reasoning_tokens,
+                s.output_tokens,
+                s.output_tokens.saturating_sub(s.reasoning_tokens)
             );
         }
         if let (Some(n), Some(rate)) = (s.goodput_requests, s.goodput_per_s) {

@@ -23,7 +23,12 @@ pub struct StepResult {
     pub error_samples: Vec<String>,
     pub duration_s: f64,
     pub input_tokens: u64,
+    /// Every generated token, reasoning included.
     pub output_tokens: u64,
+    /// Of the output tokens, those spent reasoning (a reasoning model's
+    /// thinking before its answer); the answer tokens are the rest.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
     pub requests_per_s: f64,
     pub output_tokens_per_s: f64,
     pub total_tokens_per_s: f64,
@@ -31,6 +36,11 @@ pub struct StepResult {
     /// Time to the second token, from the send.
     #[serde(default)]
     pub time_to_second_token_s: Summary,
+    /// Time to the first answer token: after a reasoning model's reasoning,
+    /// else the TTFT (`ttft_s` is the first token of either kind). Requests
+    /// that only reasoned have none.
+    #[serde(default)]
+    pub time_to_first_answer_token_s: Summary,
     pub itl_s: Summary,
     pub inter_token_gap_s: Summary,
     pub latency_s: Summary,
@@ -75,6 +85,8 @@ pub struct StepStats {
     pub ttft_s: Stats,
     #[serde(default)]
     pub time_to_second_token_s: Stats,
+    #[serde(default)]
+    pub time_to_first_answer_token_s: Stats,
     pub itl_s: Stats,
     pub inter_token_gap_s: Stats,
     pub latency_s: Stats,
@@ -91,6 +103,8 @@ impl StepStats {
     fn merge(&mut self, o: &StepStats) {
         self.ttft_s.merge(&o.ttft_s);
         self.time_to_second_token_s.merge(&o.time_to_second_token_s);
+        self.time_to_first_answer_token_s
+            .merge(&o.time_to_first_answer_token_s);
         self.itl_s.merge(&o.itl_s);
         self.inter_token_gap_s.merge(&o.inter_token_gap_s);
         self.latency_s.merge(&o.latency_s);
@@ -161,11 +175,13 @@ impl StepResult {
             duration_s,
             input_tokens,
             output_tokens,
+            reasoning_tokens: sum(|p| p.reasoning_tokens),
             requests_per_s: per_s(successes as f64),
             output_tokens_per_s: per_s(output_tokens as f64),
             total_tokens_per_s: per_s((input_tokens + output_tokens) as f64),
             ttft_s: stats.ttft_s.summary(),
             time_to_second_token_s: stats.time_to_second_token_s.summary(),
+            time_to_first_answer_token_s: stats.time_to_first_answer_token_s.summary(),
             itl_s: stats.itl_s.summary(),
             inter_token_gap_s: stats.inter_token_gap_s.summary(),
             latency_s: stats.latency_s.summary(),
@@ -208,6 +224,9 @@ pub(super) fn summarize(
         if let Some(t) = r.ttst() {
             stats.time_to_second_token_s.add(t);
         }
+        if let Some(t) = r.ttfat {
+            stats.time_to_first_answer_token_s.add(t);
+        }
         if let Some(itl) = r.itl() {
             stats.itl_s.add(itl);
             if itl > 0.0 {
@@ -233,6 +252,7 @@ pub(super) fn summarize(
         duration_s,
         input_tokens: ok.iter().map(|r| r.input_tokens).sum(),
         output_tokens: ok.iter().map(|r| r.output_tokens).sum(),
+        reasoning_tokens: ok.iter().map(|r| r.reasoning_tokens).sum(),
         requests_per_s: 0.0,
         output_tokens_per_s: 0.0,
         total_tokens_per_s: 0.0,
@@ -242,6 +262,7 @@ pub(super) fn summarize(
         latency_s: Summary::default(),
         output_tokens_per_s_per_user: Summary::default(),
         time_to_second_token_s: Summary::default(),
+        time_to_first_answer_token_s: Summary::default(),
         goodput_per_s: None,
         send_lateness_s: None,
         goodput_requests: goodput.map(|g| {
@@ -261,4 +282,8 @@ pub(super) fn summarize(
     // come from the same arithmetic either way (no wall-clock span yet: the
     // merge divides by `duration_s`).
     StepResult::merge(std::slice::from_ref(&one)).unwrap_or(one)
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

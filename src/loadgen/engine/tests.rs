@@ -142,11 +142,18 @@ fn record(i: u32) -> Record {
             .is_multiple_of(10)
             .then(|| (ErrorKind::Timeout, "slow".to_string())),
         ttft: Some(ttft),
+        // Every third reasons for two tokens before it answers.
+        ttfat: Some(if i.is_multiple_of(3) {
+            ttft + 0.004
+        } else {
+            ttft
+        }),
         token_times: (1..4).map(|k| ttft + f64::from(k) * 0.002).collect(),
         latency: ttft + 0.006,
         input_tokens: 10,
         output_tokens: 4,
         source: crate::loadgen::request::TokenSource::Usage,
+        reasoning_tokens: if i.is_multiple_of(3) { 2 } else { 0 },
         text: None,
     }
 }
@@ -165,9 +172,20 @@ fn merging_workers_equals_one_worker_that_saw_everything() {
     (b.started_unix_ms, b.ended_unix_ms) = (1_000, 2_900);
     let merged = StepResult::merge(&[a, b]).unwrap();
     assert_eq!(
-        (merged.requests, merged.successes, merged.output_tokens),
-        (whole.requests, whole.successes, whole.output_tokens)
+        (
+            merged.requests,
+            merged.successes,
+            merged.output_tokens,
+            merged.reasoning_tokens
+        ),
+        (
+            whole.requests,
+            whole.successes,
+            whole.output_tokens,
+            whole.reasoning_tokens
+        )
     );
+    assert!(whole.reasoning_tokens > 0);
     assert_eq!(merged.errors[&ErrorKind::Timeout], 20);
     assert_eq!(merged.concurrency, Some(8), "each worker's share adds up");
     assert_eq!(merged.duration_s, 2.0, "first start to last end");
@@ -176,6 +194,10 @@ fn merging_workers_equals_one_worker_that_saw_everything() {
         (&merged.ttft_s, &whole.ttft_s),
         (&merged.inter_token_gap_s, &whole.inter_token_gap_s),
         (&merged.latency_s, &whole.latency_s),
+        (
+            &merged.time_to_first_answer_token_s,
+            &whole.time_to_first_answer_token_s,
+        ),
     ] {
         assert_eq!(
             (m.count, m.p50, m.p99, m.min, m.max),

@@ -80,11 +80,13 @@ fn itl_and_gaps_come_from_the_token_times() {
         ok: true,
         error: None,
         ttft: Some(0.1),
+        ttfat: Some(0.1),
         token_times: vec![0.15, 0.25],
         latency: 0.3,
         input_tokens: 5,
         output_tokens: 3,
         source: TokenSource::Usage,
+        reasoning_tokens: 0,
         text: None,
     };
     let gaps: Vec<f64> = r.inter_token_gaps().collect();

@@ -30,6 +30,7 @@ pub(super) async fn generate(
 ) {
     sim.in_flight.fetch_add(1, Ordering::Relaxed);
     let mut text = String::new();
+    let mut reasoning = String::new();
     let mut last: Option<Instant> = None;
     let mut first: Option<Instant> = None;
     let mut admitted = false;
@@ -52,33 +53,32 @@ pub(super) async fn generate(
             break;
         }
         let word = chunks.word(index);
-        if p.stream {
-            let chunk = chunks.token(word, index == 1, fin);
+        let thinking = chunks.is_reasoning(index);
+        let now = if p.stream {
+            let chunk = chunks.token(word, index, fin);
             let now = Instant::now();
             if tx.send(Ok(chunk)).await.is_err() {
                 record.outcome = Outcome::Cancelled;
                 break;
             }
-            mark(
-                &sim,
-                &mut record,
-                &mut first,
-                &mut last,
-                now,
-                start,
-                admitted,
-            );
+            now
         } else {
-            text.push_str(word);
-            mark(
-                &sim,
-                &mut record,
-                &mut first,
-                &mut last,
-                Instant::now(),
-                start,
-                admitted,
-            );
+            if thinking { &mut reasoning } else { &mut text }.push_str(word);
+            Instant::now()
+        };
+        mark(
+            &sim,
+            &mut record,
+            &mut first,
+            &mut last,
+            now,
+            start,
+            admitted,
+        );
+        if thinking {
+            record.reasoning_tokens += 1;
+        } else if record.ttfat_s.is_none() {
+            record.ttfat_s = Some(now.duration_since(start).as_secs_f64());
         }
         if fin {
             finished = true;
@@ -119,11 +119,11 @@ pub(super) async fn generate(
             let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
         }
         (Outcome::Ok, false) => {
-            let _ = tx.send(Ok(chunks.whole(&text, &usage))).await;
+            let _ = tx.send(Ok(chunks.whole(&reasoning, &text, &usage))).await;
         }
         (Outcome::Truncated, stream) => {
             if !stream {
-                let whole = chunks.whole(&text, &usage);
+                let whole = chunks.whole(&reasoning, &text, &usage);
                 let _ = tx.send(Ok(whole.slice(..whole.len() / 2))).await;
             }
             // The connection is cut mid-body: the client sees an incomplete message.

@@ -103,6 +103,15 @@ pub struct InferenceOpts {
     /// Per-request records kept for /sim/truth (the newest).
     #[arg(long, default_value_t = 100_000)]
     pub truth_records: usize,
+    /// Reasoning mode: the first N tokens of each chat reply are reasoning,
+    /// streamed as `delta.<reasoning-field>` before the answer (the wire format
+    /// of vLLM's reasoning parsers); a reply of at most N tokens only reasons.
+    #[arg(long, default_value_t = 0)]
+    pub reasoning_tokens: u64,
+    /// The field reasoning is sent in: `reasoning_content` (SGLang, vLLM's
+    /// earlier releases) or `reasoning` (vLLM's later releases).
+    #[arg(long, default_value = "reasoning_content", value_parser = ["reasoning_content", "reasoning"])]
+    pub reasoning_field: String,
 }
 
 impl InferenceOpts {
@@ -336,6 +345,8 @@ async fn serve(sim: Arc<Sim>, api: Api, body: Bytes) -> Response {
         output_tokens: 0,
         queue_s: 0.0,
         ttft_s: None,
+        ttfat_s: None,
+        reasoning_tokens: 0,
         itl_s: None,
         e2e_s: 0.0,
     };
@@ -355,7 +366,10 @@ async fn serve(sim: Arc<Sim>, api: Api, body: Bytes) -> Response {
         return error(503, "the simulated engine has stopped");
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let chunks = Chunks::new(&sim.opts.model, api, id);
+    let mut chunks = Chunks::new(&sim.opts.model, api, id);
+    if sim.opts.reasoning_tokens > 0 {
+        chunks.reason(sim.opts.reasoning_tokens, &sim.opts.reasoning_field);
+    }
     tokio::spawn(generate::generate(
         sim.clone(),
         source,

@@ -1,5 +1,7 @@
 //! The bytes of a response: one SSE event per token (OpenAI's chunk shapes for
-//! chat and completions), the usage event, or the whole non-streamed body.
+//! chat and completions), the usage event, or the whole non-streamed body. In
+//! reasoning mode a chat reply's first tokens are reasoning, in the delta field
+//! vLLM's reasoning parsers use.
 
 use axum::body::Bytes;
 use serde_json::json;
@@ -15,6 +17,9 @@ pub(super) struct Chunks {
     created: u64,
     /// The model name, unquoted (the prefix has it as JSON).
     model: String,
+    /// Reasoning mode (chat only): how many tokens reason first, and the
+    /// field they are sent in.
+    reasoning: Option<(u64, String)>,
 }
 
 const WORDS: [&str; 16] = [
@@ -52,24 +57,42 @@ impl Chunks {
             id,
             created,
             model: model.to_string(),
+            reasoning: None,
         }
+    }
+
+    /// Reasoning mode: the first `tokens` of a chat reply are sent in `field`.
+    pub(super) fn reason(&mut self, tokens: u64, field: &str) {
+        if matches!(self.api, Api::Chat) {
+            self.reasoning = Some((tokens, field.to_string()));
+        }
+    }
+
+    /// Whether token `index` (from 1) is reasoning.
+    pub(super) fn is_reasoning(&self, index: u64) -> bool {
+        self.reasoning.as_ref().is_some_and(|(n, _)| index <= *n)
     }
 
     pub(super) fn word(&self, index: u64) -> &'static str {
         WORDS[((self.id.wrapping_mul(7) + index) % WORDS.len() as u64) as usize]
     }
 
-    /// One SSE event with one token; the last carries the finish reason.
-    pub(super) fn token(&self, word: &str, first: bool, last: bool) -> Bytes {
+    /// One SSE event with token `index` (from 1); the last carries the finish
+    /// reason.
+    pub(super) fn token(&self, word: &str, index: u64, last: bool) -> Bytes {
         let finish = if last { r#""length""# } else { "null" };
+        let field = match &self.reasoning {
+            Some((n, field)) if index <= *n => field.as_str(),
+            _ => "content",
+        };
         let choice = match self.api {
-            Api::Chat if first => {
+            Api::Chat if index == 1 => {
                 format!(
-                    r#"{{"index":0,"delta":{{"role":"assistant","content":"{word}"}},"logprobs":null,"finish_reason":{finish}}}"#
+                    r#"{{"index":0,"delta":{{"role":"assistant","{field}":"{word}"}},"logprobs":null,"finish_reason":{finish}}}"#
                 )
             }
             Api::Chat => format!(
-                r#"{{"index":0,"delta":{{"content":"{word}"}},"logprobs":null,"finish_reason":{finish}}}"#
+                r#"{{"index":0,"delta":{{"{field}":"{word}"}},"logprobs":null,"finish_reason":{finish}}}"#
             ),
             Api::Completions => {
                 format!(r#"{{"index":0,"text":"{word}","logprobs":null,"finish_reason":{finish}}}"#)
@@ -85,13 +108,21 @@ impl Chunks {
         ))
     }
 
-    pub(super) fn whole(&self, text: &str, usage: &serde_json::Value) -> Bytes {
+    /// The whole reply: `reasoning` is the reasoning text (empty outside
+    /// reasoning mode), `text` the answer.
+    pub(super) fn whole(&self, reasoning: &str, text: &str, usage: &serde_json::Value) -> Bytes {
         let (id, object, choice) = match self.api {
-            Api::Chat => (
-                format!("chatcmpl-{}", self.id),
-                "chat.completion",
-                json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": "length"}),
-            ),
+            Api::Chat => {
+                let mut message = json!({"role": "assistant", "content": text});
+                if let Some((_, field)) = &self.reasoning {
+                    message[field.as_str()] = json!(reasoning);
+                }
+                (
+                    format!("chatcmpl-{}", self.id),
+                    "chat.completion",
+                    json!({"index": 0, "message": message, "logprobs": null, "finish_reason": "length"}),
+                )
+            }
             Api::Completions => (
                 format!("cmpl-{}", self.id),
                 "text_completion",

@@ -52,6 +52,11 @@ pub struct Record {
     pub output_tokens: u64,
     pub queue_s: f64,
     pub ttft_s: Option<f64>,
+    /// Time to the first answer token (after the reasoning, in reasoning
+    /// mode); `None` for a reply that only reasoned.
+    pub ttfat_s: Option<f64>,
+    /// Of the output tokens, those sent as reasoning.
+    pub reasoning_tokens: u64,
     /// (e2e − TTFT) / (output tokens − 1).
     pub itl_s: Option<f64>,
     pub e2e_s: f64,
@@ -341,6 +346,8 @@ mod tests {
             output_tokens: out,
             queue_s: 0.001,
             ttft_s: Some(0.02),
+            ttfat_s: Some(0.02),
+            reasoning_tokens: 0,
             itl_s: Some(0.005),
             e2e_s: 0.02 + 0.005 * (out - 1) as f64,
         }
