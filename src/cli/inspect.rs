@@ -30,6 +30,12 @@ pub struct InspectOpts {
     /// Largest payload accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BYTES)]
     pub max_bytes: usize,
+    /// HTTPS: a PEM CA bundle trusted besides the system's roots.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// HTTPS: accept any server certificate.
+    #[arg(long)]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,13 +285,14 @@ fn load_url(opts: &InspectOpts) -> Result<Loaded, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let timeout = Duration::from_secs_f64(opts.timeout.clamp(0.001, 3600.0));
+    let tls = crate::loadgen::plan::TlsPlan {
+        ca_file: opts.ca_file.clone(),
+        insecure_skip_verify: opts.insecure_skip_verify,
+        ..Default::default()
+    };
+    let client = fetch::scrape_client_tls(&tls.options()?)?;
     let p = rt
-        .block_on(fetch::fetch(
-            &fetch::scrape_client(),
-            &opts.source,
-            timeout,
-            opts.max_bytes,
-        ))
+        .block_on(fetch::fetch(&client, &opts.source, timeout, opts.max_bytes))
         .map_err(|e| e.to_string())?;
     Ok((p.url, p.body.to_vec(), p.format))
 }

@@ -189,6 +189,7 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
         extra_body: load.extra_inputs.clone().unwrap_or_default(),
         seed: load.random_seed.unsigned_abs(),
         goodput: goodput(&spec.slo),
+        tls: Default::default(),
     }
 }
 

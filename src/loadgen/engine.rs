@@ -14,7 +14,7 @@ use super::client::{Outgoing, send};
 use super::plan::{Arrival, ConversationPlan, LoadPlan, Step, StopCondition};
 use super::request::{Record, path};
 use super::workload::{Request, Workload};
-use crate::net::client::{HttpClient, http_client};
+use crate::net::client::{HttpClient, http_client_tls};
 use serde::{Deserialize, Serialize};
 
 mod result;
@@ -198,8 +198,9 @@ pub async fn run_with(
         .filter_map(|s| s.concurrency)
         .max()
         .unwrap_or(64) as usize;
+    let client = http_client_tls(max_streams, &plan.tls.options()?)?;
     let ctx = Arc::new(Ctx {
-        client: http_client(max_streams),
+        client,
         plan: plan.clone(),
         headers,
         workload,

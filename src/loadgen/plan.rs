@@ -60,6 +60,52 @@ pub struct LoadPlan {
     /// Per-request objectives for goodput (from the run's SLOs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodput: Option<Goodput>,
+    /// How HTTPS servers are verified, and the client certificate.
+    #[serde(default, skip_serializing_if = "TlsPlan::is_default")]
+    pub tls: TlsPlan,
+}
+
+/// TLS for the target: files (a mounted Secret's), never their contents, so
+/// the plan carries no key.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsPlan {
+    /// PEM CA bundle trusted besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept any server certificate (the results say so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+    /// PEM client certificate chain and key, for gateways that ask for mTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<std::path::PathBuf>,
+}
+
+impl TlsPlan {
+    fn is_default(&self) -> bool {
+        *self == TlsPlan::default()
+    }
+
+    /// The options, with the files read; an error naming a file that cannot be.
+    pub fn options(&self) -> Result<crate::net::tls::TlsOptions, String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+        };
+        let identity = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            (None, None) => None,
+            _ => {
+                return Err("a client certificate needs its key, and a key its certificate".into());
+            }
+        };
+        Ok(crate::net::tls::TlsOptions {
+            ca_pem: self.ca_file.as_deref().map(read).transpose()?,
+            insecure_skip_verify: self.insecure_skip_verify,
+            identity,
+        })
+    }
 }
 
 /// A request counts towards goodput when it succeeded and meets every bound given.

@@ -1,31 +1,70 @@
-//! The one HTTP/1.1 client setup every role uses: the load generator's
-//! requests, the scraper, the controller's calls to its workers.
+//! The one HTTP client setup every role uses: the load generator's requests,
+//! the scraper, the controller's calls to its workers. `http://` is HTTP/1.1;
+//! `https://` is TLS ([`super::tls`]) with HTTP/2 where the server offers it
+//! through ALPN (gateways often do), HTTP/1.1 otherwise. Over HTTP/1.1 the pool
+//! keeps one connection per stream in flight; HTTP/2 multiplexes them.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+use super::tls::{TlsOptions, client_config};
 
-/// A client whose pool keeps `max_idle` connections per host.
+/// Plain TCP, or TLS for `https://` URLs.
+pub type Connector = HttpsConnector<HttpConnector>;
+
+pub type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// A client whose pool keeps `max_idle` connections per host; HTTPS verified
+/// against the system's roots.
 pub fn http_client(max_idle: usize) -> HttpClient {
-    pooled_client(max_idle, Duration::from_secs(10))
+    pooled_client(max_idle, Duration::from_secs(10), &default_tls())
 }
 
-/// An HTTP/1.1 client with Nagle off, a connect timeout and `max_idle` pooled
+/// [`http_client`] with the TLS options given (a CA bundle, a client
+/// certificate, no verification); an error when they cannot be used.
+pub fn http_client_tls(max_idle: usize, tls: &TlsOptions) -> Result<HttpClient, String> {
+    Ok(pooled_client(
+        max_idle,
+        Duration::from_secs(10),
+        &client_config(tls)?,
+    ))
+}
+
+/// The configuration without options: the system's roots, no client
+/// certificate. Building it cannot fail: ring supports the default versions.
+pub fn default_tls() -> rustls::ClientConfig {
+    client_config(&TlsOptions::default()).expect("the default TLS configuration builds")
+}
+
+/// A client with Nagle off, a connect timeout and `max_idle` pooled
 /// connections per host, for any request body type (the scraper uses it too).
-pub fn pooled_client<B>(max_idle: usize, connect_timeout: Duration) -> Client<HttpConnector, B>
+pub fn pooled_client<B>(
+    max_idle: usize,
+    connect_timeout: Duration,
+    tls: &rustls::ClientConfig,
+) -> Client<Connector, B>
 where
-    B: hyper::body::Body + Send,
+    B: hyper::body::Body + Send + Unpin + 'static,
     B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    // The TLS layer takes https; the TCP connector must let it through.
+    http.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(max_idle)
         .build(connector)

@@ -11,18 +11,33 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::parse::Format;
+use crate::net::client::Connector;
+use crate::net::tls::TlsOptions;
 
 /// Default cap on one payload (a 8-GPU dcgm page with profiling is ~100 KiB).
 pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 
-/// A client for scraping.
-pub type ScrapeClient = Client<HttpConnector, Empty<Bytes>>;
+/// A client for scraping (`http://` and `https://`).
+pub type ScrapeClient = Client<Connector, Empty<Bytes>>;
 
+/// HTTPS verified against the system's roots.
 pub fn scrape_client() -> ScrapeClient {
-    crate::net::client::pooled_client(2, Duration::from_secs(5))
+    crate::net::client::pooled_client(
+        2,
+        Duration::from_secs(5),
+        &crate::net::client::default_tls(),
+    )
+}
+
+/// A client with the TLS options given (a CA bundle, no verification).
+pub fn scrape_client_tls(tls: &TlsOptions) -> Result<ScrapeClient, String> {
+    Ok(crate::net::client::pooled_client(
+        2,
+        Duration::from_secs(5),
+        &crate::net::tls::client_config(tls)?,
+    ))
 }
 
 /// One fetched payload in a text format.

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::loadgen::engine;
 use crate::loadgen::plan::{
     API_KEY_ENV, Arrival, ConversationPlan, Endpoint, Goodput, InputPlan, LoadPlan, PLAN_ENV,
-    PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, Step, StopCondition,
+    PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, Step, StopCondition, TlsPlan,
 };
 pub mod serve;
 
@@ -89,6 +89,17 @@ pub struct LoadgenOpts {
     pub goodput_itl_ms: Option<f64>,
     #[arg(long)]
     pub goodput_latency_ms: Option<f64>,
+    /// HTTPS: a PEM CA bundle trusted besides the system's roots.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// HTTPS: accept any server certificate (encrypted, not authenticated).
+    #[arg(long)]
+    pub insecure_skip_verify: bool,
+    /// HTTPS: a PEM client certificate and its key, for mTLS gateways.
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
     /// Write the JSON result here (standalone).
     #[arg(long)]
     pub output: Option<std::path::PathBuf>,
@@ -287,6 +298,12 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
         extra_body: opts.extra_body.clone().unwrap_or_default(),
         seed: opts.seed,
         goodput: (goodput != Goodput::default()).then_some(goodput),
+        tls: TlsPlan {
+            ca_file: opts.ca_file.clone(),
+            insecure_skip_verify: opts.insecure_skip_verify,
+            client_cert_file: opts.client_cert.clone(),
+            client_key_file: opts.client_key.clone(),
+        },
     };
     Ok((plan, 0))
 }

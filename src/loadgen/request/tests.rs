@@ -32,6 +32,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
         ]),
         seed: 7,
         goodput: None,
+        tls: Default::default(),
     }
 }
 

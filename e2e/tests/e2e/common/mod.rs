@@ -311,6 +311,7 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
         extra_body: Default::default(),
         seed: 1,
         goodput: None,
+        tls: Default::default(),
     }
 }
 
