@@ -17,8 +17,8 @@ pub use load::{
     TokenDistribution,
 };
 pub use spec::{
-    BenchmarkRun, BenchmarkRunSpec, ConcurrencyPolicy, ConfigMapKeyRef, EndpointType, ResultsSpec,
-    Scheme, SecretKeyRef, ServiceRef, Slo, SloMetric, Target,
+    BenchmarkRun, BenchmarkRunSpec, CaRef, ConcurrencyPolicy, ConfigMapKeyRef, EndpointType,
+    ResultsSpec, Scheme, SecretKeyRef, ServiceRef, Slo, SloMetric, Target, TargetTls,
 };
 pub use status::{
     BenchmarkRunStatus, EndpointCounts, Endpoints, Phase, Progress, StepResult, Summary,

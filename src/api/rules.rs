@@ -141,6 +141,21 @@ pub const HEADERS_FROM_NOT_TWICE_RULE: &str = "!has(self.headersFrom) || !has(se
 pub const HEADERS_FROM_NOT_TWICE_MSG: &str =
     "a header is set in target.headers and in target.headersFrom: keep one";
 
+/// `target.tls` is for an `https` target.
+pub const TLS_NEEDS_HTTPS_RULE: &str = "!has(self.tls) || (has(self.url) && self.url.startsWith('https://')) || (has(self.serviceRef) && has(self.serviceRef.scheme) && self.serviceRef.scheme == 'https')";
+pub const TLS_NEEDS_HTTPS_MSG: &str =
+    "target.tls is for an https target: use an https:// url or serviceRef.scheme https";
+
+/// A CA to verify with, or no verification: not both.
+pub const TLS_CA_OR_INSECURE_RULE: &str =
+    "!has(self.caRef) || !has(self.insecureSkipVerify) || !self.insecureSkipVerify";
+pub const TLS_CA_OR_INSECURE_MSG: &str = "target.tls sets caRef and insecureSkipVerify: verify against the CA, or skip verification, not both";
+
+/// A CA from a Secret or a ConfigMap: exactly one.
+pub const CA_REF_ONE_OF_RULE: &str = "has(self.secretKeyRef) != has(self.configMapKeyRef)";
+pub const CA_REF_ONE_OF_MSG: &str =
+    "target.tls.caRef sets exactly one of secretKeyRef and configMapKeyRef";
+
 /// `apiKeySecretRef` is sent as `Authorization`; a second one would conflict.
 pub const API_KEY_OR_AUTHORIZATION_RULE: &str = "!has(self.apiKeySecretRef) || !has(self.headersFrom) || !self.headersFrom.exists(h, h.name.matches('(?i)^authorization$'))";
 pub const API_KEY_OR_AUTHORIZATION_MSG: &str = "target.apiKeySecretRef is sent as the Authorization header: do not set Authorization in target.headersFrom as well";

@@ -116,6 +116,7 @@ pub enum ConcurrencyPolicy {
     validation = kube::core::Rule::new(super::rules::HEADERS_FROM_NO_FRAMING_RULE).message(super::rules::HEADERS_FROM_NO_FRAMING_MSG),
     validation = kube::core::Rule::new(super::rules::HEADERS_FROM_NOT_TWICE_RULE).message(super::rules::HEADERS_FROM_NOT_TWICE_MSG),
     validation = kube::core::Rule::new(super::rules::API_KEY_OR_AUTHORIZATION_RULE).message(super::rules::API_KEY_OR_AUTHORIZATION_MSG),
+    validation = kube::core::Rule::new(super::rules::TLS_NEEDS_HTTPS_RULE).message(super::rules::TLS_NEEDS_HTTPS_MSG),
 )]
 pub struct Target {
     /// Base URL of the server, e.g. "http://vllm.llm.svc:8000". Requests go to
@@ -161,6 +162,49 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub headers_from: Vec<HeaderFromSecret>,
+
+    /// TLS for an `https` target: the CA that signed its certificate (trusted
+    /// besides the image's roots), a client certificate for gateways that ask
+    /// for one, or no verification at all. The load generators read the
+    /// Secrets and ConfigMaps named here, in the run's namespace; the
+    /// controller never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TargetTls>,
+}
+
+/// TLS for the target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(super::rules::TLS_CA_OR_INSECURE_RULE).message(super::rules::TLS_CA_OR_INSECURE_MSG))]
+pub struct TargetTls {
+    /// PEM CA certificates (a bundle) that signed the target's certificate,
+    /// e.g. cert-manager's `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_ref: Option<CaRef>,
+    /// A Secret of type `kubernetes.io/tls` (keys `tls.crt` and `tls.key`)
+    /// in the run's namespace: the client certificate the load generators
+    /// present (mTLS gateways).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub client_certificate_secret_name: Option<String>,
+    /// Accept any server certificate: the traffic is encrypted, the server
+    /// not authenticated. The run's results say so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}
+
+/// Where a CA bundle is: a Secret's key or a ConfigMap's key, in the run's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(super::rules::CA_REF_ONE_OF_RULE).message(super::rules::CA_REF_ONE_OF_MSG))]
+pub struct CaRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeyRef>,
 }
 
 /// One request header whose value is a Secret's key.

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount,
+    Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -189,8 +189,37 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
         extra_body: load.extra_inputs.clone().unwrap_or_default(),
         seed: load.random_seed.unsigned_abs(),
         goodput: goodput(&spec.slo),
-        tls: Default::default(),
+        tls: spec
+            .target
+            .tls
+            .as_ref()
+            .map(|t| {
+                let cert = t.client_certificate_secret_name.is_some();
+                lp::TlsPlan {
+                    ca_env: t.ca_ref.as_ref().map(|_| lp::TLS_CA_ENV.to_string()),
+                    insecure_skip_verify: t.insecure_skip_verify,
+                    client_cert_env: cert.then(|| lp::TLS_CERT_ENV.to_string()),
+                    client_key_env: cert.then(|| lp::TLS_KEY_ENV.to_string()),
+                    ..Default::default()
+                }
+            })
+            .unwrap_or_default(),
     }
+}
+
+/// What the results say about the target's TLS: that it was not verified,
+/// when the run said not to.
+pub fn tls_note(run: &BenchmarkRun) -> Option<String> {
+    run.spec
+        .target
+        .tls
+        .as_ref()
+        .filter(|t| t.insecure_skip_verify)
+        .map(|_| {
+            "the target's TLS certificate was not verified (target.tls.insecureSkipVerify): \
+             the traffic was encrypted, the server not authenticated"
+                .to_string()
+        })
 }
 
 fn synthetic(s: &api::Synthetic) -> lp::InputPlan {
@@ -271,6 +300,34 @@ pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
             r.name.clone(),
             r.key.clone(),
         ));
+    }
+    let tls = run.spec.target.tls.as_ref();
+    if let Some(name) = tls.and_then(|t| t.client_certificate_secret_name.as_ref()) {
+        for (var, key) in [(lp::TLS_CERT_ENV, "tls.crt"), (lp::TLS_KEY_ENV, "tls.key")] {
+            secrets.push((var.to_string(), name.clone(), key.to_string()));
+        }
+    }
+    match tls.and_then(|t| t.ca_ref.as_ref()) {
+        Some(api::CaRef {
+            secret_key_ref: Some(r),
+            ..
+        }) => secrets.push((lp::TLS_CA_ENV.to_string(), r.name.clone(), r.key.clone())),
+        Some(api::CaRef {
+            config_map_key_ref: Some(r),
+            ..
+        }) => env_vars.push(EnvVar {
+            name: lp::TLS_CA_ENV.to_string(),
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }),
+        _ => {}
     }
     if settings.worker_token {
         let name = super::worker_auth::token_secret_name(run);

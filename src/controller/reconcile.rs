@@ -385,6 +385,7 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                     crate::results::mark_shared(&mut doc.details, &d.status.shared_with);
                     timeseries = session.timeseries();
                 }
+                doc.notes.extend(build::tls_note(run));
                 if run.spec.results.timeseries && timeseries.is_none() {
                     doc.notes.push(
                         "no time series: this controller did not follow the run's measurement"

@@ -21,6 +21,11 @@ pub const API_KEY_ENV: &str = "BENCHRUN_API_KEY";
 /// The prefix of the environment variables carrying `headersFrom` values
 /// (`BENCHRUN_HEADER_0`, `BENCHRUN_HEADER_1`, ...).
 pub const HEADER_ENV_PREFIX: &str = "BENCHRUN_HEADER_";
+/// The target's CA bundle (PEM), from the Secret or ConfigMap `target.tls.caRef` names.
+pub const TLS_CA_ENV: &str = "BENCHRUN_TLS_CA";
+/// The client certificate and key (PEM), from `target.tls.clientCertificateSecretName`.
+pub const TLS_CERT_ENV: &str = "BENCHRUN_TLS_CERT";
+pub const TLS_KEY_ENV: &str = "BENCHRUN_TLS_KEY";
 /// The plan schema this build reads and writes.
 pub const PLAN_SCHEMA_VERSION: u32 = 1;
 
@@ -65,8 +70,8 @@ pub struct LoadPlan {
     pub tls: TlsPlan,
 }
 
-/// TLS for the target: files (a mounted Secret's), never their contents, so
-/// the plan carries no key.
+/// TLS for the target: files, or environment variables the kubelet fills
+/// from Secrets, never their contents, so the plan carries no key.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsPlan {
@@ -81,6 +86,14 @@ pub struct TlsPlan {
     pub client_cert_file: Option<std::path::PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_file: Option<std::path::PathBuf>,
+    /// Variables holding the CA bundle, the client certificate and its key
+    /// (a Job worker's, from the run's Secrets and ConfigMaps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_env: Option<String>,
 }
 
 impl TlsPlan {
@@ -88,20 +101,40 @@ impl TlsPlan {
         *self == TlsPlan::default()
     }
 
-    /// The options, with the files read; an error naming a file that cannot be.
+    /// The options, with the files and variables read; an error naming the
+    /// file or variable that cannot be.
     pub fn options(&self) -> Result<crate::net::tls::TlsOptions, String> {
-        let read = |p: &std::path::Path| {
+        self.options_from(|v| std::env::var(v).ok())
+    }
+
+    /// [`TlsPlan::options`] with the variables looked up by `env`.
+    pub fn options_from(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<crate::net::tls::TlsOptions, String> {
+        let file = |p: &std::path::Path| {
             std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
         };
-        let identity = match (&self.client_cert_file, &self.client_key_file) {
-            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
-            (None, None) => None,
-            _ => {
-                return Err("a client certificate needs its key, and a key its certificate".into());
-            }
+        let var = |v: &str| {
+            env(v)
+                .map(String::into_bytes)
+                .ok_or_else(|| format!("the variable {v} is not set"))
         };
+        let pem = |f: &Option<std::path::PathBuf>, v: &Option<String>| match (f, v) {
+            (Some(f), _) => file(f).map(Some),
+            (None, Some(v)) => var(v).map(Some),
+            (None, None) => Ok(None),
+        };
+        let cert_given = self.client_cert_file.is_some() || self.client_cert_env.is_some();
+        let key_given = self.client_key_file.is_some() || self.client_key_env.is_some();
+        if cert_given != key_given {
+            return Err("a client certificate needs its key, and a key its certificate".into());
+        }
+        let cert = pem(&self.client_cert_file, &self.client_cert_env)?;
+        let key = pem(&self.client_key_file, &self.client_key_env)?;
+        let identity = cert.zip(key);
         Ok(crate::net::tls::TlsOptions {
-            ca_pem: self.ca_file.as_deref().map(read).transpose()?,
+            ca_pem: pem(&self.ca_file, &self.ca_env)?,
             insecure_skip_verify: self.insecure_skip_verify,
             identity,
         })

@@ -303,6 +303,7 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             insecure_skip_verify: opts.insecure_skip_verify,
             client_cert_file: opts.client_cert.clone(),
             client_key_file: opts.client_key.clone(),
+            ..Default::default()
         },
     };
     Ok((plan, 0))

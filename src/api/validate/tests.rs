@@ -331,6 +331,29 @@ fn invalid_specs_fail_with_their_own_message() {
             json!({"ttlSecondsAfterFinished": -1}),
             "spec.ttlSecondsAfterFinished",
         ),
+        (
+            "tls for a plain http target",
+            json!({"target": {"tls": {"insecureSkipVerify": true}}}),
+            r::TLS_NEEDS_HTTPS_MSG,
+        ),
+        (
+            "a CA and no verification",
+            json!({"target": {"url": "https://gw.llm.svc", "tls": {"insecureSkipVerify": true,
+                "caRef": {"secretKeyRef": {"name": "ca", "key": "ca.crt"}}}}}),
+            r::TLS_CA_OR_INSECURE_MSG,
+        ),
+        (
+            "a CA from a Secret and a ConfigMap",
+            json!({"target": {"url": "https://gw.llm.svc", "tls": {"caRef": {
+                "secretKeyRef": {"name": "ca", "key": "ca.crt"},
+                "configMapKeyRef": {"name": "ca", "key": "ca.crt"}}}}}),
+            r::CA_REF_ONE_OF_MSG,
+        ),
+        (
+            "a client certificate Secret that is no name",
+            json!({"target": {"url": "https://gw.llm.svc", "tls": {"clientCertificateSecretName": "../etc"}}}),
+            "spec.target.tls.clientCertificateSecretName",
+        ),
     ];
     assert!(cases.len() >= 20);
     let mut seen = std::collections::HashSet::new();
@@ -346,6 +369,21 @@ fn invalid_specs_fail_with_their_own_message() {
         seen.insert(err);
     }
     assert!(seen.len() >= 20, "messages must differ between cases");
+}
+
+#[test]
+fn https_targets_take_tls_and_service_targets_need_the_https_scheme() {
+    for target in [
+        json!({"url": "https://gw.llm.svc", "tls": {"caRef": {"configMapKeyRef": {"name": "kube-root-ca.crt", "key": "ca.crt"}}}}),
+        json!({"url": null, "serviceRef": {"name": "v", "port": 8443, "scheme": "https"},
+               "tls": {"clientCertificateSecretName": "loadgen-tls"}}),
+    ] {
+        validate_json(&with(json!({ "target": target }))).unwrap();
+    }
+    let err = validate_json(&with(json!({"target": {"url": null,
+        "serviceRef": {"name": "v", "port": 8000}, "tls": {"insecureSkipVerify": true}}})))
+    .unwrap_err();
+    assert!(err.to_string().contains(r::TLS_NEEDS_HTTPS_MSG), "{err}");
 }
 
 #[test]

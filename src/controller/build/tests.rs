@@ -451,3 +451,83 @@ fn workers_get_a_network_policy_for_the_controller_only_when_asked() {
         Some(IntOrString::Int(i32::from(crate::contract::WORKER_PORT)))
     );
 }
+
+/// `target.tls`: the CA and the client certificate reach the workers through
+/// variables the kubelet fills from the run's Secret or ConfigMap; the plan
+/// names only the variables, and no PEM is in the Job or the plan.
+#[test]
+fn target_tls_reaches_the_workers_as_variables_from_the_runs_objects() {
+    let with = |tls: serde_json::Value| {
+        let mut v: serde_json::Value = serde_saphyr::from_str(RUN).unwrap();
+        v["spec"]["target"] = serde_json::json!({
+            "url": "https://gateway.llm.svc:443", "model": "m", "tls": tls,
+        });
+        crate::api::validate_json(&v).expect("valid")
+    };
+    let env_of = |r: &BenchmarkRun| {
+        let job = job(r, &settings(), true);
+        job.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap()
+    };
+    let r = with(serde_json::json!({
+        "caRef": {"secretKeyRef": {"name": "gateway-ca", "key": "ca.crt"}},
+        "clientCertificateSecretName": "loadgen-cert",
+    }));
+    let p = plan(&r, vec!["https://gateway.llm.svc:443".into()]);
+    assert_eq!(p.tls.ca_env.as_deref(), Some(lp::TLS_CA_ENV));
+    assert_eq!(p.tls.client_cert_env.as_deref(), Some(lp::TLS_CERT_ENV));
+    assert_eq!(p.tls.client_key_env.as_deref(), Some(lp::TLS_KEY_ENV));
+    assert!(!p.tls.insecure_skip_verify);
+    let env = env_of(&r);
+    let secret = |var: &str| {
+        let r = env
+            .iter()
+            .find(|e| e.name == var)
+            .and_then(|e| e.value_from.as_ref()?.secret_key_ref.clone())
+            .unwrap_or_else(|| panic!("{var} from a Secret"));
+        (r.name, r.key)
+    };
+    assert_eq!(
+        secret(lp::TLS_CA_ENV),
+        ("gateway-ca".into(), "ca.crt".into())
+    );
+    assert_eq!(
+        secret(lp::TLS_CERT_ENV),
+        ("loadgen-cert".into(), "tls.crt".into())
+    );
+    assert_eq!(
+        secret(lp::TLS_KEY_ENV),
+        ("loadgen-cert".into(), "tls.key".into())
+    );
+
+    let r = with(serde_json::json!({
+        "caRef": {"configMapKeyRef": {"name": "kube-root-ca.crt", "key": "ca.crt"}},
+    }));
+    let env = env_of(&r);
+    let ca = env.iter().find(|e| e.name == lp::TLS_CA_ENV).unwrap();
+    let cm = ca
+        .value_from
+        .as_ref()
+        .unwrap()
+        .config_map_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (cm.name.as_str(), cm.key.as_str()),
+        ("kube-root-ca.crt", "ca.crt")
+    );
+    assert!(!env.iter().any(|e| e.name == lp::TLS_CERT_ENV));
+
+    assert_eq!(tls_note(&r), None, "verified: nothing to say");
+    let r = with(serde_json::json!({"insecureSkipVerify": true}));
+    let p = plan(&r, vec![]);
+    assert!(p.tls.insecure_skip_verify && p.tls.ca_env.is_none());
+    assert!(tls_note(&r).unwrap().contains("not verified"));
+    assert!(
+        !env_of(&r)
+            .iter()
+            .any(|e| e.name.starts_with("BENCHRUN_TLS_"))
+    );
+}

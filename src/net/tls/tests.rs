@@ -350,3 +350,28 @@ fn bad_tls_inputs_are_refused_with_the_reason() {
     };
     assert!(client_config(&wrong_key).is_err());
 }
+
+/// A Job worker's TLS comes from variables the kubelet filled from the run's
+/// Secrets: the plan names them, and a missing one is named.
+#[test]
+fn a_workers_tls_comes_from_the_variables_its_plan_names() {
+    let pki = Pki::new();
+    let (cert, key) = pki.client();
+    let vars = std::collections::HashMap::from([
+        ("CA".to_string(), pki.ca_pem.clone()),
+        ("CERT".to_string(), String::from_utf8(cert.clone()).unwrap()),
+        ("KEY".to_string(), String::from_utf8(key).unwrap()),
+    ]);
+    let plan = TlsPlan {
+        ca_env: Some("CA".into()),
+        client_cert_env: Some("CERT".into()),
+        client_key_env: Some("KEY".into()),
+        ..Default::default()
+    };
+    let o = plan.options_from(|v| vars.get(v).cloned()).unwrap();
+    assert_eq!(o.ca_pem.as_deref(), Some(pki.ca_pem.as_bytes()));
+    assert_eq!(o.identity.as_ref().map(|(c, _)| c.clone()), Some(cert));
+    client_config(&o).expect("usable");
+    let err = plan.options_from(|_| None).unwrap_err();
+    assert!(err.contains("CERT") || err.contains("CA"), "{err}");
+}
