@@ -37,9 +37,16 @@ pub fn http_client_tls(max_idle: usize, tls: &TlsOptions) -> Result<HttpClient, 
 }
 
 /// The configuration without options: the system's roots, no client
-/// certificate. Building it cannot fail: ring supports the default versions.
+/// certificate. Built once: every client shares its store of the system's
+/// trust anchors (the controller makes clients per run). Building it
+/// cannot fail: ring supports the default protocol versions.
 pub fn default_tls() -> rustls::ClientConfig {
-    client_config(&TlsOptions::default()).expect("the default TLS configuration builds")
+    static DEFAULT: std::sync::OnceLock<rustls::ClientConfig> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            client_config(&TlsOptions::default()).expect("the default TLS configuration builds")
+        })
+        .clone()
 }
 
 /// A client with Nagle off, a connect timeout and `max_idle` pooled
