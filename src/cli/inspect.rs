@@ -286,7 +286,10 @@ fn load_url(opts: &InspectOpts) -> Result<Loaded, String> {
         .map_err(|e| e.to_string())?;
     let timeout = Duration::from_secs_f64(opts.timeout.clamp(0.001, 3600.0));
     let tls = crate::loadgen::plan::TlsPlan {
-        ca_file: opts.ca_file.clone(),
+        ca: opts
+            .ca_file
+            .clone()
+            .map(crate::loadgen::plan::PemSource::File),
         insecure_skip_verify: opts.insecure_skip_verify,
         ..Default::default()
     };

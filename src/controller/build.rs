@@ -195,12 +195,12 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
             .as_ref()
             .map(|t| {
                 let cert = t.client_certificate_secret_name.is_some();
+                let env = |v: &str| lp::PemSource::Env(v.to_string());
                 lp::TlsPlan {
-                    ca_env: t.ca_ref.as_ref().map(|_| lp::TLS_CA_ENV.to_string()),
+                    ca: t.ca_ref.as_ref().map(|_| env(lp::TLS_CA_ENV)),
                     insecure_skip_verify: t.insecure_skip_verify,
-                    client_cert_env: cert.then(|| lp::TLS_CERT_ENV.to_string()),
-                    client_key_env: cert.then(|| lp::TLS_KEY_ENV.to_string()),
-                    ..Default::default()
+                    client_cert: cert.then(|| env(lp::TLS_CERT_ENV)),
+                    client_key: cert.then(|| env(lp::TLS_KEY_ENV)),
                 }
             })
             .unwrap_or_default(),

@@ -70,30 +70,44 @@ pub struct LoadPlan {
     pub tls: TlsPlan,
 }
 
-/// TLS for the target: files, or environment variables the kubelet fills
-/// from Secrets, never their contents, so the plan carries no key.
+/// TLS for the target: where each PEM is (a file, or a variable the kubelet
+/// fills from a Secret), never the PEM itself, so the plan carries no key.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsPlan {
-    /// PEM CA bundle trusted besides the system's roots.
+    /// CA bundle trusted besides the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<std::path::PathBuf>,
+    pub ca: Option<PemSource>,
     /// Accept any server certificate (the results say so).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
-    /// PEM client certificate chain and key, for gateways that ask for mTLS.
+    /// Client certificate chain and key, for gateways that ask for mTLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_cert_file: Option<std::path::PathBuf>,
+    pub client_cert: Option<PemSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_key_file: Option<std::path::PathBuf>,
-    /// Variables holding the CA bundle, the client certificate and its key
-    /// (a Job worker's, from the run's Secrets and ConfigMaps).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_cert_env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_key_env: Option<String>,
+    pub client_key: Option<PemSource>,
+}
+
+/// Where a PEM is: a file, or an environment variable (a Job worker's, from
+/// the run's Secrets and ConfigMaps).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum PemSource {
+    File(std::path::PathBuf),
+    Env(String),
+}
+
+impl PemSource {
+    fn read(&self, env: &impl Fn(&str) -> Option<String>) -> Result<Vec<u8>, String> {
+        match self {
+            PemSource::File(p) => {
+                std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+            }
+            PemSource::Env(v) => env(v)
+                .map(String::into_bytes)
+                .ok_or_else(|| format!("the variable {v} is not set")),
+        }
+    }
 }
 
 impl TlsPlan {
@@ -112,31 +126,14 @@ impl TlsPlan {
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<crate::net::tls::TlsOptions, String> {
-        let file = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
-        };
-        let var = |v: &str| {
-            env(v)
-                .map(String::into_bytes)
-                .ok_or_else(|| format!("the variable {v} is not set"))
-        };
-        let pem = |f: &Option<std::path::PathBuf>, v: &Option<String>| match (f, v) {
-            (Some(f), _) => file(f).map(Some),
-            (None, Some(v)) => var(v).map(Some),
-            (None, None) => Ok(None),
-        };
-        let cert_given = self.client_cert_file.is_some() || self.client_cert_env.is_some();
-        let key_given = self.client_key_file.is_some() || self.client_key_env.is_some();
-        if cert_given != key_given {
+        if self.client_cert.is_some() != self.client_key.is_some() {
             return Err("a client certificate needs its key, and a key its certificate".into());
         }
-        let cert = pem(&self.client_cert_file, &self.client_cert_env)?;
-        let key = pem(&self.client_key_file, &self.client_key_env)?;
-        let identity = cert.zip(key);
+        let read = |s: &Option<PemSource>| s.as_ref().map(|s| s.read(&env)).transpose();
         Ok(crate::net::tls::TlsOptions {
-            ca_pem: pem(&self.ca_file, &self.ca_env)?,
+            ca_pem: read(&self.ca)?,
             insecure_skip_verify: self.insecure_skip_verify,
-            identity,
+            identity: read(&self.client_cert)?.zip(read(&self.client_key)?),
         })
     }
 }

@@ -83,10 +83,12 @@ pub fn chunk_events(v: &Value, text: Option<&mut String>, on: &mut impl FnMut(Ev
         return on(Event::Malformed(format!("error in stream: {err}")));
     }
     let choices = v.get("choices").and_then(Value::as_array);
-    let count = |f: fn(&Value) -> &str| {
-        choices.map_or(0, |c| c.iter().filter(|c| !f(c).is_empty()).count() as u32)
-    };
-    let (answer, reasoning) = (count(text_of), count(reasoning_of));
+    // One pass over the choices: this runs for every chunk of every stream.
+    let (mut answer, mut reasoning) = (0u32, 0u32);
+    for c in choices.into_iter().flatten() {
+        answer += u32::from(!text_of(c).is_empty());
+        reasoning += u32::from(!reasoning_of(c).is_empty());
+    }
     if let (Some(t), Some(first)) = (text, choices.and_then(|c| c.first())) {
         t.push_str(text_of(first));
     }

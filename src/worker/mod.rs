@@ -10,7 +10,7 @@ use clap::Args;
 use crate::loadgen::engine;
 use crate::loadgen::plan::{
     API_KEY_ENV, Arrival, ConversationPlan, Endpoint, Goodput, InputPlan, LoadPlan, PLAN_ENV,
-    PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, Step, StopCondition, TlsPlan,
+    PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, PemSource, Step, StopCondition, TlsPlan,
 };
 pub mod serve;
 
@@ -299,11 +299,10 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
         seed: opts.seed,
         goodput: (goodput != Goodput::default()).then_some(goodput),
         tls: TlsPlan {
-            ca_file: opts.ca_file.clone(),
+            ca: opts.ca_file.clone().map(PemSource::File),
             insecure_skip_verify: opts.insecure_skip_verify,
-            client_cert_file: opts.client_cert.clone(),
-            client_key_file: opts.client_key.clone(),
-            ..Default::default()
+            client_cert: opts.client_cert.clone().map(PemSource::File),
+            client_key: opts.client_key.clone().map(PemSource::File),
         },
     };
     Ok((plan, 0))

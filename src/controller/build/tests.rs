@@ -476,9 +476,10 @@ fn target_tls_reaches_the_workers_as_variables_from_the_runs_objects() {
         "clientCertificateSecretName": "loadgen-cert",
     }));
     let p = plan(&r, vec!["https://gateway.llm.svc:443".into()]);
-    assert_eq!(p.tls.ca_env.as_deref(), Some(lp::TLS_CA_ENV));
-    assert_eq!(p.tls.client_cert_env.as_deref(), Some(lp::TLS_CERT_ENV));
-    assert_eq!(p.tls.client_key_env.as_deref(), Some(lp::TLS_KEY_ENV));
+    let env = |v: &str| Some(lp::PemSource::Env(v.into()));
+    assert_eq!(p.tls.ca, env(lp::TLS_CA_ENV));
+    assert_eq!(p.tls.client_cert, env(lp::TLS_CERT_ENV));
+    assert_eq!(p.tls.client_key, env(lp::TLS_KEY_ENV));
     assert!(!p.tls.insecure_skip_verify);
     let env = env_of(&r);
     let secret = |var: &str| {
@@ -523,7 +524,7 @@ fn target_tls_reaches_the_workers_as_variables_from_the_runs_objects() {
     assert_eq!(tls_note(&r), None, "verified: nothing to say");
     let r = with(serde_json::json!({"insecureSkipVerify": true}));
     let p = plan(&r, vec![]);
-    assert!(p.tls.insecure_skip_verify && p.tls.ca_env.is_none());
+    assert!(p.tls.insecure_skip_verify && p.tls.ca.is_none());
     assert!(tls_note(&r).unwrap().contains("not verified"));
     assert!(
         !env_of(&r)

@@ -14,7 +14,9 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::loadgen::plan::{Endpoint, InputPlan, LoadPlan, Step, StopCondition, TlsPlan};
+use crate::loadgen::plan::{
+    Endpoint, InputPlan, LoadPlan, PemSource, Step, StopCondition, TlsPlan,
+};
 
 /// A CA and a certificate it signed for `localhost`, with their keys.
 struct Pki {
@@ -78,24 +80,24 @@ impl Pki {
     }
 }
 
-/// Terminates TLS and passes the bytes to `backend` (HTTP/1.1 only, as a
-/// TCP-level gateway does); its port.
-async fn tls_proxy(cfg: ServerConfig, backend: SocketAddr) -> u16 {
+/// Accepts TLS connections with `cfg` and hands each to `serve`; its port.
+async fn serve_tls<F, Fut>(cfg: ServerConfig, serve: F) -> u16
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
+    let serve = Arc::new(serve);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
             // Nagle's delay would add tens of ms to every small write.
             let _ = tcp.set_nodelay(true);
+            let (acceptor, serve) = (acceptor.clone(), serve.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                if let Ok(mut up) = TcpStream::connect(backend).await {
-                    let _ = up.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve(tls).await;
                 }
             });
         }
@@ -103,32 +105,33 @@ async fn tls_proxy(cfg: ServerConfig, backend: SocketAddr) -> u16 {
     port
 }
 
+/// Terminates TLS and passes the bytes to `backend` (HTTP/1.1 only, as a
+/// TCP-level gateway does); its port.
+async fn tls_proxy(cfg: ServerConfig, backend: SocketAddr) -> u16 {
+    serve_tls(cfg, move |mut tls| async move {
+        if let Ok(mut up) = TcpStream::connect(backend).await {
+            let _ = up.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+        }
+    })
+    .await
+}
+
 /// An HTTP/2 server over TLS that answers "h2" to everything; its port.
 async fn h2_server(cfg: ServerConfig) -> u16 {
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                        Bytes::from_static(b"h2"),
-                    )))
-                });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    port
+    serve_tls(cfg, |tls| async move {
+        let svc = service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                b"h2",
+            ))))
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tls), svc)
+            .await;
+    })
+    .await
 }
 
 /// The inference simulator on plain HTTP: 20 ms to the first token, 5 ms per next.
@@ -204,7 +207,7 @@ async fn the_load_generator_measures_over_https_as_over_http() {
     let ca = write(&dir, "ca.pem", pki.ca_pem.as_bytes());
     let url = format!("https://localhost:{port}");
     let tls = TlsPlan {
-        ca_file: Some(ca.clone()),
+        ca: Some(PemSource::File(ca.clone())),
         ..Default::default()
     };
     let r = &measure(url.clone(), tls).await;
@@ -246,15 +249,15 @@ async fn a_gateway_that_asks_for_a_client_certificate_gets_one() {
     let (cert, key) = pki.client();
     let url = format!("https://localhost:{port}");
     let without = TlsPlan {
-        ca_file: Some(ca.clone()),
+        ca: Some(PemSource::File(ca.clone())),
         ..Default::default()
     };
     let r = &measure(url.clone(), without).await;
     assert_eq!(r.successes, 0, "refused without a client certificate");
     let with = TlsPlan {
-        ca_file: Some(ca),
-        client_cert_file: Some(write(&dir, "client.pem", &cert)),
-        client_key_file: Some(write(&dir, "client.key", &key)),
+        ca: Some(PemSource::File(ca)),
+        client_cert: Some(PemSource::File(write(&dir, "client.pem", &cert))),
+        client_key: Some(PemSource::File(write(&dir, "client.key", &key))),
         ..Default::default()
     };
     let r = &measure(url, with).await;
@@ -326,12 +329,12 @@ fn bad_tls_inputs_are_refused_with_the_reason() {
     assert!(client_config(&none).unwrap_err().contains("CA bundle"));
     let pki = Pki::new();
     let half = crate::loadgen::plan::TlsPlan {
-        client_cert_file: Some("/nonexistent/cert.pem".into()),
+        client_cert: Some(PemSource::File("/nonexistent/cert.pem".into())),
         ..Default::default()
     };
     assert!(half.options().unwrap_err().contains("needs its key"));
     let missing = crate::loadgen::plan::TlsPlan {
-        ca_file: Some("/nonexistent/ca.pem".into()),
+        ca: Some(PemSource::File("/nonexistent/ca.pem".into())),
         ..Default::default()
     };
     assert!(
@@ -363,9 +366,9 @@ fn a_workers_tls_comes_from_the_variables_its_plan_names() {
         ("KEY".to_string(), String::from_utf8(key).unwrap()),
     ]);
     let plan = TlsPlan {
-        ca_env: Some("CA".into()),
-        client_cert_env: Some("CERT".into()),
-        client_key_env: Some("KEY".into()),
+        ca: Some(PemSource::Env("CA".into())),
+        client_cert: Some(PemSource::Env("CERT".into())),
+        client_key: Some(PemSource::Env("KEY".into())),
         ..Default::default()
     };
     let o = plan.options_from(|v| vars.get(v).cloned()).unwrap();
