@@ -23,7 +23,9 @@ pub use spec::{
 pub use status::{
     BenchmarkRunStatus, EndpointCounts, Endpoints, Phase, Progress, StepResult, Summary,
 };
-pub use telemetry::{GpuScope, GpuTelemetry, ServerTelemetry, Telemetry};
+pub use telemetry::{
+    BasicAuth, EndpointTls, GpuScope, GpuTelemetry, ScrapeAuth, ServerTelemetry, Telemetry,
+};
 pub use validate::{FieldError, InvalidSpec, validate, validate_json};
 
 /// A Go-style duration string ("100ms", "5m", "1h30m"), as Kubernetes APIs use.

@@ -149,12 +149,18 @@ pub const TLS_NEEDS_HTTPS_MSG: &str =
 /// A CA to verify with, or no verification: not both.
 pub const TLS_CA_OR_INSECURE_RULE: &str =
     "!has(self.caRef) || !has(self.insecureSkipVerify) || !self.insecureSkipVerify";
-pub const TLS_CA_OR_INSECURE_MSG: &str = "target.tls sets caRef and insecureSkipVerify: verify against the CA, or skip verification, not both";
+pub const TLS_CA_OR_INSECURE_MSG: &str =
+    "tls sets caRef and insecureSkipVerify: verify against the CA, or skip verification, not both";
 
 /// A CA from a Secret or a ConfigMap: exactly one.
 pub const CA_REF_ONE_OF_RULE: &str = "has(self.secretKeyRef) != has(self.configMapKeyRef)";
 pub const CA_REF_ONE_OF_MSG: &str =
-    "target.tls.caRef sets exactly one of secretKeyRef and configMapKeyRef";
+    "tls.caRef sets exactly one of secretKeyRef and configMapKeyRef";
+
+/// Scrape credentials: a bearer token or basic auth, exactly one.
+pub const SCRAPE_AUTH_ONE_OF_RULE: &str = "has(self.bearerTokenSecretRef) != has(self.basicAuth)";
+pub const SCRAPE_AUTH_ONE_OF_MSG: &str =
+    "telemetry.server.auth sets exactly one of bearerTokenSecretRef and basicAuth";
 
 /// `apiKeySecretRef` is sent as `Authorization`; a second one would conflict.
 pub const API_KEY_OR_AUTHORIZATION_RULE: &str = "!has(self.apiKeySecretRef) || !has(self.headersFrom) || !self.headersFrom.exists(h, h.name.matches('(?i)^authorization$'))";

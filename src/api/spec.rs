@@ -194,6 +194,13 @@ pub struct TargetTls {
     /// not authenticated. The run's results say so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
+    /// The name the target's certificate must hold. Default: the URL's host;
+    /// for a `serviceRef`, whose requests go to its pods by address, the
+    /// Service's DNS name `<name>.<namespace>.svc`, as certificates for a
+    /// Service are issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9.:\[\]-]+$"))]
+    pub server_name: Option<String>,
 }
 
 /// Where a CA bundle is: a Secret's key or a ConfigMap's key, in the run's namespace.

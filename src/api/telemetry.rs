@@ -106,6 +106,11 @@ pub struct GpuTelemetry {
         inner(regex(pattern = r"^https?://\S+$"), length(max = 2048))
     )]
     pub urls: Vec<String>,
+    /// TLS for exporters that serve HTTPS: discovered exporters are scraped
+    /// over `https` when this is set, verified against the system's roots and
+    /// `caRef`, or not verified at all (the results say so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EndpointTls>,
 }
 
 impl Default for GpuTelemetry {
@@ -119,6 +124,7 @@ impl Default for GpuTelemetry {
             path: default_metrics_path(),
             scope: GpuScope::default(),
             urls: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -188,6 +194,59 @@ pub struct ServerTelemetry {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 256)))]
     pub exclude: Vec<String>,
+    /// Credentials for server metrics endpoints behind authentication (a
+    /// gateway, a `--metrics-auth` flag): sent to the server endpoints only,
+    /// never to GPU exporters. The controller reads these Secrets, so the
+    /// installer must allow it (chart value `telemetry.scrapeCredentials`) and
+    /// each Secret must carry the label `benchrun.dev/scrape-credentials=true`
+    /// (its owner's consent). The values never reach results, events or logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ScrapeAuth>,
+    /// TLS for server metrics endpoints that serve HTTPS (discovered pods are
+    /// then scraped over `https`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EndpointTls>,
+}
+
+/// How a metrics endpoint's certificate is verified.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(r::TLS_CA_OR_INSECURE_RULE).message(r::TLS_CA_OR_INSECURE_MSG))]
+pub struct EndpointTls {
+    /// PEM CA certificates that signed the endpoints' certificates, besides
+    /// the system's roots. A Secret named here needs the label
+    /// `benchrun.dev/scrape-credentials=true`, as for `auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_ref: Option<super::CaRef>,
+    /// Accept any certificate: encrypted, not authenticated. The results say so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+    /// The name the endpoints' certificates must hold, instead of the pod
+    /// address they are scraped at (e.g. `vllm.llm.svc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9.:\[\]-]+$"))]
+    pub server_name: Option<String>,
+}
+
+/// Credentials for the server metrics endpoints: exactly one kind.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(r::SCRAPE_AUTH_ONE_OF_RULE).message(r::SCRAPE_AUTH_ONE_OF_MSG))]
+pub struct ScrapeAuth {
+    /// Sent as `Authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret_ref: Option<super::SecretKeyRef>,
+    /// Sent as `Authorization: Basic <base64(username:password)>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// HTTP basic authentication, both parts from Secrets.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    pub username_secret_ref: super::SecretKeyRef,
+    pub password_secret_ref: super::SecretKeyRef,
 }
 
 impl Default for ServerTelemetry {
@@ -201,6 +260,8 @@ impl Default for ServerTelemetry {
             path: default_metrics_path(),
             urls: Vec::new(),
             include: Vec::new(),
+            auth: None,
+            tls: None,
             exclude: Vec::new(),
         }
     }

@@ -189,22 +189,40 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
         extra_body: load.extra_inputs.clone().unwrap_or_default(),
         seed: load.random_seed.unsigned_abs(),
         goodput: goodput(&spec.slo),
-        tls: spec
-            .target
-            .tls
-            .as_ref()
-            .map(|t| {
-                let cert = t.client_certificate_secret_name.is_some();
-                let env = |v: &str| lp::PemSource::Env(v.to_string());
-                lp::TlsPlan {
-                    ca: t.ca_ref.as_ref().map(|_| env(lp::TLS_CA_ENV)),
-                    insecure_skip_verify: t.insecure_skip_verify,
-                    client_cert: cert.then(|| env(lp::TLS_CERT_ENV)),
-                    client_key: cert.then(|| env(lp::TLS_KEY_ENV)),
-                }
-            })
-            .unwrap_or_default(),
+        tls: tls_plan(run),
     }
+}
+
+/// The target's TLS as its workers apply it. Requests to a `serviceRef` go
+/// to its pods by address, and a Service's certificate is issued for its DNS
+/// name, not for them: that name is what is verified unless the spec names
+/// another.
+fn tls_plan(run: &BenchmarkRun) -> lp::TlsPlan {
+    let target = &run.spec.target;
+    let service_name = target
+        .service_ref
+        .as_ref()
+        .filter(|s| s.scheme == api::Scheme::Https)
+        .map(|s| format!("{}.{}.svc", s.name, run.namespace().unwrap_or_default()));
+    let mut plan = target
+        .tls
+        .as_ref()
+        .map(|t| {
+            let cert = t.client_certificate_secret_name.is_some();
+            let env = |v: &str| lp::PemSource::Env(v.to_string());
+            lp::TlsPlan {
+                ca: t.ca_ref.as_ref().map(|_| env(lp::TLS_CA_ENV)),
+                insecure_skip_verify: t.insecure_skip_verify,
+                client_cert: cert.then(|| env(lp::TLS_CERT_ENV)),
+                client_key: cert.then(|| env(lp::TLS_KEY_ENV)),
+                server_name: t.server_name.clone(),
+            }
+        })
+        .unwrap_or_default();
+    if plan.server_name.is_none() {
+        plan.server_name = service_name;
+    }
+    plan
 }
 
 /// What the results say about the target's TLS: that it was not verified,
@@ -276,6 +294,11 @@ fn default_resources() -> ResourceRequirements {
 
 /// The load-generator Job. `suspend` stops its pods (cancel, timeout) while keeping
 /// the Job as a record; the run owns it, so deleting the run deletes it.
+/// The workers' termination grace period, in seconds: the controller's
+/// lease handover, the salvage of a session that finds their Job gone, and
+/// room to spare.
+pub const WORKER_GRACE_S: i64 = 4 * super::leader::LEASE_SECONDS as i64;
+
 pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
     let load = &run.spec.load;
     let overrides = load.pod_template.clone().unwrap_or_default();
@@ -440,6 +463,10 @@ pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
         restart_policy: Some("Never".into()),
         // Workers talk to the target and to the controller, never to the API server.
         automount_service_account_token: Some(false),
+        // A stopping worker holds its result until the controller takes it
+        // (it exits then, so this lengthens nothing else): long enough for a
+        // successor controller to take the lease over and pull it.
+        termination_grace_period_seconds: Some(WORKER_GRACE_S),
         service_account_name: overrides.service_account_name,
         node_selector: (!overrides.node_selector.is_empty()).then_some(overrides.node_selector),
         tolerations: (!overrides.tolerations.is_empty()).then_some(overrides.tolerations),

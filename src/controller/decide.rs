@@ -113,13 +113,48 @@ fn keep_measured(
     generation: Option<i64>,
     t: &Time,
 ) -> &'static str {
+    const MISSING: &str = "the workers' results did not arrive; only the telemetry is kept";
     match observed.session.as_ref() {
         Some(v) if v.stage == Stage::Done => {
             apply_results(&mut d.status, run, &v.steps, generation, t);
-            "what the workers measured up to then is kept"
+            if v.steps.iter().any(|s| s.client.is_some()) {
+                "what the workers measured up to then is kept"
+            } else {
+                MISSING
+            }
         }
-        _ => "the workers' results did not arrive; only the telemetry is kept",
+        _ => MISSING,
     }
+}
+
+/// When requests were sent and not one succeeded (a wrong CA, a refused API
+/// key, a model the server does not serve): why, with the errors' kinds and
+/// the first samples, for the run's `Failed` condition.
+pub fn all_failed(steps: &[crate::results::StepDetail]) -> Option<String> {
+    let clients: Vec<_> = steps.iter().filter_map(|s| s.client.as_ref()).collect();
+    let requests: u64 = clients.iter().map(|c| c.requests).sum();
+    let successes: u64 = clients.iter().map(|c| c.successes).sum();
+    if requests == 0 || successes > 0 {
+        return None;
+    }
+    let mut kinds = std::collections::BTreeMap::new();
+    for c in &clients {
+        for (kind, n) in &c.errors {
+            *kinds.entry(format!("{kind}")).or_insert(0u64) += n;
+        }
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut samples: Vec<&str> = clients
+        .iter()
+        .flat_map(|c| c.error_samples.iter().map(String::as_str))
+        .collect();
+    samples.dedup();
+    samples.truncate(2);
+    Some(format!(
+        "not one of the {requests} requests succeeded ({}); the server said: {}",
+        kinds.join(", "),
+        samples.join(" | ")
+    ))
 }
 
 /// An event to publish for a transition.
@@ -409,14 +444,20 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                             "the load generators finished before this controller could follow them"
                         }
                     };
-                    finish(
-                        &mut d,
-                        Phase::Succeeded,
-                        "Completed",
-                        message.into(),
-                        generation,
-                        &t,
-                    );
+                    match session.and_then(|v| all_failed(&v.steps)) {
+                        // Nothing was measured of the server: no figure stands.
+                        Some(why) => {
+                            finish(&mut d, Phase::Failed, "RequestsFailed", why, generation, &t)
+                        }
+                        None => finish(
+                            &mut d,
+                            Phase::Succeeded,
+                            "Completed",
+                            message.into(),
+                            generation,
+                            &t,
+                        ),
+                    }
                     d.actions.push(Action::WriteResults);
                 }
             }
@@ -447,8 +488,8 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                 finish(
                     &mut d,
                     Phase::Failed,
-                    "WorkerTokenRejected",
-                    why,
+                    why.reason,
+                    why.message,
                     generation,
                     &t,
                 );

@@ -9,6 +9,9 @@ use tracing::info;
 
 /// The lease name.
 pub const LEASE_NAME: &str = "benchrun-controller";
+/// How long the lease holds without renewal: a successor takes over at most
+/// this long after its predecessor stopped.
+pub const LEASE_SECONDS: u64 = 15;
 
 /// A held lease; `lost()` resolves when it is no longer ours.
 pub struct Leadership {
@@ -24,7 +27,7 @@ pub async fn acquire(
     let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
         .with_namespace(namespace)
         .with_identity(identity)
-        .with_duration(15)
+        .with_duration(LEASE_SECONDS)
         .with_grace(5)
         .with_field_manager("benchrun")
         .build()

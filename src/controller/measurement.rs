@@ -75,6 +75,19 @@ impl Cluster for RunCluster {
     fn checkpoint_name(&self) -> &str {
         &self.store.base
     }
+
+    fn scrapers(&self) -> BoxFuture<'_, Result<crate::measure::Scrapers, String>> {
+        async move {
+            super::scrape_credentials::scrapers(
+                &self.client,
+                &self.ns,
+                &self.spec,
+                self.policy.scrape_credentials,
+            )
+            .await
+        }
+        .boxed()
+    }
 }
 
 /// The label the Job controller gives its pods.

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod names;
 pub mod queue;
 mod reconcile;
+pub mod scrape_credentials;
 pub mod worker_auth;
 
 use std::net::SocketAddr;
@@ -104,6 +105,12 @@ pub struct ControllerOpts {
     /// plugin enforces NetworkPolicy).
     #[arg(long, env = "BENCHRUN_LOADGEN_NETWORK_POLICY", default_value_t = false, action = clap::ArgAction::Set)]
     pub loadgen_network_policy: bool,
+    /// Let runs name Secrets for their metrics scrapes (a bearer token, basic
+    /// auth, a CA): the controller reads those Secrets in the run's namespace
+    /// (it needs `get` on Secrets), and only those whose owner labelled them
+    /// benchrun.dev/scrape-credentials=true.
+    #[arg(long, env = "BENCHRUN_SCRAPE_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub scrape_credentials: bool,
 }
 
 impl ControllerOpts {
@@ -131,12 +138,14 @@ impl ControllerOpts {
             .and_then(|h| h.parse().ok())
             .into_iter()
             .collect();
-        crate::discovery::policy::Policy::from_flags(
+        let mut policy = crate::discovery::policy::Policy::from_flags(
             &self.lease_namespace,
             &non_empty(&self.telemetry_namespaces),
             &non_empty(&self.telemetry_allowed_hosts),
             api_server,
-        )
+        )?;
+        policy.scrape_credentials = self.scrape_credentials;
+        Ok(policy)
     }
 }
 

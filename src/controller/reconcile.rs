@@ -219,13 +219,26 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     };
     // A run whose Job exists is followed by a session; one that was already
     // running when this controller took it up is resumed.
+    let running = run
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase == Some(Phase::Running) && s.start_time.is_some());
     let session = match (&job, final_phase) {
         (Some(_), false) => {
-            let running = run.status.as_ref().and_then(|s| s.phase) == Some(Phase::Running);
             let resumed = running && ctx.sessions.get(run).is_none();
             ctx.sessions
                 .ensure(run, || session_setup(run, ctx, resumed))
         }
+        // The Job was deleted under the run before this controller followed
+        // it (it started since): its workers, stopping or orphaned, may still
+        // hold what they measured, and a session pulls it.
+        (None, false) if running && !run.spec.cancel => match ctx.sessions.get(run) {
+            Some(s) => Some(s),
+            None => ctx.sessions.ensure(run, || crate::measure::Setup {
+                salvage: true,
+                ..session_setup(run, ctx, true)
+            }),
+        },
         _ => ctx.sessions.get(run),
     };
     // A queued run's peers were looked up above (it has no Job: launching).
@@ -320,6 +333,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         stop: plan.stop,
         warmup: plan.warmup_requests > 0,
         resumed,
+        salvage: false,
         token: ctx.worker_key.as_ref().map(|k| k.token(&uid)),
         token_secret: super::worker_auth::token_secret_name(run),
     }

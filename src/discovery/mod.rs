@@ -66,6 +66,8 @@ pub struct PortRule<'a> {
     pub names: &'a [&'a str],
     /// The port when nothing else says.
     pub fallback: Option<i32>,
+    /// The endpoint serves HTTPS (the spec gives it TLS options).
+    pub https: bool,
 }
 
 /// The metrics URL of `pod`: the spec's port (number or name), else the
@@ -95,7 +97,8 @@ pub fn metrics_url(pod: &PodInfo, rule: PortRule<'_>, path: &str) -> Option<Stri
         Some(p) if path == "/metrics" && p.starts_with('/') => p.as_str(),
         _ => path,
     };
-    Some(format!("http://{}:{port}{path}", url_host(ip)))
+    let scheme = if rule.https { "https" } else { "http" };
+    Some(format!("{scheme}://{}:{port}{path}", url_host(ip)))
 }
 
 /// An IP as the host part of a URL (IPv6 in brackets).
@@ -310,6 +313,7 @@ pub async fn discover(
             name: t.server.port_name.as_deref(),
             names: &["metrics", "http"],
             fallback: None,
+            https: t.server.tls.is_some(),
         };
         for p in found.inference.iter().filter(|p| p.ready) {
             if let Some(url) = metrics_url(p, rule, &t.server.path) {
@@ -354,6 +358,7 @@ pub async fn discover(
             name: t.gpu.port_name.as_deref(),
             names: &["metrics"],
             fallback: Some(9400),
+            https: t.gpu.tls.is_some(),
         };
         let in_scope = exporters.iter().filter(|e| {
             e.ready
@@ -427,6 +432,7 @@ mod tests {
         name: None,
         names: &["metrics", "http"],
         fallback: None,
+        https: false,
     };
 
     #[test]
@@ -484,6 +490,15 @@ mod tests {
         assert_eq!(
             metrics_url(&bare, dcgm, "/metrics").unwrap(),
             "http://10.0.0.7:9400/metrics"
+        );
+        // An exporter given TLS options is scraped over HTTPS.
+        let tls = PortRule {
+            https: true,
+            ..dcgm
+        };
+        assert_eq!(
+            metrics_url(&bare, tls, "/metrics").unwrap(),
+            "https://10.0.0.7:9400/metrics"
         );
         assert_eq!(metrics_url(&bare, AUTO, "/metrics"), None);
         let mut v6 = pod(&[("http", 80)], &[]);

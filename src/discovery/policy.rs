@@ -70,6 +70,10 @@ pub struct Policy {
     pub allowed_hosts: Vec<Allowed>,
     /// Addresses of the API server (refused unless named exactly).
     pub api_server: Vec<IpAddr>,
+    /// Runs may name Secrets for their scrapes (`telemetry.server.auth`, a
+    /// telemetry CA in a Secret): the controller reads those, and only those
+    /// labelled `benchrun.dev/scrape-credentials=true`.
+    pub scrape_credentials: bool,
 }
 
 /// Where a run may and may not discover.
@@ -104,6 +108,7 @@ impl Policy {
             namespaces: open,
             allowed_hosts,
             api_server,
+            scrape_credentials: false,
         })
     }
 
@@ -248,6 +253,7 @@ mod tests {
             namespaces: BTreeSet::from(["benchrun-system".to_string()]),
             allowed_hosts: hosts.iter().map(|h| h.parse().unwrap()).collect(),
             api_server: vec!["10.96.0.1".parse().unwrap()],
+            scrape_credentials: false,
         }
     }
 

@@ -86,6 +86,9 @@ pub struct TlsPlan {
     pub client_cert: Option<PemSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key: Option<PemSource>,
+    /// The name the target's certificate must hold, when not the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// Where a PEM is: a file, or an environment variable (a Job worker's, from
@@ -134,6 +137,7 @@ impl TlsPlan {
             ca_pem: read(&self.ca)?,
             insecure_skip_verify: self.insecure_skip_verify,
             identity: read(&self.client_cert)?.zip(read(&self.client_key)?),
+            server_name: self.server_name.clone(),
         })
     }
 }

@@ -28,7 +28,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
+
+use crate::scrape::fetch::ScrapeClient;
 use tokio::sync::watch;
 
 use self::checkpoint::Checkpoint;
@@ -68,7 +71,37 @@ pub struct SessionView {
     /// How long ago the workers were asked to stop (the run ends early).
     pub stopping_for: Option<Duration>,
     /// Why the measurement cannot go on (the run fails with it).
-    pub fatal: Option<String>,
+    pub fatal: Option<Fatal>,
+}
+
+/// Why a measurement cannot go on: the run's `Failed` reason and message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fatal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The clients a run's scrapes use: each kind of endpoint with its TLS, the
+/// server endpoints with the run's credentials (GPU exporters never get them).
+#[derive(Clone)]
+pub struct Scrapers {
+    pub gpu: ScrapeClient,
+    pub server: ScrapeClient,
+    /// What the results say about how the scrapes were made (a skipped
+    /// verification).
+    pub notes: Vec<String>,
+}
+
+impl Scrapers {
+    /// Plain scrapes: the system's roots, no credentials.
+    pub fn plain() -> Self {
+        let client = crate::scrape::fetch::scrape_client();
+        Scrapers {
+            gpu: client.clone(),
+            server: client,
+            notes: Vec::new(),
+        }
+    }
 }
 
 /// Everything a session measures, owned by its task alone.
@@ -89,7 +122,7 @@ struct State {
     scope: GpuScope,
     steps: usize,
     /// Why the measurement cannot go on.
-    fatal: Option<String>,
+    fatal: Option<Fatal>,
     /// Each step's detail as last computed; `None` where what it rests on
     /// has changed since (a scrape recomputes its own step only).
     details: Vec<Option<StepDetail>>,
@@ -316,6 +349,11 @@ pub trait Cluster: Send + Sync {
     fn write_checkpoint(&self, cp: Checkpoint, seq: u64) -> BoxFuture<'_, Result<(), String>>;
     /// Where the checkpoint goes (for logs).
     fn checkpoint_name(&self) -> &str;
+    /// The clients the run's scrapes use, as its spec asks (TLS, credentials
+    /// from its namespace). An error says why the run cannot be measured.
+    fn scrapers(&self) -> BoxFuture<'_, Result<Scrapers, String>> {
+        futures::future::ready(Ok(Scrapers::plain())).boxed()
+    }
 }
 
 /// What a new session needs to know of its run, besides the run itself.
@@ -331,6 +369,10 @@ pub struct Setup {
     pub warmup: bool,
     /// The run was already running when this controller took it up.
     pub resumed: bool,
+    /// The run's Job was deleted before this controller followed it: its
+    /// workers (stopping in their pods' grace period, or orphaned and still
+    /// running) are stopped and what they hold is pulled; nothing is started.
+    pub salvage: bool,
     /// The bearer token the run's workers require, and the Secret it is in.
     pub token: Option<String>,
     pub token_secret: String,

@@ -15,13 +15,13 @@ use super::checkpoint::{self, Checkpoint, SavedStep};
 use super::collect::{self, EndpointLog, Kind, StepTelemetry};
 use super::timeseries::{ClientCounts, Timeseries};
 use super::workers::{self, StepState, Worker};
-use super::{Cluster, Published, Setup, Stage, State};
+use super::{Cluster, Fatal, Published, Scrapers, Setup, Stage, State};
 use crate::api::{self, BenchmarkRunSpec};
 use crate::contract::{ProgressQuery, WorkerPhase, WorkerProgress, WorkerResult};
 use crate::discovery::Found;
 use crate::loadgen::plan::StopCondition;
 use crate::net::client::{HttpClient, http_client};
-use crate::scrape::fetch::{self, DEFAULT_MAX_BYTES, ScrapeClient};
+use crate::scrape::fetch::{self, DEFAULT_MAX_BYTES};
 use crate::telemetry::Filter;
 
 pub struct Inputs {
@@ -59,7 +59,7 @@ struct Driver {
     out: watch::Sender<Published>,
     stop_asked: watch::Receiver<Option<std::time::Instant>>,
     http: HttpClient,
-    scraper: ScrapeClient,
+    scrapers: Scrapers,
     t0: Instant,
     /// Session time 0, unix ms (a session that takes a run over from a
     /// checkpoint keeps its predecessor's, so every `t` lines up).
@@ -249,7 +249,10 @@ impl Driver {
         // Every endpoint discovered so far: the keys of the scrape logs.
         let targets: Vec<(Kind, String)> = self.state.logs.keys().cloned().collect();
         let fetches = targets.into_iter().map(|(kind, url)| {
-            let scraper = self.scraper.clone();
+            let scraper = match kind {
+                Kind::Gpu => self.scrapers.gpu.clone(),
+                Kind::Server => self.scrapers.server.clone(),
+            };
             async move {
                 let r = fetch::fetch(&scraper, &url, timeout, DEFAULT_MAX_BYTES).await;
                 (kind, url, r)
@@ -342,7 +345,7 @@ pub async fn drive(inputs: Inputs) {
         out: inputs.out,
         stop_asked: inputs.stop_asked,
         http: http_client(16),
-        scraper: fetch::scrape_client(),
+        scrapers: Scrapers::plain(),
         t0: Instant::now(),
         origin_unix_ms,
         offset_s: now.saturating_sub(origin_unix_ms) as f64 / 1e3,
@@ -365,6 +368,25 @@ pub async fn drive(inputs: Inputs) {
         d.with_timeseries(|ts| *ts = Timeseries::resumed(t));
     }
     d.publish();
+    // TLS and credentials first: a run that cannot be scraped as it asks
+    // ends before its workers start.
+    match d.setup.cluster.scrapers().await {
+        Ok(scrapers) => {
+            for note in &scrapers.notes {
+                d.state.notes.push(note.clone());
+            }
+            d.scrapers = scrapers;
+        }
+        Err(message) => {
+            warn!(job = %d.setup.job, "the scrapes cannot be set up: {message}");
+            d.state.fatal = Some(Fatal {
+                reason: "ScrapeCredentials",
+                message,
+            });
+            d.publish();
+            return;
+        }
+    }
     d.discover().await;
     if resume.as_ref().is_some_and(|r| r.collected) {
         // Every result was pulled and checkpointed before: finish with them.
@@ -374,7 +396,13 @@ pub async fn drive(inputs: Inputs) {
         acknowledge(&d, &bases.iter().collect::<Vec<_>>()).await;
         return;
     }
-    let Some(bases) = wait_for_workers(&d).await else {
+    let bases = if d.setup.salvage {
+        None
+    } else {
+        wait_for_workers(&d).await
+    };
+    let Some(bases) = bases else {
+        salvage(&mut d, resume).await;
         return;
     };
     let started_at = start_workers(&mut d, &bases).await;
@@ -389,16 +417,23 @@ pub async fn drive(inputs: Inputs) {
     let first_step_at =
         started_at.filter(|_| !d.setup.warmup && !d.setup.resumed && resume.is_none());
     follow(&mut d, &bases, first_step_at, resume).await;
-    collect_results(&mut d, &bases).await;
+    collect_results(&mut d, &bases, COLLECT).await;
 }
 
 /// The Job's ready workers, by index.
 async fn ready_workers(d: &Driver) -> Option<Vec<Worker>> {
+    workers_of(d, true).await
+}
+
+/// The Job's workers with an address, by index; only the ready ones when
+/// `ready` (a stopping pod is not ready, yet holds its result until its
+/// grace period ends).
+async fn workers_of(d: &Driver, ready: bool) -> Option<Vec<Worker>> {
     let s = &d.setup;
     match s.cluster.worker_pods().await {
         Ok(pods) => Some(
             pods.iter()
-                .filter(|(_, p)| p.ready)
+                .filter(|(_, p)| p.ready || !ready)
                 .filter_map(|(index, p)| {
                     Some(Worker {
                         index: *index,
@@ -417,11 +452,16 @@ async fn ready_workers(d: &Driver) -> Option<Vec<Worker>> {
 
 /// Waits until every worker whose result is not held yet is ready; those
 /// workers, by index (a worker whose result is held may have exited).
+/// `None` when the run ends early first (its Job deleted, cancelled, past
+/// its timeout): stopping workers never become ready again.
 async fn wait_for_workers(d: &Driver) -> Option<Vec<Worker>> {
     let wanted: Vec<u32> = (0..d.workers.max(0) as u32)
         .filter(|i| !d.results.contains_key(i))
         .collect();
     loop {
+        if d.stop_asked.borrow().is_some() {
+            return None;
+        }
         if let Some(ready) = ready_workers(d).await {
             let live: Vec<Worker> = ready
                 .into_iter()
@@ -475,10 +515,13 @@ async fn start_workers(d: &mut Driver, bases: &[Worker]) -> Option<u64> {
                 continue;
             }
             Err(e) if e == workers::TOKEN_REFUSED => {
-                d.state.fatal = Some(format!(
-                    "the load generators refuse the run's token (HTTP 401): the Secret {} holds another one, so a Secret of that name existed before the run (benchrun creates it and never reads it); delete that Secret and create the run again",
-                    d.setup.token_secret
-                ));
+                d.state.fatal = Some(Fatal {
+                    reason: "WorkerTokenRejected",
+                    message: format!(
+                        "the load generators refuse the run's token (HTTP 401): the Secret {} holds another one, so a Secret of that name existed before the run (benchrun creates it and never reads it); delete that Secret and create the run again",
+                        d.setup.token_secret
+                    ),
+                });
                 d.publish();
                 return None;
             }
@@ -551,18 +594,7 @@ async fn follow(
         // was measuring continues from its own opening readings.
         (active, next_step, resumed_noted) = (r.active, r.next_step, true);
         if let Some(k) = active {
-            // The predecessor's last scrape (restored with the checkpoint).
-            let before = d.state.last_scrape_t;
-            d.scrape(k, false).await;
-            let now = d.state.last_scrape_t;
-            if let Some(step) = d.state.telemetry.get_mut(k) {
-                step.interruptions.push((before, now));
-            }
-            d.state.changed(Some(k));
-            d.note(format!(
-                "a new controller took this run over from its checkpoint during step {k}: {:.1} s without scrapes, which the energy counters span",
-                (now - before).max(0.0)
-            ));
+            take_over_step(d, k).await;
             next_scrape = Instant::now() + interval;
             d.save(active, next_step);
         }
@@ -715,6 +747,57 @@ async fn follow(
     }
 }
 
+/// Takes over step `k`, which a predecessor was measuring, with a scrape
+/// now: the time since its last one is the step's interruption (the energy
+/// counters span it; coverage judges the rest).
+async fn take_over_step(d: &mut Driver, k: usize) {
+    // The predecessor's last scrape (restored with the checkpoint).
+    let before = d.state.last_scrape_t;
+    d.scrape(k, false).await;
+    let now = d.state.last_scrape_t;
+    if let Some(step) = d.state.telemetry.get_mut(k) {
+        step.interruptions.push((before, now));
+    }
+    d.state.changed(Some(k));
+    d.note(format!(
+        "a new controller took this run over from its checkpoint during step {k}: {:.1} s without scrapes, which the energy counters span",
+        (now - before).max(0.0)
+    ));
+}
+
+/// How long a session whose Job is gone waits for its workers' results:
+/// within the pods' grace period, and before the run ends without them.
+const SALVAGE: Duration = Duration::from_secs(10);
+
+/// The run ended before the session followed its workers: their Job was
+/// deleted while no session followed it (this controller started since), or
+/// it ended early while the session waited for them. The workers are asked to
+/// stop (a stopping pod has already; an orphaned one, or one never started,
+/// has not), the step a predecessor left open is closed, and the results
+/// they hold are pulled.
+async fn salvage(d: &mut Driver, resume: Option<Resume>) {
+    let workers: Vec<Worker> = workers_of(d, false)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|w| !d.results.contains_key(&w.index))
+        .collect();
+    let stops = workers.iter().map(|w| workers::stop(&d.http, w));
+    for (w, r) in workers.iter().zip(futures::future::join_all(stops).await) {
+        if let Err(e) = r {
+            debug!(worker = %w, "stopping the worker of a deleted Job: {e}");
+        }
+    }
+    if let Some(r) = resume {
+        if let Some(k) = r.active {
+            take_over_step(d, k).await;
+        }
+        d.save(None, r.next_step);
+    }
+    info!(job = %d.setup.job, workers = workers.len(), "the Job is gone: pulling what its workers hold");
+    collect_results(d, &workers, SALVAGE).await;
+}
+
 /// Pulls one finished worker's result, checkpoints it, and lets the worker
 /// go. Anything that fails is left for the collection at the end.
 async fn take_result(d: &mut Driver, w: &Worker) {
@@ -783,10 +866,10 @@ fn record_progress(
 /// worker exits on its acknowledgement, never on a bare fetch: a result whose
 /// answer was lost on the way is fetched again). A worker whose result does
 /// not come in time is left out, and the steps' coverage says so.
-async fn collect_results(d: &mut Driver, bases: &[Worker]) {
+async fn collect_results(d: &mut Driver, bases: &[Worker], within: Duration) {
     d.state.stage = Stage::Collecting;
     d.publish_view();
-    let deadline = Instant::now() + COLLECT;
+    let deadline = Instant::now() + within;
     let http = &d.http;
     let missing: Vec<&Worker> = bases
         .iter()
@@ -815,7 +898,7 @@ async fn collect_results(d: &mut Driver, bases: &[Worker]) {
             Err(e) => {
                 warn!(%base, "no result from the worker: {e}");
                 d.note(format!(
-                    "no result from the worker at {base} within {COLLECT:?}: {e}"
+                    "no result from the worker at {base} within {within:?}: {e}"
                 ));
             }
         }

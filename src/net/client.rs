@@ -23,7 +23,7 @@ pub type HttpClient = Client<Connector, Full<Bytes>>;
 /// A client whose pool keeps `max_idle` connections per host; HTTPS verified
 /// against the system's roots.
 pub fn http_client(max_idle: usize) -> HttpClient {
-    pooled_client(max_idle, Duration::from_secs(10), &default_tls())
+    pooled_client(max_idle, Duration::from_secs(10), &default_tls(), None)
 }
 
 /// [`http_client`] with the TLS options given (a CA bundle, a client
@@ -33,7 +33,16 @@ pub fn http_client_tls(max_idle: usize, tls: &TlsOptions) -> Result<HttpClient, 
         max_idle,
         Duration::from_secs(10),
         &client_config(tls)?,
+        named(tls)?,
     ))
+}
+
+/// The server name `tls` verifies against instead of the URL's host.
+pub fn named(tls: &TlsOptions) -> Result<Option<rustls::pki_types::ServerName<'static>>, String> {
+    tls.server_name
+        .as_deref()
+        .map(super::tls::server_name)
+        .transpose()
 }
 
 /// The configuration without options: the system's roots, no client
@@ -50,11 +59,13 @@ pub fn default_tls() -> rustls::ClientConfig {
 }
 
 /// A client with Nagle off, a connect timeout and `max_idle` pooled
-/// connections per host, for any request body type (the scraper uses it too).
+/// connections per host, for any request body type (the scraper uses it too);
+/// certificates verified for `server_name` when given, else the URL's host.
 pub fn pooled_client<B>(
     max_idle: usize,
     connect_timeout: Duration,
     tls: &rustls::ClientConfig,
+    server_name: Option<rustls::pki_types::ServerName<'static>>,
 ) -> Client<Connector, B>
 where
     B: hyper::body::Body + Send + Unpin + 'static,
@@ -66,12 +77,14 @@ where
     http.set_connect_timeout(Some(connect_timeout));
     // The TLS layer takes https; the TCP connector must let it through.
     http.enforce_http(false);
-    let connector = HttpsConnectorBuilder::new()
+    let mut builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls.clone())
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .https_or_http();
+    if let Some(name) = server_name {
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let connector = builder.enable_http1().enable_http2().wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(max_idle)
         .build(connector)

@@ -67,6 +67,32 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> Resu
     axum::serve(listener, app).await.map_err(|e| e.to_string())
 }
 
+/// Serves `app` over TLS with `cfg` until the listener fails; each
+/// connection HTTP/2 or HTTP/1.1 as ALPN settled it.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    cfg: rustls::ServerConfig,
+) -> Result<(), String> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    loop {
+        let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that fails the handshake is its own affair.
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
 /// The `Hostname` label an exporter writes: the flag, else the node's name
 /// (`NODE_NAME`, from the downward API), else the machine's host name.
 pub fn exporter_hostname(flag: Option<&str>) -> String {

@@ -21,6 +21,21 @@ pub struct TlsOptions {
     pub insecure_skip_verify: bool,
     /// A client certificate chain and its private key, both PEM.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name the server's certificate must hold, instead of the URL's
+    /// host (sent as SNI too): a Service's DNS name when the requests go to
+    /// the pods behind it by address.
+    pub server_name: Option<String>,
+}
+
+/// `name` as a TLS server name (a DNS name or an IP address).
+pub fn server_name(name: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
+    let bare = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    rustls::pki_types::ServerName::try_from(bare.to_string()).map_err(|_| {
+        format!("the TLS server name {name:?} is neither a DNS name nor an IP address")
+    })
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -71,7 +86,7 @@ pub fn client_config(o: &TlsOptions) -> Result<ClientConfig, String> {
 }
 
 /// The PEM certificates in `pem`; an error naming `what` when there are none.
-fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{what} is not PEM: {e}"))?;
@@ -123,3 +138,19 @@ impl ServerCertVerifier for AnyServer {
 
 #[cfg(test)]
 mod tests;
+
+/// A server configuration for the certificate chain and key (both PEM),
+/// offering HTTP/2 and HTTP/1.1 through ALPN.
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConfig, String> {
+    let certs = certificates(cert_pem, "the certificate")?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("the private key: {e}"))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the certificate and key: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}

@@ -19,25 +19,54 @@ use crate::net::tls::TlsOptions;
 /// Default cap on one payload (a 8-GPU dcgm page with profiling is ~100 KiB).
 pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 
-/// A client for scraping (`http://` and `https://`).
-pub type ScrapeClient = Client<Connector, Empty<Bytes>>;
+/// A client for scraping (`http://` and `https://`), and the
+/// `Authorization` it sends, if any.
+#[derive(Clone)]
+pub struct ScrapeClient {
+    client: Client<Connector, Empty<Bytes>>,
+    /// Marked sensitive: never shown by `Debug`, and kept out of HTTP/2's
+    /// header compression tables.
+    authorization: Option<hyper::header::HeaderValue>,
+}
+
+impl ScrapeClient {
+    /// This client, sending `Authorization: <value>` with every request.
+    /// A value that cannot be a header (a control character, a line break)
+    /// is refused with the reason, never with the value.
+    pub fn with_authorization(mut self, value: &str) -> Result<Self, String> {
+        let mut v = hyper::header::HeaderValue::from_str(value).map_err(|_| {
+            "the credential holds a character a header cannot carry (a line break?)".to_string()
+        })?;
+        v.set_sensitive(true);
+        self.authorization = Some(v);
+        Ok(self)
+    }
+}
 
 /// HTTPS verified against the system's roots.
 pub fn scrape_client() -> ScrapeClient {
-    crate::net::client::pooled_client(
-        2,
-        Duration::from_secs(5),
-        &crate::net::client::default_tls(),
-    )
+    ScrapeClient {
+        client: crate::net::client::pooled_client(
+            2,
+            Duration::from_secs(5),
+            &crate::net::client::default_tls(),
+            None,
+        ),
+        authorization: None,
+    }
 }
 
 /// A client with the TLS options given (a CA bundle, no verification).
 pub fn scrape_client_tls(tls: &TlsOptions) -> Result<ScrapeClient, String> {
-    Ok(crate::net::client::pooled_client(
-        2,
-        Duration::from_secs(5),
-        &crate::net::tls::client_config(tls)?,
-    ))
+    Ok(ScrapeClient {
+        client: crate::net::client::pooled_client(
+            2,
+            Duration::from_secs(5),
+            &crate::net::tls::client_config(tls)?,
+            crate::net::client::named(tls)?,
+        ),
+        authorization: None,
+    })
 }
 
 /// One fetched payload in a text format.
@@ -128,15 +157,19 @@ async fn fetch_one(
     max_bytes: usize,
 ) -> Result<Payload, FetchError> {
     let uri: hyper::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.into()))?;
-    let req = hyper::Request::get(uri)
-        .header(
-            hyper::header::ACCEPT,
-            "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1",
-        )
+    let mut req = hyper::Request::get(uri).header(
+        hyper::header::ACCEPT,
+        "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1",
+    );
+    if let Some(v) = &client.authorization {
+        req = req.header(hyper::header::AUTHORIZATION, v.clone());
+    }
+    let req = req
         .body(Empty::new())
         .map_err(|_| FetchError::BadUrl(url.into()))?;
     let work = async {
         let resp = client
+            .client
             .request(req)
             .await
             .map_err(|e| FetchError::Connect(crate::net::client::error_chain(&e)))?;
@@ -194,6 +227,54 @@ mod tests {
             Ok(Format::OpenMetrics)
         );
         assert_eq!(sniff(None, b"a_total 1\n# EOF\n"), Ok(Format::OpenMetrics));
+    }
+
+    /// The credential goes with every scrape (the fallback path too); a value
+    /// no header can carry is refused without being shown.
+    #[tokio::test]
+    async fn a_client_with_credentials_sends_them_with_every_request() {
+        use axum::http::HeaderMap;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = seen.clone();
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(|| async { ([("content-type", "application/json")], "{}") }),
+            )
+            .route(
+                "/prometheus/metrics",
+                axum::routing::get(move |h: HeaderMap| {
+                    let log = log.clone();
+                    async move {
+                        let auth = h
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let ok = auth == "Bearer t0k";
+                        log.lock().unwrap().push(auth);
+                        if ok {
+                            (axum::http::StatusCode::OK, "up 1\n")
+                        } else {
+                            (axum::http::StatusCode::UNAUTHORIZED, "")
+                        }
+                    }
+                }),
+            );
+        let base = crate::net::testing::start(app).await;
+        let url = format!("{base}/metrics");
+        let t = Duration::from_secs(5);
+        let plain = fetch(&scrape_client(), &url, t, 1 << 20).await;
+        assert!(plain.is_err(), "{plain:?}");
+        let client = scrape_client().with_authorization("Bearer t0k").unwrap();
+        let p = fetch(&client, &url, t, 1 << 20).await.unwrap();
+        assert_eq!(&p.body[..], b"up 1\n");
+        assert_eq!(*seen.lock().unwrap(), ["", "Bearer t0k"]);
+        let bad = scrape_client()
+            .with_authorization("Bearer a\nX-Evil: 1")
+            .err()
+            .unwrap();
+        assert!(!bad.contains("Evil"), "{bad}");
     }
 
     #[test]

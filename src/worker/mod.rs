@@ -100,6 +100,10 @@ pub struct LoadgenOpts {
     pub client_cert: Option<std::path::PathBuf>,
     #[arg(long, requires = "client_cert")]
     pub client_key: Option<std::path::PathBuf>,
+    /// HTTPS: the name the server's certificate must hold, instead of the
+    /// URL's host (e.g. a Service's DNS name when sending to its pods).
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
     /// Write the JSON result here (standalone).
     #[arg(long)]
     pub output: Option<std::path::PathBuf>,
@@ -303,6 +307,7 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             insecure_skip_verify: opts.insecure_skip_verify,
             client_cert: opts.client_cert.clone().map(PemSource::File),
             client_key: opts.client_key.clone().map(PemSource::File),
+            server_name: opts.tls_server_name.clone(),
         },
     };
     Ok((plan, 0))

@@ -115,3 +115,78 @@ fn the_gpu_exporter_runs_the_image_that_can_load_nvml() {
     );
     assert_eq!(own, "registry.example.com/me/benchrun-gpu-exporter:t1");
 }
+
+/// `helm template` of one chart file that holds several documents.
+fn render_docs(template: &str, sets: &[&str]) -> Vec<Value> {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/benchrun");
+    let mut cmd = Command::new("helm");
+    cmd.args(["template", "t", chart, "--show-only", template]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().expect("helm on PATH");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split("\n---")
+        .filter(|d| d.lines().any(|l| l.starts_with("kind:")))
+        .map(|d| serde_saphyr::from_str(d).expect("YAML"))
+        .collect()
+}
+
+/// Scrape credentials are the installer's choice: off by default; on, the
+/// controller is told so and may get Secrets, cluster-wide or in the watched
+/// namespaces only.
+#[test]
+fn scrape_credentials_are_off_unless_the_installer_turns_them_on() {
+    let env_of = |sets: &[&str]| -> Option<String> {
+        let d = render("templates/deployment.yaml", sets);
+        d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|e| e["name"] == "BENCHRUN_SCRAPE_CREDENTIALS")
+            .and_then(|e| e["value"].as_str().map(str::to_string))
+    };
+    assert_eq!(env_of(&[]).as_deref(), Some("false"));
+    assert_eq!(
+        env_of(&["telemetry.scrapeCredentials=true"]).as_deref(),
+        Some("true")
+    );
+    // The value the chart sets is one the controller's flag accepts.
+    let cli = Cli::try_parse_from(["benchrun", "controller", "--scrape-credentials", "true"]);
+    assert!(
+        matches!(cli, Ok(Cli { command: Sub::Controller(ref o), .. }) if o.scrape_credentials),
+        "{:?}",
+        cli.err()
+    );
+    let docs = render_docs(
+        "templates/scrape-credentials.yaml",
+        &["telemetry.scrapeCredentials=true"],
+    );
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
+    assert_eq!(docs[0]["rules"][0]["resources"][0], "secrets");
+    assert_eq!(
+        docs[0]["rules"][0]["verbs"],
+        serde_json::json!(["get"]),
+        "get only: never list or watch"
+    );
+    let namespaced = render_docs(
+        "templates/scrape-credentials.yaml",
+        &[
+            "telemetry.scrapeCredentials=true",
+            "watchNamespaces={team-a,team-b}",
+        ],
+    );
+    let bound: Vec<&str> = namespaced
+        .iter()
+        .filter(|d| d["kind"] == "RoleBinding")
+        .filter_map(|d| d["metadata"]["namespace"].as_str())
+        .collect();
+    assert_eq!(bound, ["team-a", "team-b"]);
+    assert!(!namespaced.iter().any(|d| d["kind"] == "ClusterRoleBinding"));
+}

@@ -561,7 +561,24 @@ async fn workers_that_cannot_start_fail_the_run_with_their_reason() {
 /// not made again.
 #[tokio::test]
 async fn a_deleted_job_keeps_what_its_workers_measured() {
-    let ns = setup("jobgone", Some(18208)).await;
+    let _steady = OPERATOR.read().await;
+    job_deleted_under_the_run("jobgone", 18208, None).await;
+}
+
+/// The same with the controller replaced as the Job goes: the new leader
+/// never saw the Job, yet finds its workers stopping in their grace period
+/// and pulls what they hold (before, it ended the run without their results).
+#[tokio::test]
+async fn a_job_deleted_while_the_controller_is_replaced_keeps_what_its_workers_measured() {
+    let _alone = OPERATOR.write().await;
+    let client = client().await;
+    job_deleted_under_the_run("jobgone-restart", 18209, Some(&client)).await;
+}
+
+/// Deletes the Job of a run in progress (after replacing the controller,
+/// when `controller` is given) and checks what the run keeps.
+async fn job_deleted_under_the_run(prefix: &str, port: i32, controller: Option<&kube::Client>) {
+    let ns = setup(prefix, Some(port)).await;
     let runs = ns.api::<BenchmarkRun>();
     let load = format!("\n    concurrency: 2\n    workers: 2\n    duration: 10m{SHORT_OUTPUT}");
     runs.create(&PostParams::default(), &run("jg", &load, ""))
@@ -570,6 +587,9 @@ async fn a_deleted_job_keeps_what_its_workers_measured() {
     wait_requests_done(&runs, "jg").await;
     let jobs = ns.api::<Job>();
     let before = jobs.get("jg-loadgen").await.unwrap();
+    if let Some(client) = controller {
+        delete_controller(client).await;
+    }
     jobs.delete("jg-loadgen", &DeleteParams::background())
         .await
         .unwrap();
@@ -601,6 +621,14 @@ async fn a_deleted_job_keeps_what_its_workers_measured() {
         Some(2),
         "both workers handed over: {doc:#}"
     );
+    if controller.is_some() {
+        // The successor closed the step its predecessor had opened.
+        let notes = doc["notes"].to_string();
+        assert!(
+            notes.contains("took this run over from its checkpoint during step 0"),
+            "{notes}"
+        );
+    }
     // Never made again.
     let again = jobs.get_opt("jg-loadgen").await.unwrap();
     assert!(

@@ -350,6 +350,30 @@ fn invalid_specs_fail_with_their_own_message() {
             r::CA_REF_ONE_OF_MSG,
         ),
         (
+            "scrape auth with a bearer token and basic auth",
+            json!({"telemetry": {"server": {"auth": {
+                "bearerTokenSecretRef": {"name": "t", "key": "token"},
+                "basicAuth": {"usernameSecretRef": {"name": "b", "key": "u"},
+                              "passwordSecretRef": {"name": "b", "key": "p"}}}}}}),
+            r::SCRAPE_AUTH_ONE_OF_MSG,
+        ),
+        (
+            "scrape auth that sets nothing",
+            json!({"telemetry": {"server": {"auth": {}}}}),
+            r::SCRAPE_AUTH_ONE_OF_MSG,
+        ),
+        (
+            "an exporter CA and no verification",
+            json!({"telemetry": {"gpu": {"tls": {"insecureSkipVerify": true,
+                "caRef": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}}}}}),
+            r::TLS_CA_OR_INSECURE_MSG,
+        ),
+        (
+            "a scrape token Secret that is no name",
+            json!({"telemetry": {"server": {"auth": {"bearerTokenSecretRef": {"name": "../x", "key": "t"}}}}}),
+            "spec.telemetry.server.auth.bearerTokenSecretRef.name",
+        ),
+        (
             "a client certificate Secret that is no name",
             json!({"target": {"url": "https://gw.llm.svc", "tls": {"clientCertificateSecretName": "../etc"}}}),
             "spec.target.tls.clientCertificateSecretName",

@@ -95,6 +95,8 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
     assert_eq!(pod.automount_service_account_token, Some(false));
+    // A stopping worker's result outlives a controller handover.
+    assert_eq!(pod.termination_grace_period_seconds, Some(60));
     assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "cpu");
     assert_eq!(pod.tolerations.as_ref().unwrap().len(), 1);
     let psc = pod.security_context.as_ref().unwrap();
@@ -531,4 +533,38 @@ fn target_tls_reaches_the_workers_as_variables_from_the_runs_objects() {
             .iter()
             .any(|e| e.name.starts_with("BENCHRUN_TLS_"))
     );
+}
+
+/// Requests to an https `serviceRef` go to its pods by address: the
+/// certificate is verified against the Service's DNS name, unless the spec
+/// names another; a URL target's own host is kept.
+#[test]
+fn an_https_service_is_verified_against_its_dns_name() {
+    let with = |target: serde_json::Value| {
+        let mut v: serde_json::Value = serde_saphyr::from_str(RUN).unwrap();
+        v["spec"]["target"] = target;
+        crate::api::validate_json(&v).expect("valid")
+    };
+    let service = |tls: serde_json::Value| {
+        with(serde_json::json!({
+            "serviceRef": {"name": "vllm", "port": 8443, "scheme": "https"}, "model": "m", "tls": tls,
+        }))
+    };
+    let name = |r: &BenchmarkRun| plan(r, vec![]).tls.server_name;
+    assert_eq!(
+        name(&service(serde_json::json!({}))).as_deref(),
+        Some("vllm.llm.svc")
+    );
+    assert_eq!(
+        name(&service(
+            serde_json::json!({"serverName": "vllm.example.com"})
+        ))
+        .as_deref(),
+        Some("vllm.example.com")
+    );
+    let plain =
+        with(serde_json::json!({"serviceRef": {"name": "vllm", "port": 8000}, "model": "m"}));
+    assert_eq!(name(&plain), None);
+    let url = with(serde_json::json!({"url": "https://gw.example.com", "model": "m"}));
+    assert_eq!(name(&url), None, "the URL's host is verified");
 }

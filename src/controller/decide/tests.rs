@@ -701,7 +701,10 @@ fn workers_that_refuse_the_runs_token_fail_the_run_with_the_measurements_reason(
     );
     obs.session = Some(SessionView {
         stage: Stage::Starting,
-        fatal: Some("the load generators refuse the run's token (HTTP 401)".into()),
+        fatal: Some(crate::measure::Fatal {
+            reason: "WorkerTokenRejected",
+            message: "the load generators refuse the run's token (HTTP 401)".into(),
+        }),
         ..session_done(vec![])
     });
     let d = decide(&r, &obs, at(3));
@@ -831,6 +834,14 @@ fn a_deleted_or_failed_job_keeps_what_its_workers_measured() {
             .unwrap()
             .message;
         assert!(message.contains("measured up to then is kept"), "{message}");
+        // A session that ended with nothing handed over (the workers were
+        // gone when a successor looked for them) says so too.
+        let d = with(session_done(vec![StepDetail::default()]));
+        assert_eq!(d.status.phase, Some(Phase::Failed), "{reason}");
+        let message = &conditions::get(&d.status.conditions, FAILED)
+            .unwrap()
+            .message;
+        assert!(message.contains("did not arrive"), "{reason}: {message}");
         // Nothing handed over within the grace: the run ends without it.
         let d = with(running(Some(STOP_GRACE)));
         assert_eq!(d.status.phase, Some(Phase::Failed));
@@ -1033,4 +1044,52 @@ fn a_queued_run_held_by_what_it_recorded_looks_nothing_up_and_stays() {
     let d = decide(&queued, &obs, at(13));
     assert!(d.actions.is_empty());
     assert_eq!(d.requeue_after, Some(Duration::ZERO));
+}
+
+/// Load generators that finished without one request succeeding (a wrong CA,
+/// a refused key) fail the run with what the server said; one success is
+/// enough for the run to stand (its error rate says the rest).
+#[test]
+fn a_run_whose_every_request_failed_fails_with_the_servers_answer() {
+    use crate::loadgen::engine::StepResult;
+    use crate::loadgen::request::ErrorKind;
+    use crate::results::StepDetail;
+    let r = run();
+    let r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let ended = |successes: u64| {
+        let step = StepDetail {
+            client: Some(StepResult {
+                requests: 4,
+                successes,
+                errors: [(ErrorKind::Connect, 4 - successes)].into_iter().collect(),
+                error_samples: vec![
+                    "could not connect: invalid peer certificate: UnknownIssuer".into(),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut obs = observed(Some(done.clone()), Target::NotNeeded);
+        obs.session = Some(session_done(vec![step]));
+        decide(&r, &obs, at(30))
+    };
+    let d = ended(0);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "RequestsFailed"));
+    let message = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("not one of the 4 requests succeeded (4 could not connect)")
+            && message.contains("UnknownIssuer"),
+        "{message}"
+    );
+    assert_eq!(
+        d.actions,
+        vec![Action::WriteResults],
+        "the results are kept"
+    );
+    let d = ended(1);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
 }

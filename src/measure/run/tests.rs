@@ -110,6 +110,7 @@ fn setup(cluster: Arc<Fake>, resumed: bool) -> Setup {
         stop: StopCondition::Requests(6),
         warmup: false,
         resumed,
+        salvage: false,
         token: Some("t".into()),
         token_secret: "r-worker-token".into(),
     }
@@ -261,7 +262,8 @@ async fn workers_that_refuse_the_runs_token_end_the_measurement_with_why() {
         .view
         .fatal
         .clone()
-        .unwrap();
+        .unwrap()
+        .message;
     assert!(
         fatal.contains("r-worker-token") && fatal.contains("401"),
         "{fatal}"
@@ -321,4 +323,80 @@ async fn a_run_that_asks_for_a_time_series_keeps_one() {
         .ensure(&plain, || setup(fake.clone(), false))
         .unwrap();
     assert!(other.timeseries().is_none());
+}
+
+/// The Job deleted before this controller followed the run: the workers (one
+/// stopping, so not ready, its result held; one orphaned and still measuring)
+/// are asked to stop and their results pulled, and the step the predecessor left open is closed with the time it was away
+/// recorded as its interruption.
+#[tokio::test]
+async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
+    use super::super::checkpoint::SavedStep;
+    use super::super::collect::StepTelemetry;
+    use crate::clock::unix_ms;
+    let (ip0, ip1) = ("127.77.6.1", "127.77.6.2");
+    let stopping = worker_at(ip0, 0).await;
+    stopping.finish(&result(0, 4));
+    let orphaned = worker_at(ip1, 1).await;
+    let mut terminating = pod(0, ip0);
+    terminating.1.ready = false;
+    let now = unix_ms();
+    let open = StepTelemetry::new(
+        crate::telemetry::Filter::default(),
+        now - 20_000,
+        10.0,
+        false,
+    );
+    let fake = Arc::new(Fake {
+        pods: vec![terminating, pod(1, ip1)],
+        checkpoint: Mutex::new(Some(Checkpoint {
+            version: VERSION,
+            run_uid: "u-1".into(),
+            origin_unix_ms: now - 30_000,
+            taken_unix_ms: now - 5_000,
+            last_scrape_t: 25.0,
+            steps: vec![SavedStep::of(&open)],
+            active: Some(0),
+            next_step: 1,
+            notes: Vec::new(),
+            results: None,
+            workers: 2,
+            collected: false,
+        })),
+        writes: Mutex::new(Vec::new()),
+    });
+    let sessions = Sessions::default();
+    let session = sessions
+        .ensure(&run(), || Setup {
+            salvage: true,
+            ..setup(fake.clone(), true)
+        })
+        .unwrap();
+    tokio::time::timeout(WITHIN, orphaned.progress().stop.cancelled())
+        .await
+        .expect("the orphaned worker is asked to stop");
+    orphaned.finish(&result(1, 2));
+    let view = session.wait_for_stage(Stage::Done, WITHIN).await;
+    assert!(
+        stopping.progress().stop.is_cancelled(),
+        "every worker is asked to stop"
+    );
+    let client = view.steps[0].client.as_ref().unwrap();
+    assert_eq!((client.requests, client.successes), (6, 6));
+    let coverage = view.steps[0].client_coverage.unwrap();
+    assert_eq!((coverage.workers, coverage.reported), (2, 2));
+    for w in [&stopping, &orphaned] {
+        tokio::time::timeout(WITHIN, w.acknowledged())
+            .await
+            .expect("each worker is let go once its result is held");
+    }
+    let last = fake.writes.lock().unwrap().last().cloned().unwrap();
+    assert!(last.collected);
+    assert_eq!(last.active, None, "the open step is closed");
+    let step = &last.steps[0];
+    assert_eq!(step.interruptions.len(), 1, "{:?}", step.interruptions);
+    let (from, to) = step.interruptions[0];
+    assert_eq!(from, 25.0, "from the predecessor's last scrape");
+    assert!(to >= 30.0, "to the successor's closing scrape: {to}");
+    assert!(step.window.end_unix_ms >= now, "{:?}", step.window);
 }

@@ -134,27 +134,20 @@ async fn h2_server(cfg: ServerConfig) -> u16 {
     .await
 }
 
-/// The inference simulator on plain HTTP: 20 ms to the first token, 5 ms per next.
-async fn simulator() -> SocketAddr {
+/// The simulator's options: 20 ms to the first token, 5 ms per next, and `more`.
+fn sim_opts(more: &[&str]) -> crate::sim::inference::InferenceOpts {
     #[derive(clap::Parser)]
     struct Wrap {
         #[command(flatten)]
         o: crate::sim::inference::InferenceOpts,
     }
-    let o = <Wrap as clap::Parser>::parse_from([
-        "sim",
-        "--model",
-        "m",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--ttft",
-        "20ms",
-        "--itl",
-        "5ms",
-    ])
-    .o;
+    let base = ["sim", "--model", "m", "--ttft", "20ms", "--itl", "5ms"];
+    <Wrap as clap::Parser>::parse_from(base.iter().chain(more)).o
+}
+
+/// The inference simulator on plain HTTP.
+async fn simulator() -> SocketAddr {
+    let o = sim_opts(&[]);
     let url = crate::net::testing::start(crate::sim::inference::router(o)).await;
     url.trim_start_matches("http://").parse().unwrap()
 }
@@ -320,6 +313,62 @@ async fn metrics_are_scraped_over_https() {
     assert!(err.to_string().contains("certificate"), "{err}");
 }
 
+/// A server reached by address whose certificate names it by a DNS name (a
+/// Service's pods, sent to by address): verified against the name given.
+#[tokio::test]
+async fn a_certificate_is_verified_against_the_server_name_given() {
+    let pki = Pki::new();
+    let backend = simulator().await;
+    let port = tls_proxy(pki.server_config(&[b"http/1.1"], None), backend).await;
+    let by_address = format!("https://127.0.0.1:{port}/metrics");
+    let ca = Some(pki.ca_pem.clone().into_bytes());
+    let t = std::time::Duration::from_secs(5);
+    let fetch = |tls: TlsOptions| {
+        let url = by_address.clone();
+        async move {
+            let client = crate::scrape::fetch::scrape_client_tls(&tls).unwrap();
+            crate::scrape::fetch::fetch(&client, &url, t, 1 << 20).await
+        }
+    };
+    let err = fetch(TlsOptions {
+        ca_pem: ca.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let named = fetch(TlsOptions {
+        ca_pem: ca.clone(),
+        server_name: Some("localhost".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(named.is_ok(), "{named:?}");
+    // The load generator's client takes the same option from its plan.
+    let plan = TlsPlan {
+        ca: None,
+        server_name: Some("localhost".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        plan.options_from(|_| None).unwrap().server_name.as_deref(),
+        Some("localhost")
+    );
+    let bad = crate::net::client::http_client_tls(
+        1,
+        &TlsOptions {
+            server_name: Some("not a name".into()),
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        bad.contains("neither a DNS name nor an IP address"),
+        "{bad}"
+    );
+}
+
 #[test]
 fn bad_tls_inputs_are_refused_with_the_reason() {
     let none = TlsOptions {
@@ -377,4 +426,63 @@ fn a_workers_tls_comes_from_the_variables_its_plan_names() {
     client_config(&o).expect("usable");
     let err = plan.options_from(|_| None).unwrap_err();
     assert!(err.contains("CERT") || err.contains("CA"), "{err}");
+}
+
+/// The simulator serving HTTPS itself (HTTP/2 by ALPN) with a token on
+/// `/metrics`: the load generator measures over it, and the scraper gets the
+/// page with the token and a 401 without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_serves_https_and_guards_its_metrics_with_a_token() {
+    let pki = Pki::new();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &pki.issuer)
+        .unwrap();
+    let dir = temp_dir("sim-serves");
+    let token = write(&dir, "token", b"m3trics-t0ken\n");
+    let ca = write(&dir, "ca.crt", pki.ca_pem.as_bytes());
+    let o = sim_opts(&["--metrics-bearer-token-file", token.to_str().unwrap()]);
+    let cfg = super::server_config(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(crate::net::serve_tls(
+        l,
+        crate::sim::inference::router(o),
+        cfg,
+    ));
+    let base = format!("https://localhost:{port}");
+    let trusted = TlsPlan {
+        ca: Some(PemSource::File(ca)),
+        ..Default::default()
+    };
+    let r = measure(base.clone(), trusted.clone()).await;
+    assert_eq!((r.requests, r.successes), (16, 16), "{:?}", r.error_samples);
+    let ttft = r.ttft_s.mean;
+    assert!((ttft - 0.020).abs() < 0.015, "TTFT {ttft}");
+
+    let scraper = crate::scrape::fetch::scrape_client_tls(&trusted.options().unwrap()).unwrap();
+    let url = format!("{base}/metrics");
+    let t = std::time::Duration::from_secs(5);
+    let refused = crate::scrape::fetch::fetch(&scraper, &url, t, 1 << 20).await;
+    assert!(
+        matches!(refused, Err(crate::scrape::fetch::FetchError::Status(401))),
+        "{refused:?}"
+    );
+    let page = crate::scrape::fetch::fetch(
+        &scraper.with_authorization("Bearer m3trics-t0ken").unwrap(),
+        &url,
+        t,
+        1 << 20,
+    )
+    .await
+    .unwrap();
+    assert!(
+        std::str::from_utf8(&page.body)
+            .unwrap()
+            .contains("vllm:num_requests_running")
+    );
+    // A key that is no PEM key is refused with the reason.
+    let bad = super::server_config(cert.pem().as_bytes(), b"nope").unwrap_err();
+    assert!(bad.contains("private key"), "{bad}");
 }

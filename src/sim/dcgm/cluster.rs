@@ -121,6 +121,7 @@ fn claim(pod: &k8s_openapi::api::core::v1::Pod) -> Option<Claim> {
         name: None,
         names: &["metrics", "http"],
         fallback: None,
+        https: false,
     };
     let url = metrics_url(&info, rule, "/metrics")?;
     Some(Claim {

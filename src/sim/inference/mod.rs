@@ -112,6 +112,30 @@ pub struct InferenceOpts {
     /// earlier releases) or `reasoning` (vLLM's later releases).
     #[arg(long, default_value = "reasoning_content", value_parser = ["reasoning_content", "reasoning"])]
     pub reasoning_field: String,
+    /// Serve HTTPS with this PEM certificate chain (and `--tls-key-file`),
+    /// HTTP/2 and HTTP/1.1 by ALPN, as a TLS-terminating server does.
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// `/metrics` answers only requests with `Authorization: Bearer <the
+    /// file's first line>` (401 otherwise), as behind an authenticating proxy.
+    #[arg(long)]
+    pub metrics_bearer_token_file: Option<std::path::PathBuf>,
+}
+
+/// The token in `path` (its first line).
+fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--metrics-bearer-token-file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(format!(
+            "--metrics-bearer-token-file {}: empty",
+            path.display()
+        ));
+    }
+    Ok(token)
 }
 
 impl InferenceOpts {
@@ -138,18 +162,38 @@ struct Sim {
     in_flight: AtomicU64,
     created: u64,
     timer: Timer,
+    /// What `/metrics` requires as its bearer token, when anything.
+    metrics_token: Option<String>,
 }
 
 /// Serves until the process is stopped.
 pub async fn run(opts: InferenceOpts) -> Result<(), String> {
+    if let Some(p) = &opts.metrics_bearer_token_file {
+        read_token(p)?;
+    }
+    let tls = match (&opts.tls_cert_file, &opts.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+            };
+            Some(crate::net::tls::server_config(&read(cert)?, &read(key)?)?)
+        }
+        _ => None,
+    };
     let addr = crate::net::listen_addr(opts.host, opts.port);
     let listener = crate::net::bind(addr).await?;
     let app = router(opts);
-    eprintln!(
-        "benchrun sim inference: serving on http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    crate::net::serve(listener, app).await
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    match tls {
+        Some(cfg) => {
+            eprintln!("benchrun sim inference: serving on https://{local}");
+            crate::net::serve_tls(listener, app, cfg).await
+        }
+        None => {
+            eprintln!("benchrun sim inference: serving on http://{local}");
+            crate::net::serve(listener, app).await
+        }
+    }
 }
 
 /// The routes, with the engine task started (inside a Tokio runtime).
@@ -178,6 +222,11 @@ pub fn router(opts: InferenceOpts) -> Router {
         in_flight: AtomicU64::new(0),
         created: unix_ms() / 1000,
         timer,
+        // Checked by `run`; a file gone since leaves /metrics closed.
+        metrics_token: opts
+            .metrics_bearer_token_file
+            .as_deref()
+            .map(|p| read_token(p).unwrap_or_default()),
         opts,
     });
     Router::new()
@@ -202,7 +251,21 @@ async fn models(AxState(sim): AxState<Arc<Sim>>) -> Response {
     .into_response()
 }
 
-async fn metrics(AxState(sim): AxState<Arc<Sim>>) -> Response {
+async fn metrics(AxState(sim): AxState<Arc<Sim>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &sim.metrics_token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if token.is_empty() || given != Some(token.as_str()) {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "unauthorized\n",
+            )
+                .into_response();
+        }
+    }
     let body = {
         let mut s = sim.state.lock().unwrap_or_else(|p| p.into_inner());
         if sim.engine.is_none() {
