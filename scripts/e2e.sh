@@ -19,6 +19,8 @@ on_exit() {
   fi
 }
 trap on_exit EXIT
+# Runs may name Secrets for their scrapes (the https tests use one).
+CLUSTER_HELM_ARGS="${CLUSTER_HELM_ARGS:-} --set telemetry.scrapeCredentials=true"
 CLUSTER_KEEP_DIR=1 cluster_up "$work/cluster" release
 export BENCHRUN_E2E_KUBECONFIG="$KUBECONFIG"
 echo "== cargo test -p benchrun-e2e (end-to-end)"

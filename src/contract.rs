@@ -14,6 +14,7 @@
 //! | `GET /result` | 200 with the [`WorkerResult`] once the run is over, else 503 with the phase |
 //! | `POST /result/ack` | 200 once the result is over and the controller holds it; 409 before |
 //! | `POST /stop` | 202: send nothing more, drop what is in flight, and end with what was measured (cancel, timeout) |
+//! | `POST /preflight` | 200 with a [`crate::loadgen::preflight::Report`]: the target checked as the run will use it, once (later calls get the same report) |
 //!
 //! When the worker has a token ([`WORKER_TOKEN_ENV`], from the run's Secret),
 //! every request but `GET /ready` (the kubelet's probe) must carry

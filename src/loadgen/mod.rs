@@ -3,6 +3,7 @@
 pub mod client;
 pub mod engine;
 pub mod plan;
+pub mod preflight;
 pub mod request;
 pub mod sse;
 pub mod workload;

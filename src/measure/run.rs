@@ -405,6 +405,10 @@ pub async fn drive(inputs: Inputs) {
         salvage(&mut d, resume).await;
         return;
     };
+    // A run that starts now (not one taken over) checks its target first.
+    if resume.is_none() && !d.setup.resumed && !preflight(&mut d, &bases).await {
+        return;
+    }
     let started_at = start_workers(&mut d, &bases).await;
     if d.state.fatal.is_some() {
         return;
@@ -472,6 +476,41 @@ async fn wait_for_workers(d: &Driver) -> Option<Vec<Worker>> {
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Has the first worker check the target as the run will use it; a failed
+/// check ends the measurement (the run fails `PreflightFailed` with what the
+/// server answered). Returns whether the run goes on.
+async fn preflight(d: &mut Driver, bases: &[Worker]) -> bool {
+    let Some(first) = bases.first() else {
+        return true;
+    };
+    match workers::preflight(&d.http, first).await {
+        Ok(report) => {
+            for note in report.notes {
+                d.note(format!("pre-flight: {note}"));
+            }
+            if let Some(check) = report.failed {
+                d.state.fatal = Some(Fatal {
+                    reason: "PreflightFailed",
+                    message: format!(
+                        "the pre-flight check '{}' failed before any load was sent: {}",
+                        check.as_str(),
+                        report.message
+                    ),
+                });
+                d.publish();
+                return false;
+            }
+            info!(job = %d.setup.job, "pre-flight passed: {}", report.message);
+            true
+        }
+        Err(e) => {
+            // A worker image without the pre-flight: the run goes on unchecked.
+            d.note(format!("no pre-flight: {e}"));
+            true
+        }
     }
 }
 

@@ -167,6 +167,26 @@ pub async fn acknowledge(client: &HttpClient, w: &Worker) -> Result<(), String> 
     post(client, w, "/result/ack", 200).await
 }
 
+/// `POST /preflight`: the worker checks the target as the run will use it
+/// (at most one probe request, however often asked).
+pub async fn preflight(
+    client: &HttpClient,
+    w: &Worker,
+) -> Result<crate::loadgen::preflight::Report, String> {
+    let req = w
+        .request(http::Method::POST, "/preflight")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    match call(client, req, Duration::from_secs(70)).await? {
+        (200, body) => serde_json::from_slice(&body)
+            .map_err(|e| format!("the worker's pre-flight report is not one: {e}")),
+        (s, body) => Err(format!(
+            "POST /preflight: HTTP {s}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+    }
+}
+
 /// `POST /stop`: the run ends early; the worker ends with what it measured.
 pub async fn stop(client: &HttpClient, w: &Worker) -> Result<(), String> {
     post(client, w, "/stop", 202).await

@@ -42,6 +42,10 @@ struct Shared {
     acknowledged: Notify,
     /// What `Authorization: Bearer` must carry (`None`: the API is open).
     token: Option<String>,
+    /// The plan and API key the pre-flight checks the target with.
+    target: Option<(LoadPlan, Option<String>)>,
+    /// The pre-flight's report (JSON), once it ran.
+    preflight: tokio::sync::OnceCell<String>,
 }
 
 /// Runs as a Job worker: serve, wait for the start, run, serve the result.
@@ -60,6 +64,8 @@ pub async fn run(
         result: std::sync::Mutex::new(None),
         acknowledged: Notify::new(),
         token,
+        target: Some((plan.clone(), api_key.map(str::to_string))),
+        preflight: tokio::sync::OnceCell::new(),
     });
     let addr = crate::net::listen_addr(None, WORKER_PORT);
     let listener = crate::net::bind(addr).await?;
@@ -128,6 +134,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/result", get(result))
         .route("/result/ack", post(acknowledge))
         .route("/stop", post(stop))
+        .route("/preflight", post(preflight))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             authorize,
@@ -210,6 +217,26 @@ async fn stop(State(s): State<Arc<Shared>>) -> Response {
     s.progress.stop.cancel();
     start_once(&s, Start::default());
     (StatusCode::ACCEPTED, "stopping\n").into_response()
+}
+
+/// Checks the target as the run will use it, once: a second request gets
+/// the first one's report.
+async fn preflight(State(s): State<Arc<Shared>>) -> Response {
+    let report = s
+        .preflight
+        .get_or_init(|| async {
+            let report = match &s.target {
+                Some((plan, key)) => crate::loadgen::preflight::run(plan, key.as_deref()).await,
+                None => crate::loadgen::preflight::Report {
+                    failed: Some(crate::loadgen::preflight::Check::Setup),
+                    message: "this worker has no plan".into(),
+                    notes: Vec::new(),
+                },
+            };
+            serde_json::to_string(&report).unwrap_or_default()
+        })
+        .await;
+    ([(header::CONTENT_TYPE, "application/json")], report.clone()).into_response()
 }
 
 /// Sets the start unless one was set before; whether this call set it.
@@ -345,8 +372,23 @@ pub(crate) mod testing {
     }
 
     impl TestWorker {
-        /// Serves a worker API at `addr` (port 0: any).
+        /// Serves a worker API at `addr` (port 0: any) whose pre-flight passes.
         pub async fn serve(addr: std::net::SocketAddr, index: u32, token: Option<String>) -> Self {
+            let passed = crate::loadgen::preflight::Report {
+                failed: None,
+                message: "the test's target".into(),
+                notes: Vec::new(),
+            };
+            Self::serve_reporting(addr, index, token, &passed).await
+        }
+
+        /// [`TestWorker::serve`] whose pre-flight reports `report`.
+        pub async fn serve_reporting(
+            addr: std::net::SocketAddr,
+            index: u32,
+            token: Option<String>,
+            report: &crate::loadgen::preflight::Report,
+        ) -> Self {
             let shared = Arc::new(Shared {
                 index,
                 progress: Arc::new(Progress::default()),
@@ -354,6 +396,8 @@ pub(crate) mod testing {
                 result: std::sync::Mutex::new(None),
                 acknowledged: Notify::new(),
                 token,
+                target: None,
+                preflight: tokio::sync::OnceCell::from(serde_json::to_string(report).unwrap()),
             });
             let listener = crate::net::bind(addr).await.unwrap();
             tokio::spawn(crate::net::serve(listener, router(shared.clone())));
@@ -397,6 +441,8 @@ mod tests {
             result: std::sync::Mutex::new(Some("{}".into())),
             acknowledged: Notify::new(),
             token: Some("s3cret".into()),
+            target: None,
+            preflight: tokio::sync::OnceCell::new(),
         });
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::net::client::http_client(2);
@@ -417,6 +463,7 @@ mod tests {
             ("GET", "/result"),
             ("POST", "/result/ack"),
             ("POST", "/stop"),
+            ("POST", "/preflight"),
         ] {
             for auth in [
                 None,
@@ -458,6 +505,8 @@ mod tests {
             result: std::sync::Mutex::new(None),
             acknowledged: Notify::new(),
             token: None,
+            target: None,
+            preflight: tokio::sync::OnceCell::new(),
         });
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::net::client::http_client(2);

@@ -22,13 +22,13 @@ use crate::kubeconfig::{self, Credentials};
 pub struct Prepared {
     /// The service-account kubeconfig (passed through KUBECONFIG).
     pub kubeconfig: Option<PathBuf>,
-    /// ConfigMap volumes by name: the directory their files were written to.
+    /// ConfigMap and Secret volumes by name: the directory their files were written to.
     pub config_maps: BTreeMap<String, PathBuf>,
 }
 
 /// Supported volumes: the projected service-account token (turned into a
-/// kubeconfig passed through KUBECONFIG), emptyDir, and ConfigMaps (their
-/// files written under the pod's directory; without a mount namespace the
+/// kubeconfig passed through KUBECONFIG), emptyDir, and ConfigMaps and
+/// Secrets (their files written under the pod's directory; without a mount namespace the
 /// container finds them where its environment says, see
 /// [`launch::relocate`]). Anything else fails the pod with a clear message.
 pub async fn volumes(node: &Node, pod: &Pod, dir: &Path) -> Result<Prepared> {
@@ -44,42 +44,81 @@ pub async fn volumes(node: &Node, pod: &Pod, dir: &Path) -> Result<Prepared> {
         } else if let Some(source) = &v.config_map {
             let api: Api<ConfigMap> = Api::namespaced(node.client.clone(), namespace(pod));
             let data = match api.get_opt(&source.name).await? {
-                Some(cm) => cm.data.unwrap_or_default(),
+                Some(cm) => cm
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect(),
                 None if source.optional == Some(true) => BTreeMap::new(),
                 None => anyhow::bail!("configmap {:?} not found", source.name),
             };
             let at = dir.join("volumes").join(&v.name);
-            std::fs::create_dir_all(&at)?;
-            let files: Vec<(String, String)> = match &source.items {
-                Some(items) => items
-                    .iter()
-                    .map(|i| (i.key.clone(), i.path.clone()))
+            write_files(
+                &at,
+                &data,
+                source.items.as_deref(),
+                "configmap",
+                &source.name,
+            )?;
+            prepared.config_maps.insert(v.name.clone(), at);
+        } else if let Some(source) = &v.secret {
+            let name = source.secret_name.clone().unwrap_or_default();
+            let api: Api<Secret> = Api::namespaced(node.client.clone(), namespace(pod));
+            let data = match api.get_opt(&name).await? {
+                Some(s) => s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
                     .collect(),
-                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+                None if source.optional == Some(true) => BTreeMap::new(),
+                None => anyhow::bail!("secret {name:?} not found"),
             };
-            for (key, path) in files {
-                let Some(text) = data.get(&key) else {
-                    anyhow::bail!("configmap {:?} has no key {key:?}", source.name);
-                };
-                anyhow::ensure!(
-                    !path.split('/').any(|p| p == ".." || p.is_empty()),
-                    "configmap volume path {path:?} leaves its volume"
-                );
-                let file = at.join(&path);
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::write(&file, text)?;
-            }
+            let at = dir.join("volumes").join(&v.name);
+            write_files(&at, &data, source.items.as_deref(), "secret", &name)?;
             prepared.config_maps.insert(v.name.clone(), at);
         } else if v.empty_dir.is_none() {
             anyhow::bail!(
-                "volume {:?}: the test kubelet supports only the service-account token, emptyDir and ConfigMap volumes",
+                "volume {:?}: the test kubelet supports only the service-account token, emptyDir, ConfigMap and Secret volumes",
                 v.name
             );
         }
     }
     Ok(prepared)
+}
+
+/// Writes a ConfigMap's or Secret's keys (or the `items` named) as files under `at`.
+fn write_files(
+    at: &Path,
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+    what: &str,
+    name: &str,
+) -> Result<()> {
+    std::fs::create_dir_all(at)?;
+    let files: Vec<(String, String)> = match items {
+        Some(items) => items
+            .iter()
+            .map(|i| (i.key.clone(), i.path.clone()))
+            .collect(),
+        None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+    };
+    for (key, path) in files {
+        let Some(bytes) = data.get(&key) else {
+            anyhow::bail!("{what} {name:?} has no key {key:?}");
+        };
+        anyhow::ensure!(
+            !path.split('/').any(|p| p == ".." || p.is_empty()),
+            "{what} volume path {path:?} leaves its volume"
+        );
+        let file = at.join(&path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&file, bytes)?;
+    }
+    Ok(())
 }
 
 /// A kubeconfig for the pod's service account, with a token bound to this

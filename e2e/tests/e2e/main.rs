@@ -6,6 +6,7 @@ mod chart;
 mod common;
 mod fidelity;
 mod hostile;
+mod https;
 mod namespaced;
 mod operator;
 mod queue;

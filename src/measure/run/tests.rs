@@ -123,6 +123,19 @@ async fn worker_at(ip: &str, index: u32) -> TestWorker {
 
 const WITHIN: Duration = Duration::from_secs(20);
 
+/// Why the session's measurement cannot go on, once it says.
+async fn fatal_of(session: &super::super::Session) -> super::super::Fatal {
+    let mut published = session.published.clone();
+    tokio::time::timeout(WITHIN, published.wait_for(|p| p.view.fatal.is_some()))
+        .await
+        .unwrap()
+        .unwrap()
+        .view
+        .fatal
+        .clone()
+        .unwrap()
+}
+
 /// A worker that is done is pulled, checkpointed and let go at once, while
 /// the other still measures; the run's results merge both.
 #[tokio::test]
@@ -254,16 +267,7 @@ async fn workers_that_refuse_the_runs_token_end_the_measurement_with_why() {
     r.spec.load.workers = 1;
     let sessions = Sessions::default();
     let session = sessions.ensure(&r, || setup(fake, false)).unwrap();
-    let mut published = session.published.clone();
-    let fatal = tokio::time::timeout(WITHIN, published.wait_for(|p| p.view.fatal.is_some()))
-        .await
-        .unwrap()
-        .unwrap()
-        .view
-        .fatal
-        .clone()
-        .unwrap()
-        .message;
+    let fatal = fatal_of(&session).await.message;
     assert!(
         fatal.contains("r-worker-token") && fatal.contains("401"),
         "{fatal}"
@@ -399,4 +403,33 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
     assert_eq!(from, 25.0, "from the predecessor's last scrape");
     assert!(to >= 30.0, "to the successor's closing scrape: {to}");
     assert!(step.window.end_unix_ms >= now, "{:?}", step.window);
+}
+
+/// A pre-flight that fails ends the measurement before any worker starts,
+/// with the check and what the server said; a passing one lets it go on.
+#[tokio::test]
+async fn a_failed_preflight_ends_the_measurement_before_the_start() {
+    use crate::loadgen::preflight::{Check, Report};
+    let ip = "127.77.7.1";
+    let addr = format!("{ip}:{WORKER_PORT}").parse().unwrap();
+    let report = Report {
+        failed: Some(Check::Model),
+        message: "the server does not serve the model \"m\"; it serves llama".into(),
+        notes: Vec::new(),
+    };
+    let w = TestWorker::serve_reporting(addr, 0, Some("t".into()), &report).await;
+    let mut r = run();
+    r.spec.load.workers = 1;
+    let sessions = Sessions::default();
+    let session = sessions
+        .ensure(&r, || setup(fake(vec![pod(0, ip)]), false))
+        .unwrap();
+    let fatal = fatal_of(&session).await;
+    assert_eq!(fatal.reason, "PreflightFailed");
+    assert!(
+        fatal.message.contains("'model'") && fatal.message.contains("it serves llama"),
+        "{}",
+        fatal.message
+    );
+    assert!(!w.started(), "no load was sent");
 }

@@ -82,6 +82,16 @@ pub struct Server<'a> {
 /// Deploys `server` (one replica, container port `http`) behind a Service of
 /// the same name, and waits for it to be available.
 pub async fn deploy(ns: &TestNamespace, server: &Server<'_>) -> anyhow::Result<()> {
+    deploy_with(ns, server, |_| {}).await
+}
+
+/// [`deploy`] with the pod's spec changed by `adjust` first (volumes, a
+/// probe of another kind).
+pub async fn deploy_with(
+    ns: &TestNamespace,
+    server: &Server<'_>,
+    adjust: impl FnOnce(&mut PodSpec),
+) -> anyhow::Result<()> {
     let labels = BTreeMap::from([("app".to_string(), server.name.to_string())]);
     let resources = (server.gpus > 0).then(|| ResourceRequirements {
         limits: Some(BTreeMap::from([(
@@ -138,6 +148,14 @@ pub async fn deploy(ns: &TestNamespace, server: &Server<'_>) -> anyhow::Result<(
         }),
         status: None,
     };
+    let mut deployment = deployment;
+    if let Some(pod) = deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+    {
+        adjust(pod);
+    }
     ns.api::<Deployment>()
         .create(&PostParams::default(), &deployment)
         .await?;

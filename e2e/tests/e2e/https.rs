@@ -1,0 +1,278 @@
+//! HTTPS end to end: `benchrun sim inference` serving TLS with a certificate
+//! for its Service's DNS name, signed by a CA this test makes; the CA reaches
+//! the load generators through a Secret; the server's `/metrics` wants a
+//! bearer token, which the controller reads from a Secret its owner labelled.
+
+use benchrun::api::BenchmarkRun;
+use benchrun_e2e::harness::{TestNamespace, client, wait_for};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    EnvVar, Probe, Secret, SecretVolumeSource, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::PostParams;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+use crate::common::{LONG, OPERATOR, bench_sim, condition, deploy_with, phase, summary_json};
+
+/// A CA: its certificate (PEM) and what signs with it.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca {
+            pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for `name` and its key, both PEM.
+    fn leaf(&self, name: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Creates the Secret `name` with `data`, labelled for benchrun's scrapes
+/// when `consent`.
+async fn secret(ns: &TestNamespace, name: &str, data: &[(&str, &str)], consent: bool) {
+    let mut s = Secret::default();
+    s.metadata.name = Some(name.into());
+    if consent {
+        s.metadata.labels = Some(
+            [(
+                "benchrun.dev/scrape-credentials".to_string(),
+                "true".to_string(),
+            )]
+            .into(),
+        );
+    }
+    s.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+    );
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+}
+
+fn run(name: &str, ca_secret: &str, token_secret: &str, ns: &str) -> BenchmarkRun {
+    let yaml = format!(
+        r#"apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {{name: {name}}}
+spec:
+  target:
+    serviceRef: {{name: llm, portName: http, scheme: https}}
+    model: e2e/sim
+    tls:
+      caRef: {{secretKeyRef: {{name: {ca_secret}, key: ca.crt}}}}
+  load:
+    concurrency: 2
+    requestCount: 40
+    input: {{synthetic: {{inputTokens: {{mean: 16}}, outputTokens: {{mean: 16}}}}}}
+  telemetry:
+    gpu: {{enabled: false}}
+    server:
+      tls:
+        caRef: {{secretKeyRef: {{name: {ca_secret}, key: ca.crt}}}}
+        serverName: llm.{ns}.svc
+      auth:
+        bearerTokenSecretRef: {{name: {token_secret}, key: token}}
+"#
+    );
+    serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+async fn ended(ns: &TestNamespace, name: &str) -> BenchmarkRun {
+    let end =
+        |r: Option<&BenchmarkRun>| matches!(phase(r).as_deref(), Some("Succeeded" | "Failed"));
+    wait_for(&ns.api::<BenchmarkRun>(), name, "the run to end", LONG, end)
+        .await
+        .unwrap()
+}
+
+fn failed(r: &BenchmarkRun) -> (String, String) {
+    let c = condition(r, "Failed").expect("a Failed condition");
+    (c.reason.clone(), c.message.clone())
+}
+
+/// A run against the HTTPS Service succeeds with the injected latencies
+/// (TLS adds nothing the figures show), its token-guarded metrics scraped;
+/// with another CA the pre-flight fails the TLS check before any load is
+/// sent, and the run says why; a token Secret its owner did not label is
+/// never read.
+#[tokio::test]
+async fn an_https_service_and_its_token_guarded_metrics_are_measured() {
+    let _steady = OPERATOR.read().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "https").await.unwrap();
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf(&format!("llm.{}.svc", ns.name));
+    let token = "e2e-metrics-t0ken";
+    secret(
+        &ns,
+        "llm-tls",
+        &[("tls.crt", &cert), ("tls.key", &key)],
+        false,
+    )
+    .await;
+    secret(&ns, "llm-ca", &[("ca.crt", &ca.pem)], true).await;
+    secret(&ns, "other-ca", &[("ca.crt", &Ca::new().pem)], true).await;
+    secret(
+        &ns,
+        "metrics-token",
+        &[("token", &format!("{token}\n"))],
+        true,
+    )
+    .await;
+    secret(&ns, "unlabelled-token", &[("token", token)], false).await;
+    let server = bench_sim(
+        "llm",
+        &[
+            "--ttft",
+            "5ms",
+            "--itl",
+            "2ms",
+            "--tls-cert-file",
+            "$(TLS_DIR)/tls.crt",
+            "--tls-key-file",
+            "$(TLS_DIR)/tls.key",
+            "--metrics-bearer-token-file",
+            "$(TOKEN_DIR)/token",
+        ],
+        0,
+        None,
+    );
+    deploy_with(&ns, &server, |pod| {
+        let volume = |name: &str, secret: &str| Volume {
+            name: name.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pod.volumes = Some(vec![
+            volume("tls", "llm-tls"),
+            volume("token", "metrics-token"),
+        ]);
+        let c = &mut pod.containers[0];
+        let mount = |name: &str, at: &str| VolumeMount {
+            name: name.into(),
+            mount_path: at.into(),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        c.volume_mounts = Some(vec![
+            mount("tls", "/etc/llm-tls"),
+            mount("token", "/etc/metrics-token"),
+        ]);
+        let env = |name: &str, value: &str| EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        };
+        c.env = Some(vec![
+            env("TLS_DIR", "/etc/llm-tls"),
+            env("TOKEN_DIR", "/etc/metrics-token"),
+        ]);
+        // A plain HTTP GET cannot probe a TLS port.
+        c.readiness_probe = Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("http".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(2),
+            ..Default::default()
+        });
+    })
+    .await
+    .unwrap();
+    let runs = ns.api::<BenchmarkRun>();
+
+    runs.create(
+        &PostParams::default(),
+        &run("good", "llm-ca", "metrics-token", &ns.name),
+    )
+    .await
+    .unwrap();
+    let good = ended(&ns, "good").await;
+    assert_eq!(
+        phase(Some(&good)).as_deref(),
+        Some("Succeeded"),
+        "{:?}",
+        condition(&good, "Failed")
+    );
+    let status = good.status.clone().unwrap();
+    let summary = status.summary.clone().unwrap();
+    let (ttft, itl) = (summary.ttft_p50_ms.unwrap(), summary.itl_p50_ms.unwrap());
+    eprintln!("https: TTFT p50 {ttft} ms, ITL p50 {itl} ms");
+    assert!(
+        (ttft - 5.0).abs() < 1.0,
+        "TTFT p50 {ttft} ms, injected 5 ms"
+    );
+    assert!((itl - 2.0).abs() < 1.0, "ITL p50 {itl} ms, injected 2 ms");
+    let server = status.endpoints.as_ref().map(|e| e.server.clone());
+    assert_eq!(
+        server.as_ref().map(|s| (s.discovered, s.reachable)),
+        Some((1, 1)),
+        "the metrics endpoint answered over TLS with the token"
+    );
+    let doc = summary_json(&ns, "good").await;
+    let families = doc["details"][0]["server"].to_string();
+    assert!(families.contains("vllm:"), "{families}");
+    let shown = serde_json::to_string(&good).unwrap() + &doc.to_string();
+    assert!(!shown.contains(token), "the token is never shown");
+
+    // The certificate signed by another CA than the one given.
+    runs.create(
+        &PostParams::default(),
+        &run("wrong-ca", "other-ca", "metrics-token", &ns.name),
+    )
+    .await
+    .unwrap();
+    let wrong = ended(&ns, "wrong-ca").await;
+    let (reason, message) = failed(&wrong);
+    assert_eq!(reason, "PreflightFailed", "{message}");
+    assert!(
+        message.contains("'tls'") && message.contains("certificate"),
+        "{message}"
+    );
+    assert_eq!(
+        wrong.status.as_ref().and_then(|s| s.summary.clone()),
+        None,
+        "no load was sent, so no figure"
+    );
+
+    // A token Secret its owner did not label for benchrun: never read.
+    runs.create(
+        &PostParams::default(),
+        &run("unlabelled", "llm-ca", "unlabelled-token", &ns.name),
+    )
+    .await
+    .unwrap();
+    let refused = ended(&ns, "unlabelled").await;
+    let (reason, message) = failed(&refused);
+    assert_eq!(reason, "ScrapeCredentials", "{message}");
+    assert!(
+        message.contains("unlabelled-token")
+            && message.contains("benchrun.dev/scrape-credentials=true"),
+        "{message}"
+    );
+    assert!(!message.contains(token), "{message}");
+    ns.delete().await.unwrap();
+}
