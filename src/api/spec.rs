@@ -332,6 +332,10 @@ pub enum SloMetric {
     ItlP50Ms,
     ItlP99Ms,
     LatencyP99Ms,
+    /// Time to the first answer token, for reasoning models (for a model
+    /// that does not reason, the first token is the first answer token).
+    TtfatP50Ms,
+    TtfatP99Ms,
     ErrorRate,
     /// Requests per second that met every per-request objective (the
     /// latency objectives among the SLOs).

@@ -169,6 +169,15 @@ pub struct Summary {
     pub itl_p99_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_p99_ms: Option<f64>,
+    /// A reasoning model's time to the first answer token (after its
+    /// reasoning), median and p99; absent when the model did not reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfat_p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfat_p99_ms: Option<f64>,
+    /// Of the output tokens, those spent reasoning; absent when none were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<i64>,
     /// Failed requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_count: Option<i64>,

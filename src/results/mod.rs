@@ -175,6 +175,14 @@ impl StepDetail {
             if c.latency_s.count > 0 {
                 s.latency_p99_ms = Some(ms(c.latency_s.p99));
             }
+            if c.reasoning_tokens > 0 {
+                s.reasoning_tokens = Some(c.reasoning_tokens as i64);
+                let t = &c.time_to_first_answer_token_s;
+                if t.count > 0 {
+                    s.ttfat_p50_ms = Some(ms(t.p50));
+                    s.ttfat_p99_ms = Some(ms(t.p99));
+                }
+            }
             s.error_count = Some(errors as i64);
             if c.requests > 0 {
                 s.error_rate = Some(round3(errors as f64 / c.requests as f64));

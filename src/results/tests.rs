@@ -79,6 +79,43 @@ fn a_step_summarizes_into_the_status_fields() {
     assert_eq!(s.request_throughput, Some(9.8));
 }
 
+/// A reasoning model's step shows its time to the first answer token and its
+/// reasoning tokens; a step without reasoning shows neither (its first token
+/// is its first answer token).
+#[test]
+fn a_reasoning_step_shows_its_first_answer_token_and_reasoning_tokens() {
+    let plain = StepDetail {
+        client: Some(client()),
+        ..Default::default()
+    };
+    let s = plain.summary();
+    assert_eq!(
+        (s.ttfat_p50_ms, s.ttfat_p99_ms, s.reasoning_tokens),
+        (None, None, None)
+    );
+    let mut c = client();
+    c.reasoning_tokens = 4000;
+    c.time_to_first_answer_token_s = crate::stats::Summary {
+        count: 98,
+        p50: 0.4125,
+        p99: 0.9,
+        ..Default::default()
+    };
+    let reasoning = StepDetail {
+        client: Some(c),
+        ..Default::default()
+    };
+    let s = reasoning.summary();
+    assert_eq!(s.ttfat_p50_ms, Some(412.5));
+    assert_eq!(s.ttfat_p99_ms, Some(900.0));
+    assert_eq!(s.reasoning_tokens, Some(4000));
+    assert_eq!(
+        s.ttft_p50_ms,
+        Some(21.5),
+        "the first token, reasoning or not"
+    );
+}
+
 #[test]
 fn files_hold_the_csvs_with_one_row_per_metric_and_quoted_labels() {
     use crate::telemetry::server::{FamilyResult, SeriesResult};

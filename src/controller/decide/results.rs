@@ -382,6 +382,9 @@ pub fn slo_misses(run: &BenchmarkRun, s: &api::Summary) -> Vec<String> {
             SloMetric::ItlP50Ms => ("itlP50Ms", s.itl_p50_ms),
             SloMetric::ItlP99Ms => ("itlP99Ms", s.itl_p99_ms),
             SloMetric::LatencyP99Ms => ("latencyP99Ms", s.latency_p99_ms),
+            // Without reasoning the first token is the first answer token.
+            SloMetric::TtfatP50Ms => ("ttfatP50Ms", s.ttfat_p50_ms.or(s.ttft_p50_ms)),
+            SloMetric::TtfatP99Ms => ("ttfatP99Ms", s.ttfat_p99_ms.or(s.ttft_p99_ms)),
             SloMetric::ErrorRate => ("errorRate", s.error_rate),
             SloMetric::Goodput => ("goodput", s.goodput),
             SloMetric::OutputTokensPerJoule => ("outputTokensPerJoule", s.output_tokens_per_joule),

@@ -488,6 +488,8 @@ fn every_slo_metric_is_judged_in_its_direction() {
         "itlP50Ms",
         "itlP99Ms",
         "latencyP99Ms",
+        "ttfatP50Ms",
+        "ttfatP99Ms",
         "errorRate",
         "goodput",
         "outputTokensPerJoule",
@@ -522,6 +524,19 @@ fn every_slo_metric_is_judged_in_its_direction() {
             [format!("{m} was not measured")]
         );
     }
+}
+
+/// A model that does not reason has its first answer token as its first
+/// token: a TTFAT objective judges the TTFT then.
+#[test]
+fn a_first_answer_token_objective_uses_the_ttft_without_reasoning() {
+    let mut r = run();
+    r.spec.slo = serde_json::from_value(json!([{"metric": "ttfatP99Ms", "max": 100.0}])).unwrap();
+    let plain: crate::api::Summary = serde_json::from_value(json!({"ttftP99Ms": 150.0})).unwrap();
+    assert_eq!(slo_misses(&r, &plain), ["ttfatP99Ms 150 > 100"]);
+    let reasoning: crate::api::Summary =
+        serde_json::from_value(json!({"ttftP99Ms": 50.0, "ttfatP99Ms": 900.0})).unwrap();
+    assert_eq!(slo_misses(&r, &reasoning), ["ttfatP99Ms 900 > 100"]);
 }
 
 #[test]
