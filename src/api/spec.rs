@@ -140,6 +140,17 @@ pub struct Target {
     #[serde(default)]
     pub endpoint_type: EndpointType,
 
+    /// The request path under the target, instead of `endpointType`'s OpenAI
+    /// one (`/v1/chat/completions`, `/v1/completions`): a gateway's route,
+    /// e.g. `/openai/deployments/llama/chat/completions`. The body is still
+    /// `endpointType`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$"),
+        length(max = 256)
+    )]
+    pub path: Option<String>,
+
     /// A Secret key holding the API key; sent as `Authorization: Bearer <key>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,

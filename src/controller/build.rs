@@ -190,6 +190,7 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
         seed: load.random_seed.unsigned_abs(),
         goodput: goodput(&spec.slo),
         tls: tls_plan(run),
+        path: spec.target.path.clone(),
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::client::{Outgoing, send};
 use super::plan::{Arrival, ConversationPlan, LoadPlan, Step, StopCondition};
-use super::request::{Record, path};
+use super::request::Record;
 use super::workload::{Request, Workload};
 use crate::net::client::{HttpClient, http_client_tls};
 use serde::{Deserialize, Serialize};
@@ -208,7 +208,7 @@ pub async fn run_with(
         urls: plan
             .urls
             .iter()
-            .map(|u| format!("{}{}", u.trim_end_matches('/'), path(plan.endpoint)))
+            .map(|u| format!("{}{}", u.trim_end_matches('/'), plan.request_path()))
             .collect(),
         progress,
     });

@@ -68,6 +68,9 @@ pub struct LoadPlan {
     /// How HTTPS servers are verified, and the client certificate.
     #[serde(default, skip_serializing_if = "TlsPlan::is_default")]
     pub tls: TlsPlan,
+    /// The request path, when not the endpoint's OpenAI one (a gateway's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// TLS for the target: where each PEM is (a file, or a variable the kubelet
@@ -225,6 +228,13 @@ pub struct ConversationPlan {
 }
 
 impl LoadPlan {
+    /// Where requests go under each URL: `path`, else the endpoint's.
+    pub fn request_path(&self) -> &str {
+        self.path
+            .as_deref()
+            .unwrap_or(super::request::path(self.endpoint))
+    }
+
     /// Reads a plan, refusing schema versions this build does not know.
     pub fn from_json(json: &str) -> Result<LoadPlan, PlanError> {
         #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::client::{Outgoing, send};
 use super::plan::LoadPlan;
-use super::request::{ErrorKind, Record, path};
+use super::request::{ErrorKind, Record};
 use super::workload::Workload;
 use crate::net::client::{HttpClient, error_chain, http_client_tls};
 
@@ -147,7 +147,7 @@ pub async fn run(plan: &LoadPlan, api_key: Option<&str>) -> Report {
     };
     let req = workload.request(plan, 0, 0);
     let body = short(&req.body);
-    let url = format!("{base}{}", path(plan.endpoint));
+    let url = format!("{base}{}", plan.request_path());
     let rec = send(
         &client,
         Outgoing {

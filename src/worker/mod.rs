@@ -40,6 +40,10 @@ pub struct LoadgenOpts {
     /// Call /v1/completions instead of /v1/chat/completions.
     #[arg(long)]
     pub completions: bool,
+    /// The request path under the URL, instead of the endpoint's OpenAI one
+    /// (e.g. a gateway's `/openai/v1/chat/completions`).
+    #[arg(long)]
+    pub path: Option<String>,
     /// Do not stream (TTFT then equals the whole latency).
     #[arg(long)]
     pub no_stream: bool,
@@ -309,6 +313,7 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             client_key: opts.client_key.clone().map(PemSource::File),
             server_name: opts.tls_server_name.clone(),
         },
+        path: opts.path.clone(),
     };
     Ok((plan, 0))
 }

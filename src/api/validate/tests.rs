@@ -374,6 +374,11 @@ fn invalid_specs_fail_with_their_own_message() {
             "spec.telemetry.server.auth.bearerTokenSecretRef.name",
         ),
         (
+            "a request path that is no path",
+            json!({"target": {"path": "v1/chat completions"}}),
+            "spec.target.path",
+        ),
+        (
             "a client certificate Secret that is no name",
             json!({"target": {"url": "https://gw.llm.svc", "tls": {"clientCertificateSecretName": "../etc"}}}),
             "spec.target.tls.clientCertificateSecretName",

@@ -535,6 +535,22 @@ fn target_tls_reaches_the_workers_as_variables_from_the_runs_objects() {
     );
 }
 
+/// `target.path` reaches the workers' plan; without it the plan has none
+/// (the endpoint's OpenAI path).
+#[test]
+fn a_gateway_path_reaches_the_plan() {
+    let mut v: serde_json::Value = serde_saphyr::from_str(RUN).unwrap();
+    v["spec"]["target"]["path"] = serde_json::json!("/openai/deployments/llama/chat/completions");
+    let r = crate::api::validate_json(&v).expect("valid");
+    let p = plan(&r, vec!["http://gw".into()]);
+    assert_eq!(
+        p.request_path(),
+        "/openai/deployments/llama/chat/completions"
+    );
+    let plain: BenchmarkRun = serde_saphyr::from_str(RUN).unwrap();
+    assert_eq!(plan(&plain, vec![]).path, None);
+}
+
 /// Requests to an https `serviceRef` go to its pods by address: the
 /// certificate is verified against the Service's DNS name, unless the spec
 /// names another; a URL target's own host is kept.

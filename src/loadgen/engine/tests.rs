@@ -337,3 +337,33 @@ fn a_worker_driven_past_its_capacity_says_it_was_the_bottleneck() {
     let late = load.send_lateness_p99_s.expect("open loop: send lateness");
     assert!(late > 0.010, "sends {late} s late at p99: {load:?}");
 }
+
+/// A gateway that routes a prefix of its own to the server: `path` sends
+/// every request there; the endpoint's OpenAI path alone finds nothing.
+#[tokio::test]
+async fn requests_go_to_the_path_the_plan_gives() {
+    let gateway = Router::new().nest(
+        "/openai/llama",
+        Router::new().route(
+            "/chat",
+            post(|| async {
+                "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n"
+            }),
+        ),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, gateway).await.unwrap() });
+    let mut p = plan_for(url, 3);
+    let unrouted = &run(&p, 0, None).await.unwrap()[0];
+    assert_eq!(unrouted.successes, 0, "nothing at /v1/chat/completions");
+    p.path = Some("/openai/llama/chat".into());
+    assert_eq!(p.request_path(), "/openai/llama/chat");
+    let routed = &run(&p, 0, None).await.unwrap()[0];
+    assert_eq!(
+        (routed.requests, routed.successes),
+        (3, 3),
+        "{:?}",
+        routed.error_samples
+    );
+}

@@ -33,6 +33,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
         seed: 7,
         goodput: None,
         tls: Default::default(),
+        path: None,
     }
 }
 

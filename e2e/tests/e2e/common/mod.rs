@@ -330,6 +330,7 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
         seed: 1,
         goodput: None,
         tls: Default::default(),
+        path: None,
     }
 }
 
