@@ -67,6 +67,14 @@ pub struct Load {
     #[serde(default = "default_true")]
     pub streaming: bool,
 
+    /// Check the target before any load (default true): one worker sends
+    /// one short request as the run will (URLs, headers, API key, TLS), after
+    /// reading `/v1/models`, and a failed check fails the run
+    /// `PreflightFailed` at once. Off for a target where even one extra
+    /// request matters.
+    #[serde(default = "default_true")]
+    pub preflight: bool,
+
     /// Prompt and response lengths.
     #[serde(default)]
     pub input: Input,

@@ -333,6 +333,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         stop: plan.stop,
         warmup: plan.warmup_requests > 0,
         resumed,
+        preflight: run.spec.load.preflight,
         salvage: false,
         token: ctx.worker_key.as_ref().map(|k| k.token(&uid)),
         token_secret: super::worker_auth::token_secret_name(run),

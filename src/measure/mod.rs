@@ -369,6 +369,8 @@ pub struct Setup {
     pub warmup: bool,
     /// The run was already running when this controller took it up.
     pub resumed: bool,
+    /// Check the target before the start (`load.preflight`).
+    pub preflight: bool,
     /// The run's Job was deleted before this controller followed it: its
     /// workers (stopping in their pods' grace period, or orphaned and still
     /// running) are stopped and what they hold is pulled; nothing is started.

@@ -406,7 +406,8 @@ pub async fn drive(inputs: Inputs) {
         return;
     };
     // A run that starts now (not one taken over) checks its target first.
-    if resume.is_none() && !d.setup.resumed && !preflight(&mut d, &bases).await {
+    if d.setup.preflight && resume.is_none() && !d.setup.resumed && !preflight(&mut d, &bases).await
+    {
         return;
     }
     let started_at = start_workers(&mut d, &bases).await;

@@ -58,20 +58,43 @@ async fn a_run_succeeds_and_its_job_and_results_go_with_it() {
     ns.delete().await.unwrap();
 }
 
+/// A target that refuses every connection: the pre-flight fails the run
+/// before any load with the check and the answer; with the pre-flight off,
+/// the load generators fail and the run carries their reason.
 #[tokio::test]
 async fn a_failing_load_generator_fails_the_run_with_its_reason() {
     let ns = setup("fail", None).await;
     let runs = ns.api::<BenchmarkRun>();
-    let mut r = run(
-        "dead",
-        &format!("\n    concurrency: 1\n    requestCount: 3{SHORT_OUTPUT}"),
-        "",
-    );
-    r.spec.target.service_ref = None;
-    // Nothing listens on the discard port: every request is refused.
-    r.spec.target.url = Some("http://127.0.0.1:9".into());
-    runs.create(&PostParams::default(), &r).await.unwrap();
+    let dead = |name: &str, extra: &str| {
+        let mut r = run(
+            name,
+            &format!("\n    concurrency: 1\n    requestCount: 3{SHORT_OUTPUT}{extra}"),
+            "",
+        );
+        r.spec.target.service_ref = None;
+        // Nothing listens on the discard port: every request is refused.
+        r.spec.target.url = Some("http://127.0.0.1:9".into());
+        r
+    };
+    runs.create(&PostParams::default(), &dead("dead", ""))
+        .await
+        .unwrap();
     let failed = wait_for(&runs, "dead", "Failed", LONG, phase_is("Failed"))
+        .await
+        .unwrap();
+    let message = failed_message(&failed);
+    assert!(
+        message.starts_with("PreflightFailed") && message.contains("'reachable'"),
+        "{message}"
+    );
+    assert!(message.contains("127.0.0.1:9"), "{message}");
+    runs.create(
+        &PostParams::default(),
+        &dead("unchecked", "\n    preflight: false"),
+    )
+    .await
+    .unwrap();
+    let failed = wait_for(&runs, "unchecked", "Failed", LONG, phase_is("Failed"))
         .await
         .unwrap();
     let message = failed_message(&failed);

@@ -110,6 +110,7 @@ fn setup(cluster: Arc<Fake>, resumed: bool) -> Setup {
         stop: StopCondition::Requests(6),
         warmup: false,
         resumed,
+        preflight: true,
         salvage: false,
         token: Some("t".into()),
         token_secret: "r-worker-token".into(),
