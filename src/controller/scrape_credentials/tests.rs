@@ -184,3 +184,39 @@ spec:
         ]
     );
 }
+
+/// Without the installer's consent a run that names Secrets for its scrapes
+/// is refused before any Secret is read (the client points nowhere: a read
+/// would fail otherwise), naming the fields and the chart value.
+#[tokio::test]
+async fn without_the_installers_consent_no_secret_is_read() {
+    let mut run: BenchmarkRun = serde_saphyr::from_str(
+        r#"
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: r, namespace: llm}
+spec:
+  target: {url: "http://vllm:8000", model: m}
+  load: {concurrency: 1, requestCount: 1}
+  telemetry:
+    server:
+      auth: {bearerTokenSecretRef: {name: tok, key: token}}
+"#,
+    )
+    .unwrap();
+    let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let e = scrapers(&client, "llm", &run.spec, false)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        e.contains("spec.telemetry.server.auth.bearerTokenSecretRef")
+            && e.contains("telemetry.scrapeCredentials=true"),
+        "{e}"
+    );
+    // A plain run needs no Secret and no consent.
+    run.spec.telemetry.server.auth = None;
+    let plain = scrapers(&client, "llm", &run.spec, false).await;
+    assert!(plain.is_ok(), "{:?}", plain.err());
+}
