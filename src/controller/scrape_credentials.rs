@@ -16,7 +16,7 @@ use kube::Api;
 use crate::api::{BenchmarkRunSpec, CaRef, EndpointTls, ScrapeAuth, SecretKeyRef};
 use crate::measure::Scrapers;
 use crate::net::tls::TlsOptions;
-use crate::scrape::fetch::scrape_client_tls;
+use crate::scrape::fetch::{ScrapeClient, scrape_client_tls};
 
 /// The label by which a Secret's owner lets benchrun read it for scrapes.
 pub const CONSENT_LABEL: &str = "benchrun.dev/scrape-credentials";
@@ -153,28 +153,11 @@ pub async fn scrapers(
     let get = |r: &SecretKeyRef, field: &str| {
         secret_value(read.get(&r.name).and_then(Option::as_ref), r, field)
     };
-    let mut notes = Vec::new();
     let t = &spec.telemetry;
-    let mut clients = Vec::new();
-    for (kind, tls) in [("gpu", &t.gpu.tls), ("server", &t.server.tls)] {
-        let options = match tls {
-            Some(tls) => {
-                let field = format!("spec.telemetry.{kind}.tls");
-                options(client, ns, tls, &field, &get).await?
-            }
-            None => TlsOptions::default(),
-        };
-        if options.insecure_skip_verify {
-            notes.push(format!(
-                "the {} endpoints' certificates were not verified (spec.telemetry.{kind}.tls.insecureSkipVerify): the scrapes were encrypted, the endpoints not authenticated",
-                if kind == "gpu" { "GPU exporter" } else { "server metrics" }
-            ));
-        }
-        clients.push(
-            scrape_client_tls(&options).map_err(|e| format!("spec.telemetry.{kind}.tls: {e}"))?,
-        );
-    }
-    let (gpu, mut server) = (clients.remove(0), clients.remove(0));
+    let (gpu, gpu_note) = kind_client(client, ns, "gpu", t.gpu.tls.as_ref(), &get).await?;
+    let (mut server, server_note) =
+        kind_client(client, ns, "server", t.server.tls.as_ref(), &get).await?;
+    let notes = gpu_note.into_iter().chain(server_note).collect();
     if let Some(auth) = &t.server.auth {
         let value = authorization(auth, get)?;
         server = server
@@ -182,6 +165,30 @@ pub async fn scrapers(
             .map_err(|e| format!("spec.telemetry.server.auth: {e}"))?;
     }
     Ok(Scrapers { gpu, server, notes })
+}
+
+/// The client of one kind of endpoint (`gpu`, `server`) with its TLS, and
+/// what the results say when its certificates go unverified.
+async fn kind_client(
+    client: &kube::Client,
+    ns: &str,
+    kind: &str,
+    tls: Option<&EndpointTls>,
+    get: &impl Fn(&SecretKeyRef, &str) -> Result<Vec<u8>, String>,
+) -> Result<(ScrapeClient, Option<String>), String> {
+    let field = format!("spec.telemetry.{kind}.tls");
+    let options = match tls {
+        Some(tls) => options(client, ns, tls, &field, get).await?,
+        None => TlsOptions::default(),
+    };
+    let note = options.insecure_skip_verify.then(|| {
+        format!(
+            "the {} endpoints' certificates were not verified ({field}.insecureSkipVerify): the scrapes were encrypted, the endpoints not authenticated",
+            if kind == "gpu" { "GPU exporter" } else { "server metrics" }
+        )
+    });
+    let scraper = scrape_client_tls(&options).map_err(|e| format!("{field}: {e}"))?;
+    Ok((scraper, note))
 }
 
 /// The TLS options of `tls` (at `field`): its CA from a Secret (through

@@ -671,12 +671,7 @@ async fn follow(
             // The run ends early: every worker ends its step where it is; the
             // closing boundary scrape follows as at any step's end.
             stop_sent = true;
-            let stops = bases.iter().map(|w| workers::stop(&d.http, w));
-            for (w, r) in bases.iter().zip(futures::future::join_all(stops).await) {
-                if let Err(e) = r {
-                    warn!(worker = %w, "stopping the worker: {e}");
-                }
-            }
+            stop_workers(d, bases).await;
             info!(job = %d.setup.job, "load generators stopped (the run ends early)");
         }
         let scrape_at = next_scrape;
@@ -822,12 +817,7 @@ async fn salvage(d: &mut Driver, resume: Option<Resume>) {
         .into_iter()
         .filter(|w| !d.results.contains_key(&w.index))
         .collect();
-    let stops = workers.iter().map(|w| workers::stop(&d.http, w));
-    for (w, r) in workers.iter().zip(futures::future::join_all(stops).await) {
-        if let Err(e) = r {
-            debug!(worker = %w, "stopping the worker of a deleted Job: {e}");
-        }
-    }
+    stop_workers(d, &workers).await;
     if let Some(r) = resume {
         if let Some(k) = r.active {
             take_over_step(d, k).await;
@@ -836,6 +826,17 @@ async fn salvage(d: &mut Driver, resume: Option<Resume>) {
     }
     info!(job = %d.setup.job, workers = workers.len(), "the Job is gone: pulling what its workers hold");
     collect_results(d, &workers, SALVAGE).await;
+}
+
+/// Asks every one of `bases` to stop, all at once (one that cannot be
+/// reached is logged: its result, if any, is pulled all the same).
+async fn stop_workers(d: &Driver, bases: &[Worker]) {
+    let stops = bases.iter().map(|w| workers::stop(&d.http, w));
+    for (w, r) in bases.iter().zip(futures::future::join_all(stops).await) {
+        if let Err(e) = r {
+            warn!(worker = %w, "stopping the worker: {e}");
+        }
+    }
 }
 
 /// Pulls one finished worker's result, checkpoints it, and lets the worker

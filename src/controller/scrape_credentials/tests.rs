@@ -32,6 +32,21 @@ fn key(name: &str, key: &str) -> SecretKeyRef {
     }
 }
 
+/// A run that names no Secret for its scrapes.
+fn plain_run() -> BenchmarkRun {
+    serde_saphyr::from_str(
+        r#"
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: r, namespace: llm}
+spec:
+  target: {url: "http://vllm:8000", model: m}
+  load: {concurrency: 1, requestCount: 1}
+"#,
+    )
+    .unwrap()
+}
+
 const FIELD: &str = "spec.telemetry.server.auth.bearerTokenSecretRef";
 
 #[test]
@@ -128,17 +143,7 @@ fn bearer_and_basic_credentials_become_the_authorization_header() {
 
 #[test]
 fn only_secrets_the_spec_names_are_read_and_each_field_is_named() {
-    let mut run: BenchmarkRun = serde_saphyr::from_str(
-        r#"
-apiVersion: benchrun.dev/v1alpha1
-kind: BenchmarkRun
-metadata: {name: r, namespace: llm}
-spec:
-  target: {url: "http://vllm:8000", model: m}
-  load: {concurrency: 1, requestCount: 1}
-"#,
-    )
-    .unwrap();
+    let mut run = plain_run();
     assert!(
         secrets_named(&run.spec).is_empty(),
         "a plain run reads none"
@@ -190,20 +195,11 @@ spec:
 /// would fail otherwise), naming the fields and the chart value.
 #[tokio::test]
 async fn without_the_installers_consent_no_secret_is_read() {
-    let mut run: BenchmarkRun = serde_saphyr::from_str(
-        r#"
-apiVersion: benchrun.dev/v1alpha1
-kind: BenchmarkRun
-metadata: {name: r, namespace: llm}
-spec:
-  target: {url: "http://vllm:8000", model: m}
-  load: {concurrency: 1, requestCount: 1}
-  telemetry:
-    server:
-      auth: {bearerTokenSecretRef: {name: tok, key: token}}
-"#,
-    )
-    .unwrap();
+    let mut run = plain_run();
+    run.spec.telemetry.server.auth = Some(ScrapeAuth {
+        bearer_token_secret_ref: Some(key("tok", "token")),
+        basic_auth: None,
+    });
     let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
     let e = scrapers(&client, "llm", &run.spec, false)

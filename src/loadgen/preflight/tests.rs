@@ -10,15 +10,7 @@ use crate::loadgen::request::tests::plan;
 
 /// `benchrun sim inference` serving the model `m`.
 async fn simulator() -> String {
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        o: crate::sim::inference::InferenceOpts,
-    }
-    let o = <Wrap as clap::Parser>::parse_from([
-        "sim", "--model", "m", "--ttft", "5ms", "--itl", "1ms",
-    ])
-    .o;
+    let o = crate::sim::inference::tests::opts(&["--ttft", "5ms", "--itl", "1ms"]);
     crate::net::testing::start(crate::sim::inference::router(o)).await
 }
 

@@ -136,13 +136,8 @@ async fn h2_server(cfg: ServerConfig) -> u16 {
 
 /// The simulator's options: 20 ms to the first token, 5 ms per next, and `more`.
 fn sim_opts(more: &[&str]) -> crate::sim::inference::InferenceOpts {
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        o: crate::sim::inference::InferenceOpts,
-    }
-    let base = ["sim", "--model", "m", "--ttft", "20ms", "--itl", "5ms"];
-    <Wrap as clap::Parser>::parse_from(base.iter().chain(more)).o
+    let timing = ["--ttft", "20ms", "--itl", "5ms"];
+    crate::sim::inference::tests::opts(&[&timing[..], more].concat())
 }
 
 /// The inference simulator on plain HTTP.

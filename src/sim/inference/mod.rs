@@ -458,4 +458,4 @@ async fn serve(sim: Arc<Sim>, api: Api, body: Bytes) -> Response {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

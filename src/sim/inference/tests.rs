@@ -9,7 +9,8 @@ use crate::loadgen::request::tests::plan;
 use crate::net::testing::get;
 use crate::scrape::{Entry, Format, Parser};
 
-fn opts(extra: &[&str]) -> InferenceOpts {
+/// The simulator's options: model `m` on loopback, and `extra`.
+pub(crate) fn opts(extra: &[&str]) -> InferenceOpts {
     #[derive(clap::Parser)]
     struct Wrap {
         #[command(flatten)]
