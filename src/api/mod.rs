@@ -18,7 +18,7 @@ pub use load::{
 };
 pub use spec::{
     BenchmarkRun, BenchmarkRunSpec, CaRef, ConcurrencyPolicy, ConfigMapKeyRef, EndpointType,
-    ResultsSpec, Scheme, SecretKeyRef, ServiceRef, Slo, SloMetric, Target, TargetTls,
+    ResultsSpec, Routing, Scheme, SecretKeyRef, ServiceRef, Slo, SloMetric, Target, TargetTls,
 };
 pub use status::{
     BenchmarkRunStatus, EndpointCounts, Endpoints, Phase, Progress, StepResult, Summary,

@@ -264,6 +264,27 @@ pub struct ServiceRef {
     /// URL scheme used to reach the pods.
     #[serde(default)]
     pub scheme: Scheme,
+    /// How requests reach the Service. `endpoints` (the default): straight
+    /// to its ready pods by address, from its EndpointSlices, spread evenly
+    /// over them whatever the proxy does. `service`: through the Service
+    /// itself, by its cluster DNS name `<name>.<namespace>.svc` and virtual
+    /// IP, as the cluster's other clients reach it (its session affinity,
+    /// traffic policy and proxy included). The results record which.
+    #[serde(default)]
+    pub routing: Routing,
+}
+
+/// How requests reach a `serviceRef`.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// To the Service's ready pods by address.
+    #[default]
+    Endpoints,
+    /// Through the Service's DNS name and virtual IP.
+    Service,
 }
 
 /// URL scheme.

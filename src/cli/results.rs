@@ -151,6 +151,9 @@ pub fn render(doc: &ResultsDocument) -> String {
             format!(": {}", doc.message)
         }
     );
+    if let Some(r) = doc.routing {
+        let _ = writeln!(o, "requests went {}", r.describe());
+    }
     for d in &doc.details {
         let span = d
             .window
@@ -383,5 +386,16 @@ mod tests {
         ] {
             assert!(out.contains(want), "{want:?} not in:\n{out}");
         }
+        assert!(
+            !out.contains("requests went"),
+            "recorded before routing was"
+        );
+        let mut doc = doc;
+        doc.routing = Some(crate::results::Routing::Service);
+        let out = render(&doc);
+        assert!(
+            out.contains("requests went through the Service's name and virtual IP"),
+            "{out}"
+        );
     }
 }

@@ -24,8 +24,14 @@ use self::results::{apply_results, follow};
 /// Where the target stands, as the dereference stage found it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
-    /// Base URLs to send requests to.
-    Resolved(Vec<String>),
+    /// Base URLs to send requests to (`urls`), and the base URLs of the
+    /// servers they reach (`reaches`: the pods behind a Service sent to
+    /// through its virtual IP; else the URLs themselves), which decide
+    /// what other runs share the target.
+    Resolved {
+        urls: Vec<String>,
+        reaches: Vec<String>,
+    },
     /// Not reachable yet, and why (e.g. a Service with no ready endpoints).
     Unresolved(String),
     /// Not looked up: the Job exists already, or the run is over.
@@ -365,9 +371,9 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                     d.requeue_after = Some(Duration::ZERO);
                 }
             }
-            Target::Resolved(urls) => {
-                d.status.target_endpoints = queue::endpoints(urls);
-                if queued(&mut d, run, observed, urls, generation, &t) {
+            Target::Resolved { urls, reaches } => {
+                d.status.target_endpoints = queue::endpoints(reaches);
+                if queued(&mut d, run, observed, reaches, generation, &t) {
                     return transition(d, phase);
                 }
                 d.actions.push(Action::CreateJob(urls.clone()));
@@ -380,11 +386,12 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                     true,
                     "TargetResolved",
                     format!(
-                        "sending to {}",
+                        "sending to {} ({})",
                         urls.iter()
                             .map(|u| crate::net::redact_url(u))
                             .collect::<Vec<_>>()
-                            .join(", ")
+                            .join(", "),
+                        crate::results::Routing::of(&run.spec.target).describe()
                     ),
                     generation,
                     &t,

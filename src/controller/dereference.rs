@@ -1,8 +1,13 @@
-//! The dereference stage: resolves `target.serviceRef` to pod addresses.
+//! The dereference stage: resolves `target.serviceRef` to the URLs requests
+//! go to.
 //!
-//! benchrun sends to the ready pods behind a Service directly, as listed by its
-//! EndpointSlices, instead of through its virtual IP: load spreads evenly over the
-//! replicas whatever the proxy does, and no kube-proxy or cluster DNS is needed.
+//! By default (`routing: endpoints`) benchrun sends to the ready pods behind
+//! a Service directly, as listed by its EndpointSlices, instead of through its
+//! virtual IP: load spreads evenly over the replicas whatever the proxy does,
+//! and no kube-proxy or cluster DNS is needed. With `routing: service` it
+//! sends to the Service's DNS name, as the cluster's clients do; the ready
+//! pods are still looked up, to say that the Service has some and which
+//! servers other runs would share.
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -10,7 +15,7 @@ use kube::api::{Api, ListParams};
 
 use super::decide::Target;
 use super::error::Error;
-use crate::api::{Scheme, ServiceRef};
+use crate::api::{Routing, Scheme, ServiceRef};
 
 /// Looks the target up in the cluster.
 pub async fn resolve(
@@ -19,9 +24,11 @@ pub async fn resolve(
     target: &crate::api::Target,
 ) -> Result<Target, Error> {
     if let Some(url) = &target.url {
-        return Ok(Target::Resolved(vec![
-            url.trim_end_matches('/').to_string(),
-        ]));
+        let urls = vec![url.trim_end_matches('/').to_string()];
+        return Ok(Target::Resolved {
+            reaches: urls.clone(),
+            urls,
+        });
     }
     let Some(svc_ref) = &target.service_ref else {
         return Ok(Target::Unresolved(
@@ -38,18 +45,20 @@ pub async fn resolve(
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
     let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", svc_ref.name));
     let slices = slices.list(&lp).await?.items;
-    Ok(match urls(svc_ref, &service, &slices) {
-        Ok(urls) => Target::Resolved(urls),
+    Ok(match urls(svc_ref, namespace, &service, &slices) {
+        Ok((urls, reaches)) => Target::Resolved { urls, reaches },
         Err(why) => Target::Unresolved(why),
     })
 }
 
-/// The URLs of the ready endpoints of the chosen Service port. Pure.
+/// The URLs requests go to, and the URLs of the ready endpoints of the
+/// chosen Service port they reach. Pure.
 pub fn urls(
     svc_ref: &ServiceRef,
+    namespace: &str,
     service: &Service,
     slices: &[EndpointSlice],
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, Vec<String>), String> {
     let name = &svc_ref.name;
     let ports = service
         .spec
@@ -104,7 +113,11 @@ pub fn urls(
     if urls.is_empty() {
         return Err(format!("Service {name} has no ready endpoints"));
     }
-    Ok(urls)
+    let sent = match svc_ref.routing {
+        Routing::Endpoints => urls.clone(),
+        Routing::Service => vec![format!("{scheme}://{name}.{namespace}.svc:{}", port.port)],
+    };
+    Ok((sent, urls))
 }
 
 #[cfg(test)]
@@ -129,7 +142,41 @@ mod tests {
             port,
             port_name: port_name.map(Into::into),
             scheme: Scheme::Http,
+            routing: Routing::Endpoints,
         }
+    }
+
+    /// The pod URLs an `endpoints` routing sends to.
+    fn urls_of(
+        svc_ref: &ServiceRef,
+        service: &Service,
+        slices: &[EndpointSlice],
+    ) -> Result<Vec<String>, String> {
+        let (sent, reaches) = urls(svc_ref, "llm", service, slices)?;
+        assert_eq!(sent, reaches, "endpoints routing sends to what it reaches");
+        Ok(sent)
+    }
+
+    #[test]
+    fn service_routing_sends_to_the_service_name_and_port_and_reaches_its_pods() {
+        let svc = service(serde_json::json!([{"name": "http", "port": 80, "targetPort": 8000}]));
+        let slices = vec![slice(serde_json::json!({
+            "ports": [{"name": "http", "port": 8000}],
+            "endpoints": [{"addresses": ["10.0.0.2"]}, {"addresses": ["10.0.0.1"]}]
+        }))];
+        let mut r = svc_ref(None, None);
+        r.routing = Routing::Service;
+        r.scheme = Scheme::Https;
+        let (sent, reaches) = urls(&r, "llm", &svc, &slices).unwrap();
+        assert_eq!(
+            sent,
+            ["https://vllm.llm.svc:80"],
+            "the Service port, not the pods'"
+        );
+        assert_eq!(reaches, ["https://10.0.0.1:8000", "https://10.0.0.2:8000"]);
+        // A Service with no ready pods is not sent to either way.
+        let err = urls(&r, "llm", &svc, &[]).unwrap_err();
+        assert!(err.contains("no ready endpoints"), "{err}");
     }
 
     #[test]
@@ -146,21 +193,21 @@ mod tests {
                 {"addresses": ["10.0.0.3"], "conditions": {"ready": false}}
             ]
         }))];
-        let got = urls(&svc_ref(Some(80), None), &svc, &slices).unwrap();
+        let got = urls_of(&svc_ref(Some(80), None), &svc, &slices).unwrap();
         assert_eq!(got, vec!["http://10.0.0.1:8000", "http://10.0.0.2:8000"]);
-        let got = urls(&svc_ref(None, Some("metrics")), &svc, &slices).unwrap();
+        let got = urls_of(&svc_ref(None, Some("metrics")), &svc, &slices).unwrap();
         assert_eq!(got, vec!["http://10.0.0.1:9090", "http://10.0.0.2:9090"]);
     }
 
     #[test]
     fn ambiguous_ports_and_empty_services_are_explained() {
         let svc = service(serde_json::json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}]));
-        let err = urls(&svc_ref(None, None), &svc, &[]).unwrap_err();
+        let err = urls_of(&svc_ref(None, None), &svc, &[]).unwrap_err();
         assert!(err.contains("set serviceRef.port"), "{err}");
         let one = service(serde_json::json!([{"port": 8000}]));
-        let err = urls(&svc_ref(None, None), &one, &[]).unwrap_err();
+        let err = urls_of(&svc_ref(None, None), &one, &[]).unwrap_err();
         assert!(err.contains("no ready endpoints"), "{err}");
-        let err = urls(&svc_ref(Some(1234), None), &one, &[]).unwrap_err();
+        let err = urls_of(&svc_ref(Some(1234), None), &one, &[]).unwrap_err();
         assert!(err.contains("no such port"), "{err}");
     }
 
@@ -172,7 +219,7 @@ mod tests {
             "ports": [{"port": 8000}],
             "endpoints": [{"addresses": ["fd00::1"]}]
         }))];
-        let got = urls(&svc_ref(None, None), &svc, &slices).unwrap();
+        let got = urls_of(&svc_ref(None, None), &svc, &slices).unwrap();
         assert_eq!(got, vec!["http://[fd00::1]:8000"]);
     }
 }

@@ -515,6 +515,7 @@ fn results_document(run: &BenchmarkRun, status: &BenchmarkRunStatus) -> ResultsD
         start_time: status.start_time.as_ref().map(|t| t.0.to_string()),
         completion_time: status.completion_time.as_ref().map(|t| t.0.to_string()),
         summary: status.summary.clone().unwrap_or_default(),
+        routing: Some(crate::results::Routing::of(&run.spec.target)),
         steps: status.steps.clone(),
         details: Vec::new(),
         endpoints: Vec::new(),

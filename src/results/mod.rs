@@ -37,6 +37,9 @@ pub struct ResultsDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<String>,
     pub summary: Summary,
+    /// How the requests reached the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Routing>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
     /// Everything measured, step by step.
@@ -48,6 +51,40 @@ pub struct ResultsDocument {
     /// What the numbers do not cover, said plainly (gaps, restarts, files left out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// How a run's requests reached its target.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// To `target.url` as given (a server, a Service's name, a gateway).
+    Url,
+    /// To a Service's ready pods by address (`serviceRef.routing: endpoints`).
+    Endpoints,
+    /// Through a Service's DNS name and virtual IP (`serviceRef.routing: service`).
+    Service,
+}
+
+impl Routing {
+    /// The routing a target asks for.
+    pub fn of(target: &crate::api::Target) -> Routing {
+        match &target.service_ref {
+            None => Routing::Url,
+            Some(s) => match s.routing {
+                crate::api::Routing::Endpoints => Routing::Endpoints,
+                crate::api::Routing::Service => Routing::Service,
+            },
+        }
+    }
+
+    /// How the routing reads in a condition's message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Routing::Url => "to the URL as given",
+            Routing::Endpoints => "to the Service's ready pods by address",
+            Routing::Service => "through the Service's name and virtual IP",
+        }
+    }
 }
 
 /// Identity of the run the results belong to.

@@ -64,7 +64,11 @@ fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
 }
 
 fn resolved() -> Target {
-    Target::Resolved(vec!["http://vllm:8000".into()])
+    let urls = vec!["http://vllm:8000".to_string()];
+    Target::Resolved {
+        reaches: urls.clone(),
+        urls,
+    }
 }
 
 /// Feeds a decision's status back into the run, as the API server would.
@@ -886,6 +890,40 @@ fn peer(name: &str, created: i64, active: bool) -> Peer {
 fn created(mut r: BenchmarkRun, s: i64) -> BenchmarkRun {
     r.metadata.creation_timestamp = Some(Time(at(s)));
     r
+}
+
+#[test]
+fn a_run_through_a_service_sends_to_its_name_and_is_queued_by_its_pods() {
+    let mut r = run();
+    r.spec.target.url = None;
+    r.spec.target.service_ref = Some(crate::api::ServiceRef {
+        name: "vllm".into(),
+        port: Some(80),
+        port_name: None,
+        scheme: crate::api::Scheme::Http,
+        routing: crate::api::Routing::Service,
+    });
+    let target = Target::Resolved {
+        urls: vec!["http://vllm.llm.svc:80".into()],
+        reaches: vec!["http://10.0.0.1:8000".into(), "http://10.0.0.2:8000".into()],
+    };
+    let d = decide(&r, &observed(None, target), at(0));
+    assert_eq!(
+        d.actions,
+        vec![Action::CreateJob(vec!["http://vllm.llm.svc:80".into()])]
+    );
+    // Other runs sending to the same pods by address share this target.
+    assert_eq!(
+        d.status.target_endpoints,
+        ["10.0.0.1:8000", "10.0.0.2:8000"]
+    );
+    let msg = &conditions::get(&d.status.conditions, DISCOVERED)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("vllm.llm.svc:80") && msg.contains("through the Service's name"),
+        "{msg}"
+    );
 }
 
 #[test]
