@@ -236,6 +236,47 @@ pub fn refusals(
     out
 }
 
+/// How an endpoint derived from the target's URL is labelled (where a
+/// discovered one names its pod).
+pub const DERIVED_FROM_TARGET: &str = "derived from target.url";
+
+/// The server metrics endpoint of a URL target, when the run names no
+/// other: the target's scheme and host, `telemetry.server.port` if set (else
+/// the target's port), and `telemetry.server.path` — where vLLM, SGLang,
+/// TGI and NIM serve it. The controller scrapes from its own network
+/// identity, so the URL must pass the installer's URL policy like any
+/// explicit telemetry URL; `Err` says why it was not derived. `None`: the
+/// target is not a URL. Scraped only while it answers (see
+/// [`crate::measure`]): one that never does is left out with a note. Pure.
+pub fn derived_server(spec: &BenchmarkRunSpec, policy: &Policy) -> Option<Result<String, String>> {
+    let target = spec.target.url.as_deref()?;
+    let t = &spec.telemetry.server;
+    let Ok(uri) = target.parse::<http::Uri>() else {
+        return Some(Err(format!(
+            "the target's metrics endpoint was not derived: {} is not a valid URL",
+            crate::net::redact_url(target)
+        )));
+    };
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Some(Err(
+            "the target's metrics endpoint was not derived: target.url has no scheme or host"
+                .into(),
+        ));
+    };
+    let port = t
+        .port
+        .map(|p| format!(":{p}"))
+        .or_else(|| uri.port_u16().map(|p| format!(":{p}")))
+        .unwrap_or_default();
+    let url = format!("{scheme}://{host}{port}{}", t.path);
+    Some(policy.check_url(&url).map(|()| url).map_err(|why| {
+        format!(
+            "the target's own metrics endpoint was not scraped ({why}); \
+             name the server pods (telemetry.server.selector) to scrape them where they run"
+        )
+    }))
+}
+
 /// The explicit URLs the policy lets the controller scrape.
 fn permitted_urls(policy: &Policy, urls: &[String]) -> Vec<(String, Option<String>)> {
     urls.iter()
@@ -303,9 +344,18 @@ pub async fn discover(
         }
         Some(Err(e)) => found.notes.push(format!("spec.telemetry.server.selector: {e}")),
         None => found.notes.push(
-            "the target is a URL and spec.telemetry.server.selector is not set: no inference pods to scrape or attribute GPUs to"
+            "the target is a URL and spec.telemetry.server.selector is not set: no inference pods to attribute GPUs to"
                 .into(),
         ),
+    }
+    if t.server.enabled && t.server.selector.is_none() && t.server.urls.is_empty() {
+        match derived_server(spec, policy) {
+            Some(Ok(url)) => found
+                .servers
+                .push((url, Some(DERIVED_FROM_TARGET.to_string()))),
+            Some(Err(why)) => found.notes.push(why),
+            None => {}
+        }
     }
     if t.server.enabled {
         let rule = PortRule {
@@ -434,6 +484,57 @@ mod tests {
         fallback: None,
         https: false,
     };
+
+    #[test]
+    fn a_url_target_s_metrics_are_derived_only_where_the_policy_allows() {
+        let spec = |target: &str, telemetry: serde_json::Value| -> BenchmarkRunSpec {
+            serde_json::from_value(serde_json::json!({
+                "target": {"url": target, "model": "m"},
+                "load": {"concurrency": 1, "requestCount": 1},
+                "telemetry": telemetry,
+            }))
+            .unwrap()
+        };
+        let policy = Policy::from_flags(
+            "benchrun-system",
+            &[],
+            &["gateway.example.com".into(), "10.20.0.0/16".into()],
+            vec![],
+        )
+        .unwrap();
+        let none = serde_json::json!({});
+        let derived = |target: &str, telemetry: serde_json::Value| {
+            derived_server(&spec(target, telemetry), &policy).unwrap()
+        };
+        assert_eq!(
+            derived("https://gateway.example.com/openai/v1", none.clone()),
+            Ok("https://gateway.example.com/metrics".into())
+        );
+        assert_eq!(
+            derived("http://10.20.0.5:8000", none.clone()),
+            Ok("http://10.20.0.5:8000/metrics".into())
+        );
+        // The run's server port and path, where the server serves them apart.
+        assert_eq!(
+            derived(
+                "http://10.20.0.5:8000",
+                serde_json::json!({"server": {"port": 9090, "path": "/stats"}})
+            ),
+            Ok("http://10.20.0.5:9090/stats".into())
+        );
+        // A host the installer does not allow is not requested, and the note says why.
+        let no = derived("http://vllm.other-team.svc:8000", none.clone()).unwrap_err();
+        assert!(
+            no.contains("not scraped") && no.contains("vllm.other-team.svc"),
+            "{no}"
+        );
+        let no = derived("http://169.254.169.254:80", none).unwrap_err();
+        assert!(no.contains("refused"), "{no}");
+        // A Service target is discovered through its pods, not derived.
+        let mut s = spec("http://10.20.0.5:8000", serde_json::json!({}));
+        s.target.url = None;
+        assert_eq!(derived_server(&s, &policy), None);
+    }
 
     #[test]
     fn ports_by_number_name_annotation_and_order() {

@@ -272,6 +272,14 @@ impl EndpointLog {
         }
     }
 
+    /// An endpoint derived from the target's URL that has not answered yet:
+    /// left out of the counts and results (the target may serve no
+    /// metrics), with a note.
+    pub fn silent_derived(&self) -> bool {
+        self.pod.as_deref() == Some(crate::discovery::DERIVED_FROM_TARGET)
+            && self.last_ok_at.is_none()
+    }
+
     pub fn report(&self, kind: Kind, url: &str) -> EndpointReport {
         EndpointReport {
             kind: kind.as_str().into(),
@@ -289,7 +297,7 @@ impl EndpointLog {
 /// Discovered and reachable endpoints of each kind.
 pub fn counts(logs: &BTreeMap<(Kind, String), EndpointLog>) -> crate::api::Endpoints {
     let mut e = crate::api::Endpoints::default();
-    for ((kind, _), log) in logs {
+    for ((kind, _), log) in logs.iter().filter(|(_, l)| !l.silent_derived()) {
         let c = match kind {
             Kind::Gpu => &mut e.gpu,
             Kind::Server => &mut e.server,
@@ -639,6 +647,36 @@ mod tests {
         assert_eq!((r.scrapes, r.failures, r.reachable), (4, 2, true));
         assert_eq!(r.longest_gap_s, Some(3.5));
         assert_eq!(r.last_error.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn a_derived_endpoint_counts_once_it_has_answered() {
+        let url = "http://10.0.0.1:8000/metrics";
+        let mut logs = BTreeMap::new();
+        let derived = Some(crate::discovery::DERIVED_FROM_TARGET.to_string());
+        logs.insert((Kind::Server, url.to_string()), EndpointLog::new(derived));
+        logs.insert(
+            (Kind::Gpu, "http://x:9400/metrics".to_string()),
+            EndpointLog::new(None),
+        );
+        for log in logs.values_mut() {
+            log.record(0.0, Err("HTTP 404".into()));
+        }
+        let c = counts(&logs);
+        assert_eq!(
+            (c.server.discovered, c.gpu.discovered),
+            (0, 1),
+            "silent: left out"
+        );
+        let log = logs.get_mut(&(Kind::Server, url.to_string())).unwrap();
+        assert!(log.silent_derived());
+        log.record(1.0, Ok(()));
+        log.record(2.0, Err("HTTP 503".into()));
+        assert!(!log.silent_derived(), "it answered once: its gaps count");
+        let r = log.report(Kind::Server, url);
+        assert_eq!(r.pod.as_deref(), Some("derived from target.url"));
+        let c = counts(&logs);
+        assert_eq!((c.server.discovered, c.server.reachable), (1, 0));
     }
 
     #[test]

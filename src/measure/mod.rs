@@ -221,9 +221,21 @@ impl State {
                     .into(),
             );
         }
+        for ((_, url), log) in self.logs.iter().filter(|(_, l)| l.silent_derived()) {
+            notes.push(format!(
+                "the target's own metrics endpoint {} ({}) did not answer{}: no server metrics from it",
+                crate::net::redact_url(url),
+                crate::discovery::DERIVED_FROM_TARGET,
+                log.last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+        }
         let endpoints = self
             .logs
             .iter()
+            .filter(|(_, log)| !log.silent_derived())
             .map(|((kind, url), log)| log.report(*kind, url))
             .collect();
         Document {
