@@ -187,6 +187,15 @@ pub struct Synthetic {
     /// Response length, sent as `max_tokens`. Default mean 150, stddev 0.
     #[serde(default = "TokenDistribution::default_output")]
     pub output_tokens: TokenDistribution,
+    /// Whose tokens `inputTokens` counts. `auto` (the default): the target's
+    /// own tokenizer, asked through its `/tokenize` endpoint (vLLM, SGLang)
+    /// before the first step, when it answers; else one word of the prompt
+    /// vocabulary per token, and the results say so. `server`: the target's
+    /// tokenizer or the run fails. `words`: one word per token, unasked.
+    /// The length is the prompt text's; the tokens the server adds around it
+    /// (a chat template) are recorded beside it.
+    #[serde(default)]
+    pub tokenizer: PromptTokenizer,
 }
 
 impl Default for Synthetic {
@@ -194,8 +203,24 @@ impl Default for Synthetic {
         Synthetic {
             input_tokens: TokenDistribution::default_input(),
             output_tokens: TokenDistribution::default_output(),
+            tokenizer: PromptTokenizer::default(),
         }
     }
+}
+
+/// Whose tokens synthetic prompt lengths count.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptTokenizer {
+    /// The target's tokenizer when it serves `/tokenize`, else words.
+    #[default]
+    Auto,
+    /// The target's tokenizer; the run fails when it serves none.
+    Server,
+    /// One word of the prompt vocabulary per token.
+    Words,
 }
 
 /// A normal distribution of token counts, truncated at 1.

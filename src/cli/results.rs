@@ -206,6 +206,9 @@ pub fn render(doc: &ResultsDocument) -> String {
                     c.reasoning_tokens, c.output_tokens
                 );
             }
+            if let Some(s) = &c.prompt_sizing {
+                let _ = writeln!(o, "  {}", s.describe(&c.input_tokens_per_request));
+            }
         }
         if let Some(e) = &d.efficiency {
             let _ = writeln!(
@@ -390,9 +393,25 @@ mod tests {
             !out.contains("requests went"),
             "recorded before routing was"
         );
+        assert!(
+            !out.contains("prompts:"),
+            "recorded before prompt sizing was"
+        );
         let mut doc = doc;
         doc.routing = Some(crate::results::Routing::Service);
+        let client = doc.details[0].client.as_mut().unwrap();
+        client.prompt_sizing = Some(crate::loadgen::tokenize::PromptSizing {
+            method: crate::loadgen::tokenize::SizingMethod::Server,
+            tokens_per_word: Some(1.6875),
+            template_tokens: Some(5),
+            check: None,
+            note: None,
+        });
         let out = render(&doc);
+        assert!(
+            out.contains("prompts: sized in the server's tokens (1.69 per word, +5 template)"),
+            "{out}"
+        );
         assert!(
             out.contains("requests went through the Service's name and virtual IP"),
             "{out}"

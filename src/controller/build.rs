@@ -191,6 +191,12 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
         goodput: goodput(&spec.slo),
         tls: tls_plan(run),
         path: spec.target.path.clone(),
+        tokenizer: load
+            .input
+            .synthetic
+            .as_ref()
+            .map(|s| s.tokenizer)
+            .unwrap_or_default(),
     }
 }
 

@@ -187,7 +187,6 @@ pub async fn run_with(
     api_key: Option<&str>,
     progress: Arc<Progress>,
 ) -> Result<Vec<StepResult>, String> {
-    let workload = Workload::load(plan, index)?;
     let mut headers: Vec<(String, String)> = plan.headers.clone().into_iter().collect();
     if let Some(key) = api_key {
         headers.push(("authorization".into(), format!("Bearer {key}")));
@@ -199,11 +198,16 @@ pub async fn run_with(
         .max()
         .unwrap_or(64) as usize;
     let client = http_client_tls(max_streams, &plan.tls.options()?)?;
+    // Before the first step (outside every measured window): the
+    // server's token costs of the prompt vocabulary.
+    let (costs, sizing) = super::tokenize::sizing(&client, plan, &headers).await?;
+    let workload = Workload::load(plan, index, costs)?;
     let ctx = Arc::new(Ctx {
         client,
         plan: plan.clone(),
         headers,
         workload,
+        sizing,
         index,
         urls: plan
             .urls
@@ -230,6 +234,7 @@ struct Ctx {
     plan: LoadPlan,
     headers: Vec<(String, String)>,
     workload: Workload,
+    sizing: Option<super::tokenize::PromptSizing>,
     index: u32,
     urls: Vec<String>,
     progress: Arc<Progress>,
@@ -332,6 +337,7 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, k: u64, index: u32) -> Option<Ste
     r.client_saturated = load.saturated();
     r.client_load = Some(load);
     r.stopped = ctx.progress.stop.is_cancelled();
+    r.prompt_sizing = ctx.sizing.clone();
     Some(r)
 }
 

@@ -6,4 +6,5 @@ pub mod plan;
 pub mod preflight;
 pub mod request;
 pub mod sse;
+pub mod tokenize;
 pub mod workload;

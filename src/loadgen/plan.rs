@@ -71,6 +71,9 @@ pub struct LoadPlan {
     /// The request path, when not the endpoint's OpenAI one (a gateway's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Whose tokens synthetic prompt lengths count (see [`super::tokenize`]).
+    #[serde(default)]
+    pub tokenizer: crate::api::PromptTokenizer,
 }
 
 /// TLS for the target: where each PEM is (a file, or a variable the kubelet

@@ -141,7 +141,7 @@ pub async fn run(plan: &LoadPlan, api_key: Option<&str>) -> Report {
         )),
     }
     // One short request, as the run sends them.
-    let workload = match Workload::load(plan, 0) {
+    let workload = match Workload::load(plan, 0, None) {
         Ok(w) => w,
         Err(e) => return Report::fail(Check::Setup, e, notes),
     };
@@ -262,12 +262,27 @@ async fn get(
     url: &str,
     headers: &[(String, String)],
 ) -> Result<(u16, Vec<u8>), String> {
-    let mut req = hyper::Request::get(url);
+    exchange(client, url, headers, None, TIMEOUT).await
+}
+
+/// GETs `url`, or POSTs `json` to it, with `headers`: its status and body
+/// (at most 1 MiB), or why nothing came within `timeout`.
+pub(super) async fn exchange(
+    client: &HttpClient,
+    url: &str,
+    headers: &[(String, String)],
+    json: Option<Bytes>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut req = match json {
+        None => hyper::Request::get(url),
+        Some(_) => hyper::Request::post(url).header("content-type", "application/json"),
+    };
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
     let req = req
-        .body(Full::new(Bytes::new()))
+        .body(Full::new(json.unwrap_or_default()))
         .map_err(|e| format!("invalid request: {e}"))?;
     let work = async {
         let resp = client.request(req).await.map_err(|e| error_chain(&e))?;
@@ -279,9 +294,9 @@ async fn get(
             .unwrap_or_default();
         Ok((status, body))
     };
-    tokio::time::timeout(TIMEOUT, work)
+    tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
+        .map_err(|_| format!("no answer within {timeout:?}"))?
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! Request bodies and the record of one request. Pure.
 
+use std::sync::Arc;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::plan::{Endpoint, InputPlan, LoadPlan};
+use super::tokenize::{Costs, build};
 
 /// How a request failed.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,24 +91,42 @@ impl Record {
 /// Builds the prompts of a plan, reproducibly from its seed.
 pub struct Prompts {
     rng: StdRng,
+    /// The vocabulary's costs in the server's tokens, when it told them.
+    costs: Option<Arc<Costs>>,
 }
 
 /// A prompt and the tokens asked for.
 pub struct Prompt {
     pub text: String,
+    /// The prompt's length in tokens, as well as it is known: by the
+    /// server's costs and template when it told them, else in words (the
+    /// input count when the server sends no usage).
     pub words: u64,
     pub max_tokens: u64,
 }
 
 impl Prompts {
+    /// Prompts sized in words of the vocabulary.
     pub fn new(seed: u64, worker: u32) -> Self {
+        Self::sized(seed, worker, None)
+    }
+
+    /// Prompts sized in the server's tokens by `costs`, or words without.
+    pub fn sized(seed: u64, worker: u32, costs: Option<Arc<Costs>>) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed ^ (u64::from(worker) << 32)),
+            costs,
         }
     }
 
-    /// A synthetic prompt of about `input_mean ± input_stddev` tokens (one
-    /// short word is close to one token for every common tokenizer).
+    /// The costs these prompts are sized by.
+    pub fn costs(&self) -> Option<Arc<Costs>> {
+        self.costs.clone()
+    }
+
+    /// A synthetic prompt of `input_mean ± input_stddev` tokens: exactly, in
+    /// the server's tokens, when its costs are known (see
+    /// [`super::tokenize`]); else as many vocabulary words.
     pub fn next(&mut self, input: &InputPlan) -> Prompt {
         let (im, isd, om, osd) = match input {
             InputPlan::Synthetic {
@@ -116,22 +137,12 @@ impl Prompts {
             } => (*input_mean, *input_stddev, *output_mean, *output_stddev),
             InputPlan::Dataset { .. } => (128, 0, 128, 0),
         };
-        let words = self.normal(im, isd).max(1);
+        let tokens = self.normal(im, isd).max(1);
         let max_tokens = self.normal(om, osd).max(1);
-        const VOCAB: [&str; 16] = [
-            "the", "model", "serves", "tokens", "fast", "gpu", "power", "energy", "cluster",
-            "batch", "cache", "prompt", "decode", "queue", "load", "time",
-        ];
-        let mut text = String::with_capacity(words as usize * 6);
-        for i in 0..words {
-            if i > 0 {
-                text.push(' ');
-            }
-            text.push_str(VOCAB[self.rng.random_range(0..VOCAB.len())]);
-        }
+        let (text, built) = build(&mut self.rng, tokens, self.costs.as_deref());
         Prompt {
             text,
-            words,
+            words: built + self.costs.as_ref().map_or(0, |c| c.template),
             max_tokens,
         }
     }

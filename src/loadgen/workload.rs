@@ -10,13 +10,14 @@
 //! user message. Workers take disjoint entries in turn (entry `t × workers +
 //! worker` for their request number `t`), cycling when the dataset runs out.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::plan::{Endpoint, InputPlan, LoadPlan};
 use super::request::{Prompt, Prompts, body, finish_body};
+use super::tokenize::Costs;
 
 /// One request to send.
 pub struct Request {
@@ -34,11 +35,16 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// The workload of worker `index`; reads the dataset file when there is one.
-    pub fn load(plan: &LoadPlan, index: u32) -> Result<Workload, String> {
+    /// The workload of worker `index`, its synthetic prompts sized by
+    /// `costs` (see [`super::tokenize`]); reads the dataset file when there is one.
+    pub fn load(
+        plan: &LoadPlan,
+        index: u32,
+        costs: Option<Arc<Costs>>,
+    ) -> Result<Workload, String> {
         match &plan.input {
             InputPlan::Synthetic { .. } => Ok(Workload::Synthetic(Box::new(Mutex::new(
-                Prompts::new(plan.seed, index),
+                Prompts::sized(plan.seed, index, costs),
             )))),
             InputPlan::Dataset { path } => {
                 let text = std::fs::read_to_string(path)
@@ -73,7 +79,11 @@ impl Workload {
         history: &[String],
     ) -> Request {
         let seed = plan.seed ^ conversation.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(turn);
-        let prompt = Prompts::new(seed, turn).next(&plan.input);
+        let costs = match self {
+            Workload::Synthetic(p) => p.lock().unwrap_or_else(|e| e.into_inner()).costs(),
+            Workload::Dataset(_) => None,
+        };
+        let prompt = Prompts::sized(seed, turn, costs).next(&plan.input);
         self.request_for(plan, history, prompt)
     }
 
@@ -211,7 +221,7 @@ mod tests {
     #[test]
     fn conversations_are_a_pool_of_count_distinct_ones() {
         let p = plan(Endpoint::Chat, true);
-        let w = Workload::load(&p, 0).unwrap();
+        let w = Workload::load(&p, 0, None).unwrap();
         let text = |c: u64, t: u32| w.conversation_turn(&p, c, t, &[]).user_text;
         // The same conversation and turn: the same prompt; another: another.
         assert_eq!(text(3, 0), text(3, 0));
@@ -292,7 +302,7 @@ mod tests {
 
     #[test]
     fn conversation_turns_carry_the_history() {
-        let w = Workload::load(&plan(Endpoint::Chat, true), 0).unwrap();
+        let w = Workload::load(&plan(Endpoint::Chat, true), 0, None).unwrap();
         let p = plan(Endpoint::Chat, true);
         let first = w.turn(&p, &[]);
         let history = vec![first.user_text.clone(), "the answer".to_string()];

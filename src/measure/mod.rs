@@ -209,6 +209,16 @@ impl State {
             .filter(|(_, c)| c.as_ref().is_some_and(|c| c.stopped))
             .map(|(k, _)| k.to_string())
             .collect();
+        let sizing_notes = self
+            .client
+            .iter()
+            .flatten()
+            .filter_map(|c| c.prompt_sizing.as_ref()?.note.clone());
+        for note in sizing_notes {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
         if !stopped.is_empty() {
             notes.push(format!(
                 "the run ended early (cancel or timeout): step {}'s figures cover its measured part, up to the stop",

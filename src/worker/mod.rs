@@ -65,6 +65,11 @@ pub struct LoadgenOpts {
     pub output_tokens: u64,
     #[arg(long, default_value_t = 0)]
     pub output_stddev: u64,
+    /// Whose tokens --input-tokens counts: the target's (`server`, asked
+    /// through its /tokenize), the target's when it answers (`auto`), or
+    /// one vocabulary word per token (`words`).
+    #[arg(long, value_enum, default_value_t = TokenizerFlag::Auto)]
+    pub tokenizer: TokenizerFlag,
     /// Send the request payloads of this JSONL file instead of synthetic prompts.
     #[arg(long, conflicts_with = "conversations")]
     pub dataset: Option<std::path::PathBuf>,
@@ -121,6 +126,14 @@ pub struct LoadgenOpts {
     /// Worker: serve the result at most this long, waiting for the controller to acknowledge it.
     #[arg(long, default_value = "10m", value_parser = crate::flags::go_duration)]
     pub linger: std::time::Duration,
+}
+
+/// Prompt tokenizer flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenizerFlag {
+    Auto,
+    Server,
+    Words,
 }
 
 /// Arrival process flag.
@@ -314,6 +327,11 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             server_name: opts.tls_server_name.clone(),
         },
         path: opts.path.clone(),
+        tokenizer: match opts.tokenizer {
+            TokenizerFlag::Auto => crate::api::PromptTokenizer::Auto,
+            TokenizerFlag::Server => crate::api::PromptTokenizer::Server,
+            TokenizerFlag::Words => crate::api::PromptTokenizer::Words,
+        },
     };
     Ok((plan, 0))
 }
@@ -375,6 +393,9 @@ fn print_table(r: &WorkerResult) {
                 s.output_tokens,
                 s.output_tokens.saturating_sub(s.reasoning_tokens)
             );
+        }
+        if let Some(sizing) = &s.prompt_sizing {
+            crate::outln!("{}", sizing.describe(&s.input_tokens_per_request));
         }
         if let (Some(n), Some(rate)) = (s.goodput_requests, s.goodput_per_s) {
             crate::outln!("goodput: {n} requests within the objectives, {rate:.2} req/s");

@@ -267,6 +267,23 @@ async fn llm_d_inference_sim_reports_its_server_metrics_and_its_latencies() {
     ] {
         assert!(families.contains(&want), "{want} not in {families:?}");
     }
+    // The prompts were sized by llm-d-inference-sim's own /tokenize: every
+    // request's prompt, as its usage counts it, is the asked 16 tokens plus
+    // its chat template's.
+    let client_step = &doc["details"][0]["client"];
+    let sizing = &client_step["promptSizing"];
+    assert_eq!(sizing["method"], "server", "{client_step:#}");
+    assert_eq!(sizing["check"]["asked"], 16, "{sizing:#}");
+    assert_eq!(sizing["check"]["counted"], 16, "{sizing:#}");
+    let template = sizing["templateTokens"].as_u64().unwrap();
+    let sent = &client_step["inputTokensPerRequest"];
+    for bound in ["min", "max"] {
+        assert_eq!(
+            sent[bound].as_f64(),
+            Some((16 + template) as f64),
+            "{sent:#}"
+        );
+    }
     let summary = done.status.unwrap().summary.unwrap();
     let (ttft, itl) = (summary.ttft_p50_ms.unwrap(), summary.itl_p50_ms.unwrap());
     assert!(

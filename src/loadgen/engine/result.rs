@@ -23,6 +23,13 @@ pub struct StepResult {
     pub error_samples: Vec<String>,
     pub duration_s: f64,
     pub input_tokens: u64,
+    /// Each successful request's input tokens: the server's count where it
+    /// gave one (`usage.prompt_tokens`), else the prompt's length as built.
+    #[serde(default)]
+    pub input_tokens_per_request: Summary,
+    /// How the synthetic prompts were sized (absent for a dataset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_sizing: Option<crate::loadgen::tokenize::PromptSizing>,
     /// Every generated token, reasoning included.
     pub output_tokens: u64,
     /// Of the output tokens, those spent reasoning (a reasoning model's
@@ -93,6 +100,8 @@ pub struct StepStats {
     pub output_tokens_per_s_per_user: Stats,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_lateness_s: Option<Stats>,
+    #[serde(default)]
+    pub input_tokens: Stats,
 }
 
 impl StepStats {
@@ -110,6 +119,7 @@ impl StepStats {
         self.latency_s.merge(&o.latency_s);
         self.output_tokens_per_s_per_user
             .merge(&o.output_tokens_per_s_per_user);
+        self.input_tokens.merge(&o.input_tokens);
         match (&mut self.send_lateness_s, &o.send_lateness_s) {
             (Some(a), Some(b)) => a.merge(b),
             (None, Some(b)) => self.send_lateness_s = Some(b.clone()),
@@ -174,6 +184,8 @@ impl StepResult {
             error_samples: samples,
             duration_s,
             input_tokens,
+            input_tokens_per_request: stats.input_tokens.summary(),
+            prompt_sizing: parts.iter().find_map(|p| p.prompt_sizing.clone()),
             output_tokens,
             reasoning_tokens: sum(|p| p.reasoning_tokens),
             requests_per_s: per_s(successes as f64),
@@ -236,6 +248,7 @@ pub(super) fn summarize(
         r.inter_token_gaps()
             .for_each(|g| stats.inter_token_gap_s.add(g));
         stats.latency_s.add(r.latency);
+        stats.input_tokens.add(r.input_tokens as f64);
     }
     stats.send_lateness_s = lateness.map(|l| {
         let mut s = Stats::default();
@@ -251,6 +264,8 @@ pub(super) fn summarize(
         error_samples,
         duration_s,
         input_tokens: ok.iter().map(|r| r.input_tokens).sum(),
+        input_tokens_per_request: Summary::default(),
+        prompt_sizing: None,
         output_tokens: ok.iter().map(|r| r.output_tokens).sum(),
         reasoning_tokens: ok.iter().map(|r| r.reasoning_tokens).sum(),
         requests_per_s: 0.0,

@@ -34,6 +34,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
         goodput: None,
         tls: Default::default(),
         path: None,
+        tokenizer: Default::default(),
     }
 }
 

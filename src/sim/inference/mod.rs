@@ -122,6 +122,11 @@ pub struct InferenceOpts {
     /// file's first line>` (401 otherwise), as behind an authenticating proxy.
     #[arg(long)]
     pub metrics_bearer_token_file: Option<std::path::PathBuf>,
+    /// How prompt tokens are counted (in `usage`, in the metrics and by
+    /// `/tokenize`): `words`, or `subword` (⌈characters/4⌉ per word, and a
+    /// chat template's tokens), a tokenizer unlike the load generator's words.
+    #[arg(long, value_enum, default_value_t = request::Tokenizer::Words)]
+    pub tokenizer: request::Tokenizer,
 }
 
 /// The token in `path` (its first line).
@@ -233,10 +238,24 @@ pub fn router(opts: InferenceOpts) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/tokenize", post(tokenize))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/sim/truth", get(truth))
         .with_state(sim)
+}
+
+/// vLLM's `/tokenize`: the count and stand-in token ids.
+async fn tokenize(AxState(sim): AxState<Arc<Sim>>, body: Bytes) -> Response {
+    match request::tokenize(&body, &sim.opts.model, sim.opts.tokenizer) {
+        Ok(count) => axum::Json(json!({
+            "count": count,
+            "max_model_len": sim.latency.kv_capacity,
+            "tokens": (0..count).collect::<Vec<u64>>(),
+        }))
+        .into_response(),
+        Err(r) => error(r.status, &r.message),
+    }
 }
 
 async fn models(AxState(sim): AxState<Arc<Sim>>) -> Response {
@@ -377,16 +396,22 @@ impl Sim {
 async fn serve(sim: Arc<Sim>, api: Api, body: Bytes) -> Response {
     let start = Instant::now();
     let received_unix_ms = unix_ms();
-    let parsed =
-        request::parse(api, &body, &sim.opts.model, sim.opts.default_max_tokens).and_then(|p| {
-            match sim.latency.rejects(p.prompt_tokens, p.max_tokens) {
-                Some(message) => Err(request::Refusal {
-                    status: 400,
-                    message,
-                }),
-                None => Ok(p),
-            }
-        });
+    let parsed = request::parse(
+        api,
+        &body,
+        &sim.opts.model,
+        sim.opts.default_max_tokens,
+        sim.opts.tokenizer,
+    )
+    .and_then(
+        |p| match sim.latency.rejects(p.prompt_tokens, p.max_tokens) {
+            Some(message) => Err(request::Refusal {
+                status: 400,
+                message,
+            }),
+            None => Ok(p),
+        },
+    );
     let p = match parsed {
         Ok(p) => p,
         Err(r) => {

@@ -1,8 +1,10 @@
 //! Reading an OpenAI request body into what the simulator needs: the model, the
 //! prompt's length, how many tokens to generate, and how to answer. Pure.
 //!
-//! Tokens are whitespace-separated words: the load generator's synthetic prompts
-//! are made of short words, so both sides count the same prompt the same way.
+//! Prompt tokens are counted by the simulator's [`Tokenizer`]:
+//! whitespace-separated words by default, or a subword tokenizer's shape
+//! with a chat template's tokens, so that sizing prompts in a server's own
+//! tokens can be checked against it (`/tokenize` answers with the same count).
 
 use serde_json::Value;
 
@@ -36,28 +38,79 @@ fn bad(message: impl Into<String>) -> Refusal {
     }
 }
 
+/// How the simulator counts a prompt's tokens.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tokenizer {
+    /// One token per whitespace-separated word; nothing added.
+    #[default]
+    Words,
+    /// A subword tokenizer's shape: a word of n characters is ⌈n/4⌉
+    /// tokens; a chat request adds 3 tokens per message and 2 for the
+    /// generation prompt (a ChatML-like template), a completion 1 (BOS).
+    Subword,
+}
+
+impl Tokenizer {
+    /// Tokens of one text.
+    pub fn text(self, s: &str) -> u64 {
+        let words = s.split_whitespace();
+        match self {
+            Tokenizer::Words => words.count() as u64,
+            Tokenizer::Subword => words.map(|w| w.chars().count().div_ceil(4) as u64).sum(),
+        }
+    }
+
+    /// Tokens of a content value: a string, an array of strings, or an
+    /// array of `{type: "text", text}` parts.
+    fn content(self, content: Option<&Value>) -> u64 {
+        match content {
+            Some(Value::String(s)) => self.text(s),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .map(|p| match p {
+                    Value::String(_) => self.content(Some(p)),
+                    Value::Object(o) => self.content(o.get("text")),
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    /// Tokens of chat `messages`, with the template's when asked for the
+    /// generation prompt.
+    pub fn chat(self, messages: &[Value], generation_prompt: bool) -> u64 {
+        let text: u64 = messages
+            .iter()
+            .map(|m| self.content(m.get("content")))
+            .sum();
+        match self {
+            Tokenizer::Words => text,
+            Tokenizer::Subword => {
+                text + 3 * messages.len() as u64 + if generation_prompt { 2 } else { 0 }
+            }
+        }
+    }
+
+    /// Tokens of a completion `prompt`, BOS included.
+    pub fn completion(self, prompt: &Value) -> u64 {
+        let text = self.content(Some(prompt));
+        match self {
+            Tokenizer::Words => text,
+            Tokenizer::Subword => text + 1,
+        }
+    }
+}
+
 /// Parses a body for `api` against the served `model`.
 pub fn parse(
     api: Api,
     body: &[u8],
     model: &str,
     default_max_tokens: u64,
+    tokenizer: Tokenizer,
 ) -> Result<Parsed, Refusal> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
-    if !v.is_object() {
-        return Err(bad("the body must be a JSON object"));
-    }
-    match v.get("model").and_then(Value::as_str) {
-        Some(m) if m == model => {}
-        Some(m) => {
-            return Err(Refusal {
-                status: 404,
-                message: format!("The model `{m}` does not exist."),
-            });
-        }
-        None => return Err(bad("`model` is required")),
-    }
+    let v = object_for(body, model)?;
     let prompt_tokens = match api {
         Api::Chat => {
             let messages = v
@@ -65,10 +118,10 @@ pub fn parse(
                 .and_then(Value::as_array)
                 .filter(|m| !m.is_empty())
                 .ok_or_else(|| bad("`messages` must be a non-empty array"))?;
-            messages.iter().map(|m| words(m.get("content"))).sum()
+            tokenizer.chat(messages, true)
         }
         Api::Completions => match v.get("prompt") {
-            Some(p @ (Value::String(_) | Value::Array(_))) => words(Some(p)),
+            Some(p @ (Value::String(_) | Value::Array(_))) => tokenizer.completion(p),
             _ => return Err(bad("`prompt` must be a string or an array of strings")),
         },
     };
@@ -96,20 +149,37 @@ pub fn parse(
     })
 }
 
-/// Words in a content value: a string, an array of strings, or an array of
-/// `{type: "text", text}` parts.
-fn words(content: Option<&Value>) -> u64 {
-    match content {
-        Some(Value::String(s)) => s.split_whitespace().count() as u64,
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .map(|p| match p {
-                Value::String(_) => words(Some(p)),
-                Value::Object(o) => words(o.get("text")),
-                _ => 0,
-            })
-            .sum(),
-        _ => 0,
+/// The body as a JSON object naming the served `model`.
+fn object_for(body: &[u8], model: &str) -> Result<Value, Refusal> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(bad("the body must be a JSON object"));
+    }
+    match v.get("model").and_then(Value::as_str) {
+        Some(m) if m == model => Ok(v),
+        Some(m) => Err(Refusal {
+            status: 404,
+            message: format!("The model `{m}` does not exist."),
+        }),
+        None => Err(bad("`model` is required")),
+    }
+}
+
+/// The token count of a `/tokenize` body, as vLLM's: chat `messages` (with
+/// `add_generation_prompt`, default true) or a completion `prompt`.
+pub fn tokenize(body: &[u8], model: &str, tokenizer: Tokenizer) -> Result<u64, Refusal> {
+    let v = object_for(body, model)?;
+    match (v.get("messages").and_then(Value::as_array), v.get("prompt")) {
+        (Some(messages), _) => {
+            let generation = v
+                .get("add_generation_prompt")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            Ok(tokenizer.chat(messages, generation))
+        }
+        (None, Some(p @ (Value::String(_) | Value::Array(_)))) => Ok(tokenizer.completion(p)),
+        _ => Err(bad("`messages` or `prompt` is required")),
     }
 }
 
@@ -125,7 +195,7 @@ mod tests {
             {"role":"user","content":[{"type":"text","text":"the model serves tokens"}]}],
             "max_completion_tokens":7,"stream":true,"stream_options":{"include_usage":true}}"#;
         assert_eq!(
-            parse(Api::Chat, chat, M, 16).unwrap(),
+            parse(Api::Chat, chat, M, 16, Tokenizer::Words).unwrap(),
             Parsed {
                 prompt_tokens: 6,
                 max_tokens: 7,
@@ -134,11 +204,45 @@ mod tests {
             }
         );
         let comp = br#"{"model":"sim/llm","prompt":"a b c","max_tokens":3}"#;
-        let p = parse(Api::Completions, comp, M, 16).unwrap();
+        let p = parse(Api::Completions, comp, M, 16, Tokenizer::Words).unwrap();
         assert_eq!((p.prompt_tokens, p.max_tokens, p.stream), (3, 3, false));
         let default = br#"{"model":"sim/llm","prompt":""}"#;
-        let p = parse(Api::Completions, default, M, 16).unwrap();
+        let p = parse(Api::Completions, default, M, 16, Tokenizer::Words).unwrap();
         assert_eq!((p.prompt_tokens, p.max_tokens), (1, 16));
+    }
+
+    #[test]
+    fn the_subword_tokenizer_counts_requests_and_tokenize_bodies_alike() {
+        let t = Tokenizer::Subword;
+        // "the"=1, "cluster"=2, "serves"=2: 5 tokens of text.
+        let chat =
+            br#"{"model":"sim/llm","messages":[{"role":"user","content":"the cluster serves"}]}"#;
+        let p = parse(Api::Chat, chat, M, 16, t).unwrap();
+        assert_eq!(p.prompt_tokens, 5 + 3 + 2);
+        assert_eq!(
+            tokenize(chat, M, t).unwrap(),
+            10,
+            "/tokenize counts as a request does"
+        );
+        let bare = br#"{"model":"sim/llm","messages":[{"role":"user","content":""}],"add_generation_prompt":false}"#;
+        assert_eq!(tokenize(bare, M, t).unwrap(), 3);
+        let comp = br#"{"model":"sim/llm","prompt":"the cluster serves"}"#;
+        assert_eq!(
+            parse(Api::Completions, comp, M, 16, t)
+                .unwrap()
+                .prompt_tokens,
+            6
+        );
+        assert_eq!(tokenize(comp, M, t).unwrap(), 6);
+        assert_eq!(tokenize(comp, M, Tokenizer::Words).unwrap(), 3);
+        let other = br#"{"model":"x","prompt":"a"}"#;
+        assert_eq!(tokenize(other, M, t).unwrap_err().status, 404);
+        assert_eq!(
+            tokenize(br#"{"model":"sim/llm"}"#, M, t)
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[test]
@@ -164,11 +268,18 @@ mod tests {
             ),
         ];
         for (body, status, text) in cases {
-            let r = parse(Api::Completions, body, M, 16).unwrap_err();
+            let r = parse(Api::Completions, body, M, 16, Tokenizer::Words).unwrap_err();
             assert_eq!(r.status, status, "{}", String::from_utf8_lossy(body));
             assert!(r.message.contains(text), "{}", r.message);
         }
-        let r = parse(Api::Chat, br#"{"model":"sim/llm","messages":[]}"#, M, 16).unwrap_err();
+        let r = parse(
+            Api::Chat,
+            br#"{"model":"sim/llm","messages":[]}"#,
+            M,
+            16,
+            Tokenizer::Words,
+        )
+        .unwrap_err();
         assert!(r.message.contains("messages"));
     }
 }

@@ -379,3 +379,76 @@ async fn reasoning_replies_are_timed_and_counted_as_the_server_sent_them() {
         assert_eq!(only.ttft_s.count, 4);
     }
 }
+
+/// Prompts sized in the server's tokens: against a simulator whose
+/// tokenizer is not words (⌈characters/4⌉ per word, a chat template), every
+/// request's prompt is the asked length plus the template, by the server's
+/// own count; sized in words, it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_sized_with_the_server_s_tokenizer_are_the_asked_length() {
+    use crate::api::PromptTokenizer;
+    use crate::loadgen::tokenize::SizingMethod;
+    let url = start(opts(&[
+        "--ttft",
+        "1ms",
+        "--itl",
+        "1ms",
+        "--tokenizer",
+        "subword",
+    ]))
+    .await;
+    for endpoint in [Endpoint::Chat, Endpoint::Completions] {
+        let mut p = load_plan(&url, 2, 12, 4);
+        p.endpoint = endpoint;
+        p.input = InputPlan::Synthetic {
+            input_mean: 200,
+            input_stddev: 0,
+            output_mean: 4,
+            output_stddev: 0,
+        };
+        let r = &load(&p, 0, None).await.unwrap()[0];
+        assert_eq!(r.successes, 12, "{:?}", r.error_samples);
+        let sizing = r.prompt_sizing.clone().unwrap();
+        assert_eq!(sizing.method, SizingMethod::Server, "{sizing:?}");
+        let template = match endpoint {
+            Endpoint::Chat => 3 + 2,
+            Endpoint::Completions => 1,
+        };
+        assert_eq!(sizing.template_tokens, Some(template));
+        let check = sizing.check.unwrap();
+        assert_eq!((check.asked, check.counted), (200, 200));
+        // Every request, by the server's usage: the asked length and the template.
+        let sent = &r.input_tokens_per_request;
+        assert_eq!(r.input_tokens, 12 * (200 + template));
+        assert!(
+            (sent.min - (200 + template) as f64).abs() < 1e-9
+                && (sent.max - (200 + template) as f64).abs() < 1e-9,
+            "{sent:?}"
+        );
+        let per_word = sizing.tokens_per_word.unwrap();
+        assert!(per_word > 1.5, "{per_word}");
+
+        // Words: the same 200 words are about 1.7 times as many tokens.
+        p.tokenizer = PromptTokenizer::Words;
+        let r = &load(&p, 0, None).await.unwrap()[0];
+        assert_eq!(
+            r.prompt_sizing.as_ref().unwrap().method,
+            SizingMethod::Words
+        );
+        let mean = r.input_tokens as f64 / 12.0;
+        assert!(mean > 300.0, "{mean}");
+    }
+    // No tokenizer to ask (here, no server at all): `auto` sizes in words
+    // and says why; `server` fails the worker with the reason.
+    let mut p = load_plan("http://127.0.0.1:1", 1, 1, 4);
+    let r = &load(&p, 0, None).await.unwrap()[0];
+    let sizing = r.prompt_sizing.as_ref().unwrap();
+    assert_eq!(sizing.method, SizingMethod::Words);
+    assert!(
+        sizing.note.as_ref().unwrap().contains("could not be asked"),
+        "{sizing:?}"
+    );
+    p.tokenizer = PromptTokenizer::Server;
+    let e = load(&p, 0, None).await.unwrap_err();
+    assert!(e.contains("tokenizer is server"), "{e}");
+}

@@ -331,6 +331,7 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
         goodput: None,
         tls: Default::default(),
         path: None,
+        tokenizer: Default::default(),
     }
 }
 

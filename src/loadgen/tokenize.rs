@@ -1,0 +1,301 @@
+//! Prompt lengths in the target's own tokens.
+//!
+//! Synthetic prompts are words of a small vocabulary, and one word is not one
+//! token for every model: a subword tokenizer splits the longer words, and a
+//! chat template adds tokens of its own. So before its first step a worker
+//! asks the server's tokenizer (`POST /tokenize`, which vLLM, SGLang and
+//! llm-d-inference-sim serve) what each vocabulary word costs, as a
+//! prompt's first word and after a space, and what the server adds around an
+//! empty prompt. Prompts are then built word by word to exactly the asked
+//! number of tokens, the cheapest words filling the end. Byte-pair and
+//! SentencePiece tokenizers split text at spaces before they merge, so word
+//! costs add up; a check tokenizes one whole prompt and the results record
+//! what it counted against what was asked.
+//!
+//! A `tokenizer.json` read in the worker (the HF `tokenizers` crate) would
+//! size prompts for a server without `/tokenize`; it is not here: that crate
+//! needs a regex engine in C or a large pure-Rust one in the static image,
+//! and a server's chat template would still be unknown to it.
+//!
+//! [`build`] and [`Costs::from_counts`] are pure; [`calibrate`] asks the server.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::plan::{Endpoint, InputPlan, LoadPlan};
+use crate::api::PromptTokenizer;
+use crate::net::client::HttpClient;
+
+/// How long one `/tokenize` request may take: a tokenizer answers in
+/// milliseconds, and a server that does not answer delays the first step.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The words synthetic prompts are made of: short, common English words,
+/// close to one token each for most tokenizers.
+pub const VOCAB: [&str; 16] = [
+    "the", "model", "serves", "tokens", "fast", "gpu", "power", "energy", "cluster", "batch",
+    "cache", "prompt", "decode", "queue", "load", "time",
+];
+
+/// What each vocabulary word costs in the server's tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Costs {
+    /// Each word as a prompt's first.
+    pub first: [u64; VOCAB.len()],
+    /// Each word after a space.
+    pub after: [u64; VOCAB.len()],
+    /// Tokens the server adds around any prompt (chat template, BOS).
+    pub template: u64,
+}
+
+impl Costs {
+    /// The costs from the server's counts of an empty prompt, of each word
+    /// alone (`alone`) and of each word twice, space-separated (`twice`).
+    /// A word is never free: a count that says so is taken as one token.
+    pub fn from_counts(empty: u64, alone: &[u64], twice: &[u64]) -> Costs {
+        let mut c = Costs {
+            first: [1; VOCAB.len()],
+            after: [1; VOCAB.len()],
+            template: empty,
+        };
+        for i in 0..VOCAB.len() {
+            let (a, t) = (alone[i], twice[i]);
+            c.first[i] = a.saturating_sub(empty).max(1);
+            c.after[i] = t.saturating_sub(a).max(1);
+        }
+        c
+    }
+
+    /// Mean tokens of a word after a space, over the vocabulary.
+    pub fn tokens_per_word(&self) -> f64 {
+        self.after.iter().sum::<u64>() as f64 / VOCAB.len() as f64
+    }
+}
+
+/// A prompt text of `tokens` tokens by `costs` (or `tokens` words, without
+/// them), words drawn from `rng`: each draw is a uniform word, unless it
+/// would pass the length, when the cheapest word that fits is taken instead
+/// (none fits: the prompt ends a little short). Returns the text and its
+/// tokens by `costs`, the template left out. With every cost one, the text is
+/// the same as without costs. Pure.
+pub fn build(rng: &mut StdRng, tokens: u64, costs: Option<&Costs>) -> (String, u64) {
+    let mut text = String::with_capacity(tokens as usize * 6);
+    let mut used = 0u64;
+    let mut words = 0u64;
+    while used < tokens {
+        let drawn = rng.random_range(0..VOCAB.len());
+        let cost = |i: usize| match costs {
+            Some(c) if words == 0 => c.first[i],
+            Some(c) => c.after[i],
+            None => 1,
+        };
+        let left = tokens - used;
+        let pick = if cost(drawn) <= left {
+            Some(drawn)
+        } else {
+            (0..VOCAB.len())
+                .filter(|&i| cost(i) <= left)
+                .min_by_key(|&i| (cost(i), i))
+        };
+        let Some(i) = pick else { break };
+        if words > 0 {
+            text.push(' ');
+        }
+        text.push_str(VOCAB[i]);
+        used += cost(i);
+        words += 1;
+    }
+    (text, used)
+}
+
+/// How a run's synthetic prompts were sized, as the results say it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptSizing {
+    /// `server`: in the target's tokens, from its `/tokenize`; `words`: one
+    /// vocabulary word per token.
+    pub method: SizingMethod,
+    /// Mean tokens per vocabulary word, as the server counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_word: Option<f64>,
+    /// Tokens the server adds to each prompt beyond its text (a chat
+    /// template, a BOS token): the lengths it reports are the asked ones
+    /// plus these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_tokens: Option<u64>,
+    /// One prompt built to `asked` tokens and counted by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<SizingCheck>,
+    /// Why the server's tokenizer was not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// How prompts were sized.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum SizingMethod {
+    Server,
+    Words,
+}
+
+/// A built prompt's length, asked and as the server counted its text.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizingCheck {
+    pub asked: u64,
+    pub counted: u64,
+}
+
+impl PromptSizing {
+    /// One line for the tables: how the prompts were sized, and the median
+    /// length the requests had (`sent`).
+    pub fn describe(&self, sent: &crate::stats::Summary) -> String {
+        let how = match self.method {
+            SizingMethod::Server => format!(
+                "sized in the server's tokens ({:.2} per word{})",
+                self.tokens_per_word.unwrap_or(0.0),
+                self.template_tokens
+                    .filter(|&t| t > 0)
+                    .map(|t| format!(", +{t} template"))
+                    .unwrap_or_default()
+            ),
+            SizingMethod::Words => "sized in words (one per token)".into(),
+        };
+        let sent = if sent.count > 0 {
+            format!("; sent p50 {:.0} tokens", sent.p50)
+        } else {
+            String::new()
+        };
+        format!("prompts: {how}{sent}")
+    }
+
+    fn words(note: Option<String>) -> PromptSizing {
+        PromptSizing {
+            method: SizingMethod::Words,
+            tokens_per_word: None,
+            template_tokens: None,
+            check: None,
+            note,
+        }
+    }
+}
+
+/// The costs prompts are built with, and how the results describe them:
+/// none for a dataset or `tokenizer: words`; the server's for `server`
+/// (`Err` when it has none) and for `auto` when it answers.
+pub async fn sizing(
+    client: &HttpClient,
+    plan: &LoadPlan,
+    headers: &[(String, String)],
+) -> Result<(Option<Arc<Costs>>, Option<PromptSizing>), String> {
+    let InputPlan::Synthetic { input_mean, .. } = plan.input else {
+        return Ok((None, None));
+    };
+    if plan.tokenizer == PromptTokenizer::Words {
+        return Ok((None, Some(PromptSizing::words(None))));
+    }
+    match calibrate(client, plan, headers, input_mean).await {
+        Ok((costs, check)) => {
+            let sizing = PromptSizing {
+                method: SizingMethod::Server,
+                tokens_per_word: Some(costs.tokens_per_word()),
+                template_tokens: Some(costs.template),
+                check: Some(check),
+                note: None,
+            };
+            Ok((Some(Arc::new(costs)), Some(sizing)))
+        }
+        Err(e) if plan.tokenizer == PromptTokenizer::Server => Err(format!(
+            "load.input.synthetic.tokenizer is server, and the target's tokenizer could not be asked: {e}"
+        )),
+        Err(e) => Ok((
+            None,
+            Some(PromptSizing::words(Some(format!(
+                "the target's tokenizer could not be asked ({e}): prompt lengths are in words of the prompt vocabulary, one per token"
+            )))),
+        )),
+    }
+}
+
+/// Asks the server at the plan's first URL what the vocabulary costs, then
+/// checks one prompt of `check_tokens` tokens built with those costs.
+async fn calibrate(
+    client: &HttpClient,
+    plan: &LoadPlan,
+    headers: &[(String, String)],
+    check_tokens: u64,
+) -> Result<(Costs, SizingCheck), String> {
+    let base = plan
+        .urls
+        .first()
+        .map(|u| u.trim_end_matches('/'))
+        .ok_or("the plan names no URL")?;
+    let url = format!("{base}/tokenize");
+    let count = |text: String| {
+        let url = url.clone();
+        async move { count(client, &url, headers, &tokenize_body(plan, &text)).await }
+    };
+    let empty = count(String::new()).await?;
+    let alone = futures::future::try_join_all(VOCAB.iter().map(|w| count(w.to_string()))).await?;
+    let twice =
+        futures::future::try_join_all(VOCAB.iter().map(|w| count(format!("{w} {w}")))).await?;
+    let costs = Costs::from_counts(empty, &alone, &twice);
+    let asked = check_tokens.max(1);
+    let (text, _) = build(&mut StdRng::seed_from_u64(plan.seed), asked, Some(&costs));
+    let counted = count(text).await?.saturating_sub(costs.template);
+    Ok((costs, SizingCheck { asked, counted }))
+}
+
+/// The `/tokenize` body for `text` as the run's endpoint sends it: a chat
+/// request's user message with the generation prompt (so the template's
+/// tokens are counted), or a completion's prompt.
+pub fn tokenize_body(plan: &LoadPlan, text: &str) -> Value {
+    match plan.endpoint {
+        Endpoint::Chat => json!({
+            "model": plan.model,
+            "messages": [{"role": "user", "content": text}],
+            "add_generation_prompt": true,
+        }),
+        Endpoint::Completions => json!({"model": plan.model, "prompt": text}),
+    }
+}
+
+/// The server's token count of one `/tokenize` body.
+async fn count(
+    client: &HttpClient,
+    url: &str,
+    headers: &[(String, String)],
+    body: &Value,
+) -> Result<u64, String> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let (status, answer) =
+        super::preflight::exchange(client, url, headers, Some(bytes), TIMEOUT).await?;
+    if status != 200 {
+        return Err(format!(
+            "{} answered HTTP {status}",
+            crate::net::redact_url(url)
+        ));
+    }
+    parse_count(&answer).ok_or_else(|| {
+        format!(
+            "{} answered without a token count",
+            crate::net::redact_url(url)
+        )
+    })
+}
+
+/// The count of a `/tokenize` answer: `count`, else the length of `tokens`.
+pub fn parse_count(body: &[u8]) -> Option<u64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.get("count")
+        .and_then(Value::as_u64)
+        .or_else(|| v.get("tokens")?.as_array().map(|t| t.len() as u64))
+}
+
+#[cfg(test)]
+mod tests;
