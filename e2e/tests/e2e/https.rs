@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::PostParams;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
-use crate::common::{LONG, OPERATOR, bench_sim, condition, deploy_with, phase, summary_json};
+use crate::common::{
+    LONG, OPERATOR, Server, bench_sim, condition, deploy_with, phase, summary_json,
+};
 
 /// A CA: its certificate (PEM) and what signs with it.
 struct Ca {
@@ -67,6 +69,54 @@ async fn secret(ns: &TestNamespace, name: &str, data: &[(&str, &str)], consent: 
         .create(&PostParams::default(), &s)
         .await
         .unwrap();
+}
+
+/// Mounts the Secret `secret` at `/etc/<name>` and points `$(<VAR>)` at it,
+/// and probes the TLS port by TCP (a plain HTTP GET cannot probe it).
+fn mount_secrets(pod: &mut k8s_openapi::api::core::v1::PodSpec, mounts: &[(&str, &str, &str)]) {
+    pod.volumes = Some(
+        mounts
+            .iter()
+            .map(|(name, secret, _)| Volume {
+                name: name.to_string(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    );
+    let c = &mut pod.containers[0];
+    c.volume_mounts = Some(
+        mounts
+            .iter()
+            .map(|(name, _, _)| VolumeMount {
+                name: name.to_string(),
+                mount_path: format!("/etc/{name}"),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect(),
+    );
+    c.env = Some(
+        mounts
+            .iter()
+            .map(|(name, _, var)| EnvVar {
+                name: var.to_string(),
+                value: Some(format!("/etc/{name}")),
+                ..Default::default()
+            })
+            .collect(),
+    );
+    c.readiness_probe = Some(Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(2),
+        ..Default::default()
+    });
 }
 
 fn run(name: &str, ca_secret: &str, token_secret: &str, ns: &str) -> BenchmarkRun {
@@ -158,47 +208,13 @@ async fn an_https_service_and_its_token_guarded_metrics_are_measured() {
         None,
     );
     deploy_with(&ns, &server, |pod| {
-        let volume = |name: &str, secret: &str| Volume {
-            name: name.into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        pod.volumes = Some(vec![
-            volume("tls", "llm-tls"),
-            volume("token", "metrics-token"),
-        ]);
-        let c = &mut pod.containers[0];
-        let mount = |name: &str, at: &str| VolumeMount {
-            name: name.into(),
-            mount_path: at.into(),
-            read_only: Some(true),
-            ..Default::default()
-        };
-        c.volume_mounts = Some(vec![
-            mount("tls", "/etc/llm-tls"),
-            mount("token", "/etc/metrics-token"),
-        ]);
-        let env = |name: &str, value: &str| EnvVar {
-            name: name.into(),
-            value: Some(value.into()),
-            ..Default::default()
-        };
-        c.env = Some(vec![
-            env("TLS_DIR", "/etc/llm-tls"),
-            env("TOKEN_DIR", "/etc/metrics-token"),
-        ]);
-        // A plain HTTP GET cannot probe a TLS port.
-        c.readiness_probe = Some(Probe {
-            tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::String("http".into()),
-                ..Default::default()
-            }),
-            period_seconds: Some(2),
-            ..Default::default()
-        });
+        mount_secrets(
+            pod,
+            &[
+                ("llm-tls", "llm-tls", "TLS_DIR"),
+                ("metrics-token", "metrics-token", "TOKEN_DIR"),
+            ],
+        )
     })
     .await
     .unwrap();
@@ -274,5 +290,116 @@ async fn an_https_service_and_its_token_guarded_metrics_are_measured() {
         "{message}"
     );
     assert!(!message.contains(token), "{message}");
+    ns.delete().await.unwrap();
+}
+
+/// llm-d-inference-sim, an independent server, serving HTTPS with the
+/// test's certificate (`--ssl-certfile/--ssl-keyfile`): the run verifies it
+/// against the CA from a Secret, measures the configured latencies, sizes
+/// its prompts with the server's /tokenize over TLS, and scrapes its
+/// metrics over TLS.
+#[tokio::test]
+async fn llm_d_inference_sim_over_https_is_measured() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "llmd-tls").await.unwrap();
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf(&format!("sim.{}.svc", ns.name));
+    secret(
+        &ns,
+        "sim-tls",
+        &[("tls.crt", &cert), ("tls.key", &key)],
+        false,
+    )
+    .await;
+    secret(&ns, "sim-ca", &[("ca.crt", &ca.pem)], true).await;
+    let args = [
+        "--model",
+        "e2e/tiny-model",
+        "--port",
+        "18311",
+        "--mode",
+        "random",
+        "--time-to-first-token",
+        "10ms",
+        "--inter-token-latency",
+        "2ms",
+        "--ssl-certfile",
+        "$(TLS_DIR)/tls.crt",
+        "--ssl-keyfile",
+        "$(TLS_DIR)/tls.key",
+    ];
+    let server = Server {
+        name: "sim",
+        image: "ghcr.io/llm-d/llm-d-inference-sim:v0.10.2",
+        args: args.map(String::from).to_vec(),
+        port: 18311,
+        gpus: 0,
+        node: None,
+        probe: "/v1/models",
+    };
+    deploy_with(&ns, &server, |pod| {
+        mount_secrets(pod, &[("sim-tls", "sim-tls", "TLS_DIR")])
+    })
+    .await
+    .unwrap();
+    let yaml = format!(
+        r#"apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {{name: llmd-tls}}
+spec:
+  target:
+    serviceRef: {{name: sim, portName: http, scheme: https}}
+    model: e2e/tiny-model
+    tls:
+      caRef: {{secretKeyRef: {{name: sim-ca, key: ca.crt}}}}
+  load:
+    concurrency: 4
+    requestCount: 40
+    input: {{synthetic: {{inputTokens: {{mean: 16}}, outputTokens: {{mean: 16}}}}}}
+  telemetry:
+    gpu: {{enabled: false}}
+    server:
+      tls:
+        caRef: {{secretKeyRef: {{name: sim-ca, key: ca.crt}}}}
+        serverName: sim.{}.svc
+"#,
+        ns.name
+    );
+    let run: BenchmarkRun = serde_saphyr::from_str(&yaml).unwrap();
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &run)
+        .await
+        .unwrap();
+    let done = ended(&ns, "llmd-tls").await;
+    assert_eq!(
+        phase(Some(&done)).as_deref(),
+        Some("Succeeded"),
+        "{:?}",
+        condition(&done, "Failed")
+    );
+    let status = done.status.clone().unwrap();
+    let summary = status.summary.clone().unwrap();
+    let (ttft, itl) = (summary.ttft_p50_ms.unwrap(), summary.itl_p50_ms.unwrap());
+    eprintln!("llm-d over https: TTFT p50 {ttft} ms, ITL p50 {itl} ms");
+    assert!(
+        (ttft - 10.0).abs() < 2.0,
+        "TTFT p50 {ttft} ms, configured 10 ms"
+    );
+    assert!((itl - 2.0).abs() < 1.0, "ITL p50 {itl} ms, configured 2 ms");
+    let server = status.endpoints.as_ref().map(|e| e.server.clone());
+    assert_eq!(
+        server.as_ref().map(|s| (s.discovered, s.reachable)),
+        Some((1, 1)),
+        "its metrics answered over TLS"
+    );
+    let doc = summary_json(&ns, "llmd-tls").await;
+    let client_step = &doc["details"][0]["client"];
+    assert_eq!(client_step["successes"], 40, "{client_step:#}");
+    assert_eq!(
+        client_step["promptSizing"]["method"], "server",
+        "{client_step:#}"
+    );
+    let families = doc["details"][0]["server"].to_string();
+    assert!(families.contains("vllm:"), "{families}");
     ns.delete().await.unwrap();
 }
