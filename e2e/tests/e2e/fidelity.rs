@@ -511,3 +511,89 @@ async fn a_sweep_meets_its_slo_at_low_load_and_misses_it_at_high_load() {
     );
     ns.delete().await.unwrap();
 }
+
+/// A reasoning model whose tokenizer is not the load generator's words
+/// (`benchrun sim inference --reasoning-tokens 8 --tokenizer subword`): the
+/// first token, the first answer token and the reasoning tokens match the
+/// simulator's own record, and every prompt is the asked length in its
+/// tokens plus its chat template.
+#[tokio::test]
+async fn a_reasoning_model_is_timed_and_its_prompts_sized_in_its_own_tokens() {
+    let _steady = OPERATOR.read().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "think").await.unwrap();
+    let extra = [
+        "--ttft",
+        "10ms",
+        "--itl",
+        "2ms",
+        "--reasoning-tokens",
+        "8",
+        "--tokenizer",
+        "subword",
+    ];
+    deploy(&ns, &bench_sim("llm", &extra, 0, None))
+        .await
+        .unwrap();
+    let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
+    let load = "\n    concurrency: 2\n    requestCount: 40\n    input: {synthetic: {inputTokens: {mean: 48}, outputTokens: {mean: 24}}}";
+    let mut r = run("think", load, "  telemetry: {gpu: {enabled: false}}\n");
+    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
+    r.spec.target.model = "e2e/sim".into();
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+    let done = wait_ended(&ns, "think").await;
+    assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"));
+    let summary = done.status.unwrap().summary.unwrap();
+    let doc = summary_json(&ns, "think").await;
+    let client_step = &doc["details"][0]["client"];
+    let from = client_step["startedUnixMs"].as_u64().unwrap();
+    let truth = get_json(&format!("http://{}:8000/sim/truth", ip(&llm))).await;
+    let measured: Vec<&Value> = truth["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["receivedUnixMs"].as_u64().unwrap() >= from)
+        .collect();
+    assert_eq!(measured.len(), 40);
+    let median = |key: &str| {
+        let mut v: Vec<f64> = measured.iter().filter_map(|r| r[key].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e3
+    };
+    let (t_ttft, t_ttfat) = (median("ttftS"), median("ttfatS"));
+    let (ttft, ttfat) = (summary.ttft_p50_ms.unwrap(), summary.ttfat_p50_ms.unwrap());
+    eprintln!(
+        "reasoning: TTFT {ttft} ms (server {t_ttft}), first answer {ttfat} ms (server {t_ttfat})"
+    );
+    assert!(
+        (ttft - t_ttft).abs() < 1.0,
+        "TTFT {ttft} ms, the server's {t_ttft}"
+    );
+    assert!(
+        (ttfat - t_ttfat).abs() < 1.0,
+        "first answer token {ttfat} ms, the server's {t_ttfat}"
+    );
+    let reasoning: u64 = measured
+        .iter()
+        .map(|r| r["reasoningTokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reasoning, 40 * 8);
+    assert_eq!(summary.reasoning_tokens, Some(reasoning as i64));
+    // 48 tokens of text by the server's count, and its template's 3 + 2.
+    let sizing = &client_step["promptSizing"];
+    assert_eq!(sizing["method"], "server", "{client_step:#}");
+    assert_eq!(sizing["templateTokens"], 5, "{sizing:#}");
+    let sent = &client_step["inputTokensPerRequest"];
+    for bound in ["min", "max"] {
+        assert_eq!(sent[bound].as_f64(), Some(53.0), "{sent:#}");
+    }
+    let prompt: u64 = measured
+        .iter()
+        .map(|r| r["promptTokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(prompt, 40 * 53, "the server's own count of every prompt");
+    ns.delete().await.unwrap();
+}
