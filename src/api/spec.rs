@@ -376,6 +376,77 @@ pub enum SloMetric {
     EnergyPerOutputTokenJ,
 }
 
+impl SloMetric {
+    /// Every metric, in the order tables show them.
+    pub const ALL: [SloMetric; 13] = [
+        SloMetric::RequestThroughput,
+        SloMetric::OutputTokenThroughput,
+        SloMetric::Goodput,
+        SloMetric::TtftP50Ms,
+        SloMetric::TtftP99Ms,
+        SloMetric::TtfatP50Ms,
+        SloMetric::TtfatP99Ms,
+        SloMetric::ItlP50Ms,
+        SloMetric::ItlP99Ms,
+        SloMetric::LatencyP99Ms,
+        SloMetric::ErrorRate,
+        SloMetric::OutputTokensPerJoule,
+        SloMetric::EnergyPerOutputTokenJ,
+    ];
+
+    /// The metric's name in `status.summary`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SloMetric::RequestThroughput => "requestThroughput",
+            SloMetric::OutputTokenThroughput => "outputTokenThroughput",
+            SloMetric::TtftP50Ms => "ttftP50Ms",
+            SloMetric::TtftP99Ms => "ttftP99Ms",
+            SloMetric::ItlP50Ms => "itlP50Ms",
+            SloMetric::ItlP99Ms => "itlP99Ms",
+            SloMetric::LatencyP99Ms => "latencyP99Ms",
+            SloMetric::TtfatP50Ms => "ttfatP50Ms",
+            SloMetric::TtfatP99Ms => "ttfatP99Ms",
+            SloMetric::ErrorRate => "errorRate",
+            SloMetric::Goodput => "goodput",
+            SloMetric::OutputTokensPerJoule => "outputTokensPerJoule",
+            SloMetric::EnergyPerOutputTokenJ => "energyPerOutputTokenJ",
+        }
+    }
+
+    /// The metric's value in a summary; `None` where it was not measured
+    /// or was withheld. A model that does not reason has its first answer
+    /// token as its first token.
+    pub fn of(self, s: &super::Summary) -> Option<f64> {
+        match self {
+            SloMetric::RequestThroughput => s.request_throughput,
+            SloMetric::OutputTokenThroughput => s.output_token_throughput,
+            SloMetric::TtftP50Ms => s.ttft_p50_ms,
+            SloMetric::TtftP99Ms => s.ttft_p99_ms,
+            SloMetric::ItlP50Ms => s.itl_p50_ms,
+            SloMetric::ItlP99Ms => s.itl_p99_ms,
+            SloMetric::LatencyP99Ms => s.latency_p99_ms,
+            SloMetric::TtfatP50Ms => s.ttfat_p50_ms.or(s.ttft_p50_ms),
+            SloMetric::TtfatP99Ms => s.ttfat_p99_ms.or(s.ttft_p99_ms),
+            SloMetric::ErrorRate => s.error_rate,
+            SloMetric::Goodput => s.goodput,
+            SloMetric::OutputTokensPerJoule => s.output_tokens_per_joule,
+            SloMetric::EnergyPerOutputTokenJ => s.energy_per_output_token_j,
+        }
+    }
+
+    /// Whether more is better (throughput, goodput, tokens per joule) rather
+    /// than less (latencies, errors, energy per token).
+    pub fn higher_is_better(self) -> bool {
+        matches!(
+            self,
+            SloMetric::RequestThroughput
+                | SloMetric::OutputTokenThroughput
+                | SloMetric::Goodput
+                | SloMetric::OutputTokensPerJoule
+        )
+    }
+}
+
 /// What happens to the results.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]

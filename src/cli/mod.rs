@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::controller::ControllerOpts;
 
+pub mod compare;
 pub mod inspect;
 pub mod out;
 pub mod results;

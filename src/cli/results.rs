@@ -25,6 +25,48 @@ struct Plugin {
 enum PluginCommand {
     /// Print a run's results: client, energy, per-GPU and server tables.
     Results(ResultsOpts),
+    /// Compare runs side by side, metric by metric, against the first.
+    Compare(CompareOpts),
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareOpts {
+    /// The runs, `NAME` or `NAMESPACE/NAME`; the first is the baseline.
+    #[arg(num_args = 2.., required = true)]
+    runs: Vec<String>,
+    /// The namespace of runs named without one (default: the kubeconfig's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = CompareOutput::Table)]
+    output: CompareOutput,
+    /// The relative change that still counts as the same: `5%` or `0.05`.
+    #[arg(long, default_value = "5%", value_parser = fraction)]
+    tolerance: f64,
+    /// Exit 1 when any figure got worse than the baseline's past the tolerance.
+    #[arg(long)]
+    fail_on_regression: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CompareOutput {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+/// `5%` or `0.05`, at least 0.
+fn fraction(s: &str) -> Result<f64, String> {
+    let v = match s.trim().strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => s.trim().parse::<f64>(),
+    }
+    .map_err(|e| format!("{s:?}: {e}"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?}: a tolerance is 0 or more"))
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -57,7 +99,6 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let PluginCommand::Results(opts) = plugin.command;
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -65,8 +106,12 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let opts = match plugin.command {
+        PluginCommand::Results(opts) => opts,
+        PluginCommand::Compare(opts) => return rt.block_on(compare(&opts)),
+    };
     let shown = rt
-        .block_on(fetch(&opts))
+        .block_on(fetch(opts.namespace.as_deref(), &opts.name))
         .and_then(|files| match opts.output {
             Output::Timeseries => files
                 .get(crate::measure::timeseries::FILE)
@@ -90,21 +135,72 @@ pub fn main(args: Vec<String>) -> ExitCode {
     }
 }
 
-/// The run's results files, unpacked from its ConfigMap(s).
-async fn fetch(opts: &ResultsOpts) -> Result<std::collections::BTreeMap<String, String>, String> {
+/// `kubectl benchrun compare`: exit 0, 1 when asked to fail on a
+/// regression and there is one, 2 when the runs cannot be compared.
+async fn compare(opts: &CompareOpts) -> ExitCode {
+    let c = match comparison(&opts.runs, opts.namespace.as_deref(), opts.tolerance).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kubectl benchrun compare: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match opts.output {
+        CompareOutput::Table => super::compare::table(&c),
+        CompareOutput::Markdown => super::compare::markdown(&c),
+        CompareOutput::Csv => super::compare::csv(&c),
+        CompareOutput::Json => serde_json::to_string_pretty(&c).unwrap_or_default() + "\n",
+    };
+    crate::out!("{text}");
+    if opts.fail_on_regression && c.regressed() {
+        for (step, metric, run) in c.worse() {
+            eprintln!("regressed: {run} {metric} at {step}");
+        }
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The comparison of `runs` (`NAME` in `namespace`, else the kubeconfig's,
+/// or `NAMESPACE/NAME`; the first is the baseline) from their results.
+pub async fn comparison(
+    runs: &[String],
+    namespace: Option<&str>,
+    tolerance: f64,
+) -> Result<super::compare::Comparison, String> {
+    let mut docs = Vec::new();
+    for arg in runs {
+        let (ns, name) = match arg.split_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (namespace, arg.as_str()),
+        };
+        let doc = fetch(ns, name)
+            .await
+            .and_then(|files| document(&files))
+            .map_err(|e| format!("{arg}: {e}"))?;
+        docs.push((format!("{}/{}", doc.run.namespace, doc.run.name), doc));
+    }
+    Ok(super::compare::compare(&docs, tolerance))
+}
+
+/// The results files of run `name` (in `namespace`, else the kubeconfig's),
+/// unpacked from its ConfigMap(s).
+async fn fetch(
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the cluster: {e}"))?;
-    let ns = opts
-        .namespace
-        .clone()
+    let ns = namespace
+        .map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string());
     let runs: Api<BenchmarkRun> = Api::namespaced(client.clone(), &ns);
     let run = runs
-        .get_opt(&opts.name)
+        .get_opt(name)
         .await
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no BenchmarkRun {} in namespace {ns}", opts.name))?;
+        .ok_or_else(|| format!("no BenchmarkRun {name} in namespace {ns}"))?;
     let base = run
         .status
         .as_ref()
@@ -368,12 +464,35 @@ mod tests {
     fn the_plugin_parses_and_renders_a_document() {
         let p =
             Plugin::try_parse_from(["kubectl-benchrun", "results", "r1", "-n", "demo"]).unwrap();
-        let PluginCommand::Results(o) = p.command;
+        let PluginCommand::Results(o) = p.command else {
+            panic!("results parsed as another command")
+        };
         assert_eq!(
             (o.name.as_str(), o.namespace.as_deref()),
             ("r1", Some("demo"))
         );
         assert!(Plugin::try_parse_from(["kubectl-benchrun", "results"]).is_err());
+        let p = Plugin::try_parse_from([
+            "kubectl-benchrun",
+            "compare",
+            "a",
+            "other/b",
+            "-o",
+            "markdown",
+            "--tolerance",
+            "2%",
+            "--fail-on-regression",
+        ])
+        .unwrap();
+        let PluginCommand::Compare(c) = p.command else {
+            panic!("compare parsed as another command")
+        };
+        assert_eq!(c.runs, ["a", "other/b"]);
+        assert_eq!(c.output, CompareOutput::Markdown);
+        assert!((c.tolerance - 0.02).abs() < 1e-12 && c.fail_on_regression);
+        assert!(Plugin::try_parse_from(["kubectl-benchrun", "compare", "a"]).is_err());
+        assert_eq!(fraction("0.1"), Ok(0.1));
+        assert!(fraction("-1%").is_err() && fraction("five").is_err());
 
         let json = include_str!("testdata/summary.json");
         let doc: ResultsDocument = serde_json::from_str(json).unwrap();

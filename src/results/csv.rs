@@ -35,11 +35,12 @@ fn stats_cells(s: Option<&Summary>, scale: f64) -> Vec<String> {
     ]
 }
 
-fn opt(v: Option<f64>) -> String {
+pub(crate) fn opt(v: Option<f64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
 }
 
-fn write(header: &[&str], rows: Vec<Vec<String>>) -> String {
+/// A CSV document: `header`, then `rows`, quoted where needed.
+pub(crate) fn write(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(header);
     for r in rows {

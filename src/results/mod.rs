@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::coverage::{Coverage, Gap, GapReason, WorkerCoverage};
+pub(crate) use self::csv::{opt as csv_opt, write as csv_write};
 pub use self::pack::{ConfigMapData, MAX_CONFIGMAP_BYTES, pack, read, unpack};
 use crate::api::{Phase, StepResult, Summary};
 use crate::loadgen::engine::StepResult as ClientStep;

@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::super::conditions::{self as cond, MEASUREMENT_VALID, SLO_MET, TELEMETRY, WARNINGS};
-use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase, SloMetric};
+use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, Phase};
 use crate::measure::{SessionView, Stage};
 use crate::results::{Gap, GapReason, StepDetail};
 
@@ -372,26 +372,7 @@ pub fn slo_verdict(objectives: usize, steps: &[api::StepResult]) -> (bool, &'sta
 pub fn slo_misses(run: &BenchmarkRun, s: &api::Summary) -> Vec<String> {
     let mut out = Vec::new();
     for slo in &run.spec.slo {
-        let (name, value) = match slo.metric {
-            SloMetric::RequestThroughput => ("requestThroughput", s.request_throughput),
-            SloMetric::OutputTokenThroughput => {
-                ("outputTokenThroughput", s.output_token_throughput)
-            }
-            SloMetric::TtftP50Ms => ("ttftP50Ms", s.ttft_p50_ms),
-            SloMetric::TtftP99Ms => ("ttftP99Ms", s.ttft_p99_ms),
-            SloMetric::ItlP50Ms => ("itlP50Ms", s.itl_p50_ms),
-            SloMetric::ItlP99Ms => ("itlP99Ms", s.itl_p99_ms),
-            SloMetric::LatencyP99Ms => ("latencyP99Ms", s.latency_p99_ms),
-            // Without reasoning the first token is the first answer token.
-            SloMetric::TtfatP50Ms => ("ttfatP50Ms", s.ttfat_p50_ms.or(s.ttft_p50_ms)),
-            SloMetric::TtfatP99Ms => ("ttfatP99Ms", s.ttfat_p99_ms.or(s.ttft_p99_ms)),
-            SloMetric::ErrorRate => ("errorRate", s.error_rate),
-            SloMetric::Goodput => ("goodput", s.goodput),
-            SloMetric::OutputTokensPerJoule => ("outputTokensPerJoule", s.output_tokens_per_joule),
-            SloMetric::EnergyPerOutputTokenJ => {
-                ("energyPerOutputTokenJ", s.energy_per_output_token_j)
-            }
-        };
+        let (name, value) = (slo.metric.name(), slo.metric.of(s));
         match value {
             None => out.push(format!("{name} was not measured")),
             Some(v) => {
