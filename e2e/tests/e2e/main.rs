@@ -4,6 +4,7 @@
 
 mod chart;
 mod common;
+mod compare;
 mod fidelity;
 mod hostile;
 mod https;
