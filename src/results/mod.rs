@@ -268,6 +268,8 @@ impl StepDetail {
             requests: c.successes,
             duration_s: c.duration_s,
             concurrency: c.concurrency,
+            mean_latency_s: (c.latency_s.count > 0).then_some(c.latency_s.mean),
+            goodput_per_s: c.goodput_per_s,
         })
     }
 }

@@ -14,6 +14,12 @@ pub struct ClientTotals {
     /// Concurrent streams, for closed-loop runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// Mean latency of the successful requests, s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_latency_s: Option<f64>,
+    /// Requests per second that met every per-request objective (with SLOs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_per_s: Option<f64>,
 }
 
 /// Totals over the GPUs that served the run, and per-token figures.
@@ -40,9 +46,18 @@ pub struct Efficiency {
     /// Energy divided by the concurrency (closed-loop runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy_per_user_j: Option<f64>,
-    /// Output tokens per second per watt of GPU power.
+    /// Output tokens per second per watt of GPU power (performance per watt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens_per_second_per_watt: Option<f64>,
+    /// Requests per second that met every objective, per watt: good
+    /// requests per joule (with SLOs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_per_watt: Option<f64>,
+    /// Energy-delay product of a request, J·s: energy per request times the
+    /// mean request latency. Lower is better; it weighs a saving of energy
+    /// against the wait it costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_delay_product_js: Option<f64>,
 }
 
 impl Efficiency {
@@ -54,6 +69,8 @@ impl Efficiency {
         self.energy_per_request_j = None;
         self.energy_per_user_j = None;
         self.output_tokens_per_second_per_watt = None;
+        self.goodput_per_watt = None;
+        self.energy_delay_product_js = None;
     }
 }
 
@@ -93,6 +110,13 @@ pub fn efficiency(gpus: &[GpuResult], client: &ClientTotals) -> Efficiency {
         energy_per_user_j: client.concurrency.and_then(|c| per(f64::from(c))),
         output_tokens_per_second_per_watt: (power > 0.0 && client.duration_s > 0.0)
             .then(|| tokens / client.duration_s / power),
+        goodput_per_watt: client
+            .goodput_per_s
+            .filter(|_| power > 0.0)
+            .map(|g| g / power),
+        energy_delay_product_js: per(client.requests as f64)
+            .zip(client.mean_latency_s)
+            .map(|(j, s)| j * s),
     }
 }
 
@@ -135,6 +159,8 @@ mod tests {
             requests: 1000,
             duration_s: 100.0,
             concurrency: Some(16),
+            mean_latency_s: Some(1.6),
+            goodput_per_s: Some(8.0),
         };
         let e = efficiency(&gpus, &client);
         assert_eq!(
@@ -148,6 +174,28 @@ mod tests {
         assert_eq!(e.energy_per_user_j, Some(5000.0));
         assert_eq!(e.output_tokens_per_second_per_watt, Some(2.0));
         assert_eq!(e.energy_uncertainty_j, Some(800.0));
+        // 8 good requests/s at 800 W; 80 J a request, 1.6 s each.
+        assert_eq!(e.goodput_per_watt, Some(0.01));
+        assert_eq!(e.energy_delay_product_js, Some(128.0));
+        let mut withheld = e.clone();
+        withheld.withhold();
+        assert_eq!(
+            (withheld.goodput_per_watt, withheld.energy_delay_product_js),
+            (None, None)
+        );
+        assert_eq!(
+            withheld.total_gpu_energy_j, 80_000.0,
+            "the energy itself stays"
+        );
+        // Without objectives there is no goodput to divide.
+        let e = efficiency(
+            &gpus,
+            &ClientTotals {
+                goodput_per_s: None,
+                ..client
+            },
+        );
+        assert_eq!(e.goodput_per_watt, None);
     }
 
     #[test]
