@@ -14,6 +14,7 @@ pub mod compare;
 pub mod inspect;
 pub mod out;
 pub mod results;
+pub mod tables;
 pub mod validate;
 
 /// benchrun: benchmark LLM inference on Kubernetes, with the GPU energy it costs.

@@ -83,6 +83,10 @@ struct ResultsOpts {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Output {
     Table,
+    /// The reference documents' console tables: endpoints reachable, a row
+    /// per sweep step, a table per GPU and per server endpoint (as wide as
+    /// `$COLUMNS`, else 132 columns).
+    Wide,
     Json,
     /// The run's time series as JSON Lines (`spec.results.timeseries: true`),
     /// e.g. `-o timeseries > run.jsonl`.
@@ -120,6 +124,13 @@ pub fn main(args: Vec<String>) -> ExitCode {
                     "the run kept no time series (set spec.results.timeseries: true)".to_string()
                 }),
             Output::Table => document(&files).map(|doc| render(&doc)),
+            Output::Wide => document(&files).map(|doc| {
+                let width = std::env::var("COLUMNS")
+                    .ok()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(132);
+                super::tables::render(&doc, width)
+            }),
             Output::Json => document(&files)
                 .map(|doc| serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"),
         });
