@@ -1,4 +1,5 @@
-//! `kubectl benchrun compare A B [C…]`: runs side by side, metric by metric.
+//! `kubectl benchrun compare A B [C…]`: runs side by side, metric by metric;
+//! `kubectl benchrun compare A`: the steps of one sweep side by side.
 //!
 //! The first run is the baseline. Each step (matched by its place in the
 //! sweep) shows, for every summary metric, each run's value, its change
@@ -238,6 +239,33 @@ pub fn compare(runs: &[(String, ResultsDocument)], tolerance: f64) -> Comparison
         steps,
         notes,
     }
+}
+
+/// The steps of one run (a sweep) side by side, the first step the
+/// baseline: how each figure moves with the load.
+pub fn compare_steps(name: &str, doc: &ResultsDocument, tolerance: f64) -> Comparison {
+    let per_step: Vec<(String, ResultsDocument)> = steps(doc)
+        .into_iter()
+        .map(|s| {
+            let mut one = doc.clone();
+            let label = format!("{name} {}", step_label(&s));
+            one.steps = vec![s];
+            (label, one)
+        })
+        .collect();
+    let mut c = compare(&per_step, tolerance);
+    for s in &mut c.steps {
+        s.step = format!("steps of {name}");
+    }
+    // The run's own phase, said once rather than per step.
+    c.notes.clear();
+    if doc.phase != crate::api::Phase::Succeeded {
+        c.notes.push(format!(
+            "{name} ended {} ({}): its figures cover what it measured",
+            doc.phase, doc.reason
+        ));
+    }
+    c
 }
 
 fn value(v: Option<f64>) -> String {

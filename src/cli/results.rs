@@ -31,8 +31,9 @@ enum PluginCommand {
 
 #[derive(clap::Args, Debug)]
 struct CompareOpts {
-    /// The runs, `NAME` or `NAMESPACE/NAME`; the first is the baseline.
-    #[arg(num_args = 2.., required = true)]
+    /// The runs, `NAME` or `NAMESPACE/NAME`; the first is the baseline. One
+    /// run: its sweep's steps side by side, the first step the baseline.
+    #[arg(num_args = 1.., required = true)]
     runs: Vec<String>,
     /// The namespace of runs named without one (default: the kubeconfig's).
     #[arg(short = 'n', long)]
@@ -191,7 +192,10 @@ pub async fn comparison(
             .map_err(|e| format!("{arg}: {e}"))?;
         docs.push((format!("{}/{}", doc.run.namespace, doc.run.name), doc));
     }
-    Ok(super::compare::compare(&docs, tolerance))
+    Ok(match docs.as_slice() {
+        [(name, doc)] => super::compare::compare_steps(name, doc, tolerance),
+        _ => super::compare::compare(&docs, tolerance),
+    })
 }
 
 /// The results files of run `name` (in `namespace`, else the kubeconfig's),
@@ -501,7 +505,8 @@ mod tests {
         assert_eq!(c.runs, ["a", "other/b"]);
         assert_eq!(c.output, CompareOutput::Markdown);
         assert!((c.tolerance - 0.02).abs() < 1e-12 && c.fail_on_regression);
-        assert!(Plugin::try_parse_from(["kubectl-benchrun", "compare", "a"]).is_err());
+        assert!(Plugin::try_parse_from(["kubectl-benchrun", "compare", "a"]).is_ok());
+        assert!(Plugin::try_parse_from(["kubectl-benchrun", "compare"]).is_err());
         assert_eq!(fraction("0.1"), Ok(0.1));
         assert!(fraction("-1%").is_err() && fraction("five").is_err());
 

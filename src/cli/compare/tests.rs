@@ -163,3 +163,30 @@ fn the_renderings_show_the_changes_and_say_how_they_were_judged() {
     assert_eq!(json["steps"][0]["rows"][0]["cells"][1]["verdict"], "same");
     assert_eq!(json["tolerance"], 0.05);
 }
+
+#[test]
+fn the_steps_of_one_sweep_are_compared_with_its_first() {
+    let (name, d) = doc(
+        "sweep",
+        &[summary(10.0, 5.0, Some(1.0)), summary(30.0, 9.0, Some(1.5))],
+    );
+    let c = compare_steps(&name, &d, 0.05);
+    assert_eq!(
+        c.runs,
+        ["demo/sweep concurrency 8", "demo/sweep concurrency 16"]
+    );
+    assert_eq!(c.steps.len(), 1);
+    assert_eq!(c.steps[0].step, "steps of demo/sweep");
+    // More load: a longer first token, more throughput and tokens per joule.
+    assert_eq!(cell(&c, 0, "ttftP50Ms", 1).verdict, Verdict::Worse);
+    assert_eq!(cell(&c, 0, "requestThroughput", 1).verdict, Verdict::Better);
+    assert_eq!(
+        cell(&c, 0, "outputTokensPerJoule", 1).verdict,
+        Verdict::Better
+    );
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+    let mut cancelled = d.clone();
+    cancelled.phase = crate::api::Phase::Cancelled;
+    let c = compare_steps(&name, &cancelled, 0.05);
+    assert_eq!(c.notes.len(), 1, "said once: {:?}", c.notes);
+}
