@@ -119,11 +119,6 @@ impl Prompts {
         }
     }
 
-    /// The costs these prompts are sized by.
-    pub fn costs(&self) -> Option<Arc<Costs>> {
-        self.costs.clone()
-    }
-
     /// A synthetic prompt of `input_mean ± input_stddev` tokens: exactly, in
     /// the server's tokens, when its costs are known (see
     /// [`super::tokenize`]); else as many vocabulary words.

@@ -30,7 +30,9 @@ pub struct Request {
 
 /// Where a worker's requests come from.
 pub enum Workload {
-    Synthetic(Box<Mutex<Prompts>>),
+    /// A worker's prompts, and the costs they are sized by (conversations
+    /// size each turn's prompts by them too).
+    Synthetic(Box<Mutex<Prompts>>, Option<Arc<Costs>>),
     Dataset(Vec<Map<String, Value>>),
 }
 
@@ -43,9 +45,10 @@ impl Workload {
         costs: Option<Arc<Costs>>,
     ) -> Result<Workload, String> {
         match &plan.input {
-            InputPlan::Synthetic { .. } => Ok(Workload::Synthetic(Box::new(Mutex::new(
-                Prompts::sized(plan.seed, index, costs),
-            )))),
+            InputPlan::Synthetic { .. } => Ok(Workload::Synthetic(
+                Box::new(Mutex::new(Prompts::sized(plan.seed, index, costs.clone()))),
+                costs,
+            )),
             InputPlan::Dataset { path } => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("reading the dataset {path}: {e}"))?;
@@ -57,7 +60,7 @@ impl Workload {
     /// Request number `ticket` of worker `index`, alone (no conversation).
     pub fn request(&self, plan: &LoadPlan, index: u32, ticket: u64) -> Request {
         match self {
-            Workload::Synthetic(_) => self.turn(plan, &[]),
+            Workload::Synthetic(..) => self.turn(plan, &[]),
             Workload::Dataset(entries) => {
                 let n = entries.len() as u64;
                 let i = (ticket * u64::from(plan.workers.max(1)) + u64::from(index)) % n.max(1);
@@ -80,7 +83,7 @@ impl Workload {
     ) -> Request {
         let seed = plan.seed ^ conversation.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(turn);
         let costs = match self {
-            Workload::Synthetic(p) => p.lock().unwrap_or_else(|e| e.into_inner()).costs(),
+            Workload::Synthetic(_, costs) => costs.clone(),
             Workload::Dataset(_) => None,
         };
         let prompt = Prompts::sized(seed, turn, costs).next(&plan.input);
@@ -97,7 +100,7 @@ impl Workload {
     /// (alternating user and assistant texts).
     pub fn turn(&self, plan: &LoadPlan, history: &[String]) -> Request {
         let prompt = match self {
-            Workload::Synthetic(p) => p
+            Workload::Synthetic(p, _) => p
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .next(&plan.input),
