@@ -279,10 +279,9 @@ fn family_rows(f: &FamilyResult, endpoint: &str) -> Vec<Vec<String>> {
     rows
 }
 
-/// `host:port` of a URL.
+/// `host:port` of a URL, as it is shown.
 fn host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap_or(rest).to_string()
+    crate::net::host_port(url).unwrap_or_else(|| url.to_string())
 }
 
 fn sweep_table(doc: &ResultsDocument) -> Option<Table> {

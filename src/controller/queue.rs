@@ -114,7 +114,7 @@ pub fn keys(ns: &str, target: &api::Target, endpoints: &[String]) -> BTreeSet<St
         out.insert(format!("service {ns}/{}", s.name));
     }
     let urls = target.url.iter().chain(endpoints);
-    for hp in urls.filter_map(|u| host_port(u)) {
+    for hp in urls.filter_map(|u| crate::net::host_port(u)) {
         if let Some(service) = service_of_host(&hp) {
             out.insert(service);
         }
@@ -128,35 +128,11 @@ pub fn keys(ns: &str, target: &api::Target, endpoints: &[String]) -> BTreeSet<St
 /// The `host:port` each URL sends to, to record in the status (no scheme,
 /// path or credentials), sorted and without repeats.
 pub fn endpoints(urls: &[String]) -> Vec<String> {
-    let set: BTreeSet<String> = urls.iter().filter_map(|u| host_port(u)).collect();
+    let set: BTreeSet<String> = urls
+        .iter()
+        .filter_map(|u| crate::net::host_port(u))
+        .collect();
     set.into_iter().collect()
-}
-
-/// `host:port` of a URL (the scheme's port when none is written), lowercased;
-/// a bare `host:port` (as the status records them) is returned as it is.
-fn host_port(url: &str) -> Option<String> {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
-        None => (None, url),
-    };
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit('@').next()?.to_ascii_lowercase();
-    if authority.is_empty() {
-        return None;
-    }
-    // The port is what follows the last colon outside brackets.
-    let has_port = match authority.rfind(']') {
-        Some(close) => authority[close..].contains(':'),
-        None => authority.contains(':'),
-    };
-    if has_port {
-        return Some(authority);
-    }
-    let port = match scheme.as_deref() {
-        Some("https") => 443,
-        _ => 80,
-    };
-    Some(format!("{authority}:{port}"))
 }
 
 /// `service NS/NAME` for a host that is a Service's cluster DNS name.

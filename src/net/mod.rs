@@ -93,6 +93,33 @@ pub async fn serve_tls(
     }
 }
 
+/// `host:port` of a URL (the scheme's port when none is written), lowercased;
+/// a bare `host:port` (as the status records them) is returned as it is.
+pub fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
+        None => (None, url),
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?.to_ascii_lowercase();
+    if authority.is_empty() {
+        return None;
+    }
+    // The port is what follows the last colon outside brackets.
+    let has_port = match authority.rfind(']') {
+        Some(close) => authority[close..].contains(':'),
+        None => authority.contains(':'),
+    };
+    if has_port {
+        return Some(authority);
+    }
+    let port = match scheme.as_deref() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    Some(format!("{authority}:{port}"))
+}
+
 /// The `Hostname` label an exporter writes: the flag, else the node's name
 /// (`NODE_NAME`, from the downward API), else the machine's host name.
 pub fn exporter_hostname(flag: Option<&str>) -> String {
