@@ -7,31 +7,24 @@ use std::process::ExitCode;
 
 use benchrun::api::BenchmarkRun;
 use benchrun::cli::compare::Verdict;
-use benchrun_e2e::harness::{TestNamespace, client, wait_for};
+use benchrun_e2e::harness::{TestNamespace, client};
 use kube::api::PostParams;
 
-use crate::common::{LONG, OPERATOR, bench_sim, deploy, phase, run};
+use crate::common::{OPERATOR, bench_sim, bench_sim_run, deploy, phase, wait_ended};
 
 async fn measured(ns: &TestNamespace, name: &str, service: &str) {
     let load = "\n    concurrency: 2\n    requestCount: 40\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
-    let mut r = run(name, load, "  telemetry: {gpu: {enabled: false}}\n");
-    r.spec.target.service_ref.as_mut().unwrap().name = service.into();
-    r.spec.target.model = "e2e/sim".into();
+    let r = bench_sim_run(
+        name,
+        service,
+        load,
+        "  telemetry: {gpu: {enabled: false}}\n",
+    );
     ns.api::<BenchmarkRun>()
         .create(&PostParams::default(), &r)
         .await
         .unwrap();
-    let ended =
-        |r: Option<&BenchmarkRun>| matches!(phase(r).as_deref(), Some("Succeeded" | "Failed"));
-    let done = wait_for(
-        &ns.api::<BenchmarkRun>(),
-        name,
-        "the run to end",
-        LONG,
-        ended,
-    )
-    .await
-    .unwrap();
+    let done = wait_ended(ns, name).await;
     assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"), "{name}");
 }
 

@@ -10,27 +10,9 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::Value;
 
 use crate::common::{
-    LONG, OPERATOR, Server, bench_sim, deploy, deploy_sim, energy_between, get_json, gpu_sim,
-    gpu_truth, ip, phase, pod_of, results_files, run, sim_load, summary_json,
+    LONG, OPERATOR, Server, bench_sim, bench_sim_run, deploy, deploy_sim, energy_between, get_json,
+    gpu_sim, gpu_truth, ip, phase, pod_of, results_files, run, sim_load, summary_json, wait_ended,
 };
-
-async fn wait_ended(ns: &TestNamespace, name: &str) -> BenchmarkRun {
-    let ended = |r: Option<&BenchmarkRun>| {
-        matches!(
-            phase(r).as_deref(),
-            Some("Succeeded" | "Failed" | "Cancelled")
-        )
-    };
-    wait_for(
-        &ns.api::<BenchmarkRun>(),
-        name,
-        "the run to end",
-        LONG,
-        ended,
-    )
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
@@ -53,9 +35,7 @@ async fn energy_latency_and_throughput_match_the_simulators_ground_truth() {
         tokio::spawn(async move { benchrun::loadgen::engine::run(&noise_plan, 0, None).await });
 
     let load = "\n    concurrency: 8\n    requestCount: 400\n    warmupRequestCount: 8\n    input: {synthetic: {inputTokens: {mean: 64}, outputTokens: {mean: 64}}}";
-    let mut r = run("fid", load, "  results: {timeseries: true}\n");
-    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
-    r.spec.target.model = "e2e/sim".into();
+    let mut r = bench_sim_run("fid", "llm", load, "  results: {timeseries: true}\n");
     r.spec.telemetry.gpu.scope = benchrun::api::GpuScope::TargetPods;
     ns.api::<BenchmarkRun>()
         .create(&PostParams::default(), &r)
@@ -210,9 +190,7 @@ async fn three_workers_merge_into_the_runs_totals() {
         .unwrap();
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
     let load = "\n    concurrency: 6\n    workers: 3\n    requestCount: 300\n    input: {synthetic: {inputTokens: {mean: 32}, outputTokens: {mean: 32}}}";
-    let mut r = run("w3", load, "");
-    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
-    r.spec.target.model = "e2e/sim".into();
+    let r = bench_sim_run("w3", "llm", load, "");
     ns.api::<BenchmarkRun>()
         .create(&PostParams::default(), &r)
         .await
@@ -377,9 +355,7 @@ async fn an_exporter_that_dies_mid_run_is_reported_unreachable_and_the_run_succe
 
     let load = "\n    concurrency: 4\n    duration: 8s\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
     let extra = "  telemetry:\n    gpu: {selector: {matchLabels: {app: exporter}}, scope: all, port: 9400}\n";
-    let mut r = run("dead", load, extra);
-    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
-    r.spec.target.model = "e2e/sim".into();
+    let r = bench_sim_run("dead", "llm", load, extra);
     let runs = ns.api::<BenchmarkRun>();
     runs.create(&PostParams::default(), &r).await.unwrap();
     // Once GPU telemetry flows, the exporter goes away.
@@ -473,9 +449,7 @@ async fn a_sweep_meets_its_slo_at_low_load_and_misses_it_at_high_load() {
     // waits for up to three others, so TTFT p99 is far past 60 ms.
     let load = "\n    requestCount: 12\n    sweep: {concurrency: [1, 4]}\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
     let extra = "  slo:\n  - {metric: ttftP99Ms, max: 60}\n";
-    let mut r = run("slo", load, extra);
-    r.spec.target.service_ref.as_mut().unwrap().name = "batch1".into();
-    r.spec.target.model = "e2e/sim".into();
+    let r = bench_sim_run("slo", "batch1", load, extra);
     ns.api::<BenchmarkRun>()
         .create(&PostParams::default(), &r)
         .await
@@ -537,9 +511,12 @@ async fn a_reasoning_model_is_timed_and_its_prompts_sized_in_its_own_tokens() {
         .unwrap();
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
     let load = "\n    concurrency: 2\n    requestCount: 40\n    input: {synthetic: {inputTokens: {mean: 48}, outputTokens: {mean: 24}}}";
-    let mut r = run("think", load, "  telemetry: {gpu: {enabled: false}}\n");
-    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
-    r.spec.target.model = "e2e/sim".into();
+    let r = bench_sim_run(
+        "think",
+        "llm",
+        load,
+        "  telemetry: {gpu: {enabled: false}}\n",
+    );
     ns.api::<BenchmarkRun>()
         .create(&PostParams::default(), &r)
         .await

@@ -9,8 +9,8 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 use crate::common::{
-    LONG, OPERATOR, OPERATOR_NS, deploy, deploy_sim, energy_between, gpu_sim, gpu_truth, phase,
-    phase_is, pod_of, run, summary_json, wait_requests_done,
+    LONG, OPERATOR, OPERATOR_NS, bench_sim_run, deploy, deploy_sim, energy_between, gpu_sim,
+    gpu_truth, phase, phase_is, pod_of, run, summary_json, wait_requests_done,
 };
 
 pub(crate) const SHORT_OUTPUT: &str =
@@ -354,10 +354,7 @@ async fn with_gpu_sim(prefix: &str, itl: &'static str) -> (kube::Client, TestNam
 
 /// Run `r` of `load` against the simulator `llm`.
 fn llm_run(load: &str) -> BenchmarkRun {
-    let mut r = run("r", load, "");
-    r.spec.target.service_ref.as_mut().unwrap().name = "llm".into();
-    r.spec.target.model = "e2e/sim".into();
-    r
+    bench_sim_run("r", "llm", load, "")
 }
 
 /// Waits until the pod of Job `job` with completion index `index` has exited 0.

@@ -39,6 +39,12 @@ pub async fn deploy_sim(
     ttft_ms: u32,
     itl_ms: u32,
 ) -> anyhow::Result<()> {
+    deploy(ns, &llm_d_sim(port, ttft_ms, itl_ms, &[])).await
+}
+
+/// llm-d-inference-sim as Service `sim`, serving `e2e/tiny-model` on `port`
+/// with a fixed TTFT and ITL, and `extra` arguments.
+pub fn llm_d_sim(port: i32, ttft_ms: u32, itl_ms: u32, extra: &[&str]) -> Server<'static> {
     let args = [
         "--model",
         "e2e/tiny-model",
@@ -52,17 +58,20 @@ pub async fn deploy_sim(
         &format!("{itl_ms}ms"),
         "--max-num-seqs",
         "64",
-    ];
-    let server = Server {
+    ]
+    .map(String::from);
+    Server {
         name: "sim",
         image: "ghcr.io/llm-d/llm-d-inference-sim:v0.10.2",
-        args: args.map(String::from).to_vec(),
+        args: args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect(),
         port,
         gpus: 0,
         node: None,
         probe: "/v1/models",
-    };
-    deploy(ns, &server).await
+    }
 }
 
 /// An inference server to deploy.
@@ -200,6 +209,33 @@ pub fn run(name: &str, load: &str, extra: &str) -> BenchmarkRun {
         "apiVersion: benchrun.dev/v1alpha1\nkind: BenchmarkRun\nmetadata:\n  name: {name}\nspec:\n  target:\n    serviceRef: {{name: sim, portName: http}}\n    model: e2e/tiny-model\n  load: {load}\n{extra}"
     );
     serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("test run {name}: {e}\n{yaml}"))
+}
+
+/// [`run`] against the `benchrun sim inference` Service `service` (model `e2e/sim`).
+pub fn bench_sim_run(name: &str, service: &str, load: &str, extra: &str) -> BenchmarkRun {
+    let mut r = run(name, load, extra);
+    r.spec.target.service_ref.as_mut().unwrap().name = service.into();
+    r.spec.target.model = "e2e/sim".into();
+    r
+}
+
+/// Waits until run `name` ends (succeeded, failed or cancelled).
+pub async fn wait_ended(ns: &TestNamespace, name: &str) -> BenchmarkRun {
+    let ended = |r: Option<&BenchmarkRun>| {
+        matches!(
+            phase(r).as_deref(),
+            Some("Succeeded" | "Failed" | "Cancelled")
+        )
+    };
+    wait_for(
+        &ns.api::<BenchmarkRun>(),
+        name,
+        "the run to end",
+        LONG,
+        ended,
+    )
+    .await
+    .unwrap()
 }
 
 /// The run's phase as text.
