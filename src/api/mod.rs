@@ -17,8 +17,9 @@ pub use load::{
     Synthetic, TokenDistribution,
 };
 pub use spec::{
-    BenchmarkRun, BenchmarkRunSpec, CaRef, ConcurrencyPolicy, ConfigMapKeyRef, EndpointType,
-    ResultsSpec, Routing, Scheme, SecretKeyRef, ServiceRef, Slo, SloMetric, Target, TargetTls,
+    Baseline, BenchmarkRun, BenchmarkRunSpec, CaRef, ConcurrencyPolicy, ConfigMapKeyRef,
+    EndpointType, ResultsSpec, Routing, Scheme, SecretKeyRef, ServiceRef, Slo, SloMetric, Target,
+    TargetTls, Tolerance, percent,
 };
 pub use status::{
     BenchmarkRunStatus, EndpointCounts, Endpoints, Phase, Progress, StepResult, Summary,

@@ -74,6 +74,16 @@ pub const SWEEP_ONE_OF_MSG: &str =
 pub const SLO_BOUND_RULE: &str = "has(self.max) != has(self.min)";
 pub const SLO_BOUND_MSG: &str = "each slo sets exactly one of max and min";
 
+/// `spec.baseline`: one thing to compare with.
+pub const BASELINE_ONE_OF_RULE: &str = "has(self.runRef) != has(self.configMapRef)";
+pub const BASELINE_ONE_OF_MSG: &str =
+    "set exactly one of baseline.runRef and baseline.configMapRef";
+
+/// `spec.baseline.tolerances`: one tolerance per metric.
+pub const TOLERANCE_METRICS_UNIQUE_RULE: &str = "!has(self.tolerances) || self.tolerances.all(t, self.tolerances.exists_one(u, u.metric == t.metric))";
+pub const TOLERANCE_METRICS_UNIQUE_MSG: &str =
+    "baseline.tolerances names a metric twice: give each metric one tolerance";
+
 /// `spec.telemetry`.
 pub const INTERVAL_MIN_RULE: &str =
     "!has(self.interval) || duration(self.interval) >= duration('100ms')";

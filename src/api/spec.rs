@@ -62,6 +62,13 @@ pub struct BenchmarkRunSpec {
     #[serde(default)]
     pub results: ResultsSpec,
 
+    /// A finished run, or a saved results document, to compare this run with
+    /// when it ends: the `Regressed` condition names every metric that got
+    /// worse past its tolerance (see docs/compare.md). Both are looked up in
+    /// the run's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+
     /// Upper bound on the whole run, from start to results (Go duration, e.g. "30m").
     /// When it passes, the load generators are stopped, partial results are kept and
     /// the run ends Failed with reason Timeout. Default: no limit beyond the load's own.
@@ -339,6 +346,62 @@ pub struct ConfigMapKeyRef {
     pub key: String,
 }
 
+/// What a run is compared with when it ends, and how much worse a metric
+/// may get before the run counts as regressed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new(super::rules::BASELINE_ONE_OF_RULE).message(super::rules::BASELINE_ONE_OF_MSG),
+    validation = kube::core::Rule::new(super::rules::TOLERANCE_METRICS_UNIQUE_RULE).message(super::rules::TOLERANCE_METRICS_UNIQUE_MSG),
+)]
+pub struct Baseline {
+    /// A BenchmarkRun in this namespace that has finished; its results
+    /// ConfigMap is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub run_ref: Option<String>,
+    /// A results ConfigMap in this namespace (one benchrun wrote, or a copy
+    /// of one kept past its run's TTL, with its labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub config_map_ref: Option<String>,
+    /// The metrics that gate, each with how much worse it may get. Empty:
+    /// every summary metric the baseline has, each by 5 %.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub tolerances: Vec<Tolerance>,
+}
+
+/// How much worse one metric may get than the baseline's.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Tolerance {
+    pub metric: SloMetric,
+    /// The largest change for the worse that still passes, in percent of
+    /// the baseline's value (e.g. "5%"; "0%": any change for the worse).
+    #[schemars(length(max = 12), regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3})?%$"))]
+    pub max_regression: String,
+}
+
+impl Tolerance {
+    /// The tolerance as a fraction (0.05 for "5%").
+    pub fn fraction(&self) -> Option<f64> {
+        percent(&self.max_regression)
+    }
+}
+
+/// "5%" as 0.05.
+pub fn percent(text: &str) -> Option<f64> {
+    let v: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then_some(v / 100.0)
+}
+
 /// One service-level objective on a summary metric.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = kube::core::Rule::new(super::rules::SLO_BOUND_RULE).message(super::rules::SLO_BOUND_MSG))]
@@ -374,11 +437,13 @@ pub enum SloMetric {
     Goodput,
     OutputTokensPerJoule,
     EnergyPerOutputTokenJ,
+    /// Mean total power of the target's GPUs over the measured phase, W.
+    TotalGpuPowerW,
 }
 
 impl SloMetric {
     /// Every metric, in the order tables show them.
-    pub const ALL: [SloMetric; 13] = [
+    pub const ALL: [SloMetric; 14] = [
         SloMetric::RequestThroughput,
         SloMetric::OutputTokenThroughput,
         SloMetric::Goodput,
@@ -392,6 +457,7 @@ impl SloMetric {
         SloMetric::ErrorRate,
         SloMetric::OutputTokensPerJoule,
         SloMetric::EnergyPerOutputTokenJ,
+        SloMetric::TotalGpuPowerW,
     ];
 
     /// The metric's name in `status.summary`.
@@ -410,6 +476,7 @@ impl SloMetric {
             SloMetric::Goodput => "goodput",
             SloMetric::OutputTokensPerJoule => "outputTokensPerJoule",
             SloMetric::EnergyPerOutputTokenJ => "energyPerOutputTokenJ",
+            SloMetric::TotalGpuPowerW => "totalGpuPowerW",
         }
     }
 
@@ -431,6 +498,7 @@ impl SloMetric {
             SloMetric::Goodput => s.goodput,
             SloMetric::OutputTokensPerJoule => s.output_tokens_per_joule,
             SloMetric::EnergyPerOutputTokenJ => s.energy_per_output_token_j,
+            SloMetric::TotalGpuPowerW => s.total_gpu_power_w,
         }
     }
 

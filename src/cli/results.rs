@@ -58,11 +58,11 @@ enum CompareOutput {
 
 /// `5%` or `0.05`, at least 0.
 fn fraction(s: &str) -> Result<f64, String> {
-    let v = match s.trim().strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-        None => s.trim().parse::<f64>(),
-    }
-    .map_err(|e| format!("{s:?}: {e}"))?;
+    let v = if s.trim().ends_with('%') {
+        crate::api::percent(s).ok_or_else(|| format!("{s:?}: not a percentage"))?
+    } else {
+        s.trim().parse::<f64>().map_err(|e| format!("{s:?}: {e}"))?
+    };
     if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
@@ -264,6 +264,15 @@ pub fn render(doc: &ResultsDocument) -> String {
     );
     if let Some(r) = doc.routing {
         let _ = writeln!(o, "requests went {}", r.describe());
+    }
+    if let Some(g) = &doc.baseline {
+        let (status, _, message) = g.condition();
+        let verdict = match status {
+            Some(true) => "regressed",
+            Some(false) => "within tolerance",
+            None => "not judged",
+        };
+        let _ = writeln!(o, "baseline: {verdict}: {message}");
     }
     for d in &doc.details {
         let span = d
@@ -549,6 +558,22 @@ mod tests {
         );
         assert!(
             out.contains("requests went through the Service's name and virtual IP"),
+            "{out}"
+        );
+        let mut faster = doc.clone();
+        faster.summary.ttft_p50_ms = Some(49.0);
+        doc.baseline = Some(crate::results::compare::gate(
+            "run demo/base",
+            &faster,
+            &doc,
+            &[crate::api::Tolerance {
+                metric: crate::api::SloMetric::TtftP50Ms,
+                max_regression: "5%".into(),
+            }],
+        ));
+        let out = render(&doc);
+        assert!(
+            out.contains("baseline: regressed: ttftP50Ms +101.6% (max 5%) against run demo/base"),
             "{out}"
         );
     }

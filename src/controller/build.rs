@@ -660,5 +660,34 @@ pub fn keep_existing_results(existing: Option<&ConfigMap>, client_steps: usize) 
     held > client_steps
 }
 
+/// The results document of a run from its status (the measured details,
+/// endpoints and notes are the session's, added by the caller).
+pub fn results_document(
+    run: &BenchmarkRun,
+    status: &api::BenchmarkRunStatus,
+) -> crate::results::ResultsDocument {
+    let end = super::conditions::get(&status.conditions, super::conditions::SUCCEEDED);
+    crate::results::ResultsDocument {
+        schema_version: crate::results::RESULTS_SCHEMA_VERSION,
+        run: crate::results::RunRef {
+            namespace: run.namespace().unwrap_or_default(),
+            name: run.name_any(),
+            uid: run.uid().unwrap_or_default(),
+        },
+        phase: status.phase.unwrap_or(api::Phase::Pending),
+        reason: end.map(|c| c.reason.clone()).unwrap_or_default(),
+        message: end.map(|c| c.message.clone()).unwrap_or_default(),
+        start_time: status.start_time.as_ref().map(|t| t.0.to_string()),
+        completion_time: status.completion_time.as_ref().map(|t| t.0.to_string()),
+        summary: status.summary.clone().unwrap_or_default(),
+        routing: Some(crate::results::Routing::of(&run.spec.target)),
+        steps: status.steps.clone(),
+        details: Vec::new(),
+        endpoints: Vec::new(),
+        notes: Vec::new(),
+        baseline: None,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,9 @@ pub const TELEMETRY: &str = "TelemetryDiscovered";
 pub const SLO_MET: &str = "SLOMet";
 pub const MEASUREMENT_VALID: &str = "MeasurementValid";
 pub const WARNINGS: &str = "Warnings";
+/// The run against its baseline (`spec.baseline`): True when a gated
+/// metric got worse past its tolerance, Unknown when it could not be judged.
+pub const REGRESSED: &str = "Regressed";
 
 /// Sets a condition, keeping `lastTransitionTime` unless its status flips, so that
 /// re-applying the same state writes nothing new.
@@ -25,7 +28,32 @@ pub fn set(
     generation: Option<i64>,
     now: &Time,
 ) {
-    let status = if status { "True" } else { "False" };
+    set_status(
+        conditions,
+        type_,
+        Some(status),
+        reason,
+        message,
+        generation,
+        now,
+    );
+}
+
+/// [`set`], with `None` for status Unknown.
+pub fn set_status(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: Option<bool>,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = match status {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
+    };
     let message = message.into();
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {

@@ -66,6 +66,9 @@ pub struct Observed {
     /// progress shares its target with (looked up when the run is to launch
     /// or is in progress).
     pub peers: Vec<Peer>,
+    /// The run's baseline (`spec.baseline`), looked up once its Job has
+    /// completed.
+    pub baseline: Option<super::baseline::Found>,
 }
 
 /// One thing to do to the cluster.
@@ -182,6 +185,8 @@ pub struct Decision {
     /// controller wrote: nothing is done or written; the run is looked at
     /// again once the cache has caught up.
     pub stale: bool,
+    /// The run against its baseline, when it was judged (for the results).
+    pub gate: Option<crate::results::compare::Gate>,
 }
 
 /// How long to wait before looking again for a target that is not ready.
@@ -214,6 +219,15 @@ pub fn decide(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Decisi
     }
     if d.actions.contains(&Action::WriteResults) {
         d.status.results_config_map = Some(super::names::results_config_map_name(run));
+        // The run has ended: against its baseline, when it names one.
+        let t = Time(now);
+        super::baseline::judge(
+            &mut d,
+            run,
+            observed.baseline.as_ref(),
+            run.metadata.generation,
+            &t,
+        );
     }
     d
 }
@@ -230,6 +244,7 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
             requeue_after: Some(STALE_RETRY),
             transition: None,
             stale: true,
+            gate: None,
         };
     }
     let mut d = Decision {
@@ -238,6 +253,7 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         requeue_after: None,
         transition: None,
         stale: false,
+        gate: None,
     };
     d.status.observed_generation = run.metadata.generation;
     if phase.is_final() {

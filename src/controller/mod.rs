@@ -4,6 +4,7 @@
 //! (pure: next status and actions), [`build`] (pure: the owned objects), then
 //! apply and status in [`reconcile`].
 
+pub mod baseline;
 pub mod build;
 pub mod conditions;
 mod context;

@@ -22,7 +22,6 @@ use super::names::{self, FIELD_MANAGER};
 use super::queue::{self, Peer};
 use super::{build, conditions, dereference};
 use crate::api::{BenchmarkRun, BenchmarkRunStatus, Phase};
-use crate::results::{RESULTS_SCHEMA_VERSION, ResultsDocument, RunRef};
 
 /// The reconciler the runtime calls for each run.
 #[instrument(skip_all, fields(run = %guard_name(&guard)))]
@@ -155,6 +154,7 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
             foreign_results: None,
             pods_not_permitted: None,
             peers: Vec::new(),
+            baseline: None,
         });
     }
     let final_phase = run
@@ -249,7 +249,17 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     } else {
         Vec::new()
     };
+    // A run whose Job completed is about to end: its baseline is read now.
+    let completed = job
+        .as_ref()
+        .is_some_and(|j| decide::finished(j) == Some(decide::JobEnd::Complete));
+    let baseline = if completed && !final_phase {
+        super::baseline::look_up(&ctx.client, run, ns).await
+    } else {
+        None
+    };
     Ok(Observed {
+        baseline,
         job,
         failed_pod_message,
         stuck_pods,
@@ -391,7 +401,8 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                 )?;
             }
             Action::WriteResults => {
-                let mut doc = results_document(run, &d.status);
+                let mut doc = build::results_document(run, &d.status);
+                doc.baseline = d.gate.clone();
                 let mut timeseries = None;
                 if let Some(session) = ctx.sessions.get(run) {
                     let measured = session.document();
@@ -497,29 +508,6 @@ fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
-    }
-}
-
-fn results_document(run: &BenchmarkRun, status: &BenchmarkRunStatus) -> ResultsDocument {
-    let end = conditions::get(&status.conditions, conditions::SUCCEEDED);
-    ResultsDocument {
-        schema_version: RESULTS_SCHEMA_VERSION,
-        run: RunRef {
-            namespace: run.namespace().unwrap_or_default(),
-            name: run.name_any(),
-            uid: run.uid().unwrap_or_default(),
-        },
-        phase: status.phase.unwrap_or(Phase::Pending),
-        reason: end.map(|c| c.reason.clone()).unwrap_or_default(),
-        message: end.map(|c| c.message.clone()).unwrap_or_default(),
-        start_time: status.start_time.as_ref().map(|t| t.0.to_string()),
-        completion_time: status.completion_time.as_ref().map(|t| t.0.to_string()),
-        summary: status.summary.clone().unwrap_or_default(),
-        routing: Some(crate::results::Routing::of(&run.spec.target)),
-        steps: status.steps.clone(),
-        details: Vec::new(),
-        endpoints: Vec::new(),
-        notes: Vec::new(),
     }
 }
 

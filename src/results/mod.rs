@@ -3,6 +3,7 @@
 //! Pure: no Kubernetes client. The controller fills a [`ResultsDocument`] and
 //! writes what [`ResultsDocument::files`] returns into the results ConfigMap.
 
+pub mod compare;
 pub mod coverage;
 mod csv;
 mod pack;
@@ -52,6 +53,9 @@ pub struct ResultsDocument {
     /// What the numbers do not cover, said plainly (gaps, restarts, files left out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The run against its baseline (`spec.baseline`), figure by figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<compare::Gate>,
 }
 
 /// How a run's requests reached its target.

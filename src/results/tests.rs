@@ -133,6 +133,7 @@ fn files_hold_the_csvs_with_one_row_per_metric_and_quoted_labels() {
         completion_time: None,
         summary: Summary::default(),
         routing: None,
+        baseline: None,
         steps: Vec::new(),
         details: vec![StepDetail {
             index: 0,

@@ -62,6 +62,38 @@ fn the_valid_sample_passes_and_gets_defaults() {
 fn invalid_specs_fail_with_their_own_message() {
     let cases: Vec<(&str, Value, &str)> = vec![
         (
+            "a baseline naming a run and a ConfigMap",
+            json!({"baseline": {"runRef": "a", "configMapRef": "b"}}),
+            r::BASELINE_ONE_OF_MSG,
+        ),
+        (
+            "a baseline naming nothing",
+            json!({"baseline": {"tolerances": []}}),
+            r::BASELINE_ONE_OF_MSG,
+        ),
+        (
+            "a baseline in another namespace",
+            json!({"baseline": {"runRef": "team-b/base"}}),
+            "does not match",
+        ),
+        (
+            "a metric given two tolerances",
+            json!({"baseline": {"runRef": "base", "tolerances": [
+                {"metric": "ttftP50Ms", "maxRegression": "5%"},
+                {"metric": "ttftP50Ms", "maxRegression": "10%"}]}}),
+            r::TOLERANCE_METRICS_UNIQUE_MSG,
+        ),
+        (
+            "a tolerance not in percent",
+            json!({"baseline": {"runRef": "base", "tolerances": [{"metric": "ttftP50Ms", "maxRegression": "0.05"}]}}),
+            "does not match",
+        ),
+        (
+            "a tolerance on an unknown metric",
+            json!({"baseline": {"runRef": "base", "tolerances": [{"metric": "vibes", "maxRegression": "5%"}]}}),
+            "spec.baseline.tolerances",
+        ),
+        (
             "no target",
             json!({"target": {"url": null}}),
             r::TARGET_ONE_OF_MSG,
@@ -422,6 +454,19 @@ fn ordinary_headers_and_extra_inputs_pass() {
         "load": {"extraInputs": {"min_tokens": 128, "ignore_eos": true}},
     }));
     validate_json(&ok).expect("valid");
+}
+
+#[test]
+fn a_baseline_by_run_or_by_configmap_with_tolerances_passes() {
+    for b in [
+        json!({"runRef": "vllm-0-9"}),
+        json!({"configMapRef": "vllm-0-9-results", "tolerances": [
+            {"metric": "ttftP99Ms", "maxRegression": "5%"},
+            {"metric": "outputTokensPerJoule", "maxRegression": "2.5%"},
+            {"metric": "totalGpuPowerW", "maxRegression": "0%"}]}),
+    ] {
+        validate_json(&with(json!({"baseline": b}))).expect("valid");
+    }
 }
 
 #[test]

@@ -1,4 +1,6 @@
 use super::*;
+use crate::api::{StepResult, Summary};
+use crate::results::ResultsDocument;
 
 fn doc(name: &str, steps: &[Summary]) -> (String, ResultsDocument) {
     let mut d: ResultsDocument =

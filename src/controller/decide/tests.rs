@@ -46,6 +46,7 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
         foreign_results: None,
         pods_not_permitted: None,
         peers: Vec::new(),
+        baseline: None,
     }
 }
 
@@ -1145,4 +1146,72 @@ fn a_run_whose_every_request_failed_fails_with_the_servers_answer() {
     );
     let d = ended(1);
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
+}
+
+#[test]
+fn a_run_with_a_baseline_is_judged_when_it_ends_and_only_if_it_succeeded() {
+    use crate::results::StepDetail;
+    let mut r = run();
+    r.spec.baseline = serde_json::from_value(
+        json!({"runRef": "base", "tolerances": [{"metric": "ttftP50Ms", "maxRegression": "5%"}]}),
+    )
+    .unwrap();
+    let r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    // This run measured a TTFT p50 of 98.763 ms (the recorded client step).
+    let recorded: crate::results::ResultsDocument =
+        serde_json::from_str(include_str!("../../cli/testdata/summary.json")).unwrap();
+    let step = StepDetail {
+        client: recorded.details[0].client.clone(),
+        ..Default::default()
+    };
+    let ended = |baseline: Option<super::super::baseline::Found>| {
+        let mut obs = observed(Some(done.clone()), Target::NotNeeded);
+        obs.session = Some(session_done(vec![step.clone()]));
+        obs.baseline = baseline;
+        decide(&r, &obs, at(30))
+    };
+    let with_ttft = |ms: f64| {
+        let mut b = recorded.clone();
+        b.summary.ttft_p50_ms = Some(ms);
+        Some(Ok(("run llm/base".to_string(), b)))
+    };
+    // The baseline was 20 % faster: this run regressed.
+    let d = ended(with_ttft(82.3));
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert_eq!(condition(&d, "Regressed"), ("True", "Regressed"));
+    let msg = &conditions::get(&d.status.conditions, "Regressed")
+        .unwrap()
+        .message;
+    assert!(
+        msg.starts_with("ttftP50Ms +20.0% (max 5%) against run llm/base"),
+        "{msg}"
+    );
+    assert_eq!(d.gate.as_ref().map(|g| g.regressed.len()), Some(1));
+    // As fast: within its tolerance.
+    let d = ended(with_ttft(98.0));
+    assert_eq!(condition(&d, "Regressed"), ("False", "WithinTolerance"));
+    // A baseline that cannot be read: unknown, with the reason.
+    let d = ended(Some(Err(
+        "there is no BenchmarkRun base in namespace llm".into()
+    )));
+    assert_eq!(
+        condition(&d, "Regressed"),
+        ("Unknown", "BaselineUnavailable")
+    );
+    assert!(d.gate.is_none());
+    // A run that failed is not judged.
+    let failed = job(
+        json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "x"}]}),
+    );
+    let mut obs = observed(Some(failed), Target::NotNeeded);
+    obs.baseline = with_ttft(98.0);
+    let d = decide(&r, &obs, at(30));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, "Regressed"), ("Unknown", "NotJudged"));
+    // A run without a baseline has no such condition.
+    let mut obs = observed(Some(done.clone()), Target::NotNeeded);
+    obs.session = Some(session_done(vec![step.clone()]));
+    let d = decide(&run(), &obs, at(30));
+    assert!(conditions::get(&d.status.conditions, "Regressed").is_none());
 }
