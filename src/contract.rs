@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(serde_json::from_value::<WorkerProgress>(json).unwrap(), p);
         let q: ProgressQuery = serde_json::from_str(r#"{"after": 2, "waitMs": 500}"#).unwrap();
         assert_eq!((q.after, q.done, q.wait_ms), (2, None, 500));
-        for code in 0..=3u8 {
+        for code in 0..=4u8 {
             assert_eq!(WorkerPhase::from_code(code) as u8, code);
         }
         assert_eq!(WorkerPhase::from_code(9), WorkerPhase::Waiting);

@@ -18,11 +18,12 @@ pub use load::{
 };
 pub use spec::{
     Baseline, BenchmarkRun, BenchmarkRunSpec, CaRef, ConcurrencyPolicy, ConfigMapKeyRef,
-    EndpointType, ResultsSpec, Routing, Scheme, SecretKeyRef, ServiceRef, Slo, SloMetric, Target,
-    TargetTls, Tolerance, percent,
+    EndpointType, Repeat, ResultsSpec, Routing, Scheme, SecretKeyRef, ServiceRef, Slo, SloMetric,
+    Target, TargetTls, Tolerance, percent,
 };
 pub use status::{
     BenchmarkRunStatus, EndpointCounts, Endpoints, Phase, Progress, StepResult, Summary,
+    TrialsResult,
 };
 pub use telemetry::{
     BasicAuth, EndpointTls, GpuScope, GpuTelemetry, ScrapeAuth, ServerTelemetry, Telemetry,

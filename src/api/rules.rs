@@ -74,6 +74,15 @@ pub const SWEEP_ONE_OF_MSG: &str =
 pub const SLO_BOUND_RULE: &str = "has(self.max) != has(self.min)";
 pub const SLO_BOUND_MSG: &str = "each slo sets exactly one of max and min";
 
+/// `spec.repeat.coolDown`.
+pub const COOL_DOWN_RULE: &str = "!has(self.coolDown) || (duration(self.coolDown) >= duration('0s') && duration(self.coolDown) <= duration('30m'))";
+pub const COOL_DOWN_MSG: &str = "repeat.coolDown must be between 0s and 30m";
+
+/// The root: trials times sweep steps stay within 64 measured steps.
+pub const TRIAL_STEPS_RULE: &str = "!has(self.spec.repeat) || !has(self.spec.load.sweep) || self.spec.repeat.count * ((has(self.spec.load.sweep.concurrency) ? size(self.spec.load.sweep.concurrency) : 0) + (has(self.spec.load.sweep.requestRate) ? size(self.spec.load.sweep.requestRate) : 0)) <= 64";
+pub const TRIAL_STEPS_MSG: &str =
+    "repeat.count times the sweep's steps must not exceed 64 measured steps";
+
 /// `spec.baseline`: one thing to compare with.
 pub const BASELINE_ONE_OF_RULE: &str = "has(self.runRef) != has(self.configMapRef)";
 pub const BASELINE_ONE_OF_MSG: &str =
@@ -91,6 +100,9 @@ pub const INTERVAL_MIN_MSG: &str = "telemetry.interval must be at least 100ms";
 
 pub const SCRAPE_TIMEOUT_RULE: &str = "!has(self.timeout) || (duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration('60s'))";
 pub const SCRAPE_TIMEOUT_MSG: &str = "telemetry.timeout must be more than 0s and at most 60s";
+
+pub const IDLE_BASELINE_RULE: &str = "!has(self.idleBaseline) || (duration(self.idleBaseline) >= duration('1s') && duration(self.idleBaseline) <= duration('10m'))";
+pub const IDLE_BASELINE_MSG: &str = "telemetry.idleBaseline must be at least 1s and at most 10m";
 
 /// `spec.timeout`.
 pub const TIMEOUT_MIN_RULE: &str = "!has(self.timeout) || duration(self.timeout) >= duration('1s')";

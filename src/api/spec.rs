@@ -35,6 +35,7 @@ use super::telemetry::Telemetry;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = kube::core::Rule::new(super::rules::IMMUTABLE_RULE).message(super::rules::IMMUTABLE_MSG),
     validation = kube::core::Rule::new(super::rules::NO_UNCANCEL_RULE).message(super::rules::NO_UNCANCEL_MSG),
+    validation = kube::core::Rule::new(super::rules::TRIAL_STEPS_RULE).message(super::rules::TRIAL_STEPS_MSG),
     cel
 )]
 #[x_kube(validation = kube::core::Rule::new(super::rules::TIMEOUT_MIN_RULE).message(super::rules::TIMEOUT_MIN_MSG))]
@@ -68,6 +69,14 @@ pub struct BenchmarkRunSpec {
     /// the run's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Baseline>,
+
+    /// Run the whole load (every step of the sweep) this many times, each
+    /// trial after a cool-down, and report per metric the mean over the
+    /// trials with its 95 % confidence interval, the standard deviation and
+    /// the coefficient of variation (`status.trials`). A baseline with
+    /// trials on both sides is judged by Welch's t-test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
 
     /// Upper bound on the whole run, from start to results (Go duration, e.g. "30m").
     /// When it passes, the load generators are stopped, partial results are kept and
@@ -344,6 +353,28 @@ pub struct ConfigMapKeyRef {
     /// Key within the ConfigMap.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
+}
+
+/// Trials: the same load run several times.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(super::rules::COOL_DOWN_RULE).message(super::rules::COOL_DOWN_MSG))]
+pub struct Repeat {
+    /// How many trials (2 to 10). Each runs every step of the load, with
+    /// its own warmup and boundary scrapes.
+    #[schemars(range(min = 2, max = 10))]
+    pub count: i32,
+    /// The pause before each trial after the first (Go duration, 0s to
+    /// 30m), so the GPUs return towards their resting temperature; no load
+    /// is sent meanwhile. Default "30s". Each trial records the temperature
+    /// its GPUs started at.
+    #[serde(default = "default_cool_down")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub cool_down: GoDuration,
+}
+
+fn default_cool_down() -> GoDuration {
+    std::time::Duration::from_secs(30).into()
 }
 
 /// What a run is compared with when it ends, and how much worse a metric

@@ -60,9 +60,15 @@ pub struct BenchmarkRunStatus {
     /// Headline results of the run (of the last step, for a sweep).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
-    /// One summary per sweep step, in order.
+    /// One summary per sweep step, in order (with `repeat`, every trial's
+    /// steps, trial after trial).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+    /// With `repeat`: per step of the sweep, each figure across the trials
+    /// (mean, standard deviation, 95 % confidence interval, coefficient of
+    /// variation). `summary` then holds the means of the last step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<TrialsResult>,
     /// The ConfigMap holding the full results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results_config_map: Option<String>,
@@ -199,14 +205,30 @@ pub struct Summary {
     pub energy_per_output_token_j: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg_gpu_util_pct: Option<f64>,
+    /// Mean power of the same GPUs when idle, measured before the first
+    /// step (with `telemetry.idleBaseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_gpu_power_w: Option<f64>,
+    /// Energy those GPUs used above their idle power over the measured
+    /// phase: what the load cost (with `telemetry.idleBaseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_above_idle_j: Option<f64>,
 }
 
 /// Results of one sweep step.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StepResult {
-    /// Position in the sweep, from 0.
+    /// Position among the measured steps, from 0 (with `repeat`, the
+    /// sweep's steps trial after trial).
     pub index: i32,
+    /// The trial the step belongs to, from 0 (with `repeat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<i32>,
+    /// The hottest of the step's GPUs at its first reading, °C: recorded for
+    /// the first step of each trial (with `repeat`), to show the cool-down worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_temperature_c: Option<f64>,
     /// The step's concurrency, in `concurrency` mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<i32>,
@@ -220,4 +242,26 @@ pub struct StepResult {
     /// The objectives this step missed, said plainly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo_missed: Vec<String>,
+}
+
+/// One step of the sweep across a run's trials (`spec.repeat`).
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialsResult {
+    /// Position in the sweep, from 0.
+    pub index: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<f64>,
+    /// Trials with results for this step.
+    pub trials: i32,
+    /// Each summary figure (named as in `summary`) across the trials.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metrics: std::collections::BTreeMap<String, crate::stats::trials::Spread>,
+    /// Figures some trial has and another lacks (withheld there, e.g. its
+    /// energy coverage was incomplete): they have no mean, rather than a
+    /// mean over part of the trials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
 }

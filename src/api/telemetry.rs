@@ -13,6 +13,7 @@ use super::rules as r;
 #[x_kube(
     validation = kube::core::Rule::new(r::INTERVAL_MIN_RULE).message(r::INTERVAL_MIN_MSG),
     validation = kube::core::Rule::new(r::SCRAPE_TIMEOUT_RULE).message(r::SCRAPE_TIMEOUT_MSG),
+    validation = kube::core::Rule::new(r::IDLE_BASELINE_RULE).message(r::IDLE_BASELINE_MSG),
 )]
 pub struct Telemetry {
     /// GPU exporters: dcgm-exporter, or `benchrun gpu-exporter` where DCGM is absent.
@@ -30,6 +31,14 @@ pub struct Telemetry {
     #[serde(default = "default_scrape_timeout")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
     pub timeout: GoDuration,
+    /// Measure the target's GPUs idle for this long (Go duration, 1s to 10m)
+    /// just before the first step, once the load generators are ready and
+    /// before they send anything; each step then reports the energy above
+    /// that idle power beside the total (`energyAboveIdleJ`): what the load
+    /// cost rather than what the GPUs drew. Unset: no idle baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub idle_baseline: Option<GoDuration>,
 }
 
 impl Default for Telemetry {
@@ -39,6 +48,7 @@ impl Default for Telemetry {
             server: ServerTelemetry::default(),
             interval: default_interval(),
             timeout: default_scrape_timeout(),
+            idle_baseline: None,
         }
     }
 }

@@ -18,7 +18,10 @@ fn change(c: &Cell) -> String {
     match (c.verdict, c.change) {
         (Verdict::Baseline, _) => String::new(),
         (Verdict::Missing, _) => "(missing)".into(),
-        (v, Some(ch)) => format!("({:+.1}% {})", ch * 100.0, v.as_str()),
+        (v, Some(ch)) => match c.p {
+            Some(p) => format!("({:+.1}% {}, p={p:.3})", ch * 100.0, v.as_str()),
+            None => format!("({:+.1}% {})", ch * 100.0, v.as_str()),
+        },
         (v, None) => format!("({})", v.as_str()),
     }
 }
@@ -132,12 +135,13 @@ pub fn csv(c: &Comparison) -> String {
                     opt(cell.value),
                     opt(cell.change),
                     cell.verdict.as_str().to_string(),
+                    opt(cell.p),
                 ]);
             }
         }
     }
     crate::results::csv_write(
-        &["step", "metric", "run", "value", "change", "verdict"],
+        &["step", "metric", "run", "value", "change", "verdict", "p"],
         rows,
     )
 }

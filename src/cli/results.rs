@@ -265,6 +265,7 @@ pub fn render(doc: &ResultsDocument) -> String {
     if let Some(r) = doc.routing {
         let _ = writeln!(o, "requests went {}", r.describe());
     }
+    render_trials(&mut o, doc);
     if let Some(g) = &doc.baseline {
         let (status, _, message) = g.condition();
         let verdict = match status {
@@ -422,6 +423,62 @@ pub fn render(doc: &ResultsDocument) -> String {
     o
 }
 
+/// Each step of the sweep across the trials: the figures' means with their
+/// intervals, and the temperature each trial started at.
+fn render_trials(o: &mut String, doc: &ResultsDocument) {
+    if doc.trials.is_empty() {
+        return;
+    }
+    let starts: Vec<String> = doc
+        .steps
+        .iter()
+        .filter_map(|s| Some(format!("{:.0} °C", s.start_temperature_c?)))
+        .collect();
+    let _ = writeln!(
+        o,
+        "trials: {}{}",
+        doc.trials.iter().map(|t| t.trials).max().unwrap_or(0),
+        if starts.is_empty() {
+            String::new()
+        } else {
+            format!(" (GPUs at {} as each began)", starts.join(", "))
+        }
+    );
+    for t in &doc.trials {
+        let load = match (t.concurrency, t.request_rate) {
+            (_, Some(r)) => format!("rate {r} req/s"),
+            (Some(c), None) => format!("concurrency {c}"),
+            (None, None) => format!("step {}", t.index),
+        };
+        let _ = writeln!(
+            o,
+            "  {load}: {:<24} {:>12} {:>25} {:>10} {:>7}",
+            "figure", "mean", "95 % interval", "std", "CV"
+        );
+        for m in crate::api::SloMetric::ALL {
+            let Some(s) = t.metrics.get(m.name()) else {
+                continue;
+            };
+            let _ = writeln!(
+                o,
+                "    {:<24} {:>12.3} {:>25} {:>10.3} {:>7}",
+                m.name(),
+                s.mean,
+                format!("[{:.3}, {:.3}]", s.ci95_low, s.ci95_high),
+                s.std,
+                s.cv.map_or("-".into(), |c| format!("{:.1}%", c * 100.0))
+            );
+        }
+        if !t.withheld.is_empty() {
+            let _ = writeln!(
+                o,
+                "    withheld (some trial lacks them): {}",
+                t.withheld.join(", ")
+            );
+        }
+    }
+}
+
 fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
 }
@@ -558,6 +615,42 @@ mod tests {
         );
         assert!(
             out.contains("requests went through the Service's name and virtual IP"),
+            "{out}"
+        );
+        let mut tried = doc.clone();
+        tried.steps = (0..2)
+            .map(|k| crate::api::StepResult {
+                index: k,
+                trial: Some(k),
+                start_temperature_c: Some(40.0 + f64::from(k)),
+                ..Default::default()
+            })
+            .collect();
+        tried.trials = crate::results::trials::trials(
+            &[doc.summary.clone(), doc.summary.clone()]
+                .into_iter()
+                .enumerate()
+                .map(|(k, mut summary)| {
+                    summary.ttft_p50_ms = Some(98.0 + 2.0 * k as f64);
+                    crate::api::StepResult {
+                        index: k as i32,
+                        summary,
+                        ..Default::default()
+                    }
+                })
+                .collect::<Vec<_>>(),
+            1,
+        )
+        .0;
+        let out = render(&tried);
+        assert!(
+            out.contains("trials: 2 (GPUs at 40 °C, 41 °C as each began)"),
+            "{out}"
+        );
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with("ttftP50Ms")
+                && l.contains("99.000")
+                && l.contains("[86.294, 111.706]")),
             "{out}"
         );
         let mut faster = doc.clone();

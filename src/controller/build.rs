@@ -104,12 +104,10 @@ fn listed(entries: &[String]) -> String {
     }
 }
 
-/// The plan workers run, from the spec and the resolved target URLs.
-pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
-    let spec = &run.spec;
-    let load = &spec.load;
+/// The steps of one pass of the load: its sweep's, else its one step.
+pub fn sweep(load: &api::Load) -> Vec<lp::Step> {
     let sweep = load.sweep.as_ref();
-    let steps: Vec<lp::Step> = match load.mode {
+    match load.mode {
         LoadMode::Concurrency => match sweep.filter(|s| !s.concurrency.is_empty()) {
             Some(s) => s
                 .concurrency
@@ -138,7 +136,14 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
                 })
                 .collect()
         }
-    };
+    }
+}
+
+/// The plan workers run, from the spec and the resolved target URLs.
+pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
+    let spec = &run.spec;
+    let load = &spec.load;
+    let steps = sweep(load);
     let stop = match (load.request_count, load.duration) {
         (Some(n), _) => lp::StopCondition::Requests(n.unsigned_abs()),
         (None, Some(d)) => {
@@ -175,6 +180,13 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
             .collect(),
         workers: load.workers.unsigned_abs(),
         steps,
+        repeat: spec.repeat.as_ref().map(|r| {
+            let pause: std::time::Duration = r.cool_down.into();
+            lp::RepeatPlan {
+                trials: r.count.unsigned_abs(),
+                cool_down_ms: u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+            }
+        }),
         stop,
         warmup_requests: load.warmup_request_count.unsigned_abs(),
         arrival: match load.arrival {
@@ -682,6 +694,7 @@ pub fn results_document(
         summary: status.summary.clone().unwrap_or_default(),
         routing: Some(crate::results::Routing::of(&run.spec.target)),
         steps: status.steps.clone(),
+        trials: status.trials.clone(),
         details: Vec::new(),
         endpoints: Vec::new(),
         notes: Vec::new(),

@@ -339,7 +339,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         cluster: std::sync::Arc::new(cluster),
         run_uid: uid.clone(),
         job: names::job_name(run),
-        steps: plan.steps.len(),
+        steps: plan.measured_steps().count(),
         stop: plan.stop,
         warmup: plan.warmup_requests > 0,
         resumed,

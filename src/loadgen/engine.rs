@@ -37,6 +37,8 @@ pub enum WorkerPhase {
     Warmup = 1,
     Measuring = 2,
     Done = 3,
+    /// The pause before a trial (`spec.repeat.coolDown`): no load is sent.
+    CoolDown = 4,
 }
 
 impl WorkerPhase {
@@ -46,6 +48,7 @@ impl WorkerPhase {
             1 => WorkerPhase::Warmup,
             2 => WorkerPhase::Measuring,
             3 => WorkerPhase::Done,
+            4 => WorkerPhase::CoolDown,
             _ => WorkerPhase::Waiting,
         }
     }
@@ -217,9 +220,17 @@ pub async fn run_with(
         progress,
     });
     let mut results = Vec::new();
-    for (i, step) in plan.steps.iter().enumerate() {
+    for (i, (step, cool_down_ms)) in plan.measured_steps().enumerate() {
         if ctx.progress.stop.is_cancelled() {
             break;
+        }
+        if cool_down_ms > 0 {
+            // Before a trial: nothing is sent, and a stop ends the pause.
+            ctx.progress.enter(WorkerPhase::CoolDown, i as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(cool_down_ms)) => {}
+                _ = ctx.progress.stop.cancelled() => break,
+            }
         }
         if let Some(r) = run_step(&ctx, step, i as u64, index).await {
             results.push(r);

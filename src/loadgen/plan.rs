@@ -53,6 +53,11 @@ pub struct LoadPlan {
     pub workers: u32,
     /// The steps to run in order; a run without a sweep has one.
     pub steps: Vec<Step>,
+    /// Trials: the steps run this many times, in order, each trial after
+    /// the first behind a cool-down. Step `i` of trial `r` is measured step
+    /// `r × steps.len() + i` (progress and results count measured steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<RepeatPlan>,
     pub stop: StopCondition,
     pub warmup_requests: u64,
     pub arrival: Arrival,
@@ -223,6 +228,15 @@ pub enum InputPlan {
     Dataset { path: String },
 }
 
+/// Trials of a plan's steps.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepeatPlan {
+    pub trials: u32,
+    /// The pause before each trial after the first, ms: no load is sent.
+    pub cool_down_ms: u64,
+}
+
 /// Multi-turn conversations.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ConversationPlan {
@@ -231,6 +245,20 @@ pub struct ConversationPlan {
 }
 
 impl LoadPlan {
+    /// Every measured step in order, trials after one another, each with
+    /// the cool-down before it (ms; 0 for most).
+    pub fn measured_steps(&self) -> impl Iterator<Item = (&Step, u64)> {
+        let (trials, cool_down) = self
+            .repeat
+            .map_or((1, 0), |r| (r.trials.max(1), r.cool_down_ms));
+        (0..trials).flat_map(move |r| {
+            self.steps
+                .iter()
+                .enumerate()
+                .map(move |(i, s)| (s, if r > 0 && i == 0 { cool_down } else { 0 }))
+        })
+    }
+
     /// Where requests go under each URL: `path`, else the endpoint's.
     pub fn request_path(&self) -> &str {
         self.path

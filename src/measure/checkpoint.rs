@@ -66,6 +66,9 @@ pub struct Checkpoint {
     /// held results only once the collection was over.
     #[serde(default = "collected_when_absent")]
     pub collected: bool,
+    /// The GPUs' idle power measured before the first step, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<crate::telemetry::efficiency::IdleBaseline>,
 }
 
 fn collected_when_absent() -> bool {
@@ -160,6 +163,7 @@ mod tests {
             results: None,
             workers: 0,
             collected: false,
+            idle: None,
         };
         let whole = cp.encode(MAX_CONFIGMAP_BYTES).unwrap();
         assert_eq!(whole.len(), 1);
@@ -192,6 +196,7 @@ mod tests {
             results: Some(Vec::new()),
             workers: 2,
             collected: false,
+            idle: None,
         })
         .unwrap();
         assert_eq!(cp["collected"], false);

@@ -9,7 +9,7 @@ use crate::loadgen::engine::{StepResult as ClientStep, StepStats};
 use crate::results::coverage::{GpuSpan, coverage};
 use crate::results::{Coverage, EndpointReport, StepDetail, Window, WorkerCoverage};
 use crate::scrape::Format;
-use crate::telemetry::efficiency::efficiency;
+use crate::telemetry::efficiency::{IdleBaseline, efficiency};
 use crate::telemetry::report::{EnergySource, GpuResult};
 use crate::telemetry::{Filter, GpuTelemetry, ServerMetrics};
 
@@ -194,6 +194,7 @@ pub fn detail(
     client_coverage: Option<WorkerCoverage>,
     scope: GpuScope,
     inference: &BTreeSet<String>,
+    idle: Option<&IdleBaseline>,
 ) -> StepDetail {
     let mut d = StepDetail {
         index,
@@ -221,6 +222,11 @@ pub fn detail(
             let mut e = efficiency(&gpus, &totals);
             if !coverage.complete {
                 e.withhold();
+            }
+            if let Some(idle) = idle
+                && let Err(why) = e.above_idle(&gpus, idle)
+            {
+                e.above_idle_note = Some(why);
             }
             d.efficiency = Some(e);
         }
@@ -418,6 +424,7 @@ mod tests {
                 None,
                 GpuScope::Auto,
                 &inference,
+                None,
             )
         };
         // Whole: 2 GPUs × 400 W × 30 s = 24 kJ for 12 000 tokens.
@@ -497,6 +504,7 @@ mod tests {
                 Some(workers),
                 GpuScope::Auto,
                 &inference,
+                None,
             )
         };
         let d = detail_of(client, workers);
@@ -578,6 +586,7 @@ mod tests {
             results: None,
             workers: 0,
             collected: false,
+            idle: None,
         };
         // Small pieces: the split is exercised too.
         let pieces = cp.encode(4096).unwrap();
@@ -608,7 +617,7 @@ mod tests {
                 ..client_step()
             };
             let detail_of = |t: &StepTelemetry| {
-                detail(0, Some(t), Some(client.clone()), None, GpuScope::Auto, &inference)
+                detail(0, Some(t), Some(client.clone()), None, GpuScope::Auto, &inference, None)
             };
             let mut whole = StepTelemetry::new(Filter::default(), T0, 0.0, false);
             feed(&mut whole, &watts, 0..31);
@@ -701,7 +710,15 @@ mod tests {
                 Format::Prometheus,
             );
         }
-        let d = detail(0, Some(&s), None, None, GpuScope::All, &BTreeSet::new());
+        let d = detail(
+            0,
+            Some(&s),
+            None,
+            None,
+            GpuScope::All,
+            &BTreeSet::new(),
+            None,
+        );
         let text = serde_json::to_string(&d).unwrap();
         assert!(!d.gpus.is_empty() && !d.server.is_empty(), "{text}");
         for secret in ["hunter2", "admin", "s3cr3t"] {

@@ -42,6 +42,7 @@ use crate::api::{self, BenchmarkRun, BenchmarkRunStatus, GpuScope};
 use crate::loadgen::engine::StepResult as ClientStep;
 use crate::loadgen::plan::StopCondition;
 use crate::results::{EndpointReport, StepDetail, WorkerCoverage};
+use crate::telemetry::efficiency::IdleBaseline;
 
 /// Where a session is.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,6 +127,8 @@ struct State {
     /// Each step's detail as last computed; `None` where what it rests on
     /// has changed since (a scrape recomputes its own step only).
     details: Vec<Option<StepDetail>>,
+    /// The GPUs measured idle before the first step (`telemetry.idleBaseline`).
+    idle: Option<IdleBaseline>,
 }
 
 /// The results as far as they go: step details, endpoints, notes.
@@ -161,6 +164,7 @@ impl State {
             steps,
             fatal: None,
             details: Vec::new(),
+            idle: None,
         }
     }
 
@@ -273,6 +277,7 @@ impl State {
                     self.client_coverage.get(k).copied(),
                     self.scope,
                     &self.inference,
+                    self.idle.as_ref(),
                 )
             });
             out.push(detail.clone());
@@ -581,6 +586,7 @@ spec:
                         None,
                         s.scope,
                         &s.inference,
+                        s.idle.as_ref(),
                     )
                 })
                 .collect()

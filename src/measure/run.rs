@@ -123,6 +123,7 @@ impl Driver {
             .map(|st| st.restore(self.filter.clone()))
             .collect();
         s.notes = cp.notes;
+        s.idle = cp.idle;
         s.last_scrape_t = cp.last_scrape_t;
         s.changed(None);
         self.results = cp
@@ -154,6 +155,7 @@ impl Driver {
             results: (!self.results.is_empty()).then(|| self.results.values().cloned().collect()),
             workers: self.workers as u32,
             collected: self.collected,
+            idle: s.idle.clone(),
         }
     }
 
@@ -244,10 +246,46 @@ impl Driver {
     /// [`Driver::scrape`]; `resumed`: the step was already under way when
     /// this session took the run up.
     async fn scrape_step(&mut self, k: usize, opens: bool, resumed: bool) {
+        let (t, stamp, answers) = self.fetch_all(None).await;
+        let s = &mut self.state;
+        s.changed(Some(k));
+        if opens && s.telemetry.len() == k {
+            s.telemetry
+                .push(StepTelemetry::new(self.filter.clone(), stamp, t, resumed));
+        }
+        ingest(&mut s.logs, s.telemetry.get_mut(k), answers, t, stamp);
+        s.last_scrape_t = t;
+        if let Some(step) = self.state.telemetry.get(k) {
+            self.with_timeseries(|ts| ts.scrape(k, t, stamp, &step.gpu, &step.server));
+        }
+        self.publish();
+    }
+
+    /// Scrapes the GPU exporters into the idle baseline's telemetry (begun
+    /// by this scrape when `opens`).
+    async fn scrape_idle(&mut self, idle: &mut Option<StepTelemetry>, opens: bool) {
+        let (t, stamp, answers) = self.fetch_all(Some(Kind::Gpu)).await;
+        if opens {
+            *idle = Some(StepTelemetry::new(self.filter.clone(), stamp, t, false));
+        }
+        ingest(&mut self.state.logs, idle.as_mut(), answers, t, stamp);
+        self.state.last_scrape_t = t;
+    }
+
+    /// Fetches every endpoint discovered so far (of `kind` only, when given),
+    /// at most [`MAX_FETCHES`] at once; with the session time and unix ms
+    /// the fetches were sent at.
+    async fn fetch_all(&self, kind: Option<Kind>) -> (f64, u64, Vec<Answer>) {
         let timeout: Duration = self.spec.telemetry.timeout.into();
         let (t, stamp) = (self.t(), unix_ms());
         // Every endpoint discovered so far: the keys of the scrape logs.
-        let targets: Vec<(Kind, String)> = self.state.logs.keys().cloned().collect();
+        let targets: Vec<(Kind, String)> = self
+            .state
+            .logs
+            .keys()
+            .filter(|(k, _)| kind.is_none_or(|want| *k == want))
+            .cloned()
+            .collect();
         let fetches = targets.into_iter().map(|(kind, url)| {
             let scraper = match kind {
                 Kind::Gpu => self.scrapers.gpu.clone(),
@@ -259,39 +297,44 @@ impl Driver {
             }
         });
         // At most MAX_FETCHES at once per run, however many endpoints it found.
-        let answers: Vec<_> = futures::stream::iter(fetches)
+        let answers = futures::stream::iter(fetches)
             .buffer_unordered(MAX_FETCHES)
             .collect()
             .await;
-        let s = &mut self.state;
-        s.changed(Some(k));
-        if opens && s.telemetry.len() == k {
-            s.telemetry
-                .push(StepTelemetry::new(self.filter.clone(), stamp, t, resumed));
-        }
-        for (kind, url, r) in answers {
-            let outcome = match r {
-                Ok(p) => {
-                    if let Some(step) = s.telemetry.get_mut(k) {
-                        step.ingest(kind, &url, t, &p.body, p.format);
-                    }
-                    Ok(())
+        (t, stamp, answers)
+    }
+}
+
+/// One endpoint's answer to a scrape.
+type Answer = (Kind, String, Result<fetch::Payload, fetch::FetchError>);
+
+/// Ingests a scrape's answers into `into` (a step's telemetry, or the idle
+/// baseline's), which then spans to this scrape; each answer is logged for
+/// its endpoint.
+fn ingest(
+    logs: &mut std::collections::BTreeMap<(Kind, String), EndpointLog>,
+    mut into: Option<&mut StepTelemetry>,
+    answers: Vec<Answer>,
+    t: f64,
+    stamp: u64,
+) {
+    for (kind, url, r) in answers {
+        let outcome = match r {
+            Ok(p) => {
+                if let Some(step) = into.as_deref_mut() {
+                    step.ingest(kind, &url, t, &p.body, p.format);
                 }
-                Err(e) => Err(e.to_string()),
-            };
-            if let Some(log) = s.logs.get_mut(&(kind, url)) {
-                log.record(t, outcome);
+                Ok(())
             }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Some(log) = logs.get_mut(&(kind, url)) {
+            log.record(t, outcome);
         }
-        if let Some(step) = s.telemetry.get_mut(k) {
-            step.window.end_unix_ms = stamp;
-            step.closed_t = t;
-        }
-        s.last_scrape_t = t;
-        if let Some(step) = self.state.telemetry.get(k) {
-            self.with_timeseries(|ts| ts.scrape(k, t, stamp, &step.gpu, &step.server));
-        }
-        self.publish();
+    }
+    if let Some(step) = into {
+        step.window.end_unix_ms = stamp;
+        step.closed_t = t;
     }
 }
 
@@ -410,6 +453,14 @@ pub async fn drive(inputs: Inputs) {
     {
         return;
     }
+    // The GPUs idle, when asked for: after the pre-flight's requests, before
+    // the workers send anything.
+    if let Some(span) = d.spec.telemetry.idle_baseline
+        && resume.is_none()
+        && !d.setup.resumed
+    {
+        idle_baseline(&mut d, span.into()).await;
+    }
     let started_at = start_workers(&mut d, &bases).await;
     if d.state.fatal.is_some() {
         return;
@@ -513,6 +564,47 @@ async fn preflight(d: &mut Driver, bases: &[Worker]) -> bool {
             true
         }
     }
+}
+
+/// Measures the GPUs idle for `span` before the first step
+/// (`telemetry.idleBaseline`): a scrape opens the window, one every
+/// `telemetry.interval` follows and one closes it, exactly as a step's; each
+/// GPU's idle power is its energy over the window divided by the time it
+/// spans. A run asked to end meanwhile has no idle baseline.
+async fn idle_baseline(d: &mut Driver, span: Duration) {
+    let interval: Duration = d.spec.telemetry.interval.into();
+    let mut idle = None;
+    d.scrape_idle(&mut idle, true).await;
+    let end = Instant::now() + span;
+    let mut stop = d.stop_asked.clone();
+    loop {
+        let next = (Instant::now() + interval).min(end);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.wait_for(Option::is_some) => {
+                d.note("the run was asked to end while its GPUs were measured idle: no idle baseline".into());
+                return;
+            }
+        }
+        d.scrape_idle(&mut idle, false).await;
+        if Instant::now() >= end {
+            break;
+        }
+    }
+    let Some(t) = idle else { return };
+    // The GPUs the steps will count: attributed as theirs are.
+    let all = t.gpu.gpus.iter().map(|g| g.result()).collect();
+    let (gpus, _) = collect::attribute(all, d.state.scope, &d.state.inference);
+    let seconds = t.window.end_unix_ms.saturating_sub(t.window.start_unix_ms) as f64 / 1e3;
+    let baseline = crate::telemetry::efficiency::IdleBaseline::of(&gpus, seconds);
+    info!(job = %d.setup.job, gpus = baseline.power_w.len(), seconds, "GPUs measured idle");
+    d.note(format!(
+        "idle baseline: {} GPU(s) measured idle for {seconds:.1} s just before the first step",
+        baseline.power_w.len()
+    ));
+    d.state.idle = Some(baseline);
+    d.state.changed(None);
+    d.publish();
 }
 
 /// How far ahead of the start request the workers' shared start instant lies:

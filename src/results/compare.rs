@@ -11,15 +11,18 @@
 //!
 //! One run per side has no spread to test a difference against, so the
 //! verdict is a plain threshold on the relative change, and every rendering
-//! says so; repeated trials with a statistical test are not here yet.
+//! says so. The gate of runs with trials (`spec.repeat`) on both sides
+//! tests each difference with Welch's t-test on the trials' spreads: a
+//! change past its tolerance counts only when it is significant.
 //!
 //! Pure: the plugin and the controller read the results documents; the
 //! renderings are the plugin's (`crate::cli::compare`).
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{SloMetric, StepResult, Summary};
+use crate::api::{SloMetric, StepResult, Summary, TrialsResult};
 use crate::results::ResultsDocument;
+use crate::stats::trials::{Spread, welch};
 
 /// How a run's figure stands against the baseline's.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +58,9 @@ pub struct Cell {
     /// Relative change against the baseline (0.05: 5 % more).
     pub change: Option<f64>,
     pub verdict: Verdict,
+    /// With trials on both sides: the p-value of Welch's t-test.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
 }
 
 /// One metric across the runs.
@@ -114,13 +120,14 @@ impl Comparison {
 /// The steps of a results document: its sweep's, else its one summary.
 fn steps(doc: &ResultsDocument) -> Vec<StepResult> {
     if doc.steps.is_empty() {
+        // One step: its load is the client's, where the details have it.
+        let client = doc.details.first().and_then(|d| d.client.as_ref());
         vec![StepResult {
             index: 0,
-            concurrency: None,
-            request_rate: None,
+            concurrency: client.and_then(|c| c.concurrency).map(|c| c as i32),
+            request_rate: client.and_then(|c| c.rate),
             summary: doc.summary.clone(),
-            slo_met: None,
-            slo_missed: Vec::new(),
+            ..Default::default()
         }]
     } else {
         doc.steps.clone()
@@ -142,6 +149,7 @@ fn judge(base: Option<f64>, value: Option<f64>, higher_is_better: bool, toleranc
             value,
             change: None,
             verdict: Verdict::Missing,
+            p: None,
         };
     };
     let change = if b != 0.0 {
@@ -165,6 +173,7 @@ fn judge(base: Option<f64>, value: Option<f64>, higher_is_better: bool, toleranc
         value,
         change,
         verdict,
+        p: None,
     }
 }
 
@@ -181,7 +190,8 @@ fn shown(m: SloMetric, s: &Summary) -> bool {
 /// step, with `tolerance` the relative change that still counts as the same.
 pub fn compare(runs: &[(String, ResultsDocument)], tolerance: f64) -> Comparison {
     let mut notes = Vec::new();
-    let all: Vec<Vec<StepResult>> = runs.iter().map(|(_, d)| steps(d)).collect();
+    let all: Vec<Vec<(StepResult, Option<&TrialsResult>)>> =
+        runs.iter().map(|(_, d)| gated_steps(d)).collect();
     let common = all.iter().map(Vec::len).min().unwrap_or(0);
     for ((name, _), s) in runs.iter().zip(&all) {
         if s.len() > common {
@@ -201,22 +211,23 @@ pub fn compare(runs: &[(String, ResultsDocument)], tolerance: f64) -> Comparison
     }
     let steps = (0..common)
         .map(|k| {
-            let summaries: Vec<&Summary> = all.iter().map(|s| &s[k].summary).collect();
+            let at: Vec<(&Summary, Option<&TrialsResult>)> =
+                all.iter().map(|s| (&s[k].0.summary, s[k].1)).collect();
             let rows = SloMetric::ALL
                 .iter()
-                .filter(|m| summaries.iter().any(|s| shown(**m, s)))
+                .filter(|m| at.iter().any(|(s, _)| shown(**m, s)))
                 .map(|&m| {
-                    let base = m.of(summaries[0]);
-                    let cells = summaries
+                    let cells = at
                         .iter()
                         .enumerate()
-                        .map(|(i, s)| match i {
+                        .map(|(i, &side)| match i {
                             0 => Cell {
-                                value: base,
+                                value: m.of(at[0].0),
                                 change: None,
                                 verdict: Verdict::Baseline,
+                                p: None,
                             },
-                            _ => judge(base, m.of(s), m.higher_is_better(), tolerance),
+                            _ => judge_tested(m, at[0], side, tolerance),
                         })
                         .collect();
                     Row {
@@ -227,28 +238,74 @@ pub fn compare(runs: &[(String, ResultsDocument)], tolerance: f64) -> Comparison
                 })
                 .collect();
             StepRows {
-                step: step_label(&all[0][k]),
+                step: step_label(&all[0][k].0),
                 rows,
             }
         })
-        .collect();
+        .collect::<Vec<StepRows>>();
+    let cells = steps
+        .iter()
+        .flat_map(|s| &s.rows)
+        .flat_map(|r| r.cells.iter().skip(1));
+    let one_side = runs.iter().any(|(_, d)| d.trials.is_empty())
+        && runs.iter().any(|(_, d)| !d.trials.is_empty());
     Comparison {
         runs: runs.iter().map(|(n, _)| n.clone()).collect(),
         tolerance,
-        test: THRESHOLD,
+        test: test_of(cells, one_side),
         steps,
         notes,
     }
 }
 
+/// How the differences of `cells` were judged.
+fn test_of<'a>(cells: impl Iterator<Item = &'a Cell>, one_side: bool) -> &'static str {
+    let judged = cells.filter(|c| c.verdict != Verdict::Missing);
+    let (tested, untested) = judged.fold((0, 0), |(t, u), c| match c.p {
+        Some(_) => (t + 1, u),
+        None => (t, u + 1),
+    });
+    match (tested, untested) {
+        (t, 0) if t > 0 => WELCH,
+        (0, _) if one_side => THRESHOLD_ONE_SIDE,
+        (0, _) => THRESHOLD,
+        _ => WELCH_OR_THRESHOLD,
+    }
+}
+
+/// Metric `m` of `value` against the `base`'s (each a summary and, with
+/// trials, their spreads): with trials on both sides, a change past the
+/// tolerance counts only when Welch's t-test finds it significant.
+fn judge_tested(
+    m: SloMetric,
+    base: (&Summary, Option<&TrialsResult>),
+    value: (&Summary, Option<&TrialsResult>),
+    tolerance: f64,
+) -> Cell {
+    let mut cell = judge(m.of(base.0), m.of(value.0), m.higher_is_better(), tolerance);
+    let test = base
+        .1
+        .zip(value.1)
+        .and_then(|(b, v)| Some(welch(spread(b, m)?, spread(v, m)?)));
+    if let Some(w) = test
+        && matches!(cell.verdict, Verdict::Worse | Verdict::Better)
+        && !w.significant()
+    {
+        cell.verdict = Verdict::Same;
+    }
+    cell.p = test.map(|w| w.p);
+    cell
+}
+
 /// The steps of one run (a sweep) side by side, the first step the
 /// baseline: how each figure moves with the load.
 pub fn compare_steps(name: &str, doc: &ResultsDocument, tolerance: f64) -> Comparison {
-    let per_step: Vec<(String, ResultsDocument)> = steps(doc)
+    let per_step: Vec<(String, ResultsDocument)> = gated_steps(doc)
         .into_iter()
-        .map(|s| {
+        .map(|(s, trials)| {
             let mut one = doc.clone();
             let label = format!("{name} {}", step_label(&s));
+            one.trials = trials.into_iter().cloned().collect();
             one.steps = vec![s];
             (label, one)
         })
@@ -287,6 +344,10 @@ pub struct GateRow {
     /// The largest change for the worse that passes (0.05: 5 %).
     pub max_regression: f64,
     pub verdict: Verdict,
+    /// With trials on both sides: Welch's t-test of the difference (a
+    /// change past the tolerance counts only when `p` < 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
 }
 
 /// A run judged against its baseline (`spec.baseline`): the `Regressed`
@@ -381,7 +442,7 @@ pub fn gate(
             })
             .collect()
     };
-    let (theirs, ours) = (steps(baseline), steps(run));
+    let (theirs, ours) = (gated_steps(baseline), gated_steps(run));
     if theirs.len() != ours.len() {
         incomplete.push(format!(
             "the baseline has {} steps and this run {}",
@@ -390,11 +451,17 @@ pub fn gate(
         ));
     }
     let several = ours.len() > 1;
+    let mut cells = Vec::new();
     let mut rows = Vec::new();
     let mut regressed = Vec::new();
-    for (b, r) in theirs.iter().zip(&ours) {
+    for ((b, b_trials), (r, r_trials)) in theirs.iter().zip(&ours) {
         let step = step_label(r);
-        if (b.concurrency, b.request_rate) != (r.concurrency, r.request_rate) {
+        // A load not recorded (an older document) is not held against it.
+        let known = |s: &StepResult| s.concurrency.is_some() || s.request_rate.is_some();
+        if known(b)
+            && known(r)
+            && (b.concurrency, b.request_rate) != (r.concurrency, r.request_rate)
+        {
             incomplete.push(format!(
                 "step {}: the baseline ran {} and this run {}",
                 r.index,
@@ -420,14 +487,15 @@ pub fn gate(
             {
                 continue;
             }
-            let cell = judge(base, m.of(&r.summary), m.higher_is_better(), max);
+            let cell = judge_tested(m, (&b.summary, *b_trials), (&r.summary, *r_trials), max);
             match (cell.verdict, base) {
                 (Verdict::Worse, _) => regressed.push(format!(
-                    "{at}{} {} (max {})",
+                    "{at}{} {} (max {}{})",
                     m.name(),
                     cell.change
                         .map_or("worse".into(), |c| format!("{:+.1}%", c * 100.0)),
-                    pct(max)
+                    pct(max),
+                    cell.p.map(|p| format!(", p={p:.3}")).unwrap_or_default()
                 )),
                 (Verdict::Missing, None) => incomplete.push(format!(
                     "{at}{}: the baseline has no figure",
@@ -447,16 +515,66 @@ pub fn gate(
                 change: cell.change,
                 max_regression: max,
                 verdict: cell.verdict,
+                p: cell.p,
             });
+            cells.push(cell);
         }
     }
+    let one_side = baseline.trials.is_empty() != run.trials.is_empty();
+    let test = test_of(cells.iter(), one_side);
     Gate {
         baseline: baseline_name.into(),
-        test: THRESHOLD.into(),
+        test: test.into(),
         rows,
         regressed,
         incomplete,
     }
+}
+
+const WELCH: &str = "Welch's t-test on the trials of both runs: a change counts when it is significant (p < 0.05) and past its tolerance";
+const WELCH_OR_THRESHOLD: &str =
+    "Welch's t-test where both runs have trials of a figure, else a threshold";
+const THRESHOLD_ONE_SIDE: &str =
+    "threshold: only one side has trials, so no test of the difference was possible";
+
+/// The steps a gate compares: with trials, the sweep's steps, each figure
+/// the mean over the trials, with the trials' spreads; else the run's steps.
+fn gated_steps(doc: &ResultsDocument) -> Vec<(StepResult, Option<&TrialsResult>)> {
+    if doc.trials.is_empty() {
+        return steps(doc).into_iter().map(|s| (s, None)).collect();
+    }
+    doc.trials
+        .iter()
+        .map(|t| {
+            let means: serde_json::Map<String, serde_json::Value> = t
+                .metrics
+                .iter()
+                .map(|(k, s)| (k.clone(), serde_json::Value::from(s.mean)))
+                .collect();
+            let step = StepResult {
+                index: t.index,
+                concurrency: t.concurrency,
+                request_rate: t.request_rate,
+                summary: serde_json::from_value(serde_json::Value::Object(means))
+                    .unwrap_or_default(),
+                ..Default::default()
+            };
+            (step, Some(t))
+        })
+        .collect()
+}
+
+/// A metric's spread across trials (a model that does not reason has its
+/// first token as its first answer token).
+fn spread(t: &TrialsResult, m: SloMetric) -> Option<&Spread> {
+    let fallback = match m {
+        SloMetric::TtfatP50Ms => Some(SloMetric::TtftP50Ms),
+        SloMetric::TtfatP99Ms => Some(SloMetric::TtftP99Ms),
+        _ => None,
+    };
+    t.metrics
+        .get(m.name())
+        .or_else(|| t.metrics.get(fallback?.name()))
 }
 
 fn pct(f: f64) -> String {

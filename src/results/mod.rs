@@ -44,6 +44,9 @@ pub struct ResultsDocument {
     pub routing: Option<Routing>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+    /// With trials: each step of the sweep across them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<crate::api::TrialsResult>,
     /// Everything measured, step by step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<StepDetail>,
@@ -196,6 +199,14 @@ pub fn mark_shared(steps: &mut [StepDetail], shared_with: &[String]) {
 
 impl StepDetail {
     /// The status summary of this step.
+    /// The hottest GPU's first temperature reading in the step, °C.
+    pub fn start_temperature_c(&self) -> Option<f64> {
+        self.gpus
+            .iter()
+            .filter_map(|g| g.metrics.iter().find(|m| m.key == "gpu_temperature")?.first)
+            .reduce(f64::max)
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
         if let Some(c) = &self.client
@@ -254,6 +265,8 @@ impl StepDetail {
             s.output_tokens_per_joule = e.output_tokens_per_joule.map(round3);
             s.energy_per_output_token_j =
                 e.energy_per_output_token_j.map(|v| (v * 1e6).round() / 1e6);
+            s.idle_gpu_power_w = e.idle_power_w.map(round3);
+            s.energy_above_idle_j = e.energy_above_idle_j.map(round3);
         }
         s
     }
@@ -305,3 +318,4 @@ impl ResultsDocument {
 
 #[cfg(test)]
 mod tests;
+pub mod trials;

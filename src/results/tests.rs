@@ -135,6 +135,7 @@ fn files_hold_the_csvs_with_one_row_per_metric_and_quoted_labels() {
         routing: None,
         baseline: None,
         steps: Vec::new(),
+        trials: Vec::new(),
         details: vec![StepDetail {
             index: 0,
             client: Some(client()),

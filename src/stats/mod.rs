@@ -9,6 +9,7 @@
 mod dist;
 mod moments;
 mod sketch;
+pub mod trials;
 
 pub use dist::{Distribution, Stats};
 pub use moments::Moments;

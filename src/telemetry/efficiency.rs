@@ -58,6 +58,18 @@ pub struct Efficiency {
     /// against the wait it costs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy_delay_product_js: Option<f64>,
+    /// The mean power of these GPUs when idle, measured before the first
+    /// step (`telemetry.idleBaseline`), W.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_power_w: Option<f64>,
+    /// The energy above that idle power over the step, J: each GPU's energy
+    /// less its idle power times the time its energy spans. Only when every
+    /// GPU with energy had an idle reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_above_idle_j: Option<f64>,
+    /// Why there is no energy above idle although an idle baseline was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above_idle_note: Option<String>,
 }
 
 impl Efficiency {
@@ -71,6 +83,58 @@ impl Efficiency {
         self.output_tokens_per_second_per_watt = None;
         self.goodput_per_watt = None;
         self.energy_delay_product_js = None;
+    }
+}
+
+/// The idle power of GPUs, measured before a run's first step, by GPU key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleBaseline {
+    /// How long the GPUs were measured idle, s.
+    pub seconds: f64,
+    /// Mean power of each GPU over that time, W (its energy over the time).
+    pub power_w: std::collections::BTreeMap<String, f64>,
+}
+
+impl IdleBaseline {
+    /// The idle power of each of `gpus` that has an energy reading (their
+    /// energy over the idle window).
+    pub fn of(gpus: &[GpuResult], seconds: f64) -> Self {
+        let power_w = gpus
+            .iter()
+            .filter_map(|g| {
+                let e = g.energy.as_ref()?;
+                let s = e.seconds.filter(|s| *s > 0.0)?;
+                Some((g.key.clone(), e.joules / s))
+            })
+            .collect();
+        IdleBaseline { seconds, power_w }
+    }
+}
+
+impl Efficiency {
+    /// Adds the idle power of `gpus` and the energy above it, when every
+    /// GPU with energy has an idle reading and a span; otherwise says why not.
+    pub fn above_idle(&mut self, gpus: &[GpuResult], idle: &IdleBaseline) -> Result<(), String> {
+        let (mut watts, mut above) = (0.0, 0.0);
+        for g in gpus {
+            let Some(e) = &g.energy else { continue };
+            let name = g.identity.uuid.as_deref().unwrap_or(&g.key);
+            let w = idle
+                .power_w
+                .get(&g.key)
+                .ok_or_else(|| format!("GPU {name} was not measured idle"))?;
+            let s = e
+                .seconds
+                .ok_or_else(|| format!("the energy of GPU {name} spans no known time"))?;
+            watts += w;
+            above += e.joules - w * s;
+        }
+        if self.gpus_with_energy == 0 {
+            return Err("no GPU energy was measured".into());
+        }
+        (self.idle_power_w, self.energy_above_idle_j) = (Some(watts), Some(above));
+        Ok(())
     }
 }
 
@@ -117,6 +181,9 @@ pub fn efficiency(gpus: &[GpuResult], client: &ClientTotals) -> Efficiency {
         energy_delay_product_js: per(client.requests as f64)
             .zip(client.mean_latency_s)
             .map(|(j, s)| j * s),
+        idle_power_w: None,
+        energy_above_idle_j: None,
+        above_idle_note: None,
     }
 }
 
@@ -139,6 +206,7 @@ mod tests {
                 joules,
                 source,
                 avg_power_w: power,
+                seconds: Some(joules / power),
                 uncertainty_j: Some(power),
             }),
             profile: None,
@@ -196,6 +264,31 @@ mod tests {
             },
         );
         assert_eq!(e.goodput_per_watt, None);
+    }
+
+    #[test]
+    fn energy_above_idle_takes_each_gpu_s_idle_power_over_its_own_span() {
+        let keyed = |key: &str, joules: f64, power: f64| GpuResult {
+            key: key.into(),
+            ..gpu(joules, power, EnergySource::Counter)
+        };
+        // Idle for 10 s: 700 J and 600 J.
+        let idle = IdleBaseline::of(&[keyed("a", 700.0, 70.0), keyed("b", 600.0, 60.0)], 10.0);
+        assert_eq!(idle.power_w.get("a"), Some(&70.0));
+        assert_eq!(idle.power_w.get("b"), Some(&60.0));
+        // Then 100 s at 300 W and 500 W: 80 kJ, of which 7 kJ + 6 kJ idle.
+        let gpus = [keyed("a", 30_000.0, 300.0), keyed("b", 50_000.0, 500.0)];
+        let mut e = efficiency(&gpus, &ClientTotals::default());
+        e.above_idle(&gpus, &idle).unwrap();
+        assert_eq!(e.idle_power_w, Some(130.0));
+        assert_eq!(e.energy_above_idle_j, Some(67_000.0));
+        assert_eq!(e.total_gpu_energy_j, 80_000.0, "the total stays beside it");
+        // A GPU that was not measured idle: nothing above idle, and why.
+        let gpus = [keyed("a", 30_000.0, 300.0), keyed("c", 50_000.0, 500.0)];
+        let mut e = efficiency(&gpus, &ClientTotals::default());
+        let why = e.above_idle(&gpus, &idle).unwrap_err();
+        assert_eq!(why, "GPU c was not measured idle");
+        assert_eq!((e.idle_power_w, e.energy_above_idle_j), (None, None));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct MetricResult {
     /// Gauges (and byte rates read as rates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Summary>,
+    /// Gauges: the first reading (the opening boundary scrape's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<f64>,
     /// Counters: increase over the phase, in `unit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f64>,
@@ -55,6 +58,9 @@ pub struct Energy {
     pub source: EnergySource,
     /// Mean power over the phase, W.
     pub avg_power_w: f64,
+    /// The time the joules span, s (from the first reading to the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
     /// ± bound from the exporter's update period: each boundary reading may be
     /// up to one update old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,6 +240,7 @@ fn metric(f: &super::gpu::FieldSeries) -> MetricResult {
         unit,
         kind,
         stats: None,
+        first: None,
         delta: None,
         rate: None,
         resets: 0,
@@ -245,7 +252,10 @@ fn metric(f: &super::gpu::FieldSeries) -> MetricResult {
         m.resets = c.resets;
     };
     match &f.agg {
-        FieldAgg::Gauge(g) => m.stats = Some(g.stats.summary()),
+        FieldAgg::Gauge(g) => {
+            m.stats = Some(g.stats.summary());
+            m.first = g.changes.first();
+        }
         FieldAgg::Counter(c) => counter(&mut m, c),
         FieldAgg::ByteRate { gauge, counter: c } => {
             if reads_as_counter(c) {
@@ -293,6 +303,7 @@ fn energy(
         joules,
         source,
         avg_power_w,
+        seconds: (elapsed > 0.0).then_some(elapsed),
         uncertainty_j: period.map(|u| avg_power_w * u),
     })
 }

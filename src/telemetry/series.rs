@@ -13,6 +13,9 @@ pub struct Changes {
     pub samples: u32,
     pub changes: u32,
     last: f64,
+    /// The first sample's value (checkpoints from before it was kept read 0).
+    #[serde(default)]
+    first: f64,
     first_t: f64,
     last_t: f64,
     first_change_t: f64,
@@ -23,6 +26,7 @@ impl Changes {
     fn observe(&mut self, t: f64, v: f64) {
         if self.samples == 0 {
             self.first_t = t;
+            self.first = v;
         } else if v != self.last && !(v.is_nan() && self.last.is_nan()) {
             if self.changes == 0 {
                 self.first_change_t = t;
@@ -38,6 +42,11 @@ impl Changes {
     /// The last sample, `(t, v)`.
     pub fn last(&self) -> Option<(f64, f64)> {
         (self.samples > 0).then_some((self.last_t, self.last))
+    }
+
+    /// The first sample's value.
+    pub fn first(&self) -> Option<f64> {
+        (self.samples > 0).then_some(self.first)
     }
 
     /// The times of the first and the last sample.

@@ -302,6 +302,7 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             concurrency: Some(opts.concurrency).filter(|_| opts.request_rate.is_none()),
             rate: opts.request_rate,
         }],
+        repeat: None,
         stop: match opts.duration {
             Some(d) => StopCondition::DurationMs(d.as_millis() as u64),
             None => StopCondition::Requests(opts.requests),

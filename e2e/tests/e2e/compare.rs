@@ -27,14 +27,20 @@ async fn measured(ns: &TestNamespace, name: &str, service: &str, baseline: &str)
     done
 }
 
-/// The run's `Regressed` condition: status, reason, message.
-fn regressed(run: &BenchmarkRun) -> (String, String, String) {
+/// The message of the run's `Regressed` condition, which has `status` and `reason`.
+fn regressed(run: &BenchmarkRun, status: &str, reason: &str) -> String {
     let c = run
         .status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Regressed"))
         .unwrap_or_else(|| panic!("no Regressed condition: {:?}", run.status));
-    (c.status.clone(), c.reason.clone(), c.message.clone())
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        (status, reason),
+        "{}",
+        c.message
+    );
+    c.message.clone()
 }
 
 /// The gate: three figures, each allowed 25 % (latencies of a few ms on a
@@ -66,12 +72,7 @@ async fn a_slower_server_is_a_regression_and_an_identical_one_is_not() {
         &format!("  baseline:\n    configMapRef: base-results\n{GATE}"),
     )
     .await;
-    let (status, reason, message) = regressed(&again);
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("False", "WithinTolerance"),
-        "{message}"
-    );
+    let message = regressed(&again, "False", "WithinTolerance");
     assert!(
         message.contains(&format!("results ConfigMap {}/base-results", ns.name)),
         "{message}"
@@ -84,12 +85,7 @@ async fn a_slower_server_is_a_regression_and_an_identical_one_is_not() {
         &format!("  baseline:\n    runRef: base\n{GATE}"),
     )
     .await;
-    let (status, reason, message) = regressed(&slower);
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("True", "Regressed"),
-        "{message}"
-    );
+    let message = regressed(&slower, "True", "Regressed");
     for metric in ["ttftP50Ms", "itlP50Ms", "outputTokensPerJoule"] {
         assert!(message.contains(metric), "{metric} not named: {message}");
     }
@@ -122,12 +118,7 @@ async fn a_slower_server_is_a_regression_and_an_identical_one_is_not() {
         "  baseline:\n    configMapRef: unlabelled\n",
     )
     .await;
-    let (status, reason, message) = regressed(&foreign);
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("Unknown", "BaselineUnavailable"),
-        "{message}"
-    );
+    let message = regressed(&foreign, "Unknown", "BaselineUnavailable");
     assert!(
         message.contains("not a benchrun results ConfigMap"),
         "{message}"
@@ -184,5 +175,61 @@ async fn a_slower_server_is_a_regression_and_an_identical_one_is_not() {
     .await
     .unwrap();
     assert_eq!(codes, (ExitCode::SUCCESS, ExitCode::from(1)));
+    ns.delete().await.unwrap();
+}
+
+/// `spec.repeat`: three trials of one step give three trials, each with the
+/// temperature its GPU started at, and per figure a mean with its interval
+/// (the status summary is the means); a second three-trial run of the same
+/// server against the first is judged by Welch's t-test and not regressed.
+#[tokio::test]
+async fn three_trials_give_intervals_and_a_gate_tested_by_welch() {
+    let _steady = OPERATOR.read().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "trials").await.unwrap();
+    deploy(&ns, &gpu_sim("llm", "5ms", "1ms", None))
+        .await
+        .unwrap();
+    let trials = "  repeat: {count: 3, coolDown: 2s}\n";
+    let first = measured(&ns, "first", "llm", trials).await;
+    let status = first.status.unwrap();
+    assert_eq!(status.trials.len(), 1, "{:?}", status.trials);
+    let t = &status.trials[0];
+    assert_eq!((t.index, t.concurrency, t.trials), (0, Some(2), 3));
+    let ttft = &t.metrics["ttftP50Ms"];
+    assert_eq!(ttft.n, 3);
+    assert!(
+        ttft.ci95_low <= ttft.mean && ttft.mean <= ttft.ci95_high,
+        "{ttft:?}"
+    );
+    assert!(
+        (ttft.mean - 5.0).abs() < 1.5,
+        "TTFT p50 mean {} ms, injected 5 ms",
+        ttft.mean
+    );
+    let summary = status.summary.unwrap();
+    assert_eq!(summary.ttft_p50_ms, Some((ttft.mean * 1e6).round() / 1e6));
+    assert!(t.metrics.contains_key("outputTokensPerJoule"), "{t:?}");
+    let steps: Vec<(Option<i32>, bool)> = status
+        .steps
+        .iter()
+        .map(|s| (s.trial, s.start_temperature_c.is_some()))
+        .collect();
+    assert_eq!(
+        steps,
+        [(Some(0), true), (Some(1), true), (Some(2), true)],
+        "{:?}",
+        status.steps
+    );
+    // The same server again, three trials, gated on the first run.
+    let again = measured(
+        &ns,
+        "again",
+        "llm",
+        &format!("{trials}  baseline:\n    runRef: first\n{GATE}"),
+    )
+    .await;
+    let message = regressed(&again, "False", "WithinTolerance");
+    assert!(message.contains("Welch's t-test"), "{message}");
     ns.delete().await.unwrap();
 }

@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::common::{
     LONG, OPERATOR, Server, bench_sim, bench_sim_run, deploy, deploy_sim, energy_between, get_json,
-    gpu_sim, gpu_truth, ip, phase, pod_of, results_files, run, sim_load, summary_json, wait_ended,
+    gpu_sim, gpu_sim_truth, gpu_truth, ip, phase, pod_of, results_files, run, sim_load,
+    summary_json, wait_ended,
 };
 
 #[tokio::test]
@@ -572,5 +573,83 @@ async fn a_reasoning_model_is_timed_and_its_prompts_sized_in_its_own_tokens() {
         .map(|r| r["promptTokens"].as_u64().unwrap())
         .sum();
     assert_eq!(prompt, 40 * 53, "the server's own count of every prompt");
+    ns.delete().await.unwrap();
+}
+
+/// `telemetry.idleBaseline`: the target's GPU is measured idle before the
+/// first step, and the step's energy above idle is the simulator's exact
+/// energy over the window less its idle power over the same window.
+#[tokio::test]
+async fn energy_above_idle_is_the_truth_less_the_idle_power_over_the_window() {
+    let _steady = OPERATOR.read().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "idle").await.unwrap();
+    deploy(&ns, &gpu_sim("llm", "5ms", "2ms", None))
+        .await
+        .unwrap();
+    let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
+    let node = llm.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+    let llm_name = llm.metadata.name.clone().unwrap();
+    let load = "\n    concurrency: 4\n    duration: 8s\n    input: {synthetic: {inputTokens: {mean: 32}, outputTokens: {mean: 32}}}";
+    let mut r = bench_sim_run("idle", "llm", load, "");
+    r.spec.telemetry.gpu.scope = benchrun::api::GpuScope::TargetPods;
+    r.spec.telemetry.idle_baseline = Some(std::time::Duration::from_secs(5).into());
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+    let done = wait_ended(&ns, "idle").await;
+    assert_eq!(phase(Some(&done)).as_deref(), Some("Succeeded"));
+    let doc = summary_json(&ns, "idle").await;
+    let step = &doc["details"][0];
+    let (from, to) = (
+        step["window"]["startUnixMs"].as_u64().unwrap(),
+        step["window"]["endUnixMs"].as_u64().unwrap(),
+    );
+    let truth = gpu_sim_truth(&client, &node).await;
+    let idle_w = truth["idlePowerW"].as_f64().unwrap();
+    let history = truth["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["pod"]["name"] == llm_name.as_str())
+        .unwrap_or_else(|| panic!("no GPU of {llm_name} in {truth:#}"))["history"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let true_above = energy_between(&history, from, to) - idle_w * (to - from) as f64 / 1e3;
+    let e = &step["efficiency"];
+    let above = e["energyAboveIdleJ"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no energy above idle: {e:#}"));
+    let idle = e["idlePowerW"].as_f64().unwrap();
+    eprintln!(
+        "idle baseline: {idle:.2} W (simulator {idle_w} W); above idle {above:.1} J vs truth {true_above:.1} J ({:+.3} %)",
+        (above - true_above) / true_above * 100.0
+    );
+    assert!(
+        (idle - idle_w).abs() / idle_w < 0.01,
+        "idle {idle} W, the simulator idles at {idle_w} W"
+    );
+    assert!(
+        (above - true_above).abs() / true_above < 0.01,
+        "above idle {above} J, truth {true_above} J"
+    );
+    assert!(above < e["totalGpuEnergyJ"].as_f64().unwrap(), "{e:#}");
+    let summary = done.status.unwrap().summary.unwrap();
+    assert_eq!(
+        summary.energy_above_idle_j,
+        Some((above * 1e3).round() / 1e3)
+    );
+    assert!(summary.idle_gpu_power_w.is_some(), "{summary:?}");
+    assert!(
+        doc["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("idle baseline: 1 GPU(s)")),
+        "{:#}",
+        doc["notes"]
+    );
     ns.delete().await.unwrap();
 }

@@ -62,6 +62,36 @@ fn the_valid_sample_passes_and_gets_defaults() {
 fn invalid_specs_fail_with_their_own_message() {
     let cases: Vec<(&str, Value, &str)> = vec![
         (
+            "one trial",
+            json!({"repeat": {"count": 1}}),
+            "spec.repeat.count",
+        ),
+        (
+            "eleven trials",
+            json!({"repeat": {"count": 11}}),
+            "spec.repeat.count",
+        ),
+        (
+            "a cool-down of an hour",
+            json!({"repeat": {"count": 3, "coolDown": "1h"}}),
+            r::COOL_DOWN_MSG,
+        ),
+        (
+            "more trial steps than 64",
+            json!({"load": {"concurrency": null, "sweep": {"concurrency": (1..=33).collect::<Vec<i32>>()}}, "repeat": {"count": 2}}),
+            r::TRIAL_STEPS_MSG,
+        ),
+        (
+            "an idle baseline too short to measure",
+            json!({"telemetry": {"idleBaseline": "500ms"}}),
+            r::IDLE_BASELINE_MSG,
+        ),
+        (
+            "an idle baseline longer than ten minutes",
+            json!({"telemetry": {"idleBaseline": "1h"}}),
+            r::IDLE_BASELINE_MSG,
+        ),
+        (
             "a baseline naming a run and a ConfigMap",
             json!({"baseline": {"runRef": "a", "configMapRef": "b"}}),
             r::BASELINE_ONE_OF_MSG,
@@ -466,6 +496,26 @@ fn a_baseline_by_run_or_by_configmap_with_tolerances_passes() {
             {"metric": "totalGpuPowerW", "maxRegression": "0%"}]}),
     ] {
         validate_json(&with(json!({"baseline": b}))).expect("valid");
+    }
+}
+
+#[test]
+fn trials_within_the_bounds_pass() {
+    for r in [
+        json!({"count": 2}),
+        json!({"count": 10, "coolDown": "0s"}),
+        json!({"count": 3, "coolDown": "30m"}),
+    ] {
+        validate_json(&with(json!({"repeat": r}))).expect("valid");
+    }
+    let sweep = json!({"load": {"concurrency": null, "sweep": {"concurrency": (1..=32).collect::<Vec<i32>>()}}, "repeat": {"count": 2}});
+    validate_json(&with(sweep)).expect("64 measured steps");
+}
+
+#[test]
+fn an_idle_baseline_of_seconds_to_minutes_passes() {
+    for d in ["1s", "10s", "2m30s", "10m"] {
+        validate_json(&with(json!({"telemetry": {"idleBaseline": d}}))).expect(d);
     }
 }
 

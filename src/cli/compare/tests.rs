@@ -11,6 +11,8 @@ fn doc(name: &str, steps: &[Summary]) -> (String, ResultsDocument) {
         .enumerate()
         .map(|(i, s)| StepResult {
             index: i as i32,
+            trial: None,
+            start_temperature_c: None,
             concurrency: Some(8 << i),
             request_rate: None,
             summary: s.clone(),
@@ -155,9 +157,9 @@ fn the_renderings_show_the_changes_and_say_how_they_were_judged() {
     assert!(m.contains("**110.000 (+10.0% worse)**"), "{m}");
     let csv = csv(&c);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "step,metric,run,value,change,verdict");
+    assert_eq!(lines[0], "step,metric,run,value,change,verdict,p");
     assert!(
-        lines.contains(&"concurrency 8,ttftP50Ms,demo/slower,110,0.1,worse"),
+        lines.contains(&"concurrency 8,ttftP50Ms,demo/slower,110,0.1,worse,"),
         "{csv}"
     );
     assert_eq!(lines.len(), 1 + 3 * 2, "three metrics, two runs");

@@ -269,6 +269,47 @@ fn rate_mode_steps_carry_rates_and_the_cap() {
 }
 
 #[test]
+fn trials_repeat_the_sweep_after_a_cool_down() {
+    let mut r = run();
+    r.spec.load.sweep = Some(crate::api::Sweep {
+        concurrency: vec![2, 4],
+        request_rate: Vec::new(),
+    });
+    r.spec.repeat = Some(crate::api::Repeat {
+        count: 3,
+        cool_down: std::time::Duration::from_secs(30).into(),
+    });
+    let p = plan(&r, vec![]);
+    assert_eq!(p.steps.len(), 2, "one trial's steps");
+    assert_eq!(
+        p.repeat,
+        Some(lp::RepeatPlan {
+            trials: 3,
+            cool_down_ms: 30_000
+        })
+    );
+    // Six measured steps; a pause before trials 2 and 3 only.
+    let measured: Vec<(Option<u32>, u64)> = p
+        .measured_steps()
+        .map(|(s, pause)| (s.concurrency, pause))
+        .collect();
+    assert_eq!(
+        measured,
+        [
+            (Some(2), 0),
+            (Some(4), 0),
+            (Some(2), 30_000),
+            (Some(4), 0),
+            (Some(2), 30_000),
+            (Some(4), 0)
+        ]
+    );
+    // Without trials, the steps once.
+    r.spec.repeat = None;
+    assert_eq!(plan(&r, vec![]).measured_steps().count(), 2);
+}
+
+#[test]
 fn results_config_maps_are_owned_and_named_after_the_run() {
     let r = run();
     // Numbers that do not compress much, as a big CSV's would not fit either.

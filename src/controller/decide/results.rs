@@ -80,14 +80,23 @@ pub(super) fn apply_results(
     let Some(last) = steps.last() else {
         return;
     };
-    let summary = last.summary();
+    // With trials: how many steps one trial has.
+    let sweep = run
+        .spec
+        .repeat
+        .as_ref()
+        .map(|_| super::super::build::sweep(&run.spec.load).len().max(1));
     let judged: Vec<api::StepResult> = steps
         .iter()
         .map(|s| {
             let summary = s.summary();
             let missed = slo_misses(run, &summary);
+            let trial = sweep.map(|n| s.index as usize / n);
+            let opens_trial = sweep.is_some_and(|n| (s.index as usize).is_multiple_of(n));
             api::StepResult {
                 index: s.index as i32,
+                trial: trial.map(|r| r as i32),
+                start_temperature_c: opens_trial.then(|| s.start_temperature_c()).flatten(),
                 concurrency: s
                     .client
                     .as_ref()
@@ -112,6 +121,22 @@ pub(super) fn apply_results(
             t,
         );
     }
+    let mut trial_warnings = Vec::new();
+    let summary = match sweep {
+        Some(n) => {
+            let (trials, warned) = crate::results::trials::trials(&judged, n);
+            trial_warnings = warned;
+            status.trials = trials;
+            // The means of the sweep's last step over every trial.
+            let last_place: Vec<&api::Summary> = judged
+                .iter()
+                .filter(|s| s.index as usize % n == n - 1)
+                .map(|s| &s.summary)
+                .collect();
+            crate::results::trials::mean_summary(&last_place)
+        }
+        None => last.summary(),
+    };
     if steps.len() > 1 {
         status.steps = judged;
     }
@@ -130,7 +155,8 @@ pub(super) fn apply_results(
         generation,
         t,
     );
-    let warned = warnings(steps);
+    let mut warned = warnings(steps);
+    warned.extend(trial_warnings);
     let (reason, message) = match warned.len() {
         0 => ("None", "no health or measurement warnings".to_string()),
         n => {

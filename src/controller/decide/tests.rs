@@ -549,6 +549,8 @@ fn a_sweep_says_which_steps_missed_and_the_highest_load_that_met() {
     use crate::api::StepResult;
     let step = |i: i32, c: i32, missed: &[&str]| StepResult {
         index: i,
+        trial: None,
+        start_temperature_c: None,
         concurrency: Some(c),
         request_rate: None,
         summary: Default::default(),
@@ -1214,4 +1216,59 @@ fn a_run_with_a_baseline_is_judged_when_it_ends_and_only_if_it_succeeded() {
     obs.session = Some(session_done(vec![step.clone()]));
     let d = decide(&run(), &obs, at(30));
     assert!(conditions::get(&d.status.conditions, "Regressed").is_none());
+}
+
+#[test]
+fn trials_give_each_step_its_trial_and_the_summary_their_means() {
+    let mut r = run();
+    r.spec.repeat = Some(crate::api::Repeat {
+        count: 3,
+        cool_down: Duration::from_secs(1).into(),
+    });
+    let r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let recorded: crate::results::ResultsDocument =
+        serde_json::from_str(include_str!("../../cli/testdata/summary.json")).unwrap();
+    // Three trials of the recorded step, TTFT p50 90, 100 and 110 ms, the
+    // GPU at 40, 45 and 50 °C as each began.
+    let steps: Vec<crate::results::StepDetail> = (0..3)
+        .map(|k| {
+            let mut s = recorded.details[0].clone();
+            s.index = k;
+            let c = s.client.as_mut().unwrap();
+            c.ttft_s.p50 = 0.09 + 0.01 * f64::from(k);
+            let temp = s.gpus[0]
+                .metrics
+                .iter_mut()
+                .find(|m| m.key == "gpu_temperature")
+                .unwrap();
+            temp.first = Some(40.0 + 5.0 * f64::from(k));
+            s
+        })
+        .collect();
+    let mut obs = observed(Some(done), Target::NotNeeded);
+    obs.session = Some(session_done(steps));
+    let d = decide(&r, &obs, at(60));
+    let s = &d.status;
+    let per_step: Vec<(Option<i32>, Option<f64>)> = s
+        .steps
+        .iter()
+        .map(|s| (s.trial, s.start_temperature_c))
+        .collect();
+    assert_eq!(
+        per_step,
+        [
+            (Some(0), Some(40.0)),
+            (Some(1), Some(45.0)),
+            (Some(2), Some(50.0))
+        ]
+    );
+    assert_eq!(s.trials.len(), 1);
+    let ttft = &s.trials[0].metrics["ttftP50Ms"];
+    assert_eq!((ttft.n, ttft.mean), (3, 100.0));
+    assert!((ttft.std - 10.0).abs() < 1e-9);
+    assert_eq!(s.summary.as_ref().unwrap().ttft_p50_ms, Some(100.0));
+    // A 10 % CV is no warning; past it would be.
+    let warned = &conditions::get(&s.conditions, WARNINGS).unwrap().message;
+    assert!(!warned.contains("varies across"), "{warned}");
 }

@@ -16,6 +16,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
             concurrency: Some(2),
             rate: None,
         }],
+        repeat: None,
         stop: StopCondition::Requests(4),
         warmup_requests: 0,
         arrival: Arrival::Constant,

@@ -203,6 +203,7 @@ async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
             results: Some(vec![result(1, 2)]),
             workers: 2,
             collected: false,
+            idle: None,
         })),
         writes: Mutex::new(Vec::new()),
     });
@@ -367,6 +368,7 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
             results: None,
             workers: 2,
             collected: false,
+            idle: None,
         })),
         writes: Mutex::new(Vec::new()),
     });

@@ -184,6 +184,8 @@ fn a_gate_that_cannot_compare_like_with_like_is_incomplete() {
             .enumerate()
             .map(|(i, &c)| StepResult {
                 index: i as i32,
+                trial: None,
+                start_temperature_c: None,
                 concurrency: Some(c),
                 request_rate: None,
                 summary: base.clone(),
@@ -223,4 +225,77 @@ fn a_gate_survives_the_results_document() {
     d.baseline = Some(gate("run ns/b", &doc(base.clone()), &doc(base), &[]));
     let back: ResultsDocument = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
     assert_eq!(back.baseline, d.baseline);
+}
+
+/// A document of three trials of one step, with TTFT p50 `ttft` in each.
+fn trials_of(ttft: [f64; 3]) -> ResultsDocument {
+    let steps: Vec<StepResult> = ttft
+        .iter()
+        .enumerate()
+        .map(|(k, &t)| StepResult {
+            index: k as i32,
+            trial: Some(k as i32),
+            concurrency: Some(8),
+            summary: Summary {
+                ttft_p50_ms: Some(t),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .collect();
+    let mut d = doc(Summary::default());
+    d.trials = crate::results::trials::trials(&steps, 1).0;
+    d.steps = steps;
+    d
+}
+
+#[test]
+fn with_trials_on_both_sides_only_a_significant_change_counts() {
+    let tolerances = [tol(SloMetric::TtftP50Ms, "5%")];
+    // 20 % slower and tightly spread: significant, and past 5 %.
+    let g = gate(
+        "b",
+        &trials_of([100.0, 101.0, 99.0]),
+        &trials_of([120.0, 121.0, 119.0]),
+        &tolerances,
+    );
+    assert_eq!(g.regressed.len(), 1, "{g:?}");
+    assert!(
+        g.regressed[0].starts_with("ttftP50Ms +20.0% (max 5%, p="),
+        "{g:?}"
+    );
+    assert!(g.rows[0].p.unwrap() < 0.001);
+    assert!(g.test.starts_with("Welch's t-test"), "{}", g.test);
+    // 20 % slower on average, but the trials spread far wider: not shown
+    // to be more than chance, so not a regression.
+    let g = gate(
+        "b",
+        &trials_of([80.0, 100.0, 120.0]),
+        &trials_of([90.0, 120.0, 150.0]),
+        &tolerances,
+    );
+    assert!(g.regressed.is_empty(), "{g:?}");
+    assert_eq!(g.rows[0].verdict, Verdict::Same);
+    assert!(g.rows[0].p.unwrap() > 0.05);
+    assert_eq!(g.condition().0, Some(false));
+    // Significant but within the tolerance: the same.
+    let g = gate(
+        "b",
+        &trials_of([100.0, 100.1, 99.9]),
+        &trials_of([102.0, 102.1, 101.9]),
+        &tolerances,
+    );
+    assert_eq!(g.rows[0].verdict, Verdict::Same);
+    // Trials on one side only: the threshold, and it says no test was possible.
+    let g = gate(
+        "b",
+        &doc(Summary {
+            ttft_p50_ms: Some(100.0),
+            ..Default::default()
+        }),
+        &trials_of([120.0, 121.0, 119.0]),
+        &tolerances,
+    );
+    assert!(g.test.contains("only one side has trials"), "{}", g.test);
+    assert_eq!(g.regressed.len(), 1);
 }

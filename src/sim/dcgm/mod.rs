@@ -299,6 +299,7 @@ async fn truth(AxState(node): AxState<Arc<Mutex<Node>>>, Query(q): Query<TruthQu
         "hostname": n.ids[0].hostname,
         "tickS": n.tick_s,
         "updateIntervalS": n.update_interval_s,
+        "idlePowerW": n.board.idle_w,
         "pollErrors": n.poll_errors,
         "lastPollError": n.last_poll_error,
         "gpus": gpus,

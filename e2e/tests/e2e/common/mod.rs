@@ -352,6 +352,7 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
             concurrency: Some(streams),
             rate: None,
         }],
+        repeat: None,
         stop: StopCondition::DurationMs(duration_ms),
         warmup_requests: 0,
         arrival: Arrival::Constant,
@@ -429,6 +430,13 @@ pub fn energy_between(history: &[serde_json::Value], from_ms: u64, to_ms: u64) -
 /// The GPU simulator's ground truth for every GPU of `node` (each with the
 /// pod it serves and the history of its exact energy integral).
 pub async fn gpu_truth(client: &kube::Client, node: &str) -> Vec<serde_json::Value> {
+    let truth = gpu_sim_truth(client, node).await;
+    truth["gpus"].as_array().cloned().unwrap_or_default()
+}
+
+/// The GPU simulator's `/sim/truth` of `node`: its GPUs and its board
+/// constants (`idlePowerW`, `updateIntervalS`).
+pub async fn gpu_sim_truth(client: &kube::Client, node: &str) -> serde_json::Value {
     let exporters = kube::Api::<Pod>::namespaced(client.clone(), OPERATOR_NS);
     let dcgm = exporters
         .list(&kube::api::ListParams::default().labels("app=sim-dcgm"))
@@ -438,8 +446,7 @@ pub async fn gpu_truth(client: &kube::Client, node: &str) -> Vec<serde_json::Val
         .into_iter()
         .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
         .unwrap_or_else(|| panic!("no GPU simulator on {node}"));
-    let truth = get_json(&format!("http://{}:9400/sim/truth", ip(&dcgm))).await;
-    truth["gpus"].as_array().cloned().unwrap_or_default()
+    get_json(&format!("http://{}:9400/sim/truth", ip(&dcgm))).await
 }
 
 /// The value of the series `series` (name and labels, as exposed) on the
