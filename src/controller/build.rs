@@ -139,6 +139,26 @@ pub fn sweep(load: &api::Load) -> Vec<lp::Step> {
     }
 }
 
+/// How long a worker waits for its start before it gives up, beyond the
+/// idle baseline the controller measures first: the worker's default.
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The workers' command line: they wait for the controller's start, for
+/// longer when the run measures its GPUs idle first.
+fn worker_args(run: &BenchmarkRun) -> Vec<String> {
+    let mut args = vec![
+        "loadgen".to_string(),
+        "--worker".into(),
+        "--wait-for-start".into(),
+    ];
+    if let Some(idle) = run.spec.telemetry.idle_baseline {
+        let idle: std::time::Duration = idle.into();
+        args.push("--start-timeout".into());
+        args.push(format!("{}s", (START_TIMEOUT + idle).as_secs()));
+    }
+    args
+}
+
 /// The plan workers run, from the spec and the resolved target URLs.
 pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
     let spec = &run.spec;
@@ -441,11 +461,7 @@ pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
                 .unwrap_or_else(|| settings.loadgen_image.clone()),
         ),
         image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec![
-            "loadgen".into(),
-            "--worker".into(),
-            "--wait-for-start".into(),
-        ]),
+        args: Some(worker_args(run)),
         env: Some(env_vars),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),

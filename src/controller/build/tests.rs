@@ -269,6 +269,29 @@ fn rate_mode_steps_carry_rates_and_the_cap() {
 }
 
 #[test]
+fn workers_wait_for_their_start_through_the_idle_baseline() {
+    let mut r = run();
+    let args = |r: &BenchmarkRun| {
+        let job = job(r, &settings(), false);
+        job.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(args(&r), ["loadgen", "--worker", "--wait-for-start"]);
+    r.spec.telemetry.idle_baseline = Some(std::time::Duration::from_secs(300).into());
+    let with_idle = args(&r);
+    assert_eq!(&with_idle[3..], ["--start-timeout", "900s"]);
+    // A value the worker's flag reads.
+    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(
+        ["benchrun"]
+            .into_iter()
+            .chain(with_idle.iter().map(String::as_str)),
+    );
+    assert!(cli.is_ok(), "{:?}", cli.err());
+}
+
+#[test]
 fn trials_repeat_the_sweep_after_a_cool_down() {
     let mut r = run();
     r.spec.load.sweep = Some(crate::api::Sweep {
