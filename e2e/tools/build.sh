@@ -5,8 +5,8 @@
 #   $BENCHRUN_CACHE/tools/<name>-<version>-<hash of the wrapper module>/bin/
 #
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl come from
-# the published Go modules, and llm-d-inference-sim from its module, through the
-# wrapper modules next to this script; helm through `go install`. All of them
+# the published Go modules, llm-d-inference-sim and the Prometheus server from
+# theirs, through the wrapper modules next to this script; helm through `go install`. All of them
 # are static (CGO off) where the program allows it. A warm call only checks
 # that the folders exist and takes well under a second.
 #
@@ -20,7 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 cache="${BENCHRUN_CACHE:-$HOME/.cache/benchrun}"
 tools="$cache/tools"
-bin="$tools/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$HELM_VERSION-$INFERENCE_SIM_VERSION"
+bin="$tools/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$HELM_VERSION-$INFERENCE_SIM_VERSION-$PROMETHEUS_VERSION"
 
 if [[ "${1:-}" == "--print" ]]; then
 	echo "$bin"
@@ -104,7 +104,10 @@ etcd="$(build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 etcd)"
 kubernetes="$(build_kubernetes)"
 helm="$(go_install helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm)"
 sim="$(build_wrapped inference-sim "$INFERENCE_SIM_VERSION" github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim llm-d-inference-sim)"
-dirs=("$etcd" "$kubernetes" "$helm" "$sim")
+# The Prometheus server (its module v0.316.0 is Prometheus 3.x) scrapes the
+# controller in the suite; no web UI assets are needed for its HTTP API.
+prometheus="$(build_wrapped prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus prometheus)"
+dirs=("$etcd" "$kubernetes" "$helm" "$sim" "$prometheus")
 
 # One folder of links, named by every version, is what the suite puts on PATH.
 if [[ ! -d "$bin" ]]; then

@@ -34,7 +34,7 @@ pub struct Context {
     pub status_written: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// The controllers' caches of the runs (one per watched namespace, or
     /// one for all), set once they are made: the queue reads them.
-    pub runs: std::sync::OnceLock<Vec<RunStore>>,
+    pub runs: Arc<std::sync::OnceLock<Vec<RunStore>>>,
 }
 
 /// A cache of the runs a controller watches.
@@ -61,12 +61,12 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
+            runs: metrics.runs.clone(),
             metrics,
             sessions: Sessions::default(),
             worker_key,
             policy: Arc::new(policy),
             watches: Arc::new(watches),
-            runs: std::sync::OnceLock::new(),
             jobs: std::sync::OnceLock::new(),
             status_written: Default::default(),
         }

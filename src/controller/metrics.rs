@@ -1,4 +1,5 @@
-//! The operator's own Prometheus metrics, served on `/metrics`.
+//! The operator's own Prometheus metrics, served on `/metrics`, and the
+//! finished runs' results ([`super::run_metrics`]).
 
 use std::time::Duration;
 
@@ -23,10 +24,23 @@ pub struct Metrics {
     duration: Histogram,
     measurements: Gauge,
     watches: Gauge,
+    /// The controller's caches of the runs, once made: the finished runs'
+    /// results are read from them at each scrape.
+    pub runs: std::sync::Arc<std::sync::OnceLock<Vec<super::context::RunStore>>>,
 }
+
+/// How many finished runs `/metrics` shows by default.
+pub const MAX_RUNS: usize = 100;
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(MAX_RUNS)
+    }
+}
+
+impl Metrics {
+    /// The metrics, showing at most `max_runs` finished runs.
+    pub fn new(max_runs: usize) -> Self {
         let mut registry = Registry::with_prefix("benchrun");
         let reconciles = Counter::default();
         let failures = Family::<ErrorLabels, Counter>::default();
@@ -68,6 +82,21 @@ impl Default for Metrics {
             "Shared pod watches discovery keeps open",
             watches.clone(),
         );
+        registry.register(
+            "scrapes",
+            "Scrapes of GPU exporters and inference servers by runs, by kind and outcome (ok or the failure's category)",
+            crate::scrape::fetch::SCRAPES.clone(),
+        );
+        registry.register(
+            "scrape_duration_seconds",
+            "Time one scrape took, by kind of endpoint",
+            crate::scrape::fetch::SCRAPE_SECONDS.clone(),
+        );
+        let runs = std::sync::Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(super::run_metrics::RunMetrics {
+            stores: runs.clone(),
+            max_runs,
+        }));
         Metrics {
             watches,
             registry,
@@ -75,6 +104,7 @@ impl Default for Metrics {
             failures,
             duration,
             measurements,
+            runs,
         }
     }
 }
@@ -130,5 +160,24 @@ mod tests {
             text.contains("benchrun_reconcile_duration_seconds_count 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn scrapes_are_counted_by_kind_and_outcome_with_their_duration() {
+        use crate::scrape::fetch::{FetchError, record};
+        record("server", 0.02, Ok(()));
+        record(
+            "server",
+            2.0,
+            Err(&FetchError::Timeout(Duration::from_secs(2))),
+        );
+        let text = Metrics::default().encode();
+        for series in [
+            "benchrun_scrapes_total{kind=\"server\",outcome=\"ok\"}",
+            "benchrun_scrapes_total{kind=\"server\",outcome=\"timeout\"}",
+            "benchrun_scrape_duration_seconds_count{kind=\"server\"}",
+        ] {
+            assert!(text.contains(series), "{series} not in {text}");
+        }
     }
 }

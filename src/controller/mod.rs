@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod names;
 pub mod queue;
 mod reconcile;
+pub mod run_metrics;
 pub mod scrape_credentials;
 pub mod worker_auth;
 
@@ -101,6 +102,10 @@ pub struct ControllerOpts {
         value_delimiter = ','
     )]
     pub loadgen_allowed_service_accounts: Vec<String>,
+    /// How many finished runs' results `/metrics` shows (the latest by
+    /// completion; each run's series go when it is deleted).
+    #[arg(long, env = "BENCHRUN_METRICS_MAX_RUNS", default_value_t = metrics::MAX_RUNS)]
+    pub metrics_max_runs: usize,
     /// Give each run's workers a NetworkPolicy that admits only this
     /// controller to their port (it takes effect where the cluster's network
     /// plugin enforces NetworkPolicy).
@@ -229,7 +234,7 @@ async fn reap(ctx: Arc<Context>, stores: Vec<context::RunStore>) {
 /// Runs the operator until a shutdown signal, or until leadership is lost.
 pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     let client = kube::Client::try_default().await?;
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(metrics::Metrics::new(opts.metrics_max_runs));
     let health = Arc::new(health::Health::default());
     let listener = tokio::net::TcpListener::bind(opts.health_addr).await?;
     info!(addr = %opts.health_addr, "serving /livez, /readyz and /metrics");

@@ -292,7 +292,13 @@ impl Driver {
                 Kind::Server => self.scrapers.server.clone(),
             };
             async move {
+                let began = std::time::Instant::now();
                 let r = fetch::fetch(&scraper, &url, timeout, DEFAULT_MAX_BYTES).await;
+                fetch::record(
+                    kind.as_str(),
+                    began.elapsed().as_secs_f64(),
+                    r.as_ref().map(drop),
+                );
                 (kind, url, r)
             }
         });

@@ -95,6 +95,51 @@ pub enum FetchError {
     NotText(&'static str),
 }
 
+/// Labels of the scrape counter: the kind of endpoint and the outcome
+/// (`ok`, or a [`FetchError::category`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ScrapeLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+/// Labels of the scrape duration: the kind of endpoint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+type Counters = prometheus_client::metrics::family::Family<
+    ScrapeLabels,
+    prometheus_client::metrics::counter::Counter,
+>;
+type Durations = prometheus_client::metrics::family::Family<
+    KindLabels,
+    prometheus_client::metrics::histogram::Histogram,
+    fn() -> prometheus_client::metrics::histogram::Histogram,
+>;
+
+/// Scrapes by runs, all runs together, by kind and outcome.
+pub static SCRAPES: std::sync::LazyLock<Counters> = std::sync::LazyLock::new(Counters::default);
+
+/// How long scrapes took, by kind (1 ms to 16 s).
+pub static SCRAPE_SECONDS: std::sync::LazyLock<Durations> = std::sync::LazyLock::new(|| {
+    Durations::new_with_constructor(|| {
+        prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+        )
+    })
+});
+
+/// Counts one scrape of a `kind` endpoint that took `seconds`.
+pub fn record(kind: &'static str, seconds: f64, outcome: Result<(), &FetchError>) {
+    let outcome = outcome.map_or_else(FetchError::category, |()| "ok");
+    SCRAPES.get_or_create(&ScrapeLabels { kind, outcome }).inc();
+    SCRAPE_SECONDS
+        .get_or_create(&KindLabels { kind })
+        .observe(seconds);
+}
+
 impl FetchError {
     /// A fixed, low-cardinality name for metrics and events.
     pub fn category(&self) -> &'static str {

@@ -190,3 +190,55 @@ fn scrape_credentials_are_off_unless_the_installer_turns_them_on() {
     assert_eq!(bound, ["team-a", "team-b"]);
     assert!(!namespaced.iter().any(|d| d["kind"] == "ClusterRoleBinding"));
 }
+
+/// Prometheus and Grafana are the installer's choice: nothing by default;
+/// on, a Service and ServiceMonitor for the controller's /metrics and the
+/// dashboard in a ConfigMap labelled for Grafana's sidecar. The number of
+/// runs shown reaches the controller as a value its flag accepts.
+#[test]
+fn the_service_monitor_and_the_dashboard_are_off_unless_asked_for() {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/benchrun");
+    let out = Command::new("helm")
+        .args(["template", "t", chart])
+        .output()
+        .expect("helm on PATH");
+    assert!(out.status.success());
+    let all = String::from_utf8_lossy(&out.stdout);
+    assert!(!all.contains("kind: ServiceMonitor"), "off by default");
+    assert!(!all.contains("t-benchrun-dashboard"), "off by default");
+    let docs = render_docs(
+        "templates/metrics.yaml",
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.dashboard.enabled=true",
+        ],
+    );
+    // Helm orders documents by kind.
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Service", "ServiceMonitor"]);
+    let [dashboard, service, monitor] = [&docs[0], &docs[1], &docs[2]];
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value = serde_json::from_str(
+        dashboard["data"]["benchrun.json"]
+            .as_str()
+            .expect("the JSON"),
+    )
+    .expect("the dashboard is JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 5));
+    let d = render("templates/deployment.yaml", &["metrics.maxRuns=25"]);
+    let max = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "BENCHRUN_METRICS_MAX_RUNS")
+        .and_then(|e| e["value"].as_str().map(str::to_string));
+    assert_eq!(max.as_deref(), Some("25"));
+    let cli = Cli::try_parse_from(["benchrun", "controller", "--metrics-max-runs", "25"]);
+    assert!(
+        matches!(cli, Ok(Cli { command: Sub::Controller(ref o), .. }) if o.metrics_max_runs == 25),
+        "{:?}",
+        cli.err()
+    );
+}

@@ -10,6 +10,7 @@ mod hostile;
 mod https;
 mod namespaced;
 mod operator;
+mod prometheus;
 mod queue;
 mod runs;
 mod simulators;

@@ -453,6 +453,15 @@ pub async fn gpu_sim_truth(client: &kube::Client, node: &str) -> serde_json::Val
 /// `/metrics` of the controller that holds the lease; 0 when it is absent
 /// (a counter not yet incremented).
 pub async fn controller_metric(client: &kube::Client, series: &str) -> f64 {
+    let text = get_text(&controller_metrics_url(client).await).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The `/metrics` URL of the controller that holds the lease.
+pub async fn controller_metrics_url(client: &kube::Client) -> String {
     use k8s_openapi::api::coordination::v1::Lease;
     let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), OPERATOR_NS);
     let lease = leases.get("benchrun-controller").await.unwrap();
@@ -462,11 +471,7 @@ pub async fn controller_metric(client: &kube::Client, series: &str) -> f64 {
         .await
         .unwrap();
     let ip = pod.status.and_then(|s| s.pod_ip).unwrap();
-    let text = get_text(&format!("http://{ip}:8081/metrics")).await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    format!("http://{ip}:8081/metrics")
 }
 
 /// The run's condition of `type_`, if it has one.
