@@ -602,12 +602,15 @@ async fn idle_baseline(d: &mut Driver, span: Duration) {
     let all = t.gpu.gpus.iter().map(|g| g.result()).collect();
     let (gpus, _) = collect::attribute(all, d.state.scope, &d.state.inference);
     let seconds = t.window.end_unix_ms.saturating_sub(t.window.start_unix_ms) as f64 / 1e3;
-    let baseline = crate::telemetry::efficiency::IdleBaseline::of(&gpus, seconds);
+    let (baseline, notes) = crate::telemetry::efficiency::IdleBaseline::of(&gpus, seconds);
     info!(job = %d.setup.job, gpus = baseline.power_w.len(), seconds, "GPUs measured idle");
     d.note(format!(
         "idle baseline: {} GPU(s) measured idle for {seconds:.1} s just before the first step",
         baseline.power_w.len()
     ));
+    for note in notes {
+        d.note(format!("idle baseline: {note}"));
+    }
     d.state.idle = Some(baseline);
     d.state.changed(None);
     d.publish();

@@ -92,23 +92,52 @@ impl Efficiency {
 pub struct IdleBaseline {
     /// How long the GPUs were measured idle, s.
     pub seconds: f64,
-    /// Mean power of each GPU over that time, W (its energy over the time).
+    /// Mean power of each GPU measured idle, W.
     pub power_w: std::collections::BTreeMap<String, f64>,
 }
 
+/// How many of its exporter's refreshes an idle window must span for a GPU
+/// whose only reading is its energy counter: the counter read at each end
+/// is up to one refresh old, so its increase over the window is within
+/// 1/`REFRESHES` (2 %) of the truth.
+pub const REFRESHES: f64 = 50.0;
+
 impl IdleBaseline {
-    /// The idle power of each of `gpus` that has an energy reading (their
-    /// energy over the idle window).
-    pub fn of(gpus: &[GpuResult], seconds: f64) -> Self {
-        let power_w = gpus
-            .iter()
-            .filter_map(|g| {
-                let e = g.energy.as_ref()?;
-                let s = e.seconds.filter(|s| *s > 0.0)?;
-                Some((g.key.clone(), e.joules / s))
-            })
-            .collect();
-        IdleBaseline { seconds, power_w }
+    /// The idle power of each of `gpus`, measured over `seconds`: the mean of
+    /// its power readings (idle power barely moves, so their mean does not
+    /// depend on when the exporter refreshed), else its energy counter's
+    /// increase over the time it spans when that spans [`REFRESHES`]
+    /// refreshes. With a note for each GPU left without one.
+    pub fn of(gpus: &[GpuResult], seconds: f64) -> (Self, Vec<String>) {
+        let mut power_w = std::collections::BTreeMap::new();
+        let mut notes = Vec::new();
+        for g in gpus {
+            let name = g.identity.uuid.as_deref().unwrap_or(&g.key);
+            let gauge = g
+                .metrics
+                .iter()
+                .find(|m| m.key == "gpu_power_usage")
+                .and_then(|m| m.stats.as_ref())
+                .filter(|st| st.count >= 2)
+                .map(|st| st.mean);
+            let counter = g.energy.as_ref().and_then(|e| {
+                let span = e.seconds.filter(|s| *s > 0.0)?;
+                let refresh = g.update_period_s?;
+                (span >= REFRESHES * refresh).then(|| e.joules / span)
+            });
+            match gauge.or(counter) {
+                Some(w) => {
+                    power_w.insert(g.key.clone(), w);
+                }
+                None => notes.push(format!(
+                    "GPU {name} has no idle power: no power readings, and its energy counter{} does not span {REFRESHES} refreshes of its exporter",
+                    g.update_period_s
+                        .map(|u| format!(" (refreshed every {u:.1} s)"))
+                        .unwrap_or_default()
+                )),
+            }
+        }
+        (IdleBaseline { seconds, power_w }, notes)
     }
 }
 
@@ -266,14 +295,63 @@ mod tests {
         assert_eq!(e.goodput_per_watt, None);
     }
 
+    /// `g` with power readings of mean `watts`.
+    fn with_power(mut g: GpuResult, watts: f64) -> GpuResult {
+        g.metrics.push(crate::telemetry::report::MetricResult {
+            key: "gpu_power_usage".into(),
+            field: "DCGM_FI_DEV_POWER_USAGE".into(),
+            display: "Power".into(),
+            unit: "W".into(),
+            kind: crate::telemetry::dcgm::FieldKind::Gauge,
+            stats: Some(crate::stats::Summary {
+                count: 10,
+                mean: watts,
+                ..Default::default()
+            }),
+            first: None,
+            delta: None,
+            rate: None,
+            resets: 0,
+            bits: None,
+        });
+        g
+    }
+
+    #[test]
+    fn idle_power_from_the_counter_alone_needs_a_window_of_many_refreshes() {
+        // No power gauge; the exporter refreshes every second.
+        let idle = |joules: f64, seconds: f64| {
+            let g = gpu(joules, joules / seconds, EnergySource::Counter);
+            IdleBaseline::of(&[g], seconds)
+        };
+        let (short, notes) = idle(700.0, 10.0);
+        assert!(short.power_w.is_empty());
+        assert_eq!(
+            notes,
+            [
+                "GPU k has no idle power: no power readings, and its energy counter (refreshed every 1.0 s) does not span 50 refreshes of its exporter"
+            ]
+        );
+        let (long, notes) = idle(4200.0, 60.0);
+        assert_eq!(long.power_w.get("k"), Some(&70.0));
+        assert!(notes.is_empty());
+    }
+
     #[test]
     fn energy_above_idle_takes_each_gpu_s_idle_power_over_its_own_span() {
         let keyed = |key: &str, joules: f64, power: f64| GpuResult {
             key: key.into(),
             ..gpu(joules, power, EnergySource::Counter)
         };
-        // Idle for 10 s: 700 J and 600 J.
-        let idle = IdleBaseline::of(&[keyed("a", 700.0, 70.0), keyed("b", 600.0, 60.0)], 10.0);
+        // Idle for 10 s at 70 W and 60 W, read from their power gauges.
+        let (idle, notes) = IdleBaseline::of(
+            &[
+                with_power(keyed("a", 700.0, 70.0), 70.0),
+                with_power(keyed("b", 600.0, 60.0), 60.0),
+            ],
+            10.0,
+        );
+        assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(idle.power_w.get("a"), Some(&70.0));
         assert_eq!(idle.power_w.get("b"), Some(&60.0));
         // Then 100 s at 300 W and 500 W: 80 kJ, of which 7 kJ + 6 kJ idle.
