@@ -265,3 +265,27 @@ pub struct TrialsResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withheld: Vec<String>,
 }
+
+/// A step's load as users name it: "concurrency 8", "rate 20 req/s", else
+/// "step N".
+pub fn load_label(concurrency: Option<i32>, request_rate: Option<f64>, index: i32) -> String {
+    match (concurrency, request_rate) {
+        (_, Some(r)) => format!("rate {r} req/s"),
+        (Some(c), None) => format!("concurrency {c}"),
+        (None, None) => format!("step {index}"),
+    }
+}
+
+impl StepResult {
+    /// The step's load as users name it ([`load_label`]).
+    pub fn load(&self) -> String {
+        load_label(self.concurrency, self.request_rate, self.index)
+    }
+}
+
+impl TrialsResult {
+    /// The sweep step's load as users name it ([`load_label`]).
+    pub fn load(&self) -> String {
+        load_label(self.concurrency, self.request_rate, self.index)
+    }
+}

@@ -445,11 +445,7 @@ fn render_trials(o: &mut String, doc: &ResultsDocument) {
         }
     );
     for t in &doc.trials {
-        let load = match (t.concurrency, t.request_rate) {
-            (_, Some(r)) => format!("rate {r} req/s"),
-            (Some(c), None) => format!("concurrency {c}"),
-            (None, None) => format!("step {}", t.index),
-        };
+        let load = t.load();
         let _ = writeln!(
             o,
             "  {load}: {:<24} {:>12} {:>25} {:>10} {:>7}",

@@ -134,14 +134,6 @@ fn steps(doc: &ResultsDocument) -> Vec<StepResult> {
     }
 }
 
-fn step_label(s: &StepResult) -> String {
-    match (s.concurrency, s.request_rate) {
-        (_, Some(r)) => format!("rate {r} req/s"),
-        (Some(c), None) => format!("concurrency {c}"),
-        (None, None) => format!("step {}", s.index),
-    }
-}
-
 /// A figure against the baseline's.
 fn judge(base: Option<f64>, value: Option<f64>, higher_is_better: bool, tolerance: f64) -> Cell {
     let (Some(b), Some(v)) = (base, value) else {
@@ -238,7 +230,7 @@ pub fn compare(runs: &[(String, ResultsDocument)], tolerance: f64) -> Comparison
                 })
                 .collect();
             StepRows {
-                step: step_label(&all[0][k].0),
+                step: all[0][k].0.load(),
                 rows,
             }
         })
@@ -304,7 +296,7 @@ pub fn compare_steps(name: &str, doc: &ResultsDocument, tolerance: f64) -> Compa
         .into_iter()
         .map(|(s, trials)| {
             let mut one = doc.clone();
-            let label = format!("{name} {}", step_label(&s));
+            let label = format!("{name} {}", s.load());
             one.trials = trials.into_iter().cloned().collect();
             one.steps = vec![s];
             (label, one)
@@ -455,7 +447,7 @@ pub fn gate(
     let mut rows = Vec::new();
     let mut regressed = Vec::new();
     for ((b, b_trials), (r, r_trials)) in theirs.iter().zip(&ours) {
-        let step = step_label(r);
+        let step = r.load();
         // A load not recorded (an older document) is not held against it.
         let known = |s: &StepResult| s.concurrency.is_some() || s.request_rate.is_some();
         if known(b)
@@ -465,7 +457,7 @@ pub fn gate(
             incomplete.push(format!(
                 "step {}: the baseline ran {} and this run {}",
                 r.index,
-                step_label(b),
+                b.load(),
                 step
             ));
             continue;

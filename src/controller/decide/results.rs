@@ -353,15 +353,6 @@ pub fn measurement_valid(steps: &[StepDetail]) -> (bool, &'static str, String) {
     (false, first.reason.as_str(), message)
 }
 
-/// A step's load as users name it.
-fn load_of(s: &api::StepResult) -> String {
-    match (s.concurrency, s.request_rate) {
-        (_, Some(r)) => format!("rate {r} req/s"),
-        (Some(c), None) => format!("concurrency {c}"),
-        (None, None) => format!("step {}", s.index),
-    }
-}
-
 /// The `SLOMet` condition over every step: met when every step met every one
 /// of the `objectives`; for sweeps, the highest load that did.
 pub fn slo_verdict(objectives: usize, steps: &[api::StepResult]) -> (bool, &'static str, String) {
@@ -380,14 +371,14 @@ pub fn slo_verdict(objectives: usize, steps: &[api::StepResult]) -> (bool, &'sta
     }
     let mut message = missed
         .iter()
-        .map(|s| format!("{}: {}", load_of(s), s.slo_missed.join(", ")))
+        .map(|s| format!("{}: {}", s.load(), s.slo_missed.join(", ")))
         .collect::<Vec<_>>()
         .join("; ");
     // Steps run in order of increasing load.
     match steps.iter().rev().find(|s| s.slo_met == Some(true)) {
         Some(best) => message.push_str(&format!(
             "; the highest load that met every objective: {}",
-            load_of(best)
+            best.load()
         )),
         None => message.push_str("; no step met every objective"),
     }
