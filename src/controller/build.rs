@@ -140,7 +140,8 @@ pub fn sweep(load: &api::Load) -> Vec<lp::Step> {
 }
 
 /// How long a worker waits for its start before it gives up, beyond the
-/// idle baseline the controller measures first: the worker's default.
+/// idle baseline the controller measures first (and the time it may wait
+/// for the exporters to settle before it): the worker's default.
 const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The workers' command line: they wait for the controller's start, for
@@ -154,7 +155,8 @@ fn worker_args(run: &BenchmarkRun) -> Vec<String> {
     if let Some(idle) = run.spec.telemetry.idle_baseline {
         let idle: std::time::Duration = idle.into();
         args.push("--start-timeout".into());
-        args.push(format!("{}s", (START_TIMEOUT + idle).as_secs()));
+        let settle = crate::measure::IDLE_SETTLE_MAX;
+        args.push(format!("{}s", (START_TIMEOUT + settle + idle).as_secs()));
     }
     args
 }

@@ -24,6 +24,8 @@ mod run;
 pub mod timeseries;
 pub mod workers;
 
+pub use run::IDLE_SETTLE_MAX;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::dcgm::{FIELDS, FieldKind};
 use super::gpu::{FieldAgg, FieldId, GpuIdentity, GpuSeries, PodRef};
 use super::peaks;
-use super::series::Counter;
+use super::series::{Changes, Counter};
 use crate::stats::Summary;
 
 /// One field of one GPU over the phase.
@@ -171,17 +171,33 @@ impl GpuSeries {
         changes.bounds()
     }
 
+    /// The readings whose changes show when the exporter refreshed: the
+    /// energy counter (it moves at every refresh of a GPU that draws power),
+    /// else the power gauge.
+    fn refresh_changes(&self) -> Option<Changes> {
+        match (
+            self.field("energy_consumption"),
+            self.field("gpu_power_usage"),
+        ) {
+            (Some(FieldAgg::Counter(c)), _) if c.changes.samples >= 2 => Some(c.changes),
+            (_, Some(FieldAgg::Gauge(g))) => Some(g.changes),
+            _ => None,
+        }
+    }
+
+    /// How many times the exporter was seen to refresh this GPU's readings
+    /// since the first scrape ingested.
+    pub fn refreshes(&self) -> u32 {
+        self.refresh_changes().map_or(0, |c| c.changes)
+    }
+
     /// The GPU's results over everything ingested.
     pub fn result(&self) -> GpuResult {
         let metrics: Vec<MetricResult> = self.fields.iter().map(metric).collect();
         let find = |key: &str| metrics.iter().find(|m| m.key == key);
         let power = self.field("gpu_power_usage");
         let energy_counter = self.field("energy_consumption");
-        let changes = match (energy_counter, power) {
-            (Some(FieldAgg::Counter(c)), _) if c.changes.samples >= 2 => Some(c.changes),
-            (_, Some(FieldAgg::Gauge(g))) => Some(g.changes),
-            _ => None,
-        };
+        let changes = self.refresh_changes();
         let scrape_interval_s = changes.and_then(|c| c.scrape_interval());
         let update_period_s = changes.and_then(|c| c.update_period());
         let stale =

@@ -643,11 +643,13 @@ async fn energy_above_idle_is_the_truth_less_the_idle_power_over_the_window() {
     );
     assert!(summary.idle_gpu_power_w.is_some(), "{summary:?}");
     assert!(
-        doc["notes"]
-            .as_array()
+        doc["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|n| n.as_str().unwrap().starts_with("idle baseline: 1 GPU(s)")),
+            .starts_with("idle baseline: 1 GPU(s)")
+            && n.as_str()
+                .unwrap()
+                .contains("to refresh twice since the pre-flight")),
         "{:#}",
         doc["notes"]
     );

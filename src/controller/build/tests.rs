@@ -281,7 +281,7 @@ fn workers_wait_for_their_start_through_the_idle_baseline() {
     assert_eq!(args(&r), ["loadgen", "--worker", "--wait-for-start"]);
     r.spec.telemetry.idle_baseline = Some(std::time::Duration::from_secs(300).into());
     let with_idle = args(&r);
-    assert_eq!(&with_idle[3..], ["--start-timeout", "900s"]);
+    assert_eq!(&with_idle[3..], ["--start-timeout", "975s"]);
     // A value the worker's flag reads.
     let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(
         ["benchrun"]

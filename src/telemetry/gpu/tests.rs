@@ -266,3 +266,29 @@ fn field_series_past_the_steps_budget_and_overlong_labels_are_refused() {
     assert_eq!(gpu.fields.len(), 1, "the overlong field name is refused");
     assert_eq!(t.counts.over_limit, 1);
 }
+
+#[test]
+fn refreshes_show_in_the_energy_counter_even_when_idle_power_does_not_move() {
+    let mut t = GpuTelemetry::default();
+    // Refreshed every third scrape; idle power reads 70 W at every refresh.
+    let mut seen = Vec::new();
+    for k in 0..=6u32 {
+        let body = page(1, 70.0, 1e6 + f64::from(k / 3) * 210_000.0);
+        t.ingest("e", f64::from(k), body.as_bytes(), Format::Prometheus);
+        seen.push(t.gpus[0].refreshes());
+    }
+    assert_eq!(seen, [0, 0, 0, 1, 1, 1, 2]);
+    // Without a counter a constant reading shows no refresh; a changing one does.
+    let mut t = GpuTelemetry::default();
+    for (k, p) in [70.0, 70.0, 71.5, 71.5, 70.5].iter().enumerate() {
+        let body = format!("DCGM_FI_DEV_POWER_USAGE{{gpu=\"0\",UUID=\"U\"}} {p}\n");
+        t.ingest("e", k as f64, body.as_bytes(), Format::Prometheus);
+    }
+    assert_eq!(t.gpus[0].refreshes(), 2);
+    let mut t = GpuTelemetry::default();
+    for k in 0..5 {
+        let body = "DCGM_FI_DEV_POWER_USAGE{gpu=\"0\",UUID=\"U\"} 70\n";
+        t.ingest("e", f64::from(k), body.as_bytes(), Format::Prometheus);
+    }
+    assert_eq!(t.gpus[0].refreshes(), 0);
+}
