@@ -6,7 +6,10 @@
 # local cluster, installs the chart with Helm (with the GPU simulator
 # DaemonSet), deploys `benchrun sim inference` as a one-GPU inference server,
 # applies a BenchmarkRun against its Service, waits for the outcome, and prints
-# `kubectl get br`, the worker's measurements and the simulated GPUs.
+# `kubectl get br`, the worker's measurements and the simulated GPUs; then a
+# concurrency sweep that keeps its time series, drawn with `kubectl benchrun
+# plot` (into $PLOTS, default a temporary folder; SAVE_RESULTS=DIR also saves
+# its results document and time series there).
 # --keep leaves the cluster running and prints how to reach it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,4 +101,41 @@ for g in t["gpus"]:
     who = "%s/%s" % (pod["namespace"], pod["name"]) if pod else "idle"
     print("  GPU %d  %-40s %8.1f J since start" % (g["gpu"], who, g["energyMj"] / 1e3))
 '
+
+echo "== a sweep with its time series: concurrency 1, 4, 16, 32 (50 requests each), a TTFT objective"
+kubectl -n demo apply -f - <<'EOF'
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: qwen-sweep}
+spec:
+  target:
+    serviceRef: {name: llm, portName: http}
+    model: Qwen/Qwen2.5-7B-Instruct
+  load:
+    requestCount: 50
+    warmupRequestCount: 4
+    sweep: {concurrency: [1, 4, 16, 32]}
+    input:
+      synthetic:
+        inputTokens: {mean: 256}
+        outputTokens: {mean: 64}
+  slo:
+    - {metric: ttftP99Ms, max: 60}
+  results: {timeseries: true}
+  timeout: 5m
+EOF
+kubectl -n demo wait br/qwen-sweep --for=jsonpath='{.status.phase}'=Succeeded --timeout=5m || {
+  kubectl -n demo get br qwen-sweep -o yaml
+  exit 1
+}
+kubectl -n demo get br qwen-sweep
+plots="${PLOTS:-$work/plots}"
+echo "== kubectl benchrun plot qwen-sweep --out $plots"
+"$BENCHRUN_BIN" kubectl plot qwen-sweep -n demo --out "$plots"
+if [ -n "${SAVE_RESULTS:-}" ]; then
+  # The recorded run the plot tests read (src/plot/testdata).
+  mkdir -p "$SAVE_RESULTS"
+  "$BENCHRUN_BIN" kubectl results qwen-sweep -n demo -o json > "$SAVE_RESULTS/summary.json"
+  "$BENCHRUN_BIN" kubectl results qwen-sweep -n demo -o timeseries > "$SAVE_RESULTS/timeseries.jsonl"
+fi
 echo "== done"

@@ -17,6 +17,7 @@ pub mod gpu_exporter;
 pub mod loadgen;
 pub mod measure;
 pub mod net;
+pub mod plot;
 pub mod results;
 pub mod scrape;
 pub mod sim;

@@ -23,7 +23,7 @@ pub use spec::{
 };
 pub use status::{
     BenchmarkRunStatus, EndpointCounts, Endpoints, Phase, Progress, StepResult, Summary,
-    TrialsResult,
+    TrialsResult, load_label,
 };
 pub use telemetry::{
     BasicAuth, EndpointTls, GpuScope, GpuTelemetry, ScrapeAuth, ServerTelemetry, Telemetry,

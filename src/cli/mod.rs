@@ -13,6 +13,7 @@ use crate::controller::ControllerOpts;
 pub mod compare;
 pub mod inspect;
 pub mod out;
+pub mod plot;
 pub mod results;
 pub mod tables;
 pub mod validate;

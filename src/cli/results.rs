@@ -27,6 +27,8 @@ enum PluginCommand {
     Results(ResultsOpts),
     /// Compare runs side by side, metric by metric, against the first.
     Compare(CompareOpts),
+    /// Draw a run's results as images (SVG or PNG); several runs overlay.
+    Plot(super::plot::PlotOpts),
 }
 
 #[derive(clap::Args, Debug)]
@@ -114,6 +116,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
     let opts = match plugin.command {
         PluginCommand::Results(opts) => opts,
         PluginCommand::Compare(opts) => return rt.block_on(compare(&opts)),
+        PluginCommand::Plot(opts) => return rt.block_on(super::plot::main(&opts)),
     };
     let shown = rt
         .block_on(fetch(opts.namespace.as_deref(), &opts.name))
@@ -200,7 +203,7 @@ pub async fn comparison(
 
 /// The results files of run `name` (in `namespace`, else the kubeconfig's),
 /// unpacked from its ConfigMap(s).
-async fn fetch(
+pub(super) async fn fetch(
     namespace: Option<&str>,
     name: &str,
 ) -> Result<std::collections::BTreeMap<String, String>, String> {
@@ -226,7 +229,9 @@ async fn fetch(
 }
 
 /// The results document, `summary.json`.
-fn document(files: &std::collections::BTreeMap<String, String>) -> Result<ResultsDocument, String> {
+pub(super) fn document(
+    files: &std::collections::BTreeMap<String, String>,
+) -> Result<ResultsDocument, String> {
     let summary = files
         .get("summary.json")
         .ok_or("the results have no summary.json")?;
