@@ -67,6 +67,32 @@ fn numbers(maps: &[serde_json::Map<String, Value>], key: &str) -> Option<Vec<f64
     maps.iter().map(|m| m.get(key)?.as_f64()).collect()
 }
 
+/// Which of a run's trials ran whole: each of the sweep's `sweep` steps
+/// measured, with client results, and none cut short by a stop (cancel,
+/// timeout). Returns the whole trials and the others, by trial number from
+/// 0. A trial cut short measured less than the others did: its steps are
+/// not averaged with theirs.
+pub fn whole_trials(
+    steps: &[super::StepDetail],
+    sweep: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let sweep = sweep.max(1);
+    let count = steps
+        .iter()
+        .map(|s| s.index as usize / sweep + 1)
+        .max()
+        .unwrap_or(0);
+    (0..count).partition(|&trial| {
+        (0..sweep).all(|place| {
+            steps
+                .iter()
+                .find(|s| s.index as usize == trial * sweep + place)
+                .and_then(|s| s.client.as_ref())
+                .is_some_and(|c| !c.stopped)
+        })
+    })
+}
+
 /// The trials of a run of `sweep` steps per trial: its measured `steps`
 /// grouped by their place in the sweep (`index % sweep`), each figure's
 /// spread across them. With the warnings of figures that varied more than
@@ -176,5 +202,34 @@ mod tests {
         assert_eq!(m.output_tokens_per_joule, None, "one trial withheld it");
         assert_eq!(m.error_count, Some(3), "errors of every trial");
         assert_eq!(m.gpu_count, Some(1));
+    }
+
+    #[test]
+    fn a_trial_is_whole_when_every_step_ran_to_its_end() {
+        use crate::results::StepDetail;
+        let step = |index: u32, stopped: Option<bool>| StepDetail {
+            index,
+            client: stopped.map(|stopped| crate::loadgen::engine::StepResult {
+                stopped,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // Two steps per trial. Trial 0 whole; trial 1's second step stopped;
+        // trial 2's first step without client results; trial 3 missing a step.
+        let steps = [
+            step(0, Some(false)),
+            step(1, Some(false)),
+            step(2, Some(false)),
+            step(3, Some(true)),
+            step(4, None),
+            step(5, Some(false)),
+            step(6, Some(false)),
+        ];
+        let (whole, cut) = whole_trials(&steps, 2);
+        assert_eq!(whole, [0]);
+        assert_eq!(cut, [1, 2, 3]);
+        assert_eq!(whole_trials(&steps[..4], 2).1, [1]);
+        assert!(whole_trials(&[], 2).0.is_empty());
     }
 }

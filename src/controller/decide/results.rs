@@ -124,11 +124,25 @@ pub(super) fn apply_results(
     let mut trial_warnings = Vec::new();
     let summary = match sweep {
         Some(n) => {
-            let (trials, warned) = crate::results::trials::trials(&judged, n);
+            // Only whole trials are averaged: one cut short by a stop
+            // measured less than the others.
+            let (whole, cut) = crate::results::trials::whole_trials(steps, n);
+            let counted: Vec<api::StepResult> = judged
+                .iter()
+                .filter(|s| whole.contains(&(s.index as usize / n)))
+                .cloned()
+                .collect();
+            let (trials, warned) = crate::results::trials::trials(&counted, n);
             trial_warnings = warned;
+            trial_warnings.extend(cut.iter().map(|k| {
+                format!(
+                    "trial {} did not run whole (a step was cut short by a stop, or has no client results): it is left out of the trials' means and spreads",
+                    k + 1
+                )
+            }));
             status.trials = trials;
-            // The means of the sweep's last step over every trial.
-            let last_place: Vec<&api::Summary> = judged
+            // The means of the sweep's last step over every whole trial.
+            let last_place: Vec<&api::Summary> = counted
                 .iter()
                 .filter(|s| s.index as usize % n == n - 1)
                 .map(|s| &s.summary)

@@ -1247,7 +1247,7 @@ fn trials_give_each_step_its_trial_and_the_summary_their_means() {
         })
         .collect();
     let mut obs = observed(Some(done), Target::NotNeeded);
-    obs.session = Some(session_done(steps));
+    obs.session = Some(session_done(steps.clone()));
     let d = decide(&r, &obs, at(60));
     let s = &d.status;
     let per_step: Vec<(Option<i32>, Option<f64>)> = s
@@ -1271,4 +1271,24 @@ fn trials_give_each_step_its_trial_and_the_summary_their_means() {
     // A 10 % CV is no warning; past it would be.
     let warned = &conditions::get(&s.conditions, WARNINGS).unwrap().message;
     assert!(!warned.contains("varies across"), "{warned}");
+    // Cancelled during the third trial: its step was cut short, so the
+    // means are the first two trials', and a warning says why.
+    let mut cut = steps.clone();
+    cut[2].client.as_mut().unwrap().stopped = true;
+    let mut obs = observed(
+        Some(job(
+            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        )),
+        Target::NotNeeded,
+    );
+    obs.session = Some(session_done(cut));
+    let s = decide(&r, &obs, at(60)).status;
+    let ttft = &s.trials[0].metrics["ttftP50Ms"];
+    assert_eq!((ttft.n, ttft.mean), (2, 95.0));
+    assert_eq!(s.trials[0].trials, 2);
+    assert_eq!(s.summary.as_ref().unwrap().ttft_p50_ms, Some(95.0));
+    // Each step still shows what it measured.
+    assert_eq!(s.steps.len(), 3);
+    let warned = &conditions::get(&s.conditions, WARNINGS).unwrap().message;
+    assert!(warned.contains("trial 3 did not run whole"), "{warned}");
 }
