@@ -14,7 +14,7 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{Figure, Style};
+use super::{Corner, Figure, Style};
 
 /// The size of every image, pixels.
 pub const SIZE: (u32, u32) = (1024, 640);
@@ -116,8 +116,12 @@ where
         )))
         .map_err(err)?;
         c.draw_series(std::iter::once(
-            EmptyElement::at((m.x, f.y.max))
-                + Text::new(m.label.clone(), (4, 4), (FONT, 13).into_font().color(&gray)),
+            EmptyElement::at((m.x, f.y.min))
+                + Text::new(
+                    m.label.clone(),
+                    (4, -18),
+                    (FONT, 13).into_font().color(&gray),
+                ),
         ))
         .map_err(err)?;
     }
@@ -150,7 +154,10 @@ where
     }
     if !f.series.is_empty() {
         c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(match f.legend {
+                Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Corner::UpperRight => SeriesLabelPosition::UpperRight,
+            })
             .label_font((FONT, 15))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))

@@ -47,6 +47,14 @@ pub struct Figure {
     pub series: Vec<Series>,
     /// Vertical lines across the chart (step boundaries).
     pub markers: Vec<Marker>,
+    /// Where the legend goes: the corner the curves leave free.
+    pub legend: Corner,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corner {
+    UpperLeft,
+    UpperRight,
 }
 
 /// An axis: its label with the unit, and its range.
@@ -234,9 +242,9 @@ fn places(doc: &ResultsDocument) -> Vec<Place> {
         .collect()
 }
 
-/// An axis from 0 (or below, for negative data) to a little past the largest
-/// value; never empty.
-fn axis(label: &str, values: impl IntoIterator<Item = f64>) -> Axis {
+/// An axis from 0 (or below, for negative data) past the largest value by
+/// `headroom` of the range; never empty.
+fn axis(label: &str, values: impl IntoIterator<Item = f64>, headroom: f64) -> Axis {
     let (mut min, mut max) = (0.0f64, f64::NEG_INFINITY);
     for v in values.into_iter().filter(|v| v.is_finite()) {
         min = min.min(v);
@@ -245,10 +253,14 @@ fn axis(label: &str, values: impl IntoIterator<Item = f64>) -> Axis {
     if !max.is_finite() || max <= min {
         max = min + 1.0;
     }
-    let pad = (max - min) * 0.05;
+    let pad = (max - min) * headroom;
     Axis {
         label: label.to_string(),
-        min: if min < 0.0 { min - pad } else { 0.0 },
+        min: if min < 0.0 {
+            min - (max - min) * 0.05
+        } else {
+            0.0
+        },
         max: max + pad,
     }
 }
@@ -266,8 +278,17 @@ fn figure(
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.x))
         .chain(markers.iter().map(|m| m.x));
-    let x = axis(x, xs.collect::<Vec<_>>());
-    let y = axis(y, series.iter().flat_map(|s| s.points.iter().map(|p| p.y)));
+    let x = axis(x, xs.collect::<Vec<_>>(), 0.05);
+    // A quarter above the data: room for the legend.
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.y));
+    let y = axis(y, ys, 0.25);
+    // Curves against load or percentile rise to the right; over time the
+    // steps' markers are labelled at the bottom.
+    let legend = if markers.is_empty() {
+        Corner::UpperLeft
+    } else {
+        Corner::UpperRight
+    };
     Figure {
         file: file.to_string(),
         title: title.to_string(),
@@ -275,6 +296,7 @@ fn figure(
         y,
         series,
         markers,
+        legend,
     }
 }
 

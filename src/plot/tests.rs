@@ -197,9 +197,11 @@ fn the_pareto_curves_hold_each_step_labelled_with_its_load() {
     // 16 is slower than 4 and gives less: beaten on both axes.
     let dominated: Vec<_> = s.points.iter().map(|p| p.dominated).collect();
     assert_eq!(dominated, [false, false, true]);
-    // Axes from 0 to 5 % past the largest value.
+    // Axes from 0 to 5 % past the largest value, and y a quarter past it
+    // (room for the legend, top left).
     assert_eq!((f.x.min, f.x.max), (0.0, 45.0 * 1.05));
-    assert_eq!((f.y.min, f.y.max), (0.0, 700.0 * 1.05));
+    assert_eq!((f.y.min, f.y.max), (0.0, 700.0 * 1.25));
+    assert_eq!(f.legend, Corner::UpperLeft);
     assert!(p.notes.iter().any(|n| n
         == "throughput-vs-ttft-p99: ns/sweep at concurrency 32 is left out: its ttftP99Ms or outputTokenThroughput is withheld"));
     let itl = find(&p, "throughput-vs-itl-p99");
@@ -313,6 +315,7 @@ fn gpus_over_time_are_the_counted_ones_with_the_steps_marked() {
     );
     // The markers are inside the x axis.
     assert!((f.x.max - 48.0 * 1.05).abs() < 1e-9, "{}", f.x.max);
+    assert_eq!(f.legend, Corner::UpperRight);
     let u = find(&p, "gpu-utilization");
     assert_eq!(u.y.label, "GPU utilization (%)");
     assert_eq!(xy(&u.series[0]), [(0.0, 0.0), (10.0, 80.0), (20.0, 95.0)]);
@@ -466,4 +469,83 @@ fn a_png_is_written_at_the_figure_size() {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
     assert_eq!((be(16), be(20)), draw::SIZE, "IHDR width and height");
+}
+
+/// The sweep `make demo` ran against the simulators (concurrency 1, 4, 16,
+/// 32, a TTFT objective, its time series kept), saved as the plugin saves
+/// a run: every figure's points are the document's own figures.
+#[test]
+fn a_recorded_simulator_sweep_plots_its_own_figures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/plot/testdata/sweep");
+    let run = crate::cli::plot::read_saved(&dir).unwrap();
+    assert_eq!(run.name, "demo/qwen-sweep");
+    let doc = run.doc.clone();
+    let records = run
+        .timeseries
+        .clone()
+        .expect("the demo keeps its time series");
+    let p = figures(&[run]);
+    // Every point inside its axes.
+    for f in &p.figures {
+        for s in &f.series {
+            for pt in &s.points {
+                assert!(
+                    (f.x.min..=f.x.max).contains(&pt.x) && (f.y.min..=f.y.max).contains(&pt.y),
+                    "{}: ({}, {}) outside its axes",
+                    f.file,
+                    pt.x,
+                    pt.y
+                );
+            }
+        }
+    }
+    assert_eq!(doc.steps.len(), 4);
+    let pareto = &find(&p, "throughput-vs-ttft-p99").series[0];
+    let expected: Vec<(f64, f64)> = doc
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.summary.ttft_p99_ms?, s.summary.output_token_throughput?)))
+        .collect();
+    assert_eq!(xy(pareto), expected);
+    let labels: Vec<_> = pareto
+        .points
+        .iter()
+        .map(|p| p.label.clone().unwrap())
+        .collect();
+    assert_eq!(labels, ["c=1", "c=4", "c=16", "c=32"]);
+    let per_load = |file: &str, pick: fn(&Summary) -> Option<f64>| {
+        let want: Vec<(f64, f64)> = doc
+            .steps
+            .iter()
+            .filter_map(|s| Some((f64::from(s.concurrency?), pick(&s.summary)?)))
+            .collect();
+        assert!(!want.is_empty(), "{file}: the recording has the figure");
+        assert_eq!(xy(&find(&p, file).series[0]), want, "{file}");
+    };
+    per_load("tokens-per-joule-vs-load", |s| s.output_tokens_per_joule);
+    per_load("goodput-vs-load", |s| s.goodput);
+    // A percentile curve per step, through the step's own percentiles.
+    let ttft = find(&p, "ttft-percentiles");
+    assert_eq!(ttft.series.len(), doc.details.len());
+    for (s, d) in ttft.series.iter().zip(&doc.details) {
+        let c = d.client.as_ref().unwrap();
+        assert_eq!(s.points[4], Point::at(50.0, c.ttft_s.p50 * 1e3));
+        assert_eq!(s.points[8], Point::at(99.0, c.ttft_s.p99 * 1e3));
+    }
+    // Over time: the GPU the results count, at every scrape that read it,
+    // and each step's start and the end marked.
+    let counted: Vec<&str> = doc.details[0]
+        .gpus
+        .iter()
+        .map(|g| g.identity.uuid.as_deref().unwrap())
+        .collect();
+    let power = find(&p, "gpu-power");
+    assert_eq!(power.series.len(), counted.len());
+    let readings = records
+        .iter()
+        .filter(|r| matches!(r, Record::Scrape { gpus, .. } if gpus.iter().any(|g| g.gpu == counted[0] && g.power_w.is_some())))
+        .count();
+    assert_eq!(power.series[0].points.len(), readings);
+    assert_eq!(power.markers.len(), doc.details.len() + 1);
+    assert!(find(&p, "client-tokens-per-second").series[0].points.len() > 4);
 }

@@ -72,10 +72,7 @@ fn numbers(maps: &[serde_json::Map<String, Value>], key: &str) -> Option<Vec<f64
 /// timeout). Returns the whole trials and the others, by trial number from
 /// 0. A trial cut short measured less than the others did: its steps are
 /// not averaged with theirs.
-pub fn whole_trials(
-    steps: &[super::StepDetail],
-    sweep: usize,
-) -> (Vec<usize>, Vec<usize>) {
+pub fn whole_trials(steps: &[super::StepDetail], sweep: usize) -> (Vec<usize>, Vec<usize>) {
     let sweep = sweep.max(1);
     let count = steps
         .iter()
