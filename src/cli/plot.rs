@@ -28,19 +28,14 @@ pub struct PlotOpts {
 /// A saved run: `summary.json` and, when there, `timeseries.jsonl`.
 pub fn read_saved(dir: &Path) -> Result<Input, String> {
     let read = |f: &str| std::fs::read_to_string(dir.join(f));
-    let summary =
-        read("summary.json").map_err(|e| format!("{}: summary.json: {e}", dir.display()))?;
-    let doc: crate::results::ResultsDocument = serde_json::from_str(&summary)
-        .map_err(|e| format!("{}: summary.json: {e}", dir.display()))?;
+    let summary = read("summary.json").map_err(|e| format!("summary.json: {e}"))?;
+    let doc: crate::results::ResultsDocument =
+        serde_json::from_str(&summary).map_err(|e| format!("summary.json: {e}"))?;
     let timeseries = match read(crate::measure::timeseries::FILE) {
-        Ok(text) => Some(read_timeseries(&text).map_err(|e| format!("{}: {e}", dir.display()))?),
+        Ok(text) => Some(read_timeseries(&text)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
-            return Err(format!(
-                "{}: {}: {e}",
-                dir.display(),
-                crate::measure::timeseries::FILE
-            ));
+            return Err(format!("{}: {e}", crate::measure::timeseries::FILE));
         }
     };
     Ok(Input {
@@ -105,7 +100,10 @@ pub fn write(
 pub async fn main(opts: &PlotOpts) -> ExitCode {
     let mut runs = Vec::new();
     for arg in &opts.runs {
-        let run = if Path::new(arg).is_dir() {
+        // A folder, or what can only be a path (a run is NAME or NAMESPACE/NAME).
+        let path =
+            Path::new(arg).is_dir() || arg.starts_with(['/', '.']) || arg.matches('/').count() > 1;
+        let run = if path {
             read_saved(Path::new(arg))
         } else {
             fetch(arg, opts.namespace.as_deref()).await
