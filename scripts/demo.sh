@@ -80,10 +80,14 @@ spec:
         outputTokens: {mean: 64}
   timeout: 5m
 EOF
-kubectl -n demo wait br/qwen-c8 --for=jsonpath='{.status.phase}'=Succeeded --timeout=5m || {
-  kubectl -n demo get br qwen-c8 -o yaml
-  exit 1
+# Waits for run $1 to succeed; prints it and fails otherwise.
+succeeded() {
+  kubectl -n demo wait "br/$1" --for=jsonpath='{.status.phase}'=Succeeded --timeout=5m || {
+    kubectl -n demo get br "$1" -o yaml
+    exit 1
+  }
 }
+succeeded qwen-c8
 echo "== kubectl get br"
 kubectl -n demo get br
 echo "== conditions"
@@ -124,10 +128,7 @@ spec:
   results: {timeseries: true}
   timeout: 5m
 EOF
-kubectl -n demo wait br/qwen-sweep --for=jsonpath='{.status.phase}'=Succeeded --timeout=5m || {
-  kubectl -n demo get br qwen-sweep -o yaml
-  exit 1
-}
+succeeded qwen-sweep
 kubectl -n demo get br qwen-sweep
 plots="${PLOTS:-$work/plots}"
 echo "== kubectl benchrun plot qwen-sweep --out $plots"

@@ -47,11 +47,7 @@ pub fn read_saved(dir: &Path) -> Result<Input, String> {
 
 /// One run from the cluster.
 async fn fetch(arg: &str, namespace: Option<&str>) -> Result<Input, String> {
-    let (ns, name) = match arg.split_once('/') {
-        Some((ns, name)) => (Some(ns), name),
-        None => (namespace, arg),
-    };
-    let files = super::results::fetch(ns, name).await?;
+    let files = super::results::fetch_arg(arg, namespace).await?;
     let doc = super::results::document(&files)?;
     let timeseries = files
         .get(crate::measure::timeseries::FILE)

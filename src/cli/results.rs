@@ -185,11 +185,7 @@ pub async fn comparison(
 ) -> Result<super::compare::Comparison, String> {
     let mut docs = Vec::new();
     for arg in runs {
-        let (ns, name) = match arg.split_once('/') {
-            Some((ns, name)) => (Some(ns), name),
-            None => (namespace, arg.as_str()),
-        };
-        let doc = fetch(ns, name)
+        let doc = fetch_arg(arg, namespace)
             .await
             .and_then(|files| document(&files))
             .map_err(|e| format!("{arg}: {e}"))?;
@@ -201,9 +197,21 @@ pub async fn comparison(
     })
 }
 
+/// The results files of the run `arg` names: `NAME` in `namespace` (else
+/// the kubeconfig's), or `NAMESPACE/NAME`.
+pub(super) async fn fetch_arg(
+    arg: &str,
+    namespace: Option<&str>,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    match arg.split_once('/') {
+        Some((ns, name)) => fetch(Some(ns), name).await,
+        None => fetch(namespace, arg).await,
+    }
+}
+
 /// The results files of run `name` (in `namespace`, else the kubeconfig's),
 /// unpacked from its ConfigMap(s).
-pub(super) async fn fetch(
+async fn fetch(
     namespace: Option<&str>,
     name: &str,
 ) -> Result<std::collections::BTreeMap<String, String>, String> {

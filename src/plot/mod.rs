@@ -100,6 +100,23 @@ impl Point {
             dominated: false,
         }
     }
+
+    /// A point written beside with `label`.
+    fn labelled(x: f64, y: f64, label: &str) -> Self {
+        Point {
+            label: Some(label.to_string()),
+            ..Point::at(x, y)
+        }
+    }
+}
+
+/// A run's points joined and marked, named `name`; `None` without points.
+fn marked(name: String, points: Vec<Point>) -> Option<Series> {
+    (!points.is_empty()).then_some(Series {
+        name,
+        style: Style::LinePoints,
+        points,
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -171,6 +188,13 @@ impl Mode {
         match self {
             Mode::Concurrency => "concurrency (requests in flight)",
             Mode::Rate => "request rate (req/s)",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Mode::Concurrency => "concurrency",
+            Mode::Rate => "rate",
         }
     }
 }
@@ -278,7 +302,7 @@ fn figure(
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.x))
         .chain(markers.iter().map(|m| m.x));
-    let x = axis(x, xs.collect::<Vec<_>>(), 0.05);
+    let x = axis(x, xs, 0.05);
     // A quarter above the data: room for the legend.
     let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.y));
     let y = axis(y, ys, 0.25);
@@ -326,7 +350,7 @@ fn sweeps(runs: &[Input], names: &Names, p: &mut Plots) {
         .iter()
         .flat_map(|(_, places)| places.iter().filter_map(|pl| pl.mode))
         .next();
-    // (y figure, y label, x figure, x label, file, title)
+    // (x figure, x label, file, title); y is the output token throughput.
     let pareto = [
         (
             "ttftP99Ms",
@@ -347,10 +371,7 @@ fn sweeps(runs: &[Input], names: &Names, p: &mut Plots) {
             let mut points = Vec::new();
             for pl in places {
                 match (pl.figures.get(x_key), pl.figures.get("outputTokenThroughput")) {
-                    (Some(&x), Some(&y)) => points.push(Point {
-                        label: Some(pl.short.clone()),
-                        ..Point::at(x, y)
-                    }),
+                    (Some(&x), Some(&y)) => points.push(Point::labelled(x, y, &pl.short)),
                     _ => p.notes.push(format!(
                         "{file}: {} at {} is left out: its {x_key} or outputTokenThroughput is withheld",
                         run.name, pl.long
@@ -358,13 +379,7 @@ fn sweeps(runs: &[Input], names: &Names, p: &mut Plots) {
                 }
             }
             mark_dominated(&mut points);
-            if !points.is_empty() {
-                series.push(Series {
-                    name: names.name(&run.name, ""),
-                    style: Style::LinePoints,
-                    points,
-                });
-            }
+            series.extend(marked(names.name(&run.name, ""), points));
         }
         if !series.is_empty() {
             p.figures.push(figure(
@@ -407,18 +422,12 @@ fn sweeps(runs: &[Input], names: &Names, p: &mut Plots) {
                         "{file}: {} at {} is left out: its load is not a {}",
                         run.name,
                         pl.long,
-                        match mode {
-                            Mode::Concurrency => "concurrency",
-                            Mode::Rate => "rate",
-                        }
+                        mode.noun()
                     ));
                     continue;
                 }
                 match pl.figures.get(key) {
-                    Some(&y) => points.push(Point {
-                        label: Some(pl.short.clone()),
-                        ..Point::at(pl.load, y)
-                    }),
+                    Some(&y) => points.push(Point::labelled(pl.load, y, &pl.short)),
                     None if key == "goodput" => {}
                     None => p.notes.push(format!(
                         "{file}: {} at {} is left out: its {key} is withheld",
@@ -426,13 +435,7 @@ fn sweeps(runs: &[Input], names: &Names, p: &mut Plots) {
                     )),
                 }
             }
-            if !points.is_empty() {
-                series.push(Series {
-                    name: names.name(&run.name, ""),
-                    style: Style::LinePoints,
-                    points,
-                });
-            }
+            series.extend(marked(names.name(&run.name, ""), points));
         }
         if series.is_empty() {
             if key == "goodput" {
@@ -511,11 +514,7 @@ fn percentiles(runs: &[Input], names: &Names, p: &mut Plots) {
                     .map(|(q, f)| Point::at(*q, f(s) * 1e3))
                     .collect();
                 let what = if several_steps { load } else { String::new() };
-                series.push(Series {
-                    name: names.name(&run.name, &what),
-                    style: Style::LinePoints,
-                    points,
-                });
+                series.extend(marked(names.name(&run.name, &what), points));
             }
         }
         if !series.is_empty() {
