@@ -3,7 +3,17 @@
 //! hyper's HTTP/1.1 client, one client for the run, one connection per
 //! in-flight stream (the pool holds up to the run's concurrency). Each body
 //! frame is timestamped the moment hyper hands it over, before any parsing.
+//!
+//! A request the server provably never received (it closed or reset the
+//! kept-alive connection first: [`crate::net::conn`]) is sent once more, on
+//! a new connection, and its record says so. A server seen closing the
+//! connections it had just answered on (llama.cpp's does, after every
+//! streamed response, without saying so) gets a new connection for every
+//! later request: reusing its connections only races its close. A request
+//! that may have reached the server is never sent again: it is an error of
+//! its own kind ([`ErrorKind::Disconnected`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,7 +21,44 @@ use http_body_util::{BodyExt, Full};
 
 use super::request::{ErrorKind, Record, TokenSource};
 use super::sse::{Event, SseReader, chunk_events};
-use crate::net::client::{HttpClient, error_chain};
+use crate::net::client::{HttpClient, error_chain, http_client_tls};
+use crate::net::conn::{ConnInfo, unreceived};
+use crate::net::tls::TlsOptions;
+
+/// The load generator's connections to its target.
+pub struct Clients {
+    /// Kept alive, up to the run's streams.
+    pooled: HttpClient,
+    /// A new connection for every request.
+    fresh: HttpClient,
+    /// The server closes the connections it answered on: every request
+    /// takes a new one.
+    closes: AtomicBool,
+}
+
+impl Clients {
+    pub fn new(max_idle: usize, tls: &TlsOptions) -> Result<Self, String> {
+        Ok(Self {
+            pooled: http_client_tls(max_idle, tls)?,
+            fresh: http_client_tls(0, tls)?,
+            closes: AtomicBool::new(false),
+        })
+    }
+
+    /// The client for the next request.
+    pub fn client(&self) -> &HttpClient {
+        if self.closes.load(Ordering::Relaxed) {
+            &self.fresh
+        } else {
+            &self.pooled
+        }
+    }
+
+    /// Whether the server was seen closing the connections it answered on.
+    pub fn server_closes_connections(&self) -> bool {
+        self.closes.load(Ordering::Relaxed)
+    }
+}
 
 /// What to send.
 pub struct Outgoing<'a> {
@@ -27,10 +74,10 @@ pub struct Outgoing<'a> {
 }
 
 /// Sends the request and reads the whole response; never panics on bad servers.
-pub async fn send(client: &HttpClient, out: Outgoing<'_>) -> Record {
+pub async fn send(clients: &Clients, out: Outgoing<'_>) -> Record {
     let start = Instant::now();
     let mut rec = unanswered(out.prompt_words);
-    let outcome = tokio::time::timeout(out.timeout, exchange(client, &out, start, &mut rec)).await;
+    let outcome = tokio::time::timeout(out.timeout, exchange(clients, &out, start, &mut rec)).await;
     rec.latency = start.elapsed().as_secs_f64();
     match outcome {
         Err(_) => {
@@ -65,28 +112,56 @@ fn unanswered(prompt_words: u64) -> Record {
         source: TokenSource::Counted,
         reasoning_tokens: 0,
         text: None,
+        retried: false,
     }
 }
 
-async fn exchange(
-    client: &HttpClient,
-    out: &Outgoing<'_>,
-    start: Instant,
-    rec: &mut Record,
-) -> Result<(), (ErrorKind, String)> {
+fn request(out: &Outgoing<'_>) -> Result<hyper::Request<Full<Bytes>>, (ErrorKind, String)> {
     let mut req = hyper::Request::post(out.url).header("content-type", "application/json");
     for (k, v) in out.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let req = req
-        .body(Full::new(out.body.clone()))
-        .map_err(|e| (ErrorKind::Connect, format!("building the request: {e}")))?;
-    let resp = client.request(req).await.map_err(|e| {
-        (
-            ErrorKind::Connect,
-            format!("{}: {}", out.url, error_chain(&e)),
-        )
-    })?;
+    req.body(Full::new(out.body.clone()))
+        .map_err(|e| (ErrorKind::Connect, format!("building the request: {e}")))
+}
+
+/// A failed request's kind: no connection at all, or a connection that
+/// closed after the request may have reached the server.
+fn failed(url: &str, e: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
+    let kind = if e.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Disconnected
+    };
+    (kind, format!("{url}: {}", error_chain(e)))
+}
+
+async fn exchange(
+    clients: &Clients,
+    out: &Outgoing<'_>,
+    start: Instant,
+    rec: &mut Record,
+) -> Result<(), (ErrorKind, String)> {
+    let resp = match clients.client().request(request(out)?).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let Some(why) = unreceived(&e) else {
+                return Err(failed(out.url, &e));
+            };
+            if why.closes_after_responses() {
+                clients.closes.store(true, Ordering::Relaxed);
+            }
+            rec.retried = true;
+            clients
+                .fresh
+                .request(request(out)?)
+                .await
+                .map_err(|e| failed(out.url, &e))?
+        }
+    };
+    if let Some(conn) = resp.extensions().get::<ConnInfo>() {
+        conn.keep_alive(resp.headers().get("keep-alive"));
+    }
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {
@@ -231,3 +306,6 @@ impl Tally {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod closing;

@@ -10,11 +10,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 
-use super::client::{Outgoing, send};
+use super::client::{Clients, Outgoing, send};
 use super::plan::{Arrival, ConversationPlan, LoadPlan, Step, StopCondition};
 use super::request::Record;
 use super::workload::{Request, Workload};
-use crate::net::client::{HttpClient, http_client_tls};
 use serde::{Deserialize, Serialize};
 
 mod result;
@@ -200,13 +199,13 @@ pub async fn run_with(
         .filter_map(|s| s.concurrency)
         .max()
         .unwrap_or(64) as usize;
-    let client = http_client_tls(max_streams, &plan.tls.options()?)?;
+    let clients = Clients::new(max_streams, &plan.tls.options()?)?;
     // Before the first step (outside every measured window): the
     // server's token costs of the prompt vocabulary.
-    let (costs, sizing) = super::tokenize::sizing(&client, plan, &headers).await?;
+    let (costs, sizing) = super::tokenize::sizing(clients.client(), plan, &headers).await?;
     let workload = Workload::load(plan, index, costs)?;
     let ctx = Arc::new(Ctx {
-        client,
+        clients,
         plan: plan.clone(),
         headers,
         workload,
@@ -241,7 +240,7 @@ pub async fn run_with(
 }
 
 struct Ctx {
-    client: HttpClient,
+    clients: Clients,
     plan: LoadPlan,
     headers: Vec<(String, String)>,
     workload: Workload,
@@ -263,7 +262,7 @@ impl Ctx {
         let p = &self.progress;
         p.in_flight.fetch_add(1, Ordering::Relaxed);
         let r = send(
-            &self.client,
+            &self.clients,
             Outgoing {
                 url,
                 headers: &self.headers,
@@ -349,6 +348,7 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, k: u64, index: u32) -> Option<Ste
     r.client_load = Some(load);
     r.stopped = ctx.progress.stop.is_cancelled();
     r.prompt_sizing = ctx.sizing.clone();
+    r.new_connection_per_request = ctx.clients.server_closes_connections();
     Some(r)
 }
 

@@ -12,11 +12,11 @@ use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::client::{Outgoing, send};
+use super::client::{Clients, Outgoing, send};
 use super::plan::LoadPlan;
 use super::request::{ErrorKind, Record};
 use super::workload::Workload;
-use crate::net::client::{HttpClient, error_chain, http_client_tls};
+use crate::net::client::{HttpClient, error_chain};
 
 /// How long each pre-flight request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -81,7 +81,7 @@ impl Report {
 
 /// Runs the pre-flight of `plan` against its first URL, with `api_key`.
 pub async fn run(plan: &LoadPlan, api_key: Option<&str>) -> Report {
-    let client = match plan.tls.options().and_then(|o| http_client_tls(1, &o)) {
+    let clients = match plan.tls.options().and_then(|o| Clients::new(1, &o)) {
         Ok(c) => c,
         Err(e) => return Report::fail(Check::Setup, e, Vec::new()),
     };
@@ -93,8 +93,9 @@ pub async fn run(plan: &LoadPlan, api_key: Option<&str>) -> Report {
         headers.push(("authorization".into(), format!("Bearer {key}")));
     }
     let mut notes = Vec::new();
+    let client = clients.client();
     // The models the server lists, where it lists them.
-    match get(&client, &format!("{base}/v1/models"), &headers).await {
+    match get(client, &format!("{base}/v1/models"), &headers).await {
         Err(e) if tls_failure(&e) => {
             return Report::fail(
                 Check::Tls,
@@ -149,7 +150,7 @@ pub async fn run(plan: &LoadPlan, api_key: Option<&str>) -> Report {
     let body = short(&req.body);
     let url = format!("{base}{}", plan.request_path());
     let rec = send(
-        &client,
+        &clients,
         Outgoing {
             url: &url,
             headers: &headers,

@@ -19,6 +19,9 @@ pub enum ErrorKind {
     HttpStatus,
     MalformedStream,
     EmptyResponse,
+    /// The connection closed (or was reset) before a response, after the
+    /// request may have reached the server: not sent again.
+    Disconnected,
 }
 
 impl std::fmt::Display for ErrorKind {
@@ -29,6 +32,9 @@ impl std::fmt::Display for ErrorKind {
             ErrorKind::HttpStatus => "HTTP error status",
             ErrorKind::MalformedStream => "malformed stream",
             ErrorKind::EmptyResponse => "empty response",
+            ErrorKind::Disconnected => {
+                "closed before a response (the request may have reached the server)"
+            }
         })
     }
 }
@@ -64,6 +70,9 @@ pub struct Record {
     pub reasoning_tokens: u64,
     /// The generated text, when it was asked for (conversations).
     pub text: Option<String>,
+    /// Sent a second time, on a new connection: the server had closed the
+    /// first before reading it ([`crate::net::conn`]).
+    pub retried: bool,
 }
 
 impl Record {

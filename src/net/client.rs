@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::conn::WatchingConnector;
 use super::tls::{TlsOptions, client_config};
 
-/// Plain TCP, or TLS for `https://` URLs.
-pub type Connector = HttpsConnector<HttpConnector>;
+/// Plain TCP, or TLS for `https://` URLs, each connection watched for the
+/// server's close ([`super::conn`]).
+pub type Connector = WatchingConnector;
 
 pub type HttpClient = Client<Connector, Full<Bytes>>;
 
@@ -84,7 +86,7 @@ where
         builder =
             builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
-    let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+    let connector = WatchingConnector(builder.enable_http1().enable_http2().wrap_connector(http));
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(max_idle)
         .build(connector)

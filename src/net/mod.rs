@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 pub mod client;
+pub mod conn;
 pub mod tls;
 
 /// The address to serve on: `--host`, else the pod's own IP (`POD_IP`, as the

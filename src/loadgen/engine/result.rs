@@ -21,6 +21,15 @@ pub struct StepResult {
     pub errors: BTreeMap<ErrorKind, u64>,
     /// The first few error messages, for the run's status.
     pub error_samples: Vec<String>,
+    /// Requests sent a second time, on a new connection, because the server
+    /// had closed the kept-alive one before reading them (each counted once
+    /// in `requests`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retried: u64,
+    /// The server closes the connections it answered on, so every request
+    /// took a new connection (its connect time is in its TTFT).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_connection_per_request: bool,
     pub duration_s: f64,
     pub input_tokens: u64,
     /// Each successful request's input tokens: the server's count where it
@@ -206,6 +215,8 @@ impl StepResult {
             ended_unix_ms: ended.max(first.ended_unix_ms),
             client_saturated: parts.iter().any(|p| p.client_saturated),
             stopped: parts.iter().any(|p| p.stopped),
+            retried: parts.iter().map(|p| p.retried).sum(),
+            new_connection_per_request: parts.iter().any(|p| p.new_connection_per_request),
             client_load: ClientLoad::worst(parts.iter().filter_map(|p| p.client_load.clone())),
             stats,
         })
@@ -262,6 +273,8 @@ pub(super) fn summarize(
         successes: ok.len() as u64,
         errors,
         error_samples,
+        retried: records.iter().filter(|r| r.retried).count() as u64,
+        new_connection_per_request: false,
         duration_s,
         input_tokens: ok.iter().map(|r| r.input_tokens).sum(),
         input_tokens_per_request: Summary::default(),

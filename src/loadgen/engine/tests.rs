@@ -155,6 +155,7 @@ fn record(i: u32) -> Record {
         source: crate::loadgen::request::TokenSource::Usage,
         reasoning_tokens: if i.is_multiple_of(3) { 2 } else { 0 },
         text: None,
+        retried: false,
     }
 }
 

@@ -113,6 +113,7 @@ fn what_a_failed_probe_request_means() {
         source: crate::loadgen::request::TokenSource::Usage,
         reasoning_tokens: 0,
         text: None,
+        retried: false,
     };
     let cases = [
         (

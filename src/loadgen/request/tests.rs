@@ -92,6 +92,7 @@ fn itl_and_gaps_come_from_the_token_times() {
         source: TokenSource::Usage,
         reasoning_tokens: 0,
         text: None,
+        retried: false,
     };
     let gaps: Vec<f64> = r.inter_token_gaps().collect();
     assert_eq!(gaps.len(), 2);
