@@ -79,6 +79,15 @@ pub struct Load {
     #[serde(default)]
     pub input: Input,
 
+    /// The most failed requests a step may have, as a fraction of its
+    /// requests (default 0.01). Past it the load was not the one asked for:
+    /// `MeasurementValid` says `FailedRequests` and the step's efficiency
+    /// figures are left out (their energy paid for requests whose tokens
+    /// were never counted). Any failed request is named in `Warnings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_error_rate: Option<f64>,
+
     /// Multi-turn conversations: each conversation carries its history forward.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversations: Option<Conversations>,
@@ -108,6 +117,14 @@ pub struct Load {
     /// Overrides for the load-generator pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodOverrides>,
+}
+
+impl Load {
+    /// `maxErrorRate`, or its default.
+    pub fn max_error_rate(&self) -> f64 {
+        self.max_error_rate
+            .unwrap_or(crate::results::DEFAULT_MAX_ERROR_RATE)
+    }
 }
 
 fn default_true() -> bool {

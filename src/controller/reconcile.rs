@@ -408,7 +408,11 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
                     let measured = session.document();
                     (doc.details, doc.endpoints, doc.notes) =
                         (measured.steps, measured.endpoints, measured.notes);
-                    crate::results::mark_shared(&mut doc.details, &d.status.shared_with);
+                    crate::results::mark_run(
+                        &mut doc.details,
+                        &d.status.shared_with,
+                        run.spec.load.max_error_rate(),
+                    );
                     timeseries = session.timeseries();
                 }
                 doc.notes.extend(build::tls_note(run));

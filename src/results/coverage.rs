@@ -45,6 +45,10 @@ pub enum GapReason {
     /// Another run loaded the same target while this one measured
     /// (`concurrencyPolicy: Allow`): the GPUs' energy is that run's too.
     SharedGpus,
+    /// More of the step's requests failed than `load.maxErrorRate` allows:
+    /// the load was not the one asked for, and the energy paid for work
+    /// whose tokens were never counted.
+    FailedRequests,
 }
 
 impl GapReason {
@@ -59,6 +63,7 @@ impl GapReason {
             GapReason::MissingWorkers => "MissingWorkers",
             GapReason::TooManyGpus => "TooManyGpus",
             GapReason::SharedGpus => "SharedGpus",
+            GapReason::FailedRequests => "FailedRequests",
         }
     }
 }
@@ -205,6 +210,16 @@ impl Coverage {
         self
     }
 
+    /// A step whose requests failed past `max_error_rate` (a fraction): the
+    /// first thing said about it, after a shared target.
+    pub fn with_failed_requests(mut self, failed: Option<Gap>) -> Self {
+        if let Some(gap) = failed {
+            self.gaps.insert(0, gap);
+            self.complete = false;
+        }
+        self
+    }
+
     pub fn with_workers(mut self, workers: Option<WorkerCoverage>) -> Self {
         if let Some(gap) = workers.and_then(|w| w.gap()) {
             self.gaps.push(gap);
@@ -212,6 +227,56 @@ impl Coverage {
         }
         self
     }
+}
+
+/// The failed requests of a client step, said plainly: how many of how
+/// many, by kind, and the first message (`None` when none failed).
+pub fn failed_requests(
+    requests: u64,
+    errors: &std::collections::BTreeMap<crate::loadgen::request::ErrorKind, u64>,
+    sample: Option<&str>,
+) -> Option<String> {
+    let failed: u64 = errors.values().sum();
+    if failed == 0 {
+        return None;
+    }
+    let kinds = errors
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut m = format!(
+        "{failed} of {requests} requests failed ({:.1} %): {kinds}",
+        100.0 * failed as f64 / requests.max(1) as f64
+    );
+    if let Some(s) = sample {
+        let s: String = s.chars().take(200).collect();
+        m.push_str(&format!("; first: {s}"));
+    }
+    Some(m)
+}
+
+/// The gap of a step whose failed requests are past `max_error_rate` (a
+/// fraction of its requests), `None` within it.
+pub fn failed_requests_gap(
+    requests: u64,
+    errors: &std::collections::BTreeMap<crate::loadgen::request::ErrorKind, u64>,
+    sample: Option<&str>,
+    max_error_rate: f64,
+) -> Option<Gap> {
+    let failed: u64 = errors.values().sum();
+    if requests == 0 || failed as f64 / requests as f64 <= max_error_rate {
+        return None;
+    }
+    Some(Gap {
+        reason: GapReason::FailedRequests,
+        message: format!(
+            "{}, past load.maxErrorRate ({} %): the load was not the one asked for, and the energy paid for requests whose tokens were never counted, so efficiency figures are left out",
+            failed_requests(requests, errors, sample)?,
+            max_error_rate * 100.0
+        ),
+    })
 }
 
 /// Why a run that shared its target with `runs` has no energy figures.

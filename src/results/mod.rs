@@ -186,13 +186,44 @@ pub struct EndpointReport {
     pub reachable: bool,
 }
 
-/// Marks every step's energy as shared with the runs `shared_with` (see
-/// [`Coverage::with_shared`]): the status leaves its efficiency figures out,
+/// The most failed requests, as a fraction of a step's, for the load to be
+/// the one asked for: `load.maxErrorRate`'s default.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.01;
+
+/// What the run as a whole says of its steps' energy, marked on each: a
+/// step measured while the runs `shared_with` loaded the same target (see
+/// [`Coverage::with_shared`]), or one whose requests failed past
+/// `max_error_rate` ([`coverage::failed_requests_gap`]). Either leaves the
+/// efficiency figures out, in the status and in the step's own efficiency,
 /// and the results say why beside what was measured.
-pub fn mark_shared(steps: &mut [StepDetail], shared_with: &[String]) {
+pub fn mark_run(steps: &mut [StepDetail], shared_with: &[String], max_error_rate: f64) {
     for step in steps {
+        let failed = step.client.as_ref().and_then(|c| {
+            coverage::failed_requests_gap(
+                c.requests,
+                &c.errors,
+                c.error_samples.first().map(String::as_str),
+                max_error_rate,
+            )
+        });
         if let Some(c) = step.coverage.take() {
-            step.coverage = Some(c.with_shared(shared_with));
+            // Each once: a document read back is marked already.
+            let has = |r: GapReason| c.gaps.iter().any(|g| g.reason == r);
+            let (failed, shared) = (
+                failed.filter(|_| !has(GapReason::FailedRequests)),
+                if has(GapReason::SharedGpus) {
+                    &[][..]
+                } else {
+                    shared_with
+                },
+            );
+            let c = c.with_failed_requests(failed).with_shared(shared);
+            if !c.complete
+                && let Some(e) = step.efficiency.as_mut()
+            {
+                e.withhold();
+            }
+            step.coverage = Some(c);
         }
     }
 }
@@ -254,8 +285,14 @@ impl StepDetail {
             }
         }
         // Energy and efficiency reach the status only when the energy covers
-        // the whole step; the ConfigMap keeps what was measured, with its coverage.
-        let covered = self.coverage.as_ref().is_none_or(|c| c.complete);
+        // the whole step; the ConfigMap keeps what was measured, with its
+        // coverage. Failed requests leave the energy right (the GPUs spent
+        // it) and the efficiency out (withheld in the step's efficiency).
+        let covered = self.coverage.as_ref().is_none_or(|c| {
+            c.complete
+                || (!c.gaps.is_empty()
+                    && c.gaps.iter().all(|g| g.reason == GapReason::FailedRequests))
+        });
         if let Some(e) = &self.efficiency
             && e.gpus_with_energy > 0
             && covered

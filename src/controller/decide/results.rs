@@ -75,7 +75,11 @@ pub(super) fn apply_results(
     t: &Time,
 ) {
     let mut steps = steps.to_vec();
-    crate::results::mark_shared(&mut steps, &status.shared_with);
+    crate::results::mark_run(
+        &mut steps,
+        &status.shared_with,
+        run.spec.load.max_error_rate(),
+    );
     let steps = steps.as_slice();
     let Some(last) = steps.last() else {
         return;
@@ -205,7 +209,9 @@ pub(super) fn apply_results(
 /// GPU (and the step, for sweeps): the GPUs' own (temperature, memory, XID,
 /// throttling, low utilisation, power at the limit), exporters slower than
 /// they are scraped, energy that covers only some of the GPUs, a load
-/// generator that was itself the bottleneck, and telemetry refused at its bounds.
+/// generator that was itself the bottleneck, failed requests (how many, of
+/// which kinds, the first message), a server that closes its connections,
+/// and telemetry refused at its bounds.
 pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
     let several = steps.len() > 1;
     let mut out: Vec<String> = Vec::new();
@@ -229,6 +235,26 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
                 push(format!(
                     "{at}{name}: its exporter refreshes every {:.1} s, slower than it is scraped",
                     g.update_period_s.unwrap_or(0.0)
+                ));
+            }
+        }
+        if let Some(c) = &step.client {
+            if let Some(m) = crate::results::coverage::failed_requests(
+                c.requests,
+                &c.errors,
+                c.error_samples.first().map(String::as_str),
+            ) {
+                push(format!("{at}{m}"));
+            }
+            if c.new_connection_per_request {
+                push(format!(
+                    "{at}the server closes the connections it answers on, unannounced: every request took a new connection (its connect time is in its TTFT){}",
+                    match c.retried {
+                        0 => String::new(),
+                        n => format!(
+                            "; {n} requests were sent again because it had closed the connection before reading them"
+                        ),
+                    }
                 ));
             }
         }

@@ -1292,3 +1292,121 @@ fn trials_give_each_step_its_trial_and_the_summary_their_means() {
     let warned = &conditions::get(&s.conditions, WARNINGS).unwrap().message;
     assert!(warned.contains("trial 3 did not run whole"), "{warned}");
 }
+
+/// A step that lost a third of its requests (llama.cpp's closed connections,
+/// before benchrun sent them again) ends `Succeeded` but says so where users
+/// look: `Warnings` names how many failed, of which kind, and the first
+/// message; past `load.maxErrorRate` the measurement is not valid and the
+/// efficiency is withheld in the status and in the step's own figures, while
+/// the energy the GPUs spent is still reported. Within the rate: a warning only.
+#[test]
+fn failed_requests_are_a_warning_and_past_the_rate_withhold_the_efficiency() {
+    use crate::loadgen::engine::StepResult as ClientStep;
+    use crate::loadgen::request::ErrorKind;
+    use crate::results::{Coverage, StepDetail};
+    use crate::telemetry::efficiency::Efficiency;
+    let r = run();
+    let r = advance(r.clone(), &decide(&r, &observed(None, resolved()), at(0)));
+    let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let step = |failed: u64| {
+        StepDetail {
+        client: Some(ClientStep {
+            requests: 60,
+            successes: 60 - failed,
+            errors: [(ErrorKind::Disconnected, failed)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            error_samples: (failed > 0)
+                .then(|| "http://llm:8080/v1/chat/completions: connection closed before message completed".to_string())
+                .into_iter()
+                .collect(),
+            output_tokens: 32 * (60 - failed),
+            duration_s: 10.0,
+            ..Default::default()
+        }),
+        coverage: Some(Coverage {
+            gpus: 1,
+            gpus_with_energy: 1,
+            fraction: 1.0,
+            complete: true,
+            ..Default::default()
+        }),
+        efficiency: Some(Efficiency {
+            gpu_count: 1,
+            gpus_with_energy: 1,
+            total_gpu_power_w: 100.0,
+            total_gpu_energy_j: 1000.0,
+            output_tokens_per_joule: Some(1.248),
+            energy_per_output_token_j: Some(0.8),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    };
+    let ended = |r: &BenchmarkRun, s: StepDetail| {
+        let mut obs = observed(Some(done.clone()), Target::NotNeeded);
+        obs.session = Some(session_done(vec![s]));
+        decide(r, &obs, at(30))
+    };
+    let d = ended(&r, step(21));
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert_eq!(
+        condition(&d, MEASUREMENT_VALID),
+        ("False", "FailedRequests")
+    );
+    let valid = &conditions::get(&d.status.conditions, MEASUREMENT_VALID)
+        .unwrap()
+        .message;
+    assert!(
+        valid.starts_with("21 of 60 requests failed (35.0 %)")
+            && valid.contains("maxErrorRate (1 %)"),
+        "{valid}"
+    );
+    let (status, _) = condition(&d, WARNINGS);
+    assert_eq!(status, "True");
+    let warned = &conditions::get(&d.status.conditions, WARNINGS)
+        .unwrap()
+        .message;
+    assert!(
+        warned.contains("21 of 60 requests failed")
+            && warned.contains("closed before a response")
+            && warned.contains("connection closed before message completed"),
+        "{warned}"
+    );
+    let s = d.status.summary.as_ref().unwrap();
+    assert_eq!(s.output_tokens_per_joule, None, "withheld");
+    assert_eq!(s.energy_per_output_token_j, None, "withheld");
+    assert_eq!(s.total_gpu_energy_j, Some(1000.0), "the energy is right");
+    assert_eq!(s.error_count, Some(21));
+
+    // The step's own efficiency (the ConfigMap's, the CLI's) is withheld too.
+    let mut steps = vec![step(21)];
+    crate::results::mark_run(&mut steps, &[], 0.01);
+    assert_eq!(
+        steps[0]
+            .efficiency
+            .as_ref()
+            .unwrap()
+            .output_tokens_per_joule,
+        None
+    );
+    // Marking twice says it once.
+    crate::results::mark_run(&mut steps, &[], 0.01);
+    assert_eq!(steps[0].coverage.as_ref().unwrap().gaps.len(), 1);
+
+    // A rate the user allows: valid, published, and still warned.
+    let mut lenient = r.clone();
+    lenient.spec.load.max_error_rate = Some(0.5);
+    let d = ended(&lenient, step(21));
+    assert_eq!(condition(&d, MEASUREMENT_VALID).0, "True");
+    assert_eq!(
+        d.status.summary.as_ref().unwrap().output_tokens_per_joule,
+        Some(1.248)
+    );
+    assert_eq!(condition(&d, WARNINGS).0, "True");
+    // None failed: nothing said.
+    let d = ended(&r, step(0));
+    assert_eq!(condition(&d, MEASUREMENT_VALID).0, "True");
+    assert_eq!(condition(&d, WARNINGS), ("False", "None"));
+}
