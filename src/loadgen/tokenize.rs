@@ -12,6 +12,18 @@
 //! costs add up; a check tokenizes one whole prompt and the results record
 //! what it counted against what was asked.
 //!
+//! Servers speak two dialects of `/tokenize`. vLLM, SGLang and llm-d take
+//! the request as the run sends it (`messages` or `prompt`) and answer
+//! `count` or `tokens`; llama.cpp's `llama-server` takes `{"content": …}`
+//! and answers `{"tokens": […]}`, and its chat template is applied by
+//! `POST /apply-template` first. A server asked in the other's dialect
+//! counts nothing (llama.cpp tokenizes an empty text), so each dialect is
+//! tried in turn, and counts that cannot be a tokenizer's (a word that costs
+//! nothing, a word twice no more than once) reject it. A calibration is
+//! `server` only when its own check holds: one prompt built to the asked
+//! length counts exactly that. Otherwise `auto` falls back to words and
+//! says why, and `server` fails the worker with the reason.
+//!
 //! A `tokenizer.json` read in the worker (the HF `tokenizers` crate) would
 //! size prompts for a server without `/tokenize`; it is not here: that crate
 //! needs a regex engine in C or a large pure-Rust one in the static image,
@@ -56,19 +68,27 @@ pub struct Costs {
 impl Costs {
     /// The costs from the server's counts of an empty prompt, of each word
     /// alone (`alone`) and of each word twice, space-separated (`twice`).
-    /// A word is never free: a count that says so is taken as one token.
-    pub fn from_counts(empty: u64, alone: &[u64], twice: &[u64]) -> Costs {
+    /// A word is never free: counts that say so are not a tokenizer's
+    /// counts of the text sent (a server that read another field tokenized
+    /// nothing), and are refused with the word named.
+    pub fn from_counts(empty: u64, alone: &[u64], twice: &[u64]) -> Result<Costs, String> {
         let mut c = Costs {
             first: [1; VOCAB.len()],
             after: [1; VOCAB.len()],
             template: empty,
         };
-        for i in 0..VOCAB.len() {
+        for (i, word) in VOCAB.iter().enumerate() {
             let (a, t) = (alone[i], twice[i]);
-            c.first[i] = a.saturating_sub(empty).max(1);
-            c.after[i] = t.saturating_sub(a).max(1);
+            if a <= empty || t <= a {
+                return Err(format!(
+                    "the server counted {empty} tokens for an empty prompt, {a} for {word:?} and {t} for {:?}: a word costs nothing, so it did not tokenize the text sent",
+                    format!("{word} {word}")
+                ));
+            }
+            c.first[i] = a - empty;
+            c.after[i] = t - a;
         }
-        c
+        Ok(c)
     }
 
     /// Mean tokens of a word after a space, over the vocabulary.
@@ -200,13 +220,16 @@ pub async fn sizing(
         return Ok((None, Some(PromptSizing::words(None))));
     }
     match calibrate(client, plan, headers, input_mean).await {
-        Ok((costs, check)) => {
+        Ok((costs, check, dialect)) => {
             let sizing = PromptSizing {
                 method: SizingMethod::Server,
                 tokens_per_word: Some(costs.tokens_per_word()),
                 template_tokens: Some(costs.template),
                 check: Some(check),
-                note: None,
+                note: (dialect == Dialect::LlamaCpp).then(|| {
+                    "counted by llama.cpp's /tokenize (its chat template through /apply-template)"
+                        .to_string()
+                }),
             };
             Ok((Some(Arc::new(costs)), Some(sizing)))
         }
@@ -222,33 +245,126 @@ pub async fn sizing(
     }
 }
 
-/// Asks the server at the plan's first URL what the vocabulary costs, then
-/// checks one prompt of `check_tokens` tokens built with those costs.
+/// How a server's `/tokenize` is asked (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// vLLM, SGLang, llm-d-inference-sim: the request's own fields.
+    Vllm,
+    /// llama.cpp's `llama-server`: `content`, and `/apply-template` for chat.
+    LlamaCpp,
+}
+
+impl Dialect {
+    fn name(self) -> &'static str {
+        match self {
+            Dialect::Vllm => "asked as vLLM is",
+            Dialect::LlamaCpp => "asked as llama.cpp is",
+        }
+    }
+}
+
+/// Asks the server at the plan's first URL what the vocabulary costs, in
+/// each dialect in turn, then checks one prompt of `check_tokens` tokens
+/// built with those costs: the first dialect whose counts and check hold.
 async fn calibrate(
     client: &HttpClient,
     plan: &LoadPlan,
     headers: &[(String, String)],
     check_tokens: u64,
-) -> Result<(Costs, SizingCheck), String> {
+) -> Result<(Costs, SizingCheck, Dialect), String> {
     let base = plan
         .urls
         .first()
         .map(|u| u.trim_end_matches('/'))
         .ok_or("the plan names no URL")?;
-    let url = format!("{base}/tokenize");
-    let count = |text: String| {
-        let url = url.clone();
-        async move { count(client, &url, headers, &tokenize_body(plan, &text)).await }
-    };
-    let empty = count(String::new()).await?;
-    let alone = futures::future::try_join_all(VOCAB.iter().map(|w| count(w.to_string()))).await?;
-    let twice =
-        futures::future::try_join_all(VOCAB.iter().map(|w| count(format!("{w} {w}")))).await?;
-    let costs = Costs::from_counts(empty, &alone, &twice);
-    let asked = check_tokens.max(1);
-    let (text, _) = build(&mut StdRng::seed_from_u64(plan.seed), asked, Some(&costs));
-    let counted = count(text).await?.saturating_sub(costs.template);
-    Ok((costs, SizingCheck { asked, counted }))
+    let mut why = Vec::new();
+    for dialect in [Dialect::Vllm, Dialect::LlamaCpp] {
+        let asker = Asker {
+            client,
+            plan,
+            headers,
+            base,
+            dialect,
+        };
+        match asker.calibrate(check_tokens).await {
+            Ok((costs, check)) => return Ok((costs, check, dialect)),
+            Err(e) => why.push(format!("{}: {e}", dialect.name())),
+        }
+    }
+    Err(why.join("; "))
+}
+
+/// One dialect's questions to one server.
+struct Asker<'a> {
+    client: &'a HttpClient,
+    plan: &'a LoadPlan,
+    headers: &'a [(String, String)],
+    base: &'a str,
+    dialect: Dialect,
+}
+
+impl Asker<'_> {
+    async fn calibrate(&self, check_tokens: u64) -> Result<(Costs, SizingCheck), String> {
+        let empty = self.count(String::new()).await?;
+        let alone =
+            futures::future::try_join_all(VOCAB.iter().map(|w| self.count(w.to_string()))).await?;
+        let twice =
+            futures::future::try_join_all(VOCAB.iter().map(|w| self.count(format!("{w} {w}"))))
+                .await?;
+        let costs = Costs::from_counts(empty, &alone, &twice)?;
+        let asked = check_tokens.max(1);
+        let (text, _) = build(
+            &mut StdRng::seed_from_u64(self.plan.seed),
+            asked,
+            Some(&costs),
+        );
+        let counted = self.count(text).await?.saturating_sub(costs.template);
+        if counted != asked {
+            return Err(format!(
+                "a prompt built to {asked} tokens by its word costs counted {counted}: the costs do not add up for this tokenizer"
+            ));
+        }
+        Ok((costs, SizingCheck { asked, counted }))
+    }
+
+    /// The server's count of `text` as the run would send it, template included.
+    async fn count(&self, text: String) -> Result<u64, String> {
+        let tokenize = format!("{}/tokenize", self.base);
+        match self.dialect {
+            Dialect::Vllm => {
+                count(
+                    self.client,
+                    &tokenize,
+                    self.headers,
+                    &tokenize_body(self.plan, &text),
+                )
+                .await
+            }
+            Dialect::LlamaCpp => {
+                let content = match self.plan.endpoint {
+                    Endpoint::Chat => {
+                        let templated = ask(
+                            self.client,
+                            &format!("{}/apply-template", self.base),
+                            self.headers,
+                            &json!({"messages": [{"role": "user", "content": text}]}),
+                        )
+                        .await?;
+                        templated
+                            .get("prompt")
+                            .and_then(Value::as_str)
+                            .ok_or("/apply-template answered without a prompt")?
+                            .to_string()
+                    }
+                    Endpoint::Completions => text,
+                };
+                // As llama.cpp tokenizes a request's prompt: special tokens
+                // (BOS) added, and the template's special tokens parsed.
+                let body = json!({"content": content, "add_special": true, "parse_special": true});
+                count(self.client, &tokenize, self.headers, &body).await
+            }
+        }
+    }
 }
 
 /// The `/tokenize` body for `text` as the run's endpoint sends it: a chat
@@ -272,6 +388,22 @@ async fn count(
     headers: &[(String, String)],
     body: &Value,
 ) -> Result<u64, String> {
+    let answer = ask(client, url, headers, body).await?;
+    parse_count(&answer).ok_or_else(|| {
+        format!(
+            "{} answered without a token count",
+            crate::net::redact_url(url)
+        )
+    })
+}
+
+/// POSTs `body` to `url` and reads the JSON answer of a 200.
+async fn ask(
+    client: &HttpClient,
+    url: &str,
+    headers: &[(String, String)],
+    body: &Value,
+) -> Result<Value, String> {
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
     let (status, answer) =
         super::preflight::exchange(client, url, headers, Some(bytes), TIMEOUT).await?;
@@ -281,17 +413,12 @@ async fn count(
             crate::net::redact_url(url)
         ));
     }
-    parse_count(&answer).ok_or_else(|| {
-        format!(
-            "{} answered without a token count",
-            crate::net::redact_url(url)
-        )
-    })
+    serde_json::from_slice(&answer)
+        .map_err(|e| format!("{} answered non-JSON: {e}", crate::net::redact_url(url)))
 }
 
 /// The count of a `/tokenize` answer: `count`, else the length of `tokens`.
-pub fn parse_count(body: &[u8]) -> Option<u64> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+pub fn parse_count(v: &Value) -> Option<u64> {
     v.get("count")
         .and_then(Value::as_u64)
         .or_else(|| v.get("tokens")?.as_array().map(|t| t.len() as u64))

@@ -12,7 +12,7 @@ fn subword() -> Costs {
         .zip(&alone)
         .map(|(w, a)| a + w.len().div_ceil(4) as u64)
         .collect();
-    Costs::from_counts(5, &alone, &twice)
+    Costs::from_counts(5, &alone, &twice).unwrap()
 }
 
 fn cost_of(text: &str, c: &Costs) -> u64 {
@@ -33,9 +33,21 @@ fn costs_come_from_the_server_s_counts() {
     let cluster = VOCAB.iter().position(|w| *w == "cluster").unwrap();
     assert_eq!((c.first[the], c.after[the]), (2, 1));
     assert_eq!((c.first[cluster], c.after[cluster]), (3, 2));
-    // A count that says a word is free is taken as one token.
-    let free = Costs::from_counts(3, &[3; 16], &[3; 16]);
-    assert!(free.first.iter().chain(&free.after).all(|&n| n == 1));
+    // Counts that say a word is free are not a tokenizer's: llama.cpp
+    // asked in vLLM's dialect tokenizes nothing and counts 0 for each.
+    let none = Costs::from_counts(0, &[0; 16], &[0; 16]).unwrap_err();
+    assert!(
+        none.contains("\"the\"") && none.contains("did not tokenize"),
+        "{none}"
+    );
+    let mut once = [4; 16];
+    once[3] = 3;
+    assert!(
+        Costs::from_counts(3, &once, &[5; 16]).is_err(),
+        "one free word"
+    );
+    let twice_free = Costs::from_counts(3, &[4; 16], &[4; 16]);
+    assert!(twice_free.is_err(), "a word twice costs more than once");
     let per_word = c.tokens_per_word();
     assert!(per_word > 1.5 && per_word < 2.0, "{per_word}");
 }
@@ -58,7 +70,7 @@ fn prompts_are_built_to_exactly_the_asked_tokens() {
 #[test]
 fn a_length_no_word_fits_ends_short_and_says_so() {
     // Every word costs two as the first: a one-token prompt cannot be built.
-    let c = Costs::from_counts(0, &[2; 16], &[4; 16]);
+    let c = Costs::from_counts(0, &[2; 16], &[4; 16]).unwrap();
     let (text, built) = build(&mut StdRng::seed_from_u64(1), 1, Some(&c));
     assert_eq!((text.as_str(), built), ("", 0));
     let (text, built) = build(&mut StdRng::seed_from_u64(1), 5, Some(&c));
@@ -67,7 +79,7 @@ fn a_length_no_word_fits_ends_short_and_says_so() {
 
 #[test]
 fn unit_costs_give_the_same_prompts_as_words() {
-    let ones = Costs::from_counts(0, &[1; 16], &[2; 16]);
+    let ones = Costs::from_counts(0, &[1; 16], &[2; 16]).unwrap();
     let (a, n) = build(&mut StdRng::seed_from_u64(5), 64, Some(&ones));
     let (b, m) = build(&mut StdRng::seed_from_u64(5), 64, None);
     assert_eq!((a, n), (b, m));
@@ -76,11 +88,11 @@ fn unit_costs_give_the_same_prompts_as_words() {
 
 #[test]
 fn tokenize_answers_are_read_by_count_or_tokens() {
+    let count = |body: &[u8]| parse_count(&serde_json::from_slice(body).unwrap());
     assert_eq!(
-        parse_count(br#"{"count":7,"max_model_len":1024,"tokens":[1,2]}"#),
+        count(br#"{"count":7,"max_model_len":1024,"tokens":[1,2]}"#),
         Some(7)
     );
-    assert_eq!(parse_count(br#"{"tokens":[1,2,3]}"#), Some(3));
-    assert_eq!(parse_count(br#"{"detail":"Not Found"}"#), None);
-    assert_eq!(parse_count(b"<html>"), None);
+    assert_eq!(count(br#"{"tokens":[1,2,3]}"#), Some(3));
+    assert_eq!(count(br#"{"detail":"Not Found"}"#), None);
 }
