@@ -293,3 +293,44 @@ fn series_counts_per_family() {
         (1, 1)
     );
 }
+
+/// llama.cpp's server, captured from a real `llama-server` (the e2e suite's
+/// engine; not in shared/): every family read, each with its unit, the
+/// throughputs named `*_tokens_seconds` as tokens per second, not seconds;
+/// the token counters as the run left them.
+#[test]
+fn llama_cpp_server_metrics_have_their_units() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/llamacpp-server-0c1e570.txt");
+    let body = std::fs::read(path).unwrap();
+    let mut m = ServerMetrics::new(Filter::default());
+    let r = m.ingest("e", 0.0, &body, Format::Prometheus);
+    assert_eq!(r.skipped, 0);
+    let res = m.results();
+    let unit = |name: &str| {
+        let f = res
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        assert_eq!(f.series.len(), 1, "{name}");
+        (f.unit.clone(), f.kind)
+    };
+    for (name, want, kind) in [
+        ("llamacpp:prompt_tokens_seconds", "tokens/s", Kind::Gauge),
+        ("llamacpp:predicted_tokens_seconds", "tokens/s", Kind::Gauge),
+        ("llamacpp:prompt_seconds_total", "seconds", Kind::Counter),
+        (
+            "llamacpp:tokens_predicted_seconds_total",
+            "seconds",
+            Kind::Counter,
+        ),
+        ("llamacpp:prompt_tokens_total", "tokens", Kind::Counter),
+        ("llamacpp:tokens_predicted_total", "tokens", Kind::Counter),
+        ("llamacpp:requests_processing", "count", Kind::Gauge),
+        ("llamacpp:requests_deferred", "count", Kind::Gauge),
+    ] {
+        let (u, k) = unit(name);
+        assert_eq!((u.as_str(), k), (want, kind), "{name}");
+    }
+    assert_eq!(res.len(), 15, "every family kept");
+}

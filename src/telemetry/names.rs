@@ -51,6 +51,9 @@ const SPELLINGS: &[(&str, &str)] = &[
 
 /// Name suffixes that are units: `(suffix words, unit)`, longest first.
 const UNIT_SUFFIXES: &[(&[&str], &str)] = &[
+    // llama.cpp's throughputs: `llamacpp:prompt_tokens_seconds` is tokens
+    // per second (its HELP says so); a duration is never counted in tokens.
+    (&["tokens", "seconds"], "tokens/s"),
     (&["seconds", "total"], "seconds"),
     (&["bytes", "total"], "bytes"),
     (&["tokens", "total"], "tokens"),
@@ -121,6 +124,8 @@ pub fn unit(name: &str, help: Option<&str>, declared: Option<&str>) -> String {
         ("seconds", "seconds"),
         ("bytes", "bytes"),
         ("percent", "percent"),
+        // `llamacpp:tokens_predicted_total`, `n_tokens_max`.
+        ("tokens", "tokens"),
     ] {
         if all.contains(&word) {
             return unit.to_string();
@@ -188,6 +193,28 @@ mod tests {
         assert_eq!(unit("vllm:gpu_cache_usage_perc", None, None), "ratio");
         assert_eq!(unit("component_request_bytes_total", None, None), "bytes");
         assert_eq!(unit("x_seconds_bucket_thing", None, None), "seconds");
+        // llama.cpp's server: throughputs named `*_tokens_seconds`, times
+        // named `*_seconds_total`.
+        let help = Some("Average prompt throughput in tokens/s");
+        assert_eq!(
+            unit("llamacpp:prompt_tokens_seconds", help, None),
+            "tokens/s"
+        );
+        assert_eq!(
+            unit("llamacpp:predicted_tokens_seconds", None, None),
+            "tokens/s"
+        );
+        assert_eq!(unit("llamacpp:prompt_seconds_total", None, None), "seconds");
+        assert_eq!(
+            unit("llamacpp:tokens_predicted_seconds_total", None, None),
+            "seconds"
+        );
+        assert_eq!(unit("llamacpp:prompt_tokens_total", None, None), "tokens");
+        assert_eq!(
+            unit("llamacpp:tokens_predicted_total", None, None),
+            "tokens"
+        );
+        assert_eq!(unit("llamacpp:n_tokens_max", None, None), "tokens");
         assert_eq!(
             unit(
                 "nv_gpu_utilization",
