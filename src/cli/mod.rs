@@ -44,7 +44,7 @@ pub enum Command {
     /// Run the operator.
     Controller(ControllerOpts),
     /// Generate load against an OpenAI-compatible endpoint (standalone, or as a Job worker).
-    Loadgen(crate::worker::LoadgenOpts),
+    Loadgen(Box<crate::worker::LoadgenOpts>),
     /// Simulators for dry runs without GPUs: `sim inference` and `sim dcgm`.
     #[command(subcommand)]
     Sim(crate::sim::SimCommand),
@@ -125,7 +125,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Validate(opts) => validate::main(&opts),
-        Command::Loadgen(opts) => crate::worker::main(opts),
+        Command::Loadgen(opts) => crate::worker::main(*opts),
         Command::Sim(cmd) => {
             init_tracing(&cli.log, cli.log_format);
             crate::sim::main(cmd)

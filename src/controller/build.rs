@@ -21,8 +21,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use super::names;
-use crate::api::{self, BenchmarkRun, LoadMode};
-use crate::loadgen::plan::{self as lp, LoadPlan};
+use crate::api::{self, BenchmarkRun, LoadMode, PromptTokenizer};
+use crate::loadgen::plan::{self as lp, LoadPlan, Tokenizer};
 use crate::results::ConfigMapData;
 
 /// Where the run's plan ConfigMap is mounted in load-generator pods.
@@ -225,12 +225,12 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
         goodput: goodput(&spec.slo),
         tls: tls_plan(run),
         path: spec.target.path.clone(),
-        tokenizer: load
-            .input
-            .synthetic
-            .as_ref()
-            .map(|s| s.tokenizer)
-            .unwrap_or_default(),
+        tokenizer: match load.input.synthetic.as_ref().map(|s| s.tokenizer) {
+            None | Some(PromptTokenizer::Auto) => Tokenizer::Auto,
+            Some(PromptTokenizer::Server) => Tokenizer::Server,
+            Some(PromptTokenizer::Words) => Tokenizer::Words,
+        },
+        server_timings_file: None,
     }
 }
 

@@ -13,7 +13,8 @@
 //! that may have reached the server is never sent again: it is an error of
 //! its own kind ([`ErrorKind::Disconnected`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,8 +22,8 @@ use http_body_util::{BodyExt, Full};
 
 use super::request::{ErrorKind, Record, TokenSource};
 use super::sse::{Event, SseReader, chunk_events};
-use crate::net::client::{HttpClient, error_chain, http_client_tls};
-use crate::net::conn::{ConnInfo, unreceived};
+use crate::net::client::{HttpClient, error_chain, watched_client_tls};
+use crate::net::conn::{ConnInfo, Habits, unreceived};
 use crate::net::tls::TlsOptions;
 
 /// The load generator's connections to its target.
@@ -31,23 +32,24 @@ pub struct Clients {
     pooled: HttpClient,
     /// A new connection for every request.
     fresh: HttpClient,
-    /// The server closes the connections it answered on: every request
-    /// takes a new one.
-    closes: AtomicBool,
+    /// What the connections saw: a server that closes the connections it
+    /// answered on gets a new one for every request.
+    habits: Arc<Habits>,
 }
 
 impl Clients {
     pub fn new(max_idle: usize, tls: &TlsOptions) -> Result<Self, String> {
+        let habits = Arc::new(Habits::default());
         Ok(Self {
-            pooled: http_client_tls(max_idle, tls)?,
-            fresh: http_client_tls(0, tls)?,
-            closes: AtomicBool::new(false),
+            pooled: watched_client_tls(max_idle, tls, habits.clone())?,
+            fresh: watched_client_tls(0, tls, habits.clone())?,
+            habits,
         })
     }
 
     /// The client for the next request.
     pub fn client(&self) -> &HttpClient {
-        if self.closes.load(Ordering::Relaxed) {
+        if self.server_closes_connections() {
             &self.fresh
         } else {
             &self.pooled
@@ -56,7 +58,19 @@ impl Clients {
 
     /// Whether the server was seen closing the connections it answered on.
     pub fn server_closes_connections(&self) -> bool {
-        self.closes.load(Ordering::Relaxed)
+        self.habits.closes_after_responses()
+    }
+
+    /// Learns, before any measured request, whether the server closes a
+    /// connection after a streamed response: `body` (a short request) is sent
+    /// once and its connection watched for `wait`. Failures are not errors
+    /// here: the load reports its own.
+    pub async fn learn(&self, out: Outgoing<'_>, wait: Duration) {
+        let _ = send(self, out).await;
+        let until = Instant::now() + wait;
+        while !self.server_closes_connections() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 }
 
@@ -113,6 +127,7 @@ fn unanswered(prompt_words: u64) -> Record {
         reasoning_tokens: 0,
         text: None,
         retried: false,
+        server: None,
     }
 }
 
@@ -149,7 +164,10 @@ async fn exchange(
                 return Err(failed(out.url, &e));
             };
             if why.closes_after_responses() {
-                clients.closes.store(true, Ordering::Relaxed);
+                clients
+                    .habits
+                    .closes_after_responses
+                    .store(true, Ordering::Relaxed);
             }
             rec.retried = true;
             clients
@@ -269,6 +287,7 @@ impl Tally {
                     reasoning,
                 })
             }
+            Event::Timings(t) => rec.server = Some(t),
             Event::Done => self.done = true,
             Event::Empty => {}
             Event::Malformed(m) => {

@@ -14,6 +14,7 @@ use super::client::{Clients, Outgoing, send};
 use super::plan::{Arrival, ConversationPlan, LoadPlan, Step, StopCondition};
 use super::request::Record;
 use super::workload::{Request, Workload};
+use crate::net::client::http_client_tls;
 use serde::{Deserialize, Serialize};
 
 mod result;
@@ -199,11 +200,39 @@ pub async fn run_with(
         .filter_map(|s| s.concurrency)
         .max()
         .unwrap_or(64) as usize;
-    let clients = Clients::new(max_streams, &plan.tls.options()?)?;
-    // Before the first step (outside every measured window): the
-    // server's token costs of the prompt vocabulary.
-    let (costs, sizing) = super::tokenize::sizing(clients.client(), plan, &headers).await?;
+    let tls = plan.tls.options()?;
+    // Before the first step (outside every measured window): the server's
+    // token costs of the prompt vocabulary, asked on a connection of their
+    // own, closed before the load begins.
+    let (costs, sizing) =
+        super::tokenize::sizing(&http_client_tls(1, &tls)?, plan, &headers).await?;
+    let clients = Clients::new(max_streams, &tls)?;
     let workload = Workload::load(plan, index, costs)?;
+    if plan.streaming {
+        // Outside every measured window: whether the server closes a
+        // connection after a stream (llama.cpp does), so that the load takes
+        // a new connection per request from its first (see `client`).
+        let probe = workload.request(plan, index, 0);
+        let url = format!(
+            "{}{}",
+            plan.urls[0].trim_end_matches('/'),
+            plan.request_path()
+        );
+        clients
+            .learn(
+                Outgoing {
+                    url: &url,
+                    headers: &headers,
+                    body: super::preflight::short(&probe.body),
+                    streaming: true,
+                    prompt_words: probe.words,
+                    timeout: REQUEST_TIMEOUT,
+                    keep_text: false,
+                },
+                Duration::from_millis(50),
+            )
+            .await;
+    }
     let ctx = Arc::new(Ctx {
         clients,
         plan: plan.clone(),
@@ -335,6 +364,14 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, k: u64, index: u32) -> Option<Ste
             None,
         ),
     };
+    if let Some(path) = &ctx.plan.server_timings_file
+        && let Err(e) = write_timings(path, k, index, &records)
+    {
+        tracing::warn!(
+            "could not write the request timings to {}: {e}",
+            path.display()
+        );
+    }
     let mut r = summarize(
         step,
         &records,
@@ -350,6 +387,40 @@ async fn run_step(ctx: &Arc<Ctx>, step: &Step, k: u64, index: u32) -> Option<Ste
     r.prompt_sizing = ctx.sizing.clone();
     r.new_connection_per_request = ctx.clients.server_closes_connections();
     Some(r)
+}
+
+/// Debug (`--server-timings`): each measured request of step `k` as a JSON
+/// line, the client's times beside the server's own where it gave them.
+fn write_timings(
+    path: &std::path::Path,
+    k: u64,
+    worker: u32,
+    records: &[Record],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?,
+    );
+    let ms = |s: Option<f64>| s.map(|s| s * 1e3);
+    for r in records {
+        let line = serde_json::json!({
+            "step": k,
+            "worker": worker,
+            "ok": r.ok,
+            "ttftMs": ms(r.ttft),
+            "latencyMs": r.latency * 1e3,
+            "itlMs": ms(r.itl()),
+            "inputTokens": r.input_tokens,
+            "outputTokens": r.output_tokens,
+            "retried": r.retried,
+            "server": r.server,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
 }
 
 #[derive(Clone, Copy)]

@@ -78,7 +78,26 @@ pub struct LoadPlan {
     pub path: Option<String>,
     /// Whose tokens synthetic prompt lengths count (see [`super::tokenize`]).
     #[serde(default)]
-    pub tokenizer: crate::api::PromptTokenizer,
+    pub tokenizer: Tokenizer,
+    /// Debug: write each measured request's timings, and the server's own
+    /// where it reports them (llama.cpp's `timings`), to this file as JSON
+    /// lines (`benchrun loadgen --server-timings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timings_file: Option<std::path::PathBuf>,
+}
+
+/// Whose tokens synthetic prompt lengths count: the load generator's own
+/// word of the run's `load.input.synthetic.tokenizer`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Tokenizer {
+    /// The target's tokenizer when it can be asked, else words.
+    #[default]
+    Auto,
+    /// The target's tokenizer; the worker fails when it cannot be asked.
+    Server,
+    /// One word of the prompt vocabulary per token.
+    Words,
 }
 
 /// TLS for the target: where each PEM is (a file, or a variable the kubelet

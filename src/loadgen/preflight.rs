@@ -21,7 +21,7 @@ use crate::net::client::{HttpClient, error_chain};
 /// How long each pre-flight request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// The probe asks for this many tokens at most.
-const PROBE_TOKENS: u64 = 4;
+pub const PROBE_TOKENS: u64 = 4;
 /// How much of a server's answer a failure quotes.
 const QUOTE: usize = 300;
 
@@ -210,7 +210,7 @@ fn tls_failure(e: &str) -> bool {
 
 /// The body with its output capped at a few tokens (`max_tokens` and
 /// `max_completion_tokens`, whichever it has).
-fn short(body: &Bytes) -> Bytes {
+pub fn short(body: &Bytes) -> Bytes {
     let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
         return body.clone();
     };

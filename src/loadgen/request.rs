@@ -49,6 +49,37 @@ pub enum TokenSource {
     Counted,
 }
 
+/// The server's own account of one request, where it gives one
+/// (llama.cpp's `timings`): tokens and milliseconds of the prompt's
+/// processing and of the generation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTimings {
+    /// Prompt tokens taken from the cache (not processed).
+    pub cache_n: u64,
+    /// Prompt tokens processed, and how long that took.
+    pub prompt_n: u64,
+    pub prompt_ms: f64,
+    /// Tokens generated, and how long that took (from the first).
+    pub predicted_n: u64,
+    pub predicted_ms: f64,
+}
+
+impl ServerTimings {
+    /// From a `timings` object; `None` without the prompt and generation figures.
+    pub fn read(v: &Value) -> Option<ServerTimings> {
+        let n = |k: &str| v.get(k).and_then(Value::as_u64);
+        let ms = |k: &str| v.get(k).and_then(Value::as_f64).filter(|x| x.is_finite());
+        Some(ServerTimings {
+            cache_n: n("cache_n").unwrap_or(0),
+            prompt_n: n("prompt_n")?,
+            prompt_ms: ms("prompt_ms")?,
+            predicted_n: n("predicted_n")?,
+            predicted_ms: ms("predicted_ms")?,
+        })
+    }
+}
+
 /// One finished request. Times in seconds from its send.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -73,6 +104,8 @@ pub struct Record {
     /// Sent a second time, on a new connection: the server had closed the
     /// first before reading it ([`crate::net::conn`]).
     pub retried: bool,
+    /// The server's own timing of it, where it reported one.
+    pub server: Option<ServerTimings>,
 }
 
 impl Record {

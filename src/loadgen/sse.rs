@@ -24,6 +24,9 @@ pub enum Event {
         completion: u64,
         reasoning: Option<u64>,
     },
+    /// The server's own timing of the request (llama.cpp's `timings`, on
+    /// its last chunk).
+    Timings(crate::loadgen::request::ServerTimings),
     /// `data: [DONE]`.
     Done,
     /// A `data:` line that is not JSON, or an error object.
@@ -97,6 +100,12 @@ pub fn chunk_events(v: &Value, text: Option<&mut String>, on: &mut impl FnMut(Ev
     } else {
         Event::Empty
     });
+    if let Some(t) = v
+        .get("timings")
+        .and_then(crate::loadgen::request::ServerTimings::read)
+    {
+        on(Event::Timings(t));
+    }
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
         let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
         on(Event::Usage {

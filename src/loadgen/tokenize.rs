@@ -39,8 +39,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::plan::{Endpoint, InputPlan, LoadPlan};
-use crate::api::PromptTokenizer;
+use super::plan::{Endpoint, InputPlan, LoadPlan, Tokenizer};
 use crate::net::client::HttpClient;
 
 /// How long one `/tokenize` request may take: a tokenizer answers in
@@ -216,7 +215,7 @@ pub async fn sizing(
     let InputPlan::Synthetic { input_mean, .. } = plan.input else {
         return Ok((None, None));
     };
-    if plan.tokenizer == PromptTokenizer::Words {
+    if plan.tokenizer == Tokenizer::Words {
         return Ok((None, Some(PromptSizing::words(None))));
     }
     match calibrate(client, plan, headers, input_mean).await {
@@ -233,7 +232,7 @@ pub async fn sizing(
             };
             Ok((Some(Arc::new(costs)), Some(sizing)))
         }
-        Err(e) if plan.tokenizer == PromptTokenizer::Server => Err(format!(
+        Err(e) if plan.tokenizer == Tokenizer::Server => Err(format!(
             "load.input.synthetic.tokenizer is server, and the target's tokenizer could not be asked: {e}"
         )),
         Err(e) => Ok((
@@ -305,12 +304,15 @@ struct Asker<'a> {
 
 impl Asker<'_> {
     async fn calibrate(&self, check_tokens: u64) -> Result<(Costs, SizingCheck), String> {
+        // One question at a time, on one connection: a server that holds a
+        // thread per kept-alive connection (llama.cpp) is not left with a
+        // connection per word before the load begins.
         let empty = self.count(String::new()).await?;
-        let alone =
-            futures::future::try_join_all(VOCAB.iter().map(|w| self.count(w.to_string()))).await?;
-        let twice =
-            futures::future::try_join_all(VOCAB.iter().map(|w| self.count(format!("{w} {w}"))))
-                .await?;
+        let (mut alone, mut twice) = (Vec::new(), Vec::new());
+        for w in VOCAB {
+            alone.push(self.count(w.to_string()).await?);
+            twice.push(self.count(format!("{w} {w}")).await?);
+        }
         let costs = Costs::from_counts(empty, &alone, &twice)?;
         let asked = check_tokens.max(1);
         let (text, _) = build(

@@ -13,7 +13,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::conn::WatchingConnector;
+use std::sync::Arc;
+
+use super::conn::{Habits, WatchingConnector};
 use super::tls::{TlsOptions, client_config};
 
 /// Plain TCP, or TLS for `https://` URLs, each connection watched for the
@@ -31,11 +33,22 @@ pub fn http_client(max_idle: usize) -> HttpClient {
 /// [`http_client`] with the TLS options given (a CA bundle, a client
 /// certificate, no verification); an error when they cannot be used.
 pub fn http_client_tls(max_idle: usize, tls: &TlsOptions) -> Result<HttpClient, String> {
-    Ok(pooled_client(
+    watched_client_tls(max_idle, tls, Arc::default())
+}
+
+/// [`http_client_tls`] whose connections record what they see of the
+/// server's ways in `habits` (shared with other clients).
+pub fn watched_client_tls(
+    max_idle: usize,
+    tls: &TlsOptions,
+    habits: Arc<Habits>,
+) -> Result<HttpClient, String> {
+    Ok(watched_client(
         max_idle,
         Duration::from_secs(10),
         &client_config(tls)?,
         named(tls)?,
+        habits,
     ))
 }
 
@@ -74,6 +87,21 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    watched_client(max_idle, connect_timeout, tls, server_name, Arc::default())
+}
+
+fn watched_client<B>(
+    max_idle: usize,
+    connect_timeout: Duration,
+    tls: &rustls::ClientConfig,
+    server_name: Option<rustls::pki_types::ServerName<'static>>,
+    habits: Arc<Habits>,
+) -> Client<Connector, B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
@@ -86,7 +114,10 @@ where
         builder =
             builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
-    let connector = WatchingConnector(builder.enable_http1().enable_http2().wrap_connector(http));
+    let connector = WatchingConnector {
+        inner: builder.enable_http1().enable_http2().wrap_connector(http),
+        habits,
+    };
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(max_idle)
         .build(connector)

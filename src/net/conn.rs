@@ -116,6 +116,21 @@ pub fn unreceived(e: &(dyn std::error::Error + 'static)) -> Option<Unreceived> {
     None
 }
 
+/// What a client has seen of its servers' ways with connections, shared by
+/// every connection it makes.
+#[derive(Debug, Default)]
+pub struct Habits {
+    /// A server closed a connection within a second of answering on it,
+    /// without a `Connection: close`: reusing its connections races its close.
+    pub closes_after_responses: std::sync::atomic::AtomicBool,
+}
+
+impl Habits {
+    pub fn closes_after_responses(&self) -> bool {
+        self.closes_after_responses.load(Ordering::Relaxed)
+    }
+}
+
 /// What a response's extensions carry of its connection
 /// (`resp.extensions().get::<ConnInfo>()`).
 #[derive(Clone, Debug)]
@@ -181,6 +196,7 @@ pub struct Watched {
     last_read: Instant,
     /// How long the connection was idle before the request in flight.
     idle_before: Duration,
+    habits: Arc<Habits>,
     /// Waiting for the reset after a close with no response.
     reset_wait: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
 }
@@ -303,6 +319,12 @@ impl Read for Watched {
             this.last_read = Instant::now();
             return Poll::Ready(Ok(()));
         }
+        if this.phase == Phase::Answered && this.last_read.elapsed() < Duration::from_secs(1) {
+            // Closed by the server right after it answered, unannounced.
+            this.habits
+                .closes_after_responses
+                .store(true, Ordering::Relaxed);
+        }
         if !this.awaiting_reused() {
             return Poll::Ready(Ok(()));
         }
@@ -415,9 +437,13 @@ impl Connection for Watched {
     }
 }
 
-/// The TLS-or-plain connector with every connection watched.
+/// The TLS-or-plain connector with every connection watched, and what its
+/// connections saw of the server's habits.
 #[derive(Clone)]
-pub struct WatchingConnector(pub HttpsConnector<HttpConnector>);
+pub struct WatchingConnector {
+    pub inner: HttpsConnector<HttpConnector>,
+    pub habits: Arc<Habits>,
+}
 
 impl tower::Service<Uri> for WatchingConnector {
     type Response = Watched;
@@ -426,11 +452,12 @@ impl tower::Service<Uri> for WatchingConnector {
         Pin<Box<dyn std::future::Future<Output = Result<Watched, Self::Error>> + Send + 'static>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.0.call(uri);
+        let connecting = self.inner.call(uri);
+        let habits = self.habits.clone();
         Box::pin(async move {
             let io = connecting.await?;
             let watch = !io.connected().is_negotiated_h2();
@@ -441,6 +468,7 @@ impl tower::Service<Uri> for WatchingConnector {
                 shared: Arc::new(Shared::default()),
                 last_read: Instant::now(),
                 idle_before: Duration::ZERO,
+                habits,
                 reset_wait: None,
             })
         })

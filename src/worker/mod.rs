@@ -10,7 +10,7 @@ use clap::Args;
 use crate::loadgen::engine;
 use crate::loadgen::plan::{
     API_KEY_ENV, Arrival, ConversationPlan, Endpoint, Goodput, InputPlan, LoadPlan, PLAN_ENV,
-    PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, PemSource, Step, StopCondition, TlsPlan,
+    PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, PemSource, Step, StopCondition, TlsPlan, Tokenizer,
 };
 pub mod serve;
 
@@ -70,6 +70,10 @@ pub struct LoadgenOpts {
     /// one vocabulary word per token (`words`).
     #[arg(long, value_enum, default_value_t = TokenizerFlag::Auto)]
     pub tokenizer: TokenizerFlag,
+    /// Debug: write each measured request's timings beside the server's own
+    /// (llama.cpp's per-request `timings`) to this file, one JSON line each.
+    #[arg(long, value_name = "FILE")]
+    pub server_timings: Option<std::path::PathBuf>,
     /// Send the request payloads of this JSONL file instead of synthetic prompts.
     #[arg(long, conflicts_with = "conversations")]
     pub dataset: Option<std::path::PathBuf>,
@@ -329,10 +333,11 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
         },
         path: opts.path.clone(),
         tokenizer: match opts.tokenizer {
-            TokenizerFlag::Auto => crate::api::PromptTokenizer::Auto,
-            TokenizerFlag::Server => crate::api::PromptTokenizer::Server,
-            TokenizerFlag::Words => crate::api::PromptTokenizer::Words,
+            TokenizerFlag::Auto => Tokenizer::Auto,
+            TokenizerFlag::Server => Tokenizer::Server,
+            TokenizerFlag::Words => Tokenizer::Words,
         },
+        server_timings_file: opts.server_timings.clone(),
     };
     Ok((plan, 0))
 }

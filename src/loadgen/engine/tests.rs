@@ -156,6 +156,7 @@ fn record(i: u32) -> Record {
         reasoning_tokens: if i.is_multiple_of(3) { 2 } else { 0 },
         text: None,
         retried: false,
+        server: None,
     }
 }
 

@@ -114,6 +114,7 @@ fn what_a_failed_probe_request_means() {
         reasoning_tokens: 0,
         text: None,
         retried: false,
+        server: None,
     };
     let cases = [
         (

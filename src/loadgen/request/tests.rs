@@ -36,6 +36,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
         tls: Default::default(),
         path: None,
         tokenizer: Default::default(),
+        server_timings_file: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn itl_and_gaps_come_from_the_token_times() {
         reasoning_tokens: 0,
         text: None,
         retried: false,
+        server: None,
     };
     let gaps: Vec<f64> = r.inter_token_gaps().collect();
     assert_eq!(gaps.len(), 2);

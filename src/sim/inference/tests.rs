@@ -43,6 +43,24 @@ fn load_plan(url: &str, concurrency: u32, requests: u64, output: u64) -> LoadPla
     p
 }
 
+/// The server's records of the requests a step measured, and of those it
+/// served before (the load generator's connection probe: one short streamed
+/// request before the first step).
+fn split_truth<'t>(
+    truth: &'t serde_json::Value,
+    r: &crate::loadgen::engine::StepResult,
+) -> (Vec<&'t serde_json::Value>, Vec<&'t serde_json::Value>) {
+    truth["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|x| x["receivedUnixMs"].as_u64().unwrap() >= r.started_unix_ms)
+}
+
+fn sum(records: &[&serde_json::Value], key: &str) -> u64 {
+    records.iter().map(|x| x[key].as_u64().unwrap()).sum()
+}
+
 fn metric(page: &str, name: &str) -> f64 {
     let mut total = 0.0;
     for e in Parser::new(page.as_bytes(), Format::Prometheus) {
@@ -64,28 +82,36 @@ async fn served_tokens_metrics_and_truth_agree() {
 
     let truth: serde_json::Value =
         serde_json::from_str(&get(&format!("{url}/sim/truth")).await).unwrap();
-    assert_eq!(truth["succeeded"], 24);
-    assert_eq!(truth["outputTokens"].as_u64(), Some(r.output_tokens));
-    assert_eq!(truth["promptTokens"].as_u64(), Some(r.input_tokens));
-    assert_eq!(truth["records"].as_array().unwrap().len(), 24);
+    let (measured, before) = split_truth(&truth, r);
+    assert_eq!(measured.len(), 24);
+    assert_eq!(before.len(), 1, "the connection probe, before the step");
+    let probe_out = sum(&before, "outputTokens");
+    assert!(
+        probe_out <= crate::loadgen::preflight::PROBE_TOKENS,
+        "a short one"
+    );
+    assert_eq!(truth["succeeded"], 25);
+    assert_eq!(sum(&measured, "outputTokens"), r.output_tokens);
+    assert_eq!(sum(&measured, "promptTokens"), r.input_tokens);
 
+    // The server's counters hold the probe too.
     let page = get(&format!("{url}/metrics")).await;
     assert_eq!(
         metric(&page, "vllm:generation_tokens_total"),
-        r.output_tokens as f64
+        (r.output_tokens + probe_out) as f64
     );
     assert_eq!(
         metric(&page, "vllm:prompt_tokens_total"),
-        r.input_tokens as f64
+        (r.input_tokens + sum(&before, "promptTokens")) as f64
     );
-    assert_eq!(metric(&page, "vllm:request_success_total"), 24.0);
+    assert_eq!(metric(&page, "vllm:request_success_total"), 25.0);
     assert_eq!(
         metric(&page, "vllm:time_to_first_token_seconds_count"),
-        24.0
+        25.0
     );
     assert_eq!(
         metric(&page, "vllm:inter_token_latency_seconds_count"),
-        24.0 * 15.0
+        (24 * 15 + probe_out - 1) as f64
     );
 
     // The fixed schedule is kept, and the client sees it.
@@ -147,13 +173,16 @@ async fn injected_failures_are_counted_on_both_sides() {
     ]))
     .await;
     let r = &load(&load_plan(&url, 4, 40, 6), 0, None).await.unwrap()[0];
-    let truth: serde_json::Value =
+    let summary: serde_json::Value =
         serde_json::from_str(&get(&format!("{url}/sim/truth?records=0")).await).unwrap();
-    assert!(truth.get("records").is_none());
-    let injected = truth["injectedErrors"].as_u64().unwrap();
-    let truncated = truth["truncated"].as_u64().unwrap();
+    assert!(summary.get("records").is_none());
+    let truth: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}/sim/truth")).await).unwrap();
+    let (measured, _probe) = split_truth(&truth, r);
+    let count = |outcome: &str| measured.iter().filter(|x| x["outcome"] == outcome).count() as u64;
+    let (injected, truncated) = (count("injectedError"), count("truncated"));
     assert!(injected > 0 && truncated > 0, "{truth}");
-    assert_eq!(r.successes, truth["succeeded"].as_u64().unwrap());
+    assert_eq!(r.successes, count("ok"));
     use crate::loadgen::request::ErrorKind;
     assert_eq!(
         r.errors.get(&ErrorKind::HttpStatus).copied().unwrap_or(0),
@@ -316,7 +345,7 @@ async fn goodput_counts_requests_within_the_objectives_and_the_second_token_is_t
 /// recorded it; a reply that only reasons is not an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reasoning_replies_are_timed_and_counted_as_the_server_sent_them() {
-    let median = |records: &[serde_json::Value], key: &str| -> f64 {
+    let median = |records: &[&serde_json::Value], key: &str| -> f64 {
         let mut v: Vec<f64> = records.iter().filter_map(|r| r[key].as_f64()).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -343,13 +372,9 @@ async fn reasoning_replies_are_timed_and_counted_as_the_server_sent_them() {
         );
         let truth: serde_json::Value =
             serde_json::from_str(&get(&format!("{url}/sim/truth")).await).unwrap();
-        let records = truth["records"].as_array().unwrap();
-        let sent: u64 = records
-            .iter()
-            .map(|r| r["reasoningTokens"].as_u64().unwrap())
-            .sum();
-        assert_eq!(sent, r.reasoning_tokens);
-        let (t_ttft, t_ttfat) = (median(records, "ttftS"), median(records, "ttfatS"));
+        let (records, _probe) = split_truth(&truth, r);
+        assert_eq!(sum(&records, "reasoningTokens"), r.reasoning_tokens);
+        let (t_ttft, t_ttfat) = (median(&records, "ttftS"), median(&records, "ttfatS"));
         // The answer starts three tokens (two gaps after the first) later.
         assert!(
             (t_ttfat - t_ttft - 0.030).abs() < 0.004,
@@ -386,7 +411,7 @@ async fn reasoning_replies_are_timed_and_counted_as_the_server_sent_them() {
 /// own count; sized in words, it is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompts_sized_with_the_server_s_tokenizer_are_the_asked_length() {
-    use crate::api::PromptTokenizer;
+    use crate::loadgen::plan::Tokenizer as PromptTokenizer;
     use crate::loadgen::tokenize::SizingMethod;
     let url = start(opts(&[
         "--ttft",
