@@ -15,6 +15,8 @@ cluster_up() {
   fi
   TOOLS_BIN="$(bash e2e/tools/build.sh)"
   export PATH="$TOOLS_BIN:$PATH"
+  # The tiny models llama-server serves live beside the tools.
+  export BENCHRUN_E2E_TOOLS="$TOOLS_BIN"
   if [ "$profile" = release ]; then
     # benchrun exactly as the gpu-exporter image builds it: the cluster runs
     # the binary an image ships.
@@ -33,6 +35,7 @@ cluster_up() {
   "$e2e" up --dir "$dir" --tools "$TOOLS_BIN" \
     --image "benchrun=$BENCHRUN_BIN" --image "benchrun-gpu-exporter=$BENCHRUN_BIN" \
     --image "llm-d-inference-sim=$TOOLS_BIN/llm-d-inference-sim" \
+    --image "llama-server=$TOOLS_BIN/llama-server" \
     ${CLUSTER_KEEP_DIR:+--keep-dir} ${CLUSTER_UP_ARGS:-} >"$dir.log" 2>&1 &
   CLUSTER_PID=$!
   # Wait on the fixture's own signal that the cluster is up (or on its death).

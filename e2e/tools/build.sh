@@ -20,7 +20,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 cache="${BENCHRUN_CACHE:-$HOME/.cache/benchrun}"
 tools="$cache/tools"
-bin="$tools/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$HELM_VERSION-$INFERENCE_SIM_VERSION-$PROMETHEUS_VERSION"
+models_hash="$(cat "$here/llama-cpp/tiny_model.py" | sha256sum | cut -c1-12)"
+bin="$tools/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$HELM_VERSION-$INFERENCE_SIM_VERSION-$PROMETHEUS_VERSION-llama$LLAMA_CPP_PYTHON_VERSION-$models_hash"
 
 if [[ "${1:-}" == "--print" ]]; then
 	echo "$bin"
@@ -99,6 +100,55 @@ go_install() {
 	echo "$dir"
 }
 
+# llama.cpp's llama-server from the source llama-cpp-python publishes on
+# PyPI (it vendors llama.cpp): CPU only, no web UI, no TLS, no downloads.
+# The tokenizer vocabularies of llama.cpp's tests come along (no weights).
+build_llama_server() {
+	local dir src
+	dir="$(build_dir llama-cpp "$LLAMA_CPP_PYTHON_VERSION")"
+	[[ -x "$dir/llama-server" && -d "$dir/vocab" ]] && { echo "$dir"; return; }
+	command -v cmake >/dev/null || { echo "build.sh: cmake and a C++ compiler build llama-server" >&2; exit 1; }
+	log "building llama-server (llama-cpp-python $LLAMA_CPP_PYTHON_VERSION's llama.cpp; cold: about 8 minutes on 2 cores)"
+	rm -rf "$dir.partial"; mkdir -p "$dir.partial/vocab"
+	src="$(mktemp -d "${TMPDIR:-/tmp}/llama-src.XXXXXX")"
+	python3 -m pip download --quiet --no-deps --no-binary :all: \
+		"llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$src" >&2
+	tar -xzf "$src"/llama_cpp_python-*.tar.gz -C "$src"
+	local tree=("$src"/llama_cpp_python-*/vendor/llama.cpp)
+	cmake -S "${tree[0]}" -B "$src/build" -DCMAKE_BUILD_TYPE=Release \
+		-DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
+		-DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF \
+		-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF >&2
+	cmake --build "$src/build" --target llama-server -j "$(nproc)" >&2
+	cp "$src/build/bin/llama-server" "$dir.partial/"
+	cp "${tree[0]}"/models/ggml-vocab-llama-spm.gguf "${tree[0]}"/models/ggml-vocab-gpt-2.gguf "$dir.partial/vocab/"
+	rm -rf "$src"
+	finish "$dir"
+	echo "$dir"
+}
+
+# The tiny models llama-server serves (tiny_model.py), keyed by the script:
+# the Llama SentencePiece vocabulary (tiny-spm.gguf) and GPT-2's byte-pair
+# one (tiny-bpe.gguf), with the gguf package in a virtualenv of their own.
+build_llama_models() {
+	local llama="$1" dir venv
+	dir="$(build_dir llama-models "$LLAMA_CPP_PYTHON_VERSION-$GGUF_VERSION" "$models_hash")"
+	[[ -f "$dir/tiny-spm.gguf" && -f "$dir/tiny-bpe.gguf" ]] && { echo "$dir"; return; }
+	log "writing the tiny llama.cpp models (gguf $GGUF_VERSION)"
+	rm -rf "$dir.partial"; mkdir -p "$dir.partial"
+	venv="$tools/gguf-$GGUF_VERSION-venv"
+	if [[ ! -x "$venv/bin/python" ]]; then
+		rm -rf "$venv.partial"
+		python3 -m venv "$venv.partial"
+		"$venv.partial/bin/python" -m pip install --quiet "gguf==$GGUF_VERSION" >&2
+		mv "$venv.partial" "$venv"
+	fi
+	"$venv/bin/python" "$here/llama-cpp/tiny_model.py" "$llama/vocab/ggml-vocab-llama-spm.gguf" "$dir.partial/tiny-spm.gguf" >&2
+	"$venv/bin/python" "$here/llama-cpp/tiny_model.py" "$llama/vocab/ggml-vocab-gpt-2.gguf" "$dir.partial/tiny-bpe.gguf" >&2
+	finish "$dir"
+	echo "$dir"
+}
+
 # One by one, so that a failed build stops the script.
 etcd="$(build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 etcd)"
 kubernetes="$(build_kubernetes)"
@@ -107,7 +157,9 @@ sim="$(build_wrapped inference-sim "$INFERENCE_SIM_VERSION" github.com/llm-d/llm
 # The Prometheus server (its module v0.316.0 is Prometheus 3.x) scrapes the
 # controller in the suite; no web UI assets are needed for its HTTP API.
 prometheus="$(build_wrapped prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus prometheus)"
-dirs=("$etcd" "$kubernetes" "$helm" "$sim" "$prometheus")
+llama="$(build_llama_server)"
+llama_models="$(build_llama_models "$llama")"
+dirs=("$etcd" "$kubernetes" "$helm" "$sim" "$prometheus" "$llama" "$llama_models")
 
 # One folder of links, named by every version, is what the suite puts on PATH.
 if [[ ! -d "$bin" ]]; then
