@@ -8,6 +8,7 @@ mod compare;
 mod fidelity;
 mod hostile;
 mod https;
+mod llama_cpp;
 mod namespaced;
 mod operator;
 mod prometheus;
