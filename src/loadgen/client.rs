@@ -81,6 +81,8 @@ pub struct Outgoing<'a> {
     pub body: Bytes,
     pub streaming: bool,
     pub prompt_words: u64,
+    /// The output tokens the request asks for, when known.
+    pub max_tokens: Option<u64>,
     /// Bound on the whole request, first byte to last.
     pub timeout: Duration,
     /// Keep the generated text (a conversation's next turn carries it).
@@ -91,6 +93,7 @@ pub struct Outgoing<'a> {
 pub async fn send(clients: &Clients, out: Outgoing<'_>) -> Record {
     let start = Instant::now();
     let mut rec = unanswered(out.prompt_words);
+    rec.asked_tokens = out.max_tokens;
     let outcome = tokio::time::timeout(out.timeout, exchange(clients, &out, start, &mut rec)).await;
     rec.latency = start.elapsed().as_secs_f64();
     match outcome {
@@ -128,6 +131,7 @@ fn unanswered(prompt_words: u64) -> Record {
         text: None,
         retried: false,
         server: None,
+        asked_tokens: None,
     }
 }
 

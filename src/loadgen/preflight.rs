@@ -157,6 +157,7 @@ pub async fn run(plan: &LoadPlan, api_key: Option<&str>) -> Report {
             body,
             streaming: plan.streaming,
             prompt_words: req.words,
+            max_tokens: None,
             timeout: TIMEOUT,
             keep_text: false,
         },

@@ -106,6 +106,16 @@ pub struct Record {
     pub retried: bool,
     /// The server's own timing of it, where it reported one.
     pub server: Option<ServerTimings>,
+    /// The output tokens it asked for, when known.
+    pub asked_tokens: Option<u64>,
+}
+
+impl Record {
+    /// A success whose output is shorter than it asked for: the server
+    /// stopped it first (an end-of-sequence token, a stop string).
+    pub fn stopped_early(&self) -> bool {
+        self.ok && self.asked_tokens.is_some_and(|n| self.output_tokens < n)
+    }
 }
 
 impl Record {

@@ -26,6 +26,16 @@ pub struct Request {
     pub words: u64,
     /// The user text of this turn (conversations carry it forward).
     pub user_text: String,
+    /// The output tokens it asks for (`max_tokens` or
+    /// `max_completion_tokens` of the body as sent).
+    pub max_tokens: Option<u64>,
+}
+
+/// The output tokens a request body asks for.
+fn asked_tokens(b: &Value) -> Option<u64> {
+    ["max_tokens", "max_completion_tokens"]
+        .iter()
+        .find_map(|k| b.get(*k).and_then(Value::as_u64))
 }
 
 /// Where a worker's requests come from.
@@ -125,6 +135,7 @@ impl Workload {
             body: to_bytes(&b),
             words,
             user_text: prompt.text,
+            max_tokens: asked_tokens(&b),
         }
     }
 }
@@ -209,6 +220,7 @@ pub fn dataset_request(plan: &LoadPlan, entry: &Map<String, Value>) -> Request {
         body: to_bytes(&b),
         words: user_text.split_whitespace().count() as u64,
         user_text,
+        max_tokens: asked_tokens(&b),
     }
 }
 

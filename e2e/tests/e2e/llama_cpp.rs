@@ -140,6 +140,7 @@ async fn a_sweep_against_llama_cpp_is_measured_in_its_own_tokens() {
             );
         }
         assert_eq!(c["outputTokens"].as_u64(), Some(per_step * asked_out));
+        assert!(c["stoppedEarly"].is_null(), "ignore_eos is honoured: {c:#}");
         assert_eq!(c["newConnectionPerRequest"], true, "{c:#}");
         // The engine's own counters over the step's window. Generated tokens
         // are counted when a request ends, inside the window; prompt tokens
@@ -238,6 +239,7 @@ async fn every_request_agrees_with_llama_cpp_s_own_timings() {
         .unwrap();
     let s = &steps[0];
     assert_eq!((s.requests, s.successes), (40, 40), "{:?}", s.error_samples);
+    assert_eq!(s.stopped_early, 0, "ignore_eos is honoured");
     let sizing = s.prompt_sizing.as_ref().unwrap();
     assert_eq!(format!("{:?}", sizing.method), "Server");
     let rows: Vec<Value> = std::fs::read_to_string(&file)

@@ -246,6 +246,12 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
             ) {
                 push(format!("{at}{m}"));
             }
+            if c.stopped_early > 0 {
+                push(format!(
+                    "{at}{} of {} successful requests ended before their max_tokens: the server stopped them (an end-of-sequence token), so outputs are shorter than asked; ask ignore_eos in load.extraInputs where the server honours it",
+                    c.stopped_early, c.successes
+                ));
+            }
             if c.new_connection_per_request {
                 push(format!(
                     "{at}the server closes the connections it answers on, unannounced: every request took a new connection (its connect time is in its TTFT){}",

@@ -1410,3 +1410,36 @@ fn failed_requests_are_a_warning_and_past_the_rate_withhold_the_efficiency() {
     assert_eq!(condition(&d, MEASUREMENT_VALID).0, "True");
     assert_eq!(condition(&d, WARNINGS), ("False", "None"));
 }
+
+/// Outputs shorter than asked, and a server that closes its connections,
+/// are said in `Warnings`: the figures are of what the server did.
+#[test]
+fn short_outputs_and_closed_connections_are_warnings() {
+    use crate::loadgen::engine::StepResult as ClientStep;
+    use crate::results::StepDetail;
+    let step = StepDetail {
+        client: Some(ClientStep {
+            requests: 40,
+            successes: 40,
+            stopped_early: 7,
+            retried: 2,
+            new_connection_per_request: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let warned = super::results::warnings(&[step]);
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.starts_with("7 of 40 successful requests ended before their max_tokens")),
+        "{warned:?}"
+    );
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.contains("every request took a new connection")
+                && w.contains("2 requests were sent again")),
+        "{warned:?}"
+    );
+}

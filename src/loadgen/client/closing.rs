@@ -118,6 +118,7 @@ fn outgoing(url: &str) -> Outgoing<'_> {
         body: Bytes::from_static(br#"{"model":"m","prompt":"x","max_tokens":2,"stream":true}"#),
         streaming: true,
         prompt_words: 1,
+        max_tokens: Some(2),
         timeout: Duration::from_secs(10),
         keep_text: false,
     }

@@ -30,6 +30,11 @@ pub struct StepResult {
     /// took a new connection (its connect time is in its TTFT).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub new_connection_per_request: bool,
+    /// Successful requests whose output was shorter than they asked for:
+    /// the server stopped them first (an end-of-sequence token), so the
+    /// output lengths are not the asked ones.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stopped_early: u64,
     pub duration_s: f64,
     pub input_tokens: u64,
     /// Each successful request's input tokens: the server's count where it
@@ -216,6 +221,7 @@ impl StepResult {
             client_saturated: parts.iter().any(|p| p.client_saturated),
             stopped: parts.iter().any(|p| p.stopped),
             retried: parts.iter().map(|p| p.retried).sum(),
+            stopped_early: parts.iter().map(|p| p.stopped_early).sum(),
             new_connection_per_request: parts.iter().any(|p| p.new_connection_per_request),
             client_load: ClientLoad::worst(parts.iter().filter_map(|p| p.client_load.clone())),
             stats,
@@ -274,6 +280,7 @@ pub(super) fn summarize(
         errors,
         error_samples,
         retried: records.iter().filter(|r| r.retried).count() as u64,
+        stopped_early: records.iter().filter(|r| r.stopped_early()).count() as u64,
         new_connection_per_request: false,
         duration_s,
         input_tokens: ok.iter().map(|r| r.input_tokens).sum(),

@@ -157,6 +157,7 @@ fn record(i: u32) -> Record {
         text: None,
         retried: false,
         server: None,
+        asked_tokens: None,
     }
 }
 
@@ -368,4 +369,30 @@ async fn requests_go_to_the_path_the_plan_gives() {
         "{:?}",
         routed.error_samples
     );
+}
+
+/// A success shorter than it asked for was stopped by the server (an
+/// end-of-sequence token): counted per step and summed across workers;
+/// a failure, or a request whose ask is unknown, is not.
+#[test]
+fn requests_the_server_stopped_early_are_counted() {
+    let step = Step {
+        concurrency: Some(2),
+        rate: None,
+    };
+    let asked = |i: u32, n: Option<u64>| Record {
+        asked_tokens: n,
+        ..record(i)
+    };
+    // Each record has 4 output tokens; record 10 failed.
+    let part = [
+        asked(1, Some(4)),
+        asked(2, Some(16)),
+        asked(3, None),
+        asked(10, Some(16)),
+    ];
+    let one = summarize(&step, &part, 1.0, None, None);
+    assert_eq!(one.stopped_early, 1);
+    let both = StepResult::merge(&[one.clone(), one]).unwrap();
+    assert_eq!(both.stopped_early, 2);
 }

@@ -115,6 +115,7 @@ fn what_a_failed_probe_request_means() {
         text: None,
         retried: false,
         server: None,
+        asked_tokens: None,
     };
     let cases = [
         (

@@ -95,6 +95,7 @@ fn itl_and_gaps_come_from_the_token_times() {
         text: None,
         retried: false,
         server: None,
+        asked_tokens: None,
     };
     let gaps: Vec<f64> = r.inter_token_gaps().collect();
     assert_eq!(gaps.len(), 2);
