@@ -1,5 +1,6 @@
 .PHONY: demo test crd fmt image push
-# Run the main job: build and benchmark on a local cluster (see README).
+# Run the main job: build and benchmark on a local cluster (see README);
+# ENGINE=llama.cpp also benchmarks llama.cpp's server.
 demo:
 	bash scripts/demo.sh
 # Run every test.

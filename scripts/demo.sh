@@ -10,6 +10,10 @@
 # concurrency sweep that keeps its time series, drawn with `kubectl benchrun
 # plot` (into $PLOTS, default a temporary folder; SAVE_RESULTS=DIR also saves
 # its results document and time series there).
+# ENGINE=llama.cpp (make demo ENGINE=llama.cpp) then benchmarks a real engine
+# too: llama.cpp's llama-server on the CPU serving a tiny model with a real
+# tokenizer and chat template (e2e/tools/build.sh builds both), a sweep of 1,
+# 2 and 4 streams on its 4 slots, prompts sized by its own /tokenize.
 # --keep leaves the cluster running and prints how to reach it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -138,5 +142,61 @@ if [ -n "${SAVE_RESULTS:-}" ]; then
   mkdir -p "$SAVE_RESULTS"
   "$BENCHRUN_BIN" kubectl results qwen-sweep -n demo -o json > "$SAVE_RESULTS/summary.json"
   "$BENCHRUN_BIN" kubectl results qwen-sweep -n demo -o timeseries > "$SAVE_RESULTS/timeseries.jsonl"
+fi
+if [ "${ENGINE:-}" = llama.cpp ]; then
+  echo "== deploying llama.cpp's llama-server (4 slots, continuous batching, metrics; a tiny model, real tokenizer)"
+  kubectl -n demo apply -f - <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: llama, labels: {app: llama}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: llama}}
+  template:
+    metadata: {labels: {app: llama}}
+    spec:
+      containers:
+        - name: llama
+          image: registry.invalid/llama-server:0c1e570
+          args: [-m, "$TOOLS_BIN/tiny-spm.gguf", --alias, tiny-llama, --host, 0.0.0.0, --port, "8090",
+                 --parallel, "4", --cont-batching, --metrics, -c, "8192", -t, "1"]
+          ports: [{name: http, containerPort: 8090}]
+          readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: llama}
+spec:
+  selector: {app: llama}
+  ports: [{name: http, port: 8090, targetPort: http}]
+EOF
+  kubectl -n demo rollout status deployment/llama --timeout=2m
+  echo "== a sweep against llama.cpp: 1, 2, 4 streams, 40 requests each, prompts in its own tokens"
+  kubectl -n demo apply -f - <<'EOF'
+apiVersion: benchrun.dev/v1alpha1
+kind: BenchmarkRun
+metadata: {name: llama-sweep}
+spec:
+  target:
+    serviceRef: {name: llama, portName: http}
+    model: tiny-llama
+  load:
+    requestCount: 40
+    sweep: {concurrency: [1, 2, 4]}
+    extraInputs: {ignore_eos: true}
+    input:
+      synthetic:
+        tokenizer: server
+        inputTokens: {mean: 128}
+        outputTokens: {mean: 32}
+  telemetry:
+    server:
+      selector: {matchLabels: {app: llama}}
+  timeout: 5m
+EOF
+  succeeded llama-sweep
+  kubectl -n demo get br llama-sweep
+  kubectl -n demo get br llama-sweep -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
+  "$BENCHRUN_BIN" kubectl results llama-sweep -n demo -o wide
 fi
 echo "== done"
