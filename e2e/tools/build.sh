@@ -107,11 +107,14 @@ build_llama_server() {
 	local dir src
 	dir="$(build_dir llama-cpp "$LLAMA_CPP_PYTHON_VERSION")"
 	[[ -x "$dir/llama-server" && -d "$dir/vocab" ]] && { echo "$dir"; return; }
-	command -v cmake >/dev/null || { echo "build.sh: cmake and a C++ compiler build llama-server" >&2; exit 1; }
+	command -v cmake >/dev/null && command -v c++ >/dev/null ||
+		{ echo "build.sh: cmake and a C++ compiler build llama-server (apt-get install cmake g++)" >&2; exit 1; }
 	log "building llama-server (llama-cpp-python $LLAMA_CPP_PYTHON_VERSION's llama.cpp; cold: about 8 minutes on 2 cores)"
 	rm -rf "$dir.partial"; mkdir -p "$dir.partial/vocab"
 	src="$(mktemp -d "${TMPDIR:-/tmp}/llama-src.XXXXXX")"
-	python3 -m pip download --quiet --no-deps --no-binary :all: \
+	# shellcheck disable=SC2064  # the folder is known now
+	trap "rm -rf '$src'" EXIT
+	python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python \
 		"llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$src" >&2
 	tar -xzf "$src"/llama_cpp_python-*.tar.gz -C "$src"
 	local tree=("$src"/llama_cpp_python-*/vendor/llama.cpp)
@@ -138,6 +141,8 @@ build_llama_models() {
 	rm -rf "$dir.partial"; mkdir -p "$dir.partial"
 	venv="$tools/gguf-$GGUF_VERSION-venv"
 	if [[ ! -x "$venv/bin/python" ]]; then
+		python3 -c 'import venv, ensurepip' 2>/dev/null ||
+			{ echo "build.sh: python3 with venv and pip writes the tiny models (apt-get install python3-venv)" >&2; exit 1; }
 		rm -rf "$venv.partial"
 		python3 -m venv "$venv.partial"
 		"$venv.partial/bin/python" -m pip install --quiet "gguf==$GGUF_VERSION" >&2

@@ -91,10 +91,11 @@ pub struct Outgoing<'a> {
 
 /// Sends the request and reads the whole response; never panics on bad servers.
 pub async fn send(clients: &Clients, out: Outgoing<'_>) -> Record {
-    let start = Instant::now();
+    let mut start = Instant::now();
     let mut rec = unanswered(out.prompt_words);
     rec.asked_tokens = out.max_tokens;
-    let outcome = tokio::time::timeout(out.timeout, exchange(clients, &out, start, &mut rec)).await;
+    let outcome =
+        tokio::time::timeout(out.timeout, exchange(clients, &out, &mut start, &mut rec)).await;
     rec.latency = start.elapsed().as_secs_f64();
     match outcome {
         Err(_) => {
@@ -144,11 +145,17 @@ fn request(out: &Outgoing<'_>) -> Result<hyper::Request<Full<Bytes>>, (ErrorKind
         .map_err(|e| (ErrorKind::Connect, format!("building the request: {e}")))
 }
 
-/// A failed request's kind: no connection at all, or a connection that
-/// closed after the request may have reached the server.
+/// A failed request's kind: no connection at all, an answer that is not
+/// HTTP, or a connection that closed after the request may have reached
+/// the server.
 fn failed(url: &str, e: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
+    let parse = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<hyper::Error>())
+        .is_some_and(hyper::Error::is_parse);
     let kind = if e.is_connect() {
         ErrorKind::Connect
+    } else if parse {
+        ErrorKind::MalformedStream
     } else {
         ErrorKind::Disconnected
     };
@@ -158,7 +165,7 @@ fn failed(url: &str, e: &hyper_util::client::legacy::Error) -> (ErrorKind, Strin
 async fn exchange(
     clients: &Clients,
     out: &Outgoing<'_>,
-    start: Instant,
+    start: &mut Instant,
     rec: &mut Record,
 ) -> Result<(), (ErrorKind, String)> {
     let resp = match clients.client().request(request(out)?).await {
@@ -174,6 +181,9 @@ async fn exchange(
                     .store(true, Ordering::Relaxed);
             }
             rec.retried = true;
+            // The request the server receives is the one timed: the attempt
+            // it never read (and the wait for its reset) is not its latency.
+            *start = Instant::now();
             clients
                 .fresh
                 .request(request(out)?)
@@ -183,7 +193,9 @@ async fn exchange(
     };
     if let Some(conn) = resp.extensions().get::<ConnInfo>() {
         conn.keep_alive(resp.headers().get("keep-alive"));
+        conn.announced_close(resp.headers().get("connection"));
     }
+    let start = *start;
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {

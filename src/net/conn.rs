@@ -142,12 +142,23 @@ struct Shared {
     requests: AtomicU64,
     /// The keep-alive time the server gave, ms (0: none).
     keep_alive_ms: AtomicU64,
+    /// The last response said `Connection: close`: its close is announced.
+    announced: std::sync::atomic::AtomicBool,
 }
 
 impl ConnInfo {
     /// The connection had carried earlier requests.
     pub fn reused(&self) -> bool {
         self.0.requests.load(Ordering::Relaxed) > 1
+    }
+
+    /// Takes the response's `Connection` header: a close the server
+    /// announces is no habit of closing unannounced.
+    pub fn announced_close(&self, header: Option<&hyper::header::HeaderValue>) {
+        let close = header
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        self.0.announced.store(close, Ordering::Relaxed);
     }
 
     /// Takes the server's `Keep-Alive` header (`timeout=5, max=100`): the
@@ -319,7 +330,10 @@ impl Read for Watched {
             this.last_read = Instant::now();
             return Poll::Ready(Ok(()));
         }
-        if this.phase == Phase::Answered && this.last_read.elapsed() < Duration::from_secs(1) {
+        if this.phase == Phase::Answered
+            && this.last_read.elapsed() < Duration::from_secs(1)
+            && !this.shared.announced.load(Ordering::Relaxed)
+        {
             // Closed by the server right after it answered, unannounced.
             this.habits
                 .closes_after_responses
@@ -387,6 +401,17 @@ impl Watched {
         self.phase = Phase::Sent;
         Ok(())
     }
+
+    /// A reset while a request on a reused connection is written, before any
+    /// response byte: the server had reset the connection, unread.
+    fn reset_on_write(&self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Err(e)) if is_reset(&e) && self.awaiting_reused() => {
+                Poll::Ready(Err(self.unreceived(How::Reset)))
+            }
+            other => other,
+        }
+    }
 }
 
 impl Write for Watched {
@@ -401,7 +426,8 @@ impl Write for Watched {
         {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut this.io).poll_write(cx, buf)
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.reset_on_write(written)
     }
 
     fn poll_write_vectored(
@@ -415,7 +441,8 @@ impl Write for Watched {
         {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.reset_on_write(written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -142,25 +142,42 @@ async fn a_sweep_against_llama_cpp_is_measured_in_its_own_tokens() {
         assert_eq!(c["outputTokens"].as_u64(), Some(per_step * asked_out));
         assert!(c["stoppedEarly"].is_null(), "ignore_eos is honoured: {c:#}");
         assert_eq!(c["newConnectionPerRequest"], true, "{c:#}");
-        // The engine's own counters over the step's window. Generated tokens
-        // are counted when a request ends, inside the window; prompt tokens
-        // when the prompt is processed, so the first wave's prompts may come
-        // before the opening scrape (at most one per stream).
+        // The engine's own counters over the step's telemetry window. That
+        // window opens when the controller sees every worker measuring and
+        // closes when it sees them past the step, tens of milliseconds after
+        // the workers' own boundaries; this engine finishes a request in
+        // about as long, so a window may miss the first requests' counts and
+        // take in the next step's first ones (the windows' overshoot is
+        // issue 33's). The engine's counts are within one wave of streams
+        // (this step's at the start, the next one's at the end) of the
+        // client's; the per-request test below holds every count exactly.
+        let streams = c["concurrency"].as_u64().unwrap();
+        let next = steps
+            .get(k + 1)
+            .map_or(0, |s| s["client"]["concurrency"].as_u64().unwrap());
         let predicted = increase(step, "llamacpp:tokens_predicted_total");
-        assert_eq!(predicted, (per_step * asked_out) as f64, "step {k}");
+        let client_out = (per_step * asked_out) as f64;
+        eprintln!(
+            "llama.cpp step {k}: engine generated {predicted} tokens in the window, the client counted {client_out}"
+        );
+        assert!(
+            predicted >= client_out - (streams * asked_out) as f64
+                && predicted <= client_out + (next * asked_out) as f64,
+            "step {k}: the engine generated {predicted} tokens in the window, the client counted {client_out}"
+        );
         let prompts = increase(step, "llamacpp:prompt_tokens_total")
             + increase(step, "llamacpp:prompt_tokens_cached_total");
         let client_in = c["inputTokens"].as_f64().unwrap();
-        let streams = c["concurrency"].as_f64().unwrap();
         let per_prompt = (asked_in + template) as f64;
         assert!(
-            prompts <= client_in && prompts >= client_in - streams * per_prompt,
+            prompts >= client_in - streams as f64 * per_prompt
+                && prompts <= client_in + next as f64 * per_prompt,
             "step {k}: the engine processed {prompts} prompt tokens, the client sent {client_in}"
         );
         // The client's first token comes after the engine's prompt time
         // (plus queueing and transport), never before.
         let prompt_s = increase(step, "llamacpp:prompt_seconds_total");
-        let engine_prompt_ms = prompt_s * 1e3 / per_step as f64;
+        let engine_prompt_ms = prompt_s * 1e3 / (prompts / per_prompt);
         let ttft_ms = c["ttftS"]["mean"].as_f64().unwrap() * 1e3;
         eprintln!(
             "llama.cpp step {k}: client TTFT mean {ttft_ms:.2} ms, engine prompt time mean {engine_prompt_ms:.2} ms"

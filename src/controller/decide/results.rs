@@ -338,10 +338,13 @@ pub fn measurement_valid(steps: &[StepDetail]) -> (bool, &'static str, String) {
                 .into(),
         );
     }
-    let gaps: Vec<(u32, &Gap)> = covered
+    let mut gaps: Vec<(u32, &Gap)> = covered
         .iter()
         .flat_map(|(i, c)| c.gaps.iter().map(move |g| (*i, g)))
         .collect();
+    // A load that was not the one asked for is said first, whichever step
+    // it was in: it takes the efficiency out whatever the energy covers.
+    gaps.sort_by_key(|(_, g)| g.reason != GapReason::FailedRequests);
     let Some((_, first)) = gaps.first() else {
         let gpus = covered.iter().map(|(_, c)| c.gpus).max().unwrap_or(0);
         let restarts: Vec<String> = covered
@@ -395,7 +398,16 @@ pub fn measurement_valid(steps: &[StepDetail]) -> (bool, &'static str, String) {
     if gaps.len() > SHOWN {
         message.push_str(&format!(" (and {} more)", gaps.len() - SHOWN));
     }
-    message.push_str("; energy and efficiency figures are left out of the status");
+    message.push_str(
+        if gaps
+            .iter()
+            .all(|(_, g)| g.reason == GapReason::FailedRequests)
+        {
+            "; efficiency figures are left out (the energy stays)"
+        } else {
+            "; energy and efficiency figures are left out of the status"
+        },
+    );
     (false, first.reason.as_str(), message)
 }
 

@@ -1360,7 +1360,8 @@ fn failed_requests_are_a_warning_and_past_the_rate_withhold_the_efficiency() {
         .message;
     assert!(
         valid.starts_with("21 of 60 requests failed (35.0 %)")
-            && valid.contains("maxErrorRate (1 %)"),
+            && valid.contains("maxErrorRate (1 %)")
+            && valid.ends_with("efficiency figures are left out (the energy stays)"),
         "{valid}"
     );
     let (status, _) = condition(&d, WARNINGS);
@@ -1409,6 +1410,36 @@ fn failed_requests_are_a_warning_and_past_the_rate_withhold_the_efficiency() {
     let d = ended(&r, step(0));
     assert_eq!(condition(&d, MEASUREMENT_VALID).0, "True");
     assert_eq!(condition(&d, WARNINGS), ("False", "None"));
+
+    // In a sweep, a later step's failed requests are said first, before an
+    // earlier step's energy gap.
+    let mut restarted = step(0);
+    restarted.coverage = Some(Coverage {
+        gaps: vec![crate::results::Gap {
+            reason: crate::results::GapReason::Restarted,
+            message: "the GPU telemetry covers 73.3 % of the client's window".into(),
+        }],
+        complete: false,
+        ..restarted.coverage.unwrap()
+    });
+    let mut failing = step(21);
+    failing.index = 1;
+    let mut obs = observed(Some(done.clone()), Target::NotNeeded);
+    obs.session = Some(session_done(vec![restarted, failing]));
+    let d = decide(&r, &obs, at(30));
+    assert_eq!(
+        condition(&d, MEASUREMENT_VALID),
+        ("False", "FailedRequests")
+    );
+    let valid = &conditions::get(&d.status.conditions, MEASUREMENT_VALID)
+        .unwrap()
+        .message;
+    assert!(
+        valid.starts_with("step 1: 21 of 60")
+            && valid.contains("step 0: the GPU telemetry covers 73.3 %")
+            && valid.ends_with("energy and efficiency figures are left out of the status"),
+        "{valid}"
+    );
 }
 
 /// Outputs shorter than asked, and a server that closes its connections,

@@ -21,8 +21,10 @@ enum Closing {
     /// Answers the first request of a connection and keeps it; reads the
     /// second whole, then closes without a word.
     ReadsSecondThenCloses,
-    /// Answers, saying `Keep-Alive: timeout=1`, and keeps the connection.
+    /// Answers, saying `Keep-Alive: timeout=3`, and keeps the connection.
     ShortKeepAlive,
+    /// Answers with `Connection: close`, then closes: announced.
+    Announced,
 }
 
 /// Reads one request (head and `content-length` body); `false` at a close.
@@ -49,6 +51,10 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
 }
 
 fn streamed(keep_alive: &str) -> Vec<u8> {
+    streamed_with(&format!("Keep-Alive: {keep_alive}"))
+}
+
+fn streamed_with(header: &str) -> Vec<u8> {
     let events = [
         r#"data: {"choices":[{"index":0,"delta":{"content":"a"}}]}"#,
         r#"data: {"choices":[{"index":0,"delta":{"content":" b"}}]}"#,
@@ -56,7 +62,7 @@ fn streamed(keep_alive: &str) -> Vec<u8> {
         "data: [DONE]",
     ];
     let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nKeep-Alive: {keep_alive}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n{header}\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     .into_bytes();
     for e in events {
@@ -69,15 +75,23 @@ fn streamed(keep_alive: &str) -> Vec<u8> {
 
 /// A server on loopback; counts the requests it read whole.
 async fn serve(closing: Closing) -> (String, Arc<AtomicU64>) {
+    let (url, read, _) = serve_counting(closing).await;
+    (url, read)
+}
+
+/// [`serve`], counting the connections it accepted too.
+async fn serve_counting(closing: Closing) -> (String, Arc<AtomicU64>, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/completions", listener.local_addr().unwrap());
     let read = Arc::new(AtomicU64::new(0));
-    let counter = read.clone();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let (counter, connections) = (read.clone(), accepted.clone());
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
             };
+            connections.fetch_add(1, Ordering::SeqCst);
             s.set_nodelay(true).unwrap();
             let read = counter.clone();
             tokio::spawn(async move {
@@ -100,15 +114,19 @@ async fn serve(closing: Closing) -> (String, Arc<AtomicU64>) {
                         Closing::ReadsSecondThenCloses => {
                             let _ = s.write_all(&streamed("timeout=5, max=100")).await;
                         }
+                        Closing::Announced => {
+                            let _ = s.write_all(&streamed_with("Connection: close")).await;
+                            return;
+                        }
                         Closing::ShortKeepAlive => {
-                            let _ = s.write_all(&streamed("timeout=1")).await;
+                            let _ = s.write_all(&streamed("timeout=3")).await;
                         }
                     }
                 }
             });
         }
     });
-    (url, read)
+    (url, read, accepted)
 }
 
 fn outgoing(url: &str) -> Outgoing<'_> {
@@ -163,9 +181,31 @@ async fn a_server_that_closes_after_every_stream_loses_no_request() {
         "each request read once: none lost, none sent twice"
     );
     assert!(
+        records.iter().any(|r| r.retried),
+        "a request the server never read was sent again"
+    );
+    assert!(
         clients.server_closes_connections(),
         "learned that the server closes its connections"
     );
+}
+
+/// A server that says `Connection: close` is taken at its word: no request
+/// is written into its connections, none fails, and no habit is learned
+/// from a close it announced.
+#[tokio::test]
+async fn an_announced_close_is_no_habit() {
+    let (url, read, accepted) = serve_counting(Closing::Announced).await;
+    let clients = Clients::new(2, &TlsOptions::default()).unwrap();
+    for _ in 0..5 {
+        let r = send(&clients, outgoing(&url)).await;
+        assert!(r.ok && !r.retried, "{:?}", r.error);
+    }
+    assert_eq!(read.load(Ordering::SeqCst), 5);
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    // Let any close be read.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!clients.server_closes_connections());
 }
 
 /// A request the server read before it closed may have been acted on: it is
@@ -186,17 +226,24 @@ async fn a_request_the_server_may_have_read_is_not_sent_again() {
     assert!(!clients.server_closes_connections());
 }
 
-/// A connection idle past the `Keep-Alive: timeout` the server gave is not
-/// written into: the request goes out once, on a new connection.
+/// A connection is reused within the `Keep-Alive: timeout` the server gave
+/// (less a second's margin), and not written into once idle past it: that
+/// request goes out once, on a new connection.
 #[tokio::test]
 async fn a_connection_idle_past_the_servers_keep_alive_is_not_reused() {
-    let (url, read) = serve(Closing::ShortKeepAlive).await;
+    let (url, read, accepted) = serve_counting(Closing::ShortKeepAlive).await;
     let clients = Clients::new(1, &TlsOptions::default()).unwrap();
     assert!(send(&clients, outgoing(&url)).await.ok);
     let second = send(&clients, outgoing(&url)).await;
-    assert!(second.ok, "{:?}", second.error);
-    assert!(second.retried, "taken past the idle connection");
-    assert_eq!(read.load(Ordering::SeqCst), 2);
+    assert!(second.ok && !second.retried, "{:?}", second.error);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "reused within its time");
+    // Idle 2.2 s: within the server's 3 s, past the margin.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let third = send(&clients, outgoing(&url)).await;
+    assert!(third.ok, "{:?}", third.error);
+    assert!(third.retried, "taken past the idle connection");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection");
+    assert_eq!(read.load(Ordering::SeqCst), 3, "each request read once");
     assert!(
         !clients.server_closes_connections(),
         "an idle timeout is not a close after every response"
