@@ -184,6 +184,18 @@ async fn a_sweep_against_llama_cpp_is_measured_in_its_own_tokens() {
         );
         assert!(ttft_ms >= engine_prompt_ms * 0.9, "step {k}");
     }
+    // The engine's metrics in the console tables, each with its unit: a
+    // throughput in tokens/s, a time in ms, a token counter in tokens.
+    let parsed: benchrun::results::ResultsDocument = serde_json::from_value(doc.clone()).unwrap();
+    let wide = benchrun::cli::tables::render(&parsed, 200);
+    for row in [
+        "llamacpp:prompt_tokens_seconds (tokens/s)",
+        "llamacpp:predicted_tokens_seconds (tokens/s)",
+        "llamacpp:tokens_predicted_total increase (tokens)",
+        "llamacpp:requests_processing",
+    ] {
+        assert!(wide.contains(row), "{row} not in\n{wide}");
+    }
     ns.delete().await.unwrap();
 }
 
