@@ -190,6 +190,24 @@ pub async fn run_with(
     api_key: Option<&str>,
     progress: Arc<Progress>,
 ) -> Result<Vec<StepResult>, String> {
+    Ok(run_prepared(prepare(plan, index, api_key).await?, progress).await)
+}
+
+/// A worker ready to send its load: its prompts sized in the target's
+/// tokens, its connections' habits learned.
+pub struct Prepared(Ctx);
+
+/// What comes before the load, outside every measured window (a worker
+/// does it before the shared start instant): the server's token costs of
+/// the prompt vocabulary, asked on a connection of their own, and, for
+/// streams, whether the server closes a connection after a stream
+/// (llama.cpp does), so that the load takes a new connection per request
+/// from its first (see [`super::client`]).
+pub async fn prepare(
+    plan: &LoadPlan,
+    index: u32,
+    api_key: Option<&str>,
+) -> Result<Prepared, String> {
     let mut headers: Vec<(String, String)> = plan.headers.clone().into_iter().collect();
     if let Some(key) = api_key {
         headers.push(("authorization".into(), format!("Bearer {key}")));
@@ -201,17 +219,11 @@ pub async fn run_with(
         .max()
         .unwrap_or(64) as usize;
     let tls = plan.tls.options()?;
-    // Before the first step (outside every measured window): the server's
-    // token costs of the prompt vocabulary, asked on a connection of their
-    // own, closed before the load begins.
     let (costs, sizing) =
         super::tokenize::sizing(&http_client_tls(1, &tls)?, plan, &headers).await?;
     let clients = Clients::new(max_streams, &tls)?;
     let workload = Workload::load(plan, index, costs)?;
     if plan.streaming {
-        // Outside every measured window: whether the server closes a
-        // connection after a stream (llama.cpp does), so that the load takes
-        // a new connection per request from its first (see `client`).
         let probe = workload.request(plan, index, 0);
         let url = format!(
             "{}{}",
@@ -234,7 +246,7 @@ pub async fn run_with(
             )
             .await;
     }
-    let ctx = Arc::new(Ctx {
+    Ok(Prepared(Ctx {
         clients,
         plan: plan.clone(),
         headers,
@@ -246,8 +258,18 @@ pub async fn run_with(
             .iter()
             .map(|u| format!("{}{}", u.trim_end_matches('/'), plan.request_path()))
             .collect(),
+        progress: Arc::default(),
+    }))
+}
+
+/// The load of a [`prepare`]d worker, counting into `progress`.
+pub async fn run_prepared(prepared: Prepared, progress: Arc<Progress>) -> Vec<StepResult> {
+    let index = prepared.0.index;
+    let ctx = Arc::new(Ctx {
         progress,
+        ..prepared.0
     });
+    let plan = &ctx.plan;
     let mut results = Vec::new();
     for (i, (step, cool_down_ms)) in plan.measured_steps().enumerate() {
         if ctx.progress.stop.is_cancelled() {
@@ -266,7 +288,7 @@ pub async fn run_with(
         }
     }
     ctx.progress.set(WorkerPhase::Done);
-    Ok(results)
+    results
 }
 
 struct Ctx {

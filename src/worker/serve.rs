@@ -46,6 +46,10 @@ struct Shared {
     target: Option<(LoadPlan, Option<String>)>,
     /// The pre-flight's report (JSON), once it ran.
     preflight: tokio::sync::OnceCell<String>,
+    /// The worker has prepared its load (or failed to): `/ready` answers
+    /// only then, so that the controller's start instant, and the first
+    /// step's window with it, come after the preparation's requests.
+    prepared: std::sync::atomic::AtomicBool,
 }
 
 /// Runs as a Job worker: serve, wait for the start, run, serve the result.
@@ -66,6 +70,7 @@ pub async fn run(
         token,
         target: Some((plan.clone(), api_key.map(str::to_string))),
         preflight: tokio::sync::OnceCell::new(),
+        prepared: std::sync::atomic::AtomicBool::new(false),
     });
     let addr = crate::net::listen_addr(None, WORKER_PORT);
     let listener = crate::net::bind(addr).await?;
@@ -85,6 +90,18 @@ pub async fn run(
         }
     });
 
+    // The load's preparation (its requests to the target) runs now, before
+    // the shared start instant; `/ready` answers once it is done.
+    let preparing = {
+        let (plan, key, shared) = (plan.clone(), api_key.map(str::to_string), shared.clone());
+        tokio::spawn(async move {
+            let prepared = engine::prepare(&plan, index, key.as_deref()).await;
+            shared
+                .prepared
+                .store(true, std::sync::atomic::Ordering::Release);
+            prepared
+        })
+    };
     if opts.wait_for_start {
         let wait = started.wait_for(Option::is_some);
         let stopped = shared.progress.stop.clone();
@@ -110,7 +127,13 @@ pub async fn run(
     let result = WorkerResult {
         schema_version: RESULT_SCHEMA_VERSION,
         worker: index,
-        steps: engine::run_with(plan, index, api_key, shared.progress.clone()).await?,
+        steps: engine::run_prepared(
+            preparing
+                .await
+                .map_err(|e| format!("preparing the load: {e}"))??,
+            shared.progress.clone(),
+        )
+        .await,
     };
     let json = serde_json::to_string(&result).map_err(|e| e.to_string())?;
     println!("{json}");
@@ -140,9 +163,19 @@ fn router(shared: Arc<Shared>) -> Router {
             authorize,
         ));
     Router::new()
-        .route("/ready", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .merge(guarded)
         .with_state(shared)
+}
+
+/// Ready once the load is prepared (its prompts sized, its connections'
+/// habits learned): before that, 503.
+async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    if s.prepared.load(std::sync::atomic::Ordering::Acquire) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "preparing the load\n").into_response()
+    }
 }
 
 /// Lets a request through only with the worker's token (when it has one).
@@ -398,6 +431,7 @@ pub(crate) mod testing {
                 token,
                 target: None,
                 preflight: tokio::sync::OnceCell::from(serde_json::to_string(report).unwrap()),
+                prepared: std::sync::atomic::AtomicBool::new(true),
             });
             let listener = crate::net::bind(addr).await.unwrap();
             tokio::spawn(crate::net::serve(listener, router(shared.clone())));
@@ -432,6 +466,37 @@ mod tests {
     use super::*;
     use crate::net::testing::get;
 
+    /// A worker is not ready while it prepares its load (its requests to
+    /// the target come before the controller's start instant), then is.
+    #[tokio::test]
+    async fn ready_only_once_the_load_is_prepared() {
+        let shared = Arc::new(Shared {
+            index: 0,
+            progress: Arc::new(Progress::default()),
+            start: watch::channel(None).0,
+            result: std::sync::Mutex::new(None),
+            acknowledged: Notify::new(),
+            token: None,
+            target: None,
+            preflight: tokio::sync::OnceCell::new(),
+            prepared: std::sync::atomic::AtomicBool::new(false),
+        });
+        let url = crate::net::testing::start(router(shared.clone())).await;
+        let client = crate::net::client::http_client(1);
+        let status = || async {
+            client
+                .get(format!("{url}/ready").parse().unwrap())
+                .await
+                .unwrap()
+                .status()
+        };
+        assert_eq!(status().await, 503);
+        shared
+            .prepared
+            .store(true, std::sync::atomic::Ordering::Release);
+        assert_eq!(status().await, 200);
+    }
+
     #[tokio::test]
     async fn with_a_token_only_its_holder_is_answered() {
         let shared = Arc::new(Shared {
@@ -443,6 +508,7 @@ mod tests {
             token: Some("s3cret".into()),
             target: None,
             preflight: tokio::sync::OnceCell::new(),
+            prepared: std::sync::atomic::AtomicBool::new(true),
         });
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::net::client::http_client(2);
@@ -507,6 +573,7 @@ mod tests {
             token: None,
             target: None,
             preflight: tokio::sync::OnceCell::new(),
+            prepared: std::sync::atomic::AtomicBool::new(true),
         });
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::net::client::http_client(2);

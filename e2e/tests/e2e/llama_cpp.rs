@@ -142,15 +142,17 @@ async fn a_sweep_against_llama_cpp_is_measured_in_its_own_tokens() {
         assert_eq!(c["outputTokens"].as_u64(), Some(per_step * asked_out));
         assert!(c["stoppedEarly"].is_null(), "ignore_eos is honoured: {c:#}");
         assert_eq!(c["newConnectionPerRequest"], true, "{c:#}");
-        // The engine's own counters over the step's telemetry window. That
-        // window opens when the controller sees every worker measuring and
-        // closes when it sees them past the step, tens of milliseconds after
-        // the workers' own boundaries; this engine finishes a request in
-        // about as long, so a window may miss the first requests' counts and
-        // take in the next step's first ones (the windows' overshoot is
-        // issue 33's). The engine's counts are within one wave of streams
-        // (this step's at the start, the next one's at the end) of the
-        // client's; the per-request test below holds every count exactly.
+        // The engine's own counters over the step's telemetry window. The
+        // first step's window opens at the workers' shared start instant,
+        // before any request (their prompt sizing and connection probe come
+        // before it): its count is exact. A later step's window opens when
+        // the controller sees every worker measuring it and closes when it
+        // sees them past it, milliseconds after the workers' own boundaries;
+        // this engine answers a request in about as long, so such a window
+        // may miss a first request's count or take in the next step's first
+        // one: within one wave of streams (this step's at the start, the
+        // next one's at the end). The per-request test below holds every
+        // count exactly.
         let streams = c["concurrency"].as_u64().unwrap();
         let next = steps
             .get(k + 1)
@@ -160,6 +162,9 @@ async fn a_sweep_against_llama_cpp_is_measured_in_its_own_tokens() {
         eprintln!(
             "llama.cpp step {k}: engine generated {predicted} tokens in the window, the client counted {client_out}"
         );
+        if k == 0 {
+            assert_eq!(predicted, client_out, "step 0");
+        }
         assert!(
             predicted >= client_out - (streams * asked_out) as f64
                 && predicted <= client_out + (next * asked_out) as f64,
@@ -169,6 +174,12 @@ async fn a_sweep_against_llama_cpp_is_measured_in_its_own_tokens() {
             + increase(step, "llamacpp:prompt_tokens_cached_total");
         let client_in = c["inputTokens"].as_f64().unwrap();
         let per_prompt = (asked_in + template) as f64;
+        eprintln!(
+            "llama.cpp step {k}: engine processed {prompts} prompt tokens in the window, the client sent {client_in}"
+        );
+        if k == 0 {
+            assert_eq!(prompts, client_in, "step 0");
+        }
         assert!(
             prompts >= client_in - streams as f64 * per_prompt
                 && prompts <= client_in + next as f64 * per_prompt,
