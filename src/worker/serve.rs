@@ -466,21 +466,32 @@ mod tests {
     use super::*;
     use crate::net::testing::get;
 
+    /// A worker's shared state with no target: `index`, its API's `token`,
+    /// a `result` already held, prepared or not.
+    fn shared(
+        index: u32,
+        token: Option<&str>,
+        result: Option<&str>,
+        prepared: bool,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            index,
+            progress: Arc::new(Progress::default()),
+            start: watch::channel(None).0,
+            result: std::sync::Mutex::new(result.map(str::to_string)),
+            acknowledged: Notify::new(),
+            token: token.map(str::to_string),
+            target: None,
+            preflight: tokio::sync::OnceCell::new(),
+            prepared: std::sync::atomic::AtomicBool::new(prepared),
+        })
+    }
+
     /// A worker is not ready while it prepares its load (its requests to
     /// the target come before the controller's start instant), then is.
     #[tokio::test]
     async fn ready_only_once_the_load_is_prepared() {
-        let shared = Arc::new(Shared {
-            index: 0,
-            progress: Arc::new(Progress::default()),
-            start: watch::channel(None).0,
-            result: std::sync::Mutex::new(None),
-            acknowledged: Notify::new(),
-            token: None,
-            target: None,
-            preflight: tokio::sync::OnceCell::new(),
-            prepared: std::sync::atomic::AtomicBool::new(false),
-        });
+        let shared = shared(0, None, None, false);
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::net::client::http_client(1);
         let status = || async {
@@ -499,17 +510,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_a_token_only_its_holder_is_answered() {
-        let shared = Arc::new(Shared {
-            index: 0,
-            progress: Arc::new(Progress::default()),
-            start: watch::channel(None).0,
-            result: std::sync::Mutex::new(Some("{}".into())),
-            acknowledged: Notify::new(),
-            token: Some("s3cret".into()),
-            target: None,
-            preflight: tokio::sync::OnceCell::new(),
-            prepared: std::sync::atomic::AtomicBool::new(true),
-        });
+        let shared = shared(0, Some("s3cret"), Some("{}"), true);
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::net::client::http_client(2);
         let call = |method: &str, path: &str, auth: Option<&str>| {
@@ -564,17 +565,7 @@ mod tests {
 
     #[tokio::test]
     async fn start_once_progress_and_result() {
-        let shared = Arc::new(Shared {
-            index: 2,
-            progress: Arc::new(Progress::default()),
-            start: watch::channel(None).0,
-            result: std::sync::Mutex::new(None),
-            acknowledged: Notify::new(),
-            token: None,
-            target: None,
-            preflight: tokio::sync::OnceCell::new(),
-            prepared: std::sync::atomic::AtomicBool::new(true),
-        });
+        let shared = shared(2, None, None, true);
         let url = crate::net::testing::start(router(shared.clone())).await;
         let client = crate::net::client::http_client(2);
         let post = |body: &'static str| {
