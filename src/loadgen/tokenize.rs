@@ -427,4 +427,6 @@ pub fn parse_count(v: &Value) -> Option<u64> {
 }
 
 #[cfg(test)]
+mod dialects;
+#[cfg(test)]
 mod tests;
