@@ -252,17 +252,6 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
                     c.stopped_early, c.successes
                 ));
             }
-            if c.new_connection_per_request {
-                push(format!(
-                    "{at}the server closes the connections it answers on, unannounced: every request took a new connection (its connect time is in its TTFT){}",
-                    match c.retried {
-                        0 => String::new(),
-                        n => format!(
-                            "; {n} requests were sent again because it had closed the connection before reading them"
-                        ),
-                    }
-                ));
-            }
         }
         if let Some(load) = step
             .client
@@ -292,6 +281,20 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
                 r.server_samples
             ));
         }
+    }
+    // The server's way with connections, once for the run.
+    let clients = || steps.iter().filter_map(|s| s.client.as_ref());
+    if clients().any(|c| c.new_connection_per_request) {
+        let retried: u64 = clients().map(|c| c.retried).sum();
+        out.push(format!(
+            "the server closes the connections it answers on, unannounced: every request took a new connection (its connect time is in its TTFT){}",
+            match retried {
+                0 => String::new(),
+                n => format!(
+                    "; {n} requests were sent again because it had closed or reset the connection before reading them"
+                ),
+            }
+        ));
     }
     out
 }

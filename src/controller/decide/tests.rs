@@ -1459,18 +1459,24 @@ fn short_outputs_and_closed_connections_are_warnings() {
         }),
         ..Default::default()
     };
-    let warned = super::results::warnings(&[step]);
+    let mut second = step.clone();
+    second.index = 1;
+    let warned = super::results::warnings(&[step, second]);
     assert!(
         warned
             .iter()
-            .any(|w| w.starts_with("7 of 40 successful requests ended before their max_tokens")),
+            .any(|w| w
+                .starts_with("step 0: 7 of 40 successful requests ended before their max_tokens")),
         "{warned:?}"
     );
+    // The server's habit once for the run, its retries summed.
+    let closes: Vec<&String> = warned
+        .iter()
+        .filter(|w| w.contains("every request took a new connection"))
+        .collect();
+    assert_eq!(closes.len(), 1, "{warned:?}");
     assert!(
-        warned
-            .iter()
-            .any(|w| w.contains("every request took a new connection")
-                && w.contains("2 requests were sent again")),
+        closes[0].contains("4 requests were sent again"),
         "{warned:?}"
     );
 }
