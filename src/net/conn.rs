@@ -147,11 +147,6 @@ struct Shared {
 }
 
 impl ConnInfo {
-    /// The connection had carried earlier requests.
-    pub fn reused(&self) -> bool {
-        self.0.requests.load(Ordering::Relaxed) > 1
-    }
-
     /// Takes the response's `Connection` header: a close the server
     /// announces is no habit of closing unannounced.
     pub fn announced_close(&self, header: Option<&hyper::header::HeaderValue>) {

@@ -25,9 +25,9 @@ fn tools() -> PathBuf {
 }
 
 /// The server's arguments: `model` (a file beside the tools) as
-/// `e2e/llama-tiny`, `slots` parallel sequences with continuous batching,
-/// metrics on.
-fn llama_args(model: &str, port: u16, slots: u32) -> Vec<String> {
+/// `e2e/llama-tiny` on `host:port`, `slots` parallel sequences with
+/// continuous batching, metrics on.
+fn llama_args(model: &str, host: &str, port: u16, slots: u32) -> Vec<String> {
     let model = tools().join(model);
     [
         "-m",
@@ -35,7 +35,7 @@ fn llama_args(model: &str, port: u16, slots: u32) -> Vec<String> {
         "--alias",
         "e2e/llama-tiny",
         "--host",
-        "0.0.0.0",
+        host,
         "--port",
         &port.to_string(),
         "--parallel",
@@ -83,7 +83,7 @@ async fn a_sweep_against_llama_cpp_is_measured_in_its_own_tokens() {
         &Server {
             name: "sim",
             image: "registry.invalid/llama-server:0c1e570",
-            args: llama_args("tiny-spm.gguf", port, 4),
+            args: llama_args("tiny-spm.gguf", "0.0.0.0", port, 4),
             port: i32::from(port),
             gpus: 0,
             node: None,
@@ -222,8 +222,7 @@ impl Drop for Running {
 
 /// Starts llama-server on loopback and waits for its `/health`.
 async fn start_llama(model: &str, port: u16, slots: u32) -> Running {
-    let mut args = llama_args(model, port, slots);
-    args[5] = "127.0.0.1".into();
+    let args = llama_args(model, "127.0.0.1", port, slots);
     let child = Command::new(tools().join("llama-server"))
         .args(&args)
         .stdout(Stdio::null())

@@ -1344,12 +1344,12 @@ fn failed_requests_are_a_warning_and_past_the_rate_withhold_the_efficiency() {
         ..Default::default()
     }
     };
-    let ended = |r: &BenchmarkRun, s: StepDetail| {
+    let ended = |r: &BenchmarkRun, steps: Vec<StepDetail>| {
         let mut obs = observed(Some(done.clone()), Target::NotNeeded);
-        obs.session = Some(session_done(vec![s]));
+        obs.session = Some(session_done(steps));
         decide(r, &obs, at(30))
     };
-    let d = ended(&r, step(21));
+    let d = ended(&r, vec![step(21)]);
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
     assert_eq!(
         condition(&d, MEASUREMENT_VALID),
@@ -1399,7 +1399,7 @@ fn failed_requests_are_a_warning_and_past_the_rate_withhold_the_efficiency() {
     // A rate the user allows: valid, published, and still warned.
     let mut lenient = r.clone();
     lenient.spec.load.max_error_rate = Some(0.5);
-    let d = ended(&lenient, step(21));
+    let d = ended(&lenient, vec![step(21)]);
     assert_eq!(condition(&d, MEASUREMENT_VALID).0, "True");
     assert_eq!(
         d.status.summary.as_ref().unwrap().output_tokens_per_joule,
@@ -1407,7 +1407,7 @@ fn failed_requests_are_a_warning_and_past_the_rate_withhold_the_efficiency() {
     );
     assert_eq!(condition(&d, WARNINGS).0, "True");
     // None failed: nothing said.
-    let d = ended(&r, step(0));
+    let d = ended(&r, vec![step(0)]);
     assert_eq!(condition(&d, MEASUREMENT_VALID).0, "True");
     assert_eq!(condition(&d, WARNINGS), ("False", "None"));
 
@@ -1424,9 +1424,7 @@ fn failed_requests_are_a_warning_and_past_the_rate_withhold_the_efficiency() {
     });
     let mut failing = step(21);
     failing.index = 1;
-    let mut obs = observed(Some(done.clone()), Target::NotNeeded);
-    obs.session = Some(session_done(vec![restarted, failing]));
-    let d = decide(&r, &obs, at(30));
+    let d = ended(&r, vec![restarted, failing]);
     assert_eq!(
         condition(&d, MEASUREMENT_VALID),
         ("False", "FailedRequests")
