@@ -20,7 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 cache="${BENCHRUN_CACHE:-$HOME/.cache/benchrun}"
 tools="$cache/tools"
-models_hash="$(cat "$here/llama-cpp/tiny_model.py" | sha256sum | cut -c1-12)"
+models_hash="$(cat "$here/llama-cpp/tiny_model.py" "$here/llama-cpp/tokenizer_files.py" | sha256sum | cut -c1-12)"
 bin="$tools/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$HELM_VERSION-$INFERENCE_SIM_VERSION-$PROMETHEUS_VERSION-llama$LLAMA_CPP_PYTHON_VERSION-$models_hash"
 
 if [[ "${1:-}" == "--print" ]]; then
@@ -130,13 +130,16 @@ build_llama_server() {
 	echo "$dir"
 }
 
-# The tiny models llama-server serves (tiny_model.py), keyed by the script:
+# The tiny models llama-server serves (tiny_model.py), keyed by the scripts:
 # the Llama SentencePiece vocabulary (tiny-spm.gguf) and GPT-2's byte-pair
-# one (tiny-bpe.gguf), with the gguf package in a virtualenv of their own.
+# one (tiny-bpe.gguf), with the gguf package in a virtualenv of their own;
+# and the byte-pair one's tokenizer files as Hugging Face publishes them
+# (tokenizer_files.py), in tiny-bpe-tokenizer/.
 build_llama_models() {
 	local llama="$1" dir venv
 	dir="$(build_dir llama-models "$LLAMA_CPP_PYTHON_VERSION-$GGUF_VERSION" "$models_hash")"
-	[[ -f "$dir/tiny-spm.gguf" && -f "$dir/tiny-bpe.gguf" ]] && { echo "$dir"; return; }
+	[[ -f "$dir/tiny-spm.gguf" && -f "$dir/tiny-bpe.gguf" && -f "$dir/tiny-bpe-tokenizer/tokenizer.json" ]] &&
+		{ echo "$dir"; return; }
 	log "writing the tiny llama.cpp models (gguf $GGUF_VERSION)"
 	rm -rf "$dir.partial"; mkdir -p "$dir.partial"
 	venv="$tools/gguf-$GGUF_VERSION-venv"
@@ -150,6 +153,7 @@ build_llama_models() {
 	fi
 	"$venv/bin/python" "$here/llama-cpp/tiny_model.py" "$llama/vocab/ggml-vocab-llama-spm.gguf" "$dir.partial/tiny-spm.gguf" >&2
 	"$venv/bin/python" "$here/llama-cpp/tiny_model.py" "$llama/vocab/ggml-vocab-gpt-2.gguf" "$dir.partial/tiny-bpe.gguf" >&2
+	"$venv/bin/python" -B "$here/llama-cpp/tokenizer_files.py" "$llama/vocab/ggml-vocab-gpt-2.gguf" "$dir.partial/tiny-bpe-tokenizer" >&2
 	finish "$dir"
 	echo "$dir"
 }

@@ -195,8 +195,12 @@ impl Default for Input {
 }
 
 /// Synthetic prompt and response lengths, in tokens.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new(r::FILES_NEED_FILES_RULE).message(r::FILES_NEED_FILES_MSG),
+    validation = kube::core::Rule::new(r::FILES_READ_BY_RULE).message(r::FILES_READ_BY_MSG)
+)]
 pub struct Synthetic {
     /// Prompt length. Default mean 550, stddev 0.
     #[serde(default = "TokenDistribution::default_input")]
@@ -204,15 +208,22 @@ pub struct Synthetic {
     /// Response length, sent as `max_tokens`. Default mean 150, stddev 0.
     #[serde(default = "TokenDistribution::default_output")]
     pub output_tokens: TokenDistribution,
-    /// Whose tokens `inputTokens` counts. `auto` (the default): the target's
-    /// own tokenizer, asked through its `/tokenize` endpoint (vLLM, SGLang)
-    /// before the first step, when it answers; else one word of the prompt
-    /// vocabulary per token, and the results say so. `server`: the target's
-    /// tokenizer or the run fails. `words`: one word per token, unasked.
+    /// Whose tokens `inputTokens` counts. `auto` (the default): the model's
+    /// tokenizer files when `tokenizerFiles` names them, else the target's
+    /// own tokenizer, asked through its `/tokenize` endpoint (vLLM, SGLang,
+    /// llama.cpp) before the first step, when it answers; else one word of
+    /// the prompt vocabulary per token, and the results say which and why.
+    /// `server`: the target's tokenizer or the run fails. `files`: the
+    /// model's tokenizer files (`tokenizerFiles`) or the run fails, for
+    /// servers without `/tokenize`. `words`: one word per token, unasked.
     /// The length is the prompt text's; the tokens the server adds around it
     /// (a chat template) are recorded beside it.
     #[serde(default)]
     pub tokenizer: PromptTokenizer,
+    /// The model's tokenizer files, read by `tokenizer: files` and tried
+    /// first by `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_files: Option<TokenizerFiles>,
 }
 
 impl Default for Synthetic {
@@ -221,6 +232,7 @@ impl Default for Synthetic {
             input_tokens: TokenDistribution::default_input(),
             output_tokens: TokenDistribution::default_output(),
             tokenizer: PromptTokenizer::default(),
+            tokenizer_files: None,
         }
     }
 }
@@ -231,13 +243,50 @@ impl Default for Synthetic {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum PromptTokenizer {
-    /// The target's tokenizer when it serves `/tokenize`, else words.
+    /// The tokenizer files when named, else the target's tokenizer when it
+    /// serves `/tokenize`, else words.
     #[default]
     Auto,
     /// The target's tokenizer; the run fails when it serves none.
     Server,
     /// One word of the prompt vocabulary per token.
     Words,
+    /// The model's tokenizer files; the run fails when they cannot be used.
+    Files,
+}
+
+/// A model's tokenizer files as Hugging Face publishes them:
+/// `tokenizer.json` (needed), and for a chat endpoint its chat template, in
+/// `chat_template.jinja` or as `chat_template` in `tokenizer_config.json`
+/// (which also names the BOS and EOS tokens). Each file may be gzipped.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(r::TOKENIZER_FILES_ONE_OF_RULE).message(r::TOKENIZER_FILES_ONE_OF_MSG))]
+pub struct TokenizerFiles {
+    /// A ConfigMap in the run's namespace holding the files under their own
+    /// names as keys (`data`, or `binaryData` for gzipped ones: a ConfigMap
+    /// holds at most 1 MiB, and a gzipped `tokenizer.json` of a 50k
+    /// vocabulary is about 0.6 MB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<LocalObjectName>,
+    /// The http(s) URL of a folder holding the files (a model repository's
+    /// `…/resolve/main/`), fetched by the load generator before its first
+    /// step; the target's CA (`target.tls.caRef`) is trusted for it too, and
+    /// none of the target's headers or keys are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: Option<String>,
+}
+
+/// A ConfigMap in the run's namespace, by name.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LocalObjectName {
+    /// The ConfigMap's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
 }
 
 /// A normal distribution of token counts, truncated at 1.

@@ -13,8 +13,8 @@ mod validate;
 
 pub use crd::{crd, crd_yaml};
 pub use load::{
-    Arrival, Conversations, Dataset, Input, Load, LoadMode, PodOverrides, PromptTokenizer, Sweep,
-    Synthetic, TokenDistribution,
+    Arrival, Conversations, Dataset, Input, Load, LoadMode, LocalObjectName, PodOverrides,
+    PromptTokenizer, Sweep, Synthetic, TokenDistribution, TokenizerFiles,
 };
 pub use spec::{
     Baseline, BenchmarkRun, BenchmarkRunSpec, CaRef, ConcurrencyPolicy, ConfigMapKeyRef,

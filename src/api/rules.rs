@@ -65,6 +65,22 @@ pub const DURATION_MIN_MSG: &str = "load.duration must be at least 1s";
 pub const INPUT_ONE_OF_RULE: &str = "has(self.synthetic) != has(self.dataset)";
 pub const INPUT_ONE_OF_MSG: &str = "set exactly one of load.input.synthetic and load.input.dataset";
 
+/// `spec.load.input.synthetic`: `files` reads the files `tokenizerFiles` names.
+pub const FILES_NEED_FILES_RULE: &str =
+    "!has(self.tokenizer) || self.tokenizer != 'files' || has(self.tokenizerFiles)";
+pub const FILES_NEED_FILES_MSG: &str =
+    "tokenizer files needs load.input.synthetic.tokenizerFiles (a configMapRef or a url)";
+
+/// ... and the files are read only by `files` and `auto`.
+pub const FILES_READ_BY_RULE: &str = "!has(self.tokenizerFiles) || !has(self.tokenizer) || self.tokenizer == 'files' || self.tokenizer == 'auto'";
+pub const FILES_READ_BY_MSG: &str =
+    "load.input.synthetic.tokenizerFiles is read only when tokenizer is files or auto";
+
+/// `spec.load.input.synthetic.tokenizerFiles`: one place the files are.
+pub const TOKENIZER_FILES_ONE_OF_RULE: &str = "has(self.configMapRef) != has(self.url)";
+pub const TOKENIZER_FILES_ONE_OF_MSG: &str =
+    "set exactly one of tokenizerFiles.configMapRef and tokenizerFiles.url";
+
 /// `spec.load.sweep`.
 pub const SWEEP_ONE_OF_RULE: &str = "(has(self.concurrency) && size(self.concurrency) > 0) != (has(self.requestRate) && size(self.requestRate) > 0)";
 pub const SWEEP_ONE_OF_MSG: &str =

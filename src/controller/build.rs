@@ -31,6 +31,9 @@ const PLAN_FILE: &str = "plan.json";
 /// Where a dataset ConfigMap is mounted in load-generator pods.
 pub const DATASET_DIR: &str = "/var/run/benchrun/dataset";
 const DATASET_FILE: &str = "dataset.jsonl";
+/// Where a `tokenizerFiles.configMapRef` ConfigMap is mounted, whole (its
+/// keys are the files' names).
+pub const TOKENIZER_DIR: &str = "/var/run/benchrun/tokenizer";
 /// UID and GID of the load-generator (distroless `nonroot`).
 const NONROOT: i64 = 65532;
 
@@ -229,9 +232,34 @@ pub fn plan(run: &BenchmarkRun, urls: Vec<String>) -> LoadPlan {
             None | Some(PromptTokenizer::Auto) => Tokenizer::Auto,
             Some(PromptTokenizer::Server) => Tokenizer::Server,
             Some(PromptTokenizer::Words) => Tokenizer::Words,
+            Some(PromptTokenizer::Files) => Tokenizer::Files,
         },
+        tokenizer_files: tokenizer_files(run).map(|f| match (&f.config_map_ref, &f.url) {
+            (Some(cm), _) => lp::TokenizerFiles {
+                at: lp::FilesAt::Env(lp::TOKENIZER_DIR_ENV.into()),
+                origin: format!("ConfigMap {}", cm.name),
+            },
+            (None, url) => {
+                let url = url.clone().unwrap_or_default();
+                lp::TokenizerFiles {
+                    origin: crate::net::redact_url(&url),
+                    at: lp::FilesAt::Url(url),
+                }
+            }
+        }),
         server_timings_file: None,
     }
+}
+
+/// The tokenizer files a synthetic input names.
+fn tokenizer_files(run: &BenchmarkRun) -> Option<&api::TokenizerFiles> {
+    run.spec
+        .load
+        .input
+        .synthetic
+        .as_ref()?
+        .tokenizer_files
+        .as_ref()
 }
 
 /// The target's TLS as its workers apply it. Requests to a `serviceRef` go
@@ -412,35 +440,40 @@ pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
             ..EnvVar::default()
         });
     }
-    // The plan, and the dataset when the run reads one: files from ConfigMaps.
+    // The plan, the dataset when the run reads one, and the tokenizer files:
+    // files from ConfigMaps (one key each, or the tokenizer's whole).
     let mut files = vec![(
         "plan",
         names::plan_name(run),
-        PLAN_FILE_KEY.to_string(),
-        PLAN_FILE,
+        Some((PLAN_FILE_KEY.to_string(), PLAN_FILE)),
         PLAN_DIR,
     )];
     if let Some(d) = &load.input.dataset {
         files.push((
             "dataset",
             d.config_map_ref.name.clone(),
-            d.config_map_ref.key.clone(),
-            DATASET_FILE,
+            Some((d.config_map_ref.key.clone(), DATASET_FILE)),
             DATASET_DIR,
         ));
     }
+    if let Some(cm) = tokenizer_files(run).and_then(|f| f.config_map_ref.as_ref()) {
+        files.push(("tokenizer", cm.name.clone(), None, TOKENIZER_DIR));
+        env_vars.push(env(lp::TOKENIZER_DIR_ENV, TOKENIZER_DIR));
+    }
     let (volumes, mounts): (Vec<Volume>, Vec<VolumeMount>) = files
         .into_iter()
-        .map(|(volume, config_map, key, file, dir)| {
+        .map(|(volume, config_map, item, dir)| {
             let v = Volume {
                 name: volume.into(),
                 config_map: Some(ConfigMapVolumeSource {
                     name: config_map,
-                    items: Some(vec![KeyToPath {
-                        key,
-                        path: file.into(),
-                        ..KeyToPath::default()
-                    }]),
+                    items: item.map(|(key, file)| {
+                        vec![KeyToPath {
+                            key,
+                            path: file.into(),
+                            ..KeyToPath::default()
+                        }]
+                    }),
                     ..ConfigMapVolumeSource::default()
                 }),
                 ..Volume::default()

@@ -220,7 +220,7 @@ pub async fn prepare(
         .unwrap_or(64) as usize;
     let tls = plan.tls.options()?;
     let (costs, sizing) =
-        super::tokenize::sizing(&http_client_tls(1, &tls)?, plan, &headers).await?;
+        super::tokenize::sizing(&http_client_tls(1, &tls)?, plan, &headers, &tls).await?;
     let clients = Clients::new(max_streams, &tls)?;
     let workload = Workload::load(plan, index, costs)?;
     if plan.streaming {

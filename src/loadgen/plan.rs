@@ -79,6 +79,9 @@ pub struct LoadPlan {
     /// Whose tokens synthetic prompt lengths count (see [`super::tokenize`]).
     #[serde(default)]
     pub tokenizer: Tokenizer,
+    /// The model's tokenizer files, for `files` (and tried first by `auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_files: Option<TokenizerFiles>,
     /// Debug: write each measured request's timings, and the server's own
     /// where it reports them (llama.cpp's `timings`), to this file as JSON
     /// lines (`benchrun loadgen --server-timings`).
@@ -98,7 +101,45 @@ pub enum Tokenizer {
     Server,
     /// One word of the prompt vocabulary per token.
     Words,
+    /// The model's tokenizer files ([`LoadPlan::tokenizer_files`]); the
+    /// worker fails when they cannot be used.
+    Files,
 }
+
+/// Where a model's tokenizer files are (see [`super::tokenize::files`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenizerFiles {
+    pub at: FilesAt,
+    /// How the results name where they came from (a ConfigMap, the URL).
+    pub origin: String,
+}
+
+/// A folder of tokenizer files, or the base URL they are fetched from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum FilesAt {
+    Dir(std::path::PathBuf),
+    /// The environment variable naming the folder: a Job worker's mounted
+    /// ConfigMap, found the way its plan is ([`TOKENIZER_DIR_ENV`]).
+    Env(String),
+    /// An `http(s)://` folder.
+    Url(String),
+}
+
+impl FilesAt {
+    /// A user's `DIR|URL`.
+    pub fn parse(s: &str) -> FilesAt {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            FilesAt::Url(s.to_string())
+        } else {
+            FilesAt::Dir(s.into())
+        }
+    }
+}
+
+/// The folder of a Job worker's tokenizer files (a mounted ConfigMap).
+pub const TOKENIZER_DIR_ENV: &str = "BENCHRUN_TOKENIZER_DIR";
 
 /// TLS for the target: where each PEM is (a file, or a variable the kubelet
 /// fills from a Secret), never the PEM itself, so the plan carries no key.

@@ -24,10 +24,12 @@
 //! length counts exactly that. Otherwise `auto` falls back to words and
 //! says why, and `server` fails the worker with the reason.
 //!
-//! A `tokenizer.json` read in the worker (the HF `tokenizers` crate) would
-//! size prompts for a server without `/tokenize`; it is not here: that crate
-//! needs a regex engine in C or a large pure-Rust one in the static image,
-//! and a server's chat template would still be unknown to it.
+//! A server without `/tokenize` (TRT-LLM's OpenAI server and others) is
+//! sized by the model's own tokenizer files instead ([`files`]:
+//! `tokenizer.json` and its chat template), counted in the worker; the same
+//! costs, the same check and the same fallback apply, and the results say
+//! `files`. With `auto`, files the run names are tried first, then the
+//! server, then words.
 //!
 //! [`build`] and [`Costs::from_counts`] are pure; [`calibrate`] asks the server.
 
@@ -39,8 +41,11 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::plan::{Endpoint, InputPlan, LoadPlan, Tokenizer};
+use super::plan::{Endpoint, FilesAt, InputPlan, LoadPlan, Tokenizer, TokenizerFiles};
 use crate::net::client::HttpClient;
+use crate::net::tls::TlsOptions;
+
+pub mod files;
 
 /// How long one `/tokenize` request may take: a tokenizer answers in
 /// milliseconds, and a server that does not answer delays the first step.
@@ -136,8 +141,9 @@ pub fn build(rng: &mut StdRng, tokens: u64, costs: Option<&Costs>) -> (String, u
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PromptSizing {
-    /// `server`: in the target's tokens, from its `/tokenize`; `words`: one
-    /// vocabulary word per token.
+    /// `server`: in the target's tokens, from its `/tokenize`; `files`: in
+    /// the model's tokens, from its tokenizer files; `words`: one vocabulary
+    /// word per token.
     pub method: SizingMethod,
     /// Mean tokens per vocabulary word, as the server counts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +166,7 @@ pub struct PromptSizing {
 #[serde(rename_all = "camelCase")]
 pub enum SizingMethod {
     Server,
+    Files,
     Words,
 }
 
@@ -175,8 +182,13 @@ impl PromptSizing {
     /// length the requests had (`sent`).
     pub fn describe(&self, sent: &crate::stats::Summary) -> String {
         let how = match self.method {
-            SizingMethod::Server => format!(
-                "sized in the server's tokens ({:.2} per word{})",
+            SizingMethod::Server | SizingMethod::Files => format!(
+                "sized in the {} ({:.2} per word{})",
+                if self.method == SizingMethod::Server {
+                    "server's tokens"
+                } else {
+                    "model's tokens, by its tokenizer files"
+                },
                 self.tokens_per_word.unwrap_or(0.0),
                 self.template_tokens
                     .filter(|&t| t > 0)
@@ -205,43 +217,120 @@ impl PromptSizing {
 }
 
 /// The costs prompts are built with, and how the results describe them:
-/// none for a dataset or `tokenizer: words`; the server's for `server`
-/// (`Err` when it has none) and for `auto` when it answers.
+/// none for a dataset or `tokenizer: words`; the model's files' for `files`
+/// (`Err` when they cannot be used); the server's for `server` (`Err` when
+/// it has none); for `auto`, the files when the plan names them, else the
+/// server's when it answers, else words, with the reasons.
 pub async fn sizing(
     client: &HttpClient,
     plan: &LoadPlan,
     headers: &[(String, String)],
+    tls: &TlsOptions,
 ) -> Result<(Option<Arc<Costs>>, Option<PromptSizing>), String> {
     let InputPlan::Synthetic { input_mean, .. } = plan.input else {
         return Ok((None, None));
     };
-    if plan.tokenizer == Tokenizer::Words {
-        return Ok((None, Some(PromptSizing::words(None))));
+    let sized = |method, (costs, check): (Costs, SizingCheck), note: Option<String>| {
+        let sizing = PromptSizing {
+            method,
+            tokens_per_word: Some(costs.tokens_per_word()),
+            template_tokens: Some(costs.template),
+            check: Some(check),
+            note,
+        };
+        Ok((Some(Arc::new(costs)), Some(sizing)))
+    };
+    let mut why = Vec::new();
+    match (plan.tokenizer, &plan.tokenizer_files) {
+        (Tokenizer::Words, _) => return Ok((None, Some(PromptSizing::words(None)))),
+        (Tokenizer::Files | Tokenizer::Auto, Some(at)) => {
+            match from_files(at, plan, tls, input_mean).await {
+                Ok((calibrated, note)) => {
+                    return sized(SizingMethod::Files, calibrated, Some(note));
+                }
+                Err(e) if plan.tokenizer == Tokenizer::Files => {
+                    return Err(format!(
+                        "load.input.synthetic.tokenizer is files, and the model's tokenizer files could not be used: {e}"
+                    ));
+                }
+                Err(e) => why.push(format!(
+                    "the tokenizer files from {} could not be used ({e})",
+                    at.origin
+                )),
+            }
+        }
+        (Tokenizer::Files, None) => {
+            return Err(
+                "load.input.synthetic.tokenizer is files, and no tokenizer files are named".into(),
+            );
+        }
+        (Tokenizer::Auto | Tokenizer::Server, _) => {}
     }
     match calibrate(client, plan, headers, input_mean).await {
-        Ok((costs, check, dialect)) => {
-            let sizing = PromptSizing {
-                method: SizingMethod::Server,
-                tokens_per_word: Some(costs.tokens_per_word()),
-                template_tokens: Some(costs.template),
-                check: Some(check),
-                note: (dialect == Dialect::LlamaCpp).then(|| {
-                    "counted by llama.cpp's /tokenize (its chat template through /apply-template)"
-                        .to_string()
-                }),
-            };
-            Ok((Some(Arc::new(costs)), Some(sizing)))
-        }
+        Ok((costs, check, dialect)) => sized(
+            SizingMethod::Server,
+            (costs, check),
+            (dialect == Dialect::LlamaCpp).then(|| {
+                "counted by llama.cpp's /tokenize (its chat template through /apply-template)"
+                    .to_string()
+            }),
+        ),
         Err(e) if plan.tokenizer == Tokenizer::Server => Err(format!(
             "load.input.synthetic.tokenizer is server, and the target's tokenizer could not be asked: {e}"
         )),
-        Err(e) => Ok((
-            None,
-            Some(PromptSizing::words(Some(format!(
-                "the target's tokenizer could not be asked ({e}): prompt lengths are in words of the prompt vocabulary, one per token"
-            )))),
-        )),
+        Err(e) => {
+            why.push(format!("the target's tokenizer could not be asked ({e})"));
+            Ok((
+                None,
+                Some(PromptSizing::words(Some(format!(
+                    "{}: prompt lengths are in words of the prompt vocabulary, one per token",
+                    why.join("; ")
+                )))),
+            ))
+        }
     }
+}
+
+/// The costs and check by the model's tokenizer files at `at`, and the note
+/// that says which files counted.
+async fn from_files(
+    at: &TokenizerFiles,
+    plan: &LoadPlan,
+    tls: &TlsOptions,
+    check_tokens: u64,
+) -> Result<((Costs, SizingCheck), String), String> {
+    let read = match &at.at {
+        FilesAt::Url(url) => {
+            // The run's CA is trusted for these too; nothing else of the
+            // target's TLS (its server name, a skipped verification) is.
+            let trust = TlsOptions {
+                ca_pem: tls.ca_pem.clone(),
+                ..TlsOptions::default()
+            };
+            files::fetch(&crate::net::client::http_client_tls(1, &trust)?, url).await?
+        }
+        FilesAt::Dir(dir) => read_dir(dir.clone()).await?,
+        FilesAt::Env(var) => {
+            let dir = std::env::var_os(var)
+                .ok_or_else(|| format!("{var} names no folder of tokenizer files"))?;
+            read_dir(dir.into()).await?
+        }
+    };
+    let origin = at.origin.clone();
+    let tokenizer = tokio::task::spawn_blocking(move || files::FileTokenizer::new(&read, origin))
+        .await
+        .map_err(|e| e.to_string())??;
+    let counter = Counter::Files(&tokenizer, plan.endpoint);
+    let calibrated = counter.calibrate(plan.seed, check_tokens).await?;
+    Ok((calibrated, tokenizer.describe(plan.endpoint)))
+}
+
+/// [`files::read_dir`] off the runtime's threads (a large `tokenizer.json`
+/// is tens of megabytes).
+async fn read_dir(dir: std::path::PathBuf) -> Result<files::Files, String> {
+    tokio::task::spawn_blocking(move || files::read_dir(&dir))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// How a server's `/tokenize` is asked (see the module doc).
@@ -278,14 +367,14 @@ async fn calibrate(
         .ok_or("the plan names no URL")?;
     let mut why = Vec::new();
     for dialect in [Dialect::Vllm, Dialect::LlamaCpp] {
-        let asker = Asker {
+        let asker = Counter::Server(Asker {
             client,
             plan,
             headers,
             base,
             dialect,
-        };
-        match asker.calibrate(check_tokens).await {
+        });
+        match asker.calibrate(plan.seed, check_tokens).await {
             Ok((costs, check)) => return Ok((costs, check, dialect)),
             Err(e) => why.push(format!("{}: {e}", dialect.name())),
         }
@@ -302,8 +391,22 @@ struct Asker<'a> {
     dialect: Dialect,
 }
 
-impl Asker<'_> {
-    async fn calibrate(&self, check_tokens: u64) -> Result<(Costs, SizingCheck), String> {
+/// What counts a prompt's tokens: a server asked in one dialect, or the
+/// model's tokenizer files.
+enum Counter<'a> {
+    Server(Asker<'a>),
+    Files(&'a files::FileTokenizer, Endpoint),
+}
+
+impl Counter<'_> {
+    /// The vocabulary's costs, then one prompt of `check_tokens` tokens
+    /// built with them (drawn with `seed`) and counted: the costs only when
+    /// the count is the asked length.
+    async fn calibrate(
+        &self,
+        seed: u64,
+        check_tokens: u64,
+    ) -> Result<(Costs, SizingCheck), String> {
         // One question at a time, on one connection: a server that holds a
         // thread per kept-alive connection (llama.cpp) is not left with a
         // connection per word before the load begins.
@@ -315,11 +418,7 @@ impl Asker<'_> {
         }
         let costs = Costs::from_counts(empty, &alone, &twice)?;
         let asked = check_tokens.max(1);
-        let (text, _) = build(
-            &mut StdRng::seed_from_u64(self.plan.seed),
-            asked,
-            Some(&costs),
-        );
+        let (text, _) = build(&mut StdRng::seed_from_u64(seed), asked, Some(&costs));
         let counted = self.count(text).await?.saturating_sub(costs.template);
         if counted != asked {
             return Err(format!(
@@ -329,6 +428,16 @@ impl Asker<'_> {
         Ok((costs, SizingCheck { asked, counted }))
     }
 
+    /// The count of `text` as the run would send it, template included.
+    async fn count(&self, text: String) -> Result<u64, String> {
+        match self {
+            Counter::Server(asker) => asker.count(text).await,
+            Counter::Files(tokenizer, endpoint) => tokenizer.count(&text, *endpoint),
+        }
+    }
+}
+
+impl Asker<'_> {
     /// The server's count of `text` as the run would send it, template included.
     async fn count(&self, text: String) -> Result<u64, String> {
         let tokenize = format!("{}/tokenize", self.base);

@@ -9,8 +9,9 @@ use clap::Args;
 
 use crate::loadgen::engine;
 use crate::loadgen::plan::{
-    API_KEY_ENV, Arrival, ConversationPlan, Endpoint, Goodput, InputPlan, LoadPlan, PLAN_ENV,
-    PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, PemSource, Step, StopCondition, TlsPlan, Tokenizer,
+    API_KEY_ENV, Arrival, ConversationPlan, Endpoint, FilesAt, Goodput, InputPlan, LoadPlan,
+    PLAN_ENV, PLAN_FILE_ENV, PLAN_SCHEMA_VERSION, PemSource, Step, StopCondition, TlsPlan,
+    Tokenizer, TokenizerFiles,
 };
 pub mod serve;
 
@@ -66,10 +67,16 @@ pub struct LoadgenOpts {
     #[arg(long, default_value_t = 0)]
     pub output_stddev: u64,
     /// Whose tokens --input-tokens counts: the target's (`server`, asked
-    /// through its /tokenize), the target's when it answers (`auto`), or
-    /// one vocabulary word per token (`words`).
+    /// through its /tokenize), the model's (`files`: --tokenizer-files),
+    /// the files' or else the target's when it answers (`auto`), or one
+    /// vocabulary word per token (`words`).
     #[arg(long, value_enum, default_value_t = TokenizerFlag::Auto)]
     pub tokenizer: TokenizerFlag,
+    /// The model's tokenizer files (`tokenizer.json`, and for chat its
+    /// `tokenizer_config.json` or `chat_template.jinja`): a folder, or the
+    /// http(s) URL of one (a model repository's `…/resolve/main/`).
+    #[arg(long, value_name = "DIR|URL")]
+    pub tokenizer_files: Option<String>,
     /// Debug: write each measured request's timings beside the server's own
     /// (llama.cpp's per-request `timings`) to this file, one JSON line each.
     #[arg(long, value_name = "FILE")]
@@ -138,6 +145,7 @@ pub enum TokenizerFlag {
     Auto,
     Server,
     Words,
+    Files,
 }
 
 /// Arrival process flag.
@@ -272,6 +280,15 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             .unwrap_or(0);
         return Ok((plan, index));
     }
+    match (opts.tokenizer, &opts.tokenizer_files) {
+        (TokenizerFlag::Files, None) => {
+            return Err("--tokenizer files needs --tokenizer-files DIR|URL".into());
+        }
+        (TokenizerFlag::Server | TokenizerFlag::Words, Some(_)) => {
+            return Err("--tokenizer-files is read only with --tokenizer files or auto".into());
+        }
+        _ => {}
+    }
     let goodput = Goodput {
         ttft_ms: opts.goodput_ttft_ms,
         itl_ms: opts.goodput_itl_ms,
@@ -336,7 +353,12 @@ fn plan_of(opts: &LoadgenOpts) -> Result<(LoadPlan, u32), String> {
             TokenizerFlag::Auto => Tokenizer::Auto,
             TokenizerFlag::Server => Tokenizer::Server,
             TokenizerFlag::Words => Tokenizer::Words,
+            TokenizerFlag::Files => Tokenizer::Files,
         },
+        tokenizer_files: opts.tokenizer_files.as_ref().map(|at| TokenizerFiles {
+            at: FilesAt::parse(at),
+            origin: crate::net::redact_url(at),
+        }),
         server_timings_file: opts.server_timings.clone(),
     };
     Ok((plan, 0))
@@ -414,7 +436,7 @@ fn print_table(r: &WorkerResult) {
 
 #[cfg(test)]
 mod tests {
-    use super::step_label;
+    use super::{FilesAt, Tokenizer, step_label};
 
     #[test]
     fn a_worker_reads_its_plan_from_the_mounted_file_first() {
@@ -434,6 +456,39 @@ mod tests {
         let none = super::worker_plan(None, None).unwrap_err();
         assert!(none.contains("BENCHRUN_PLAN_FILE"), "{none}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--tokenizer files` needs the files; the files are read only by
+    /// `files` and `auto`; a URL's credentials stay out of the results.
+    #[test]
+    fn tokenizer_files_flags_are_checked() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            opts: super::LoadgenOpts,
+        }
+        let plan = |args: &[&str]| {
+            let mut all = vec!["loadgen", "--url", "http://127.0.0.1:9", "--model", "m"];
+            all.extend_from_slice(args);
+            super::plan_of(&Cli::try_parse_from(all).unwrap().opts).map(|(p, _)| p)
+        };
+        let e = plan(&["--tokenizer", "files"]).unwrap_err();
+        assert!(e.contains("--tokenizer-files"), "{e}");
+        for t in ["server", "words"] {
+            let e = plan(&["--tokenizer", t, "--tokenizer-files", "/m"]).unwrap_err();
+            assert!(e.contains("files or auto"), "{e}");
+        }
+        let p = plan(&["--tokenizer-files", "https://u:pw@models.internal/m/"]).unwrap();
+        let files = p.tokenizer_files.unwrap();
+        assert_eq!(
+            files.at,
+            FilesAt::Url("https://u:pw@models.internal/m/".into())
+        );
+        assert!(!files.origin.contains("pw"), "{}", files.origin);
+        let p = plan(&["--tokenizer", "files", "--tokenizer-files", "/m"]).unwrap();
+        assert_eq!(p.tokenizer, Tokenizer::Files);
+        assert_eq!(p.tokenizer_files.unwrap().at, FilesAt::Dir("/m".into()));
     }
 
     #[test]

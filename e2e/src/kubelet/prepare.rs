@@ -49,6 +49,12 @@ pub async fn volumes(node: &Node, pod: &Pod, dir: &Path) -> Result<Prepared> {
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(k, v)| (k, v.into_bytes()))
+                    .chain(
+                        cm.binary_data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.0)),
+                    )
                     .collect(),
                 None if source.optional == Some(true) => BTreeMap::new(),
                 None => anyhow::bail!("configmap {:?} not found", source.name),

@@ -51,6 +51,46 @@ fn llama_args(model: &str, host: &str, port: u16, slots: u32) -> Vec<String> {
     .to_vec()
 }
 
+/// llama-server serving `model` on `port` with `slots` as the pod behind
+/// Service `sim`, measured by run `name` (`load`, `extra` as
+/// [`run`] takes them): the run succeeds; its results document.
+async fn measured(
+    ns: &TestNamespace,
+    (model, port, slots): (&str, u16, u32),
+    name: &str,
+    load: &str,
+    extra: &str,
+) -> Value {
+    deploy(
+        ns,
+        &Server {
+            name: "sim",
+            image: "registry.invalid/llama-server:0c1e570",
+            args: llama_args(model, "0.0.0.0", port, slots),
+            port: i32::from(port),
+            gpus: 0,
+            node: None,
+            probe: "/health",
+        },
+    )
+    .await
+    .unwrap();
+    let mut r: BenchmarkRun = run(name, load, extra);
+    r.spec.target.model = "e2e/llama-tiny".into();
+    ns.api::<BenchmarkRun>()
+        .create(&PostParams::default(), &r)
+        .await
+        .unwrap();
+    let done = wait_ended(ns, name).await;
+    assert_eq!(
+        phase(Some(&done)).as_deref(),
+        Some("Succeeded"),
+        "{:#?}",
+        done.status
+    );
+    summary_json(ns, name).await
+}
+
 /// One counter family's increase over a step, summed over its series.
 fn increase(step: &Value, family: &str) -> f64 {
     step["server"]
@@ -77,40 +117,12 @@ fn increase(step: &Value, family: &str) -> f64 {
 async fn a_sweep_against_llama_cpp_is_measured_in_its_own_tokens() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "llama").await.unwrap();
-    let port = 18411;
-    deploy(
-        &ns,
-        &Server {
-            name: "sim",
-            image: "registry.invalid/llama-server:0c1e570",
-            args: llama_args("tiny-spm.gguf", "0.0.0.0", port, 4),
-            port: i32::from(port),
-            gpus: 0,
-            node: None,
-            probe: "/health",
-        },
-    )
-    .await
-    .unwrap();
     let (asked_in, asked_out, per_step) = (64u64, 16u64, 24u64);
     let load = format!(
         "\n    requestCount: {per_step}\n    sweep: {{concurrency: [1, 2, 4]}}\n    extraInputs: {{ignore_eos: true}}\n    input: {{synthetic: {{tokenizer: server, inputTokens: {{mean: {asked_in}}}, outputTokens: {{mean: {asked_out}}}}}}}"
     );
     let extra = "  telemetry:\n    server:\n      selector: {matchLabels: {app: sim}}\n";
-    let mut r: BenchmarkRun = run("llama", &load, extra);
-    r.spec.target.model = "e2e/llama-tiny".into();
-    ns.api::<BenchmarkRun>()
-        .create(&PostParams::default(), &r)
-        .await
-        .unwrap();
-    let done = wait_ended(&ns, "llama").await;
-    assert_eq!(
-        phase(Some(&done)).as_deref(),
-        Some("Succeeded"),
-        "{:#?}",
-        done.status
-    );
-    let doc = summary_json(&ns, "llama").await;
+    let doc = measured(&ns, ("tiny-spm.gguf", 18411, 4), "llama", &load, extra).await;
     let steps = doc["details"].as_array().unwrap();
     assert_eq!(steps.len(), 3);
     for (k, step) in steps.iter().enumerate() {
@@ -335,4 +347,151 @@ fn tempfile_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("benchrun-llama-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The byte-pair model's tokenizer files as Hugging Face publishes them,
+/// written from the same vocabulary (e2e/tools/llama-cpp/tokenizer_files.py).
+fn tokenizer_files() -> PathBuf {
+    tools().join("tiny-bpe-tokenizer")
+}
+
+/// A server without `/tokenize` is sized by the model's tokenizer files:
+/// checked against llama.cpp's own `/tokenize` of the model written from the
+/// same vocabulary. On both endpoints every vocabulary word costs the same
+/// by the files as by the engine, and so does the chat template; and the
+/// prompts sized by the files are the asked length by the engine's own
+/// count of every request it served.
+#[tokio::test]
+async fn tokenizer_files_size_prompts_as_llama_cpp_counts_them() {
+    use benchrun::loadgen::plan::{FilesAt, InputPlan, TokenizerFiles};
+    use benchrun::loadgen::tokenize::{SizingMethod, sizing};
+    let port = 18413;
+    let _server = start_llama("tiny-bpe.gguf", port, 4).await;
+    let client = benchrun::net::client::http_client(1);
+    let tls = Default::default();
+    let asked = 96;
+    for endpoint in [Endpoint::Chat, Endpoint::Completions] {
+        let mut plan = sim_load(format!("http://127.0.0.1:{port}"), 4, 0, asked);
+        plan.model = "e2e/llama-tiny".into();
+        plan.endpoint = endpoint;
+        plan.stop = StopCondition::Requests(16);
+        plan.extra_body
+            .insert("ignore_eos".into(), serde_json::json!(true));
+        if let InputPlan::Synthetic { output_mean, .. } = &mut plan.input {
+            *output_mean = 4;
+        }
+        plan.tokenizer = Tokenizer::Server;
+        let (by_engine, engine_sizing) = sizing(&client, &plan, &[], &tls).await.unwrap();
+        plan.tokenizer = Tokenizer::Files;
+        plan.tokenizer_files = Some(TokenizerFiles {
+            at: FilesAt::Dir(tokenizer_files()),
+            origin: "tiny-bpe-tokenizer".into(),
+        });
+        let (by_files, files_sizing) = sizing(&client, &plan, &[], &tls).await.unwrap();
+        assert_eq!(
+            engine_sizing.unwrap().method,
+            SizingMethod::Server,
+            "{endpoint:?}"
+        );
+        let (by_engine, by_files) = (by_engine.unwrap(), by_files.unwrap());
+        eprintln!(
+            "{endpoint:?}: template {} tokens by the engine, {} by the files; {:.3} tokens per word by both",
+            by_engine.template,
+            by_files.template,
+            by_files.tokens_per_word()
+        );
+        assert_eq!(
+            by_files, by_engine,
+            "{endpoint:?}: every word's cost and the template"
+        );
+        let files_sizing = files_sizing.unwrap();
+        assert_eq!(files_sizing.method, SizingMethod::Files);
+        assert_eq!(files_sizing.check.unwrap().counted, asked);
+
+        // The load, sized by the files, as the engine counted it.
+        let steps = benchrun::loadgen::engine::run(&plan, 0, None)
+            .await
+            .unwrap();
+        let s = &steps[0];
+        assert_eq!((s.requests, s.successes), (16, 16), "{:?}", s.error_samples);
+        assert_eq!(
+            s.prompt_sizing.as_ref().map(|p| p.method),
+            Some(SizingMethod::Files)
+        );
+        let per_request = asked + by_engine.template;
+        assert_eq!(
+            (
+                s.input_tokens_per_request.min,
+                s.input_tokens_per_request.max
+            ),
+            (per_request as f64, per_request as f64),
+            "{endpoint:?}: every prompt, by the engine's usage"
+        );
+    }
+}
+
+/// The same files from a ConfigMap, gzipped in its binaryData (a
+/// `tokenizer.json` of GPT-2's 50k vocabulary is 1.5 MB, past a
+/// ConfigMap's 1 MiB; gzipped it is about 0.6 MB), against llama-server as
+/// a pod: the controller mounts them, the worker reads them, and the run's
+/// prompts are the asked length in the engine's tokens, sized by `files`.
+#[tokio::test]
+async fn a_run_sizes_prompts_by_tokenizer_files_from_a_config_map() {
+    use std::io::Write;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "llama-files").await.unwrap();
+    let read = |name: &str| std::fs::read(tokenizer_files().join(name)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&read("tokenizer.json")).unwrap();
+    let gz = gz.finish().unwrap();
+    assert!(gz.len() < 1 << 20, "{} bytes gzipped", gz.len());
+    let cm = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("tiny-bpe-tokenizer".into()),
+            ..Default::default()
+        },
+        binary_data: Some([("tokenizer.json".to_string(), ByteString(gz))].into()),
+        data: Some(
+            [(
+                "tokenizer_config.json".to_string(),
+                String::from_utf8(read("tokenizer_config.json")).unwrap(),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    ns.api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let asked = 80u64;
+    let load = format!(
+        "\n    requestCount: 8\n    concurrency: 2\n    extraInputs: {{ignore_eos: true}}\n    input: {{synthetic: {{tokenizer: files, tokenizerFiles: {{configMapRef: {{name: tiny-bpe-tokenizer}}}}, inputTokens: {{mean: {asked}}}, outputTokens: {{mean: 4}}}}}}"
+    );
+    let doc = measured(&ns, ("tiny-bpe.gguf", 18414, 2), "files", &load, "").await;
+    let c = &doc["details"][0]["client"];
+    assert_eq!(c["successes"].as_u64(), Some(8), "{c:#}");
+    let sizing = &c["promptSizing"];
+    assert_eq!(sizing["method"], "files", "{sizing:#}");
+    assert_eq!(sizing["check"]["counted"].as_u64(), Some(asked));
+    let note = sizing["note"].as_str().unwrap_or("");
+    assert!(
+        note.contains("ConfigMap tiny-bpe-tokenizer") && note.contains("tokenizer_config.json"),
+        "{sizing:#}"
+    );
+    let template = sizing["templateTokens"].as_u64().unwrap();
+    assert!(template > 0, "the chat template's tokens: {sizing:#}");
+    let sent = &c["inputTokensPerRequest"];
+    for bound in ["min", "max"] {
+        assert_eq!(
+            sent[bound].as_f64(),
+            Some((asked + template) as f64),
+            "the engine's usage of every prompt: {sent:#}"
+        );
+    }
+    ns.delete().await.unwrap();
 }

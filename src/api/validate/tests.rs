@@ -445,6 +445,33 @@ fn invalid_specs_fail_with_their_own_message() {
             json!({"target": {"url": "https://gw.llm.svc", "tls": {"clientCertificateSecretName": "../etc"}}}),
             "spec.target.tls.clientCertificateSecretName",
         ),
+        (
+            "tokenizer files without the files",
+            json!({"load": {"input": {"synthetic": {"tokenizer": "files"}}}}),
+            r::FILES_NEED_FILES_MSG,
+        ),
+        (
+            "tokenizer files named for the server's tokenizer",
+            json!({"load": {"input": {"synthetic": {"tokenizer": "server",
+                   "tokenizerFiles": {"url": "https://models.internal/llama/"}}}}}),
+            r::FILES_READ_BY_MSG,
+        ),
+        (
+            "tokenizer files in two places",
+            json!({"load": {"input": {"synthetic": {"tokenizer": "files",
+                   "tokenizerFiles": {"url": "https://models.internal/llama/", "configMapRef": {"name": "tok"}}}}}}),
+            r::TOKENIZER_FILES_ONE_OF_MSG,
+        ),
+        (
+            "tokenizer files at a URL that is no http(s) URL",
+            json!({"load": {"input": {"synthetic": {"tokenizerFiles": {"url": "file:///etc/passwd"}}}}}),
+            "spec.load.input.synthetic.tokenizerFiles.url",
+        ),
+        (
+            "tokenizer files in a ConfigMap that is no name",
+            json!({"load": {"input": {"synthetic": {"tokenizerFiles": {"configMapRef": {"name": "../tok"}}}}}}),
+            "spec.load.input.synthetic.tokenizerFiles.configMapRef.name",
+        ),
     ];
     assert!(cases.len() >= 20);
     let mut seen = std::collections::HashSet::new();
@@ -475,6 +502,33 @@ fn https_targets_take_tls_and_service_targets_need_the_https_scheme() {
         "serviceRef": {"name": "v", "port": 8000}, "tls": {"insecureSkipVerify": true}}})))
     .unwrap_err();
     assert!(err.to_string().contains(r::TLS_NEEDS_HTTPS_MSG), "{err}");
+}
+
+#[test]
+fn tokenizer_files_by_configmap_or_url_pass() {
+    for (tokenizer, files) in [
+        (
+            "files",
+            json!({"configMapRef": {"name": "llama-3-tokenizer"}}),
+        ),
+        (
+            "auto",
+            json!({"url": "https://huggingface.co/org/model/resolve/main/"}),
+        ),
+    ] {
+        let run = validate_json(&with(json!({"load": {"input": {"synthetic": {
+            "tokenizer": tokenizer, "tokenizerFiles": files}}}})))
+        .expect(tokenizer);
+        assert!(
+            run.spec
+                .load
+                .input
+                .synthetic
+                .unwrap()
+                .tokenizer_files
+                .is_some()
+        );
+    }
 }
 
 #[test]

@@ -233,22 +233,98 @@ fn overrides_and_datasets_reach_the_pod() {
         Some("registry.local/benchrun:dev")
     );
     // The dataset's volume beside the plan's.
+    let (cm, at) = config_map_mount(&pod, "dataset");
+    assert_eq!(cm.name, "prompts");
+    assert_eq!(at, DATASET_DIR);
+}
+
+/// The pod spec of the run's workers.
+fn pod_spec(r: &BenchmarkRun) -> k8s_openapi::api::core::v1::PodSpec {
+    job(r, &settings(), true)
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+}
+
+/// The pod's ConfigMap volume `name`, and where its container mounts it.
+fn config_map_mount<'a>(
+    pod: &'a k8s_openapi::api::core::v1::PodSpec,
+    name: &str,
+) -> (
+    &'a k8s_openapi::api::core::v1::ConfigMapVolumeSource,
+    &'a str,
+) {
     let vol = pod
         .volumes
-        .as_ref()
-        .unwrap()
         .iter()
-        .find(|v| v.name == "dataset")
-        .unwrap();
-    assert_eq!(vol.config_map.as_ref().unwrap().name, "prompts");
+        .flatten()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no volume {name}"));
     let mount = pod.containers[0]
         .volume_mounts
-        .as_ref()
-        .unwrap()
         .iter()
-        .find(|m| m.name == "dataset")
-        .unwrap();
-    assert_eq!(mount.mount_path, DATASET_DIR);
+        .flatten()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("no mount of {name}"));
+    (vol.config_map.as_ref().unwrap(), &mount.mount_path)
+}
+
+/// Tokenizer files from a ConfigMap are mounted whole (its keys are the
+/// files' names) and the plan reads them there, naming the ConfigMap; from
+/// a URL, nothing is mounted and the plan names the URL, its credentials
+/// redacted.
+#[test]
+fn tokenizer_files_reach_the_worker() {
+    use crate::loadgen::plan::{FilesAt, TOKENIZER_DIR_ENV};
+    let mut r = run();
+    r.spec.load.input = crate::api::Input {
+        synthetic: Some(crate::api::Synthetic {
+            tokenizer: crate::api::PromptTokenizer::Files,
+            tokenizer_files: Some(crate::api::TokenizerFiles {
+                config_map_ref: Some(crate::api::LocalObjectName {
+                    name: "llama-tok".into(),
+                }),
+                url: None,
+            }),
+            ..Default::default()
+        }),
+        dataset: None,
+    };
+    let p = plan(&r, vec![]);
+    assert_eq!(p.tokenizer, crate::loadgen::plan::Tokenizer::Files);
+    let files = p.tokenizer_files.unwrap();
+    assert_eq!(files.at, FilesAt::Env(TOKENIZER_DIR_ENV.into()));
+    assert_eq!(files.origin, "ConfigMap llama-tok");
+    let pod = pod_spec(&r);
+    let env = pod.containers[0].env.as_ref().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e.name == TOKENIZER_DIR_ENV && e.value.as_deref() == Some(TOKENIZER_DIR)),
+        "the worker finds the folder through its environment, as it finds its plan"
+    );
+    let (cm, at) = config_map_mount(&pod, "tokenizer");
+    assert_eq!(cm.name, "llama-tok");
+    assert!(cm.items.is_none(), "every key, under its own name");
+    assert_eq!(at, TOKENIZER_DIR);
+
+    let url = "https://user:secret@models.internal/llama/";
+    if let Some(s) = r.spec.load.input.synthetic.as_mut() {
+        s.tokenizer = crate::api::PromptTokenizer::Auto;
+        s.tokenizer_files = Some(crate::api::TokenizerFiles {
+            config_map_ref: None,
+            url: Some(url.into()),
+        });
+    }
+    let files = plan(&r, vec![]).tokenizer_files.unwrap();
+    assert_eq!(files.at, FilesAt::Url(url.into()));
+    assert!(!files.origin.contains("secret"), "{}", files.origin);
+    let pod = pod_spec(&r);
+    assert!(
+        pod.volumes.unwrap().iter().all(|v| v.name != "tokenizer"),
+        "nothing to mount"
+    );
 }
 
 #[test]

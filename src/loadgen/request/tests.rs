@@ -36,6 +36,7 @@ pub(crate) fn plan(endpoint: Endpoint, streaming: bool) -> LoadPlan {
         tls: Default::default(),
         path: None,
         tokenizer: Default::default(),
+        tokenizer_files: None,
         server_timings_file: None,
     }
 }

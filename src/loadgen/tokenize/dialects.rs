@@ -82,7 +82,13 @@ async fn size(
 ) -> Result<(Option<Arc<Costs>>, Option<PromptSizing>), String> {
     let url = crate::net::testing::start(app).await;
     let plan = plan_for(url, endpoint, tokenizer);
-    sizing(&crate::net::client::http_client(1), &plan, &[]).await
+    sizing(
+        &crate::net::client::http_client(1),
+        &plan,
+        &[],
+        &Default::default(),
+    )
+    .await
 }
 
 /// llama.cpp counts nothing when asked as vLLM is; asked in its own

@@ -369,6 +369,7 @@ pub fn sim_load(url: String, streams: u32, duration_ms: u64, input_tokens: u64) 
         tls: Default::default(),
         path: None,
         tokenizer: Default::default(),
+        tokenizer_files: None,
         server_timings_file: None,
     }
 }
