@@ -271,10 +271,15 @@ pub struct TokenizerFiles {
     pub config_map_ref: Option<LocalObjectName>,
     /// The http(s) URL of a folder holding the files (a model repository's
     /// `…/resolve/main/`), fetched by the load generator before its first
-    /// step; the target's CA (`target.tls.caRef`) is trusted for it too, and
-    /// none of the target's headers or keys are sent.
+    /// step, following redirects; the target's CA (`target.tls.caRef`) is
+    /// trusted for it too, and none of the target's headers or keys are sent,
+    /// so the files must be readable without credentials (none in the URL):
+    /// mirror a gated model's files, or use a ConfigMap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(
+        length(min = 8, max = 2048),
+        regex(pattern = r"^https?://[^/@\s?#]+([/?][^\s]*)?$")
+    )]
     pub url: Option<String>,
 }
 

@@ -466,6 +466,10 @@ pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
             let v = Volume {
                 name: volume.into(),
                 config_map: Some(ConfigMapVolumeSource {
+                    // The tokenizer's may be missing: the worker then says
+                    // so (and `auto` goes on), where a missing volume would
+                    // hold the pod in ContainerCreating until the run times out.
+                    optional: item.is_none().then_some(true),
                     name: config_map,
                     items: item.map(|(key, file)| {
                         vec![KeyToPath {

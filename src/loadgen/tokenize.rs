@@ -156,7 +156,10 @@ pub struct PromptSizing {
     /// One prompt built to `asked` tokens and counted by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<SizingCheck>,
-    /// Why the server's tokenizer was not used.
+    /// How the prompts were counted where it is not the plain `/tokenize`
+    /// (llama.cpp's dialect, which tokenizer files), and why each better
+    /// method was not used (files that could not be read, a tokenizer that
+    /// could not be asked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -250,7 +253,8 @@ pub async fn sizing(
                 }
                 Err(e) if plan.tokenizer == Tokenizer::Files => {
                     return Err(format!(
-                        "load.input.synthetic.tokenizer is files, and the model's tokenizer files could not be used: {e}"
+                        "load.input.synthetic.tokenizer is files, and the model's tokenizer files from {} could not be used: {e}",
+                        at.origin
                     ));
                 }
                 Err(e) => why.push(format!(
@@ -267,14 +271,15 @@ pub async fn sizing(
         (Tokenizer::Auto | Tokenizer::Server, _) => {}
     }
     match calibrate(client, plan, headers, input_mean).await {
-        Ok((costs, check, dialect)) => sized(
-            SizingMethod::Server,
-            (costs, check),
-            (dialect == Dialect::LlamaCpp).then(|| {
+        Ok((costs, check, dialect)) => {
+            // Why the files named were not used, before how it was counted.
+            why.extend((dialect == Dialect::LlamaCpp).then(|| {
                 "counted by llama.cpp's /tokenize (its chat template through /apply-template)"
                     .to_string()
-            }),
-        ),
+            }));
+            let note = (!why.is_empty()).then(|| why.join("; "));
+            sized(SizingMethod::Server, (costs, check), note)
+        }
         Err(e) if plan.tokenizer == Tokenizer::Server => Err(format!(
             "load.input.synthetic.tokenizer is server, and the target's tokenizer could not be asked: {e}"
         )),

@@ -75,6 +75,12 @@ async fn measured(
     )
     .await
     .unwrap();
+    succeeded(ns, name, load, extra).await
+}
+
+/// Run `name` against the llama-server already deployed: it succeeds; its
+/// results document.
+async fn succeeded(ns: &TestNamespace, name: &str, load: &str, extra: &str) -> Value {
     let mut r: BenchmarkRun = run(name, load, extra);
     r.spec.target.model = "e2e/llama-tiny".into();
     ns.api::<BenchmarkRun>()
@@ -435,6 +441,7 @@ async fn tokenizer_files_size_prompts_as_llama_cpp_counts_them() {
 /// ConfigMap's 1 MiB; gzipped it is about 0.6 MB), against llama-server as
 /// a pod: the controller mounts them, the worker reads them, and the run's
 /// prompts are the asked length in the engine's tokens, sized by `files`.
+/// Then a ConfigMap that is not there, with `auto`.
 #[tokio::test]
 async fn a_run_sizes_prompts_by_tokenizer_files_from_a_config_map() {
     use std::io::Write;
@@ -493,5 +500,19 @@ async fn a_run_sizes_prompts_by_tokenizer_files_from_a_config_map() {
             "the engine's usage of every prompt: {sent:#}"
         );
     }
+    // A ConfigMap that is not there holds no pod: the worker says so, and
+    // `auto` sizes by the server's /tokenize instead, keeping the reason.
+    let load = load
+        .replace("tokenizer: files", "tokenizer: auto")
+        .replace("name: tiny-bpe-tokenizer", "name: absent");
+    let doc = succeeded(&ns, "absent", &load, "").await;
+    let sizing = &doc["details"][0]["client"]["promptSizing"];
+    assert_eq!(sizing["method"], "server", "{sizing:#}");
+    assert!(
+        sizing["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("tokenizer files from ConfigMap absent could not be used")),
+        "{sizing:#}"
+    );
     ns.delete().await.unwrap();
 }

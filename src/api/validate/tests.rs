@@ -468,6 +468,11 @@ fn invalid_specs_fail_with_their_own_message() {
             "spec.load.input.synthetic.tokenizerFiles.url",
         ),
         (
+            "tokenizer files at a URL with credentials in it",
+            json!({"load": {"input": {"synthetic": {"tokenizerFiles": {"url": "https://user:token@models.internal/llama/"}}}}}),
+            "spec.load.input.synthetic.tokenizerFiles.url",
+        ),
+        (
             "tokenizer files in a ConfigMap that is no name",
             json!({"load": {"input": {"synthetic": {"tokenizerFiles": {"configMapRef": {"name": "../tok"}}}}}}),
             "spec.load.input.synthetic.tokenizerFiles.configMapRef.name",

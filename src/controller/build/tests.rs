@@ -235,6 +235,7 @@ fn overrides_and_datasets_reach_the_pod() {
     // The dataset's volume beside the plan's.
     let (cm, at) = config_map_mount(&pod, "dataset");
     assert_eq!(cm.name, "prompts");
+    assert_eq!(cm.optional, None);
     assert_eq!(at, DATASET_DIR);
 }
 
@@ -307,6 +308,11 @@ fn tokenizer_files_reach_the_worker() {
     let (cm, at) = config_map_mount(&pod, "tokenizer");
     assert_eq!(cm.name, "llama-tok");
     assert!(cm.items.is_none(), "every key, under its own name");
+    assert_eq!(
+        cm.optional,
+        Some(true),
+        "a missing ConfigMap is the worker's to report, not a pod stuck creating"
+    );
     assert_eq!(at, TOKENIZER_DIR);
 
     let url = "https://user:secret@models.internal/llama/";

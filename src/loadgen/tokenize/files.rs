@@ -48,7 +48,10 @@ pub const MAX_CONFIG_BYTES: usize = 8 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Template instructions one rendering may run: a chat template renders a
 /// message in hundreds; a template that loops without end is stopped.
-const TEMPLATE_FUEL: u64 = 5_000_000;
+const TEMPLATE_FUEL: u64 = 1_000_000;
+/// The longest rendered chat prompt counted: a prompt of the longest asked
+/// length (a million tokens) is a few megabytes of text.
+const MAX_RENDERED_BYTES: usize = 16 << 20;
 
 /// The files' bytes, as read or fetched.
 #[derive(Default)]
@@ -107,10 +110,14 @@ impl FileTokenizer {
                 false,
             ),
         };
-        let encoding = self
-            .tokenizer
-            .encode(text.as_str(), add_special)
-            .map_err(|e| format!("{TOKENIZER} from {} failed: {e}", self.origin))?;
+        // A tokenizer built from tenant files is not trusted not to panic:
+        // its panic is this count's error, not the worker's end.
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.tokenizer.encode(text.as_str(), add_special)
+        }))
+        .map_err(|_| format!("{TOKENIZER} from {} panicked", self.origin))?;
+        let encoding =
+            encoded.map_err(|e| format!("{TOKENIZER} from {} failed: {e}", self.origin))?;
         Ok(encoding.len() as u64)
     }
 
@@ -192,14 +199,28 @@ impl ChatTemplate {
             .env
             .get_template("chat")
             .map_err(|e| format!("the chat template: {e}"))?;
-        template
+        // The variables Hugging Face's renderer (and vLLM's, TensorRT-LLM's)
+        // passes for a plain chat request: no tools, no documents.
+        let none = Jinja::from(());
+        let rendered = template
             .render(context! {
                 messages => vec![context! { role => "user", content => text }],
                 add_generation_prompt => true,
                 bos_token => &self.bos,
                 eos_token => &self.eos,
+                tools => none.clone(),
+                documents => none,
             })
-            .map_err(|e| format!("the chat template from {} failed: {e}", self.file))
+            .map_err(|e| format!("the chat template from {} failed: {e}", self.file))?;
+        if rendered.len() > MAX_RENDERED_BYTES {
+            return Err(format!(
+                "the chat template from {} rendered {} bytes for a prompt of {}: more than {MAX_RENDERED_BYTES}",
+                self.file,
+                rendered.len(),
+                text.len()
+            ));
+        }
+        Ok(rendered)
     }
 }
 
@@ -230,55 +251,144 @@ pub fn read_dir(dir: &Path) -> Result<Files, String> {
 /// The files under the base URL `base` (a folder: `…/resolve/main/` of a
 /// model repository, or any server's). No header of the run's goes with
 /// these requests: the target's API key is not sent to another server.
+/// `tokenizer_config.json` and `chat_template.jinja` are optional: a 404 or
+/// a 403 (what object stores answer for a key that is not there) is none.
 pub async fn fetch(client: &HttpClient, base: &str) -> Result<Files, String> {
-    let base = base.trim_end_matches('/');
-    let tokenizer = get(client, &format!("{base}/{TOKENIZER}"), MAX_TOKENIZER_BYTES)
-        .await?
-        .ok_or_else(|| {
-            format!(
-                "{} answered 404",
-                crate::net::redact_url(&format!("{base}/{TOKENIZER}"))
-            )
-        })?;
+    let uri: hyper::Uri = base
+        .parse()
+        .map_err(|_| format!("{} is not a URL", crate::net::redact_url(base)))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "{}: credentials in the URL are not sent; the files must be readable without them",
+            crate::net::redact_url(base)
+        ));
+    }
+    let optional = |name: &'static str| async move {
+        match get(client, &join(base, name), MAX_CONFIG_BYTES).await? {
+            Got::Body(b) => decompressed(b, name, MAX_CONFIG_BYTES).map(Some),
+            Got::Missing(_) => Ok(None),
+        }
+    };
+    let tokenizer = match get(client, &join(base, TOKENIZER), MAX_TOKENIZER_BYTES).await? {
+        Got::Body(b) => decompressed(b, TOKENIZER, MAX_TOKENIZER_BYTES)?,
+        Got::Missing(status) => {
+            return Err(format!(
+                "{} answered HTTP {status}",
+                crate::net::redact_url(&join(base, TOKENIZER))
+            ));
+        }
+    };
     Ok(Files {
-        tokenizer: decompressed(tokenizer, TOKENIZER, MAX_TOKENIZER_BYTES)?,
-        config: get(client, &format!("{base}/{CONFIG}"), MAX_CONFIG_BYTES)
-            .await?
-            .map(|b| decompressed(b, CONFIG, MAX_CONFIG_BYTES))
-            .transpose()?,
-        template: get(client, &format!("{base}/{TEMPLATE}"), MAX_CONFIG_BYTES)
-            .await?
-            .map(|b| decompressed(b, TEMPLATE, MAX_CONFIG_BYTES))
-            .transpose()?,
+        tokenizer,
+        config: optional(CONFIG).await?,
+        template: optional(TEMPLATE).await?,
     })
 }
 
-/// GETs `url`: its body, `None` on a 404, at most `max` bytes.
-async fn get(client: &HttpClient, url: &str, max: usize) -> Result<Option<Vec<u8>>, String> {
+/// `name` in the folder `base`, its query (a signed URL's) kept after it.
+pub fn join(base: &str, name: &str) -> String {
+    let (path, query) = match base.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (base, None),
+    };
+    let mut url = format!("{}/{name}", path.trim_end_matches('/'));
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// What a GET found.
+enum Got {
+    Body(Vec<u8>),
+    /// A 404 or 403: not there (for an optional file).
+    Missing(u16),
+}
+
+/// Redirects followed per file: a model hub answers a large file's URL
+/// with its content store's.
+const MAX_REDIRECTS: usize = 5;
+
+/// GETs `url`, following redirects: its body (at most `max` bytes), or that
+/// it is missing; within [`FETCH_TIMEOUT`] in all.
+async fn get(client: &HttpClient, url: &str, max: usize) -> Result<Got, String> {
     let shown = crate::net::redact_url(url);
-    let uri: hyper::Uri = url.parse().map_err(|_| format!("{shown} is not a URL"))?;
-    let req = hyper::Request::get(uri)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| format!("{shown}: {e}"))?;
     let work = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| format!("{shown}: {}", error_chain(&e)))?;
-        match resp.status().as_u16() {
-            200 => {}
-            404 => return Ok(None),
-            s => return Err(format!("{shown} answered HTTP {s}")),
+        let mut at = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let uri: hyper::Uri = at
+                .parse()
+                .map_err(|_| format!("{} is not a URL", crate::net::redact_url(&at)))?;
+            let req = hyper::Request::get(uri.clone())
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .map_err(|e| format!("{shown}: {e}"))?;
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| format!("{shown}: {}", error_chain(&e)))?;
+            let status = resp.status();
+            if status.is_redirection() {
+                let to = resp
+                    .headers()
+                    .get(hyper::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .ok_or_else(|| format!("{shown} answered HTTP {status} without a Location"))?;
+                at = redirected(&uri, to)
+                    .ok_or_else(|| format!("{shown} redirected to {to:?}, not an http(s) URL"))?;
+                continue;
+            }
+            return match status.as_u16() {
+                200 => http_body_util::Limited::new(resp.into_body(), max)
+                    .collect()
+                    .await
+                    .map(|b| Got::Body(b.to_bytes().to_vec()))
+                    .map_err(|e| format!("{shown}: {e} (at most {max} bytes are read)")),
+                s @ (403 | 404) => Ok(Got::Missing(s)),
+                s => Err(format!("{shown} answered HTTP {s}")),
+            };
         }
-        let body = http_body_util::Limited::new(resp.into_body(), max)
-            .collect()
-            .await
-            .map_err(|e| format!("{shown}: {e} (at most {max} bytes are read)"))?;
-        Ok(Some(body.to_bytes().to_vec()))
+        Err(format!("{shown}: more than {MAX_REDIRECTS} redirects"))
     };
     tokio::time::timeout(FETCH_TIMEOUT, work)
         .await
         .map_err(|_| format!("{shown}: no answer within {FETCH_TIMEOUT:?}"))?
+}
+
+/// Where a redirect from `from` to `location` leads: an absolute http(s)
+/// URL, or a path on the same server.
+fn redirected(from: &hyper::Uri, location: &str) -> Option<String> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Some(location.to_string());
+    }
+    if location.contains("://") {
+        return None;
+    }
+    if location.starts_with("//") {
+        return Some(format!("{}:{location}", from.scheme_str()?));
+    }
+    let origin = format!("{}://{}", from.scheme_str()?, from.authority()?);
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    let dir = from.path().rsplit_once('/').map_or("", |(d, _)| d);
+    // Dot segments resolved, as RFC 3986 does.
+    let (path, query) = match location.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (location, None),
+    };
+    let mut segments: Vec<&str> = dir.split('/').skip(1).collect();
+    for part in path.split('/') {
+        match part {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    Some(format!("{origin}/{}{query}", segments.join("/")))
 }
 
 /// `bytes`, gunzipped when they are gzip, and no more than `max` either way.

@@ -187,6 +187,45 @@ fn templates_run_as_hugging_face_renders_them_and_are_bounded() {
     assert!(e.contains("does not parse"), "{e}");
 }
 
+/// Rendered with Hugging Face's whitespace options (a block tag's line
+/// and its newline vanish) and the language real templates use:
+/// `namespace`, `loop.last`, `.items()`, `tojson`, `is defined`, and
+/// `tools` given as none.
+#[test]
+fn templates_render_as_hugging_face_s_renderer_does() {
+    let template = "\
+{% set ns = namespace(n=0) %}
+{% for m in messages %}
+    {% set ns.n = ns.n + 1 %}
+[{{ m.role }}:{{ m.content }}]{% if loop.last %}!{% endif %}
+{% endfor %}
+{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% endfor %}
+{{ {'x': [1]} | tojson }}
+{% if tools is not none %}TOOLS{% endif %}
+{% if custom_tools is defined %}CUSTOM{% endif %}
+{{ ns.n }}{{ bos_token }}";
+    let t = ChatTemplate::new(Some(template.as_bytes()), Some(&chatml_config())).unwrap();
+    assert_eq!(
+        t.render("hi").unwrap(),
+        "[user:hi]!a=1{\"x\": [1]}\n1<s>",
+        "as Jinja2 renders it with trim_blocks and lstrip_blocks"
+    );
+}
+
+/// A rendering bigger than any prompt is refused, not counted 34 times.
+#[test]
+fn a_template_that_renders_without_bound_is_refused() {
+    let t = tokenizer(None, Some("{{ 'x' * 20000000 }}"));
+    let e = t.count("the", Endpoint::Chat).unwrap_err();
+    assert!(e.contains("rendered 20000000 bytes"), "{e}");
+    // Built up instead, the string runs the template out of fuel first.
+    let doubling = "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}";
+    let e = tokenizer(None, Some(doubling))
+        .count("the", Endpoint::Chat)
+        .unwrap_err();
+    assert!(e.contains("fuel"), "{e}");
+}
+
 #[test]
 fn files_that_do_not_parse_are_named() {
     let bad = Files {
@@ -248,9 +287,10 @@ fn a_folder_is_read() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Over HTTP: the files under a base URL, a 404 for an optional one is
-/// none, a 404 for tokenizer.json and any other status are errors, and a
-/// body past the bound is refused.
+/// Over HTTP: the files under a base URL, found through redirects; a 404
+/// or 403 for an optional one is none, for tokenizer.json an error, as is
+/// any other status; a body past the bound is refused; credentials in the
+/// URL are refused, not silently dropped.
 #[tokio::test]
 async fn files_are_fetched_from_a_base_url() {
     let f = files(Some(chatml_config()), None);
@@ -264,6 +304,22 @@ async fn files_are_fetched_from_a_base_url() {
         .route(
             "/broken/tokenizer.json",
             route_get(|| async { (axum::http::StatusCode::FORBIDDEN, "no") }),
+        )
+        .route(
+            "/hub/tokenizer.json",
+            route_get(|| async { axum::response::Redirect::to("/store/blob") }),
+        )
+        .route(
+            "/store/blob",
+            route_get(|| async { axum::response::Redirect::to("../m/tokenizer.json") }),
+        )
+        .route(
+            "/hub/tokenizer_config.json",
+            route_get(|| async { (axum::http::StatusCode::FORBIDDEN, "AccessDenied") }),
+        )
+        .route(
+            "/loop/tokenizer.json",
+            route_get(|| async { axum::response::Redirect::to("/loop/tokenizer.json") }),
         );
     let base = crate::net::testing::start(app).await;
     let client = crate::net::client::http_client(1);
@@ -280,8 +336,54 @@ async fn files_are_fetched_from_a_base_url() {
     assert!(e.contains("HTTP 403"), "{e}");
     let e = get(&client, &format!("{base}/m/tokenizer.json"), 100)
         .await
-        .unwrap_err();
+        .err()
+        .unwrap();
     assert!(e.contains("at most 100 bytes"), "{e}");
+    // Two redirects, the second relative; a 403 for the optional config.
+    let hub = fetch(&client, &format!("{base}/hub")).await.unwrap();
+    assert_eq!(hub.tokenizer, f.tokenizer);
+    assert!(hub.config.is_none());
+    let e = fetch(&client, &format!("{base}/loop")).await.err().unwrap();
+    assert!(e.contains("more than 5 redirects"), "{e}");
+    let with_user = base.replace("http://", "http://user:pw@");
+    let e = fetch(&client, &with_user).await.err().unwrap();
+    assert!(
+        e.contains("credentials in the URL") && !e.contains("pw"),
+        "{e}"
+    );
+}
+
+#[test]
+fn file_urls_keep_a_signed_query_and_redirects_resolve() {
+    assert_eq!(
+        join("https://h/m/", TOKENIZER),
+        "https://h/m/tokenizer.json"
+    );
+    assert_eq!(
+        join("https://h/m", CONFIG),
+        "https://h/m/tokenizer_config.json"
+    );
+    assert_eq!(
+        join("https://h/m/?sig=a%2Fb", TOKENIZER),
+        "https://h/m/tokenizer.json?sig=a%2Fb"
+    );
+    let from: hyper::Uri = "https://hub.example/org/m/resolve/main/tokenizer.json"
+        .parse()
+        .unwrap();
+    for (to, at) in [
+        (
+            "https://cdn.example/x?y=1",
+            Some("https://cdn.example/x?y=1"),
+        ),
+        ("/api/x", Some("https://hub.example/api/x")),
+        ("//cdn.example/x", Some("https://cdn.example/x")),
+        ("blob", Some("https://hub.example/org/m/resolve/main/blob")),
+        ("../../x/y?z=1", Some("https://hub.example/org/m/x/y?z=1")),
+        ("./b", Some("https://hub.example/org/m/resolve/main/b")),
+        ("file:///etc/passwd", None),
+    ] {
+        assert_eq!(redirected(&from, to).as_deref(), at, "{to}");
+    }
 }
 
 /// Calibrated by the files, prompts are the asked length in the model's
@@ -383,6 +485,31 @@ async fn sizing_by_files_says_so_and_falls_back_honestly() {
             && note.contains("the target's tokenizer could not be asked"),
         "{note}"
     );
+    // A server that counts: `auto` sizes by it, and still says why the
+    // files were not used.
+    let server = crate::net::testing::start(Router::new().route(
+        "/tokenize",
+        axum::routing::post(|axum::Json(b): axum::Json<Value>| async move {
+            let text = b["messages"][0]["content"].as_str().unwrap_or("");
+            axum::Json(json!({"count": text.split_whitespace().count() + 3}))
+        }),
+    ))
+    .await;
+    let mut p = plan(&dir, Tokenizer::Auto, Endpoint::Chat);
+    p.urls = vec![server];
+    let (_, s) = sizing(&client, &p, &[], &tls).await.unwrap();
+    let s = s.unwrap();
+    assert_eq!(s.method, SizingMethod::Server);
+    let note = s.note.unwrap();
+    assert!(
+        note.contains("tokenizer files from ConfigMap tok could not be used"),
+        "{note}"
+    );
+    // The folder named by a variable that is not set.
+    let mut p = plan(&dir, Tokenizer::Files, Endpoint::Chat);
+    p.tokenizer_files.as_mut().unwrap().at = FilesAt::Env("BENCHRUN_TEST_UNSET_DIR".into());
+    let e = sizing(&client, &p, &[], &tls).await.unwrap_err();
+    assert!(e.contains("BENCHRUN_TEST_UNSET_DIR names no folder"), "{e}");
     // The same files size completions, which need no template.
     let (_, s) = sizing(
         &client,
@@ -396,4 +523,38 @@ async fn sizing_by_files_says_so_and_falls_back_honestly() {
     assert_eq!(s.method, SizingMethod::Files);
     assert_eq!(s.template_tokens, Some(1), "the BOS");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Files at a URL size the run as files in a folder do.
+#[tokio::test]
+async fn sizing_by_files_at_a_url() {
+    let f = files(Some(chatml_config()), None);
+    let (tok, cfg) = (f.tokenizer.clone(), f.config.clone().unwrap());
+    let base = crate::net::testing::start(
+        Router::new()
+            .route("/m/tokenizer.json", route_get(move || async move { tok }))
+            .route(
+                "/m/tokenizer_config.json",
+                route_get(move || async move { cfg }),
+            ),
+    )
+    .await;
+    let mut p = plan(
+        std::path::Path::new("/unused"),
+        Tokenizer::Files,
+        Endpoint::Chat,
+    );
+    p.tokenizer_files = Some(TokenizerFiles {
+        at: FilesAt::Url(format!("{base}/m/")),
+        origin: base.clone(),
+    });
+    let client = crate::net::client::http_client(1);
+    let (_, s) = sizing(&client, &p, &[], &Default::default()).await.unwrap();
+    let s = s.unwrap();
+    assert_eq!(s.method, SizingMethod::Files);
+    assert_eq!(
+        (s.template_tokens, s.check.map(|c| c.counted)),
+        (Some(17), Some(40))
+    );
+    assert!(s.note.unwrap().contains(&base));
 }
