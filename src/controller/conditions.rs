@@ -54,7 +54,9 @@ pub fn set_status(
         Some(false) => "False",
         None => "Unknown",
     };
-    let message = message.into();
+    // Messages quote servers, workers and specs: no credential of a URL
+    // reaches the status.
+    let message = crate::net::redact_text(&message.into());
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
             if c.status != status {
@@ -107,5 +109,25 @@ mod tests {
         set(&mut cs, RUNNING, false, "Done", "stopped", Some(1), &t1);
         assert_eq!(cs[0].last_transition_time, t1);
         assert_eq!(get(&cs, RUNNING).map(|c| c.status.as_str()), Some("False"));
+    }
+
+    /// Whatever a message quotes, a URL's credentials never reach the status.
+    #[test]
+    fn messages_never_carry_a_url_s_credentials() {
+        let t = Time(Timestamp::from_second(1_000).unwrap());
+        let mut cs = Vec::new();
+        set(
+            &mut cs,
+            FAILED,
+            true,
+            "PreflightFailed",
+            "https://user:hunter3@llm.ns.svc:8443/v1/models did not answer",
+            Some(1),
+            &t,
+        );
+        assert_eq!(
+            cs[0].message,
+            "https://***@llm.ns.svc:8443/v1/models did not answer"
+        );
     }
 }

@@ -631,7 +631,7 @@ async fn publish(
             EventType::Normal
         },
         reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
+        note: Some(crate::net::bounded(note, crate::net::MAX_QUOTED_BYTES)),
         action: "Reconcile".into(),
         secondary: None,
     };

@@ -50,6 +50,54 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}{authority}{tail}")
 }
 
+/// `text` with every http(s) URL in it redacted as [`redact_url`] does
+/// (credentials and query values): for messages that quote what a server,
+/// a worker or a spec said before they reach a condition, an event or a log.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = find_url(rest) {
+        out.push_str(&rest[..at]);
+        let url = &rest[at..];
+        let end = url
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')' | ']' | ',')
+            })
+            .unwrap_or(url.len());
+        out.push_str(&redact_url(&url[..end]));
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the next `http://` or `https://` begins, in any case.
+fn find_url(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    [lower.find("http://"), lower.find("https://")]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// `text` redacted ([`redact_text`]) and cut to at most `max` bytes at a
+/// character boundary, saying how much was left out: what a peer says is
+/// quoted, never at any length.
+pub fn bounded(text: &str, max: usize) -> String {
+    let text = redact_text(text);
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes more)", &text[..end], text.len() - end)
+}
+
+/// How much of a peer's message (a worker's, a server's) is quoted.
+pub const MAX_QUOTED_BYTES: usize = 1024;
+
 /// Binds `addr`, saying which address could not be bound when it fails.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr)
@@ -160,7 +208,28 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{bounded, redact_text, redact_url};
+
+    #[test]
+    fn urls_in_free_text_are_redacted_and_quotes_bounded() {
+        assert_eq!(
+            redact_text("GET HTTP://admin:hunter2@h:9/m?token=abc failed: refused"),
+            "GET HTTP://***@h:9/m?token=*** failed: refused"
+        );
+        assert_eq!(
+            redact_text("(\"https://u:p@a/x\", http://b/y) and no-url"),
+            "(\"https://***@a/x\", http://b/y) and no-url"
+        );
+        assert_eq!(redact_text("plain"), "plain");
+        // Already redacted text stays as it is.
+        let once = redact_text("https://u:p@a/x?k=v");
+        assert_eq!(redact_text(&once), once);
+        let long = "é".repeat(1000);
+        let cut = bounded(&long, 1025);
+        assert!(cut.starts_with(&"é".repeat(512)), "{cut}");
+        assert!(cut.ends_with("… (976 bytes more)"), "{cut}");
+        assert_eq!(bounded("short http://u:p@h/", 100), "short http://***@h/");
+    }
 
     #[test]
     fn credentials_in_a_url_are_never_shown() {

@@ -30,7 +30,13 @@ pub fn failed_message(pods: &[Pod]) -> Option<String> {
                     .map(str::trim)
                     .filter(|m| !m.is_empty());
                 match msg {
-                    Some(m) => format!("{} (exit code {})", m, t.exit_code),
+                    // A worker's words (or its log's last lines): quoted
+                    // bounded and redacted.
+                    Some(m) => format!(
+                        "{} (exit code {})",
+                        crate::net::bounded(m, crate::net::MAX_QUOTED_BYTES),
+                        t.exit_code
+                    ),
                     None => format!(
                         "{} exited with code {} ({})",
                         pod.name_any(),
@@ -130,6 +136,23 @@ mod tests {
         assert_eq!(
             failed_message(&[failed]).as_deref(),
             Some("every request failed (exit code 1)")
+        );
+        // A worker's message (its log, with FallbackToLogsOnError) is
+        // quoted at most 1 KiB, with the URLs' credentials redacted.
+        let noisy = format!(
+            "GET http://admin:hunter3@llm:8000/v1 refused\n{}",
+            "x".repeat(5000)
+        );
+        let failed = pod(json!({"containerStatuses": [{
+            "name": "loadgen", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 2, "message": noisy}}
+        }]}));
+        let m = failed_message(&[failed]).unwrap();
+        assert!(m.starts_with("GET http://***@llm:8000/v1 refused"), "{m}");
+        assert!(!m.contains("hunter3"));
+        assert!(
+            m.len() < 1100 && m.ends_with("bytes more) (exit code 2)"),
+            "{m}"
         );
     }
 }
