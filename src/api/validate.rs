@@ -200,6 +200,37 @@ fn pattern_errors(run: &BenchmarkRun, out: &mut Vec<FieldError>) {
             }
         }
     }
+    // A discovery selector is a tenant's word for which pods the controller
+    // lists and scrapes: one that names nothing matches nearly every pod.
+    let telemetry = &run.spec.telemetry;
+    for (selector, field) in [
+        (&telemetry.gpu.selector, "spec.telemetry.gpu.selector"),
+        (&telemetry.server.selector, "spec.telemetry.server.selector"),
+    ] {
+        if selector.as_ref().is_some_and(selects_nearly_everything) {
+            out.push(FieldError {
+                field: field.into(),
+                message: "selects nearly every pod: name at least one label (a matchLabels entry, or an In or Exists expression), or leave the selector out for the default".into(),
+            });
+        }
+    }
+}
+
+/// A selector with no label it requires: empty, or only `NotIn` and
+/// `DoesNotExist` expressions (which every unrelated pod satisfies).
+pub fn selects_nearly_everything(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> bool {
+    let labels = selector
+        .match_labels
+        .as_ref()
+        .is_some_and(|m| !m.is_empty());
+    let requires = selector
+        .match_expressions
+        .iter()
+        .flatten()
+        .any(|e| matches!(e.operator.as_str(), "In" | "Exists"));
+    !labels && !requires
 }
 
 #[cfg(test)]

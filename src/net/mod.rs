@@ -95,6 +95,20 @@ pub fn bounded(text: &str, max: usize) -> String {
     format!("{}… ({} bytes more)", &text[..end], text.len() - end)
 }
 
+/// [`bounded`], keeping the end: for a log's tail, whose last lines say
+/// why it ended.
+pub fn bounded_tail(text: &str, max: usize) -> String {
+    let text = redact_text(text);
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("(… {} bytes before) {}", start, &text[start..])
+}
+
 /// How much of a peer's message (a worker's, a server's) is quoted.
 pub const MAX_QUOTED_BYTES: usize = 1024;
 
@@ -208,7 +222,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::{bounded, redact_text, redact_url};
+    use super::{bounded, bounded_tail, redact_text, redact_url};
 
     #[test]
     fn urls_in_free_text_are_redacted_and_quotes_bounded() {
@@ -229,6 +243,10 @@ mod tests {
         assert!(cut.starts_with(&"é".repeat(512)), "{cut}");
         assert!(cut.ends_with("… (976 bytes more)"), "{cut}");
         assert_eq!(bounded("short http://u:p@h/", 100), "short http://***@h/");
+        let tail = bounded_tail(&format!("{}\nfailed: http://u:p@h/x", "é".repeat(1000)), 30);
+        assert!(tail.starts_with("(… 1994 bytes before) "), "{tail}");
+        assert!(tail.ends_with("\nfailed: http://***@h/x"), "{tail}");
+        assert_eq!(bounded_tail("short", 100), "short");
     }
 
     #[test]

@@ -509,6 +509,41 @@ fn https_targets_take_tls_and_service_targets_need_the_https_scheme() {
     assert!(err.to_string().contains(r::TLS_NEEDS_HTTPS_MSG), "{err}");
 }
 
+/// A discovery selector must require a label: empty, or only NotIn and
+/// DoesNotExist, it matches nearly every pod of the namespaces it reads.
+#[test]
+fn selectors_that_name_no_label_are_refused() {
+    for (telemetry, field) in [
+        (
+            json!({"gpu": {"selector": {}}}),
+            "spec.telemetry.gpu.selector",
+        ),
+        (
+            json!({"server": {"selector": {"matchLabels": {}, "matchExpressions": [
+                {"key": "app", "operator": "DoesNotExist"},
+                {"key": "tier", "operator": "NotIn", "values": ["x"]}]}}}),
+            "spec.telemetry.server.selector",
+        ),
+    ] {
+        let err = validate_json(&with(json!({ "telemetry": telemetry })))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(field) && err.contains("selects nearly every pod"),
+            "{err}"
+        );
+    }
+    for selector in [
+        json!({"matchLabels": {"app": "vllm"}}),
+        json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["vllm"]}]}),
+        json!({"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "Exists"},
+                                    {"key": "tier", "operator": "NotIn", "values": ["x"]}]}),
+    ] {
+        validate_json(&with(json!({"telemetry": {"gpu": {"selector": selector}}})))
+            .unwrap_or_else(|e| panic!("{selector}: {e}"));
+    }
+}
+
 #[test]
 fn tokenizer_files_by_configmap_or_url_pass() {
     for (tokenizer, files) in [

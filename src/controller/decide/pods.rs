@@ -30,11 +30,11 @@ pub fn failed_message(pods: &[Pod]) -> Option<String> {
                     .map(str::trim)
                     .filter(|m| !m.is_empty());
                 match msg {
-                    // A worker's words (or its log's last lines): quoted
-                    // bounded and redacted.
+                    // A worker's words, or its log's last lines (whose end
+                    // says why it stopped): their last 1 KiB, redacted.
                     Some(m) => format!(
                         "{} (exit code {})",
-                        crate::net::bounded(m, crate::net::MAX_QUOTED_BYTES),
+                        crate::net::bounded_tail(m, crate::net::MAX_QUOTED_BYTES),
                         t.exit_code
                     ),
                     None => format!(
@@ -140,7 +140,7 @@ mod tests {
         // A worker's message (its log, with FallbackToLogsOnError) is
         // quoted at most 1 KiB, with the URLs' credentials redacted.
         let noisy = format!(
-            "GET http://admin:hunter3@llm:8000/v1 refused\n{}",
+            "{{\"url\": \"http://admin:hunter3@llm:8000\"}}\n{}\nGET http://admin:hunter3@llm:8000/v1: every request failed",
             "x".repeat(5000)
         );
         let failed = pod(json!({"containerStatuses": [{
@@ -148,11 +148,11 @@ mod tests {
             "state": {"terminated": {"exitCode": 2, "message": noisy}}
         }]}));
         let m = failed_message(&[failed]).unwrap();
-        assert!(m.starts_with("GET http://***@llm:8000/v1 refused"), "{m}");
-        assert!(!m.contains("hunter3"));
         assert!(
-            m.len() < 1100 && m.ends_with("bytes more) (exit code 2)"),
+            m.ends_with("GET http://***@llm:8000/v1: every request failed (exit code 2)"),
             "{m}"
         );
+        assert!(m.starts_with("(… ") && !m.contains("hunter3"), "{m}");
+        assert!(m.len() < 1100, "{}", m.len());
     }
 }
