@@ -287,6 +287,17 @@ fn a_folder_is_read() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A server of `f`'s tokenizer and config under `/m/`.
+fn serving_under_m(f: &Files) -> Router {
+    let (tok, cfg) = (f.tokenizer.clone(), f.config.clone().unwrap());
+    Router::new()
+        .route("/m/tokenizer.json", route_get(move || async move { tok }))
+        .route(
+            "/m/tokenizer_config.json",
+            route_get(move || async move { cfg }),
+        )
+}
+
 /// Over HTTP: the files under a base URL, found through redirects; a 404
 /// or 403 for an optional one is none, for tokenizer.json an error, as is
 /// any other status; a body past the bound is refused; credentials in the
@@ -294,13 +305,7 @@ fn a_folder_is_read() {
 #[tokio::test]
 async fn files_are_fetched_from_a_base_url() {
     let f = files(Some(chatml_config()), None);
-    let (tok, cfg) = (f.tokenizer.clone(), f.config.clone().unwrap());
-    let app = Router::new()
-        .route("/m/tokenizer.json", route_get(move || async move { tok }))
-        .route(
-            "/m/tokenizer_config.json",
-            route_get(move || async move { cfg }),
-        )
+    let app = serving_under_m(&f)
         .route(
             "/broken/tokenizer.json",
             route_get(|| async { (axum::http::StatusCode::FORBIDDEN, "no") }),
@@ -529,16 +534,7 @@ async fn sizing_by_files_says_so_and_falls_back_honestly() {
 #[tokio::test]
 async fn sizing_by_files_at_a_url() {
     let f = files(Some(chatml_config()), None);
-    let (tok, cfg) = (f.tokenizer.clone(), f.config.clone().unwrap());
-    let base = crate::net::testing::start(
-        Router::new()
-            .route("/m/tokenizer.json", route_get(move || async move { tok }))
-            .route(
-                "/m/tokenizer_config.json",
-                route_get(move || async move { cfg }),
-            ),
-    )
-    .await;
+    let base = crate::net::testing::start(serving_under_m(&f)).await;
     let mut p = plan(
         std::path::Path::new("/unused"),
         Tokenizer::Files,
