@@ -63,8 +63,13 @@ PY
 controller_ip=$(kubectl -n benchrun-system get pod \
   -l app.kubernetes.io/name=benchrun,app.kubernetes.io/component=controller \
   -o jsonpath='{.items[0].status.podIP}')
+# /metrics answers a token whose user may read it (the chart's metrics-reader role).
+kubectl -n benchrun-system create serviceaccount bench-metrics-reader --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl create clusterrolebinding bench-metrics-reader --clusterrole=benchrun-metrics-reader \
+  --serviceaccount=benchrun-system:bench-metrics-reader --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+metrics_token=$(kubectl -n benchrun-system create token bench-metrics-reader)
 worker_requests() {
-  curl -fsS "http://$controller_ip:8081/metrics" |
+  curl -fsS -H "Authorization: Bearer $metrics_token" "http://$controller_ip:8081/metrics" |
     awk '$1 == "benchrun_worker_requests_total" {print $2}'
 }
 # Requests per second over 20 s of run $1's measured phase.

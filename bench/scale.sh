@@ -86,7 +86,9 @@ POLICY
   CLUSTER_UP_ARGS="--gpu-nodes $nodes --gpus-per-node 8 --cpu-nodes $cpu_nodes \
 --apiserver-arg=--audit-policy-file=$work/audit-policy.yaml \
 --apiserver-arg=--audit-log-path=$work/audit.log --apiserver-arg=--audit-log-maxsize=2000" \
-  CLUSTER_HELM_ARGS="--set simulators.dcgm.updateInterval=200ms --set simulators.dcgm.extraArgs={--tick=200ms}" \
+  # Every run measured at once (no maxActiveMeasurements limit): what the
+  # controller costs when nothing waits.
+  CLUSTER_HELM_ARGS="--set simulators.dcgm.updateInterval=200ms --set simulators.dcgm.extraArgs={--tick=200ms} --set maxActiveMeasurements=0" \
   CLUSTER_HELM_TIMEOUT=15m \
     cluster_up "$work/cluster" release
 

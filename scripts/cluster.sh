@@ -59,6 +59,7 @@ cluster_up() {
     --set simulators.dcgm.enabled=true \
     --set 'loadgen.allowedImages={registry.invalid/*}' --set loadgen.networkPolicy=true \
     --set simulators.dcgm.updateInterval=20ms --set 'simulators.dcgm.extraArgs={--tick=20ms}' \
+    --set 'telemetry.discoveredPorts={9400,18000-18999}' \
     ${CLUSTER_HELM_ARGS:-} --wait --timeout "${CLUSTER_HELM_TIMEOUT:-3m}"
 }
 

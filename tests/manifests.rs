@@ -52,6 +52,10 @@ fn chart_rbac_matches_config_rbac() {
     let config_key = yaml(&read("config/rbac/worker_key_role.yaml"));
     let chart_key = rules_block(&read("charts/benchrun/templates/worker-key.yaml"));
     assert_eq!(config_key["rules"], chart_key);
+    let config_auth = read("config/rbac/metrics_auth_role.yaml");
+    let config_auth = yaml(config_auth.split("\n---").next().unwrap());
+    let chart_auth = rules_block(&read("charts/benchrun/templates/metrics-auth.yaml"));
+    assert_eq!(config_auth["rules"], chart_auth);
 }
 
 #[test]

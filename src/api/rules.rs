@@ -146,6 +146,13 @@ pub const NO_UNCANCEL_MSG: &str = "a cancelled run cannot be resumed";
 pub const HEADERS_NO_CREDENTIALS_RULE: &str = r#"!has(self.headers) || !self.headers.exists(k, k.matches("(?i)^(authorization|proxy-authorization|cookie|x-api-key|api-key)$"))"#;
 pub const HEADERS_NO_CREDENTIALS_MSG: &str = "target.headers must not carry credentials in plain text (Authorization, Proxy-Authorization, Cookie, X-Api-Key, Api-Key): put the value in a Secret and name it in target.headersFrom (or, for a bearer key, in target.apiKeySecretRef)";
 
+/// `spec.target.url`: no credentials in it (`user:password@host`): they would
+/// sit in the run, its plan and its Job for anyone who may read them, and in
+/// every message that quotes the URL.
+pub const URL_NO_CREDENTIALS_RULE: &str =
+    "!has(self.url) || !self.url.matches('^[A-Za-z]+://[^/?#]*@')";
+pub const URL_NO_CREDENTIALS_MSG: &str = "target.url must not carry credentials (user:password@host): put a bearer key in a Secret and name it in target.apiKeySecretRef, or any other header in target.headersFrom";
+
 /// Headers that frame the request or route it: set by the client itself; from a
 /// spec they would let a run smuggle a second request or reach another host.
 macro_rules! framing {

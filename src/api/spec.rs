@@ -126,6 +126,7 @@ pub enum ConcurrencyPolicy {
 #[x_kube(
     validation = kube::core::Rule::new(super::rules::TARGET_ONE_OF_RULE).message(super::rules::TARGET_ONE_OF_MSG),
     validation = kube::core::Rule::new(super::rules::HEADERS_NO_CREDENTIALS_RULE).message(super::rules::HEADERS_NO_CREDENTIALS_MSG),
+    validation = kube::core::Rule::new(super::rules::URL_NO_CREDENTIALS_RULE).message(super::rules::URL_NO_CREDENTIALS_MSG),
     validation = kube::core::Rule::new(super::rules::HEADER_NAMES_RULE).message(super::rules::HEADER_NAMES_MSG),
     validation = kube::core::Rule::new(super::rules::HEADERS_NO_FRAMING_RULE).message(super::rules::HEADERS_NO_FRAMING_MSG),
     validation = kube::core::Rule::new(super::rules::HEADERS_FROM_UNIQUE_RULE).message(super::rules::HEADERS_FROM_UNIQUE_MSG),

@@ -33,6 +33,8 @@ pub struct ValidateOpts {
     /// Hosts, IPs or CIDRs explicit telemetry URLs may point at, as the controller's flag.
     #[arg(long = "telemetry-allowed-host", value_delimiter = ',')]
     pub telemetry_allowed_hosts: Vec<String>,
+    #[command(flatten)]
+    pub discovered: crate::discovery::policy::DiscoveredFlags,
     /// The load generators' default image, as the controller's flag.
     #[arg(long, default_value = crate::controller::DEFAULT_IMAGE)]
     pub loadgen_image: String,
@@ -57,12 +59,13 @@ pub enum Verdict {
 
 impl ValidateOpts {
     fn policy(&self) -> Result<(Policy, BuildSettings), String> {
-        let policy = Policy::from_flags(
+        let mut policy = Policy::from_flags(
             &self.operator_namespace,
             &self.telemetry_namespaces,
             &self.telemetry_allowed_hosts,
             Vec::new(),
         )?;
+        policy.discovered = self.discovered.rules()?;
         let pods = BuildSettings {
             loadgen_image: self.loadgen_image.clone(),
             worker_token: true,

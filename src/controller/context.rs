@@ -35,6 +35,9 @@ pub struct Context {
     /// The controllers' caches of the runs (one per watched namespace, or
     /// one for all), set once they are made: the queue reads them.
     pub runs: Arc<std::sync::OnceLock<Vec<RunStore>>>,
+    /// The most runs measured at once (`--max-active-measurements`; `None`:
+    /// no limit).
+    pub max_active: Option<usize>,
 }
 
 /// A cache of the runs a controller watches.
@@ -69,6 +72,7 @@ impl Context {
             watches: Arc::new(watches),
             jobs: std::sync::OnceLock::new(),
             status_written: Default::default(),
+            max_active: None,
         }
     }
 }

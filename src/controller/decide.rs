@@ -59,6 +59,12 @@ pub struct Observed {
     /// A ConfigMap that holds the run's results name and does not belong to
     /// the run (looked up before the Job is created).
     pub foreign_results: Option<String>,
+    /// Another object that holds a name the run's own objects take (its Job,
+    /// plan, worker token or NetworkPolicy) and does not belong to the run,
+    /// as `Kind name` (looked up before the Job is created).
+    pub foreign_object: Option<String>,
+    /// The most runs the installer lets be measured at once (`None`: no limit).
+    pub max_active: Option<usize>,
     /// Why the installer's policy refuses the run's load-generator pods
     /// (image, service account), looked up before the Job is created.
     pub pods_not_permitted: Option<String>,
@@ -311,6 +317,12 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
             "Cancelled",
             "cancelled through spec.cancel".to_string(),
         ))
+    } else if observed.job.is_some() && queue::gives_way(&Peer::of(run), &observed.peers) {
+        Some((
+            Phase::Failed,
+            "Preempted",
+            "a run of the namespace that owns this target arrived: a run from another namespace gives way to the owner's runs (what it measured is kept)".to_string(),
+        ))
     } else {
         timeout_at.filter(|dl| now >= *dl).map(|_| {
             let limit = run.spec.timeout.map(|t| t.to_string()).unwrap_or_default();
@@ -363,6 +375,14 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
             generation,
             &t,
         );
+        return transition(d, phase);
+    }
+    if let (None, Some(what)) = (&observed.job, &observed.foreign_object) {
+        // The run's objects are created or its own, never taken over.
+        let msg = format!(
+            "a {what} exists and does not belong to this run; it is left untouched and nothing is launched: delete it, or give the run another name"
+        );
+        finish(&mut d, Phase::Failed, "NameConflict", msg, generation, &t);
         return transition(d, phase);
     }
     match &observed.job {
@@ -591,25 +611,26 @@ fn queued(
     generation: Option<i64>,
     t: &Time,
 ) -> bool {
-    match queue::place(&Peer::me(run, endpoints), &observed.peers) {
+    match queue::place_within(
+        &Peer::me(run, endpoints),
+        &observed.peers,
+        observed.max_active,
+    ) {
+        Place::Full { position, limit } => {
+            let why = format!(
+                "its target is free, but {limit} runs are measured at once already (the installer's limit, Helm value maxActiveMeasurements); place {position} among the runs that may start"
+            );
+            wait(d, position, "WaitingForCapacity", why, generation, t);
+            true
+        }
         Place::Wait {
             waits_for,
             position,
         } => {
-            d.status.phase = Some(Phase::Queued);
-            d.status.queue_position = Some(position as i32);
-            cond::set(
-                &mut d.status.conditions,
-                QUEUED,
-                true,
-                "WaitingForTarget",
-                format!(
-                    "waits for {waits_for}, which loads the same target; place {position} in the queue (spec.concurrencyPolicy: Queue)"
-                ),
-                generation,
-                t,
+            let why = format!(
+                "waits for {waits_for}, which loads the same target; place {position} in the queue (spec.concurrencyPolicy: Queue)"
             );
-            d.requeue_after = Some(QUEUE_POLL);
+            wait(d, position, "WaitingForTarget", why, generation, t);
             true
         }
         Place::Go { shared_with } => {
@@ -620,7 +641,7 @@ fn queued(
                     QUEUED,
                     false,
                     "TargetFree",
-                    "the runs ahead of it on the same target have ended",
+                    "the runs ahead of it (on the same target, or in the installer's limit of runs measured at once) have ended",
                     generation,
                     t,
                 );
@@ -628,6 +649,29 @@ fn queued(
             false
         }
     }
+}
+
+/// The run waits `Queued` at `position`, for the reason given.
+fn wait(
+    d: &mut Decision,
+    position: usize,
+    reason: &str,
+    why: String,
+    generation: Option<i64>,
+    t: &Time,
+) {
+    d.status.phase = Some(Phase::Queued);
+    d.status.queue_position = Some(position as i32);
+    cond::set(
+        &mut d.status.conditions,
+        QUEUED,
+        true,
+        reason,
+        why,
+        generation,
+        t,
+    );
+    d.requeue_after = Some(QUEUE_POLL);
 }
 
 /// Whether `new` differs from `old` only in the live progress (requests

@@ -1,4 +1,5 @@
-//! `/livez`, `/readyz` and `/metrics` of the controller.
+//! `/livez`, `/readyz` and `/metrics` of the controller. The probes are
+//! open; `/metrics` answers only what [`MetricsAuth`] allows, when it is on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::metrics::Metrics;
+use super::metrics_auth::{MetricsAuth, Verdict};
 
 /// Readiness shared between the controller and the probe endpoints.
 #[derive(Default)]
@@ -30,15 +32,24 @@ impl Health {
 struct AppState {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    auth: Option<Arc<MetricsAuth>>,
 }
 
-/// The probe and metrics routes.
-pub fn router(health: Arc<Health>, metrics: Arc<Metrics>) -> Router {
+/// The probe and metrics routes; `/metrics` behind `auth` (`None`: open).
+pub fn router(
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    auth: Option<Arc<MetricsAuth>>,
+) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { health, metrics })
+        .with_state(AppState {
+            health,
+            metrics,
+            auth,
+        })
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
@@ -49,7 +60,33 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+async fn metrics_text(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(auth) = &s.auth {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let refused = match auth.check(given).await {
+            Verdict::Allowed => None,
+            Verdict::Unauthenticated => Some((
+                StatusCode::UNAUTHORIZED,
+                "a Kubernetes bearer token is needed (see metrics.readers in the chart)",
+            )),
+            Verdict::Forbidden => Some((
+                StatusCode::FORBIDDEN,
+                "this user may not get /metrics (ClusterRole <release>-metrics-reader)",
+            )),
+            Verdict::Unavailable => Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the API server did not review the token; try again",
+            )),
+        };
+        if let Some((code, why)) = refused {
+            return (code, why).into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -57,4 +94,5 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
         )],
         s.metrics.encode(),
     )
+        .into_response()
 }

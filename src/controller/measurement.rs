@@ -28,6 +28,23 @@ pub struct RunCluster {
     pub store: Store,
     /// The pod watches every run's discovery shares.
     pub watches: Arc<crate::discovery::watches::PodWatches>,
+    /// The Job's uid, once read: a worker is a pod that Job controls.
+    pub job_uid: tokio::sync::OnceCell<String>,
+}
+
+impl RunCluster {
+    /// The uid of the run's Job; `None` while it does not exist.
+    async fn job_uid(&self) -> Result<Option<&str>, kube::Error> {
+        if let Some(uid) = self.job_uid.get() {
+            return Ok(Some(uid));
+        }
+        let jobs: Api<k8s_openapi::api::batch::v1::Job> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let Some(uid) = jobs.get_opt(&self.job).await?.and_then(|j| j.metadata.uid) else {
+            return Ok(None);
+        };
+        Ok(Some(self.job_uid.get_or_init(|| async { uid }).await))
+    }
 }
 
 impl Cluster for RunCluster {
@@ -36,15 +53,19 @@ impl Cluster for RunCluster {
             // From the watch of every run's workers that discovery shares (a
             // run waiting for its workers looks every 500 ms: a LIST each
             // time was most of a hundred runs' requests), else listed.
-            if let Some(all) = self.watches.pods(&self.ns, &workers_selector()).await {
-                let ours = all.into_iter().filter(|p| {
-                    p.labels.get(JOB_NAME_LABEL).map(String::as_str) == Some(self.job.as_str())
-                });
-                return Ok(indexed(ours));
-            }
-            pods(&self.client, &self.ns, &self.job)
-                .await
-                .map_err(|e| e.to_string())
+            // A worker is a pod the run's Job controls (its owner reference
+            // names the Job's uid), not any pod with a worker's labels: a
+            // look-alike never receives the run's token.
+            let Some(uid) = self.job_uid().await.map_err(|e| e.to_string())? else {
+                return Ok(Vec::new());
+            };
+            let all = match self.watches.pods(&self.ns, &workers_selector(), true).await {
+                Ok(all) => all,
+                Err(_) => pods(&self.client, &self.ns, &self.job)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            Ok(workers_of(all, &self.job, uid))
         }
         .boxed()
     }
@@ -116,16 +137,21 @@ fn indexed(pods: impl Iterator<Item = PodInfo>) -> Vec<(u32, PodInfo)> {
     out
 }
 
-/// The Job's worker pods with their completion indexes, in index order.
-async fn pods(
-    client: &kube::Client,
-    ns: &str,
-    job: &str,
-) -> Result<Vec<(u32, PodInfo)>, kube::Error> {
+/// Of `pods`, the workers of Job `job` whose uid is `uid`, with their
+/// completion indexes, in index order. Pure.
+fn workers_of(pods: Vec<PodInfo>, job: &str, uid: &str) -> Vec<(u32, PodInfo)> {
+    indexed(pods.into_iter().filter(|p| {
+        p.labels.get(JOB_NAME_LABEL).map(String::as_str) == Some(job)
+            && p.job_uid.as_deref() == Some(uid)
+    }))
+}
+
+/// The pods labelled as Job `job`'s.
+async fn pods(client: &kube::Client, ns: &str, job: &str) -> Result<Vec<PodInfo>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}"));
     let listed = api.list(&lp).await?.items;
-    Ok(indexed(listed.iter().map(PodInfo::from)))
+    Ok(listed.iter().map(PodInfo::from).collect())
 }
 
 /// The key of a piece in its ConfigMap's `binaryData`.
@@ -317,10 +343,88 @@ mod worker_tests {
                 })
                 .into_iter()
                 .collect(),
-            labels: BTreeMap::new(),
-            ports: Vec::new(),
+            labels: BTreeMap::from([(JOB_NAME_LABEL.to_string(), "r1-loadgen".to_string())]),
+            job_uid: Some("uid-1".into()),
+            ..PodInfo::default()
         };
-        let got = indexed([pod(Some("1")), pod(None), pod(Some("0"))].into_iter());
+        let got = workers_of(
+            vec![pod(Some("1")), pod(None), pod(Some("0"))],
+            "r1-loadgen",
+            "uid-1",
+        );
         assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
+        // A look-alike: the labels and index of a worker, but no Job of the
+        // run controls it (none, or another Job of that name, since deleted).
+        let mut lookalike = pod(Some("2"));
+        lookalike.job_uid = None;
+        let mut stale = pod(Some("3"));
+        stale.job_uid = Some("uid-0".into());
+        let mut other_job = pod(Some("4"));
+        other_job
+            .labels
+            .insert(JOB_NAME_LABEL.into(), "r2-loadgen".into());
+        let got = workers_of(
+            vec![lookalike, stale, other_job, pod(Some("0"))],
+            "r1-loadgen",
+            "uid-1",
+        );
+        assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0]);
+    }
+
+    #[test]
+    fn a_pod_read_from_a_worker_s_owner_reference_and_stripped_keeps_what_discovery_reads() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "r1-loadgen-0-x", "namespace": "llm",
+                "labels": {"batch.kubernetes.io/job-name": "r1-loadgen"},
+                "annotations": {
+                    "batch.kubernetes.io/job-completion-index": "0",
+                    "prometheus.io/port": "9090",
+                    "kubectl.kubernetes.io/last-applied-configuration": "x".repeat(10_000),
+                },
+                "ownerReferences": [
+                    {"apiVersion": "batch/v1", "kind": "Job", "name": "r1-loadgen", "uid": "uid-1", "controller": true},
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "uid-9"},
+                ],
+                "managedFields": [{"manager": "kube-controller-manager", "operation": "Update"}],
+            },
+            "spec": {
+                "nodeName": "n1",
+                "containers": [{
+                    "name": "w", "image": "img",
+                    "env": [{"name": "TOKEN", "value": "secret"}],
+                    "ports": [{"name": "metrics", "containerPort": 9090}],
+                }],
+                "volumes": [{"name": "v", "emptyDir": {}}],
+            },
+            "status": {
+                "phase": "Running", "podIP": "10.0.0.9",
+                "conditions": [
+                    {"type": "Ready", "status": "True", "message": "m"},
+                    {"type": "PodScheduled", "status": "True"},
+                ],
+                "containerStatuses": [{"name": "w", "image": "img", "imageID": "", "ready": true, "restartCount": 0}],
+            },
+        }))
+        .unwrap();
+        let info = PodInfo::from(&pod);
+        assert_eq!(info.job_uid.as_deref(), Some("uid-1"));
+        assert!(info.ready);
+        assert_eq!(info.annotations.len(), 2, "{:?}", info.annotations);
+        let kept = crate::discovery::watches::stripped(&pod);
+        assert_eq!(PodInfo::from(&kept), info);
+        let text = serde_json::to_string(&kept).unwrap();
+        for gone in [
+            "secret",
+            "volumes",
+            "managedFields",
+            "last-applied",
+            "containerStatuses",
+            "PodScheduled",
+            "uid-9",
+        ] {
+            assert!(!text.contains(gone), "{gone} kept: {text}");
+        }
+        assert!(text.len() < 1_000, "{text}");
     }
 }

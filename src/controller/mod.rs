@@ -15,6 +15,7 @@ pub mod health;
 mod leader;
 pub mod measurement;
 pub mod metrics;
+pub mod metrics_auth;
 pub mod names;
 pub mod queue;
 mod reconcile;
@@ -106,6 +107,15 @@ pub struct ControllerOpts {
     /// completion; each run's series go when it is deleted).
     #[arg(long, env = "BENCHRUN_METRICS_MAX_RUNS", default_value_t = metrics::MAX_RUNS)]
     pub metrics_max_runs: usize,
+    /// The most runs measured at once (0: no limit); the next run waits
+    /// `Queued` (reason WaitingForCapacity) until one ends.
+    #[arg(long, env = "BENCHRUN_MAX_ACTIVE_MEASUREMENTS", default_value_t = 64)]
+    pub max_active_measurements: usize,
+    /// Serve `/metrics` only to Kubernetes bearer tokens whose user may `get`
+    /// the non-resource URL `/metrics` (TokenReview and SubjectAccessReview;
+    /// the controller needs `create` on both). The probes stay open.
+    #[arg(long, env = "BENCHRUN_METRICS_AUTH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_auth: bool,
     /// Give each run's workers a NetworkPolicy that admits only this
     /// controller to their port (it takes effect where the cluster's network
     /// plugin enforces NetworkPolicy).
@@ -117,6 +127,8 @@ pub struct ControllerOpts {
     /// benchrun.dev/scrape-credentials=true.
     #[arg(long, env = "BENCHRUN_SCRAPE_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub scrape_credentials: bool,
+    #[command(flatten)]
+    pub discovered: crate::discovery::policy::DiscoveredFlags,
 }
 
 impl ControllerOpts {
@@ -151,6 +163,7 @@ impl ControllerOpts {
             api_server,
         )?;
         policy.scrape_credentials = self.scrape_credentials;
+        policy.discovered = self.discovered.rules()?;
         Ok(policy)
     }
 }
@@ -195,6 +208,16 @@ async fn synced(
     }
 }
 
+/// Whether a BenchmarkRun controls the object (its controller owner
+/// reference), not only whether it wears benchrun's labels.
+pub fn run_controlled(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.owner_references.iter().flatten().any(|o| {
+        o.controller == Some(true)
+            && o.kind == "BenchmarkRun"
+            && o.api_version.starts_with("benchrun.dev/")
+    })
+}
+
 /// How often sessions are checked against the runs that exist.
 const REAP: Duration = Duration::from_secs(3);
 
@@ -237,8 +260,11 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     let metrics = Arc::new(metrics::Metrics::new(opts.metrics_max_runs));
     let health = Arc::new(health::Health::default());
     let listener = tokio::net::TcpListener::bind(opts.health_addr).await?;
-    info!(addr = %opts.health_addr, "serving /livez, /readyz and /metrics");
-    let router = health::router(health.clone(), metrics.clone());
+    info!(addr = %opts.health_addr, authenticated = opts.metrics_auth, "serving /livez, /readyz and /metrics");
+    let auth = opts
+        .metrics_auth
+        .then(|| Arc::new(metrics_auth::MetricsAuth::new(client.clone())));
+    let router = health::router(health.clone(), metrics.clone(), auth);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             warn!("health server stopped: {e}");
@@ -282,7 +308,7 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         crate::discovery::policy::READABLE_LABEL,
         crate::discovery::policy::READABLE_VALUE
     );
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         settings,
         metrics,
@@ -290,7 +316,9 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         policy,
         Some(worker_key),
         opts.pod_scope(),
-    ));
+    );
+    ctx.max_active = (opts.max_active_measurements > 0).then_some(opts.max_active_measurements);
+    let ctx = Arc::new(ctx);
     let namespaces: Vec<Option<String>> = if opts.namespaces.is_empty() {
         vec![None]
     } else {
@@ -311,6 +339,16 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         let (job_store, job_writer) = kube::runtime::reflector::store();
         let jobs = watcher(api::<Job>(&client, ns.as_deref()), owned.clone())
             .default_backoff()
+            // The label is only a first sieve (a tenant can set it): the
+            // cache keeps the Jobs a BenchmarkRun controls.
+            .filter(|event| {
+                std::future::ready(match event {
+                    Ok(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) => {
+                        run_controlled(&j.metadata)
+                    }
+                    _ => true,
+                })
+            })
             .reflect(job_writer)
             .touched_objects();
         job_stores.push(job_store);
@@ -386,6 +424,23 @@ mod tests {
         Opts::try_parse_from(argv.iter().chain(args))
             .unwrap()
             .controller
+    }
+
+    #[test]
+    fn only_what_a_run_controls_is_cached_not_what_wears_its_labels() {
+        let meta = |refs: serde_json::Value| -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            serde_json::from_value(serde_json::json!({
+                "name": "x",
+                "labels": {"app.kubernetes.io/managed-by": "benchrun"},
+                "ownerReferences": refs,
+            }))
+            .unwrap()
+        };
+        let run_ref = |controller: bool, kind: &str| serde_json::json!([{"apiVersion": "benchrun.dev/v1alpha1", "kind": kind, "name": "r", "uid": "u", "controller": controller}]);
+        assert!(run_controlled(&meta(run_ref(true, "BenchmarkRun"))));
+        assert!(!run_controlled(&meta(run_ref(false, "BenchmarkRun"))));
+        assert!(!run_controlled(&meta(run_ref(true, "Deployment"))));
+        assert!(!run_controlled(&meta(serde_json::json!([]))));
     }
 
     #[test]

@@ -23,6 +23,18 @@
 //!
 //! GPUs shared by different pods (time-slicing, MPS) are not known before a run
 //! starts; that is a limit of this check, said in the docs.
+//!
+//! **The owner's runs go first.** A run *owns* the keys that come from its
+//! own namespace: a Service there (by `serviceRef` or by its cluster name),
+//! and the addresses such a Service resolved to. A run from another
+//! namespace whose overlap with a run of the owner's namespace lies only in
+//! keys that run owns is a *guest* there: it never waits ahead of the
+//! owner's runs, it waits for them whatever its policy (`Allow` does not let
+//! it start beside them), and one that is running when an owner's run
+//! arrives gives way ([`gives_way`]: it ends early, reason `Preempted`,
+//! keeping what it measured). So a run in namespace B aimed at A's Service
+//! or A's pod addresses cannot hold A's runs `Queued`, nor withhold their
+//! energy by overlapping them.
 
 use std::collections::BTreeSet;
 
@@ -49,6 +61,8 @@ pub struct Peer {
     /// Not launched, and waiting to be (not ended, cancelled or being deleted).
     pub waiting: bool,
     pub keys: BTreeSet<String>,
+    /// The keys it owns (they come from its own namespace).
+    pub owned: BTreeSet<String>,
 }
 
 impl Peer {
@@ -87,16 +101,33 @@ impl Peer {
     /// yet launched.
     pub fn me(run: &BenchmarkRun, endpoints: &[String]) -> Peer {
         let ns = run.namespace().unwrap_or_default();
+        let keys = keys(&ns, &run.spec.target, endpoints);
         Peer {
-            name: format!("{ns}/{}", run.name_any()),
+            owned: owned(&ns, &run.spec.target, &keys),
             uid: run.uid().unwrap_or_default(),
             created: run.metadata.creation_timestamp.as_ref().map(|t| t.0),
             policy: run.spec.concurrency_policy,
             started: None,
             ended: None,
             waiting: true,
-            keys: keys(&ns, &run.spec.target, endpoints),
+            keys,
+            name: format!("{ns}/{}", run.name_any()),
         }
+    }
+
+    fn namespace(&self) -> &str {
+        self.name.split_once('/').map_or("", |(ns, _)| ns)
+    }
+
+    /// `self` is a guest of `owner`: they are in different namespaces, and
+    /// where their targets overlap only `owner` owns anything.
+    fn guest_of(&self, owner: &Peer) -> bool {
+        if self.namespace() == owner.namespace() {
+            return false;
+        }
+        let overlap: BTreeSet<&String> = self.keys.intersection(&owner.keys).collect();
+        overlap.iter().any(|k| owner.owned.contains(*k))
+            && !overlap.iter().any(|k| self.owned.contains(*k))
     }
 
     /// Created before `other` (the name breaks ties: creation times have
@@ -123,6 +154,23 @@ pub fn keys(ns: &str, target: &api::Target, endpoints: &[String]) -> BTreeSet<St
         }
     }
     out
+}
+
+/// Of `keys`, those a run in `ns` with `target` owns: a Service in `ns`, and
+/// every address when the target is such a Service (they are its pods).
+pub fn owned(ns: &str, target: &api::Target, keys: &BTreeSet<String>) -> BTreeSet<String> {
+    let own_service = format!("service {ns}/");
+    let by_own_service = target.service_ref.is_some()
+        || target
+            .url
+            .as_deref()
+            .and_then(crate::net::host_port)
+            .and_then(|hp| service_of_host(&hp))
+            .is_some_and(|s| s.starts_with(&own_service));
+    keys.iter()
+        .filter(|k| k.starts_with(&own_service) || (by_own_service && k.starts_with("endpoint ")))
+        .cloned()
+        .collect()
 }
 
 /// The `host:port` each URL sends to, to record in the status (no scheme,
@@ -165,6 +213,38 @@ pub enum Place {
     /// It waits: for `waits_for` (the run in progress, or the one ahead of
     /// it), at `position` (1: next to start).
     Wait { waits_for: String, position: usize },
+    /// Its target is free, but as many runs as the installer allows are
+    /// measured already: it waits at `position` among the runs that could
+    /// start (1: next).
+    Full { position: usize, limit: usize },
+}
+
+/// Where `me` stands when at most `limit` runs may be measured at once
+/// (`None`: no limit): [`place`], then, free to start, behind the runs in
+/// progress and the earlier waiting runs whose targets are free too. Runs
+/// held by their target do not count ahead, so a busy server never keeps
+/// the capacity idle; no more than `limit` runs ever start, since a waiting
+/// run goes only when the runs ahead of it and those in progress leave it
+/// room.
+pub fn place_within(me: &Peer, peers: &[Peer], limit: Option<usize>) -> Place {
+    let place = place(me, peers);
+    let (Place::Go { .. }, Some(limit)) = (&place, limit) else {
+        return place;
+    };
+    let others = || peers.iter().filter(|p| p.uid != me.uid);
+    let active = others().filter(|p| p.active()).count();
+    let ahead = others()
+        .filter(|p| p.waiting && p.before(me))
+        .filter(|p| matches!(self::place(p, peers), Place::Go { .. }))
+        .count();
+    if active + ahead < limit {
+        place
+    } else {
+        Place::Full {
+            position: ahead + 1,
+            limit,
+        }
+    }
 }
 
 /// Where `me` stands among `peers` (every other run the controller sees).
@@ -173,19 +253,32 @@ pub fn place(me: &Peer, peers: &[Peer]) -> Place {
         .iter()
         .filter(|p| p.uid != me.uid && !p.keys.is_disjoint(&me.keys))
         .collect();
-    let holders: Vec<&Peer> = overlapping.iter().copied().filter(|p| p.active()).collect();
-    if me.policy == ConcurrencyPolicy::Allow {
+    // A run in progress holds the target (a guest of `me` only until it has
+    // given way); the owner's runs hold a guest, waiting or not.
+    let holders: Vec<&Peer> = overlapping
+        .iter()
+        .copied()
+        .filter(|p| p.active() || (p.waiting && me.guest_of(p)))
+        .collect();
+    let owners_first = holders.iter().any(|p| me.guest_of(p));
+    if me.policy == ConcurrencyPolicy::Allow && !owners_first {
+        let active: Vec<&Peer> = holders.iter().copied().filter(|p| p.active()).collect();
         return Place::Go {
-            shared_with: names(me, &holders),
+            shared_with: names(me, &active),
         };
     }
-    // Earlier runs still waiting go first, so no run is passed over forever.
+    // Earlier runs still waiting go first, so no run is passed over forever
+    // (a guest of `me`'s, never).
     let mut ahead: Vec<&Peer> = overlapping
         .iter()
         .copied()
         .filter(|p| p.waiting && p.policy == ConcurrencyPolicy::Queue && p.before(me))
+        .filter(|p| !p.guest_of(me))
+        .chain(holders.iter().copied().filter(|p| p.waiting))
         .collect();
     ahead.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    ahead.dedup_by(|a, b| a.uid == b.uid);
+    let holders: Vec<&Peer> = holders.into_iter().filter(|p| p.active()).collect();
     let waits_for = holders.first().or(ahead.first());
     match waits_for {
         None => Place::Go {
@@ -196,6 +289,17 @@ pub fn place(me: &Peer, peers: &[Peer]) -> Place {
             position: ahead.len() + 1,
         },
     }
+}
+
+/// Whether `me`, in progress, must give way: a run of the namespace that
+/// owns the part of its target it overlaps is waiting for it or running.
+/// The run that gives way ends early (reason `Preempted`).
+pub fn gives_way(me: &Peer, peers: &[Peer]) -> bool {
+    me.active()
+        && peers
+            .iter()
+            .filter(|p| p.uid != me.uid && (p.waiting || p.active()))
+            .any(|p| me.guest_of(p))
 }
 
 /// The runs on `me`'s target that were in progress at some time since `me`
@@ -321,6 +425,7 @@ mod tests {
             ended: None,
             waiting: !active,
             keys: set(keys),
+            owned: BTreeSet::new(),
         }
     }
 
@@ -477,6 +582,191 @@ mod tests {
                 shared_with: vec![ANOTHER_NAMESPACE.into()]
             }
         );
+    }
+
+    #[test]
+    fn what_a_run_owns_is_what_comes_from_its_own_namespace() {
+        let svc = target(None, Some("vllm"));
+        let k = keys("a", &svc, &["http://10.0.0.1:8000".into()]);
+        assert_eq!(owned("a", &svc, &k), k);
+        // A URL naming a Service of its own namespace: the same.
+        let url = target(Some("http://vllm.a.svc:8000"), None);
+        let k = keys("a", &url, &["10.0.0.1:8000".into()]);
+        assert_eq!(owned("a", &url, &k), k);
+        // Another namespace's Service, its pods' addresses, an external
+        // host: nothing.
+        assert!(owned("b", &url, &keys("b", &url, &[])).is_empty());
+        let ip = target(Some("http://10.0.0.1:8000"), None);
+        assert!(owned("b", &ip, &keys("b", &ip, &[])).is_empty());
+    }
+
+    /// A run of `ns` on A's Service `vllm` (resolved to 10.0.0.1:8000) by
+    /// `how`: "service" (its own), "dns" or "ip" (from another namespace).
+    fn on_a(name: &str, created: i64, active: bool, how: &str) -> Peer {
+        let ns = name.split_once('/').unwrap().0;
+        let t = match how {
+            "service" => target(None, Some("vllm")),
+            "dns" => target(Some("http://vllm.a.svc:8000"), None),
+            _ => target(Some("http://10.0.0.1:8000"), None),
+        };
+        let keys = keys(ns, &t, &["10.0.0.1:8000".into()]);
+        Peer {
+            owned: owned(ns, &t, &keys),
+            keys,
+            ..peer(name, created, active, &[])
+        }
+    }
+
+    #[test]
+    fn a_run_from_another_namespace_never_holds_the_owner_s_runs() {
+        for how in ["dns", "ip"] {
+            // B's long run, created first and running, on A's target.
+            let guest = on_a("b/hold", 0, true, how);
+            let owner = on_a("a/mine", 5, false, "service");
+            // A's run waits only while B's gives way...
+            assert!(matches!(
+                place(&owner, std::slice::from_ref(&guest)),
+                Place::Wait { .. }
+            ));
+            assert!(gives_way(&guest, std::slice::from_ref(&owner)), "{how}");
+            // ...and B's queued runs never go ahead of A's.
+            let queued_guest = on_a("b/early", 0, false, how);
+            assert_eq!(
+                place(&owner, std::slice::from_ref(&queued_guest)),
+                Place::Go {
+                    shared_with: vec![]
+                },
+                "{how}"
+            );
+            // The guest waits for the owner's run, waiting or running, even
+            // with Allow (which would withhold the owner's energy).
+            let allow = Peer {
+                policy: ConcurrencyPolicy::Allow,
+                ..queued_guest.clone()
+            };
+            // (Behind a waiting run of A's it is second; behind a running one, first.)
+            for (o, position) in [(owner.clone(), 2), (started(&owner, 6), 1)] {
+                assert_eq!(
+                    place(&allow, std::slice::from_ref(&o)),
+                    Place::Wait {
+                        waits_for: ANOTHER_NAMESPACE.into(),
+                        position
+                    },
+                    "{how}"
+                );
+                assert!(matches!(
+                    place(&queued_guest, std::slice::from_ref(&o)),
+                    Place::Wait { .. }
+                ));
+            }
+            // With no run of A's about, the guest runs and keeps running.
+            assert_eq!(
+                place(&queued_guest, &[]),
+                Place::Go {
+                    shared_with: vec![]
+                }
+            );
+            assert!(!gives_way(&guest, &[]));
+            let ended = Peer {
+                ended: Some(at(9)),
+                ..started(&owner, 6)
+            };
+            assert!(!gives_way(&guest, &[ended]));
+        }
+        // Two runs of one namespace keep the order of creation.
+        let first = on_a("a/first", 0, true, "service");
+        let second = on_a("a/second", 1, false, "dns");
+        assert!(matches!(
+            place(&second, std::slice::from_ref(&first)),
+            Place::Wait { .. }
+        ));
+        assert!(!gives_way(&first, &[second]));
+        // Two guests of A's from different namespaces queue as before.
+        let b = on_a("b/x", 0, true, "ip");
+        let c = on_a("c/y", 1, false, "ip");
+        assert!(matches!(
+            place(&c, std::slice::from_ref(&b)),
+            Place::Wait { .. }
+        ));
+        assert!(!gives_way(&b, &[c]));
+    }
+
+    #[test]
+    fn no_more_runs_are_measured_at_once_than_the_installer_allows() {
+        let running = |n: &str, k: &str| peer(n, 0, true, &[k]);
+        let waiting = |n: &str, at: i64, k: &str| peer(n, at, false, &[k]);
+        let peers = vec![
+            running("a/1", "service a/x"),
+            running("b/2", "service b/y"),
+            waiting("c/3", 1, "service c/z"),
+            // Held by its own target: it does not count ahead.
+            waiting("a/4", 2, "service a/x"),
+            waiting("d/5", 3, "service d/w"),
+        ];
+        let me = |n: &str| peers.iter().find(|p| p.name == n).unwrap().clone();
+        // No limit: every free target goes.
+        assert!(matches!(
+            place_within(&me("d/5"), &peers, None),
+            Place::Go { .. }
+        ));
+        // Room for three: c/3 goes first; d/5 waits behind it, a/4 for its target.
+        assert!(matches!(
+            place_within(&me("c/3"), &peers, Some(3)),
+            Place::Go { .. }
+        ));
+        assert_eq!(
+            place_within(&me("d/5"), &peers, Some(3)),
+            Place::Full {
+                position: 2,
+                limit: 3
+            }
+        );
+        assert!(matches!(
+            place_within(&me("a/4"), &peers, Some(3)),
+            Place::Wait { .. }
+        ));
+        // Room for four: both go, never a fifth.
+        assert!(matches!(
+            place_within(&me("d/5"), &peers, Some(4)),
+            Place::Go { .. }
+        ));
+        let mut more = peers.clone();
+        more.push(waiting("e/6", 4, "service e/v"));
+        assert!(matches!(
+            place_within(&more.last().unwrap().clone(), &more, Some(4)),
+            Place::Full { position: 3, .. }
+        ));
+        // A run in progress ends: its target frees a/4, which came before
+        // d/5 and now goes first; d/5 goes once there is room beside it.
+        let ended = Peer {
+            ended: Some(at(5)),
+            ..me("a/1")
+        };
+        let after: Vec<Peer> = peers
+            .iter()
+            .map(|p| {
+                if p.name == "a/1" {
+                    ended.clone()
+                } else {
+                    p.clone()
+                }
+            })
+            .collect();
+        assert!(matches!(
+            place_within(&me("a/4"), &after, Some(3)),
+            Place::Go { .. }
+        ));
+        assert_eq!(
+            place_within(&me("d/5"), &after, Some(3)),
+            Place::Full {
+                position: 3,
+                limit: 3
+            }
+        );
+        assert!(matches!(
+            place_within(&me("d/5"), &after, Some(4)),
+            Place::Go { .. }
+        ));
     }
 
     #[test]

@@ -131,6 +131,60 @@ async fn create_token_secret(
     }
 }
 
+/// The first of the objects the run creates (besides its Job and results)
+/// whose name another object holds, as `Kind name`: its plan, its worker
+/// token and its workers' NetworkPolicy are made only where the name is free
+/// or the run's own.
+async fn foreign_object(
+    run: &BenchmarkRun,
+    ns: &str,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let taken = |owned: bool, kind: &str, name: String| (!owned).then(|| format!("{kind} {name}"));
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let plan = names::plan_name(run);
+    if let Some(cm) = cms.get_opt(&plan).await?
+        && let Some(t) = taken(decide::owned_by(&cm, run), "ConfigMap", plan)
+    {
+        return Ok(Some(t));
+    }
+    if ctx.worker_key.is_some() {
+        let name = super::worker_auth::token_secret_name(run);
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(ctx.client.clone(), ns);
+        // Its metadata only, where the controller may read Secrets at all
+        // (with scrape credentials); elsewhere the workers' own check of
+        // the token stands (a foreign Secret fails the run, nothing more).
+        match secrets.get_metadata_opt(&name).await {
+            Ok(Some(s)) => {
+                if let Some(t) = taken(decide::owned_by(&s, run), "Secret", name) {
+                    return Ok(Some(t));
+                }
+            }
+            Ok(None) => {}
+            Err(kube::Error::Api(e)) if e.code == 403 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if build::network_policy(run, &ctx.settings).is_some() {
+        let name = names::job_name(run);
+        let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+            Api::namespaced(ctx.client.clone(), ns);
+        match policies.get_opt(&name).await {
+            Ok(Some(np)) => {
+                if let Some(t) = taken(decide::owned_by(&np, run), "NetworkPolicy", name) {
+                    return Ok(Some(t));
+                }
+            }
+            Ok(None) => {}
+            // An install whose role predates the check: as before.
+            Err(kube::Error::Api(e)) if e.code == 403 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
 /// How soon a reconcile whose status write met a newer copy of the run tries again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(500);
 
@@ -152,6 +206,8 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
             session: None,
             ended: Some(ended),
             foreign_results: None,
+            foreign_object: None,
+            max_active: None,
             pods_not_permitted: None,
             peers: Vec::new(),
             baseline: None,
@@ -172,13 +228,22 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     let held = queued && {
         let recorded = run.status.as_ref().map(|s| s.target_endpoints.as_slice());
         let me = Peer::me(run, recorded.unwrap_or_default());
-        matches!(queue::place(&me, &queue_peers), queue::Place::Wait { .. })
+        !matches!(
+            queue::place_within(&me, &queue_peers, ctx.max_active),
+            queue::Place::Go { .. }
+        )
     };
     let job_name = names::job_name(run);
-    let job = if held {
+    let found_job = if held {
         None
     } else {
         job_of(ctx, ns, &job_name).await?
+    };
+    // Only the run's own Job is its Job: one of that name that another made
+    // is never followed, suspended or given the run's plan.
+    let (job, foreign_job) = match found_job {
+        Some(j) if !decide::owned_by(&j, run) => (None, Some(format!("Job {job_name}"))),
+        other => (other, None),
     };
     let failed = job
         .as_ref()
@@ -198,6 +263,11 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         .flatten();
     let stuck_pods = unready.then(|| decide::pods::stuck(&pods)).flatten();
     let launching = job.is_none() && !final_phase && !run.spec.cancel;
+    let foreign_object = match foreign_job {
+        Some(j) => Some(j),
+        None if launching && !held => foreign_object(run, ns, ctx).await?,
+        None => None,
+    };
     let target = if held {
         Target::Held
     } else if launching {
@@ -267,6 +337,8 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         session: session.map(|s| s.view()),
         ended: None,
         foreign_results,
+        foreign_object,
+        max_active: ctx.max_active,
         pods_not_permitted: launching.then(|| ctx.settings.refuses(run)).flatten(),
         peers,
     })
@@ -334,6 +406,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         policy: ctx.policy.clone(),
         store,
         watches: ctx.watches.clone(),
+        job_uid: tokio::sync::OnceCell::new(),
     };
     crate::measure::Setup {
         cluster: std::sync::Arc::new(cluster),

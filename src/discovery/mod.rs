@@ -17,7 +17,7 @@ use self::watches::PodWatches;
 use crate::api::{BenchmarkRunSpec, GpuScope};
 
 /// What a scrape needs to know about a pod.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PodInfo {
     pub namespace: String,
     pub name: String,
@@ -28,6 +28,17 @@ pub struct PodInfo {
     pub labels: BTreeMap<String, String>,
     /// Container ports: (name, number), in container order.
     pub ports: Vec<(Option<String>, i32)>,
+    /// It runs on its node's network: its ports are the node's.
+    pub host_network: bool,
+    /// The uid of the Job that controls it, per its owner references.
+    pub job_uid: Option<String>,
+}
+
+/// Whether discovery (or the worker lookup) reads an annotation: the
+/// `prometheus.io/` ones and a Job pod's completion index. Others are not
+/// kept.
+pub fn read_annotation(key: &str) -> bool {
+    key.starts_with("prometheus.io/") || key == "batch.kubernetes.io/job-completion-index"
 }
 
 impl From<&Pod> for PodInfo {
@@ -50,9 +61,25 @@ impl From<&Pod> for PodInfo {
             node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
             ip: status.and_then(|s| s.pod_ip.clone()),
             ready: ready && running && p.metadata.deletion_timestamp.is_none(),
-            annotations: p.metadata.annotations.clone().unwrap_or_default(),
+            // Only the annotations a scrape reads.
+            annotations: p
+                .metadata
+                .annotations
+                .iter()
+                .flatten()
+                .filter(|(k, _)| read_annotation(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             labels: p.metadata.labels.clone().unwrap_or_default(),
             ports,
+            host_network: p.spec.as_ref().and_then(|s| s.host_network) == Some(true),
+            job_uid: p
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true) && o.kind == "Job")
+                .map(|o| o.uid.clone()),
         }
     }
 }
@@ -132,7 +159,15 @@ pub struct Found {
     pub gpus: Vec<(String, Option<String>)>,
     /// Why a kind found nothing, for the run's condition.
     pub notes: Vec<String>,
+    /// The namespaces the run may read: GPU results name pods only there.
+    pub readable: BTreeSet<String>,
+    /// The most bytes a page may have, for endpoints held to less than
+    /// [`crate::scrape::fetch::DEFAULT_MAX_BYTES`]: pods outside the
+    /// operator's namespace, which a tenant may run (see [`TENANT_MAX_BYTES`]).
+    pub page_bounds: BTreeMap<String, usize>,
 }
+
+pub use self::policy::TENANT_MAX_BYTES;
 
 /// The pods matching `selector` in each of `namespaces`: from the shared
 /// `watches` where they hold the namespace, else listed. A namespace the
@@ -145,27 +180,50 @@ async fn list(
     selector: &Selector,
     notes: &mut Vec<String>,
 ) -> Result<Vec<PodInfo>, kube::Error> {
-    let lp = ListParams::default().labels_from(selector);
+    let shared = DEFAULT_GPU_SELECTORS
+        .iter()
+        .any(|(k, v)| *selector == Selector::from_iter([(k.to_string(), v.to_string())]));
+    let lp = ListParams::default()
+        .labels_from(selector)
+        .limit(watches::MAX_LISTED_PODS);
+    let mut note = |note: String| {
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    };
     let mut out = Vec::new();
     for ns in namespaces {
-        if let Some(watches) = watches
-            && let Some(pods) = watches.pods(ns, selector).await
-        {
-            out.extend(pods);
-            continue;
+        if let Some(watches) = watches {
+            match watches.pods(ns, selector, shared).await {
+                Ok(pods) => {
+                    out.extend(pods);
+                    continue;
+                }
+                Err(Some(why)) => note(why),
+                Err(None) => {}
+            }
         }
         watches::count("list");
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         match pods.list(&lp).await {
-            Ok(list) => out.extend(list.items.iter().map(PodInfo::from)),
-            Err(kube::Error::Api(e)) if e.code == 403 => {
-                let note = format!(
-                    "the controller may not list pods in namespace {ns} (its RBAC, e.g. a namespaced install): nothing there is discovered"
-                );
-                if !notes.contains(&note) {
-                    notes.push(note);
+            Ok(list) => {
+                if list
+                    .metadata
+                    .continue_
+                    .as_deref()
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    note(format!(
+                        "more than {} pods match {selector} in {ns}: only the first {} are read",
+                        watches::MAX_LISTED_PODS,
+                        watches::MAX_LISTED_PODS
+                    ));
                 }
+                out.extend(list.items.iter().map(PodInfo::from));
             }
+            Err(kube::Error::Api(e)) if e.code == 403 => note(format!(
+                "the controller may not list pods in namespace {ns} (its RBAC, e.g. a namespaced install): nothing there is discovered"
+            )),
             Err(e) => return Err(e),
         }
     }
@@ -217,6 +275,26 @@ pub fn refusals(
     namespaces(&t.server.namespaces, "spec.telemetry.server.namespaces");
     if t.gpu.enabled {
         namespaces(&t.gpu.namespaces, "spec.telemetry.gpu.namespaces");
+    }
+    // A port or path the spec names, on pods in namespaces it names: refused
+    // before anything is listed (a discovered pod is checked again).
+    if t.server.enabled {
+        out.extend(policy.check_named_port(
+            own,
+            &t.server.namespaces,
+            t.server.port,
+            &t.server.path,
+            "spec.telemetry.server",
+        ));
+    }
+    if t.gpu.enabled {
+        out.extend(policy.check_named_port(
+            own,
+            &t.gpu.namespaces,
+            t.gpu.port,
+            &t.gpu.path,
+            "spec.telemetry.gpu",
+        ));
     }
     let urls = [
         (
@@ -285,6 +363,50 @@ fn permitted_urls(policy: &Policy, urls: &[String]) -> Vec<(String, Option<Strin
         .collect()
 }
 
+impl Found {
+    /// Holds a discovered `pod` (of GPU exporters when `gpu`, else of the
+    /// inference server) with metrics `url` to `policy` for a run in `own`:
+    /// refused, it says why in `refused`, ready or not; admitted and ready,
+    /// its URL is scraped, with its page bound.
+    fn admit(&mut self, gpu: bool, policy: &Policy, own: &str, pod: &PodInfo, url: Option<String>) {
+        match policy.check_pod(own, pod, url.as_deref()) {
+            Err(why) => refuse(&mut self.refused, why),
+            Ok(()) => {
+                let Some(url) = url.filter(|_| pod.ready) else {
+                    return;
+                };
+                if let Some(max) = policy.page_bound(pod) {
+                    self.page_bounds.insert(url.clone(), max);
+                }
+                let to = if gpu {
+                    &mut self.gpus
+                } else {
+                    &mut self.servers
+                };
+                to.push((url, Some(format!("{}/{}", pod.namespace, pod.name))));
+            }
+        }
+    }
+}
+
+/// Adds a discovered pod's refusal, once, at most [`MAX_POD_REFUSALS`] (then
+/// one line counting the rest).
+fn refuse(refused: &mut Vec<String>, why: String) {
+    const MORE: &str = "more discovered pods were refused";
+    if refused.contains(&why) {
+        return;
+    }
+    let pods = refused.iter().filter(|r| r.starts_with("pod ")).count();
+    if pods < MAX_POD_REFUSALS {
+        refused.push(why);
+    } else if !refused.iter().any(|r| r.starts_with(MORE)) {
+        refused.push(format!("{MORE} by the same rules"));
+    }
+}
+
+/// How many discovered pods' refusals a run's condition names.
+pub const MAX_POD_REFUSALS: usize = 8;
+
 fn selector(s: &LabelSelector) -> Result<Selector, String> {
     Selector::try_from(s.clone()).map_err(|e| format!("bad selector: {e}"))
 }
@@ -310,6 +432,7 @@ pub async fn discover(
         &t.server.namespaces[..]
     };
     found.refused = refusals(policy, ns, &labelled, spec);
+    found.readable = policy.readable(ns, &labelled);
     let server_namespaces = policy.namespaces(ns, &labelled, requested).listed;
     let inference_selector = match &t.server.selector {
         Some(s) => Some(selector(s)),
@@ -365,12 +488,11 @@ pub async fn discover(
             fallback: None,
             https: t.server.tls.is_some(),
         };
-        for p in found.inference.iter().filter(|p| p.ready) {
-            if let Some(url) = metrics_url(p, rule, &t.server.path) {
-                found
-                    .servers
-                    .push((url, Some(format!("{}/{}", p.namespace, p.name))));
-            }
+        // Every matching pod is held to the policy, ready or not (a refusal
+        // does not wait for the pod to start); the ready ones are scraped.
+        for p in found.inference.clone() {
+            let url = metrics_url(&p, rule, &t.server.path);
+            found.admit(false, policy, ns, &p, url);
         }
         let urls = permitted_urls(policy, &t.server.urls);
         found.servers.extend(urls);
@@ -398,10 +520,10 @@ pub async fn discover(
             exporters.extend(list(client, watches, &gpu_namespaces, sel, &mut found.notes).await?);
         }
         let exporters: Vec<PodInfo> = exporters.into_iter().collect();
-        let nodes: BTreeSet<&str> = found
+        let nodes: BTreeSet<String> = found
             .inference
             .iter()
-            .filter_map(|p| p.node.as_deref())
+            .filter_map(|p| p.node.clone())
             .collect();
         let rule = PortRule {
             number: t.gpu.port,
@@ -411,17 +533,13 @@ pub async fn discover(
             https: t.gpu.tls.is_some(),
         };
         let in_scope = exporters.iter().filter(|e| {
-            e.ready
-                && (t.gpu.scope == GpuScope::All
-                    || e.node.as_deref().is_some_and(|n| nodes.contains(n))
-                    || nodes.is_empty() && t.gpu.scope == GpuScope::Auto)
+            t.gpu.scope == GpuScope::All
+                || e.node.as_deref().is_some_and(|n| nodes.contains(n))
+                || nodes.is_empty() && t.gpu.scope == GpuScope::Auto
         });
         for e in in_scope {
-            if let Some(url) = metrics_url(e, rule, &t.gpu.path) {
-                found
-                    .gpus
-                    .push((url, Some(format!("{}/{}", e.namespace, e.name))));
-            }
+            let url = metrics_url(e, rule, &t.gpu.path);
+            found.admit(true, policy, ns, e, url);
         }
         let urls = permitted_urls(policy, &t.gpu.urls);
         found.gpus.extend(urls);
@@ -474,6 +592,7 @@ mod tests {
                 .iter()
                 .map(|(n, p)| ((!n.is_empty()).then(|| n.to_string()), *p))
                 .collect(),
+            ..PodInfo::default()
         }
     }
 

@@ -11,6 +11,16 @@
 //! installer names them exactly. A refusal names the rule, never whether the
 //! address would have answered: nothing is sent to it.
 //!
+//! Discovered pods are held to rules of their own ([`Policy::check_pod`]): a
+//! pod on the node's network is refused (its ports are the node's); in the
+//! operator's namespace only benchrun's own exporters are read (never the
+//! controller, whose `/metrics` lists every tenant's runs); outside the run's
+//! own namespace only the ports and paths the installer allows (by default
+//! the engines' and exporters' documented metrics ports, path `/metrics`), so
+//! a run cannot turn an opted-in namespace's Prometheus `/federate` or an
+//! admin port into its results. In its own namespace a run reads its own
+//! pods: any port and path there is the tenant's.
+//!
 //! Pure: every input is a value.
 
 use std::collections::BTreeSet;
@@ -25,6 +35,190 @@ pub const READABLE_VALUE: &str = "readable";
 
 /// The kubelet's ports: its API, its read-only API and its health port.
 const KUBELET_PORTS: &[u16] = &[10250, 10255, 10248];
+
+/// The ports discovered pods outside the run's namespace may be scraped on
+/// unless the installer says otherwise: TGI's 80, vLLM's, NIM's and
+/// TensorRT-LLM's 8000, Triton's metrics port 8002, llama.cpp's and TGI's
+/// 8080, dcgm-exporter's 9400 and SGLang's 30000.
+pub const DEFAULT_DISCOVERED_PORTS: &[u16] = &[80, 8000, 8002, 8080, 9400, 30000];
+
+/// The paths discovered pods outside the run's namespace may be scraped on
+/// unless the installer says otherwise.
+pub const DEFAULT_DISCOVERED_PATHS: &[&str] = &["/metrics"];
+
+/// The most bytes one page of a discovered pod outside the operator's
+/// namespace may have (a tenant may run it). Real pages are far smaller: a
+/// vLLM page is tens of KiB, dcgm-exporter's for eight GPUs with profiling
+/// a few hundred. The installer's exporters and allow-listed URLs keep
+/// [`crate::scrape::fetch::DEFAULT_MAX_BYTES`].
+pub const TENANT_MAX_BYTES: usize = 4 << 20;
+const _: () = assert!(TENANT_MAX_BYTES < crate::scrape::fetch::DEFAULT_MAX_BYTES);
+
+/// Components of benchrun's own exporters: the only pods of the operator's
+/// namespace a run reads (there the labels are the installer's).
+pub const OWN_EXPORTERS: &[&str] = &["gpu-exporter", "sim-dcgm"];
+
+/// A port or an inclusive range of ports, as an installer writes it
+/// (`9400`, `18000-18999`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl Ports {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl std::fmt::Display for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl std::str::FromStr for Ports {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{s:?} is not a port (1-65535) or a range of ports (a-b)"))
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(s)?, port(s)?),
+        };
+        if first > last {
+            return Err(format!(
+                "{s:?}: a range runs from the lower port to the higher"
+            ));
+        }
+        Ok(Ports { first, last })
+    }
+}
+
+/// The installer's flags for discovered pods (the controller's, and
+/// `benchrun validate`'s to check a manifest against an install).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DiscoveredFlags {
+    /// Ports (or ranges, `a-b`) the controller may scrape on discovered pods
+    /// outside the run's own namespace. Empty: the engines' and exporters'
+    /// usual metrics ports (80, 8000, 8002, 8080, 9400, 30000).
+    #[arg(
+        long = "telemetry-discovered-port",
+        env = "BENCHRUN_TELEMETRY_DISCOVERED_PORTS",
+        value_delimiter = ','
+    )]
+    pub ports: Vec<String>,
+    /// Paths the controller may scrape on discovered pods outside the run's
+    /// own namespace. Empty: /metrics.
+    #[arg(
+        long = "telemetry-discovered-path",
+        env = "BENCHRUN_TELEMETRY_DISCOVERED_PATHS",
+        value_delimiter = ','
+    )]
+    pub paths: Vec<String>,
+    /// Let runs scrape discovered pods on their node's network (hostNetwork),
+    /// whose ports are the node's.
+    #[arg(long = "telemetry-discovered-host-network", env = "BENCHRUN_TELEMETRY_DISCOVERED_HOST_NETWORK", default_value_t = false, action = clap::ArgAction::Set)]
+    pub host_network: bool,
+}
+
+impl DiscoveredFlags {
+    /// The rules these flags set (empty entries, as an empty environment
+    /// variable gives, are none).
+    pub fn rules(&self) -> Result<Discovered, String> {
+        let clean = |l: &[String]| -> Vec<String> {
+            l.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Discovered::from_flags(&clean(&self.ports), &clean(&self.paths), self.host_network)
+    }
+}
+
+/// The installer's rules for discovered pods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Discovered {
+    /// Ports pods outside the run's namespace may be scraped on.
+    pub ports: Vec<Ports>,
+    /// Paths pods outside the run's namespace may be scraped on.
+    pub paths: Vec<String>,
+    /// Pods on the node's network may be scraped.
+    pub host_network: bool,
+}
+
+impl Default for Discovered {
+    fn default() -> Self {
+        Discovered {
+            ports: DEFAULT_DISCOVERED_PORTS
+                .iter()
+                .map(|&p| Ports { first: p, last: p })
+                .collect(),
+            paths: DEFAULT_DISCOVERED_PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            host_network: false,
+        }
+    }
+}
+
+impl Discovered {
+    /// The rules an installer's flags set; empty lists keep the defaults.
+    pub fn from_flags(
+        ports: &[String],
+        paths: &[String],
+        host_network: bool,
+    ) -> Result<Self, String> {
+        let mut out = Discovered {
+            host_network,
+            ..Discovered::default()
+        };
+        if !ports.is_empty() {
+            out.ports = ports
+                .iter()
+                .map(|p| {
+                    p.parse()
+                        .map_err(|e| format!("--telemetry-discovered-port: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if !paths.is_empty() {
+            for p in paths {
+                if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+                    return Err(format!(
+                        "--telemetry-discovered-path: {p:?} is not a path (it starts with / and has no query)"
+                    ));
+                }
+            }
+            out.paths = paths.to_vec();
+        }
+        Ok(out)
+    }
+
+    fn port_allowed(&self, port: u16) -> bool {
+        self.ports.iter().any(|r| r.contains(port))
+    }
+
+    fn ports_said(&self) -> String {
+        self.ports
+            .iter()
+            .map(Ports::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
 
 /// One entry of the URL allow-list.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +268,10 @@ pub struct Policy {
     /// telemetry CA in a Secret): the controller reads those, and only those
     /// labelled `benchrun.dev/scrape-credentials=true`.
     pub scrape_credentials: bool,
+    /// The operator's own namespace.
+    pub operator: String,
+    /// The rules for discovered pods.
+    pub discovered: Discovered,
 }
 
 /// Where a run may and may not discover.
@@ -109,7 +307,102 @@ impl Policy {
             allowed_hosts,
             api_server,
             scrape_credentials: false,
+            operator: operator.to_string(),
+            discovered: Discovered::default(),
         })
+    }
+
+    /// The page bound of a discovered `pod` when it is held to less than the
+    /// default: any pod outside the operator's namespace. Pure.
+    pub fn page_bound(&self, pod: &super::PodInfo) -> Option<usize> {
+        (pod.namespace != self.operator).then_some(TENANT_MAX_BYTES)
+    }
+
+    /// Whether a run in `own` may have the controller scrape a port and path
+    /// its spec names on pods in `namespaces` (the ones it asked for): `Err`
+    /// says why not, before any pod is listed. `what` names the spec field.
+    pub fn check_named_port(
+        &self,
+        own: &str,
+        namespaces: &[String],
+        port: Option<i32>,
+        path: &str,
+        what: &str,
+    ) -> Vec<String> {
+        let Some(other) = namespaces.iter().find(|n| *n != own) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(p) = port
+            && !u16::try_from(p).is_ok_and(|p| self.discovered.port_allowed(p))
+        {
+            out.push(format!(
+                "{what}.port: port {p} is not one the installer allows on pods outside {own} (namespace {other}; allowed: {}; Helm value telemetry.discoveredPorts)",
+                self.discovered.ports_said()
+            ));
+        }
+        if !self.discovered.paths.iter().any(|p| p == path) {
+            out.push(format!(
+                "{what}.path: path {path:?} is not one the installer allows on pods outside {own} (namespace {other}; allowed: {}; Helm value telemetry.discoveredPaths)",
+                self.discovered.paths.join(", ")
+            ));
+        }
+        out
+    }
+
+    /// Whether a run in `own` may have the controller scrape `url` on the
+    /// discovered `pod` (`None`: it has no metrics URL yet; the rules that
+    /// do not need one still apply): `Err` says which rule refuses it. Pure.
+    pub fn check_pod(
+        &self,
+        own: &str,
+        pod: &super::PodInfo,
+        url: Option<&str>,
+    ) -> Result<(), String> {
+        let name = format!("pod {}/{}", pod.namespace, pod.name);
+        if pod.host_network && !self.discovered.host_network {
+            return Err(format!(
+                "{name} is on its node's network (hostNetwork), so its ports are the node's: refused unless the installer allows host-network pods (Helm value telemetry.discoveredHostNetwork)"
+            ));
+        }
+        if pod.namespace == self.operator && pod.namespace != own {
+            let component = pod
+                .labels
+                .get("app.kubernetes.io/component")
+                .map(String::as_str);
+            let own_exporter = pod.labels.get("app.kubernetes.io/name").map(String::as_str)
+                == Some("benchrun")
+                && component.is_some_and(|c| OWN_EXPORTERS.contains(&c));
+            if !own_exporter {
+                return Err(format!(
+                    "{name} is in the operator's namespace, where runs read only benchrun's own exporters"
+                ));
+            }
+        }
+        let Some(url) = url.filter(|_| pod.namespace != own) else {
+            return Ok(());
+        };
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| format!("{name}: its metrics URL is not valid"))?;
+        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        });
+        if !self.discovered.port_allowed(port) {
+            return Err(format!(
+                "{name}: port {port} is not one the installer allows on pods outside {own} (allowed: {}; Helm value telemetry.discoveredPorts)",
+                self.discovered.ports_said()
+            ));
+        }
+        if !self.discovered.paths.iter().any(|p| p == uri.path()) || uri.query().is_some() {
+            return Err(format!(
+                "{name}: path {:?} is not one the installer allows on pods outside {own} (allowed: {}; Helm value telemetry.discoveredPaths)",
+                uri.path_and_query().map_or("/", |p| p.as_str()),
+                self.discovered.paths.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// The namespaces a run in `own` may read, given those that opt in by label.
@@ -254,7 +547,215 @@ mod tests {
             allowed_hosts: hosts.iter().map(|h| h.parse().unwrap()).collect(),
             api_server: vec!["10.96.0.1".parse().unwrap()],
             scrape_credentials: false,
+            operator: "benchrun-system".into(),
+            discovered: Discovered::default(),
         }
+    }
+
+    fn pod(ns: &str, labels: &[(&str, &str)]) -> super::super::PodInfo {
+        super::super::PodInfo {
+            namespace: ns.into(),
+            name: "p".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn discovered_pods_outside_the_run_s_namespace_only_on_allowed_ports_and_paths() {
+        let p = policy(&[]);
+        let theirs = pod("gpu-operator", &[("app", "nvidia-dcgm-exporter")]);
+        assert_eq!(
+            p.check_pod("team-a", &theirs, Some("http://10.1.0.4:9400/metrics")),
+            Ok(())
+        );
+        // A Prometheus in an opted-in namespace: neither its port nor /federate.
+        let e = p
+            .check_pod("team-a", &theirs, Some("http://10.1.0.4:9090/metrics"))
+            .unwrap_err();
+        assert!(
+            e.contains("port 9090") && e.contains("gpu-operator/p"),
+            "{e}"
+        );
+        let e = p
+            .check_pod("team-a", &theirs, Some("http://10.1.0.4:9400/federate"))
+            .unwrap_err();
+        assert!(e.contains("path \"/federate\""), "{e}");
+        let e = p
+            .check_pod(
+                "team-a",
+                &theirs,
+                Some("http://10.1.0.4:9400/metrics?match[]=x"),
+            )
+            .unwrap_err();
+        assert!(e.contains("path"), "{e}");
+        // The run's own pods: any port and path.
+        let mine = pod("team-a", &[("app", "llm")]);
+        assert_eq!(
+            p.check_pod("team-a", &mine, Some("http://10.1.0.5:5000/stats")),
+            Ok(())
+        );
+        // The installer widens the rules.
+        let wide = Policy {
+            discovered: Discovered::from_flags(&["9000-9100".into()], &["/stats".into()], false)
+                .unwrap(),
+            ..p.clone()
+        };
+        assert_eq!(
+            wide.check_pod("team-a", &theirs, Some("http://10.1.0.4:9090/stats")),
+            Ok(())
+        );
+        assert!(
+            wide.check_pod("team-a", &theirs, Some("http://10.1.0.4:9400/metrics"))
+                .is_err()
+        );
+    }
+
+    fn theirs_unready() -> super::super::PodInfo {
+        pod("gpu-operator", &[("app", "nvidia-dcgm-exporter")])
+    }
+
+    #[test]
+    fn the_operator_s_namespace_shows_only_its_exporters_and_the_node_s_network_nothing() {
+        let p = policy(&[]);
+        let controller = pod(
+            "benchrun-system",
+            &[
+                ("app.kubernetes.io/name", "benchrun"),
+                ("app.kubernetes.io/component", "controller"),
+            ],
+        );
+        let e = p
+            .check_pod("team-a", &controller, Some("http://10.1.0.2:8000/metrics"))
+            .unwrap_err();
+        assert!(e.contains("operator's namespace"), "{e}");
+        // A look-alike exporter there is not benchrun's either.
+        let lookalike = pod("benchrun-system", &[("app", "nvidia-dcgm-exporter")]);
+        assert!(
+            p.check_pod("team-a", &lookalike, Some("http://10.1.0.3:9400/metrics"))
+                .is_err()
+        );
+        let sim = pod(
+            "benchrun-system",
+            &[
+                ("app.kubernetes.io/name", "benchrun"),
+                ("app.kubernetes.io/component", "sim-dcgm"),
+            ],
+        );
+        assert_eq!(
+            p.check_pod("team-a", &sim, Some("http://10.1.0.3:9400/metrics")),
+            Ok(())
+        );
+        // Runs in the operator's own namespace are the installer's.
+        assert_eq!(
+            p.check_pod(
+                "benchrun-system",
+                &controller,
+                Some("http://10.1.0.2:8081/metrics")
+            ),
+            Ok(())
+        );
+        // A pod on the node's network, even the run's own, unless allowed.
+        let mut host = pod("team-a", &[("app", "llm")]);
+        host.host_network = true;
+        let e = p
+            .check_pod("team-a", &host, Some("http://10.0.0.1:10249/metrics"))
+            .unwrap_err();
+        assert!(e.contains("hostNetwork"), "{e}");
+        // Before it has an address too: the refusal does not wait for it.
+        assert!(p.check_pod("team-a", &host, None).is_err());
+        assert_eq!(p.check_pod("team-a", &theirs_unready(), None), Ok(()));
+        let allowing = Policy {
+            discovered: Discovered {
+                host_network: true,
+                ..Discovered::default()
+            },
+            ..p.clone()
+        };
+        assert_eq!(
+            allowing.check_pod("team-a", &host, Some("http://10.0.0.1:10249/metrics")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_named_port_or_path_in_another_namespace_is_refused_before_listing() {
+        let p = policy(&[]);
+        let ns = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let said = p.check_named_port(
+            "team-a",
+            &ns(&["benchrun-system"]),
+            Some(8081),
+            "/metrics",
+            "spec.telemetry.server",
+        );
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("port 8081"), "{said:?}");
+        let said = p.check_named_port(
+            "team-a",
+            &ns(&["team-a", "mon"]),
+            None,
+            "/federate",
+            "spec.telemetry.server",
+        );
+        assert!(
+            said[0].contains("\"/federate\"") && said[0].contains("namespace mon"),
+            "{said:?}"
+        );
+        // Only its own namespace: its own business.
+        assert!(
+            p.check_named_port("team-a", &ns(&["team-a"]), Some(1), "/x", "w")
+                .is_empty()
+        );
+        assert!(
+            p.check_named_port("team-a", &ns(&[]), Some(1), "/x", "w")
+                .is_empty()
+        );
+        assert!(
+            p.check_named_port("team-a", &ns(&["mon"]), Some(8000), "/metrics", "w")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn pages_of_pods_a_tenant_may_run_are_bounded_lower() {
+        let p = policy(&[]);
+        assert_eq!(p.page_bound(&pod("team-a", &[])), Some(TENANT_MAX_BYTES));
+        assert_eq!(
+            p.page_bound(&pod("gpu-operator", &[])),
+            Some(TENANT_MAX_BYTES)
+        );
+        assert_eq!(p.page_bound(&pod("benchrun-system", &[])), None);
+    }
+
+    #[test]
+    fn port_ranges_parse_or_say_why_not() {
+        assert_eq!(
+            "9400".parse::<Ports>(),
+            Ok(Ports {
+                first: 9400,
+                last: 9400
+            })
+        );
+        assert_eq!(
+            "18000-18999".parse::<Ports>(),
+            Ok(Ports {
+                first: 18000,
+                last: 18999
+            })
+        );
+        for bad in ["0", "9400-80", "x", "70000", "1-2-3", ""] {
+            assert!(bad.parse::<Ports>().is_err(), "{bad}");
+        }
+        assert!(Discovered::from_flags(&[], &["metrics".into()], false).is_err());
+        assert!(
+            Discovered::from_flags(&["x".into()], &[], false)
+                .unwrap_err()
+                .contains("--telemetry-discovered-port")
+        );
     }
 
     #[test]

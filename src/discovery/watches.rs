@@ -4,12 +4,22 @@
 //!
 //! With the default selectors every run's GPU exporters come from the same
 //! four watches, and the inference pods of every run on one Deployment from
-//! one more. A cluster-wide install watches across the cluster (each run then
-//! sees only the namespaces its policy lets it read); a namespaced install
-//! watches each namespace its RBAC covers. A watch nobody asked for in
-//! [`IDLE`] is stopped. Until a watch has synced (at most [`READY_WAIT`]), and
-//! for namespaces outside the install's scope, discovery lists directly, as
-//! it did before: a watch that cannot start never holds a run up.
+//! one more. Only the default selectors — benchrun's, not a tenant's — are
+//! watched across the cluster (in a cluster-wide install); a selector a run
+//! names is watched in each namespace the run may read, never cluster-wide,
+//! so a tenant's selector caches at most what that tenant may read. A
+//! namespaced install watches each namespace its RBAC covers. A watch nobody
+//! asked for in [`IDLE`] is stopped.
+//!
+//! Bounded: at most [`MAX_WATCHES`] watches, and a watch caching more than
+//! [`MAX_WATCHED_PODS`] pods is stopped; past either, discovery lists (at
+//! most [`MAX_LISTED_PODS`] pods a list) and says so in the run's notes. The
+//! cache keeps only what discovery reads ([`stripped`]): no environment, no
+//! volumes, no status beyond readiness and the address.
+//!
+//! Until a watch has synced (at most [`READY_WAIT`]), and for namespaces
+//! outside the install's scope, discovery lists directly, as it did before:
+//! a watch that cannot start never holds a run up.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -46,10 +56,85 @@ pub fn count(source: &'static str) {
     READS.get_or_create(&ReadSource { source }).inc();
 }
 
-/// How long discovery waits for a new watch's first sync before it lists.
-pub const READY_WAIT: Duration = Duration::from_secs(5);
+/// How long discovery waits for a new watch's first sync before it lists
+/// (the watch goes on syncing, for the next round). Short: a run's first
+/// discovery is on the way to what its condition says before its workers
+/// start, and a run that fails at once still says what was refused.
+pub const READY_WAIT: Duration = Duration::from_millis(250);
 /// A watch no discovery used for this long is stopped.
 pub const IDLE: Duration = Duration::from_secs(300);
+/// The most pod watches the controller keeps, all runs together.
+pub const MAX_WATCHES: usize = 256;
+/// A watch that caches more pods than this is stopped (the namespace's pods
+/// are listed instead).
+pub const MAX_WATCHED_PODS: usize = 5_000;
+/// The most pods one list reads (one page; a note says when more matched).
+pub const MAX_LISTED_PODS: u32 = 2_000;
+
+/// A pod as the watches cache it: only the fields [`PodInfo`] reads (name,
+/// namespace, labels, the annotations [`super::read_annotation`] names, the
+/// controlling owner, node, host network, container port names and numbers,
+/// phase, readiness and address). Pure.
+pub fn stripped(p: &Pod) -> Pod {
+    use k8s_openapi::api::core::v1::{Container, PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let m = &p.metadata;
+    let annotations = m.annotations.as_ref().map(|a| {
+        a.iter()
+            .filter(|(k, _)| super::read_annotation(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
+    let spec = p.spec.as_ref().map(|s| PodSpec {
+        node_name: s.node_name.clone(),
+        host_network: s.host_network,
+        containers: s
+            .containers
+            .iter()
+            .map(|c| Container {
+                name: c.name.clone(),
+                ports: c.ports.clone(),
+                ..Container::default()
+            })
+            .collect(),
+        ..PodSpec::default()
+    });
+    let status = p.status.as_ref().map(|s| PodStatus {
+        phase: s.phase.clone(),
+        pod_ip: s.pod_ip.clone(),
+        conditions: s.conditions.as_ref().map(|c| {
+            c.iter()
+                .filter(|c| c.type_ == "Ready")
+                .map(|c| PodCondition {
+                    type_: c.type_.clone(),
+                    status: c.status.clone(),
+                    ..PodCondition::default()
+                })
+                .collect()
+        }),
+        ..PodStatus::default()
+    });
+    Pod {
+        metadata: ObjectMeta {
+            name: m.name.clone(),
+            namespace: m.namespace.clone(),
+            uid: m.uid.clone(),
+            resource_version: m.resource_version.clone(),
+            deletion_timestamp: m.deletion_timestamp.clone(),
+            labels: m.labels.clone(),
+            annotations,
+            owner_references: m.owner_references.as_ref().map(|o| {
+                o.iter()
+                    .filter(|o| o.controller == Some(true))
+                    .cloned()
+                    .collect()
+            }),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status,
+    }
+}
 
 /// Waits until `store` has synced, at most [`READY_WAIT`]. In short rounds:
 /// the store's ready signal keeps one waker, and several runs may wait on
@@ -109,16 +194,23 @@ impl PodWatches {
     }
 
     /// The store of the watch of `selector` in `ns` (`None`: every
-    /// namespace), started on first use; watches idle for [`IDLE`] stop.
-    fn store(&self, ns: Option<&str>, selector: &Selector) -> (Store<Pod>, bool) {
+    /// namespace), started on first use; watches idle for [`IDLE`] or
+    /// caching more than [`MAX_WATCHED_PODS`] stop. `Err`: none is started,
+    /// as [`MAX_WATCHES`] are running; why, for the run's notes.
+    fn store(&self, ns: Option<&str>, selector: &Selector) -> Result<(Store<Pod>, bool), String> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, e| e.used.elapsed() < IDLE);
+        entries.retain(|_, e| e.used.elapsed() < IDLE && e.store.len() <= MAX_WATCHED_PODS);
         let key = (ns.map(str::to_string), selector.to_string());
+        if !entries.contains_key(&key) && entries.len() >= MAX_WATCHES {
+            return Err(format!(
+                "the controller's pod watches are all in use ({MAX_WATCHES}): pods matching {selector} were listed"
+            ));
+        }
         let entry = entries
             .entry(key)
             .or_insert_with(|| self.start(ns, selector));
         entry.used = Instant::now();
-        (entry.store.clone(), entry.slow)
+        Ok((entry.store.clone(), entry.slow))
     }
 
     /// Marks the watch of `selector` in `ns` as slow to sync.
@@ -139,8 +231,8 @@ impl PodWatches {
         let (store, writer) = reflector::store();
         let stream = watcher(api, config)
             .default_backoff()
-            // Discovery reads none of it: the cache keeps less.
-            .modify(|p: &mut Pod| p.managed_fields_mut().clear())
+            // The cache keeps only what discovery reads.
+            .modify(|p: &mut Pod| *p = stripped(p))
             .reflect(writer);
         let task = tokio::spawn(stream.for_each(|_| std::future::ready(())));
         Entry {
@@ -152,28 +244,40 @@ impl PodWatches {
     }
 
     /// The pods matching `selector` in `ns`, from its watch once synced;
-    /// `None` when the namespace is outside the install's scope or the watch
-    /// has not synced within [`READY_WAIT`] (the caller lists).
-    pub async fn pods(&self, ns: &str, selector: &Selector) -> Option<Vec<PodInfo>> {
+    /// `Err` (why, or nothing to say) when the namespace is outside the
+    /// install's scope, no watch can start, or the watch has not synced
+    /// within [`READY_WAIT`] or holds too many pods: the caller lists.
+    /// `shared`: the selector is benchrun's own (a default), watched across
+    /// the cluster in a cluster-wide install; any other is watched in `ns`.
+    pub async fn pods(
+        &self,
+        ns: &str,
+        selector: &Selector,
+        shared: bool,
+    ) -> Result<Vec<PodInfo>, Option<String>> {
         let watched = match &self.scope {
-            None => None,
+            None if shared => None,
+            None => Some(ns),
             Some(scope) if scope.contains(ns) => Some(ns),
-            Some(_) => return None,
+            Some(_) => return Err(None),
         };
-        let (store, slow) = self.store(watched, selector);
+        let (store, slow) = self.store(watched, selector).map_err(Some)?;
         let patience = if slow { Duration::ZERO } else { READY_WAIT };
         if ready(&store, patience).await.is_none() {
             self.slow(watched, selector);
-            return None;
+            return Err(None);
+        }
+        if store.len() > MAX_WATCHED_PODS {
+            return Err(Some(format!(
+                "more than {MAX_WATCHED_PODS} pods match {selector}: they are listed, not watched"
+            )));
         }
         count("watch");
-        Some(
-            store
-                .state()
-                .iter()
-                .filter(|p| p.namespace().as_deref() == Some(ns))
-                .map(|p| PodInfo::from(p.as_ref()))
-                .collect(),
-        )
+        Ok(store
+            .state()
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns))
+            .map(|p| PodInfo::from(p.as_ref()))
+            .collect())
     }
 }

@@ -122,9 +122,43 @@ impl Kind {
     }
 }
 
+/// What a run knows of pods: its inference pods and the namespaces it may
+/// read, as its latest discovery found them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pods {
+    /// The inference pods, as `namespace/name`.
+    pub inference: BTreeSet<String>,
+    /// The namespaces the run may read (its own among them).
+    pub readable: BTreeSet<String>,
+}
+
+impl Pods {
+    /// The GPUs with only the pods the run may know named: a pod in a
+    /// namespace the run may not read (another tenant's, on a GPU an
+    /// exporter in an opened namespace reports) is counted in
+    /// `pods_elsewhere` instead. Pure.
+    pub fn name_only_readable(&self, gpus: &mut [GpuResult]) {
+        for g in gpus {
+            let before = g.pods.len();
+            g.pods.retain(|p| {
+                self.readable.contains(&p.namespace) || self.inference.contains(&p.to_string())
+            });
+            g.pods_elsewhere += (before - g.pods.len()) as u32;
+        }
+    }
+}
+
+/// Keeps the GPUs the scope attributes to the run, naming only the pods the
+/// run may read. Returns the GPUs and the scope applied.
+pub fn attribute(gpus: Vec<GpuResult>, scope: GpuScope, pods: &Pods) -> (Vec<GpuResult>, GpuScope) {
+    let (mut gpus, applied) = attributed(gpus, scope, &pods.inference);
+    pods.name_only_readable(&mut gpus);
+    (gpus, applied)
+}
+
 /// Keeps the GPUs the scope attributes to the run. `inference` are the
-/// inference pods as `namespace/name`. Returns the GPUs and the scope applied.
-pub fn attribute(
+/// inference pods as `namespace/name`.
+fn attributed(
     gpus: Vec<GpuResult>,
     scope: GpuScope,
     inference: &BTreeSet<String>,
@@ -193,7 +227,7 @@ pub fn detail(
     client: Option<ClientStep>,
     client_coverage: Option<WorkerCoverage>,
     scope: GpuScope,
-    inference: &BTreeSet<String>,
+    pods: &Pods,
     idle: Option<&IdleBaseline>,
 ) -> StepDetail {
     let mut d = StepDetail {
@@ -205,7 +239,7 @@ pub fn detail(
     if let Some(t) = telemetry {
         d.window = Some(t.window);
         let all: Vec<GpuResult> = t.gpu.gpus.iter().map(|g| g.result()).collect();
-        let (gpus, applied) = attribute(all, scope, inference);
+        let (gpus, applied) = attribute(all, scope, pods);
         d.gpu_scope = scope_name(applied).into();
         let counts = &t.gpu.counts;
         let coverage = t
@@ -241,6 +275,8 @@ pub fn detail(
 #[derive(Clone, Debug, Default)]
 pub struct EndpointLog {
     pub pod: Option<String>,
+    /// The most bytes a page of it may have (0: the default).
+    pub max_bytes: usize,
     pub scrapes: u32,
     pub failures: u32,
     pub last_error: Option<String>,
@@ -333,7 +369,10 @@ mod tests {
 
     #[test]
     fn scope_keeps_the_targets_gpus_or_falls_back_as_it_says() {
-        let inference = BTreeSet::from(["ns/llm-0".to_string()]);
+        let inference = Pods {
+            inference: BTreeSet::from(["ns/llm-0".to_string()]),
+            readable: BTreeSet::from(["ns".to_string()]),
+        };
         let gpus = || {
             vec![
                 gpu("A", Some("llm-0")),
@@ -356,9 +395,43 @@ mod tests {
         assert_eq!((kept.len(), applied), (1, GpuScope::TargetPods));
         let (kept, applied) = attribute(vec![gpu("C", None)], GpuScope::Auto, &inference);
         assert_eq!((kept.len(), applied), (1, GpuScope::TargetNodes));
-        let (kept, applied) = attribute(gpus(), GpuScope::Auto, &BTreeSet::new());
+        let (kept, applied) = attribute(gpus(), GpuScope::Auto, &Pods::default());
         assert_eq!((kept.len(), applied), (3, GpuScope::All));
         assert_eq!(attribute(gpus(), GpuScope::All, &inference).0.len(), 3);
+    }
+
+    #[test]
+    fn gpus_name_only_pods_in_namespaces_the_run_may_read() {
+        let gpus = || vec![gpu("A", Some("llm-0")), gpu("B", Some("theirs"))];
+        // The run reads "ns": both pods are named.
+        let mine = Pods {
+            inference: BTreeSet::from(["ns/llm-0".to_string()]),
+            readable: BTreeSet::from(["ns".to_string()]),
+        };
+        let (kept, _) = attribute(gpus(), GpuScope::All, &mine);
+        assert_eq!(kept[1].pods.len(), 1);
+        assert_eq!(kept[1].pods_elsewhere, 0);
+        // A run in another namespace, reading the exporter of an opened
+        // namespace with scope all: the pods are counted, not named; its own
+        // inference pod, found where it may read, stays named.
+        let other = Pods {
+            inference: BTreeSet::from(["ns/llm-0".to_string()]),
+            readable: BTreeSet::from(["team-b".to_string()]),
+        };
+        let (kept, applied) = attribute(gpus(), GpuScope::All, &other);
+        assert_eq!(applied, GpuScope::All);
+        assert_eq!(kept[0].pods.len(), 1);
+        assert!(kept[1].pods.is_empty());
+        assert_eq!(kept[1].pods_elsewhere, 1);
+        let json = serde_json::to_string(&kept).unwrap();
+        assert!(
+            !json.contains("theirs") && json.contains("\"podsElsewhere\":1"),
+            "{json}"
+        );
+        // Attribution still sees every pod: targetPods keeps the GPU of the
+        // run's own pod only.
+        let (kept, _) = attribute(gpus(), GpuScope::TargetPods, &other);
+        assert_eq!(kept.len(), 1);
     }
 
     /// A step of `steps` scrapes one second apart from `t0` (session seconds,
@@ -415,7 +488,10 @@ mod tests {
 
     #[test]
     fn efficiency_is_published_only_over_the_whole_step() {
-        let inference = BTreeSet::from(["ns/llm-0".to_string()]);
+        let inference = Pods {
+            inference: BTreeSet::from(["ns/llm-0".to_string()]),
+            readable: BTreeSet::from(["ns".to_string()]),
+        };
         let detail_of = |t: &StepTelemetry| {
             detail(
                 0,
@@ -494,7 +570,10 @@ mod tests {
             }
         );
         assert_eq!(client.as_ref().map(|c| c.requests), Some(50));
-        let inference = BTreeSet::from(["ns/llm-0".to_string()]);
+        let inference = Pods {
+            inference: BTreeSet::from(["ns/llm-0".to_string()]),
+            readable: BTreeSet::from(["ns".to_string()]),
+        };
         let whole = step(0, 31, 0..31, false);
         let detail_of = |client, workers| {
             detail(
@@ -611,7 +690,10 @@ mod tests {
             watts in proptest::collection::vec(100.0f64..700.0, 31),
         ) {
             const T0: u64 = 1_800_000_000_000;
-            let inference = BTreeSet::from(["ns/llm-0".to_string()]);
+            let inference = Pods {
+            inference: BTreeSet::from(["ns/llm-0".to_string()]),
+            readable: BTreeSet::from(["ns".to_string()]),
+        };
             let client = ClientStep {
                 ended_unix_ms: T0 + 30_000,
                 ..client_step()
@@ -716,7 +798,7 @@ mod tests {
             None,
             None,
             GpuScope::All,
-            &BTreeSet::new(),
+            &Pods::default(),
             None,
         );
         let text = serde_json::to_string(&d).unwrap();

@@ -26,7 +26,7 @@ pub mod workers;
 
 pub use run::IDLE_SETTLE_MAX;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,8 @@ struct State {
     /// Session time of the latest scrape.
     last_scrape_t: f64,
     logs: BTreeMap<(Kind, String), EndpointLog>,
-    inference: BTreeSet<String>,
+    /// The inference pods and the namespaces the run may read.
+    pods: collect::Pods,
     discovery_notes: Vec<String>,
     refused: Vec<String>,
     notes: Vec<String>,
@@ -158,7 +159,7 @@ impl State {
             client_coverage: Vec::new(),
             last_scrape_t: 0.0,
             logs: BTreeMap::new(),
-            inference: BTreeSet::new(),
+            pods: collect::Pods::default(),
             discovery_notes: Vec::new(),
             refused: Vec::new(),
             notes: Vec::new(),
@@ -278,7 +279,7 @@ impl State {
                     self.client.get(k).cloned().flatten(),
                     self.client_coverage.get(k).copied(),
                     self.scope,
-                    &self.inference,
+                    &self.pods,
                     self.idle.as_ref(),
                 )
             });
@@ -587,7 +588,7 @@ spec:
                         None,
                         None,
                         s.scope,
-                        &s.inference,
+                        &s.pods,
                         s.idle.as_ref(),
                     )
                 })
@@ -608,7 +609,7 @@ spec:
         assert_eq!(doc.steps, fresh(&s));
         assert_ne!(doc.steps[0], doc.steps[1]);
         // A change to what every step rests on recomputes them all.
-        s.inference.insert("ns/llm-0".into());
+        s.pods.inference.insert("ns/llm-0".into());
         s.changed(None);
         assert_eq!(s.document().steps, fresh(&s));
     }

@@ -212,10 +212,13 @@ impl Driver {
             servers,
             gpus,
             notes,
+            readable,
+            page_bounds,
         } = found;
         let s = &mut self.state;
         s.changed(None);
-        s.inference.extend(
+        s.pods.readable = readable;
+        s.pods.inference.extend(
             inference
                 .iter()
                 .map(|p| format!("{}/{}", p.namespace, p.name)),
@@ -229,7 +232,9 @@ impl Driver {
                 {
                     let shown = crate::net::redact_url(&url);
                     debug!(url = %shown, kind = kind.as_str(), "scraping");
-                    e.insert(EndpointLog::new(pod));
+                    let mut log = EndpointLog::new(pod);
+                    log.max_bytes = page_bounds.get(&url).copied().unwrap_or_default();
+                    e.insert(log);
                 }
             }
         }
@@ -279,21 +284,27 @@ impl Driver {
         let timeout: Duration = self.spec.telemetry.timeout.into();
         let (t, stamp) = (self.t(), unix_ms());
         // Every endpoint discovered so far: the keys of the scrape logs.
-        let targets: Vec<(Kind, String)> = self
+        let targets: Vec<(Kind, String, usize)> = self
             .state
             .logs
-            .keys()
-            .filter(|(k, _)| kind.is_none_or(|want| *k == want))
-            .cloned()
+            .iter()
+            .filter(|((k, _), _)| kind.is_none_or(|want| *k == want))
+            .map(|((k, url), log)| {
+                let max = match log.max_bytes {
+                    0 => DEFAULT_MAX_BYTES,
+                    n => n,
+                };
+                (*k, url.clone(), max)
+            })
             .collect();
-        let fetches = targets.into_iter().map(|(kind, url)| {
+        let fetches = targets.into_iter().map(|(kind, url, max_bytes)| {
             let scraper = match kind {
                 Kind::Gpu => self.scrapers.gpu.clone(),
                 Kind::Server => self.scrapers.server.clone(),
             };
             async move {
                 let began = std::time::Instant::now();
-                let r = fetch::fetch(&scraper, &url, timeout, DEFAULT_MAX_BYTES).await;
+                let r = fetch::fetch(&scraper, &url, timeout, max_bytes).await;
                 fetch::record(
                     kind.as_str(),
                     began.elapsed().as_secs_f64(),
@@ -603,7 +614,7 @@ async fn idle_pause(d: &mut Driver, until: Instant) -> bool {
 /// holds.
 fn idle_gpus(d: &Driver, t: &StepTelemetry) -> Vec<crate::telemetry::report::GpuResult> {
     let all = t.gpu.gpus.iter().map(|g| g.result()).collect();
-    collect::attribute(all, d.state.scope, &d.state.inference).0
+    collect::attribute(all, d.state.scope, &d.state.pods).0
 }
 
 /// Scrapes the GPU exporters until every attributed GPU's exporter has

@@ -227,6 +227,7 @@ mod tests {
             endpoint: "e".into(),
             identity: Default::default(),
             pods: vec![],
+            pods_elsewhere: 0,
             samples: 10,
             scrape_interval_s: Some(1.0),
             update_period_s: Some(1.0),

@@ -136,6 +136,10 @@ pub struct GpuResult {
     pub identity: GpuIdentity,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodRef>,
+    /// Pods on this GPU in namespaces the run may not read: counted, not
+    /// named (see [`crate::measure::collect::Pods::name_only_readable`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pods_elsewhere: u32,
     pub samples: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape_interval_s: Option<f64>,
@@ -209,6 +213,7 @@ impl GpuSeries {
             endpoint: self.endpoint.clone(),
             identity: self.identity.clone(),
             pods: self.pods.clone(),
+            pods_elsewhere: 0,
             samples: changes.map_or(0, |c| c.samples),
             scrape_interval_s,
             update_period_s,

@@ -12,6 +12,12 @@
 //!
 //! `benchrun.dev/never-shown: TEXT` names a secret the manifest carries that
 //! must appear in no output or condition.
+//!
+//! A file may hold other documents before the run (a Pod, a ConfigMap): the
+//! tenant's own objects the attack needs, created in the run's namespace
+//! first on the cluster. Offline they cannot be seen, so an outcome that
+//! rests on them (`failed` for a name conflict, `telemetry-refused` for a
+//! discovered pod) is checked there as a valid spec.
 
 #![allow(dead_code)]
 
@@ -36,6 +42,8 @@ pub struct Case {
     pub doc: serde_json::Value,
     pub expect: Expect,
     pub never_shown: Option<String>,
+    /// The tenant's objects to create first (the documents before the run).
+    pub setup: Vec<serde_json::Value>,
 }
 
 impl Expect {
@@ -80,8 +88,12 @@ pub fn cases(dir: &Path) -> Vec<Case> {
         .into_iter()
         .map(|file| {
             let text = std::fs::read_to_string(&file).unwrap();
-            let doc: serde_json::Value =
-                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let mut docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let doc = docs
+                .pop()
+                .filter(|d| d["kind"] == "BenchmarkRun")
+                .unwrap_or_else(|| panic!("{}: the last document is not the run", file.display()));
             let meta = &doc["metadata"];
             let annotation = |k: &str| meta["annotations"][k].as_str().map(str::to_string);
             let expect = annotation("benchrun.dev/expect")
@@ -94,6 +106,7 @@ pub fn cases(dir: &Path) -> Vec<Case> {
                 file,
                 doc,
                 expect,
+                setup: docs,
             }
         })
         .collect()

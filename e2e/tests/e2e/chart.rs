@@ -242,3 +242,105 @@ fn the_service_monitor_and_the_dashboard_are_off_unless_asked_for() {
         cli.err()
     );
 }
+
+/// `/metrics` is authenticated by default: the controller may review tokens,
+/// the reader role grants `get /metrics` to the readers named and to the
+/// ServiceMonitor's own scraper account, whose token the ServiceMonitor sends.
+#[test]
+fn metrics_need_a_reader_s_token_and_the_service_monitor_brings_one() {
+    let docs = render_docs(
+        "templates/metrics-auth.yaml",
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.readers[0].kind=ServiceAccount",
+            "metrics.readers[0].name=prometheus",
+            "metrics.readers[0].namespace=monitoring",
+        ],
+    );
+    let find = |kind: &str, suffix: &str| {
+        docs.iter()
+            .find(|d| {
+                d["kind"] == kind
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.ends_with(suffix))
+            })
+            .unwrap_or_else(|| panic!("no {kind} *{suffix}"))
+    };
+    let reviews = find("ClusterRole", "-metrics-auth");
+    let resources: Vec<&str> = reviews["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(resources, ["tokenreviews", "subjectaccessreviews"]);
+    let reader = find("ClusterRole", "-metrics-reader");
+    assert_eq!(reader["rules"][0]["nonResourceURLs"][0], "/metrics");
+    let readers = find("ClusterRoleBinding", "-metrics-reader");
+    let names: Vec<&str> = readers["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["prometheus", "t-benchrun-metrics-scraper"]);
+    let token = find("Secret", "-metrics-scraper");
+    assert_eq!(token["type"], "kubernetes.io/service-account-token");
+    let monitor = render_docs(
+        "templates/metrics.yaml",
+        &["metrics.serviceMonitor.enabled=true"],
+    )
+    .into_iter()
+    .find(|d| d["kind"] == "ServiceMonitor")
+    .unwrap();
+    let auth = &monitor["spec"]["endpoints"][0]["authorization"];
+    assert_eq!(auth["credentials"]["name"], token["metadata"]["name"]);
+    assert_eq!(auth["credentials"]["key"], "token");
+    // Off: nothing reviews, the ServiceMonitor sends nothing, the controller is told.
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/benchrun");
+    let out = Command::new("helm")
+        .args(["template", "t", chart, "--set", "metrics.auth=false"])
+        .output()
+        .expect("helm on PATH");
+    assert!(out.status.success());
+    let all = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !all.contains("-metrics-auth") && !all.contains("-metrics-reader"),
+        "{all}"
+    );
+    let d = render("templates/deployment.yaml", &["metrics.auth=false"]);
+    let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "BENCHRUN_METRICS_AUTH")
+        .cloned()
+        .unwrap();
+    assert_eq!(env["value"], "false");
+}
+
+/// The controller's NetworkPolicy, when asked for: only its health port, from
+/// the sources named.
+#[test]
+fn the_controller_s_network_policy_admits_only_its_health_port() {
+    let np = render(
+        "templates/controller-networkpolicy.yaml",
+        &[
+            "networkPolicy.enabled=true",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+        ],
+    );
+    assert_eq!(np["spec"]["policyTypes"][0], "Ingress");
+    let rule = &np["spec"]["ingress"][0];
+    assert_eq!(rule["ports"][0]["port"], "health");
+    assert_eq!(
+        rule["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "monitoring"
+    );
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "controller"
+    );
+}

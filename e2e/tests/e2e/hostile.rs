@@ -47,6 +47,27 @@ async fn every_hostile_manifest_gets_its_outcome_on_the_cluster() {
         let _ = cms.create(&PostParams::default(), &cm).await;
     }
 
+    // The tenant's own objects some attacks need, made first.
+    for case in &cases {
+        for doc in &case.setup {
+            let mut doc = doc.clone();
+            doc["metadata"]["namespace"] = ns.name.clone().into();
+            let plural = match doc["kind"].as_str().unwrap() {
+                "Pod" => "pods",
+                "ConfigMap" => "configmaps",
+                other => panic!("{}: no path for a {other}", case.name),
+            };
+            let request = http::Request::post(format!("/api/v1/namespaces/{}/{plural}", ns.name))
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&doc).unwrap())
+                .unwrap();
+            client
+                .request::<serde_json::Value>(request)
+                .await
+                .unwrap_or_else(|e| panic!("{}: its setup: {e}", case.name));
+        }
+    }
+
     // Apply each as kubectl does: strict field validation.
     let path = format!(
         "/apis/benchrun.dev/v1alpha1/namespaces/{}/benchmarkruns?fieldValidation=Strict",
@@ -135,8 +156,20 @@ async fn every_hostile_manifest_gets_its_outcome_on_the_cluster() {
             );
         }
     }
-    // The takeover target is as it was: not the run's.
+    // The takeover targets are as they were: not the runs'.
     let root = cms.get("kube-root-ca.crt").await.unwrap();
     assert_eq!(root.metadata.owner_references, None);
+    for case in &cases {
+        for doc in case.setup.iter().filter(|d| d["kind"] == "ConfigMap") {
+            let name = doc["metadata"]["name"].as_str().unwrap();
+            let cm = cms.get(name).await.unwrap();
+            assert_eq!(cm.metadata.owner_references, None, "{name}");
+            assert_eq!(
+                serde_json::to_value(&cm.data).unwrap(),
+                doc["data"],
+                "{name}"
+            );
+        }
+    }
     ns.delete().await.unwrap();
 }

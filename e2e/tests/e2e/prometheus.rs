@@ -17,7 +17,8 @@ use crate::common::{
     phase, wait_ended,
 };
 
-/// A Prometheus server scraping `target` (host:port) every second, killed on drop.
+/// A Prometheus server scraping `target` (host:port) every second with the
+/// bearer `token`, killed on drop.
 struct Prometheus {
     child: Child,
     url: String,
@@ -39,15 +40,18 @@ fn free_port() -> u16 {
         .unwrap()
 }
 
-fn prometheus(target: &str) -> Prometheus {
+fn prometheus(target: &str, token: &str) -> Prometheus {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("benchrun-e2e-prometheus-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("prometheus.yml");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, token).unwrap();
     std::fs::write(
         &config,
         format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: benchrun\n    static_configs: [{{targets: [\"{target}\"]}}]\n"
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: benchrun\n    authorization: {{credentials_file: \"{}\"}}\n    static_configs: [{{targets: [\"{target}\"]}}]\n",
+            token_file.display()
         ),
     )
     .unwrap();
@@ -136,7 +140,8 @@ async fn every_dashboard_query_answers_through_prometheus_with_the_run_s_figures
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
         .to_string();
-    let prom = prometheus(&target);
+    let token = crate::common::metrics_token(&client, crate::common::METRICS_READER).await;
+    let prom = prometheus(&target, &token);
     deploy(&ns, &gpu_sim("llm", "5ms", "1ms", None))
         .await
         .unwrap();
@@ -203,7 +208,8 @@ async fn every_dashboard_query_answers_through_prometheus_with_the_run_s_figures
     }
 
     // Every metric the dashboard names is exported by the controller.
-    let exported = get_text(&metrics_url).await;
+    let (status, exported) = crate::common::get_text_as(&metrics_url, Some(&token)).await;
+    assert_eq!(status, 200, "{exported}");
     for (title, expr) in dashboard_queries(&ns.name, "gated") {
         for name in expr
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -227,4 +233,30 @@ async fn every_dashboard_query_answers_through_prometheus_with_the_run_s_figures
     .await;
     assert!(value(&ok["data"]["result"][0]) > 0.0, "{ok}");
     ns.delete().await.unwrap();
+}
+
+/// `/metrics` lists every tenant's runs: it answers only a token whose user
+/// may get it (the chart's metrics-reader ClusterRole); the probes stay open.
+#[tokio::test]
+async fn the_controller_s_metrics_answer_only_a_reader_s_token() {
+    let client = client().await;
+    let url = controller_metrics_url(&client).await;
+    let (status, said) = crate::common::get_text_as(&url, None).await;
+    assert_eq!(status, 401, "{said}");
+    let (status, said) = crate::common::get_text_as(&url, Some("not-a-token")).await;
+    assert_eq!(status, 401, "{said}");
+    // An account of the cluster's, not bound to the reader role.
+    let stranger = crate::common::metrics_token(&client, "e2e-metrics-stranger").await;
+    let (status, said) = crate::common::get_text_as(&url, Some(&stranger)).await;
+    assert_eq!(status, 403, "{said}");
+    let reader = crate::common::metrics_token(&client, crate::common::METRICS_READER).await;
+    let (status, page) = crate::common::get_text_as(&url, Some(&reader)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("benchrun_"), "{page}");
+    for probe in ["/livez", "/readyz"] {
+        let (status, said) =
+            crate::common::get_text_as(&url.replace("/metrics", probe), None).await;
+        assert!(status == 200 || status == 503, "{probe}: {status} {said}");
+        assert_ne!(status, 401, "{probe}");
+    }
 }

@@ -216,3 +216,67 @@ async fn the_queue_keeps_its_order_across_a_controller_restart() {
     in_turn(&ns, &["a", "b", "c"]).await;
     ns.delete().await.unwrap();
 }
+
+/// A run from another namespace aimed at A's pod addresses (a target A owns)
+/// cannot hold A's runs: when A's run arrives, B's gives way (it ends
+/// `Preempted`, keeping what it measured) and A's then runs alone.
+#[tokio::test]
+async fn a_run_from_another_namespace_gives_way_to_the_owner_s_run() {
+    let _steady = OPERATOR.read().await;
+    let a = setup("owner", Some(18604)).await;
+    let b = setup("guest", None).await;
+    let sim = crate::common::pod_of(&a.api(), "app=sim").await;
+    let address = format!("http://{}:18604", crate::common::ip(&sim));
+    // B's long run, on A's simulator by its address.
+    let mut hold = sim_run("hold", "\n    concurrency: 2\n    duration: 5m", "");
+    hold.spec.target.service_ref = None;
+    hold.spec.target.url = Some(address);
+    let theirs = b.api::<BenchmarkRun>();
+    theirs.create(&PostParams::default(), &hold).await.unwrap();
+    wait_for(
+        &theirs,
+        "hold",
+        "B's run to run",
+        LONG,
+        crate::common::phase_is("Running"),
+    )
+    .await
+    .unwrap();
+    // A's run arrives: B's gives way, and A's runs after it, alone.
+    let mine = a.api::<BenchmarkRun>();
+    mine.create(&PostParams::default(), &sim_run("mine", SHORT_LOAD, ""))
+        .await
+        .unwrap();
+    let held = wait_for(
+        &theirs,
+        "hold",
+        "B's run to give way",
+        LONG,
+        |r: Option<&BenchmarkRun>| {
+            r.and_then(|r| condition(r, "Failed"))
+                .is_some_and(|c| c.reason == "Preempted")
+        },
+    )
+    .await
+    .unwrap();
+    let said = condition(&held, "Failed").unwrap().message.clone();
+    assert!(!said.contains(&a.name), "B learns no name of A's: {said}");
+    let done = wait_succeeded(&mine, "mine").await;
+    let status = done.status.as_ref().unwrap();
+    assert!(status.shared_with.is_empty(), "{status:?}");
+    let held = crate::common::wait_ended(&b, "hold").await;
+    let ended = held
+        .status
+        .as_ref()
+        .unwrap()
+        .completion_time
+        .clone()
+        .unwrap()
+        .0;
+    assert!(
+        ended <= status.start_time.clone().unwrap().0,
+        "B's run ended at {ended}, after A's started: {status:?}"
+    );
+    a.delete().await.unwrap();
+    b.delete().await.unwrap();
+}

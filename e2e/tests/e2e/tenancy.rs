@@ -195,9 +195,12 @@ async fn a_worker_answers_only_its_controller() {
 }
 
 /// A Secret named as a run's worker token, made before the run by someone
-/// else: the controller (which creates that Secret and never reads Secrets)
-/// cannot take it over, its workers hold the planted token and refuse the
-/// run's, and the run fails saying so instead of hanging.
+/// else: the controller cannot take it over. Where it may read Secrets'
+/// metadata (the suite's install turns scrape credentials on) it sees the
+/// Secret is not the run's and fails the run with `NameConflict` before
+/// anything is launched; elsewhere the workers hold the planted token and
+/// refuse the run's, and the run fails with `WorkerTokenRejected` (the
+/// decision's unit tests). Either way it says so instead of hanging.
 #[tokio::test]
 async fn a_planted_worker_token_secret_fails_the_run_with_the_reason() {
     use k8s_openapi::api::core::v1::Secret;
@@ -224,7 +227,15 @@ async fn a_planted_worker_token_secret_fails_the_run_with_the_reason() {
     let cond = crate::common::condition(&failed, "Failed")
         .cloned()
         .unwrap();
-    assert_eq!(cond.reason, "WorkerTokenRejected", "{cond:?}");
-    assert!(cond.message.contains("p-worker-token"), "{cond:?}");
+    assert_eq!(cond.reason, "NameConflict", "{cond:?}");
+    assert!(cond.message.contains("Secret p-worker-token"), "{cond:?}");
+    let job = ns
+        .api::<k8s_openapi::api::batch::v1::Job>()
+        .get_opt("p-loadgen")
+        .await
+        .unwrap();
+    assert!(job.is_none(), "nothing is launched");
+    let kept = ns.api::<Secret>().get("p-worker-token").await.unwrap();
+    assert_eq!(kept.metadata.owner_references, None, "left untouched");
     ns.delete().await.unwrap();
 }

@@ -44,6 +44,8 @@ fn observed(job: Option<Job>, target: Target) -> Observed {
         session: None,
         ended: None,
         foreign_results: None,
+        foreign_object: None,
+        max_active: None,
         pods_not_permitted: None,
         peers: Vec::new(),
         baseline: None,
@@ -484,6 +486,23 @@ fn results_named_after_a_foreign_configmap_fail_before_anything_starts() {
 }
 
 #[test]
+fn a_name_the_run_s_objects_take_held_by_another_object_fails_before_anything_starts() {
+    let mut obs = observed(None, resolved());
+    obs.foreign_object = Some("ConfigMap r1-plan".into());
+    let d = decide(&run(), &obs, at(0));
+    assert!(d.actions.is_empty(), "nothing launched: {:?}", d.actions);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "NameConflict"));
+    let msg = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("ConfigMap r1-plan") && msg.contains("left untouched"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn every_slo_metric_is_judged_in_its_direction() {
     let metrics = [
         "requestThroughput",
@@ -616,6 +635,7 @@ fn warnings_name_the_gpu_and_the_step_and_reach_a_condition() {
             ..Default::default()
         },
         pods: vec![],
+        pods_elsewhere: 0,
         samples: 3,
         scrape_interval_s: Some(1.0),
         update_period_s: Some(1.0),
@@ -887,6 +907,7 @@ fn peer(name: &str, created: i64, active: bool) -> Peer {
         ended: None,
         waiting: !active,
         keys: ["endpoint vllm:8000".to_string()].into(),
+        owned: Default::default(),
     }
 }
 
@@ -983,6 +1004,37 @@ fn a_run_on_a_busy_target_waits_queued_and_starts_once_it_is_free() {
     let d = decide(&r2, &obs, at(40));
     assert_eq!(d.status.phase, Some(Phase::Cancelled));
     assert!(d.actions.iter().all(|a| !matches!(a, Action::CreateJob(_))));
+}
+
+#[test]
+fn a_run_past_the_installer_s_limit_waits_for_capacity_then_starts() {
+    let r = created(run(), 10);
+    let mut obs = observed(None, resolved());
+    // Two runs on other targets in progress; the limit is two.
+    let elsewhere = |name: &str| Peer {
+        keys: [format!("endpoint {name}:8000")].into(),
+        ..peer(name, 0, true)
+    };
+    obs.peers = vec![elsewhere("a"), elsewhere("b")];
+    obs.max_active = Some(2);
+    let d = decide(&r, &obs, at(10));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.phase, Some(Phase::Queued));
+    assert_eq!(condition(&d, QUEUED), ("True", "WaitingForCapacity"));
+    let msg = &conditions::get(&d.status.conditions, QUEUED)
+        .unwrap()
+        .message;
+    assert!(msg.contains("2 runs are measured at once"), "{msg}");
+    // One ends: it starts.
+    let r = advance(r, &d);
+    obs.peers = vec![elsewhere("a")];
+    let d = decide(&r, &obs, at(20));
+    assert!(
+        matches!(d.actions.as_slice(), [Action::CreateJob(_)]),
+        "{:?}",
+        d.actions
+    );
+    assert_eq!(condition(&d, QUEUED), ("False", "TargetFree"));
 }
 
 #[test]
@@ -1476,5 +1528,36 @@ fn short_outputs_and_closed_connections_are_warnings() {
     assert!(
         closes[0].contains("4 requests were sent again"),
         "{warned:?}"
+    );
+}
+
+/// A run from another namespace in progress on a target another namespace
+/// owns gives way when one of the owner's runs waits: it ends early, as a
+/// cancel does (its workers are stopped and what they measured is kept).
+#[test]
+fn a_guest_run_gives_way_to_the_owner_namespace_s_run() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let owner = Peer {
+        name: "vllm-team/theirs".into(),
+        owned: ["endpoint vllm:8000".to_string()].into(),
+        ..peer("theirs", 15, false)
+    };
+    let mut obs = observed(Some(job(json!({"active": 1}))), Target::NotNeeded);
+    // A run of its own namespace on the same target does not stop it.
+    obs.peers = vec![peer("mine", 15, false)];
+    let d = decide(&r, &obs, at(20));
+    assert_eq!(d.status.phase, Some(Phase::Running));
+    assert!(!d.actions.contains(&Action::SuspendJob));
+    obs.peers = vec![owner];
+    let d = decide(&r, &obs, at(20));
+    assert_eq!(d.actions, vec![Action::SuspendJob, Action::WriteResults]);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "Preempted"));
+    let said = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(
+        said.contains("gives way") && !said.contains("vllm-team"),
+        "{said}"
     );
 }

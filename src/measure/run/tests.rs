@@ -69,6 +69,7 @@ fn pod(index: u32, ip: &str) -> (u32, PodInfo) {
         annotations: BTreeMap::new(),
         labels: BTreeMap::new(),
         ports: Vec::new(),
+        ..PodInfo::default()
     };
     (index, info)
 }

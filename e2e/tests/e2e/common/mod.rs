@@ -378,6 +378,78 @@ pub async fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_str(&get_text(url).await).unwrap_or_else(|e| panic!("{url}: {e}"))
 }
 
+/// The status and body of `GET url`, sent with `token` as a bearer token.
+pub async fn get_text_as(url: &str, token: Option<&str>) -> (u16, String) {
+    let client = benchrun::net::client::http_client(1);
+    let mut request = http::Request::get(url);
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    let request = request.body(http_body_util::Full::default()).unwrap();
+    let resp = client
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    (
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    )
+}
+
+/// The service account, in the operator's namespace, bound to the chart's
+/// `benchrun-metrics-reader` ClusterRole (as a Prometheus would be).
+pub const METRICS_READER: &str = "e2e-metrics-reader";
+
+/// A token of service account `name` in the operator's namespace, made
+/// first if it is not there; [`METRICS_READER`] is bound to the chart's
+/// metrics-reader ClusterRole, any other name to nothing.
+pub async fn metrics_token(client: &kube::Client, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let accounts = kube::Api::<ServiceAccount>::namespaced(client.clone(), OPERATOR_NS);
+    let account: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    match accounts.create(&PostParams::default(), &account).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("service account {name}: {e}"),
+    }
+    if name == METRICS_READER {
+        let bindings = kube::Api::<ClusterRoleBinding>::all(client.clone());
+        let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "benchrun-metrics-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": OPERATOR_NS}],
+        }))
+        .unwrap();
+        match bindings.create(&PostParams::default(), &binding).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("binding {name}: {e}"),
+        }
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("a token of {name}: {e}"))
+        .status
+        .unwrap()
+        .token
+}
+
 /// The body of `GET url`, as text.
 pub async fn get_text(url: &str) -> String {
     let client = benchrun::net::client::http_client(1);
@@ -455,7 +527,9 @@ pub async fn gpu_sim_truth(client: &kube::Client, node: &str) -> serde_json::Val
 /// `/metrics` of the controller that holds the lease; 0 when it is absent
 /// (a counter not yet incremented).
 pub async fn controller_metric(client: &kube::Client, series: &str) -> f64 {
-    let text = get_text(&controller_metrics_url(client).await).await;
+    let token = metrics_token(client, METRICS_READER).await;
+    let (status, text) = get_text_as(&controller_metrics_url(client).await, Some(&token)).await;
+    assert_eq!(status, 200, "{text}");
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
