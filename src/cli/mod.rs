@@ -12,6 +12,7 @@ use crate::controller::ControllerOpts;
 
 pub mod compare;
 pub mod inspect;
+pub mod logs;
 pub mod out;
 pub mod plot;
 pub mod results;
@@ -84,9 +85,10 @@ pub fn effective_args(args: Vec<OsString>) -> Vec<OsString> {
 fn init_tracing(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = format == LogFormat::Json;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(move || logs::Scrubbed { json });
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

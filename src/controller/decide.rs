@@ -19,7 +19,7 @@ pub mod pods;
 mod results;
 
 pub use self::results::slo_misses;
-use self::results::{apply_results, follow};
+use self::results::{apply_results, follow, telemetry_condition};
 
 /// Where the target stands, as the dereference stage found it.
 #[derive(Clone, Debug, PartialEq)]
@@ -307,6 +307,11 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
     if observed.job.is_some() {
         let beside = queue::sharing(&Peer::of(run), &observed.peers);
         d.status.shared_with = queue::merge_shared(&d.status.shared_with, &beside);
+    }
+    // What the session's discovery found or refused, whichever way the run
+    // goes on or ends from here.
+    if let Some(v) = &observed.session {
+        telemetry_condition(&mut d.status, v, generation, &t);
     }
     let job_active = observed.job.as_ref().is_some_and(|j| finished(j).is_none());
     let timeout_at = deadline(run, &old);

@@ -185,6 +185,10 @@ async fn foreign_object(
     Ok(None)
 }
 
+/// How long a run whose Job has ended waits for its session's first
+/// discovery before it is written final.
+const DISCOVERY_GRACE: Duration = Duration::from_secs(10);
+
 /// How soon a reconcile whose status write met a newer copy of the run tries again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(500);
 
@@ -311,6 +315,18 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         },
         _ => ctx.sessions.get(run),
     };
+    // A Job that has ended ends the run: its session's first discovery is
+    // waited for (briefly), so a run that fails at once still says what its
+    // telemetry spec was refused.
+    let ended = job.as_ref().is_some_and(|j| decide::finished(j).is_some());
+    if let Some(s) = &session
+        && ended
+        && !final_phase
+        && !s.view().discovered
+        && !s.discovered_within(DISCOVERY_GRACE).await
+    {
+        debug!("the run ends before its first discovery was done");
+    }
     // A queued run's peers were looked up above (it has no Job: launching).
     let peers = if queued {
         queue_peers

@@ -75,6 +75,8 @@ pub struct SessionView {
     pub stopping_for: Option<Duration>,
     /// Why the measurement cannot go on (the run fails with it).
     pub fatal: Option<Fatal>,
+    /// Its first discovery is done (found, refused, or failed).
+    pub discovered: bool,
 }
 
 /// Why a measurement cannot go on: the run's `Failed` reason and message.
@@ -122,6 +124,8 @@ struct State {
     pods: collect::Pods,
     discovery_notes: Vec<String>,
     refused: Vec<String>,
+    /// The first discovery is done.
+    discovered: bool,
     notes: Vec<String>,
     scope: GpuScope,
     steps: usize,
@@ -162,6 +166,7 @@ impl State {
             pods: collect::Pods::default(),
             discovery_notes: Vec::new(),
             refused: Vec::new(),
+            discovered: false,
             notes: Vec::new(),
             scope,
             steps,
@@ -193,6 +198,7 @@ impl State {
             discovery_note: (!self.discovery_notes.is_empty())
                 .then(|| self.discovery_notes.join("; ")),
             refused: (!self.refused.is_empty()).then(|| self.refused.join("; ")),
+            discovered: self.discovered,
             steps: if self.stage == Stage::Done {
                 document.steps.clone()
             } else {
@@ -329,6 +335,16 @@ impl Session {
     }
 
     /// Everything gathered so far (as of the task's latest change).
+    /// Waits, at most `patience`, until the session's first discovery is
+    /// done; whether it is. A run that ends at once (a failed pre-flight)
+    /// then still says what its telemetry spec was refused.
+    pub async fn discovered_within(&self, patience: Duration) -> bool {
+        let mut published = self.published.clone();
+        tokio::time::timeout(patience, published.wait_for(|p| p.view.discovered))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     pub fn document(&self) -> Document {
         let document = self.published.borrow().document.clone();
         Arc::unwrap_or_clone(document)

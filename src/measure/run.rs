@@ -195,6 +195,10 @@ impl Driver {
             Ok(found) => self.adopt(found),
             Err(e) => warn!(ns = %self.ns, "discovery failed: {e}"),
         }
+        if !self.state.discovered {
+            self.state.discovered = true;
+            self.publish_view();
+        }
     }
 
     /// Adds a note to the results.
@@ -258,7 +262,7 @@ impl Driver {
             s.telemetry
                 .push(StepTelemetry::new(self.filter.clone(), stamp, t, resumed));
         }
-        ingest(&mut s.logs, s.telemetry.get_mut(k), answers, t, stamp);
+        off_runtime(|| ingest(&mut s.logs, s.telemetry.get_mut(k), answers, t, stamp));
         s.last_scrape_t = t;
         if let Some(step) = self.state.telemetry.get(k) {
             self.with_timeseries(|ts| ts.scrape(k, t, stamp, &step.gpu, &step.server));
@@ -273,7 +277,7 @@ impl Driver {
         if opens {
             *idle = Some(StepTelemetry::new(self.filter.clone(), stamp, t, false));
         }
-        ingest(&mut self.state.logs, idle.as_mut(), answers, t, stamp);
+        off_runtime(|| ingest(&mut self.state.logs, idle.as_mut(), answers, t, stamp));
         self.state.last_scrape_t = t;
     }
 
@@ -319,6 +323,18 @@ impl Driver {
             .collect()
             .await;
         (t, stamp, answers)
+    }
+}
+
+/// Runs `f` (parsing pages of up to 16 MiB) where it does not hold up the
+/// runtime's other tasks (the probes, other runs' scrapes): on a runtime with
+/// worker threads, this thread hands its tasks to another first
+/// (`block_in_place`); on a single-threaded runtime (tests), in place.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

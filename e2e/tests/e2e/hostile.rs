@@ -33,6 +33,15 @@ fn condition(r: Option<&BenchmarkRun>, type_: &str) -> Option<(String, String)> 
 async fn every_hostile_manifest_gets_its_outcome_on_the_cluster() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "hostile").await.unwrap();
+    every_manifest_in(&client, &ns).await;
+    ns.delete().await.unwrap();
+}
+
+/// Applies every hostile manifest (and the tenant's objects it needs) in
+/// `ns` and checks each gets its outcome; shared by the cluster-wide install
+/// and the namespaced one (`namespaced.rs`).
+pub async fn every_manifest_in(client: &kube::Client, ns: &TestNamespace) {
+    let client = client.clone();
     let cases = cases(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hostile"));
     assert!(cases.len() >= 30);
     // The ConfigMap the takeover case aims at; the controller-manager
@@ -171,5 +180,4 @@ async fn every_hostile_manifest_gets_its_outcome_on_the_cluster() {
             );
         }
     }
-    ns.delete().await.unwrap();
 }

@@ -25,6 +25,18 @@ pub(super) fn follow(
     if v.stage == Stage::Collecting {
         status.phase = Some(Phase::Collecting);
     }
+    telemetry_condition(status, v, generation, t);
+}
+
+/// The telemetry condition from a session's discovery (none before its
+/// first): set whenever the run has a session, ending or not, so a run that
+/// ends at once still says what was refused.
+pub(super) fn telemetry_condition(
+    status: &mut BenchmarkRunStatus,
+    v: &SessionView,
+    generation: Option<i64>,
+    t: &Time,
+) {
     // Notes say why a kind found nothing, or what discovery could not look at
     // (a namespaced install's RBAC): they go with whatever was found.
     let with_note = |text: String| match &v.discovery_note {

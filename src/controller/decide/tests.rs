@@ -63,6 +63,7 @@ fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
         refused: None,
         steps,
         fatal: None,
+        discovered: true,
     }
 }
 
@@ -754,6 +755,43 @@ fn workers_that_refuse_the_runs_token_fail_the_run_with_the_measurements_reason(
     assert_eq!(condition(&d, FAILED), ("True", "WorkerTokenRejected"));
     assert!(d.actions.contains(&Action::SuspendJob), "{:?}", d.actions);
     assert!(d.actions.contains(&Action::WriteResults), "{:?}", d.actions);
+}
+
+/// A run that ends at once (its pre-flight failed, or its Job failed) still
+/// says what its telemetry spec was refused: the condition is set from the
+/// session whichever way the run ends.
+#[test]
+fn a_run_that_ends_at_once_still_says_what_was_refused() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let refused = |session: SessionView| SessionView {
+        refused: Some("pod llm/p is on its node's network (hostNetwork)".into()),
+        discovered: true,
+        ..session
+    };
+    let fatal = SessionView {
+        stage: Stage::Starting,
+        fatal: Some(crate::measure::Fatal {
+            reason: "PreflightFailed",
+            message: "the pre-flight check 'reachable' failed".into(),
+        }),
+        ..session_done(vec![])
+    };
+    let failed_job = job(
+        json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}),
+    );
+    for (job, session) in [
+        (job(json!({"active": 1, "ready": 1})), refused(fatal)),
+        (failed_job, refused(session_done(vec![]))),
+    ] {
+        let mut obs = observed(Some(job), Target::NotNeeded);
+        obs.session = Some(session);
+        let d = decide(&r, &obs, at(3));
+        assert_eq!(d.status.phase, Some(Phase::Failed));
+        let telemetry = conditions::get(&d.status.conditions, "TelemetryDiscovered")
+            .expect("the telemetry condition");
+        assert_eq!(telemetry.reason, "NotPermitted");
+        assert!(telemetry.message.contains("hostNetwork"), "{telemetry:?}");
+    }
 }
 
 /// `TelemetryDiscovered`: what was found is found, whatever the notes say (a

@@ -437,3 +437,38 @@ async fn a_failed_preflight_ends_the_measurement_before_the_start() {
     );
     assert!(!w.started(), "no load was sent");
 }
+
+/// Parsing a scrape's pages does not hold up the runtime: on a runtime with
+/// one worker thread, a task beside the parse goes on running while the
+/// parse blocks (it waits, at most 10 s, for the other task to tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn parsing_runs_beside_the_runtime_s_other_tasks() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let seen = tokio::spawn(async move {
+        super::off_runtime(|| {
+            let from = ticks.load(Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if ticks.load(Ordering::SeqCst) >= from + 5 {
+                    return true;
+                }
+                std::thread::yield_now();
+            }
+            false
+        })
+    })
+    .await
+    .unwrap();
+    ticker.abort();
+    assert!(seen, "the other task did not run while the parse blocked");
+}
