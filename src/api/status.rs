@@ -37,6 +37,11 @@ pub struct BenchmarkRunStatus {
     /// queued or launched: what other runs' queueing compares against.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_endpoints: Vec<String>,
+    /// Of `targetEndpoints`, those that are pods of the run's own namespace:
+    /// the part of the target the run owns, which a run from another
+    /// namespace never holds (see the README, Multi-tenancy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owned_target_endpoints: Vec<String>,
     /// Runs (`namespace/name`) that loaded the same target while this one was
     /// in progress (`concurrencyPolicy: Allow` on either side): this run's
     /// energy and efficiency figures are withheld.

@@ -31,6 +31,9 @@ pub enum Target {
     Resolved {
         urls: Vec<String>,
         reaches: Vec<String>,
+        /// Of `reaches`, the addresses of the run's own namespace's pods
+        /// (`host:port`): the part of the target it owns for the queue.
+        owned: Vec<String>,
     },
     /// Not reachable yet, and why (e.g. a Service with no ready endpoints).
     Unresolved(String),
@@ -308,13 +311,14 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
         let beside = queue::sharing(&Peer::of(run), &observed.peers);
         d.status.shared_with = queue::merge_shared(&d.status.shared_with, &beside);
     }
+    let job_active = observed.job.as_ref().is_some_and(|j| finished(j).is_none());
+    let timeout_at = deadline(run, &old);
     // What the session's discovery found or refused, whichever way the run
     // goes on or ends from here.
     if let Some(v) = &observed.session {
         telemetry_condition(&mut d.status, v, generation, &t);
     }
-    let job_active = observed.job.as_ref().is_some_and(|j| finished(j).is_none());
-    let timeout_at = deadline(run, &old);
+
     // A run that ends early: cancelled, or past its timeout.
     let early = if run.spec.cancel {
         Some((
@@ -322,7 +326,7 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
             "Cancelled",
             "cancelled through spec.cancel".to_string(),
         ))
-    } else if observed.job.is_some() && queue::gives_way(&Peer::of(run), &observed.peers) {
+    } else if job_active && queue::gives_way(&Peer::of(run), &observed.peers) {
         Some((
             Phase::Failed,
             "Preempted",
@@ -412,8 +416,13 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                     d.requeue_after = Some(Duration::ZERO);
                 }
             }
-            Target::Resolved { urls, reaches } => {
+            Target::Resolved {
+                urls,
+                reaches,
+                owned,
+            } => {
                 d.status.target_endpoints = queue::endpoints(reaches);
+                d.status.owned_target_endpoints = queue::endpoints(owned);
                 if queued(&mut d, run, observed, reaches, generation, &t) {
                     return transition(d, phase);
                 }
@@ -617,7 +626,7 @@ fn queued(
     t: &Time,
 ) -> bool {
     match queue::place_within(
-        &Peer::me(run, endpoints),
+        &Peer::me(run, endpoints, &d.status.owned_target_endpoints),
         &observed.peers,
         observed.max_active,
     ) {

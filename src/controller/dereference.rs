@@ -28,6 +28,7 @@ pub async fn resolve(
         return Ok(Target::Resolved {
             reaches: urls.clone(),
             urls,
+            owned: Vec::new(),
         });
     }
     let Some(svc_ref) = &target.service_ref else {
@@ -46,9 +47,68 @@ pub async fn resolve(
     let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", svc_ref.name));
     let slices = slices.list(&lp).await?.items;
     Ok(match urls(svc_ref, namespace, &service, &slices) {
-        Ok((urls, reaches)) => Target::Resolved { urls, reaches },
+        Ok((urls, reaches)) => {
+            let ips = own_pod_ips(client, namespace, &service).await?;
+            Target::Resolved {
+                owned: owned_addresses(&reaches, &ips),
+                urls,
+                reaches,
+            }
+        }
         Err(why) => Target::Unresolved(why),
     })
+}
+
+/// The addresses of the pods the Service selects in its own namespace
+/// (none for a Service without a selector, whose EndpointSlices anyone who
+/// may write them fills).
+async fn own_pod_ips(
+    client: &kube::Client,
+    namespace: &str,
+    service: &Service,
+) -> Result<std::collections::BTreeSet<String>, Error> {
+    let selector = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .filter(|s| !s.is_empty());
+    let Some(selector) = selector else {
+        return Ok(Default::default());
+    };
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels_from(&kube::core::Selector::from_iter(selector));
+    Ok(pods
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.status)
+        .flat_map(|s| {
+            s.pod_ips
+                .into_iter()
+                .flatten()
+                .map(|ip| ip.ip)
+                .chain(s.pod_ip)
+        })
+        .collect())
+}
+
+/// Of the URLs the target reaches, those whose address is one of `ips` (the
+/// run's own namespace's pods), as `host:port`: the part of the target the
+/// run owns for the queue (`queue::owned`). An address another namespace's
+/// pod holds, reached through a hand-written EndpointSlice, is not. Pure.
+pub fn owned_addresses(
+    reaches: &[String],
+    ips: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    reaches
+        .iter()
+        .filter_map(|u| crate::net::host_port(u))
+        .filter(|hp| {
+            let host = hp.rsplit_once(':').map_or(hp.as_str(), |(h, _)| h);
+            ips.contains(host.trim_start_matches('[').trim_end_matches(']'))
+        })
+        .collect()
 }
 
 /// The URLs requests go to, and the URLs of the ready endpoints of the
@@ -123,6 +183,21 @@ pub fn urls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_owns_only_the_addresses_of_its_own_namespace_s_pods() {
+        let reaches = [
+            "http://10.0.0.1:8000".to_string(),
+            "http://10.0.0.2:8000".into(),
+            "http://[fd00::1]:8000".into(),
+        ];
+        let ips = ["10.0.0.2".to_string(), "fd00::1".into()].into();
+        assert_eq!(
+            owned_addresses(&reaches, &ips),
+            ["10.0.0.2:8000", "[fd00::1]:8000"]
+        );
+        assert!(owned_addresses(&reaches, &Default::default()).is_empty());
+    }
 
     fn service(ports: serde_json::Value) -> Service {
         serde_json::from_value(serde_json::json!({"spec": {"ports": ports}})).unwrap()

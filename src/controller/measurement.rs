@@ -56,9 +56,10 @@ impl Cluster for RunCluster {
             // A worker is a pod the run's Job controls (its owner reference
             // names the Job's uid), not any pod with a worker's labels: a
             // look-alike never receives the run's token.
-            let Some(uid) = self.job_uid().await.map_err(|e| e.to_string())? else {
-                return Ok(Vec::new());
-            };
+            // Once the Job is gone (deleted under the run, its workers
+            // orphaned and handing over), its uid cannot be read: its pods
+            // are known by the name their owner reference gives it.
+            let uid = self.job_uid().await.map_err(|e| e.to_string())?;
             let all = match self.watches.pods(&self.ns, &workers_selector(), true).await {
                 Ok(all) => all,
                 Err(_) => pods(&self.client, &self.ns, &self.job)
@@ -137,12 +138,16 @@ fn indexed(pods: impl Iterator<Item = PodInfo>) -> Vec<(u32, PodInfo)> {
     out
 }
 
-/// Of `pods`, the workers of Job `job` whose uid is `uid`, with their
+/// Of `pods`, the workers of Job `job` whose uid is `uid` (`None`: the Job
+/// is gone, and its pods are those its name controls), with their
 /// completion indexes, in index order. Pure.
-fn workers_of(pods: Vec<PodInfo>, job: &str, uid: &str) -> Vec<(u32, PodInfo)> {
+fn workers_of(pods: Vec<PodInfo>, job: &str, uid: Option<&str>) -> Vec<(u32, PodInfo)> {
     indexed(pods.into_iter().filter(|p| {
         p.labels.get(JOB_NAME_LABEL).map(String::as_str) == Some(job)
-            && p.job_uid.as_deref() == Some(uid)
+            && match uid {
+                Some(uid) => p.job_uid.as_deref() == Some(uid),
+                None => p.job_owner.as_deref() == Some(job),
+            }
     }))
 }
 
@@ -345,18 +350,20 @@ mod worker_tests {
                 .collect(),
             labels: BTreeMap::from([(JOB_NAME_LABEL.to_string(), "r1-loadgen".to_string())]),
             job_uid: Some("uid-1".into()),
+            job_owner: Some("r1-loadgen".into()),
             ..PodInfo::default()
         };
         let got = workers_of(
             vec![pod(Some("1")), pod(None), pod(Some("0"))],
             "r1-loadgen",
-            "uid-1",
+            Some("uid-1"),
         );
         assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
         // A look-alike: the labels and index of a worker, but no Job of the
         // run controls it (none, or another Job of that name, since deleted).
         let mut lookalike = pod(Some("2"));
         lookalike.job_uid = None;
+        lookalike.job_owner = None;
         let mut stale = pod(Some("3"));
         stale.job_uid = Some("uid-0".into());
         let mut other_job = pod(Some("4"));
@@ -364,11 +371,15 @@ mod worker_tests {
             .labels
             .insert(JOB_NAME_LABEL.into(), "r2-loadgen".into());
         let got = workers_of(
-            vec![lookalike, stale, other_job, pod(Some("0"))],
+            vec![lookalike.clone(), stale, other_job, pod(Some("0"))],
             "r1-loadgen",
-            "uid-1",
+            Some("uid-1"),
         );
         assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0]);
+        // The Job deleted under the run: its orphaned workers are still its
+        // (by the name their owner reference gives), a look-alike is not.
+        let got = workers_of(vec![lookalike, pod(Some("1"))], "r1-loadgen", None);
+        assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
     }
 
     #[test]

@@ -24,6 +24,12 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
+/// The most reviews under way at once: a flood of made-up tokens costs the
+/// API server at most this many requests at a time (the rest get 503).
+pub const MAX_REVIEWING: usize = 4;
+/// How long a request waits for a turn to be reviewed.
+const REVIEW_WAIT: Duration = Duration::from_secs(2);
+
 /// How long a decision is kept.
 pub const KEEP: Duration = Duration::from_secs(60);
 /// The most decisions kept.
@@ -56,6 +62,7 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 pub struct MetricsAuth {
     client: kube::Client,
     kept: Mutex<HashMap<[u8; 32], (Verdict, Instant)>>,
+    reviewing: tokio::sync::Semaphore,
 }
 
 impl MetricsAuth {
@@ -63,6 +70,7 @@ impl MetricsAuth {
         MetricsAuth {
             client,
             kept: Mutex::new(HashMap::new()),
+            reviewing: tokio::sync::Semaphore::new(MAX_REVIEWING),
         }
     }
 
@@ -101,6 +109,10 @@ impl MetricsAuth {
     }
 
     async fn review(&self, token: &str) -> Verdict {
+        let Ok(Ok(_turn)) = tokio::time::timeout(REVIEW_WAIT, self.reviewing.acquire()).await
+        else {
+            return Verdict::Unavailable;
+        };
         let reviews: Api<TokenReview> = Api::all(self.client.clone());
         let review = TokenReview {
             spec: TokenReviewSpec {
@@ -251,6 +263,50 @@ mod tests {
             auth.check(Some(&format!("Bearer junk-{i}"))).await;
         }
         assert!(auth.kept.lock().unwrap().len() <= MAX_KEPT);
+    }
+
+    /// A flood of made-up tokens: never more than MAX_REVIEWING reviews at
+    /// the API server at once.
+    #[tokio::test]
+    async fn a_flood_of_tokens_is_reviewed_a_few_at_a_time() {
+        let now = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (n, m) = (now.clone(), most.clone());
+        let app = axum::Router::new().route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            post(move |Json(r): Json<serde_json::Value>| {
+                let (n, m) = (n.clone(), m.clone());
+                async move {
+                    let at = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(at, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    n.fetch_sub(1, Ordering::SeqCst);
+                    let mut out = r.clone();
+                    out["status"] = serde_json::json!({"authenticated": false});
+                    Json(out)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        let auth = Arc::new(MetricsAuth::new(kube::Client::try_from(config).unwrap()));
+        let checks = (0..24).map(|i| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.check(Some(&format!("Bearer t{i}"))).await })
+        });
+        for v in futures::future::join_all(checks).await {
+            assert!(matches!(
+                v.unwrap(),
+                Verdict::Unauthenticated | Verdict::Unavailable
+            ));
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=MAX_REVIEWING).contains(&most),
+            "{most} reviews at once"
+        );
     }
 
     #[tokio::test]

@@ -60,6 +60,9 @@ pub struct Peer {
     pub ended: Option<Timestamp>,
     /// Not launched, and waiting to be (not ended, cancelled or being deleted).
     pub waiting: bool,
+    /// Still looking its target up (`Discovering`): it holds no place in the
+    /// installer's limit of runs measured at once until it has one.
+    pub discovering: bool,
     pub keys: BTreeSet<String>,
     /// The keys it owns (they come from its own namespace).
     pub owned: BTreeSet<String>,
@@ -70,6 +73,9 @@ impl Peer {
     pub fn of(run: &BenchmarkRun) -> Peer {
         let status = run.status.as_ref();
         let endpoints = status.map(|s| s.target_endpoints.as_slice()).unwrap_or(&[]);
+        let owned = status
+            .map(|s| s.owned_target_endpoints.as_slice())
+            .unwrap_or(&[]);
         let started = status.and_then(|s| s.start_time.as_ref()).map(|t| t.0);
         let final_phase = status.and_then(|s| s.phase).is_some_and(Phase::is_final);
         // A run that ended without a completion time ended, as far as
@@ -84,11 +90,12 @@ impl Peer {
         Peer {
             started,
             ended,
+            discovering: status.and_then(|s| s.phase) == Some(Phase::Discovering),
             waiting: started.is_none()
                 && !final_phase
                 && !run.spec.cancel
                 && run.metadata.deletion_timestamp.is_none(),
-            ..Peer::me(run, endpoints)
+            ..Peer::me(run, endpoints, owned)
         }
     }
 
@@ -97,19 +104,21 @@ impl Peer {
         self.started.is_some() && self.ended.is_none()
     }
 
-    /// The run itself, sending to `endpoints` (URLs or `host:port`s), as not
-    /// yet launched.
-    pub fn me(run: &BenchmarkRun, endpoints: &[String]) -> Peer {
+    /// The run itself, sending to `endpoints` (URLs or `host:port`s), of
+    /// which it owns `owned` (`host:port`s of its own namespace's pods), as
+    /// not yet launched.
+    pub fn me(run: &BenchmarkRun, endpoints: &[String], owned_endpoints: &[String]) -> Peer {
         let ns = run.namespace().unwrap_or_default();
         let keys = keys(&ns, &run.spec.target, endpoints);
         Peer {
-            owned: owned(&ns, &run.spec.target, &keys),
+            owned: owned(&ns, &run.spec.target, &keys, owned_endpoints),
             uid: run.uid().unwrap_or_default(),
             created: run.metadata.creation_timestamp.as_ref().map(|t| t.0),
             policy: run.spec.concurrency_policy,
             started: None,
             ended: None,
             waiting: true,
+            discovering: false,
             keys,
             name: format!("{ns}/{}", run.name_any()),
         }
@@ -156,19 +165,30 @@ pub fn keys(ns: &str, target: &api::Target, endpoints: &[String]) -> BTreeSet<St
     out
 }
 
-/// Of `keys`, those a run in `ns` with `target` owns: a Service in `ns`, and
-/// every address when the target is such a Service (they are its pods).
-pub fn owned(ns: &str, target: &api::Target, keys: &BTreeSet<String>) -> BTreeSet<String> {
+/// Of `keys`, those a run in `ns` with `target` owns: a Service in `ns`; the
+/// addresses in `owned_endpoints` (`host:port`s of pods in `ns`, as the
+/// controller checked when it resolved the target: an address written into
+/// an EndpointSlice by hand is not one); and a URL target's own host when it
+/// is a Service of `ns` by its cluster name.
+pub fn owned(
+    ns: &str,
+    target: &api::Target,
+    keys: &BTreeSet<String>,
+    owned_endpoints: &[String],
+) -> BTreeSet<String> {
     let own_service = format!("service {ns}/");
-    let by_own_service = target.service_ref.is_some()
-        || target
-            .url
-            .as_deref()
-            .and_then(crate::net::host_port)
-            .and_then(|hp| service_of_host(&hp))
-            .is_some_and(|s| s.starts_with(&own_service));
+    let own_url = target
+        .url
+        .as_deref()
+        .and_then(crate::net::host_port)
+        .filter(|hp| service_of_host(hp).is_some_and(|s| s.starts_with(&own_service)));
     keys.iter()
-        .filter(|k| k.starts_with(&own_service) || (by_own_service && k.starts_with("endpoint ")))
+        .filter(|k| {
+            k.starts_with(&own_service)
+                || k.strip_prefix("endpoint ").is_some_and(|hp| {
+                    owned_endpoints.iter().any(|o| o == hp) || own_url.as_deref() == Some(hp)
+                })
+        })
         .cloned()
         .collect()
 }
@@ -234,7 +254,7 @@ pub fn place_within(me: &Peer, peers: &[Peer], limit: Option<usize>) -> Place {
     let others = || peers.iter().filter(|p| p.uid != me.uid);
     let active = others().filter(|p| p.active()).count();
     let ahead = others()
-        .filter(|p| p.waiting && p.before(me))
+        .filter(|p| p.waiting && !p.discovering && p.before(me))
         .filter(|p| matches!(self::place(p, peers), Place::Go { .. }))
         .count();
     if active + ahead < limit {
@@ -261,7 +281,10 @@ pub fn place(me: &Peer, peers: &[Peer]) -> Place {
         .filter(|p| p.active() || (p.waiting && me.guest_of(p)))
         .collect();
     let owners_first = holders.iter().any(|p| me.guest_of(p));
-    if me.policy == ConcurrencyPolicy::Allow && !owners_first {
+    // A guest of `me`'s in progress is giving way: even an `Allow` run waits
+    // for it rather than share its energy with it.
+    let guest_running = holders.iter().any(|p| p.active() && p.guest_of(me));
+    if me.policy == ConcurrencyPolicy::Allow && !owners_first && !guest_running {
         let active: Vec<&Peer> = holders.iter().copied().filter(|p| p.active()).collect();
         return Place::Go {
             shared_with: names(me, &active),
@@ -424,6 +447,7 @@ mod tests {
             started: active.then(|| at(created)),
             ended: None,
             waiting: !active,
+            discovering: false,
             keys: set(keys),
             owned: BTreeSet::new(),
         }
@@ -588,16 +612,19 @@ mod tests {
     fn what_a_run_owns_is_what_comes_from_its_own_namespace() {
         let svc = target(None, Some("vllm"));
         let k = keys("a", &svc, &["http://10.0.0.1:8000".into()]);
-        assert_eq!(owned("a", &svc, &k), k);
-        // A URL naming a Service of its own namespace: the same.
+        assert_eq!(owned("a", &svc, &k, &["10.0.0.1:8000".into()]), k);
+        // Its Service resolved to an address no pod of its own holds (an
+        // EndpointSlice written by hand): the Service is its, the address not.
+        assert_eq!(owned("a", &svc, &k, &[]), set(&["service a/vllm"]));
+        // A URL naming a Service of its own namespace: the Service and the name.
         let url = target(Some("http://vllm.a.svc:8000"), None);
-        let k = keys("a", &url, &["10.0.0.1:8000".into()]);
-        assert_eq!(owned("a", &url, &k), k);
+        let k = keys("a", &url, &[]);
+        assert_eq!(owned("a", &url, &k, &[]), k);
         // Another namespace's Service, its pods' addresses, an external
         // host: nothing.
-        assert!(owned("b", &url, &keys("b", &url, &[])).is_empty());
+        assert!(owned("b", &url, &keys("b", &url, &[]), &[]).is_empty());
         let ip = target(Some("http://10.0.0.1:8000"), None);
-        assert!(owned("b", &ip, &keys("b", &ip, &[])).is_empty());
+        assert!(owned("b", &ip, &keys("b", &ip, &[]), &[]).is_empty());
     }
 
     /// A run of `ns` on A's Service `vllm` (resolved to 10.0.0.1:8000) by
@@ -610,8 +637,13 @@ mod tests {
             _ => target(Some("http://10.0.0.1:8000"), None),
         };
         let keys = keys(ns, &t, &["10.0.0.1:8000".into()]);
+        // A's own Service resolves to A's pod; B's, by hand, to the same.
+        let verified: Vec<String> = match (how, ns) {
+            ("service", "a") => vec!["10.0.0.1:8000".into()],
+            _ => vec![],
+        };
         Peer {
-            owned: owned(ns, &t, &keys),
+            owned: owned(ns, &t, &keys, &verified),
             keys,
             ..peer(name, created, active, &[])
         }
@@ -619,7 +651,9 @@ mod tests {
 
     #[test]
     fn a_run_from_another_namespace_never_holds_the_owner_s_runs() {
-        for how in ["dns", "ip"] {
+        // By A's Service name, by A's pod address, or through B's own Service
+        // whose EndpointSlice B wrote by hand to A's pod address.
+        for how in ["dns", "ip", "service"] {
             // B's long run, created first and running, on A's target.
             let guest = on_a("b/hold", 0, true, how);
             let owner = on_a("a/mine", 5, false, "service");
@@ -673,6 +707,17 @@ mod tests {
             };
             assert!(!gives_way(&guest, &[ended]));
         }
+        // The owner's Allow run does not start beside the guest giving way
+        // (it would withhold its own energy): it waits for it.
+        let guest = on_a("b/hold", 0, true, "ip");
+        let allowing = Peer {
+            policy: ConcurrencyPolicy::Allow,
+            ..on_a("a/allow", 5, false, "service")
+        };
+        assert!(matches!(
+            place(&allowing, std::slice::from_ref(&guest)),
+            Place::Wait { .. }
+        ));
         // Two runs of one namespace keep the order of creation.
         let first = on_a("a/first", 0, true, "service");
         let second = on_a("a/second", 1, false, "dns");
@@ -704,6 +749,16 @@ mod tests {
             waiting("d/5", 3, "service d/w"),
         ];
         let me = |n: &str| peers.iter().find(|p| p.name == n).unwrap().clone();
+        // A run still looking its target up holds no place in the limit.
+        let mut looking = peers.clone();
+        looking.push(Peer {
+            discovering: true,
+            ..waiting("x/0", 0, "service x/none")
+        });
+        assert_eq!(
+            place_within(&me("d/5"), &looking, Some(3)),
+            place_within(&me("d/5"), &peers, Some(3))
+        );
         // No limit: every free target goes.
         assert!(matches!(
             place_within(&me("d/5"), &peers, None),

@@ -231,7 +231,11 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
     let queue_peers = if queued { peers(ctx).await } else { Vec::new() };
     let held = queued && {
         let recorded = run.status.as_ref().map(|s| s.target_endpoints.as_slice());
-        let me = Peer::me(run, recorded.unwrap_or_default());
+        let owned = run
+            .status
+            .as_ref()
+            .map(|s| s.owned_target_endpoints.as_slice());
+        let me = Peer::me(run, recorded.unwrap_or_default(), owned.unwrap_or_default());
         !matches!(
             queue::place_within(&me, &queue_peers, ctx.max_active),
             queue::Place::Go { .. }

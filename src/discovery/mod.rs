@@ -32,6 +32,8 @@ pub struct PodInfo {
     pub host_network: bool,
     /// The uid of the Job that controls it, per its owner references.
     pub job_uid: Option<String>,
+    /// The name of that Job.
+    pub job_owner: Option<String>,
 }
 
 /// Whether discovery (or the worker lookup) reads an annotation: the
@@ -43,6 +45,12 @@ pub fn read_annotation(key: &str) -> bool {
 
 impl From<&Pod> for PodInfo {
     fn from(p: &Pod) -> Self {
+        let job = p
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true) && o.kind == "Job");
         let status = p.status.as_ref();
         let ready = status
             .and_then(|s| s.conditions.as_ref())
@@ -73,13 +81,8 @@ impl From<&Pod> for PodInfo {
             labels: p.metadata.labels.clone().unwrap_or_default(),
             ports,
             host_network: p.spec.as_ref().and_then(|s| s.host_network) == Some(true),
-            job_uid: p
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .find(|o| o.controller == Some(true) && o.kind == "Job")
-                .map(|o| o.uid.clone()),
+            job_uid: job.map(|o| o.uid.clone()),
+            job_owner: job.map(|o| o.name.clone()),
         }
     }
 }

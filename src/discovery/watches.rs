@@ -159,6 +159,9 @@ pub struct PodWatches {
     /// cluster (one watch per selector).
     scope: Option<BTreeSet<String>>,
     entries: Mutex<HashMap<(Option<String>, String), Entry>>,
+    /// Watches stopped for caching more than [`MAX_WATCHED_PODS`], and when:
+    /// not started again for [`IDLE`] (their pods are listed meanwhile).
+    too_big: Mutex<HashMap<(Option<String>, String), Instant>>,
 }
 
 struct Entry {
@@ -183,6 +186,7 @@ impl PodWatches {
             client,
             scope,
             entries: Mutex::new(HashMap::new()),
+            too_big: Mutex::new(HashMap::new()),
         }
     }
 
@@ -198,9 +202,22 @@ impl PodWatches {
     /// caching more than [`MAX_WATCHED_PODS`] stop. `Err`: none is started,
     /// as [`MAX_WATCHES`] are running; why, for the run's notes.
     fn store(&self, ns: Option<&str>, selector: &Selector) -> Result<(Store<Pod>, bool), String> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, e| e.used.elapsed() < IDLE && e.store.len() <= MAX_WATCHED_PODS);
         let key = (ns.map(str::to_string), selector.to_string());
+        let mut too_big = self.too_big.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|k, e| {
+            let over = e.store.len() > MAX_WATCHED_PODS;
+            if over {
+                too_big.insert(k.clone(), Instant::now());
+            }
+            e.used.elapsed() < IDLE && !over
+        });
+        too_big.retain(|_, at| at.elapsed() < IDLE);
+        if too_big.contains_key(&key) {
+            return Err(format!(
+                "more than {MAX_WATCHED_PODS} pods match {selector}: they are listed, not watched"
+            ));
+        }
         if !entries.contains_key(&key) && entries.len() >= MAX_WATCHES {
             return Err(format!(
                 "the controller's pod watches are all in use ({MAX_WATCHES}): pods matching {selector} were listed"
@@ -268,9 +285,10 @@ impl PodWatches {
             return Err(None);
         }
         if store.len() > MAX_WATCHED_PODS {
-            return Err(Some(format!(
-                "more than {MAX_WATCHED_PODS} pods match {selector}: they are listed, not watched"
-            )));
+            // Stopped now (its cache goes), and not started again for a while.
+            return Err(Some(
+                self.store(watched, selector).err().unwrap_or_default(),
+            ));
         }
         count("watch");
         Ok(store

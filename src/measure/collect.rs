@@ -10,6 +10,7 @@ use crate::results::coverage::{GpuSpan, coverage};
 use crate::results::{Coverage, EndpointReport, StepDetail, Window, WorkerCoverage};
 use crate::scrape::Format;
 use crate::telemetry::efficiency::{IdleBaseline, efficiency};
+use crate::telemetry::gpu::PodRef;
 use crate::telemetry::report::{EnergySource, GpuResult};
 use crate::telemetry::{Filter, GpuTelemetry, ServerMetrics};
 
@@ -140,10 +141,26 @@ impl Pods {
     pub fn name_only_readable(&self, gpus: &mut [GpuResult]) {
         for g in gpus {
             let before = g.pods.len();
-            g.pods.retain(|p| {
-                self.readable.contains(&p.namespace) || self.inference.contains(&p.to_string())
-            });
+            g.pods.retain(|p| self.named(p));
             g.pods_elsewhere += (before - g.pods.len()) as u32;
+        }
+    }
+
+    /// Whether the run may name `pod`.
+    fn named(&self, pod: &PodRef) -> bool {
+        self.readable.contains(&pod.namespace) || self.inference.contains(&pod.to_string())
+    }
+
+    /// `pods` with every pod the run may not name made anonymous (no
+    /// namespace, no name): still counted, in what the run keeps where its
+    /// tenant can read it (the checkpoint). Pure.
+    pub fn anonymize(&self, pods: &mut [PodRef]) {
+        for p in pods.iter_mut().filter(|p| !self.named(p)) {
+            *p = PodRef {
+                namespace: String::new(),
+                pod: String::new(),
+                container: String::new(),
+            };
         }
     }
 }
@@ -428,6 +445,16 @@ mod tests {
             !json.contains("theirs") && json.contains("\"podsElsewhere\":1"),
             "{json}"
         );
+        // The checkpoint keeps the count, not the name.
+        let mut series = gpus();
+        for g in &mut series {
+            other.anonymize(&mut g.pods);
+        }
+        assert_eq!(series[0].pods[0].pod, "llm-0");
+        assert_eq!(series[1].pods[0].pod, "");
+        let (kept, _) = attribute(series, GpuScope::All, &other);
+        assert_eq!(kept[1].pods_elsewhere, 1);
+        assert!(!serde_json::to_string(&kept).unwrap().contains("theirs"));
         // Attribution still sees every pod: targetPods keeps the GPU of the
         // run's own pod only.
         let (kept, _) = attribute(gpus(), GpuScope::TargetPods, &other);

@@ -148,7 +148,19 @@ impl Driver {
             origin_unix_ms: self.origin_unix_ms,
             taken_unix_ms: unix_ms(),
             last_scrape_t: s.last_scrape_t,
-            steps: s.telemetry.iter().map(SavedStep::of).collect(),
+            // The checkpoint sits in the run's namespace: it names no pod
+            // the run may not read either.
+            steps: s
+                .telemetry
+                .iter()
+                .map(|t| {
+                    let mut step = SavedStep::of(t);
+                    for g in &mut step.gpu.gpus {
+                        s.pods.anonymize(&mut g.pods);
+                    }
+                    step
+                })
+                .collect(),
             active,
             next_step,
             notes: s.notes.clone(),

@@ -247,7 +247,7 @@ async fn a_run_from_another_namespace_gives_way_to_the_owner_s_run() {
     mine.create(&PostParams::default(), &sim_run("mine", SHORT_LOAD, ""))
         .await
         .unwrap();
-    let held = wait_for(
+    wait_for(
         &theirs,
         "hold",
         "B's run to give way",
@@ -259,8 +259,6 @@ async fn a_run_from_another_namespace_gives_way_to_the_owner_s_run() {
     )
     .await
     .unwrap();
-    let said = condition(&held, "Failed").unwrap().message.clone();
-    assert!(!said.contains(&a.name), "B learns no name of A's: {said}");
     let done = wait_succeeded(&mine, "mine").await;
     let status = done.status.as_ref().unwrap();
     assert!(status.shared_with.is_empty(), "{status:?}");

@@ -72,6 +72,7 @@ fn resolved() -> Target {
     Target::Resolved {
         reaches: urls.clone(),
         urls,
+        owned: vec![],
     }
 }
 
@@ -944,6 +945,7 @@ fn peer(name: &str, created: i64, active: bool) -> Peer {
         started: active.then(|| at(created)),
         ended: None,
         waiting: !active,
+        discovering: false,
         keys: ["endpoint vllm:8000".to_string()].into(),
         owned: Default::default(),
     }
@@ -968,6 +970,7 @@ fn a_run_through_a_service_sends_to_its_name_and_is_queued_by_its_pods() {
     let target = Target::Resolved {
         urls: vec!["http://vllm.llm.svc:80".into()],
         reaches: vec!["http://10.0.0.1:8000".into(), "http://10.0.0.2:8000".into()],
+        owned: vec!["10.0.0.2:8000".into()],
     };
     let d = decide(&r, &observed(None, target), at(0));
     assert_eq!(
@@ -979,6 +982,8 @@ fn a_run_through_a_service_sends_to_its_name_and_is_queued_by_its_pods() {
         d.status.target_endpoints,
         ["10.0.0.1:8000", "10.0.0.2:8000"]
     );
+    // Of them, the one its namespace's pod holds is recorded as its own.
+    assert_eq!(d.status.owned_target_endpoints, ["10.0.0.2:8000"]);
     let msg = &conditions::get(&d.status.conditions, DISCOVERED)
         .unwrap()
         .message;
