@@ -408,72 +408,84 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
             finish(&mut d, Phase::Failed, "JobDeleted", message, generation, &t);
             d.actions.push(Action::WriteResults);
         }
-        None => match &observed.target {
-            Target::Held => {
-                let recorded = d.status.target_endpoints.clone();
-                // Free by now: looked at again with the target resolved.
-                if !queued(&mut d, run, observed, &recorded, generation, &t) {
-                    d.requeue_after = Some(Duration::ZERO);
+        None => {
+            match &observed.target {
+                Target::Held => {
+                    let recorded = d.status.target_endpoints.clone();
+                    // Free by now: looked at again with the target resolved.
+                    if !queued(&mut d, run, observed, &recorded, generation, &t) {
+                        d.requeue_after = Some(Duration::ZERO);
+                    }
                 }
-            }
-            Target::Resolved {
-                urls,
-                reaches,
-                owned,
-            } => {
-                d.status.target_endpoints = queue::endpoints(reaches);
-                d.status.owned_target_endpoints = queue::endpoints(owned);
-                if queued(&mut d, run, observed, reaches, generation, &t) {
-                    return transition(d, phase);
+                Target::Resolved {
+                    urls,
+                    reaches,
+                    owned,
+                } => {
+                    d.status.target_endpoints = queue::endpoints(reaches);
+                    d.status.owned_target_endpoints = queue::endpoints(owned);
+                    if queued(&mut d, run, observed, reaches, generation, &t) {
+                        return transition(d, phase);
+                    }
+                    // Under a limit of runs measured at once, a run that was
+                    // still looking its target up takes its place first (one
+                    // round `Queued`): the runs deciding beside it count it then,
+                    // and no two start past the limit.
+                    if observed.max_active.is_some() && phase == Phase::Discovering {
+                        let why = "its target is found: it takes its place among the runs measured at once".to_string();
+                        wait(&mut d, 1, "WaitingForCapacity", why, generation, &t);
+                        d.requeue_after = Some(Duration::ZERO);
+                        return transition(d, phase);
+                    }
+                    d.actions.push(Action::CreateJob(urls.clone()));
+                    d.status.start_time.get_or_insert(t.clone());
+                    d.status.job_name = Some(super::names::job_name(run));
+                    d.status.phase = Some(Phase::Pending);
+                    cond::set(
+                        &mut d.status.conditions,
+                        DISCOVERED,
+                        true,
+                        "TargetResolved",
+                        format!(
+                            "sending to {} ({})",
+                            urls.iter()
+                                .map(|u| crate::net::redact_url(u))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            crate::results::Routing::of(&run.spec.target).describe()
+                        ),
+                        generation,
+                        &t,
+                    );
+                    cond::set(
+                        &mut d.status.conditions,
+                        RUNNING,
+                        false,
+                        "Starting",
+                        "the load-generator Job was created",
+                        generation,
+                        &t,
+                    );
+                    if let Some(deadline) = deadline(run, &d.status) {
+                        d.requeue_after = Some(until(now, deadline).min(RESYNC));
+                    }
                 }
-                d.actions.push(Action::CreateJob(urls.clone()));
-                d.status.start_time.get_or_insert(t.clone());
-                d.status.job_name = Some(super::names::job_name(run));
-                d.status.phase = Some(Phase::Pending);
-                cond::set(
-                    &mut d.status.conditions,
-                    DISCOVERED,
-                    true,
-                    "TargetResolved",
-                    format!(
-                        "sending to {} ({})",
-                        urls.iter()
-                            .map(|u| crate::net::redact_url(u))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        crate::results::Routing::of(&run.spec.target).describe()
-                    ),
-                    generation,
-                    &t,
-                );
-                cond::set(
-                    &mut d.status.conditions,
-                    RUNNING,
-                    false,
-                    "Starting",
-                    "the load-generator Job was created",
-                    generation,
-                    &t,
-                );
-                if let Some(deadline) = deadline(run, &d.status) {
-                    d.requeue_after = Some(until(now, deadline).min(RESYNC));
+                Target::Unresolved(why) => {
+                    d.status.phase = Some(Phase::Discovering);
+                    cond::set(
+                        &mut d.status.conditions,
+                        DISCOVERED,
+                        false,
+                        "TargetNotReady",
+                        why.clone(),
+                        generation,
+                        &t,
+                    );
+                    d.requeue_after = Some(TARGET_RETRY);
                 }
+                Target::NotNeeded => {}
             }
-            Target::Unresolved(why) => {
-                d.status.phase = Some(Phase::Discovering);
-                cond::set(
-                    &mut d.status.conditions,
-                    DISCOVERED,
-                    false,
-                    "TargetNotReady",
-                    why.clone(),
-                    generation,
-                    &t,
-                );
-                d.requeue_after = Some(TARGET_RETRY);
-            }
-            Target::NotNeeded => {}
-        },
+        }
         Some(job) if !owned_by(job, run) => {
             let msg = format!(
                 "a Job named {} exists and does not belong to this run",

@@ -82,7 +82,11 @@ async fn own_pod_ips(
         .await?
         .items
         .into_iter()
+        // A pod that has ended keeps its address in its status, though the
+        // network may have given it to another namespace's pod since.
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| p.status)
+        .filter(|s| matches!(s.phase.as_deref(), Some("Running" | "Pending")))
         .flat_map(|s| {
             s.pod_ips
                 .into_iter()

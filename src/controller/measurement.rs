@@ -30,6 +30,8 @@ pub struct RunCluster {
     pub watches: Arc<crate::discovery::watches::PodWatches>,
     /// The Job's uid, once read: a worker is a pod that Job controls.
     pub job_uid: tokio::sync::OnceCell<String>,
+    /// When the run was launched, Unix seconds (its `status.startTime`).
+    pub started_unix_s: Option<i64>,
 }
 
 impl RunCluster {
@@ -66,7 +68,7 @@ impl Cluster for RunCluster {
                     .await
                     .map_err(|e| e.to_string())?,
             };
-            Ok(workers_of(all, &self.job, uid))
+            Ok(workers_of(all, &self.job, uid, self.started_unix_s))
         }
         .boxed()
     }
@@ -138,15 +140,26 @@ fn indexed(pods: impl Iterator<Item = PodInfo>) -> Vec<(u32, PodInfo)> {
     out
 }
 
-/// Of `pods`, the workers of Job `job` whose uid is `uid` (`None`: the Job
-/// is gone, and its pods are those its name controls), with their
-/// completion indexes, in index order. Pure.
-fn workers_of(pods: Vec<PodInfo>, job: &str, uid: Option<&str>) -> Vec<(u32, PodInfo)> {
+/// Of `pods`, the workers of Job `job` whose uid is `uid`, with their
+/// completion indexes, in index order. `None`: the Job is gone (deleted
+/// under the run; a successor controller never read its uid), and its
+/// workers are the pods labelled with its name whose controlling owner is a
+/// Job of that name or none (an orphan), made since the run was launched
+/// (`started`, Unix seconds): not an earlier run's of the same name. Pure.
+fn workers_of(
+    pods: Vec<PodInfo>,
+    job: &str,
+    uid: Option<&str>,
+    started: Option<i64>,
+) -> Vec<(u32, PodInfo)> {
     indexed(pods.into_iter().filter(|p| {
         p.labels.get(JOB_NAME_LABEL).map(String::as_str) == Some(job)
             && match uid {
                 Some(uid) => p.job_uid.as_deref() == Some(uid),
-                None => p.job_owner.as_deref() == Some(job),
+                None => {
+                    p.job_owner.as_deref().is_none_or(|o| o == job)
+                        && started.is_none_or(|s| p.created_unix_s.is_some_and(|c| c >= s))
+                }
             }
     }))
 }
@@ -357,6 +370,7 @@ mod worker_tests {
             vec![pod(Some("1")), pod(None), pod(Some("0"))],
             "r1-loadgen",
             Some("uid-1"),
+            None,
         );
         assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
         // A look-alike: the labels and index of a worker, but no Job of the
@@ -374,12 +388,29 @@ mod worker_tests {
             vec![lookalike.clone(), stale, other_job, pod(Some("0"))],
             "r1-loadgen",
             Some("uid-1"),
+            None,
         );
         assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0]);
-        // The Job deleted under the run: its orphaned workers are still its
-        // (by the name their owner reference gives), a look-alike is not.
-        let got = workers_of(vec![lookalike, pod(Some("1"))], "r1-loadgen", None);
-        assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
+        // The Job deleted under the run: its workers, owned by its name or
+        // orphaned, made since the run was launched; not an earlier run's.
+        let started = Some(1_800_000_000);
+        let mut orphan = pod(Some("2"));
+        (orphan.job_uid, orphan.job_owner) = (None, None);
+        orphan.created_unix_s = Some(1_800_000_005);
+        let mut mine = pod(Some("1"));
+        mine.created_unix_s = Some(1_800_000_001);
+        let mut earlier = pod(Some("0"));
+        earlier.created_unix_s = Some(1_700_000_000);
+        let mut elsewhere = pod(Some("3"));
+        elsewhere.job_owner = Some("other".into());
+        elsewhere.created_unix_s = Some(1_800_000_002);
+        let got = workers_of(
+            vec![orphan, mine, earlier, elsewhere],
+            "r1-loadgen",
+            None,
+            started,
+        );
+        assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

@@ -427,6 +427,11 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         store,
         watches: ctx.watches.clone(),
         job_uid: tokio::sync::OnceCell::new(),
+        started_unix_s: run
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.as_second()),
     };
     crate::measure::Setup {
         cluster: std::sync::Arc::new(cluster),

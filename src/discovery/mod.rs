@@ -34,6 +34,8 @@ pub struct PodInfo {
     pub job_uid: Option<String>,
     /// The name of that Job.
     pub job_owner: Option<String>,
+    /// When it was created, Unix seconds.
+    pub created_unix_s: Option<i64>,
 }
 
 /// Whether discovery (or the worker lookup) reads an annotation: the
@@ -83,6 +85,11 @@ impl From<&Pod> for PodInfo {
             host_network: p.spec.as_ref().and_then(|s| s.host_network) == Some(true),
             job_uid: job.map(|o| o.uid.clone()),
             job_owner: job.map(|o| o.name.clone()),
+            created_unix_s: p
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second()),
         }
     }
 }

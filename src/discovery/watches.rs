@@ -121,6 +121,7 @@ pub fn stripped(p: &Pod) -> Pod {
             uid: m.uid.clone(),
             resource_version: m.resource_version.clone(),
             deletion_timestamp: m.deletion_timestamp.clone(),
+            creation_timestamp: m.creation_timestamp.clone(),
             labels: m.labels.clone(),
             annotations,
             owner_references: m.owner_references.as_ref().map(|o| {

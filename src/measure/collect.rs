@@ -455,6 +455,16 @@ mod tests {
         let (kept, _) = attribute(series, GpuScope::All, &other);
         assert_eq!(kept[1].pods_elsewhere, 1);
         assert!(!serde_json::to_string(&kept).unwrap().contains("theirs"));
+        // Restored from the checkpoint and seen again: one pod, not two.
+        let page =
+            "DCGM_FI_DEV_POWER_USAGE{gpu=\"0\",UUID=\"B\",namespace=\"ns\",pod=\"theirs\"} 100\n";
+        let mut t = GpuTelemetry::default();
+        t.ingest("e", 0.0, page.as_bytes(), Format::Prometheus);
+        other.anonymize(&mut t.gpus[0].pods);
+        t.ingest("e", 1.0, page.as_bytes(), Format::Prometheus);
+        assert_eq!(t.gpus[0].pods.len(), 1);
+        let (kept, _) = attribute(vec![t.gpus[0].result()], GpuScope::All, &other);
+        assert_eq!(kept[0].pods_elsewhere, 1);
         // Attribution still sees every pod: targetPods keeps the GPU of the
         // run's own pod only.
         let (kept, _) = attribute(gpus(), GpuScope::TargetPods, &other);

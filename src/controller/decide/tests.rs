@@ -1080,6 +1080,41 @@ fn a_run_past_the_installer_s_limit_waits_for_capacity_then_starts() {
     assert_eq!(condition(&d, QUEUED), ("False", "TargetFree"));
 }
 
+/// Under a limit, a run that was still looking its target up is `Queued`
+/// one round before it launches, so runs deciding beside it count it.
+#[test]
+fn a_run_that_found_its_target_takes_its_place_before_it_launches() {
+    let r = created(run(), 10);
+    let looking = decide(
+        &r,
+        &observed(None, Target::Unresolved("no ready endpoints".into())),
+        at(10),
+    );
+    assert_eq!(looking.status.phase, Some(Phase::Discovering));
+    let r = advance(r, &looking);
+    let mut obs = observed(None, resolved());
+    obs.max_active = Some(4);
+    let d = decide(&r, &obs, at(11));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.phase, Some(Phase::Queued));
+    assert_eq!(d.requeue_after, Some(Duration::ZERO));
+    let r = advance(r, &d);
+    let d = decide(&r, &obs, at(11));
+    assert!(
+        matches!(d.actions.as_slice(), [Action::CreateJob(_)]),
+        "{:?}",
+        d.actions
+    );
+    // Without a limit it launches at once.
+    let r = advance(created(run(), 10), &looking);
+    let d = decide(&r, &observed(None, resolved()), at(11));
+    assert!(
+        matches!(d.actions.as_slice(), [Action::CreateJob(_)]),
+        "{:?}",
+        d.actions
+    );
+}
+
 #[test]
 fn runs_that_share_a_target_withhold_their_energy_and_say_with_whom() {
     use crate::results::{Coverage, StepDetail};
