@@ -320,13 +320,23 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
     }
 
     // A run that ends early: cancelled, or past its timeout.
+    let timed_out = timeout_at.is_some_and(|dl| now >= dl);
+    let stopping = observed
+        .session
+        .as_ref()
+        .is_some_and(|v| v.stopping_for.is_some());
     let early = if run.spec.cancel {
         Some((
             Phase::Cancelled,
             "Cancelled",
             "cancelled through spec.cancel".to_string(),
         ))
-    } else if job_active && queue::gives_way(&Peer::of(run), &observed.peers) {
+    } else if (job_active || stopping && !timed_out)
+        && queue::gives_way(&Peer::of(run), &observed.peers)
+    {
+        // While its Job runs, or once it was asked to stop for this (its
+        // stopped workers may fail the Job): not a guest whose Job finished
+        // on its own, nor one stopping for its timeout.
         Some((
             Phase::Failed,
             "Preempted",

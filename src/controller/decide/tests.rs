@@ -1634,8 +1634,34 @@ fn a_guest_run_gives_way_to_the_owner_namespace_s_run() {
     let said = &conditions::get(&d.status.conditions, FAILED)
         .unwrap()
         .message;
+    assert!(said.contains("gives way"), "{said}");
+    // Its workers, asked to stop for this, failed its Job: still Preempted.
+    let mut stopped = observed(
+        Some(job(
+            json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}),
+        )),
+        Target::NotNeeded,
+    );
+    stopped.peers = obs.peers.clone();
+    stopped.session = Some(SessionView {
+        stage: Stage::Done,
+        stopping_for: Some(Duration::from_secs(2)),
+        ..session_done(vec![])
+    });
+    let d = decide(&r, &stopped, at(22));
+    assert_eq!(condition(&d, FAILED), ("True", "Preempted"));
+    // Its Job finished on its own (it is collecting): it is not preempted.
+    let mut done = observed(
+        Some(job(
+            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        )),
+        Target::NotNeeded,
+    );
+    done.peers = obs.peers.clone();
+    let d = decide(&r, &done, at(22));
     assert!(
-        said.contains("gives way") && !said.contains("vllm-team"),
-        "{said}"
+        !d.status.conditions.iter().any(|c| c.reason == "Preempted"),
+        "{:?}",
+        d.status.conditions
     );
 }
