@@ -273,35 +273,33 @@ pub fn place(me: &Peer, peers: &[Peer]) -> Place {
         .iter()
         .filter(|p| p.uid != me.uid && !p.keys.is_disjoint(&me.keys))
         .collect();
-    // A run in progress holds the target (a guest of `me` only until it has
-    // given way); the owner's runs hold a guest, waiting or not.
-    let holders: Vec<&Peer> = overlapping
+    // A run in progress holds the target (a guest of `me`'s only until it
+    // has given way).
+    let holders: Vec<&Peer> = overlapping.iter().copied().filter(|p| p.active()).collect();
+    // The owner's runs, waiting or not, go before a guest.
+    let owners_first = overlapping
         .iter()
-        .copied()
-        .filter(|p| p.active() || (p.waiting && me.guest_of(p)))
-        .collect();
-    let owners_first = holders.iter().any(|p| me.guest_of(p));
+        .any(|p| (p.active() || p.waiting) && me.guest_of(p));
     // A guest of `me`'s in progress is giving way: even an `Allow` run waits
     // for it rather than share its energy with it.
-    let guest_running = holders.iter().any(|p| p.active() && p.guest_of(me));
+    let guest_running = holders.iter().any(|p| p.guest_of(me));
     if me.policy == ConcurrencyPolicy::Allow && !owners_first && !guest_running {
-        let active: Vec<&Peer> = holders.iter().copied().filter(|p| p.active()).collect();
         return Place::Go {
-            shared_with: names(me, &active),
+            shared_with: names(me, &holders),
         };
     }
-    // Earlier runs still waiting go first, so no run is passed over forever
-    // (a guest of `me`'s, never).
+    // Earlier runs still waiting go first, so no run is passed over forever;
+    // a guest's never do, and the owner's always do.
     let mut ahead: Vec<&Peer> = overlapping
         .iter()
         .copied()
-        .filter(|p| p.waiting && p.policy == ConcurrencyPolicy::Queue && p.before(me))
-        .filter(|p| !p.guest_of(me))
-        .chain(holders.iter().copied().filter(|p| p.waiting))
+        .filter(|p| p.waiting)
+        .filter(|p| {
+            me.guest_of(p)
+                || (p.policy == ConcurrencyPolicy::Queue && p.before(me) && !p.guest_of(me))
+        })
         .collect();
     ahead.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-    ahead.dedup_by(|a, b| a.uid == b.uid);
-    let holders: Vec<&Peer> = holders.into_iter().filter(|p| p.active()).collect();
     let waits_for = holders.first().or(ahead.first());
     match waits_for {
         None => Place::Go {

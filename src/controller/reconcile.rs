@@ -155,34 +155,33 @@ async fn foreign_object(
         // Its metadata only, where the controller may read Secrets at all
         // (with scrape credentials); elsewhere the workers' own check of
         // the token stands (a foreign Secret fails the run, nothing more).
-        match secrets.get_metadata_opt(&name).await {
-            Ok(Some(s)) => {
-                if let Some(t) = taken(decide::owned_by(&s, run), "Secret", name) {
-                    return Ok(Some(t));
-                }
-            }
-            Ok(None) => {}
-            Err(kube::Error::Api(e)) if e.code == 403 => {}
-            Err(e) => return Err(e.into()),
+        if let Some(s) = unless_forbidden(secrets.get_metadata_opt(&name).await)?
+            && let Some(t) = taken(decide::owned_by(&s, run), "Secret", name)
+        {
+            return Ok(Some(t));
         }
     }
     if build::network_policy(run, &ctx.settings).is_some() {
         let name = names::job_name(run);
         let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
             Api::namespaced(ctx.client.clone(), ns);
-        match policies.get_opt(&name).await {
-            Ok(Some(np)) => {
-                if let Some(t) = taken(decide::owned_by(&np, run), "NetworkPolicy", name) {
-                    return Ok(Some(t));
-                }
-            }
-            Ok(None) => {}
-            // An install whose role predates the check: as before.
-            Err(kube::Error::Api(e)) if e.code == 403 => {}
-            Err(e) => return Err(e.into()),
+        // An install whose role predates the check may not get them: as before.
+        if let Some(np) = unless_forbidden(policies.get_opt(&name).await)?
+            && let Some(t) = taken(decide::owned_by(&np, run), "NetworkPolicy", name)
+        {
+            return Ok(Some(t));
         }
     }
     Ok(None)
+}
+
+/// A lookup the controller's role may not allow (403): as if nothing were
+/// there.
+fn unless_forbidden<T>(found: Result<Option<T>, kube::Error>) -> Result<Option<T>, Error> {
+    match found {
+        Err(kube::Error::Api(e)) if e.code == 403 => Ok(None),
+        found => Ok(found?),
+    }
 }
 
 /// How long a run whose Job has ended waits for its session's first

@@ -173,11 +173,9 @@ pub struct Found {
     pub readable: BTreeSet<String>,
     /// The most bytes a page may have, for endpoints held to less than
     /// [`crate::scrape::fetch::DEFAULT_MAX_BYTES`]: pods outside the
-    /// operator's namespace, which a tenant may run (see [`TENANT_MAX_BYTES`]).
+    /// operator's namespace, which a tenant may run (see [`policy::TENANT_MAX_BYTES`]).
     pub page_bounds: BTreeMap<String, usize>,
 }
-
-pub use self::policy::TENANT_MAX_BYTES;
 
 /// The pods matching `selector` in each of `namespaces`: from the shared
 /// `watches` where they hold the namespace, else listed. A namespace the
@@ -288,23 +286,26 @@ pub fn refusals(
     }
     // A port or path the spec names, on pods in namespaces it names: refused
     // before anything is listed (a discovered pod is checked again).
-    if t.server.enabled {
-        out.extend(policy.check_named_port(
-            own,
+    let named = [
+        (
+            t.server.enabled,
             &t.server.namespaces,
             t.server.port,
             &t.server.path,
             "spec.telemetry.server",
-        ));
-    }
-    if t.gpu.enabled {
-        out.extend(policy.check_named_port(
-            own,
+        ),
+        (
+            t.gpu.enabled,
             &t.gpu.namespaces,
             t.gpu.port,
             &t.gpu.path,
             "spec.telemetry.gpu",
-        ));
+        ),
+    ];
+    for (enabled, namespaces, port, path, what) in named {
+        if enabled {
+            out.extend(policy.check_named_port(own, namespaces, port, path, what));
+        }
     }
     let urls = [
         (

@@ -71,6 +71,11 @@ pub const MAX_WATCHED_PODS: usize = 5_000;
 /// The most pods one list reads (one page; a note says when more matched).
 pub const MAX_LISTED_PODS: u32 = 2_000;
 
+/// Why the pods matching `selector` are listed: too many to watch.
+fn too_many(selector: &Selector) -> String {
+    format!("more than {MAX_WATCHED_PODS} pods match {selector}: they are listed, not watched")
+}
+
 /// A pod as the watches cache it: only the fields [`PodInfo`] reads (name,
 /// namespace, labels, the annotations [`super::read_annotation`] names, the
 /// controlling owner, node, host network, container port names and numbers,
@@ -215,9 +220,7 @@ impl PodWatches {
         });
         too_big.retain(|_, at| at.elapsed() < IDLE);
         if too_big.contains_key(&key) {
-            return Err(format!(
-                "more than {MAX_WATCHED_PODS} pods match {selector}: they are listed, not watched"
-            ));
+            return Err(too_many(selector));
         }
         if !entries.contains_key(&key) && entries.len() >= MAX_WATCHES {
             return Err(format!(
@@ -287,9 +290,14 @@ impl PodWatches {
         }
         if store.len() > MAX_WATCHED_PODS {
             // Stopped now (its cache goes), and not started again for a while.
-            return Err(Some(
-                self.store(watched, selector).err().unwrap_or_default(),
-            ));
+            let key = (watched.map(str::to_string), selector.to_string());
+            let mut too_big = self.too_big.lock().unwrap_or_else(|e| e.into_inner());
+            too_big.insert(key.clone(), Instant::now());
+            self.entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            return Err(Some(too_many(selector)));
         }
         count("watch");
         Ok(store

@@ -304,16 +304,19 @@ fn note_pod(gpu: &mut GpuSeries, seen: &Seen<'_>) {
         .pods
         .iter()
         .any(|p| pod.is(&p.pod) && ns == p.namespace && container == p.container);
+    if known {
+        return;
+    }
     // A pod restored without its name (the checkpoint names none the run
     // may not read) is this one seen again, rather than one more.
-    let anonymous = gpu
+    if let Some(i) = gpu
         .pods
         .iter()
-        .position(|p| p.namespace.is_empty() && p.pod.is_empty());
-    if !known && let Some(i) = anonymous {
+        .position(|p| p.namespace.is_empty() && p.pod.is_empty())
+    {
         gpu.pods.remove(i);
     }
-    if !known && gpu.pods.len() < MAX_PODS_PER_GPU {
+    if gpu.pods.len() < MAX_PODS_PER_GPU {
         gpu.pods.push(PodRef {
             namespace: seen
                 .namespace
