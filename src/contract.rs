@@ -99,8 +99,10 @@ mod tests {
             errors: 2,
             output_tokens: 900,
             since_unix_ms: 17,
+            stopped: true,
         };
         let json = serde_json::to_value(p).unwrap();
+        assert_eq!(json["stopped"], true);
         assert_eq!(json["phase"], "measuring");
         assert_eq!(json["outputTokens"], 900);
         assert_eq!(json["sinceUnixMs"], 17);

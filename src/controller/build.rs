@@ -564,8 +564,11 @@ pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
             completion_mode: Some("Indexed".into()),
             completions: Some(workers),
             parallelism: Some(workers),
-            // A retried worker would measure a different benchmark: fail instead.
-            backoff_limit: Some(0),
+            // A retried worker would measure a different benchmark: no
+            // index is retried. One worker that fails (killed, evicted)
+            // does not end the others: they measure their shares to the
+            // end, and the Job fails (`FailedIndexes`) once they have.
+            backoff_limit_per_index: Some(0),
             suspend: Some(suspend),
             // A backstop should the controller be gone at the timeout: later
             // than the controller's own stop (the workers are asked to stop

@@ -547,12 +547,33 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                     return transition(d, phase);
                 }
                 let kept = keep_measured(&mut d, run, observed, generation, &t);
+                let lost = observed
+                    .session
+                    .as_ref()
+                    .map(|v| v.lost.clone())
+                    .unwrap_or_default();
                 let reason = if reason == "DeadlineExceeded" {
                     "Timeout".to_string()
+                } else if !lost.is_empty() {
+                    // A worker killed, evicted or gone silent: the others
+                    // measured their shares, and what they measured is kept.
+                    "WorkerLost".to_string()
                 } else {
                     reason
                 };
-                let mut msg = format!("the load-generator Job failed: {message}");
+                let mut msg = if lost.is_empty() {
+                    format!("the load-generator Job failed: {message}")
+                } else {
+                    format!(
+                        "{} lost ({}); the load-generator Job failed: {message}",
+                        if lost.len() == 1 {
+                            "a load generator was"
+                        } else {
+                            "load generators were"
+                        },
+                        lost.join("; ")
+                    )
+                };
                 if let Some(pod) = &observed.failed_pod_message {
                     msg.push_str(&format!("; worker said: {pod}"));
                 }

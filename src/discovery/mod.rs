@@ -36,6 +36,9 @@ pub struct PodInfo {
     pub job_owner: Option<String>,
     /// When it was created, Unix seconds.
     pub created_unix_s: Option<i64>,
+    /// Its containers ended (phase `Failed` or `Succeeded`): killed,
+    /// evicted, or exited.
+    pub ended: bool,
 }
 
 /// Whether discovery (or the worker lookup) reads an annotation: the
@@ -57,7 +60,8 @@ impl From<&Pod> for PodInfo {
         let ready = status
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+        let phase = status.and_then(|s| s.phase.as_deref());
+        let running = phase == Some("Running");
         let ports = p
             .spec
             .iter()
@@ -90,6 +94,7 @@ impl From<&Pod> for PodInfo {
                 .creation_timestamp
                 .as_ref()
                 .map(|t| t.0.as_second()),
+            ended: matches!(phase, Some("Failed" | "Succeeded")),
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct WorkerProgress {
     pub output_tokens: u64,
     /// When the worker entered its phase and step, by its own clock (unix ms).
     pub since_unix_ms: u64,
+    /// It was asked to stop (`POST /stop`, SIGTERM): `Done` then ends the
+    /// share early, at `step`, which may never have been measured.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// The step part of [`Progress`]'s position.
@@ -131,6 +135,12 @@ impl Progress {
         self.set(p);
     }
 
+    /// [`Progress::enter`], for tests of what reads the progress.
+    #[cfg(test)]
+    pub fn enter_for_test(&self, p: WorkerPhase, step: u64) {
+        self.enter(p, step);
+    }
+
     /// A phase or step changed: stamp it and wake whoever waits on it.
     fn changed(&self) {
         self.since_unix_ms.store(unix_ms(), Ordering::Relaxed);
@@ -151,6 +161,7 @@ impl Progress {
             errors: load(&self.errors),
             output_tokens: load(&self.output_tokens),
             since_unix_ms: load(&self.since_unix_ms),
+            stopped: self.stop.is_cancelled(),
         }
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod checkpoint;
 mod collect;
+pub mod follow;
 mod run;
 pub mod timeseries;
 pub mod workers;
@@ -77,6 +78,9 @@ pub struct SessionView {
     pub fatal: Option<Fatal>,
     /// Its first discovery is done (found, refused, or failed).
     pub discovered: bool,
+    /// The load generators whose share was lost (killed, evicted, silent),
+    /// each with why: `load generator 1: its pod ... ended ...`.
+    pub lost: Vec<String>,
 }
 
 /// Why a measurement cannot go on: the run's `Failed` reason and message.
@@ -126,6 +130,8 @@ struct State {
     refused: Vec<String>,
     /// The first discovery is done.
     discovered: bool,
+    /// The load generators whose share was lost, with why.
+    lost: Vec<String>,
     notes: Vec<String>,
     scope: GpuScope,
     steps: usize,
@@ -167,6 +173,7 @@ impl State {
             discovery_notes: Vec::new(),
             refused: Vec::new(),
             discovered: false,
+            lost: Vec::new(),
             notes: Vec::new(),
             scope,
             steps,
@@ -199,6 +206,7 @@ impl State {
                 .then(|| self.discovery_notes.join("; ")),
             refused: (!self.refused.is_empty()).then(|| self.refused.join("; ")),
             discovered: self.discovered,
+            lost: self.lost.clone(),
             steps: if self.stage == Stage::Done {
                 document.steps.clone()
             } else {

@@ -7,19 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::checkpoint::{self, Checkpoint, SavedStep};
 use super::collect::{self, EndpointLog, Kind, StepTelemetry};
+use super::follow as follow_machine;
 use super::timeseries::{ClientCounts, Timeseries};
-use super::workers::{self, StepState, Worker};
+use super::workers::{self, Worker};
 use super::{Cluster, Fatal, Published, Scrapers, Setup, Stage, State};
 use crate::api::{self, BenchmarkRunSpec};
-use crate::contract::{ProgressQuery, WorkerPhase, WorkerProgress, WorkerResult};
+use crate::contract::{WorkerProgress, WorkerResult};
 use crate::discovery::Found;
-use crate::loadgen::plan::StopCondition;
 use crate::net::client::{HttpClient, http_client};
 use crate::scrape::fetch::{self, DEFAULT_MAX_BYTES};
 use crate::telemetry::Filter;
@@ -47,8 +47,6 @@ const PROGRESS_RETRY: Duration = Duration::from_millis(250);
 const MAX_FETCHES: usize = 32;
 /// How often discovery looks again.
 const REDISCOVER: Duration = Duration::from_secs(10);
-/// How long the workers' results are waited for once they are done.
-const COLLECT: Duration = Duration::from_secs(60);
 
 struct Driver {
     ns: String,
@@ -268,6 +266,23 @@ impl Driver {
     /// this session took the run up.
     async fn scrape_step(&mut self, k: usize, opens: bool, resumed: bool) {
         let (t, stamp, answers) = self.fetch_all(None).await;
+        self.ingest_step_as(k, t, stamp, answers, opens, resumed);
+    }
+
+    /// Ingests the answers of a scrape of step `k` sent at `t`.
+    fn ingest_step(&mut self, k: usize, t: f64, stamp: u64, answers: Vec<Answer>) {
+        self.ingest_step_as(k, t, stamp, answers, false, false);
+    }
+
+    fn ingest_step_as(
+        &mut self,
+        k: usize,
+        t: f64,
+        stamp: u64,
+        answers: Vec<Answer>,
+        opens: bool,
+        resumed: bool,
+    ) {
         let s = &mut self.state;
         s.changed(Some(k));
         if opens && s.telemetry.len() == k {
@@ -296,7 +311,10 @@ impl Driver {
     /// Fetches every endpoint discovered so far (of `kind` only, when given),
     /// at most [`MAX_FETCHES`] at once; with the session time and unix ms
     /// the fetches were sent at.
-    async fn fetch_all(&self, kind: Option<Kind>) -> (f64, u64, Vec<Answer>) {
+    fn fetch_all(
+        &self,
+        kind: Option<Kind>,
+    ) -> impl std::future::Future<Output = (f64, u64, Vec<Answer>)> + Send + 'static {
         let timeout: Duration = self.spec.telemetry.timeout.into();
         let (t, stamp) = (self.t(), unix_ms());
         // Every endpoint discovered so far: the keys of the scrape logs.
@@ -313,10 +331,11 @@ impl Driver {
                 (*k, url.clone(), max)
             })
             .collect();
-        let fetches = targets.into_iter().map(|(kind, url, max_bytes)| {
+        let scrapers = (self.scrapers.gpu.clone(), self.scrapers.server.clone());
+        let fetches = targets.into_iter().map(move |(kind, url, max_bytes)| {
             let scraper = match kind {
-                Kind::Gpu => self.scrapers.gpu.clone(),
-                Kind::Server => self.scrapers.server.clone(),
+                Kind::Gpu => scrapers.0.clone(),
+                Kind::Server => scrapers.1.clone(),
             };
             async move {
                 let began = std::time::Instant::now();
@@ -329,12 +348,14 @@ impl Driver {
                 (kind, url, r)
             }
         });
-        // At most MAX_FETCHES at once per run, however many endpoints it found.
-        let answers = futures::stream::iter(fetches)
-            .buffer_unordered(MAX_FETCHES)
-            .collect()
-            .await;
-        (t, stamp, answers)
+        async move {
+            // At most MAX_FETCHES at once per run, however many endpoints it found.
+            let answers = futures::stream::iter(fetches)
+                .buffer_unordered(MAX_FETCHES)
+                .collect()
+                .await;
+            (t, stamp, answers)
+        }
     }
 }
 
@@ -481,15 +502,15 @@ pub async fn drive(inputs: Inputs) {
         d.collected = true;
         finish(&mut d);
         let bases = ready_workers(&d).await.unwrap_or_default();
-        acknowledge(&d, &bases.iter().collect::<Vec<_>>()).await;
+        acknowledge(&d.http, &bases.iter().collect::<Vec<_>>()).await;
         return;
     }
     let bases = if d.setup.salvage {
         None
     } else {
-        wait_for_workers(&d).await
+        wait_for_workers(&d, resume.is_some() || d.setup.resumed).await
     };
-    let Some(bases) = bases else {
+    let Some((bases, wanted)) = bases else {
         salvage(&mut d, resume).await;
         return;
     };
@@ -517,8 +538,21 @@ pub async fn drive(inputs: Inputs) {
     // worker's progress tells of the step.
     let first_step_at =
         started_at.filter(|_| !d.setup.warmup && !d.setup.resumed && resume.is_none());
-    follow(&mut d, &bases, first_step_at, resume).await;
-    collect_results(&mut d, &bases, COLLECT).await;
+    let lost = follow::follow(&mut d, &bases, &wanted, first_step_at, resume).await;
+    for (i, why) in &lost {
+        d.state.lost.push(format!("load generator {i}: {why}"));
+        d.state.notes.push(format!(
+            "load generator {i}'s share is lost: {why}; every step it had not handed over has results from the other load generators only, and its client figures are left out"
+        ));
+    }
+    // Every result is in hand and checkpointed (the machine let no worker
+    // go before): the collection is over.
+    d.state.stage = Stage::Collecting;
+    d.collected = true;
+    if !d.checkpoint_results().await {
+        warn!(job = %d.setup.job, "the end of the collection is not checkpointed");
+    }
+    finish(&mut d);
 }
 
 /// The Job's ready workers, by index.
@@ -551,14 +585,22 @@ async fn workers_of(d: &Driver, ready: bool) -> Option<Vec<Worker>> {
     }
 }
 
+/// How long a session that takes a running run over waits for its workers
+/// to be ready before it follows those that are (one that died meanwhile
+/// never will; the machine finds it ended and names it).
+const TAKE_OVER_WAIT: Duration = Duration::from_secs(15);
+
 /// Waits until every worker whose result is not held yet is ready; those
-/// workers, by index (a worker whose result is held may have exited).
-/// `None` when the run ends early first (its Job deleted, cancelled, past
-/// its timeout): stopping workers never become ready again.
-async fn wait_for_workers(d: &Driver) -> Option<Vec<Worker>> {
+/// workers, by index, and the indexes of every worker whose result is
+/// awaited (a worker whose result is held may have exited). A session that
+/// takes a running run over waits at most [`TAKE_OVER_WAIT`]. `None` when
+/// the run ends early first (its Job deleted, cancelled, past its timeout):
+/// stopping workers never become ready again.
+async fn wait_for_workers(d: &Driver, taking_over: bool) -> Option<(Vec<Worker>, Vec<u32>)> {
     let wanted: Vec<u32> = (0..d.workers.max(0) as u32)
         .filter(|i| !d.results.contains_key(i))
         .collect();
+    let until = Instant::now() + TAKE_OVER_WAIT;
     loop {
         if d.stop_asked.borrow().is_some() {
             return None;
@@ -568,8 +610,8 @@ async fn wait_for_workers(d: &Driver) -> Option<Vec<Worker>> {
                 .into_iter()
                 .filter(|w| wanted.contains(&w.index))
                 .collect();
-            if live.len() >= wanted.len() {
-                return Some(live);
+            if live.len() >= wanted.len() || taking_over && Instant::now() >= until {
+                return Some((live, wanted));
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -803,211 +845,6 @@ async fn start_workers(d: &mut Driver, bases: &[Worker]) -> Option<u64> {
     all_on_time.then_some(at)
 }
 
-/// Follows one worker's progress as a long poll, sending every answer (or
-/// failure) to the session as `(index, answer)`, until the worker is done or
-/// the session stops listening.
-async fn follow_worker(
-    http: HttpClient,
-    worker: Worker,
-    index: usize,
-    to: mpsc::Sender<(usize, Result<WorkerProgress, String>)>,
-) {
-    let mut q = ProgressQuery {
-        after: 0,
-        done: None,
-        wait_ms: PROGRESS_EVERY.as_millis() as u64,
-    };
-    loop {
-        let answer = workers::progress(&http, &worker, q).await;
-        let failed = answer.is_err();
-        if let Ok(p) = &answer {
-            (q.after, q.done) = (p.seq, Some(p.done));
-        }
-        let done = matches!(&answer, Ok(p) if p.phase == WorkerPhase::Done);
-        if to.send((index, answer)).await.is_err() || done {
-            return;
-        }
-        if failed {
-            tokio::time::sleep(PROGRESS_RETRY).await;
-        }
-    }
-}
-
-/// Follows the workers to their end, scraping on the schedule; the first
-/// step is opened at `first_step_at` (unix ms) when it is known to begin then.
-/// Each worker's progress arrives as it changes (a long poll per worker): a
-/// step boundary is acted on the moment the last worker reports it.
-async fn follow(
-    d: &mut Driver,
-    bases: &[Worker],
-    first_step_at: Option<u64>,
-    resume: Option<Resume>,
-) {
-    let interval: Duration = d.spec.telemetry.interval.into();
-    let per_step_total = match d.setup.stop {
-        StopCondition::Requests(n) => Some(n),
-        StopCondition::DurationMs(_) => None,
-    };
-    let steps = d.setup.steps;
-    let mut active: Option<usize> = None;
-    let mut next_step = 0usize;
-    let mut next_scrape = Instant::now();
-    let mut next_discovery = Instant::now() + REDISCOVER;
-    let mut last_done: Option<(Instant, u64)> = None;
-    let mut resumed_noted = false;
-    if let Some(r) = resume {
-        // Taken over from a checkpoint: the steps it holds go on; the step it
-        // was measuring continues from its own opening readings.
-        (active, next_step, resumed_noted) = (r.active, r.next_step, true);
-        if let Some(k) = active {
-            take_over_step(d, k).await;
-            next_scrape = Instant::now() + interval;
-            d.save(active, next_step);
-        }
-    } else if let Some(at) = first_step_at.filter(|_| steps > 0) {
-        let wait = at.saturating_sub(unix_ms());
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        d.scrape(0, true).await;
-        (active, next_step) = (Some(0), 1);
-        next_scrape = Instant::now() + interval;
-        d.save(active, next_step);
-        info!(job = %d.setup.job, step = 0, "measured phase started");
-    }
-    if bases.is_empty() {
-        // Every worker's result is held already (a successor of the session
-        // that pulled them): only the step left open, if any, is closed.
-        if let Some(k) = active {
-            d.scrape(k, false).await;
-            d.save(None, next_step);
-        }
-        return;
-    }
-    let (to, mut answers) = mpsc::channel(bases.len() * 2);
-    let mut followers = tokio::task::JoinSet::new();
-    for (i, w) in bases.iter().enumerate() {
-        followers.spawn(follow_worker(d.http.clone(), w.clone(), i, to.clone()));
-    }
-    drop(to);
-    let mut latest: Vec<Option<WorkerProgress>> = vec![None; bases.len()];
-    let mut stop_asked = d.stop_asked.clone();
-    let mut stop_sent = false;
-    let mut stop_gone = false;
-    loop {
-        if !stop_sent && stop_asked.borrow_and_update().is_some() {
-            // The run ends early: every worker ends its step where it is; the
-            // closing boundary scrape follows as at any step's end.
-            stop_sent = true;
-            stop_workers(d, bases).await;
-            info!(job = %d.setup.job, "load generators stopped (the run ends early)");
-        }
-        let scrape_at = next_scrape;
-        let scraping = active.is_some();
-        tokio::select! {
-            got = answers.recv() => match got {
-                Some(first) => {
-                    let mut take = |(i, answer): (usize, Result<WorkerProgress, String>)| match answer {
-                        Ok(p) => latest[i] = Some(p),
-                        Err(e) => debug!(worker = %bases[i], "reading the worker's progress: {e}"),
-                    };
-                    take(first);
-                    // Whatever else has come in: one look at all of it.
-                    while let Ok(more) = answers.try_recv() {
-                        take(more);
-                    }
-                }
-                // Every follower ended (every worker is done): nothing more comes.
-                None if latest.iter().all(Option::is_some) => {}
-                None => {
-                    warn!(job = %d.setup.job, "the workers' progress stopped coming before they were all done");
-                    return;
-                }
-            },
-            _ = tokio::time::sleep_until(scrape_at), if scraping => {
-                if let Some(k) = active {
-                    d.scrape(k, false).await;
-                    next_scrape += interval;
-                    if next_scrape < Instant::now() {
-                        next_scrape = Instant::now() + interval;
-                    }
-                    if d.checkpoint_due() {
-                        d.save(active, next_step);
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(next_discovery) => {
-                d.discover().await;
-                next_discovery = Instant::now() + REDISCOVER;
-            }
-            changed = stop_asked.changed(), if !stop_sent && !stop_gone => {
-                stop_gone = changed.is_err();
-            }
-        }
-        let Some(progress) = latest
-            .iter()
-            .copied()
-            .collect::<Option<Vec<WorkerProgress>>>()
-        else {
-            continue;
-        };
-        record_progress(
-            d,
-            &progress,
-            per_step_total.map(|n| n * steps as u64),
-            &mut last_done,
-        );
-        // Step boundaries: each takes one scrape that closes a step and/or opens the next.
-        loop {
-            let (end, start) = match active {
-                Some(a) if workers::step_state(&progress, a as u64) == StepState::Ended => {
-                    (Some(a), None)
-                }
-                None if next_step < steps
-                    && workers::step_state(&progress, next_step as u64)
-                        != StepState::NotStarted =>
-                {
-                    (None, Some(next_step))
-                }
-                _ => break,
-            };
-            if let Some(k) = start {
-                // The first step a resumed session sees was under way already.
-                let resumed = d.setup.resumed && !resumed_noted;
-                if resumed {
-                    resumed_noted = true;
-                    d.note(format!(
-                        "the controller took this run up while it was running (a restart): step {k}'s telemetry starts then, and any earlier step's is missing"
-                    ));
-                }
-                active = Some(k);
-                next_step = k + 1;
-                d.scrape_step(k, true, resumed).await;
-                next_scrape = Instant::now() + interval;
-                d.save(active, next_step);
-                info!(job = %d.setup.job, step = k, "measured phase started");
-            }
-            if let Some(k) = end {
-                d.scrape(k, false).await;
-                if let Some(lag) = boundary_lag(&progress) {
-                    debug!(job = %d.setup.job, step = k, lag_ms = lag, "closing boundary scrape after the last worker's step end");
-                }
-                active = None;
-                d.save(active, next_step);
-                info!(job = %d.setup.job, step = k, "measured phase ended");
-            }
-        }
-        // A worker that is done has its result: it is pulled and checkpointed
-        // now, and the worker let go (it need not wait for the others).
-        for (w, p) in bases.iter().zip(&progress) {
-            if p.phase == WorkerPhase::Done && !d.results.contains_key(&w.index) {
-                take_result(d, w).await;
-            }
-        }
-        if progress.iter().all(|p| p.phase == WorkerPhase::Done) && active.is_none() {
-            return;
-        }
-    }
-}
-
 /// Takes over step `k`, which a predecessor was measuring, with a scrape
 /// now: the time since its last one is the step's interruption (the energy
 /// counters span it; coverage judges the rest).
@@ -1043,7 +880,7 @@ async fn salvage(d: &mut Driver, resume: Option<Resume>) {
         .into_iter()
         .filter(|w| !d.results.contains_key(&w.index))
         .collect();
-    stop_workers(d, &workers).await;
+    stop_workers(&d.http, &workers).await;
     if let Some(r) = resume {
         if let Some(k) = r.active {
             take_over_step(d, k).await;
@@ -1056,35 +893,13 @@ async fn salvage(d: &mut Driver, resume: Option<Resume>) {
 
 /// Asks every one of `bases` to stop, all at once (one that cannot be
 /// reached is logged: its result, if any, is pulled all the same).
-async fn stop_workers(d: &Driver, bases: &[Worker]) {
-    let stops = bases.iter().map(|w| workers::stop(&d.http, w));
+async fn stop_workers(http: &HttpClient, bases: &[Worker]) {
+    let stops = bases.iter().map(|w| workers::stop(http, w));
     for (w, r) in bases.iter().zip(futures::future::join_all(stops).await) {
         if let Err(e) = r {
             warn!(worker = %w, "stopping the worker: {e}");
         }
     }
-}
-
-/// Pulls one finished worker's result, checkpoints it, and lets the worker
-/// go. Anything that fails is left for the collection at the end.
-async fn take_result(d: &mut Driver, w: &Worker) {
-    match workers::result(&d.http, w).await {
-        Ok(Some(r)) => {
-            d.results.insert(w.index, r);
-            if d.checkpoint_results().await {
-                acknowledge(d, &[w]).await;
-            }
-        }
-        Ok(None) => {}
-        Err(e) => debug!(worker = %w, "pulling the result of a finished worker: {e}"),
-    }
-}
-
-/// How long after the last worker's own change of step the closing scrape
-/// went out (ms, by the two clocks; both are the node's in the usual case).
-fn boundary_lag(progress: &[WorkerProgress]) -> Option<u64> {
-    let last = progress.iter().map(|p| p.since_unix_ms).max()?;
-    Some(unix_ms().saturating_sub(last))
 }
 
 fn record_progress(
@@ -1173,14 +988,22 @@ async fn collect_results(d: &mut Driver, bases: &[Worker], within: Duration) {
     // Held in the checkpoint before any worker is let go: a successor that
     // finds the workers gone still has their results.
     d.collected = true;
-    if !d.checkpoint_results().await {
-        // Held only here until the reconciler writes them: a restart in
-        // between would lose them, but keeping the workers would hold the
-        // run open for their whole linger.
-        warn!(job = %d.setup.job, "the results are not checkpointed; letting the workers go all the same");
+    let mut tries = 0;
+    while !d.checkpoint_results().await {
+        tries += 1;
+        if tries >= follow_machine::SAVE_TRIES {
+            // Held only here until the reconciler writes them: a worker not
+            // let go exits at the end of its linger anyway, so holding it
+            // keeps nothing and holds the run open.
+            d.note(format!(
+                "{tries} checkpoint writes in a row failed: the results pulled from the stopping load generators are held by this controller alone until the run's results are written"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(follow_machine::RETRY_S)).await;
     }
     finish(d);
-    acknowledge(d, &pulled).await;
+    acknowledge(&d.http, &pulled).await;
 }
 
 /// Merges the workers' results into the session's steps: everything is in.
@@ -1196,14 +1019,16 @@ fn finish(d: &mut Driver) {
 }
 
 /// Lets the workers go: their results are held.
-async fn acknowledge(d: &Driver, bases: &[&Worker]) {
+async fn acknowledge(http: &HttpClient, bases: &[&Worker]) {
     let acks = bases.iter().map(|base| async move {
-        if let Err(e) = workers::acknowledge(&d.http, base).await {
+        if let Err(e) = workers::acknowledge(http, base).await {
             debug!(%base, "acknowledging the result: {e}");
         }
     });
     futures::future::join_all(acks).await;
 }
+
+mod follow;
 
 #[cfg(test)]
 mod tests;

@@ -87,7 +87,12 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
     let spec = job.spec.as_ref().unwrap();
     assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
     assert_eq!((spec.completions, spec.parallelism), (Some(2), Some(2)));
-    assert_eq!(spec.backoff_limit, Some(0));
+    // No index retried; a failed one leaves the others running.
+    assert_eq!(
+        (spec.backoff_limit, spec.backoff_limit_per_index),
+        (None, Some(0))
+    );
+    assert_eq!(spec.max_failed_indexes, None);
     assert_eq!(spec.suspend, Some(false));
     // 30 min, then the controller's stop grace and a margin: a backstop.
     assert_eq!(spec.active_deadline_seconds, Some(1800 + 20 + 30));

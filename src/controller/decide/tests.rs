@@ -64,6 +64,7 @@ fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
         steps,
         fatal: None,
         discovered: true,
+        lost: Vec::new(),
     }
 }
 
@@ -192,6 +193,53 @@ fn a_failed_job_fails_the_run_with_its_reason_and_the_workers_word() {
     );
     assert!(d.transition.unwrap().warning);
     assert_eq!(d.actions, vec![Action::WriteResults]);
+}
+
+/// A worker killed mid-run (its index failed; the Job fails once the
+/// others finished): the run says which load generator was lost and keeps
+/// what the others measured.
+#[test]
+fn a_job_that_failed_for_a_lost_worker_keeps_the_others_results_and_says_whose() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let failed = job(json!({"failed": 1, "succeeded": 1, "conditions": [{
+        "type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"
+    }]}));
+    let mut obs = observed(Some(failed), Target::NotNeeded);
+    let step = crate::results::StepDetail {
+        client: Some(crate::loadgen::engine::StepResult {
+            requests: 4,
+            successes: 4,
+            ..Default::default()
+        }),
+        client_coverage: Some(crate::results::WorkerCoverage {
+            workers: 2,
+            reported: 1,
+        }),
+        ..crate::results::StepDetail::default()
+    };
+    obs.session = Some(SessionView {
+        lost: vec![
+            "load generator 1: its pod r-loadgen-1 ended without handing over its result".into(),
+        ],
+        ..session_done(vec![step])
+    });
+    let d = decide(&r, &obs, at(30));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "WorkerLost"));
+    let msg = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("load generator 1: its pod r-loadgen-1 ended")
+            && msg.contains("what the workers measured up to then is kept"),
+        "{msg}"
+    );
+    assert!(d.actions.contains(&Action::WriteResults));
+    // The step is in the status, marked incomplete for the missing worker.
+    assert_eq!(
+        condition(&d, "MeasurementValid"),
+        ("False", "MissingWorkers")
+    );
 }
 
 #[test]

@@ -20,14 +20,14 @@ use crate::worker::serve::testing::TestWorker;
 /// The cluster as the test has it: fixed worker pods, nothing to discover,
 /// and a checkpoint store in memory that records every write.
 struct Fake {
-    pods: Vec<(u32, PodInfo)>,
+    pods: Mutex<Vec<(u32, PodInfo)>>,
     checkpoint: Mutex<Option<Checkpoint>>,
     writes: Mutex<Vec<Checkpoint>>,
 }
 
 impl Cluster for Fake {
     fn worker_pods(&self) -> BoxFuture<'_, Result<Vec<(u32, PodInfo)>, String>> {
-        futures::future::ready(Ok(self.pods.clone())).boxed()
+        futures::future::ready(Ok(self.pods.lock().unwrap().clone())).boxed()
     }
 
     fn discover(&self) -> BoxFuture<'_, Result<Found, String>> {
@@ -52,7 +52,7 @@ impl Cluster for Fake {
 /// A fake cluster with these worker pods and no checkpoint yet.
 fn fake(pods: Vec<(u32, PodInfo)>) -> Arc<Fake> {
     Arc::new(Fake {
-        pods,
+        pods: Mutex::new(pods),
         checkpoint: Mutex::new(None),
         writes: Mutex::new(Vec::new()),
     })
@@ -138,11 +138,29 @@ async fn fatal_of(session: &super::super::Session) -> super::super::Fatal {
         .unwrap()
 }
 
-/// A worker that is done is pulled, checkpointed and let go at once, while
-/// the other still measures; the run's results merge both.
-#[tokio::test]
-async fn a_finished_worker_is_checkpointed_and_let_go_before_the_others_end() {
-    let (ip0, ip1) = ("127.77.1.1", "127.77.1.2");
+/// Waits until every one of `workers` was started.
+async fn started(workers: &[&TestWorker]) {
+    tokio::time::timeout(WITHIN, async {
+        while !workers.iter().all(|w| w.started()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the workers were started");
+}
+
+/// Two workers at `ip0` and `ip1` of a session of [`run`], both started
+/// at the shared instant (the step opens then) and measuring.
+async fn two_measuring(
+    ip0: &str,
+    ip1: &str,
+) -> (
+    TestWorker,
+    TestWorker,
+    Arc<Fake>,
+    Sessions,
+    Arc<super::super::Session>,
+) {
     let w0 = worker_at(ip0, 0).await;
     let w1 = worker_at(ip1, 1).await;
     let fake = fake(vec![pod(0, ip0), pod(1, ip1)]);
@@ -150,17 +168,19 @@ async fn a_finished_worker_is_checkpointed_and_let_go_before_the_others_end() {
     let session = sessions
         .ensure(&run(), || setup(fake.clone(), false))
         .unwrap();
-    // Both started at the shared instant: the step opens then.
-    tokio::time::timeout(WITHIN, async {
-        while !(w0.started() && w1.started()) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap();
+    started(&[&w0, &w1]).await;
     for w in [&w0, &w1] {
         w.progress().set_phase_for_test(WorkerPhase::Measuring);
     }
+    (w0, w1, fake, sessions, session)
+}
+
+/// A worker that is done is pulled, checkpointed and let go at once, while
+/// the other still measures; the run's results merge both.
+#[tokio::test]
+async fn a_finished_worker_is_checkpointed_and_let_go_before_the_others_end() {
+    let (ip0, ip1) = ("127.77.1.1", "127.77.1.2");
+    let (w0, w1, fake, _sessions, session) = two_measuring(ip0, ip1).await;
     w1.finish(&result(1, 2));
     tokio::time::timeout(WITHIN, w1.acknowledged())
         .await
@@ -190,7 +210,7 @@ async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
     w0.finish(&result(0, 4));
     let fake = Arc::new(Fake {
         // Worker 1 exited once its result was checkpointed: no pod answers for it.
-        pods: vec![pod(0, ip0)],
+        pods: Mutex::new(vec![pod(0, ip0)]),
         checkpoint: Mutex::new(Some(Checkpoint {
             version: VERSION,
             run_uid: "u-1".into(),
@@ -223,6 +243,103 @@ async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
     let last = fake.writes.lock().unwrap().last().cloned().unwrap();
     assert!(last.collected);
     assert_eq!(last.results.map(|r| r.len()), Some(2));
+}
+
+/// Symptom of issue 33: one of two workers killed mid-step (SIGKILL: no
+/// result handed over) lost every worker's result. Now its pod's end ends
+/// its share: the other's result is pulled, checkpointed and let go, the
+/// session ends with it, and the step's coverage and notes say what is
+/// missing and whose.
+#[tokio::test]
+async fn one_of_two_workers_killed_mid_step_keeps_the_other_s_result() {
+    let (ip0, ip1) = ("127.77.6.1", "127.77.6.2");
+    let (w0, _w1, fake, _sessions, session) = two_measuring(ip0, ip1).await;
+    // Worker 1's process is killed: its pod fails (its server in this test
+    // goes on answering "measuring", as a hung one would).
+    fake.pods.lock().unwrap()[1].1.ended = true;
+    w0.finish(&result(0, 4));
+    tokio::time::timeout(WITHIN, w0.acknowledged())
+        .await
+        .expect("the survivor is let go");
+    let view = session.wait_for_stage(Stage::Done, WITHIN).await;
+    let step = &view.steps[0];
+    let client = step.client.as_ref().unwrap();
+    assert_eq!(client.requests, 4, "the survivor's requests, all of them");
+    let coverage = step.client_coverage.unwrap();
+    assert_eq!((coverage.workers, coverage.reported), (2, 1));
+    let notes = session.document().notes.join("\n");
+    assert!(
+        notes.contains("load generator 1's share is lost: its pod r-loadgen-1 ended"),
+        "{notes}"
+    );
+    let last = fake.writes.lock().unwrap().last().cloned().unwrap();
+    assert!(last.collected);
+    assert_eq!(last.results.map(|r| r.len()), Some(1));
+}
+
+/// Symptom of issue 33: a three-step sweep stopped in its second step grew
+/// a phantom third step. Now the results hold the steps measured: the
+/// first whole, the second up to the stop, no third.
+#[tokio::test]
+async fn a_sweep_stopped_in_its_second_step_reports_two_steps() {
+    let ip = "127.77.7.1";
+    let w = worker_at(ip, 0).await;
+    let fake = fake(vec![pod(0, ip)]);
+    let sessions = Sessions::default();
+    let mut one = run();
+    one.spec.load.workers = 1;
+    let session = sessions
+        .ensure(&one, || Setup {
+            steps: 3,
+            ..setup(fake.clone(), false)
+        })
+        .unwrap();
+    started(&[&w]).await;
+    w.progress().enter_for_test(WorkerPhase::Measuring, 0);
+    w.progress().enter_for_test(WorkerPhase::Measuring, 1);
+    tokio::time::timeout(WITHIN, async {
+        while fake
+            .writes
+            .lock()
+            .unwrap()
+            .last()
+            .is_none_or(|c| c.steps.len() < 2)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the second step opens");
+    session.stop();
+    tokio::time::timeout(WITHIN, async {
+        while !w.progress().stop.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the worker is asked to stop");
+    let mut r = result(0, 3);
+    r.steps.push(StepResult {
+        stopped: true,
+        ..r.steps[0].clone()
+    });
+    w.finish(&r);
+    let view = session.wait_for_stage(Stage::Done, WITHIN).await;
+    assert_eq!(
+        view.steps.iter().map(|s| s.index).collect::<Vec<_>>(),
+        [0, 1],
+        "no phantom third step"
+    );
+    assert!(
+        view.steps
+            .iter()
+            .all(|s| s.window.is_some() && s.client.is_some())
+    );
+    let last = fake.writes.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        (last.steps.len(), last.active, last.next_step),
+        (2, None, 3)
+    );
 }
 
 /// A step change reaches a progress request the worker holds, as it happens.
@@ -355,7 +472,7 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
         false,
     );
     let fake = Arc::new(Fake {
-        pods: vec![terminating, pod(1, ip1)],
+        pods: Mutex::new(vec![terminating, pod(1, ip1)]),
         checkpoint: Mutex::new(Some(Checkpoint {
             version: VERSION,
             run_uid: "u-1".into(),
