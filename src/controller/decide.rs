@@ -514,25 +514,39 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                     if let Some(v) = session {
                         apply_results(&mut d.status, run, &v.steps, generation, &t);
                     }
-                    let message = match session {
-                        Some(v) if v.stage == Stage::Done => "the load generators finished",
-                        Some(_) => {
-                            "the load generators finished; their results did not arrive in time"
-                        }
-                        None => {
-                            "the load generators finished before this controller could follow them"
-                        }
+                    // A run succeeds only with its client results: every
+                    // worker's, or the steps marked for the ones missing.
+                    let missing = match session {
+                        Some(v) if v.stage == Stage::Done && !v.lost.is_empty() => Some(format!(
+                            "the load generators finished, but not all of them handed over their results ({}); what the others measured is kept",
+                            v.lost.join("; ")
+                        )),
+                        Some(v) if v.stage == Stage::Done && v.steps.iter().any(|s| s.client.is_some()) => None,
+                        Some(v) if v.stage == Stage::Done => Some(
+                            "the load generators finished, and none of their results could be pulled or read from the checkpoint; only the telemetry is kept".to_string(),
+                        ),
+                        Some(_) => Some(format!(
+                            "the load generators finished; their results did not arrive within {COLLECT_GRACE:?}; only the telemetry is kept"
+                        )),
+                        None => Some(
+                            "the load generators finished before this controller could follow them; their results were not pulled".to_string(),
+                        ),
                     };
-                    match session.and_then(|v| all_failed(&v.steps)) {
+                    let lost = session.is_some_and(|v| !v.lost.is_empty());
+                    match (session.and_then(|v| all_failed(&v.steps)), missing) {
                         // Nothing was measured of the server: no figure stands.
-                        Some(why) => {
+                        (Some(why), _) => {
                             finish(&mut d, Phase::Failed, "RequestsFailed", why, generation, &t)
                         }
-                        None => finish(
+                        (None, Some(why)) => {
+                            let reason = if lost { "WorkerLost" } else { "ResultsMissing" };
+                            finish(&mut d, Phase::Failed, reason, why, generation, &t)
+                        }
+                        (None, None) => finish(
                             &mut d,
                             Phase::Succeeded,
                             "Completed",
-                            message.into(),
+                            "the load generators finished".into(),
                             generation,
                             &t,
                         ),

@@ -179,14 +179,42 @@ const KEY: &str = "checkpoint.cbor.gz";
 const WRITE: &str = "benchrun.dev/checkpoint-write";
 /// Annotation of the first piece: how many pieces the write has.
 const PIECES: &str = "benchrun.dev/checkpoint-pieces";
+/// Annotation of the first piece: which of the two sets of later pieces the
+/// write's are in (`a`: `<base>-1`, ...; `b`: `<base>-b1`, ...).
+const SLOT: &str = "benchrun.dev/checkpoint-slot";
 
-/// The name of piece `i` (`<base>`, `<base>-1`, ...).
-fn piece_name(base: &str, i: usize) -> String {
-    if i == 0 {
-        base.to_string()
-    } else {
-        format!("{base}-{i}")
+/// The name of piece `i` in `slot` (`<base>`, then `<base>-1`, ... in slot
+/// `a` and `<base>-b1`, ... in slot `b`).
+fn piece_name(base: &str, slot: &str, i: usize) -> String {
+    match (i, slot) {
+        (0, _) => base.to_string(),
+        (_, "b") => format!("{base}-b{i}"),
+        _ => format!("{base}-{i}"),
     }
+}
+
+/// The slot a first piece names (`a` when it names none: a checkpoint
+/// written before there were two).
+fn slot_of(named: Option<&str>) -> &'static str {
+    if named == Some("b") { "b" } else { "a" }
+}
+
+/// The other slot.
+fn other(slot: &str) -> &'static str {
+    if slot == "b" { "a" } else { "b" }
+}
+
+/// Where a write of `count` pieces goes while the first piece names
+/// `current`: the slot it will name, and each piece's index and name in the
+/// order they are written (the first piece last). A write of one piece
+/// replaces the first piece alone, and the slot it names stays as it was.
+fn layout(base: &str, current: &'static str, count: usize) -> (&'static str, Vec<(usize, String)>) {
+    let slot = if count > 1 { other(current) } else { current };
+    let names = (0..count)
+        .rev()
+        .map(|i| (i, piece_name(base, slot, i)))
+        .collect();
+    (slot, names)
 }
 
 /// Where a session reads and writes its run's checkpoint.
@@ -202,6 +230,8 @@ pub struct Store {
     /// The pieces this store has written (and so the run owns): they are
     /// not looked up again before the next write.
     written: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The slot of the later pieces the first piece names now, once known.
+    slot: Arc<std::sync::Mutex<Option<&'static str>>>,
 }
 
 impl Store {
@@ -222,6 +252,7 @@ impl Store {
             run_uid: run_uid.to_string(),
             field_manager,
             written: Default::default(),
+            slot: Default::default(),
         }
     }
 
@@ -242,10 +273,13 @@ impl Store {
             .map(String::as_str)
     }
 
-    /// Reads the run's checkpoint, if it left a whole one.
+    /// Reads the run's checkpoint, if it left one: `None` when there is none
+    /// (or the ConfigMap of its name is not the run's), an error when it
+    /// cannot be read whole (the reader retries; it never takes an error for
+    /// "none").
     pub async fn read(&self) -> Result<Option<Checkpoint>, String> {
-        let get = |i: usize| {
-            let name = piece_name(&self.base, i);
+        let get = |slot: &'static str, i: usize| {
+            let name = piece_name(&self.base, slot, i);
             async move {
                 self.api
                     .get_opt(&name)
@@ -253,7 +287,7 @@ impl Store {
                     .map_err(|e| format!("{name}: {e}"))
             }
         };
-        let Some(first) = get(0).await?.filter(|cm| self.owns(cm)) else {
+        let Some(first) = get("a", 0).await?.filter(|cm| self.owns(cm)) else {
             return Ok(None);
         };
         let write = Self::annotation(&first, WRITE)
@@ -262,9 +296,13 @@ impl Store {
         let count: usize = Self::annotation(&first, PIECES)
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
+        let slot = slot_of(Self::annotation(&first, SLOT));
+        if let Ok(mut s) = self.slot.lock() {
+            *s = Some(slot);
+        }
         let mut pieces = vec![first];
         for i in 1..count {
-            match get(i).await? {
+            match get(slot, i).await? {
                 Some(cm) if self.owns(&cm) && Self::annotation(&cm, WRITE) == Some(&write) => {
                     pieces.push(cm)
                 }
@@ -283,15 +321,33 @@ impl Store {
         Checkpoint::decode(&bytes, &self.run_uid)
     }
 
-    /// Writes `cp`, the first piece last (a reader sees a whole write or the
-    /// one before); never touches a ConfigMap of these names the run does not own.
+    /// The slot the first piece names now (read from it once, then known).
+    async fn current_slot(&self) -> Result<&'static str, String> {
+        if let Some(slot) = self.slot.lock().ok().and_then(|s| *s) {
+            return Ok(slot);
+        }
+        let first = self
+            .api
+            .get_opt(&self.base)
+            .await
+            .map_err(|e| format!("{}: {e}", self.base))?;
+        let named = first.as_ref().and_then(|cm| Self::annotation(cm, SLOT));
+        Ok(slot_of(named))
+    }
+
+    /// Writes `cp` atomically: its later pieces into the slot the first
+    /// piece does not name, then the first piece, which names them. A reader
+    /// (or a write cut off part-way) sees the whole write or the one before,
+    /// never a mix. Never touches a ConfigMap of these names the run does not own.
     pub async fn write(&self, cp: &Checkpoint, seq: u64) -> Result<(), String> {
         let pieces = cp.encode(MAX_CONFIGMAP_BYTES)?;
         let count = pieces.len();
         let write = format!("{}-{seq}", cp.taken_unix_ms);
         let apply = PatchParams::apply(self.field_manager).force();
-        for (i, piece) in pieces.into_iter().enumerate().rev() {
-            let name = piece_name(&self.base, i);
+        let (slot, names) = layout(&self.base, self.current_slot().await?, count);
+        let mut pieces: Vec<Option<Vec<u8>>> = pieces.into_iter().map(Some).collect();
+        for (i, name) in names {
+            let piece = pieces[i].take().unwrap_or_default();
             let known = self.written.lock().is_ok_and(|w| w.contains(&name));
             if !known
                 && let Some(cm) = self.api.get_opt(&name).await.map_err(|e| e.to_string())?
@@ -306,6 +362,7 @@ impl Store {
             let mut annotations = BTreeMap::from([(WRITE.to_string(), write.clone())]);
             if i == 0 {
                 annotations.insert(PIECES.to_string(), count.to_string());
+                annotations.insert(SLOT.to_string(), slot.to_string());
             }
             meta.annotations = Some(annotations);
             let cm = ConfigMap {
@@ -324,7 +381,70 @@ impl Store {
                 w.insert(name);
             }
         }
+        if let Ok(mut s) = self.slot.lock() {
+            *s = Some(slot);
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    /// A store of pieces: name → (write, slot named, pieces counted).
+    type Pieces = BTreeMap<String, (u32, &'static str, usize)>;
+
+    /// What a reader assembles: the write every piece belongs to, or `None`
+    /// for a mix (the read fails).
+    fn read(store: &Pieces) -> Option<u32> {
+        let (write, slot, count) = *store.get("cp")?;
+        (1..count)
+            .all(|i| {
+                store
+                    .get(&piece_name("cp", slot, i))
+                    .is_some_and(|p| p.0 == write)
+            })
+            .then_some(write)
+    }
+
+    /// Symptom of issue 33: a write cut off part-way left a mix of two
+    /// writes' pieces, which the reader rejected (and a successor then
+    /// overwrote). Now every cut of every write leaves the whole write
+    /// before it, or the whole write.
+    #[test]
+    fn a_checkpoint_write_cut_off_anywhere_leaves_a_whole_one() {
+        let mut store = Pieces::new();
+        let mut current = "a";
+        // Writes of 1 to 4 pieces in every order of sizes.
+        let sizes = [3, 1, 4, 2, 2, 1, 3, 4, 4, 1];
+        for (write, &count) in sizes.iter().enumerate() {
+            let write = write as u32 + 1;
+            let before = read(&store);
+            let (slot, names) = layout("cp", current, count);
+            for cut in 0..=names.len() {
+                let mut partial = store.clone();
+                for (i, name) in &names[..cut] {
+                    let named = if *i == 0 { slot } else { "" };
+                    partial.insert(name.clone(), (write, named, count));
+                }
+                let seen = read(&partial);
+                let whole = if cut == names.len() {
+                    Some(write)
+                } else {
+                    before
+                };
+                assert_eq!(
+                    seen, whole,
+                    "write {write} of {count} cut after {cut} pieces"
+                );
+            }
+            for (i, name) in names {
+                let named = if i == 0 { slot } else { "" };
+                store.insert(name, (write, named, count));
+            }
+            current = slot;
+        }
     }
 }
 

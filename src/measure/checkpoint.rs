@@ -15,9 +15,14 @@
 //! exited leaves its result here), and once the collection is over. Stored as
 //! gzip-compressed CBOR (JSON has no infinities, and a histogram's `+Inf`
 //! bound or an empty series' extremes are infinite) in the `binaryData` of
-//! ConfigMaps the run owns, so they go with it: `<run>-checkpoint`, then
-//! `<run>-checkpoint-1`, ... when it outgrows one. A ConfigMap of those names
-//! the run does not own is never touched.
+//! ConfigMaps the run owns, so they go with it: `<run>-checkpoint`, then,
+//! when it outgrows one, later pieces in one of two sets (`<run>-checkpoint-1`,
+//! ... or `<run>-checkpoint-b1`, ...) that the first piece names. A write
+//! puts its later pieces in the set the first piece does not name, then the
+//! first piece: a reader sees a whole write or the one before, never a mix.
+//! A read that fails is retried and then fails the run; it is never taken
+//! for "no checkpoint". A ConfigMap of those names the run does not own is
+//! never touched.
 
 use std::io::{Read as _, Write as _};
 use std::time::Duration;

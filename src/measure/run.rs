@@ -45,6 +45,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const PROGRESS_RETRY: Duration = Duration::from_millis(250);
 /// How many scrapes one run's session has in flight at most.
 const MAX_FETCHES: usize = 32;
+/// How often a checkpoint read that fails is tried before the run fails.
+const CHECKPOINT_READS: u32 = 5;
 /// How often discovery looks again.
 const REDISCOVER: Duration = Duration::from_secs(10);
 
@@ -434,13 +436,33 @@ pub async fn drive(inputs: Inputs) {
         &inputs.spec.telemetry.server.exclude,
     )
     .unwrap_or_default();
-    // A predecessor's checkpoint: the measurement goes on from it.
-    let cluster = &inputs.setup.cluster;
-    let restored = match cluster.read_checkpoint().await {
-        Ok(cp) => cp,
-        Err(e) => {
-            warn!(checkpoint = %cluster.checkpoint_name(), "reading the checkpoint: {e}");
-            None
+    // A predecessor's checkpoint: the measurement goes on from it. One
+    // that cannot be read is never taken for none (this session would
+    // overwrite what it holds): the read is retried, then the run fails.
+    let cluster = inputs.setup.cluster.clone();
+    let mut tries = 0;
+    let restored = loop {
+        match cluster.read_checkpoint().await {
+            Ok(cp) => break cp,
+            Err(e) if tries + 1 < CHECKPOINT_READS => {
+                tries += 1;
+                warn!(checkpoint = %cluster.checkpoint_name(), "reading the checkpoint (try {tries}): {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                let mut state = inputs.state;
+                state.fatal = Some(Fatal {
+                    reason: "CheckpointUnreadable",
+                    message: format!(
+                        "the run's checkpoint {} could not be read in {CHECKPOINT_READS} tries ({e}); it holds the measurement so far, so it is not overwritten",
+                        cluster.checkpoint_name()
+                    ),
+                });
+                let document = Arc::new(state.document());
+                let view = state.view(&document);
+                inputs.out.send_replace(Published { view, document });
+                return;
+            }
         }
     };
     let now = unix_ms();

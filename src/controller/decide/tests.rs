@@ -68,6 +68,18 @@ fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
     }
 }
 
+/// A step whose client results are in.
+fn measured() -> crate::results::StepDetail {
+    crate::results::StepDetail {
+        client: Some(crate::loadgen::engine::StepResult {
+            requests: 4,
+            successes: 4,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn resolved() -> Target {
     let urls = vec!["http://vllm:8000".to_string()];
     Target::Resolved {
@@ -137,7 +149,9 @@ fn phases_follow_the_job_to_success() {
     assert_eq!(d1.transition.as_ref().unwrap().reason, "Running");
     let r = advance(r, &d1);
     let done = job(json!({"succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}));
-    let d2 = decide(&r, &observed(Some(done), Target::NotNeeded), at(60));
+    let mut obs = observed(Some(done), Target::NotNeeded);
+    obs.session = Some(session_done(vec![measured()]));
+    let d2 = decide(&r, &obs, at(60));
     assert_eq!(d2.status.phase, Some(Phase::Succeeded));
     assert_eq!(d2.actions, vec![Action::WriteResults]);
     assert_eq!(d2.status.completion_time, Some(Time(at(60))));
@@ -193,6 +207,41 @@ fn a_failed_job_fails_the_run_with_its_reason_and_the_workers_word() {
     );
     assert!(d.transition.unwrap().warning);
     assert_eq!(d.actions, vec![Action::WriteResults]);
+}
+
+/// Symptom of issue 33: a successor that found the workers gone and no
+/// results in the checkpoint ended the run `Succeeded` with empty steps.
+/// A run succeeds only with its client results.
+#[test]
+fn a_completed_job_without_client_results_never_succeeds() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let done = job(json!({"succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}));
+    let telemetry_only = crate::results::StepDetail {
+        window: Some(crate::results::Window {
+            start_unix_ms: 1,
+            end_unix_ms: 2,
+        }),
+        ..Default::default()
+    };
+    for (session, reason) in [
+        (Some(session_done(vec![telemetry_only])), "ResultsMissing"),
+        (Some(session_done(Vec::new())), "ResultsMissing"),
+        (None, "ResultsMissing"),
+        (
+            Some(SessionView {
+                lost: vec!["load generator 0: its pod is gone".into()],
+                ..session_done(vec![measured()])
+            }),
+            "WorkerLost",
+        ),
+    ] {
+        let mut obs = observed(Some(done.clone()), Target::NotNeeded);
+        obs.session = session;
+        let d = decide(&r, &obs, at(60));
+        assert_eq!(d.status.phase, Some(Phase::Failed), "{reason}");
+        assert_eq!(condition(&d, FAILED), ("True", reason));
+        assert!(d.actions.contains(&Action::WriteResults));
+    }
 }
 
 /// A worker killed mid-run (its index failed; the Job fails once the
@@ -406,7 +455,7 @@ fn a_stale_copy_after_the_end_keeps_the_results_and_never_collects_again() {
     assert_eq!(stale.status.as_ref().unwrap().phase, Some(Phase::Running));
     let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
     let mut obs = observed(Some(done.clone()), Target::NotNeeded);
-    obs.session = Some(session_done(Vec::new()));
+    obs.session = Some(session_done(vec![measured()]));
     let end = decide(&stale, &obs, at(30));
     assert_eq!(end.status.phase, Some(Phase::Succeeded));
     assert_eq!(end.actions, vec![Action::WriteResults]);
@@ -1208,7 +1257,7 @@ fn runs_that_share_a_target_withhold_their_energy_and_say_with_whom() {
             output_tokens_per_joule: Some(2.0),
             ..Default::default()
         }),
-        ..Default::default()
+        ..measured()
     };
     let done = job(json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}));
     let mut obs = observed(Some(done), Target::NotNeeded);

@@ -23,6 +23,8 @@ struct Fake {
     pods: Mutex<Vec<(u32, PodInfo)>>,
     checkpoint: Mutex<Option<Checkpoint>>,
     writes: Mutex<Vec<Checkpoint>>,
+    /// Every read of the checkpoint fails.
+    unreadable: bool,
 }
 
 impl Cluster for Fake {
@@ -35,7 +37,11 @@ impl Cluster for Fake {
     }
 
     fn read_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, String>> {
-        futures::future::ready(Ok(self.checkpoint.lock().unwrap().clone())).boxed()
+        let read = match self.unreadable {
+            true => Err("piece 1 of r-checkpoint is missing".to_string()),
+            false => Ok(self.checkpoint.lock().unwrap().clone()),
+        };
+        futures::future::ready(read).boxed()
     }
 
     fn write_checkpoint(&self, cp: Checkpoint, _seq: u64) -> BoxFuture<'_, Result<(), String>> {
@@ -55,6 +61,7 @@ fn fake(pods: Vec<(u32, PodInfo)>) -> Arc<Fake> {
         pods: Mutex::new(pods),
         checkpoint: Mutex::new(None),
         writes: Mutex::new(Vec::new()),
+        unreadable: false,
     })
 }
 
@@ -227,6 +234,7 @@ async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
             idle: None,
         })),
         writes: Mutex::new(Vec::new()),
+        unreadable: false,
     });
     let sessions = Sessions::default();
     let session = sessions
@@ -340,6 +348,35 @@ async fn a_sweep_stopped_in_its_second_step_reports_two_steps() {
         (last.steps.len(), last.active, last.next_step),
         (2, None, 3)
     );
+}
+
+/// Symptom of issue 33: a checkpoint that could not be read was taken for
+/// none, and the new session overwrote it. Now the read is retried and the
+/// run fails with the reason; nothing is written over it.
+#[tokio::test]
+async fn a_checkpoint_that_cannot_be_read_fails_the_run_and_is_not_overwritten() {
+    let ip = "127.77.8.1";
+    let w = worker_at(ip, 0).await;
+    let fake = Arc::new(Fake {
+        unreadable: true,
+        ..Arc::into_inner(fake(vec![pod(0, ip)])).unwrap()
+    });
+    let sessions = Sessions::default();
+    let session = sessions
+        .ensure(&run(), || setup(fake.clone(), true))
+        .unwrap();
+    let fatal = fatal_of(&session).await;
+    assert_eq!(fatal.reason, "CheckpointUnreadable");
+    assert!(
+        fatal.message.contains("piece 1 of r-checkpoint is missing"),
+        "{}",
+        fatal.message
+    );
+    assert!(
+        fake.writes.lock().unwrap().is_empty(),
+        "nothing written over it"
+    );
+    assert!(!w.started(), "no worker started");
 }
 
 /// A step change reaches a progress request the worker holds, as it happens.
@@ -489,6 +526,7 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
             idle: None,
         })),
         writes: Mutex::new(Vec::new()),
+        unreadable: false,
     });
     let sessions = Sessions::default();
     let session = sessions
