@@ -173,6 +173,11 @@ async fn compare(opts: &CompareOpts) -> ExitCode {
         }
         return ExitCode::from(1);
     }
+    if opts.fail_on_regression && !c.judged_any() {
+        // Nothing compared is not a pass.
+        eprintln!("no figure could be compared: every one was withheld or missing on a side");
+        return ExitCode::from(2);
+    }
     ExitCode::SUCCESS
 }
 
@@ -304,7 +309,14 @@ pub fn render(doc: &ResultsDocument) -> String {
             d.index,
             or_dash(&d.gpu_scope)
         );
-        if let Some(c) = &d.client {
+        // A figure withheld in the status is withheld here: client figures
+        // of a step some load generators' results are missing from.
+        if d.client.is_some()
+            && !d.client_complete()
+            && let Some(gap) = d.client_coverage.and_then(|w| w.gap())
+        {
+            let _ = writeln!(o, "  client: withheld: {}", gap.message);
+        } else if let Some(c) = &d.client {
             let errors: u64 = c.errors.values().sum();
             let _ = writeln!(
                 o,
@@ -344,7 +356,9 @@ pub fn render(doc: &ResultsDocument) -> String {
                 let _ = writeln!(o, "  {}", s.describe(&c.input_tokens_per_request));
             }
         }
-        if let Some(e) = &d.efficiency {
+        if let Some(why) = d.efficiency.as_ref().and(d.energy_withheld()) {
+            let _ = writeln!(o, "  energy: withheld: {why}");
+        } else if let Some(e) = &d.efficiency {
             let _ = writeln!(
                 o,
                 "  energy: {} GPU(s), {:.1} J ({}{}), {:.1} W{}{}",

@@ -316,17 +316,27 @@ fn sweep_table(doc: &ResultsDocument) -> Option<Table> {
                 .efficiency
                 .as_ref()
                 .and_then(|e| e.output_tokens_per_joule)
+                .filter(|_| d.energy_covered())
                 .map_or("withheld".into(), num);
+            // A step some load generators' results are missing from: its
+            // client figures describe part of the load, and are withheld.
+            let client = |v: f64| {
+                if d.client_complete() {
+                    num(v)
+                } else {
+                    "withheld".into()
+                }
+            };
             Some(vec![
                 d.index.to_string(),
                 load,
                 count(c.successes as f64),
-                num(c.requests_per_s),
-                num(c.output_tokens_per_s),
-                num(c.ttft_s.p50 * 1e3),
-                num(c.ttft_s.p99 * 1e3),
-                num(c.itl_s.p50 * 1e3),
-                num(c.itl_s.p99 * 1e3),
+                client(c.requests_per_s),
+                client(c.output_tokens_per_s),
+                client(c.ttft_s.p50 * 1e3),
+                client(c.ttft_s.p99 * 1e3),
+                client(c.itl_s.p50 * 1e3),
+                client(c.itl_s.p99 * 1e3),
                 per_joule,
             ])
         })

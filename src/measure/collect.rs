@@ -58,13 +58,14 @@ impl StepTelemetry {
         let spans = gpus
             .iter()
             .map(|g| {
-                let span = self
-                    .gpu
-                    .gpus
-                    .iter()
-                    .find(|s| s.key == g.key)
-                    .and_then(|s| s.energy_span());
+                let seen = self.gpu.gpus.iter().find(|s| s.key == g.key);
+                let span = seen.and_then(|s| s.energy_span());
+                let counter = g
+                    .energy
+                    .as_ref()
+                    .is_some_and(|e| e.source == EnergySource::Counter);
                 GpuSpan {
+                    refreshes: seen.filter(|_| counter).map(|s| s.refreshes()),
                     name: g.identity.uuid.clone().unwrap_or_else(|| g.key.clone()),
                     has_energy: g.energy.is_some(),
                     spans_window: span

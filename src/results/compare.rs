@@ -103,6 +103,17 @@ impl Comparison {
         self.worse().next().is_some()
     }
 
+    /// Some figure of a run beside the baseline was judged (better, worse
+    /// or the same): not every one withheld or missing on a side.
+    pub fn judged_any(&self) -> bool {
+        self.steps.iter().flat_map(|s| &s.rows).any(|r| {
+            r.cells
+                .iter()
+                .skip(1)
+                .any(|c| matches!(c.verdict, Verdict::Better | Verdict::Worse | Verdict::Same))
+        })
+    }
+
     /// `(step, metric, run)` of every figure that got worse.
     pub fn worse(&self) -> impl Iterator<Item = (&str, &str, &str)> {
         self.steps.iter().flat_map(move |s| {
@@ -389,6 +400,17 @@ impl Gate {
             .iter()
             .filter(|r| r.verdict != Verdict::Missing)
             .count();
+        // Nothing judged (every figure withheld, or one trial a side with
+        // no spread to judge): not a pass.
+        if judged == 0 {
+            return (
+                None,
+                "Incomplete",
+                format!(
+                    "no gated figure could be judged {against}: the figures were withheld or not measured on one side"
+                ),
+            );
+        }
         (
             Some(false),
             "WithinTolerance",

@@ -20,6 +20,21 @@ use super::Window;
 /// milliseconds); anything beyond 1 % is a gap.
 pub const MIN_WINDOW_FRACTION: f64 = 0.99;
 
+/// How far the telemetry window may run past the client's, at either end,
+/// as a part of the client's window: the energy of time no request was
+/// measured in counts against the tokens. The closing boundary scrape goes
+/// out as the last worker's step end arrives (a long poll: milliseconds),
+/// never behind a periodic scrape, a discovery round or a checkpoint write.
+pub const MAX_OVERSHOOT_FRACTION: f64 = 0.01;
+/// The overshoot every window may have, however short: the step end's way to
+/// the controller and the scrape's own way out (tens of ms on a loaded node).
+pub const MIN_OVERSHOOT_S: f64 = 0.2;
+/// How many times each attributed GPU's exporter must refresh inside the
+/// window: with fewer, a boundary reading may be as old as a whole refresh
+/// period, and the energy wrong by as much (dcgm-exporter refreshes every
+/// 30 s by default: a 45 s step could be off by two thirds).
+pub const MIN_REFRESHES: u32 = 2;
+
 /// Why a step's energy does not cover the step.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum GapReason {
@@ -30,8 +45,12 @@ pub enum GapReason {
     Gap,
     /// Some attributed GPUs have no energy over the whole window.
     PartialGpus,
-    /// An exporter refreshes less often than the window is long.
+    /// An exporter refreshed fewer than [`MIN_REFRESHES`] times inside the
+    /// window (or refreshes less often than that allows).
     StaleExporter,
+    /// The telemetry window runs past the client's by more than
+    /// [`MAX_OVERSHOOT_FRACTION`]: energy of time no request was measured in.
+    Overshoot,
     /// No GPU was attributed to the run.
     NoGpus,
     /// The load generators' results (and so their window) are missing.
@@ -58,6 +77,7 @@ impl GapReason {
             GapReason::Gap => "Gap",
             GapReason::PartialGpus => "PartialGpus",
             GapReason::StaleExporter => "StaleExporter",
+            GapReason::Overshoot => "Overshoot",
             GapReason::NoGpus => "NoGpus",
             GapReason::NoClientResults => "NoClientResults",
             GapReason::MissingWorkers => "MissingWorkers",
@@ -165,6 +185,8 @@ impl Coverage {
         }
         let tolerance = (1.0 - MIN_WINDOW_FRACTION) * self.client_window_s;
         if late_close_s > tolerance {
+            // The restart is why it closed late: one gap says so, not two.
+            self.gaps.retain(|g| g.reason != GapReason::Overshoot);
             self.gaps.push(Gap {
                 reason: GapReason::Restarted,
                 message: format!(
@@ -301,6 +323,10 @@ pub struct GpuSpan {
     /// the scrapes), not an integral of power samples (which misses it).
     pub counter: bool,
     pub update_period_s: Option<f64>,
+    /// How many times its exporter was seen to refresh inside the window
+    /// (energy counter changes; `None` when only power is read, whose
+    /// reading may stay put across a refresh).
+    pub refreshes: Option<u32>,
 }
 
 /// The coverage of a step whose telemetry window is `telemetry`, whose
@@ -345,6 +371,29 @@ fn window_gap(c: &mut Coverage, telemetry: Window, client: Window, resumed: bool
     c.client_window_s = seconds(client.end_unix_ms - client.start_unix_ms);
     c.covered_s = seconds(to.saturating_sub(from));
     c.fraction = c.covered_s / c.client_window_s;
+    // Past the client's window at either end: energy of time no request
+    // was measured in.
+    let before = seconds(client.start_unix_ms.saturating_sub(telemetry.start_unix_ms));
+    let after = seconds(telemetry.end_unix_ms.saturating_sub(client.end_unix_ms));
+    let allowed = (MAX_OVERSHOOT_FRACTION * c.client_window_s).max(MIN_OVERSHOOT_S);
+    // A step taken over mid-way says its late close as a restart gap.
+    if !resumed && (before > allowed || after > allowed) {
+        let mut why = Vec::new();
+        if before > allowed {
+            why.push(format!("opened {before:.2} s before the step began"));
+        }
+        if after > allowed {
+            why.push(format!("closed {after:.2} s after it ended"));
+        }
+        c.gaps.push(Gap {
+            reason: GapReason::Overshoot,
+            message: format!(
+                "the GPU telemetry runs past the client's {:.1} s window ({}): its energy counts time no request was measured in; at most {allowed:.2} s is allowed at each end",
+                c.client_window_s,
+                why.join(" and ")
+            ),
+        });
+    }
     if c.fraction >= MIN_WINDOW_FRACTION {
         return;
     }
@@ -437,18 +486,36 @@ fn gpu_gaps(c: &mut Coverage, telemetry: Window, gpus: &[GpuSpan]) {
             .end_unix_ms
             .saturating_sub(telemetry.start_unix_ms),
     );
-    let stale: Vec<String> = gpus
+    // Every attributed GPU's exporter refreshed at least twice inside the
+    // window: seen so (its energy counter moved), and as its refresh period
+    // allows.
+    let stale: Vec<&GpuSpan> = gpus
         .iter()
-        .filter(|g| g.update_period_s.is_some_and(|p| p > window_s))
-        .map(|g| g.name.clone())
+        .filter(|g| {
+            g.refreshes.is_some_and(|n| n < MIN_REFRESHES)
+                || g.update_period_s
+                    .is_some_and(|p| p * f64::from(MIN_REFRESHES) > window_s)
+        })
         .collect();
     if !stale.is_empty() {
+        let names: Vec<String> = stale.iter().map(|g| g.name.clone()).collect();
+        let seen = stale
+            .iter()
+            .filter_map(|g| g.refreshes)
+            .min()
+            .map(|n| format!("refreshed {n} time(s) inside it, "))
+            .unwrap_or_default();
+        let period = stale
+            .iter()
+            .filter_map(|g| g.update_period_s)
+            .reduce(f64::max)
+            .map(|p| format!("every {p:.1} s"))
+            .unwrap_or_else(|| "at an unknown period".into());
         c.gaps.push(Gap {
             reason: GapReason::StaleExporter,
             message: format!(
-                "the exporter of {} refreshes every {:.1} s, longer than the {window_s:.1} s window",
-                some(&stale),
-                c.longest_update_period_s.unwrap_or(0.0)
+                "the exporter of {} {seen}refreshing {period}: a {window_s:.1} s window needs at least {MIN_REFRESHES} refreshes inside it, or a boundary reading may be a whole refresh old",
+                some(&names),
             ),
         });
     }
@@ -457,6 +524,63 @@ fn gpu_gaps(c: &mut Coverage, telemetry: Window, gpus: &[GpuSpan]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Symptom of issue 33: a telemetry window that ran past the client's
+    /// was flagged only after a restart, and an exporter refreshing every
+    /// 30 s made a 45 s step `Complete`. Now both are gaps.
+    #[test]
+    fn an_overshooting_window_and_an_exporter_seen_to_refresh_once_are_gaps() {
+        let gpus = [gpu("GPU-a")];
+        // Closed 150 ms after a 45 s step: within the allowance.
+        let c = coverage(w(1_000, 46_150), Some(w(1_000, 46_000)), false, &gpus);
+        assert!(c.complete, "{:?}", c.gaps);
+        // Closed 2 s after it (the closing scrape waited behind something).
+        let c = coverage(w(1_000, 48_000), Some(w(1_000, 46_000)), false, &gpus);
+        assert_eq!(
+            c.gaps.iter().map(|g| g.reason).collect::<Vec<_>>(),
+            [GapReason::Overshoot]
+        );
+        assert!(
+            c.gaps[0].message.contains("closed 2.00 s after it ended"),
+            "{}",
+            c.gaps[0].message
+        );
+        // Opened early, as well.
+        let c = coverage(w(0, 46_000), Some(w(1_000, 46_000)), false, &gpus);
+        assert_eq!(c.gaps[0].reason, GapReason::Overshoot);
+        // dcgm-exporter's default 30 s refresh in a 45 s step: stale, by its
+        // period and by the one refresh seen inside the window.
+        let slow = GpuSpan {
+            update_period_s: Some(30.0),
+            refreshes: Some(1),
+            ..gpu("GPU-a")
+        };
+        let c = coverage(
+            w(1_000, 46_000),
+            Some(w(1_000, 46_000)),
+            false,
+            std::slice::from_ref(&slow),
+        );
+        assert!(!c.complete);
+        assert_eq!(c.gaps[0].reason, GapReason::StaleExporter);
+        assert!(
+            c.gaps[0].message.contains("refreshed 1 time(s)"),
+            "{}",
+            c.gaps[0].message
+        );
+        // Its period unknown, seen to refresh once: stale all the same.
+        let once = GpuSpan {
+            update_period_s: None,
+            ..slow.clone()
+        };
+        assert!(!coverage(w(1_000, 46_000), Some(w(1_000, 46_000)), false, &[once]).complete);
+        // A 90 s step with the same exporter, seen refreshing three times: complete.
+        let enough = GpuSpan {
+            refreshes: Some(3),
+            ..slow
+        };
+        assert!(coverage(w(1_000, 91_000), Some(w(1_000, 91_000)), false, &[enough]).complete);
+    }
 
     fn w(start: u64, end: u64) -> Window {
         Window {
@@ -472,6 +596,7 @@ mod tests {
             spans_window: true,
             counter: true,
             update_period_s: Some(1.0),
+            refreshes: Some(10),
         }
     }
 

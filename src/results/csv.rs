@@ -61,7 +61,12 @@ fn header<'a>(lead: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
 pub fn client(details: &[StepDetail]) -> String {
     let mut rows = Vec::new();
     for d in details {
-        let Some(c) = &d.client else { continue };
+        // A step some load generators' results are missing from has no
+        // client rows: partial totals and percentiles would read as whole
+        // (the JSON keeps them beside `clientCoverage`).
+        let Some(c) = d.client.as_ref().filter(|_| d.client_complete()) else {
+            continue;
+        };
         let step = d.index.to_string();
         // A reasoning model's answer starts after its reasoning.
         let answer = (c.reasoning_tokens > 0).then_some((

@@ -238,6 +238,30 @@ impl StepDetail {
             .reduce(f64::max)
     }
 
+    /// The step's energy stands (every output shows it): its coverage is
+    /// complete, or only failed requests are against it (the GPUs spent
+    /// that energy; the efficiency is withheld in the step's own figures).
+    pub fn energy_covered(&self) -> bool {
+        self.coverage.as_ref().is_none_or(|c| {
+            c.complete
+                || (!c.gaps.is_empty()
+                    && c.gaps.iter().all(|g| g.reason == GapReason::FailedRequests))
+        })
+    }
+
+    /// Why the step's energy is withheld, when it is: its first gap.
+    pub fn energy_withheld(&self) -> Option<&str> {
+        (!self.energy_covered())
+            .then(|| {
+                self.coverage
+                    .as_ref()?
+                    .gaps
+                    .first()
+                    .map(|g| g.message.as_str())
+            })
+            .flatten()
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
         if let Some(c) = &self.client
@@ -288,14 +312,9 @@ impl StepDetail {
         // the whole step; the ConfigMap keeps what was measured, with its
         // coverage. Failed requests leave the energy right (the GPUs spent
         // it) and the efficiency out (withheld in the step's efficiency).
-        let covered = self.coverage.as_ref().is_none_or(|c| {
-            c.complete
-                || (!c.gaps.is_empty()
-                    && c.gaps.iter().all(|g| g.reason == GapReason::FailedRequests))
-        });
         if let Some(e) = &self.efficiency
             && e.gpus_with_energy > 0
-            && covered
+            && self.energy_covered()
         {
             s.total_gpu_power_w = Some(round3(e.total_gpu_power_w));
             s.total_gpu_energy_j = Some(round3(e.total_gpu_energy_j));

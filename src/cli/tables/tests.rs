@@ -1,5 +1,16 @@
 use super::*;
 
+/// The Steps table of `out`, and its rows (the header first).
+fn step_rows(out: &str) -> (&str, Vec<&str>) {
+    let steps = out.split("\nSteps\n").nth(1).unwrap();
+    let rows = steps
+        .lines()
+        .take_while(|l| !l.starts_with('└'))
+        .filter(|l| l.starts_with('│'))
+        .collect();
+    (steps, rows)
+}
+
 fn recorded() -> ResultsDocument {
     serde_json::from_str(include_str!("../testdata/summary.json")).unwrap()
 }
@@ -61,12 +72,7 @@ fn sweeps_are_one_table_with_a_row_per_step() {
     second.efficiency = None;
     doc.details.push(second);
     let out = render(&doc, 132);
-    let steps = out.split("\nSteps\n").nth(1).unwrap();
-    let rows: Vec<&str> = steps
-        .lines()
-        .take_while(|l| !l.starts_with('└'))
-        .filter(|l| l.starts_with('│'))
-        .collect();
+    let (steps, rows) = step_rows(&out);
     assert_eq!(rows.len(), 3, "a header and two steps:\n{steps}");
     assert!(
         rows[1].contains("8 streams") && rows[2].contains("16 streams"),
@@ -86,4 +92,50 @@ fn numbers_are_grouped_as_the_references_print_them() {
     assert_eq!(num(-1234567.891), "-1,234,567.89");
     assert_eq!(num(0.0), "0.00");
     assert_eq!(num(-0.001), "0.00");
+}
+
+/// Symptom of issue 33: a figure the status withholds was printed by the
+/// wide tables and `kubectl benchrun results`. Now a step some load
+/// generators' results are missing from shows its client figures withheld,
+/// and one whose energy coverage has a gap (here, another run shared the
+/// GPUs) shows its energy and tokens per joule withheld — in both.
+#[test]
+fn a_withheld_figure_is_withheld_in_the_tables_and_the_results_text() {
+    let mut doc = recorded();
+    let mut second = doc.details[0].clone();
+    second.index = 1;
+    doc.details.push(second);
+    let shown = doc.details[0].client.as_ref().unwrap().requests_per_s;
+    let shown = format!("{shown:.2} req/s");
+    let text = crate::cli::results::render(&doc);
+    assert!(text.contains(&shown), "{text}");
+    // Step 0: one of two load generators missing; step 1: shared GPUs.
+    let missing = Some(crate::results::WorkerCoverage {
+        workers: 2,
+        reported: 1,
+    });
+    doc.details[0].client_coverage = missing;
+    let c = doc.details[0].coverage.get_or_insert_default();
+    *c = c.clone().with_workers(missing);
+    let c = doc.details[1].coverage.get_or_insert_default();
+    *c = c.clone().with_shared(&["llm/other".to_string()]);
+    let text = crate::cli::results::render(&doc);
+    assert!(
+        text.contains("client: withheld: results from 1 of 2 load generators arrived"),
+        "{text}"
+    );
+    assert!(
+        text.contains("energy: withheld: run llm/other loaded the same target"),
+        "{text}"
+    );
+    assert!(!text.contains("tokens/J"), "{text}");
+    let out = render(&doc, 160);
+    let (steps, rows) = step_rows(&out);
+    assert_eq!(rows[1].matches("withheld").count(), 7, "{steps}");
+    assert_eq!(rows[2].matches("withheld").count(), 1, "{steps}");
+    // The CSV has no client rows of the incomplete step.
+    let files = doc.files().unwrap();
+    let csv = &files["client_metrics.csv"];
+    assert!(!csv.lines().any(|l| l.starts_with("0,")), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("1,")), "{csv}");
 }

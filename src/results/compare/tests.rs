@@ -299,3 +299,32 @@ fn with_trials_on_both_sides_only_a_significant_change_counts() {
     assert!(g.test.contains("only one side has trials"), "{}", g.test);
     assert_eq!(g.regressed.len(), 1);
 }
+
+/// Symptom of issue 33: a gate that judged no figure (every one withheld,
+/// or none measured on the baseline's side) said `Regressed=False`. Now it
+/// is `Unknown` (`Incomplete`), and `compare --fail-on-regression` has no
+/// cell judged to pass on.
+#[test]
+fn a_gate_that_judged_no_figure_is_unknown_not_passed() {
+    let withheld = doc(Summary::default());
+    let g = gate("b", &withheld, &doc(recorded()), &[]);
+    let (regressed, reason, message) = g.condition();
+    assert_eq!((regressed, reason), (None, "Incomplete"), "{message}");
+    assert!(
+        message.contains("no gated figure could be judged"),
+        "{message}"
+    );
+    // Judged against a baseline that has them: a pass.
+    let g = gate("b", &doc(recorded()), &doc(recorded()), &[]);
+    assert_eq!(g.condition().0, Some(false));
+    let c = compare(
+        &[("a".into(), withheld.clone()), ("b".into(), withheld)],
+        0.05,
+    );
+    assert!(!c.judged_any() && !c.regressed());
+    let c = compare(
+        &[("a".into(), doc(recorded())), ("b".into(), doc(recorded()))],
+        0.05,
+    );
+    assert!(c.judged_any());
+}
