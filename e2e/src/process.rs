@@ -57,6 +57,14 @@ impl Proc {
         self.child.try_wait().ok().flatten()
     }
 
+    /// SIGKILL to the group at once: no grace, no handler runs (an OOM kill,
+    /// a lost node).
+    pub fn kill(&self) {
+        if let Some(pid) = self.pid() {
+            signal_group(pid, libc::SIGKILL);
+        }
+    }
+
     /// SIGTERM to the group, then SIGKILL after `grace`; returns the exit status.
     pub async fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         if let Some(status) = self.try_exit() {

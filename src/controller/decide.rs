@@ -609,6 +609,27 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                 );
                 d.actions.push(Action::WriteResults);
             }
+            // A worker failed before the shared start (its index is not
+            // retried, and the others would wait for a start that never
+            // comes): the run fails with its reason now.
+            None if let Some(why) = observed.failed_pod_message.clone().filter(|_| {
+                observed
+                    .session
+                    .as_ref()
+                    .is_some_and(|v| v.stage == Stage::Starting)
+            }) =>
+            {
+                d.actions.push(Action::SuspendJob);
+                finish(
+                    &mut d,
+                    Phase::Failed,
+                    "WorkerFailed",
+                    format!("a load generator failed before the shared start: {why}"),
+                    generation,
+                    &t,
+                );
+                d.actions.push(Action::WriteResults);
+            }
             None if observed.stuck_pods.is_some()
                 && started_before(&d.status, now, START_GRACE) =>
             {

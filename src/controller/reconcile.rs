@@ -252,9 +252,12 @@ async fn observe(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Result<Observed
         Some(j) if !decide::owned_by(&j, run) => (None, Some(format!("Job {job_name}"))),
         other => (other, None),
     };
-    let failed = job
-        .as_ref()
-        .is_some_and(|j| matches!(decide::finished(j), Some(decide::JobEnd::Failed { .. })));
+    // The Job failed, or one of its indexes did while the others go on
+    // (`backoffLimitPerIndex`: a worker killed, or one that failed to start).
+    let failed = job.as_ref().is_some_and(|j| {
+        matches!(decide::finished(j), Some(decide::JobEnd::Failed { .. }))
+            || j.status.as_ref().and_then(|s| s.failed).unwrap_or(0) > 0
+    });
     // A Job that failed, or whose workers are not all ready yet: what its pods say.
     let unready = job.as_ref().is_some_and(|j| {
         let s = j.status.clone().unwrap_or_default();

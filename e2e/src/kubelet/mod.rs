@@ -121,12 +121,21 @@ impl Kubelet {
     }
 }
 
+/// An annotation a test puts on a pod to have its processes killed with
+/// SIGKILL at once, as an OOM kill or a lost node would: no grace period, no
+/// SIGTERM handler. The pod then fails as its restart policy says.
+pub const KILL_ANNOTATION: &str = "e2e.benchrun.dev/kill";
+
+/// A pod this kubelet runs: its stop (deletion) and kill (SIGKILL) signals
+/// and its task.
+type Running = (watch::Sender<bool>, watch::Sender<bool>, JoinHandle<()>);
+
 /// Watches the pods bound to one node and runs each in its own task.
 async fn serve(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
     let api: Api<Pod> = Api::all(node.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", node.spec.name));
     let mut events = watcher::watcher(api, config).boxed();
-    let mut pods: HashMap<String, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
+    let mut pods: HashMap<String, Running> = HashMap::new();
     loop {
         let event = tokio::select! {
             e = events.next() => e,
@@ -136,19 +145,28 @@ async fn serve(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 let deleting = pod.metadata.deletion_timestamp.is_some();
-                if let Some((stop, _)) = pods.get(&uid) {
+                let killed = pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(KILL_ANNOTATION));
+                if let Some((stop, kill, _)) = pods.get(&uid) {
                     if deleting {
                         let _ = stop.send(true);
                     }
+                    if killed {
+                        kill.send_if_modified(|k| !std::mem::replace(k, true));
+                    }
                 } else if !is_terminal(&pod) || deleting {
                     let (tx, rx) = watch::channel(deleting);
-                    let task = tokio::spawn(pod::run(node.clone(), pod, rx));
-                    pods.insert(uid, (tx, task));
+                    let (kill_tx, kill_rx) = watch::channel(false);
+                    let task = tokio::spawn(pod::run(node.clone(), pod, rx, kill_rx));
+                    pods.insert(uid, (tx, kill_tx, task));
                 }
             }
             Some(Ok(Event::Delete(pod))) => {
                 let uid = pod.metadata.uid.unwrap_or_default();
-                if let Some((stop, _)) = pods.get(&uid) {
+                if let Some((stop, _, _)) = pods.get(&uid) {
                     let _ = stop.send(true);
                 }
             }
@@ -156,12 +174,12 @@ async fn serve(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             Some(Err(e)) => warn!(node = %node.spec.name, error = %e, "pod watch"),
             None => break,
         }
-        pods.retain(|_, (_, task)| !task.is_finished());
+        pods.retain(|_, (_, _, task)| !task.is_finished());
     }
-    for (stop, _) in pods.values() {
+    for (stop, _, _) in pods.values() {
         let _ = stop.send(true);
     }
-    for (_, (_, task)) in pods {
+    for (_, (_, _, task)) in pods {
         let _ = task.await;
     }
 }

@@ -19,8 +19,14 @@ use super::status::{ContainerRun, Exit, pod_status};
 use super::{prepare, readiness};
 use crate::process::{Proc, tail};
 
-/// Runs `pod` until it ends or `stop` turns true (the pod is being deleted).
-pub async fn run(node: Arc<Node>, pod: Pod, mut stop: watch::Receiver<bool>) {
+/// Runs `pod` until it ends or `stop` turns true (the pod is being deleted);
+/// its processes are killed with SIGKILL when `kill` turns true.
+pub async fn run(
+    node: Arc<Node>,
+    pod: Pod,
+    mut stop: watch::Receiver<bool>,
+    mut kill: watch::Receiver<bool>,
+) {
     let name = format!(
         "{}/{}",
         pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -37,7 +43,7 @@ pub async fn run(node: Arc<Node>, pod: Pod, mut stop: watch::Receiver<bool>) {
         warn!(pod = %name, error = %format!("{e:#}"), "pod cannot start");
         worker.fail_to_start(&format!("{e:#}")).await;
     }
-    worker.supervise(&mut stop).await;
+    worker.supervise(&mut stop, &mut kill).await;
     worker.shutdown().await;
     info!(pod = %name, "pod stopped");
 }
@@ -189,8 +195,13 @@ impl Worker {
     }
 
     /// Watches processes and probes until the pod ends or is being deleted.
-    async fn supervise(&mut self, stop: &mut watch::Receiver<bool>) {
+    async fn supervise(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        kill: &mut watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut killing = true;
         loop {
             if *stop.borrow() {
                 return;
@@ -198,6 +209,15 @@ impl Worker {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
+                changed = kill.changed(), if killing => {
+                    killing = changed.is_ok();
+                    if *kill.borrow() {
+                        info!(pod = ?self.pod.metadata.name, "killed (SIGKILL)");
+                        for p in self.procs.iter().flatten() {
+                            p.kill();
+                        }
+                    }
+                }
             }
             if self.start_error.is_some() {
                 if self

@@ -530,6 +530,97 @@ pub(crate) async fn wait_succeeded(runs: &Api<BenchmarkRun>, name: &str) -> Benc
     done
 }
 
+/// One of two workers killed with SIGKILL mid-step (as an OOM kill or a
+/// lost node would: no grace, no handover): the other measures its whole
+/// share and its result is kept; the run fails `WorkerLost` naming the lost
+/// one, and the step says whose results are missing (before, every worker's
+/// result was lost with it).
+#[tokio::test]
+async fn one_of_two_workers_killed_with_sigkill_keeps_the_other_s_result() {
+    let _steady = OPERATOR.read().await;
+    let ns = setup("sigkill", Some(18210)).await;
+    let runs = ns.api::<BenchmarkRun>();
+    let load = format!("\n    concurrency: 2\n    workers: 2\n    duration: 20s{SHORT_OUTPUT}");
+    runs.create(&PostParams::default(), &run("sk", &load, ""))
+        .await
+        .unwrap();
+    wait_requests_done(&runs, "sk").await;
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("batch.kubernetes.io/job-name=sk-loadgen"))
+        .await
+        .unwrap();
+    let victim = pods
+        .items
+        .iter()
+        .find(|p| {
+            p.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                == Some(&"1".to_string())
+        })
+        .and_then(|p| p.metadata.name.clone())
+        .expect("worker 1's pod");
+    let kill = serde_json::json!({"metadata": {"annotations": {benchrun_e2e::kubelet::KILL_ANNOTATION: "SIGKILL"}}});
+    ns.api::<Pod>()
+        .patch(&victim, &PatchParams::default(), &Patch::Merge(&kill))
+        .await
+        .unwrap();
+    let failed = wait_for(&runs, "sk", "Failed", LONG, phase_is("Failed"))
+        .await
+        .unwrap();
+    let status = failed.status.clone().unwrap();
+    let (reason, message) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap();
+    assert_eq!(reason, "WorkerLost", "{message}");
+    assert!(message.contains("load generator 1:"), "{message}");
+    assert!(message.contains("measured up to then is kept"), "{message}");
+    let valid = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "MeasurementValid")
+        .unwrap();
+    assert_eq!(valid.reason, "MissingWorkers", "{}", valid.message);
+    let doc = summary_json(&ns, "sk").await;
+    let step = &doc["details"][0];
+    assert_eq!(
+        step["clientCoverage"]["workers"].as_u64(),
+        Some(2),
+        "{doc:#}"
+    );
+    assert_eq!(
+        step["clientCoverage"]["reported"].as_u64(),
+        Some(1),
+        "{doc:#}"
+    );
+    // The survivor measured its whole share: not stopped, all its requests
+    // answered, over the whole 20 s.
+    let client = &step["client"];
+    let requests = client["requests"].as_u64().unwrap_or(0);
+    assert!(requests > 0, "{client:#}");
+    assert_eq!(client["successes"].as_u64(), Some(requests), "{client:#}");
+    assert_ne!(client["stopped"], true, "{client:#}");
+    assert!(
+        client["durationS"].as_f64().unwrap_or(0.0) > 19.0,
+        "{client:#}"
+    );
+    // One step, the one measured; its telemetry closed after the survivor.
+    assert_eq!(doc["details"].as_array().map(Vec::len), Some(1), "{doc:#}");
+    assert!(
+        doc["notes"]
+            .to_string()
+            .contains("load generator 1's share is lost"),
+        "{}",
+        doc["notes"]
+    );
+    ns.delete().await.unwrap();
+}
+
 /// Waits until a pod of the Job `job` runs.
 async fn wait_running_pod(ns: &TestNamespace, job: &str) {
     use futures::{StreamExt, TryStreamExt};

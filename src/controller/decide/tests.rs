@@ -244,6 +244,34 @@ fn a_completed_job_without_client_results_never_succeeds() {
     }
 }
 
+/// A worker that failed before the shared start (its index is not
+/// retried): the run fails at once with its reason, not after the others
+/// gave up waiting for their start.
+#[test]
+fn a_worker_that_failed_before_the_start_fails_the_run_at_once() {
+    let r = advance(run(), &decide(&run(), &observed(None, resolved()), at(0)));
+    let mut obs = observed(
+        Some(job(json!({"active": 1, "ready": 1, "failed": 1}))),
+        Target::NotNeeded,
+    );
+    obs.failed_pod_message = Some("loading the tokenizer: no such file (exit code 1)".into());
+    obs.session = Some(SessionView {
+        stage: Stage::Starting,
+        ..session_done(vec![])
+    });
+    let d = decide(&r, &obs, at(5));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&d, FAILED), ("True", "WorkerFailed"));
+    assert!(d.actions.contains(&Action::SuspendJob));
+    // Once the workers run, a failed one is the measurement's to handle.
+    obs.session = Some(SessionView {
+        stage: Stage::Running,
+        ..session_done(vec![])
+    });
+    let d = decide(&r, &obs, at(5));
+    assert_ne!(d.status.phase, Some(Phase::Failed));
+}
+
 /// A worker killed mid-run (its index failed; the Job fails once the
 /// others finished): the run says which load generator was lost and keeps
 /// what the others measured.

@@ -559,9 +559,33 @@ impl Sim {
     }
 }
 
-fn schedule(seed: u64) -> Result<(), String> {
+/// What one schedule exercised, for the campaign's report.
+#[derive(Default)]
+struct Tally {
+    schedules: u64,
+    workers: u64,
+    killed: u64,
+    lost: u64,
+    stopped: u64,
+    crashes: u64,
+    failing_writes: u64,
+    steps_opened: u64,
+    given_up: u64,
+}
+
+fn schedule(seed: u64, tally: &mut Tally) -> Result<(), String> {
     let mut sim = Sim::new(seed);
-    sim.run().map_err(|e| {
+    let ran = sim.run();
+    tally.schedules += 1;
+    tally.workers += sim.workers.len() as u64;
+    tally.killed += sim.workers.iter().filter(|w| w.killed).count() as u64;
+    tally.lost += sim.lost.len() as u64;
+    tally.stopped += u64::from(sim.workers.iter().any(|w| w.stop_at.is_some()));
+    tally.crashes += u64::from(sim.generation > 0);
+    tally.failing_writes += u64::from(sim.save_ok < 1.0);
+    tally.steps_opened += sim.opened.len() as u64;
+    tally.given_up += sim.given_up.len() as u64;
+    ran.map_err(|e| {
         let tail: Vec<&String> = sim.log.iter().rev().take(40).collect();
         format!(
             "schedule {seed}: {e}\nworkers: {:?}\nsteps: {}, pull ok {}, save ok {}\nlast events (newest first):\n{}",
@@ -580,7 +604,7 @@ fn thousands_of_fault_schedules_keep_every_invariant() {
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        schedule(seed).unwrap_or_else(|e| panic!("{e}"));
+        schedule(seed, &mut Tally::default()).unwrap_or_else(|e| panic!("{e}"));
         return;
     }
     let n: u64 = std::env::var("FOLLOW_SCHEDULES")
@@ -591,11 +615,29 @@ fn thousands_of_fault_schedules_keep_every_invariant() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let mut tally = Tally::default();
     for seed in first..first + n {
-        if let Err(e) = schedule(seed) {
+        if let Err(e) = schedule(seed, &mut tally) {
             panic!("{e}\nreplay: FOLLOW_SEED={seed} cargo test --lib measure::follow");
         }
     }
+    if std::env::var_os("FOLLOW_STATS").is_some() {
+        let t = &tally;
+        println!(
+            "== {} schedules, {} workers: {} killed, {} shares lost; {} with a stop, {} with a controller crash, {} with failing checkpoint writes; {} steps opened; {} workers let go without a checkpoint after {SAVE_TRIES} failed writes",
+            t.schedules,
+            t.workers,
+            t.killed,
+            t.lost,
+            t.stopped,
+            t.crashes,
+            t.failing_writes,
+            t.steps_opened,
+            t.given_up
+        );
+    }
+    // The schedules reach the faults they are for.
+    assert!(tally.killed > 0 && tally.lost > 0 && tally.stopped > 0 && tally.crashes > 0);
 }
 
 fn at(phase: WorkerPhase, step: u64, seq: u64) -> WorkerProgress {
