@@ -616,7 +616,7 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                 observed
                     .session
                     .as_ref()
-                    .is_some_and(|v| v.stage == Stage::Starting)
+                    .is_some_and(|v| v.stage == Stage::Starting && !v.taking_over)
             }) =>
             {
                 d.actions.push(Action::SuspendJob);

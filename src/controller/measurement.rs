@@ -373,10 +373,14 @@ impl Store {
                 )])),
                 ..ConfigMap::default()
             };
-            self.api
-                .patch(&name, &apply, &Patch::Apply(&cm))
-                .await
-                .map_err(|e| format!("{name}: {e}"))?;
+            if let Err(e) = self.api.patch(&name, &apply, &Patch::Apply(&cm)).await {
+                // It may have been applied all the same: the next write
+                // reads which slot the first piece names.
+                if let Ok(mut s) = self.slot.lock() {
+                    *s = None;
+                }
+                return Err(format!("{name}: {e}"));
+            }
             if let Ok(mut w) = self.written.lock() {
                 w.insert(name);
             }

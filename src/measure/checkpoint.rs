@@ -74,6 +74,10 @@ pub struct Checkpoint {
     /// The GPUs' idle power measured before the first step, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<crate::telemetry::efficiency::IdleBaseline>,
+    /// The load generators whose share was lost, each with why (a successor
+    /// that finishes from this checkpoint names them as its predecessor did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<String>,
 }
 
 fn collected_when_absent() -> bool {
@@ -136,7 +140,8 @@ impl Checkpoint {
     }
 
     /// The checkpoint of `run_uid` from its pieces; `Ok(None)` when they hold
-    /// another run's, or a format this build does not read.
+    /// another run's; an error for a format this build does not read (a
+    /// controller of another version wrote it: it is not overwritten).
     pub fn decode(pieces: &[Vec<u8>], run_uid: &str) -> Result<Option<Self>, String> {
         let gz = pieces.concat();
         let mut cbor = Vec::new();
@@ -144,7 +149,16 @@ impl Checkpoint {
             .read_to_end(&mut cbor)
             .map_err(|e| e.to_string())?;
         let cp: Checkpoint = ciborium::from_reader(&cbor[..]).map_err(|e| e.to_string())?;
-        Ok((cp.version == VERSION && cp.run_uid == run_uid).then_some(cp))
+        if cp.run_uid != run_uid {
+            return Ok(None);
+        }
+        if cp.version != VERSION {
+            return Err(format!(
+                "the checkpoint is of format {}, and this controller reads format {VERSION}",
+                cp.version
+            ));
+        }
+        Ok(Some(cp))
     }
 }
 
@@ -169,6 +183,7 @@ mod tests {
             workers: 0,
             collected: false,
             idle: None,
+            lost: Vec::new(),
         };
         let whole = cp.encode(MAX_CONFIGMAP_BYTES).unwrap();
         assert_eq!(whole.len(), 1);
@@ -181,6 +196,14 @@ mod tests {
         );
         // Another run's checkpoint (a run re-created under the same name) is not this one's.
         assert_eq!(Checkpoint::decode(&whole, "u-2").unwrap(), None);
+        // Another format (a controller of another version wrote it): an
+        // error, so it is never taken for none and overwritten.
+        let other = Checkpoint {
+            version: VERSION + 1,
+            ..cp.clone()
+        };
+        let e = Checkpoint::decode(&other.encode(usize::MAX).unwrap(), "u-1").unwrap_err();
+        assert!(e.contains("of format 2"), "{e}");
         // A piece missing or garbage: an error, not a panic.
         assert!(Checkpoint::decode(&pieces[1..], "u-1").is_err());
         assert!(Checkpoint::decode(&[b"not gzip".to_vec()], "u-1").is_err());
@@ -202,6 +225,7 @@ mod tests {
             workers: 2,
             collected: false,
             idle: None,
+            lost: Vec::new(),
         })
         .unwrap();
         assert_eq!(cp["collected"], false);

@@ -704,6 +704,7 @@ mod tests {
             workers: 0,
             collected: false,
             idle: None,
+            lost: Vec::new(),
         };
         // Small pieces: the split is exercised too.
         let pieces = cp.encode(4096).unwrap();

@@ -109,6 +109,8 @@ struct Slot {
     /// Since when it reports Done (its result is tried from then).
     done_at: Option<f64>,
     lost: Option<String>,
+    /// Its pod ended (a loss nothing revives).
+    pod_ended: bool,
     held: Held,
 }
 
@@ -171,6 +173,7 @@ impl Follow {
             failing_since: None,
             done_at: None,
             lost: None,
+            pod_ended: false,
             held: Held::No { retry_at: 0.0 },
         };
         Follow {
@@ -225,6 +228,14 @@ impl Follow {
                         s.latest = Some(p);
                     }
                     s.failing_since = None;
+                    // Lost to its silence, it answers again (a healed
+                    // partition): it is followed again, its result pulled.
+                    if !s.pod_ended && s.lost.is_some() {
+                        s.lost = None;
+                        if s.held == (Held::No { retry_at: f64::MAX }) {
+                            s.held = Held::No { retry_at: now };
+                        }
+                    }
                     if s.done() && s.done_at.is_none() {
                         s.done_at = Some(now);
                     }
@@ -237,10 +248,12 @@ impl Follow {
             }
             Event::PodEnded(i, why) => {
                 if let Some(s) = self.workers.get_mut(&i)
-                    && s.live()
                     && !s.result_held()
                 {
-                    self.lose(i, why, &mut out);
+                    s.pod_ended = true;
+                    if s.lost.is_none() {
+                        self.lose(i, why, &mut out);
+                    }
                 }
             }
             Event::StopAsked => {

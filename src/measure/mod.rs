@@ -81,6 +81,9 @@ pub struct SessionView {
     /// The load generators whose share was lost (killed, evicted, silent),
     /// each with why: `load generator 1: its pod ... ended ...`.
     pub lost: Vec<String>,
+    /// This session took a run over that was already running (a restart,
+    /// a failover): its workers were started before it.
+    pub taking_over: bool,
 }
 
 /// Why a measurement cannot go on: the run's `Failed` reason and message.
@@ -132,6 +135,8 @@ struct State {
     discovered: bool,
     /// The load generators whose share was lost, with why.
     lost: Vec<String>,
+    /// The run was already running when this session took it up.
+    taking_over: bool,
     notes: Vec<String>,
     scope: GpuScope,
     steps: usize,
@@ -174,6 +179,7 @@ impl State {
             refused: Vec::new(),
             discovered: false,
             lost: Vec::new(),
+            taking_over: false,
             notes: Vec::new(),
             scope,
             steps,
@@ -207,6 +213,7 @@ impl State {
             refused: (!self.refused.is_empty()).then(|| self.refused.join("; ")),
             discovered: self.discovered,
             lost: self.lost.clone(),
+            taking_over: self.taking_over,
             steps: if self.stage == Stage::Done {
                 document.steps.clone()
             } else {

@@ -45,8 +45,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const PROGRESS_RETRY: Duration = Duration::from_millis(250);
 /// How many scrapes one run's session has in flight at most.
 const MAX_FETCHES: usize = 32;
-/// How often a checkpoint read that fails is tried before the run fails.
-const CHECKPOINT_READS: u32 = 5;
+/// How often a checkpoint read that fails is tried (over about a minute)
+/// before the run fails.
+const CHECKPOINT_READS: u32 = 9;
 /// How often discovery looks again.
 const REDISCOVER: Duration = Duration::from_secs(10);
 
@@ -124,6 +125,7 @@ impl Driver {
             .collect();
         s.notes = cp.notes;
         s.idle = cp.idle;
+        s.lost = cp.lost;
         s.last_scrape_t = cp.last_scrape_t;
         s.changed(None);
         self.results = cp
@@ -168,6 +170,7 @@ impl Driver {
             workers: self.workers as u32,
             collected: self.collected,
             idle: s.idle.clone(),
+            lost: s.lost.clone(),
         }
     }
 
@@ -447,7 +450,8 @@ pub async fn drive(inputs: Inputs) {
             Err(e) if tries + 1 < CHECKPOINT_READS => {
                 tries += 1;
                 warn!(checkpoint = %cluster.checkpoint_name(), "reading the checkpoint (try {tries}): {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // 1, 2, 4, 8, 8, ... s: an API server's short outage passes.
+                tokio::time::sleep(Duration::from_secs(1 << tries.min(4).saturating_sub(1))).await;
             }
             Err(e) => {
                 let mut state = inputs.state;
@@ -493,7 +497,8 @@ pub async fn drive(inputs: Inputs) {
         info!(job = %d.setup.job, step = ?cp.active, "taking the measurement over from its checkpoint");
         d.restore(cp)
     });
-    if resume.is_some() || d.setup.resumed {
+    d.state.taking_over = resume.is_some() || d.setup.resumed;
+    if d.state.taking_over {
         // What came before the takeover is not kept: the series says so.
         let t = d.t();
         d.with_timeseries(|ts| *ts = Timeseries::resumed(t));
@@ -632,9 +637,19 @@ async fn wait_for_workers(d: &Driver, taking_over: bool) -> Option<(Vec<Worker>,
                 .into_iter()
                 .filter(|w| wanted.contains(&w.index))
                 .collect();
-            if live.len() >= wanted.len() || taking_over && Instant::now() >= until {
+            if live.len() >= wanted.len() {
                 return Some((live, wanted));
             }
+        }
+        if taking_over && Instant::now() >= until {
+            // Every one with an address is followed, ready or not: its
+            // silence or its pod's end then ends its share.
+            let all = workers_of(d, false).await.unwrap_or_default();
+            let live = all
+                .into_iter()
+                .filter(|w| wanted.contains(&w.index))
+                .collect();
+            return Some((live, wanted));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -65,6 +65,7 @@ fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
         fatal: None,
         discovered: true,
         lost: Vec::new(),
+        taking_over: false,
     }
 }
 
@@ -263,13 +264,18 @@ fn a_worker_that_failed_before_the_start_fails_the_run_at_once() {
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(condition(&d, FAILED), ("True", "WorkerFailed"));
     assert!(d.actions.contains(&Action::SuspendJob));
-    // Once the workers run, a failed one is the measurement's to handle.
-    obs.session = Some(SessionView {
-        stage: Stage::Running,
-        ..session_done(vec![])
-    });
-    let d = decide(&r, &obs, at(5));
-    assert_ne!(d.status.phase, Some(Phase::Failed));
+    // Once the workers run, a failed one is the measurement's to handle;
+    // so it is for a successor that has yet to follow them (a restart).
+    for (stage, taking_over) in [(Stage::Running, false), (Stage::Starting, true)] {
+        obs.session = Some(SessionView {
+            stage,
+            taking_over,
+            ..session_done(vec![])
+        });
+        let d = decide(&r, &obs, at(5));
+        assert_ne!(d.status.phase, Some(Phase::Failed));
+        assert!(!d.actions.contains(&Action::SuspendJob));
+    }
 }
 
 /// A worker killed mid-run (its index failed; the Job fails once the

@@ -638,6 +638,10 @@ fn thousands_of_fault_schedules_keep_every_invariant() {
     }
     // The schedules reach the faults they are for.
     assert!(tally.killed > 0 && tally.lost > 0 && tally.stopped > 0 && tally.crashes > 0);
+    assert!(
+        tally.steps_opened >= tally.schedules,
+        "a step opens in most schedules"
+    );
 }
 
 fn at(phase: WorkerPhase, step: u64, seq: u64) -> WorkerProgress {

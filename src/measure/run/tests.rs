@@ -232,6 +232,7 @@ async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
             workers: 2,
             collected: false,
             idle: None,
+            lost: Vec::new(),
         })),
         writes: Mutex::new(Vec::new()),
         unreadable: false,
@@ -353,7 +354,8 @@ async fn a_sweep_stopped_in_its_second_step_reports_two_steps() {
 /// Symptom of issue 33: a checkpoint that could not be read was taken for
 /// none, and the new session overwrote it. Now the read is retried and the
 /// run fails with the reason; nothing is written over it.
-#[tokio::test]
+// On a paused clock: its reads are retried over about a minute.
+#[tokio::test(start_paused = true)]
 async fn a_checkpoint_that_cannot_be_read_fails_the_run_and_is_not_overwritten() {
     let ip = "127.77.8.1";
     let w = worker_at(ip, 0).await;
@@ -365,7 +367,18 @@ async fn a_checkpoint_that_cannot_be_read_fails_the_run_and_is_not_overwritten()
     let session = sessions
         .ensure(&run(), || setup(fake.clone(), true))
         .unwrap();
-    let fatal = fatal_of(&session).await;
+    let mut published = session.published.clone();
+    let fatal = tokio::time::timeout(
+        Duration::from_secs(120),
+        published.wait_for(|p| p.view.fatal.is_some()),
+    )
+    .await
+    .expect("the run fails within its retries")
+    .unwrap()
+    .view
+    .fatal
+    .clone()
+    .unwrap();
     assert_eq!(fatal.reason, "CheckpointUnreadable");
     assert!(
         fatal.message.contains("piece 1 of r-checkpoint is missing"),
@@ -377,6 +390,42 @@ async fn a_checkpoint_that_cannot_be_read_fails_the_run_and_is_not_overwritten()
         "nothing written over it"
     );
     assert!(!w.started(), "no worker started");
+}
+
+/// A successor that finishes from a checkpoint whose collection was over
+/// names the load generators its predecessor lost (the run ends
+/// `WorkerLost`, not `Succeeded`).
+#[tokio::test]
+async fn a_successor_names_the_workers_its_predecessor_lost() {
+    let lost = "load generator 1: its pod r-loadgen-1 ended without handing over its result";
+    let fake = Arc::new(Fake {
+        checkpoint: Mutex::new(Some(Checkpoint {
+            version: VERSION,
+            run_uid: "u-1".into(),
+            origin_unix_ms: crate::clock::unix_ms() - 30_000,
+            taken_unix_ms: crate::clock::unix_ms() - 1_000,
+            last_scrape_t: 29.0,
+            steps: Vec::new(),
+            active: None,
+            next_step: 1,
+            notes: Vec::new(),
+            results: Some(vec![result(0, 4)]),
+            workers: 2,
+            collected: true,
+            idle: None,
+            lost: vec![lost.into()],
+        })),
+        ..Arc::into_inner(fake(Vec::new())).unwrap()
+    });
+    let sessions = Sessions::default();
+    let session = sessions
+        .ensure(&run(), || setup(fake.clone(), true))
+        .unwrap();
+    let view = session.wait_for_stage(Stage::Done, WITHIN).await;
+    assert_eq!(view.lost, [lost]);
+    assert!(view.taking_over);
+    let coverage = view.steps[0].client_coverage.unwrap();
+    assert_eq!((coverage.workers, coverage.reported), (2, 1));
 }
 
 /// A step change reaches a progress request the worker holds, as it happens.
@@ -524,6 +573,7 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
             workers: 2,
             collected: false,
             idle: None,
+            lost: Vec::new(),
         })),
         writes: Mutex::new(Vec::new()),
         unreadable: false,
