@@ -208,6 +208,27 @@ async fn a_finished_worker_is_checkpointed_and_let_go_before_the_others_end() {
     assert_eq!(last.results.map(|r| r.len()), Some(2));
 }
 
+/// A predecessor's checkpoint of a 2-worker run after its one step, holding
+/// `results`.
+fn after_step_0(results: Vec<WorkerResult>) -> Checkpoint {
+    Checkpoint {
+        version: VERSION,
+        run_uid: "u-1".into(),
+        origin_unix_ms: crate::clock::unix_ms() - 30_000,
+        taken_unix_ms: crate::clock::unix_ms() - 1_000,
+        last_scrape_t: 29.0,
+        steps: Vec::new(),
+        active: None,
+        next_step: 1,
+        notes: Vec::new(),
+        results: Some(results),
+        workers: 2,
+        collected: false,
+        idle: None,
+        lost: Vec::new(),
+    }
+}
+
 /// A successor of a session that pulled one worker's result (the worker has
 /// exited since) takes it from the checkpoint and pulls the other's.
 #[tokio::test]
@@ -218,22 +239,7 @@ async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
     let fake = Arc::new(Fake {
         // Worker 1 exited once its result was checkpointed: no pod answers for it.
         pods: Mutex::new(vec![pod(0, ip0)]),
-        checkpoint: Mutex::new(Some(Checkpoint {
-            version: VERSION,
-            run_uid: "u-1".into(),
-            origin_unix_ms: crate::clock::unix_ms() - 30_000,
-            taken_unix_ms: crate::clock::unix_ms() - 1_000,
-            last_scrape_t: 29.0,
-            steps: Vec::new(),
-            active: None,
-            next_step: 1,
-            notes: Vec::new(),
-            results: Some(vec![result(1, 2)]),
-            workers: 2,
-            collected: false,
-            idle: None,
-            lost: Vec::new(),
-        })),
+        checkpoint: Mutex::new(Some(after_step_0(vec![result(1, 2)]))),
         writes: Mutex::new(Vec::new()),
         unreadable: false,
     });
@@ -400,20 +406,9 @@ async fn a_successor_names_the_workers_its_predecessor_lost() {
     let lost = "load generator 1: its pod r-loadgen-1 ended without handing over its result";
     let fake = Arc::new(Fake {
         checkpoint: Mutex::new(Some(Checkpoint {
-            version: VERSION,
-            run_uid: "u-1".into(),
-            origin_unix_ms: crate::clock::unix_ms() - 30_000,
-            taken_unix_ms: crate::clock::unix_ms() - 1_000,
-            last_scrape_t: 29.0,
-            steps: Vec::new(),
-            active: None,
-            next_step: 1,
-            notes: Vec::new(),
-            results: Some(vec![result(0, 4)]),
-            workers: 2,
             collected: true,
-            idle: None,
             lost: vec![lost.into()],
+            ..after_step_0(vec![result(0, 4)])
         })),
         ..Arc::into_inner(fake(Vec::new())).unwrap()
     });
