@@ -517,29 +517,27 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                     // A run succeeds only with its client results: every
                     // worker's, or the steps marked for the ones missing.
                     let missing = match session {
-                        Some(v) if v.stage == Stage::Done && !v.lost.is_empty() => Some(format!(
+                        Some(v) if v.stage == Stage::Done && !v.lost.is_empty() => Some(("WorkerLost", format!(
                             "the load generators finished, but not all of them handed over their results ({}); what the others measured is kept",
                             v.lost.join("; ")
-                        )),
+                        ))),
                         Some(v) if v.stage == Stage::Done && v.steps.iter().any(|s| s.client.is_some()) => None,
-                        Some(v) if v.stage == Stage::Done => Some(
+                        Some(v) if v.stage == Stage::Done => Some(("ResultsMissing",
                             "the load generators finished, and none of their results could be pulled or read from the checkpoint; only the telemetry is kept".to_string(),
-                        ),
-                        Some(_) => Some(format!(
-                            "the load generators finished; their results did not arrive within {COLLECT_GRACE:?}; only the telemetry is kept"
                         )),
-                        None => Some(
+                        Some(_) => Some(("ResultsMissing", format!(
+                            "the load generators finished; their results did not arrive within {COLLECT_GRACE:?}; only the telemetry is kept"
+                        ))),
+                        None => Some(("ResultsMissing",
                             "the load generators finished before this controller could follow them; their results were not pulled".to_string(),
-                        ),
+                        )),
                     };
-                    let lost = session.is_some_and(|v| !v.lost.is_empty());
                     match (session.and_then(|v| all_failed(&v.steps)), missing) {
                         // Nothing was measured of the server: no figure stands.
                         (Some(why), _) => {
                             finish(&mut d, Phase::Failed, "RequestsFailed", why, generation, &t)
                         }
-                        (None, Some(why)) => {
-                            let reason = if lost { "WorkerLost" } else { "ResultsMissing" };
+                        (None, Some((reason, why))) => {
                             finish(&mut d, Phase::Failed, reason, why, generation, &t)
                         }
                         (None, None) => finish(
@@ -561,11 +559,7 @@ fn decide_inner(run: &BenchmarkRun, observed: &Observed, now: Timestamp) -> Deci
                     return transition(d, phase);
                 }
                 let kept = keep_measured(&mut d, run, observed, generation, &t);
-                let lost = observed
-                    .session
-                    .as_ref()
-                    .map(|v| v.lost.clone())
-                    .unwrap_or_default();
+                let lost = observed.session.as_ref().map_or(&[][..], |v| &v.lost);
                 let reason = if reason == "DeadlineExceeded" {
                     "Timeout".to_string()
                 } else if !lost.is_empty() {

@@ -230,11 +230,8 @@ impl Follow {
                     s.failing_since = None;
                     // Lost to its silence, it answers again (a healed
                     // partition): it is followed again, its result pulled.
-                    if !s.pod_ended && s.lost.is_some() {
+                    if !s.pod_ended {
                         s.lost = None;
-                        if s.held == (Held::No { retry_at: f64::MAX }) {
-                            s.held = Held::No { retry_at: now };
-                        }
                     }
                     if s.done() && s.done_at.is_none() {
                         s.done_at = Some(now);
@@ -356,8 +353,10 @@ impl Follow {
     fn lose(&mut self, i: u32, why: String, out: &mut Vec<Effect>) {
         if let Some(s) = self.workers.get_mut(&i) {
             s.lost = Some(why.clone());
+            // Pulls are for live workers only: one in flight may still
+            // bring its result in (kept), none is tried again.
             if s.held == Held::Pulling {
-                s.held = Held::No { retry_at: f64::MAX };
+                s.held = Held::No { retry_at: 0.0 };
             }
             out.push(Effect::Lost(i, why));
         }
