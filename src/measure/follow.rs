@@ -43,6 +43,12 @@ pub const RETRY_S: f64 = 1.0;
 /// anyway, so holding it longer keeps nothing and holds the run open.
 pub const SAVE_TRIES: u32 = 5;
 
+/// How a lost worker is named in the run's status and results:
+/// `load generator 1: its pod ... ended ...`.
+pub fn lost_line(worker: u32, why: &str) -> String {
+    format!("load generator {worker}: {why}")
+}
+
 /// What happened, as the shell saw it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {

@@ -567,7 +567,7 @@ pub async fn drive(inputs: Inputs) {
         started_at.filter(|_| !d.setup.warmup && !d.setup.resumed && resume.is_none());
     let lost = follow::follow(&mut d, &bases, &wanted, first_step_at, resume).await;
     for (i, why) in &lost {
-        d.state.lost.push(format!("load generator {i}: {why}"));
+        d.state.lost.push(super::follow::lost_line(*i, why));
         d.state.notes.push(format!(
             "load generator {i}'s share is lost: {why}; every step it had not handed over has results from the other load generators only, and its client figures are left out"
         ));

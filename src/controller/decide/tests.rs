@@ -6,7 +6,10 @@ use serde_json::json;
 
 use super::*;
 use crate::api::BenchmarkRun;
-use crate::controller::conditions::{self, MEASUREMENT_VALID, WARNINGS};
+use crate::controller::conditions::{self, ACCEPTED, MEASUREMENT_VALID, WARNINGS};
+use crate::loadgen::engine::{WorkerPhase, WorkerProgress};
+use crate::measure::Stage;
+use crate::measure::follow::{Effect, Event, Follow, lost_line};
 
 const RUN: &str = r#"
 apiVersion: benchrun.dev/v1alpha1
@@ -67,6 +70,74 @@ fn session_done(steps: Vec<crate::results::StepDetail>) -> SessionView {
         lost: Vec::new(),
         taking_over: false,
     }
+}
+
+/// A session's view as the measurement's machine (`measure::follow`)
+/// leaves it after `script` — `(session time, event)`, over one step — with
+/// every pull and checkpoint write it asks for answered at once: its stage
+/// is `Done` only once the machine ended, and its lost workers are the
+/// machine's. The client figures (`steps`) are what the pulled results
+/// would hold; `stopping_for` is the shell's clock since the stop.
+fn through_machine(
+    workers: &[u32],
+    script: Vec<(f64, Event)>,
+    steps: Vec<crate::results::StepDetail>,
+    stopping_for: Option<Duration>,
+) -> SessionView {
+    let mut m = Follow::new(1, workers, None, 0);
+    let mut queue: std::collections::VecDeque<_> = script.into();
+    while let Some((now, event)) = queue.pop_front() {
+        for effect in m.handle(now, event) {
+            let answer = match effect {
+                Effect::Pull(i) => Event::Pulled(i),
+                Effect::Save(holding) => Event::Saved { holding, ok: true },
+                _ => continue,
+            };
+            queue.push_front((now, answer));
+        }
+        assert_eq!(m.check(), Ok(()));
+    }
+    SessionView {
+        stage: if m.is_done() {
+            Stage::Done
+        } else {
+            Stage::Running
+        },
+        stopping_for,
+        lost: m.lost().map(|(i, why)| lost_line(i, why)).collect(),
+        ..session_done(steps)
+    }
+}
+
+/// Worker `i`'s progress: `phase` in step 0, its `seq`th change.
+fn progress(i: u32, phase: WorkerPhase, seq: u64, stopped: bool) -> (f64, Event) {
+    let p = WorkerProgress {
+        seq,
+        phase,
+        stopped,
+        ..Default::default()
+    };
+    (seq as f64, Event::Progress(i, p))
+}
+
+/// One worker measuring, asked to stop at 3 s: the view while it stops, and
+/// once it stopped and handed over what it measured (`steps`).
+fn stopped_views(
+    steps: Vec<crate::results::StepDetail>,
+) -> (impl Fn(Option<Duration>) -> SessionView, SessionView) {
+    let measuring = vec![
+        progress(0, WorkerPhase::Measuring, 1, false),
+        (3.0, Event::StopAsked),
+    ];
+    let running = {
+        let measuring = measuring.clone();
+        move |stopping_for| through_machine(&[0], measuring.clone(), Vec::new(), stopping_for)
+    };
+    let mut stopped = measuring;
+    stopped.push(progress(0, WorkerPhase::Done, 4, true));
+    let done = through_machine(&[0], stopped, steps, Some(Duration::from_secs(2)));
+    assert_eq!(done.stage, Stage::Done, "the machine ended");
+    (running, done)
 }
 
 /// A step whose client results are in.
@@ -229,10 +300,17 @@ fn a_completed_job_without_client_results_never_succeeds() {
         (Some(session_done(Vec::new())), "ResultsMissing"),
         (None, "ResultsMissing"),
         (
-            Some(SessionView {
-                lost: vec!["load generator 0: its pod is gone".into()],
-                ..session_done(vec![measured()])
-            }),
+            Some(through_machine(
+                &[0, 1],
+                vec![
+                    progress(0, WorkerPhase::Measuring, 1, false),
+                    progress(1, WorkerPhase::Measuring, 1, false),
+                    (2.0, Event::PodEnded(0, "its pod is gone".into())),
+                    progress(1, WorkerPhase::Done, 3, false),
+                ],
+                vec![measured()],
+                None,
+            )),
             "WorkerLost",
         ),
     ] {
@@ -300,12 +378,21 @@ fn a_job_that_failed_for_a_lost_worker_keeps_the_others_results_and_says_whose()
         }),
         ..crate::results::StepDetail::default()
     };
-    obs.session = Some(SessionView {
-        lost: vec![
-            "load generator 1: its pod r-loadgen-1 ended without handing over its result".into(),
-        ],
-        ..session_done(vec![step])
-    });
+    // Both measure; load generator 1's pod is killed; 0 finishes.
+    let script = vec![
+        progress(0, WorkerPhase::Measuring, 1, false),
+        progress(1, WorkerPhase::Measuring, 1, false),
+        (
+            2.0,
+            Event::PodEnded(
+                1,
+                "its pod r-loadgen-1 ended without handing over its result".into(),
+            ),
+        ),
+        progress(0, WorkerPhase::Done, 3, false),
+    ];
+    obs.session = Some(through_machine(&[0, 1], script, vec![step], None));
+    assert_eq!(obs.session.as_ref().unwrap().stage, Stage::Done);
     let d = decide(&r, &obs, at(30));
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(condition(&d, FAILED), ("True", "WorkerLost"));
@@ -376,20 +463,6 @@ fn an_early_end_stops_the_workers_and_keeps_what_they_measured() {
             obs.session = Some(session);
             decide(&r, &obs, at(at_s))
         };
-        let running = |stopping_for| SessionView {
-            stage: Stage::Running,
-            stopping_for,
-            ..session_done(vec![])
-        };
-        // First the stop, and nothing ends yet.
-        let d = with(running(None));
-        assert_eq!(d.actions, vec![Action::StopMeasurement], "{phase:?}");
-        assert_ne!(d.status.phase, Some(phase));
-        assert_eq!(d.requeue_after, Some(Duration::from_millis(500)));
-        // Waiting for the results.
-        let d = with(running(Some(Duration::from_secs(3))));
-        assert!(d.actions.is_empty(), "{:?}", d.actions);
-        // In: the run ends with the measured part in its status.
         let step = StepDetail {
             client: Some(StepResult {
                 requests: 40,
@@ -400,7 +473,17 @@ fn an_early_end_stops_the_workers_and_keeps_what_they_measured() {
             }),
             ..Default::default()
         };
-        let d = with(session_done(vec![step]));
+        let (running, stopped) = stopped_views(vec![step]);
+        // First the stop, and nothing ends yet.
+        let d = with(running(None));
+        assert_eq!(d.actions, vec![Action::StopMeasurement], "{phase:?}");
+        assert_ne!(d.status.phase, Some(phase));
+        assert_eq!(d.requeue_after, Some(Duration::from_millis(500)));
+        // Waiting for the results.
+        let d = with(running(Some(Duration::from_secs(3))));
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        // In: the run ends with the measured part in its status.
+        let d = with(stopped);
         assert_eq!(d.status.phase, Some(phase));
         assert_eq!(d.actions, vec![Action::SuspendJob, Action::WriteResults]);
         let summary = d.status.summary.clone().expect("the measured part");
@@ -1012,16 +1095,6 @@ fn a_deleted_or_failed_job_keeps_what_its_workers_measured() {
             obs.session = Some(session);
             decide(&r, &obs, at(30))
         };
-        let running = |stopping_for| SessionView {
-            stage: Stage::Running,
-            stopping_for,
-            ..session_done(vec![])
-        };
-        let d = with(running(None));
-        assert_eq!(d.actions, vec![Action::StopMeasurement], "{reason}");
-        assert!(!d.status.phase.is_some_and(Phase::is_final), "{reason}");
-        let d = with(running(Some(Duration::from_secs(3))));
-        assert!(d.actions.is_empty(), "{reason}: {:?}", d.actions);
         let step = StepDetail {
             client: Some(StepResult {
                 requests: 12,
@@ -1032,7 +1105,13 @@ fn a_deleted_or_failed_job_keeps_what_its_workers_measured() {
             }),
             ..Default::default()
         };
-        let d = with(session_done(vec![step]));
+        let (running, stopped) = stopped_views(vec![step]);
+        let d = with(running(None));
+        assert_eq!(d.actions, vec![Action::StopMeasurement], "{reason}");
+        assert!(!d.status.phase.is_some_and(Phase::is_final), "{reason}");
+        let d = with(running(Some(Duration::from_secs(3))));
+        assert!(d.actions.is_empty(), "{reason}: {:?}", d.actions);
+        let d = with(stopped);
         assert_eq!(d.status.phase, Some(Phase::Failed), "{reason}");
         assert_eq!(condition(&d, FAILED), ("True", reason));
         assert_eq!(
@@ -1048,7 +1127,8 @@ fn a_deleted_or_failed_job_keeps_what_its_workers_measured() {
         assert!(message.contains("measured up to then is kept"), "{message}");
         // A session that ended with nothing handed over (the workers were
         // gone when a successor looked for them) says so too.
-        let d = with(session_done(vec![StepDetail::default()]));
+        let (_, nothing) = stopped_views(vec![StepDetail::default()]);
+        let d = with(nothing);
         assert_eq!(d.status.phase, Some(Phase::Failed), "{reason}");
         let message = &conditions::get(&d.status.conditions, FAILED)
             .unwrap()
