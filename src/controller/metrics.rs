@@ -92,6 +92,11 @@ impl Metrics {
             "Time one scrape took, by kind of endpoint",
             crate::scrape::fetch::SCRAPE_SECONDS.clone(),
         );
+        registry.register(
+            "checkpoint_writes",
+            "Checkpoint writes by runs, by outcome (written or failed): a failed one leaves results held only in this controller, their workers not yet let go",
+            crate::measure::checkpoint::WRITES.clone(),
+        );
         let runs = std::sync::Arc::new(std::sync::OnceLock::new());
         registry.register_collector(Box::new(super::run_metrics::RunMetrics {
             stores: runs.clone(),

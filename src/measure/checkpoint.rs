@@ -33,6 +33,27 @@ use super::collect::StepTelemetry;
 use crate::contract::WorkerResult;
 use crate::telemetry::Filter;
 
+/// Labels of the checkpoint-write counter: `written` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct WriteLabels {
+    pub outcome: &'static str,
+}
+
+/// Checkpoint writes by runs, all runs together, by outcome: failures mean
+/// results held only in the controller (their workers wait to be let go).
+pub static WRITES: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        WriteLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Counts one checkpoint write.
+pub fn record_write(ok: bool) {
+    let outcome = if ok { "written" } else { "failed" };
+    WRITES.get_or_create(&WriteLabels { outcome }).inc();
+}
+
 /// How often a checkpoint is written during a step.
 pub const EVERY: Duration = Duration::from_secs(10);
 

@@ -38,10 +38,20 @@ pub const SILENT_LOST_S: f64 = 90.0;
 pub const COLLECT_S: f64 = 60.0;
 /// How soon a failed pull or checkpoint write is tried again.
 pub const RETRY_S: f64 = 1.0;
-/// How many checkpoint writes holding a result may fail before its worker is
-/// let go all the same: a worker not let go exits at the end of its linger
-/// anyway, so holding it longer keeps nothing and holds the run open.
+/// How many checkpoint writes holding a result may fail in the collection
+/// of a run that ends early before its workers are let go all the same:
+/// the reconciler waits [`STOP_GRACE`](crate::controller::decide::STOP_GRACE)
+/// (20 s) for the results, and ends the run without them after that.
 pub const SAVE_TRIES: u32 = 5;
+/// How long checkpoint writes holding a result may keep failing (an API
+/// server's outage, a policy or a quota refusing the write) before its
+/// worker is let go all the same, with a note. Until then the worker keeps
+/// its result, and a controller that crashes meanwhile leaves it for its
+/// successor to pull: well inside a worker's linger (`--linger`, 10 min),
+/// after which it exits whatever happens, and bounded so that every run ends.
+pub const SAVE_GIVE_UP_S: f64 = 300.0;
+/// The longest wait between two tries of a failing checkpoint write.
+pub const SAVE_RETRY_MAX_S: f64 = 10.0;
 
 /// How a lost worker is named in the run's status and results:
 /// `load generator 1: its pod ... ended ...`.
@@ -165,7 +175,9 @@ pub struct Follow {
     stop_at: Option<f64>,
     /// A checkpoint write holding results is in flight.
     saving: bool,
+    /// Checkpoint writes that failed in a row, and since when.
     save_failures: u32,
+    saves_failing_since: Option<f64>,
     save_retry_at: f64,
     done: bool,
 }
@@ -190,6 +202,7 @@ impl Follow {
             stop_at: None,
             saving: false,
             save_failures: 0,
+            saves_failing_since: None,
             save_retry_at: 0.0,
             done: false,
         }
@@ -287,16 +300,31 @@ impl Follow {
                 self.saving = false;
                 if ok {
                     self.save_failures = 0;
+                    self.saves_failing_since = None;
                     self.let_go(&holding, &mut out);
                 } else {
+                    // Tried again after 1, 2, 4, 8, 10, 10, ... s; the
+                    // workers keep their results meanwhile.
                     self.save_failures += 1;
-                    self.save_retry_at = now + RETRY_S;
-                    if self.save_failures >= SAVE_TRIES {
+                    let wait = RETRY_S * 2f64.powi(self.save_failures.min(8) as i32 - 1);
+                    self.save_retry_at = now + wait.min(SAVE_RETRY_MAX_S);
+                    let since = *self.saves_failing_since.get_or_insert(now);
+                    // Asked to stop, the run waits for its results only so
+                    // long; else the patience is SAVE_GIVE_UP_S.
+                    let given_up = if self.stop_at.is_some() {
+                        self.save_failures >= SAVE_TRIES
+                    } else {
+                        now - since >= SAVE_GIVE_UP_S
+                    };
+                    if given_up {
                         out.push(Effect::Note(format!(
-                            "{SAVE_TRIES} checkpoint writes in a row failed: the results of load generator(s) {} are held by this controller alone until the run's results are written (a controller restart before then loses them)",
+                            "{} checkpoint writes in a row failed over {:.0} s: the results of load generator(s) {} are held by this controller alone until the run's results are written (a controller restart before then loses them)",
+                            self.save_failures,
+                            now - since,
                             list(&holding)
                         )));
                         self.save_failures = 0;
+                        self.saves_failing_since = None;
                         self.let_go(&holding, &mut out);
                     }
                 }

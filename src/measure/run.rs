@@ -420,7 +420,7 @@ async fn write(
     if seq <= *last {
         return true;
     }
-    match cluster.write_checkpoint(cp, seq).await {
+    let written = match cluster.write_checkpoint(cp, seq).await {
         Ok(()) => {
             *last = seq;
             true
@@ -429,7 +429,9 @@ async fn write(
             warn!(checkpoint = %cluster.checkpoint_name(), "writing the checkpoint: {e}");
             false
         }
-    }
+    };
+    checkpoint::record_write(written);
+    written
 }
 
 /// Runs the session to its end (the task is aborted if the run ends first).

@@ -531,7 +531,7 @@ impl Sim {
             .filter(|(_, e)| matches!(e, Ev::Successor))
             .map(|(t, _)| *t)
             .fold(0.0, f64::max);
-        let bound = last_truth.max(crash) + SILENT_LOST_S + COLLECT_S + 30.0;
+        let bound = last_truth.max(crash) + SILENT_LOST_S + COLLECT_S + SAVE_GIVE_UP_S + 30.0;
         if done > bound {
             return Err(format!("ended at {done:.1} s, past its bound {bound:.1} s"));
         }
@@ -636,7 +636,7 @@ fn thousands_of_fault_schedules_keep_every_invariant() {
     if std::env::var_os("FOLLOW_STATS").is_some() {
         let t = &tally;
         println!(
-            "== {} schedules, {} workers: {} killed, {} shares lost; {} with a stop, {} with a controller crash, {} with failing checkpoint writes; {} steps opened; {} workers let go without a checkpoint after {SAVE_TRIES} failed writes",
+            "== {} schedules, {} workers: {} killed, {} shares lost; {} with a stop, {} with a controller crash, {} with failing checkpoint writes; {} steps opened; {} workers let go without a checkpoint after failed writes",
             t.schedules,
             t.workers,
             t.killed,
@@ -824,4 +824,68 @@ fn a_worker_is_let_go_only_once_its_result_is_checkpointed() {
         }],
     );
     assert_eq!(out, [Effect::Ack(vec![0]), Effect::Done]);
+}
+
+/// Checkpoint writes that keep failing (a policy or a quota refusing them,
+/// an API server's outage): the worker keeps its result for minutes, so a
+/// controller that crashes meanwhile leaves it to its successor; the write
+/// is tried again less and less often; only after SAVE_GIVE_UP_S is the
+/// worker let go, with a note. A run that was asked to stop waits only a
+/// few tries: the reconciler ends it after STOP_GRACE.
+#[test]
+fn a_checkpoint_that_cannot_be_written_keeps_the_worker_for_minutes() {
+    use WorkerPhase::*;
+    for stopping in [false, true] {
+        let mut m = Follow::new(1, &[0], None, 1);
+        if stopping {
+            feed(&mut m, 0.0, vec![Event::StopAsked]);
+        }
+        feed(
+            &mut m,
+            0.0,
+            vec![Event::Progress(0, at(Done, 0, 3)), Event::Pulled(0)],
+        );
+        let (mut now, mut tries, mut waits) = (0.0, 0, Vec::new());
+        let let_go = loop {
+            let out = feed(
+                &mut m,
+                now,
+                vec![Event::Saved {
+                    holding: vec![0],
+                    ok: false,
+                }],
+            );
+            tries += 1;
+            if out.iter().any(|e| matches!(e, Effect::Ack(_))) {
+                break out;
+            }
+            assert!(out.is_empty(), "{out:?}");
+            // The next try comes when the machine asks for it.
+            let asked = (1..=200)
+                .map(|k| now + f64::from(k) * 0.1)
+                .find(|&t| feed(&mut m, t, vec![Event::Tick]) == [Effect::Save(vec![0])])
+                .expect("tried again within 20 s");
+            waits.push(asked - now);
+            now = asked;
+        };
+        let noted = let_go.iter().any(
+            |e| matches!(e, Effect::Note(n) if n.contains("checkpoint writes in a row failed")),
+        );
+        assert!(noted, "{let_go:?}");
+        if stopping {
+            assert_eq!(tries, SAVE_TRIES, "{waits:?}");
+        } else {
+            assert!(
+                (SAVE_GIVE_UP_S..SAVE_GIVE_UP_S + 11.0).contains(&now),
+                "{now}"
+            );
+            // 1, 2, 4, 8, then every 10 s.
+            assert!((waits[0] - 1.0).abs() < 0.11, "{waits:?}");
+            assert!((waits[3] - 8.0).abs() < 0.11, "{waits:?}");
+            assert!(
+                waits[5..].iter().all(|w| (w - 10.0).abs() < 0.11),
+                "{waits:?}"
+            );
+        }
+    }
 }
