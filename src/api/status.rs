@@ -20,7 +20,7 @@ pub struct BenchmarkRunStatus {
     /// (exporters and server endpoints found), `Succeeded`, `Failed`, `SLOMet`
     /// (every objective met), and `MeasurementValid` (the GPU energy covers every
     /// step's client window on every attributed GPU; when false, its reason —
-    /// `Restarted`, `Gap`, `PartialGpus`, `StaleExporter`, `Overshoot`, `NoGpus`,
+    /// `Restarted`, `Gap`, `PartialGpus`, `StaleExporter`, `Overshoot`, `CounterReset`, `NoGpus`,
     /// `NoClientResults`, `NoTelemetry`, `TooManyGpus`, `SharedGpus` — says why the energy and efficiency
     /// figures are left out of the summary; `MissingWorkers`: some load
     /// generators' results did not arrive, and the client figures are left

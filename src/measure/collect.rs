@@ -66,6 +66,7 @@ impl StepTelemetry {
                     .is_some_and(|e| e.source == EnergySource::Counter);
                 GpuSpan {
                     refreshes: seen.filter(|_| counter).map(|s| s.refreshes()),
+                    resets: seen.map_or(0, |s| s.energy_resets()),
                     name: g.identity.uuid.clone().unwrap_or_else(|| g.key.clone()),
                     has_energy: g.energy.is_some(),
                     spans_window: span
@@ -578,6 +579,62 @@ mod tests {
         assert_eq!((c.gpus, c.gpus_with_energy), (2, 1));
         assert_eq!(c.gaps[0].reason, crate::results::GapReason::PartialGpus);
         assert_eq!(partial.efficiency.unwrap().output_tokens_per_joule, None);
+    }
+
+    /// An energy counter that goes back mid-step (a GPU reset, a driver
+    /// reload) under-counts by what was drawn between the readings around
+    /// it: the step keeps what was measured and withholds its efficiency,
+    /// naming the GPU (`CounterReset`); the same step without the reset is
+    /// complete and exact.
+    #[test]
+    fn an_energy_counter_that_went_back_mid_step_withholds_the_efficiency() {
+        const T0: u64 = 1_800_000_000_000;
+        let inference = Pods {
+            inference: BTreeSet::from(["ns/llm-0".to_string()]),
+            readable: BTreeSet::from(["ns".to_string()]),
+        };
+        let l = "gpu=\"0\",UUID=\"GPU-0\",namespace=\"ns\",pod=\"llm-0\"";
+        let step = |reset_at: Option<u32>| {
+            let mut s = StepTelemetry::new(Filter::default(), T0, 0.0, false);
+            for t in 0..=30u32 {
+                // 400 W; after a reset the counter starts again from 0.
+                let mj = match reset_at {
+                    Some(r) if t >= r => f64::from(t - r) * 400e3,
+                    _ => 5e9 + f64::from(t) * 400e3,
+                };
+                let page = format!(
+                    "DCGM_FI_DEV_POWER_USAGE{{{l}}} 400\n# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\nDCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{{l}}} {mj}\n"
+                );
+                s.ingest(
+                    Kind::Gpu,
+                    "a",
+                    f64::from(t),
+                    page.as_bytes(),
+                    Format::Prometheus,
+                );
+                s.window.end_unix_ms = T0 + u64::from(t) * 1000;
+                s.closed_t = f64::from(t);
+            }
+            detail(
+                0,
+                Some(&s),
+                Some(client_step()),
+                None,
+                GpuScope::Auto,
+                &inference,
+                None,
+            )
+        };
+        let whole = step(None);
+        assert!(whole.coverage.as_ref().unwrap().complete);
+        let e = whole.efficiency.as_ref().unwrap();
+        assert!((e.total_gpu_energy_j - 12_000.0).abs() < 1e-6, "{e:?}");
+        let reset = step(Some(17));
+        let c = reset.coverage.as_ref().unwrap();
+        assert!(!c.complete);
+        assert_eq!(c.gaps[0].reason, crate::results::GapReason::CounterReset);
+        assert!(c.gaps[0].message.contains("GPU-0"), "{}", c.gaps[0].message);
+        assert_eq!(reset.summary().output_tokens_per_joule, None);
     }
 
     /// A worker's result (the steps it ran).

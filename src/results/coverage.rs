@@ -61,6 +61,11 @@ pub enum GapReason {
     /// The exporters reported more GPUs than a step keeps: the GPUs past the
     /// bound were not measured, and an attributed one may be among them.
     TooManyGpus,
+    /// An attributed GPU's energy counter went back inside the window (a
+    /// driver reload, a GPU reset, an exporter that counts for itself and
+    /// restarted): the energy between the reading before and the one after
+    /// is unknown.
+    CounterReset,
     /// Another run loaded the same target while this one measured
     /// (`concurrencyPolicy: Allow`): the GPUs' energy is that run's too.
     SharedGpus,
@@ -82,6 +87,7 @@ impl GapReason {
             GapReason::NoClientResults => "NoClientResults",
             GapReason::MissingWorkers => "MissingWorkers",
             GapReason::TooManyGpus => "TooManyGpus",
+            GapReason::CounterReset => "CounterReset",
             GapReason::SharedGpus => "SharedGpus",
             GapReason::FailedRequests => "FailedRequests",
         }
@@ -327,6 +333,8 @@ pub struct GpuSpan {
     /// (energy counter changes; `None` when only power is read, whose
     /// reading may stay put across a refresh).
     pub refreshes: Option<u32>,
+    /// How many times its energy counter went back inside the window.
+    pub resets: u32,
 }
 
 /// The coverage of a step whose telemetry window is `telemetry`, whose
@@ -481,6 +489,22 @@ fn gpu_gaps(c: &mut Coverage, telemetry: Window, gpus: &[GpuSpan]) {
             ),
         });
     }
+    // A counter that went back counted from zero again: the energy between
+    // the last reading before and the first after is not in it.
+    let reset: Vec<String> = gpus
+        .iter()
+        .filter(|g| g.counter && g.resets > 0)
+        .map(|g| g.name.clone())
+        .collect();
+    if !reset.is_empty() {
+        c.gaps.push(Gap {
+            reason: GapReason::CounterReset,
+            message: format!(
+                "the energy counter of {} went back inside the window (a driver reload, a GPU reset, or an exporter that counts for itself restarted): the energy between the reading before and the one after is unknown",
+                some(&reset)
+            ),
+        });
+    }
     let window_s = seconds(
         telemetry
             .end_unix_ms
@@ -597,7 +621,40 @@ mod tests {
             counter: true,
             update_period_s: Some(1.0),
             refreshes: Some(10),
+            resets: 0,
         }
+    }
+
+    /// An energy counter that went back inside the window (a GPU reset, a
+    /// driver reload) misses the energy between the readings around it:
+    /// withheld, naming the GPU. A power-integrated GPU has no counter to
+    /// reset.
+    #[test]
+    fn an_energy_counter_that_went_back_withholds_the_energy() {
+        let reset = GpuSpan {
+            resets: 1,
+            ..gpu("GPU-r")
+        };
+        let gpus = [gpu("GPU-a"), reset.clone()];
+        let c = coverage(w(T0, T0 + 30_000), Some(w(T0, T0 + 30_000)), false, &gpus);
+        assert!(!c.complete);
+        assert_eq!(
+            c.gaps.iter().map(|g| g.reason).collect::<Vec<_>>(),
+            [GapReason::CounterReset]
+        );
+        assert!(c.gaps[0].message.contains("GPU-r"), "{}", c.gaps[0].message);
+        let power = GpuSpan {
+            counter: false,
+            refreshes: None,
+            ..reset
+        };
+        let c = coverage(
+            w(T0, T0 + 30_000),
+            Some(w(T0, T0 + 30_000)),
+            false,
+            &[power],
+        );
+        assert!(c.complete, "{:?}", c.gaps);
     }
 
     #[test]

@@ -175,6 +175,14 @@ impl GpuSeries {
         changes.bounds()
     }
 
+    /// How many times the energy counter went back (0 without one).
+    pub fn energy_resets(&self) -> u32 {
+        match self.field("energy_consumption") {
+            Some(FieldAgg::Counter(c)) => c.resets,
+            _ => 0,
+        }
+    }
+
     /// The readings whose changes show when the exporter refreshed: the
     /// energy counter (it moves at every refresh of a GPU that draws power),
     /// else the power gauge.
