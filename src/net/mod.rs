@@ -218,6 +218,21 @@ pub(crate) mod testing {
             .unwrap();
         String::from_utf8(body.to_bytes().to_vec()).unwrap()
     }
+
+    /// The status of a `method` request to `url` with an empty body.
+    pub async fn status_of(method: &str, url: &str) -> u16 {
+        let client = crate::net::client::http_client(4);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .body(http_body_util::Full::default())
+            .unwrap();
+        let resp = client
+            .request(req)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        resp.status().as_u16()
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod chart;
 mod common;
 mod compare;
+mod faults;
 mod fidelity;
 mod hostile;
 mod https;

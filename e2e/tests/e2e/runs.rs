@@ -343,7 +343,7 @@ pub(crate) async fn delete_controller(client: &kube::Client) {
 
 /// A namespace of its own with the GPU-backed simulator `llm` (TTFT 5 ms,
 /// inter-token latency `itl`) on a GPU node.
-async fn with_gpu_sim(prefix: &str, itl: &'static str) -> (kube::Client, TestNamespace) {
+pub(crate) async fn with_gpu_sim(prefix: &str, itl: &'static str) -> (kube::Client, TestNamespace) {
     let client = client().await;
     let ns = TestNamespace::create(&client, prefix).await.unwrap();
     deploy(&ns, &gpu_sim("llm", "5ms", itl, None))
@@ -353,7 +353,7 @@ async fn with_gpu_sim(prefix: &str, itl: &'static str) -> (kube::Client, TestNam
 }
 
 /// Run `r` of `load` against the simulator `llm`.
-fn llm_run(load: &str) -> BenchmarkRun {
+pub(crate) fn llm_run(load: &str) -> BenchmarkRun {
     bench_sim_run("r", "llm", load, "")
 }
 
@@ -476,7 +476,7 @@ async fn a_soak_of_short_runs_keeps_every_result() {
 
 /// The run's status summary and results ConfigMap hold the client's figures
 /// for all `requests`.
-async fn assert_results(ns: &TestNamespace, r: &BenchmarkRun, requests: u64) {
+pub(crate) async fn assert_results(ns: &TestNamespace, r: &BenchmarkRun, requests: u64) {
     let name = r.metadata.name.clone().unwrap();
     let summary = r.status.as_ref().and_then(|s| s.summary.clone());
     let summary = summary.unwrap_or_else(|| panic!("{name}: no summary in {:?}", r.status));

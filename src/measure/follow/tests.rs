@@ -17,6 +17,8 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 
+mod exporter;
+
 /// One worker's truth.
 #[derive(Clone, Debug)]
 struct Truth {
@@ -139,6 +141,17 @@ struct Sim {
     pulled: BTreeSet<u32>,
     lost: BTreeMap<u32, String>,
     done_at: Option<f64>,
+    /// How late a long poll's answer may reach the machine: a few ms on a
+    /// quiet cluster, 0.3 s on a busy one.
+    answer_late: f64,
+    /// The GPU and its exporter (invariant 4).
+    exporter: exporter::Exporter,
+    /// When each step was last opened, by which controller.
+    open_at: BTreeMap<usize, (u64, f64)>,
+    /// Steps opened and closed by one controller: (step, open, close).
+    spans: Vec<(usize, f64, f64)>,
+    /// What each such step's energy came to.
+    energy: Vec<exporter::Outcome>,
 }
 
 impl Sim {
@@ -182,6 +195,8 @@ impl Sim {
             });
         }
         let end = workers.iter().map(Truth::done_at).fold(0.0, f64::max);
+        let exporter = exporter::Exporter::new(seed, end);
+        let answer_late = [0.005, 0.3][(seed % 2) as usize];
         let pull_ok = [1.0, 0.8, 0.3][rng.random_range(0..3)];
         let save_ok = [1.0, 0.7, 0.0][rng.random_range(0..3)];
         let indexes: Vec<u32> = (0..n).collect();
@@ -208,6 +223,11 @@ impl Sim {
             pulled: BTreeSet::new(),
             lost: BTreeMap::new(),
             done_at: None,
+            answer_late,
+            exporter,
+            open_at: BTreeMap::new(),
+            spans: Vec::new(),
+            energy: Vec::new(),
         };
         // Faults: deaths, with or without the cluster telling; a stop (a
         // cancel, a timeout) or SIGTERM to every worker; a controller crash.
@@ -331,7 +351,7 @@ impl Sim {
                             stopped,
                             ..Default::default()
                         };
-                        let t = until + self.jitter(0.3);
+                        let t = until + self.jitter(self.answer_late);
                         self.at(t, Ev::Machine(generation, Event::Progress(i, p)));
                         if phase != WorkerPhase::Done {
                             self.at(t, Ev::Poll(generation, i));
@@ -424,6 +444,7 @@ impl Sim {
                     return Err(format!("step {k} opened twice"));
                 }
                 self.opened.push((k, now));
+                self.open_at.insert(k, (self.generation, now));
                 self.seq += 1;
                 self.save(self.seq);
             }
@@ -442,6 +463,11 @@ impl Sim {
                     }
                 }
                 self.closed.push((k, now));
+                if let Some((g, open)) = self.open_at.get(&k).copied()
+                    && g == self.generation
+                {
+                    self.spans.push((k, open, now));
+                }
                 self.seq += 1;
                 self.save(self.seq);
             }
@@ -509,7 +535,7 @@ impl Sim {
     }
 
     /// The invariants at the end, against the truth.
-    fn finally(&self) -> Result<(), String> {
+    fn finally(&mut self) -> Result<(), String> {
         // Invariant 6: every run ends, within a bound after its last fault.
         let Some(done) = self.done_at else {
             return Err(format!(
@@ -567,6 +593,38 @@ impl Sim {
                 ));
             }
         }
+        self.energy_of_steps()
+    }
+
+    /// Invariant 4, against the GPU's truth: each step opened and closed by
+    /// one controller has its energy published within the stated tolerance
+    /// of the truth over the client's window, or withheld with a reason.
+    /// (Steps a successor took over are left to the checkpoint's own test,
+    /// `measure::collect`'s `a_step_taken_over_from_its_checkpoint_...`.)
+    fn energy_of_steps(&mut self) -> Result<(), String> {
+        for (k, open, close) in self.spans.clone() {
+            let (mut measuring, mut reported, mut window) = (0, 0, None::<(f64, f64)>);
+            for (i, w) in self.workers.iter().enumerate() {
+                let Some((from, to)) = w.measured(k as u64) else {
+                    continue;
+                };
+                measuring += 1;
+                let i = i as u32;
+                if self.store.results.contains(&i) || self.acked.contains(&i) {
+                    reported += 1;
+                    window = Some(window.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
+                }
+            }
+            let Some(client) = window else {
+                continue;
+            };
+            let coverage = crate::results::WorkerCoverage {
+                workers: measuring,
+                reported,
+            };
+            let outcome = self.exporter.step(k, (open, close), client, coverage)?;
+            self.energy.push(outcome);
+        }
         Ok(())
     }
 }
@@ -583,6 +641,12 @@ struct Tally {
     failing_writes: u64,
     steps_opened: u64,
     given_up: u64,
+    energy_published: u64,
+    energy_withheld: BTreeMap<&'static str, u64>,
+    /// The worst published energy's distance from the truth (relative),
+    /// by the window's length in refresh periods: under 10, 10 to 40, 40
+    /// to 200, 200 and more.
+    energy_worst: [f64; 4],
 }
 
 fn schedule(seed: u64, tally: &mut Tally) -> Result<(), String> {
@@ -597,6 +661,16 @@ fn schedule(seed: u64, tally: &mut Tally) -> Result<(), String> {
     tally.failing_writes += u64::from(sim.save_ok < 1.0);
     tally.steps_opened += sim.opened.len() as u64;
     tally.given_up += sim.given_up.len() as u64;
+    for o in &sim.energy {
+        match o {
+            exporter::Outcome::Published { off, periods } => {
+                tally.energy_published += 1;
+                let bucket = [10.0, 40.0, 200.0].iter().filter(|b| periods >= *b).count();
+                tally.energy_worst[bucket] = tally.energy_worst[bucket].max(*off);
+            }
+            exporter::Outcome::Withheld(why) => *tally.energy_withheld.entry(why).or_default() += 1,
+        }
+    }
     ran.map_err(|e| {
         let tail: Vec<&String> = sim.log.iter().rev().take(40).collect();
         format!(
@@ -647,9 +721,16 @@ fn thousands_of_fault_schedules_keep_every_invariant() {
             t.steps_opened,
             t.given_up
         );
+        println!(
+            "== step energy: {} published, the worst from the truth over a window of <10, 10-40, 40-200, >=200 refresh periods: {:.2?} %; withheld: {:?}",
+            t.energy_published,
+            t.energy_worst.map(|w| w * 100.0),
+            t.energy_withheld
+        );
     }
     // The schedules reach the faults they are for.
     assert!(tally.killed > 0 && tally.lost > 0 && tally.stopped > 0 && tally.crashes > 0);
+    assert!(tally.energy_published > 0 && !tally.energy_withheld.is_empty());
     assert!(
         tally.steps_opened >= tally.schedules,
         "a step opens in most schedules"

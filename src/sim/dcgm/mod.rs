@@ -13,6 +13,14 @@
 //! `GET /sim/truth` (`?history=0` leaves the history out) gives each GPU's
 //! exact integrated energy and power now, and its energy at every tick (the
 //! newest `--truth-history`), for checking what a client computed.
+//!
+//! `POST /sim/restart?downS=N` restarts the exporter in place, as a
+//! dcgm-exporter container that crashed and was restarted in its pod: for
+//! `N` seconds (at most 60) `/metrics` answers 503, and then the first page
+//! comes with the next refresh. The GPUs go on drawing power, and their
+//! energy counters are the driver's, so they go on counting (NVML's total
+//! energy is counted since the driver loaded, not since the exporter
+//! started).
 
 mod cluster;
 mod model;
@@ -129,6 +137,9 @@ struct Node {
     tick_s: f64,
     /// Fields left off the page.
     omit: Vec<String>,
+    /// Restarting (`/sim/restart`): no page until then, and none until
+    /// the refresh after it.
+    down_until: Option<Instant>,
 }
 
 impl Node {
@@ -239,6 +250,7 @@ fn new_node(opts: &DcgmOpts, shape: &Shape, assignments: Vec<Assignment>) -> Nod
         update_interval_s: opts.update_interval.as_secs_f64(),
         tick_s: opts.tick.as_secs_f64(),
         omit: opts.omit.clone(),
+        down_until: None,
     };
     node.render();
     node
@@ -249,12 +261,39 @@ fn router(node: Arc<Mutex<Node>>) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/sim/truth", get(truth))
+        .route("/sim/restart", axum::routing::post(restart))
         .with_state(node)
 }
 
 async fn metrics(AxState(node): AxState<Arc<Mutex<Node>>>) -> Response {
-    let page = node.lock().unwrap_or_else(|p| p.into_inner()).page.clone();
+    let n = node.lock().unwrap_or_else(|p| p.into_inner());
+    if n.down_until.is_some() {
+        let why = "dcgm-exporter is restarting\n";
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
+    let page = n.page.clone();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestartQuery {
+    down_s: f64,
+}
+
+/// The exporter restarts: no page for `downS` seconds and until the
+/// refresh after them; the GPUs and their counters go on.
+async fn restart(
+    AxState(node): AxState<Arc<Mutex<Node>>>,
+    Query(q): Query<RestartQuery>,
+) -> Response {
+    if !(0.0..=60.0).contains(&q.down_s) {
+        let why = "downS is seconds, from 0 to 60\n";
+        return (axum::http::StatusCode::BAD_REQUEST, why).into_response();
+    }
+    let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
+    n.down_until = Some(Instant::now() + Duration::from_secs_f64(q.down_s));
+    "restarting\n".into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -372,6 +411,10 @@ async fn simulate(node: Arc<Mutex<Node>>, tick: Duration, update: Duration) {
         }
         if now.duration_since(last_publish) + tick / 2 >= update {
             last_publish = now;
+            // Back from a restart: its first page is this refresh's.
+            if n.down_until.is_some_and(|until| now >= until) {
+                n.down_until = None;
+            }
             let Node { board, gpus, .. } = &mut *n;
             for g in gpus.iter_mut() {
                 g.publish(board);

@@ -1,7 +1,7 @@
 use clap::Parser as _;
 
 use super::*;
-use crate::net::testing::{get, start as serve};
+use crate::net::testing::{get, start as serve, status_of};
 use crate::scrape::{Entry, Format, Kind, Parser};
 use crate::telemetry::GpuTelemetry;
 
@@ -221,4 +221,46 @@ async fn gpus_follow_the_server_and_the_counter_matches_the_truth() {
         .find(|m| m.key == "gpu_utilization")
         .unwrap();
     assert!(util.stats.as_ref().unwrap().max > 90.0, "{util:?}");
+}
+
+/// `/sim/restart`: `/metrics` answers 503 while the exporter restarts, the
+/// first page after it comes with a refresh, and the energy counter has
+/// gone on counting meanwhile (the driver's, not the exporter's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_exporter_is_down_then_counts_on() {
+    let o = opts(&[
+        "--gpus",
+        "1",
+        "--tick",
+        "20ms",
+        "--update-interval",
+        "100ms",
+    ]);
+    let node = Arc::new(Mutex::new(new_node(&o, &shape(1), Vec::new())));
+    tokio::spawn(simulate(node.clone(), o.tick, o.update_interval));
+    let dcgm = serve(router(node.clone())).await;
+    let energy = |page: &str| -> f64 {
+        page.lines()
+            .find(|l| l.starts_with("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .expect("an energy counter on the page")
+    };
+    let before = energy(&get(&format!("{dcgm}/metrics")).await);
+    let restart = format!("{dcgm}/sim/restart?downS=");
+    assert_eq!(status_of("POST", &format!("{restart}99")).await, 400);
+    assert_eq!(status_of("POST", &format!("{restart}0.3")).await, 200);
+    assert_eq!(status_of("GET", &format!("{dcgm}/metrics")).await, 503);
+    until("the exporter to be back", async || {
+        status_of("GET", &format!("{dcgm}/metrics")).await == 200
+    })
+    .await;
+    let after = energy(&get(&format!("{dcgm}/metrics")).await);
+    // An idle GPU draws 70 W: 0.3 s or more of it, counted on.
+    assert!(
+        after - before >= 70.0 * 0.3 * 1e3 * 0.9,
+        "{before} -> {after}"
+    );
+    let truth: serde_json::Value =
+        serde_json::from_str(&get(&format!("{dcgm}/sim/truth?history=0")).await).unwrap();
+    assert!(truth["gpus"][0]["energyMj"].as_f64().unwrap() >= after);
 }

@@ -400,6 +400,19 @@ pub async fn get_text_as(url: &str, token: Option<&str>) -> (u16, String) {
     )
 }
 
+/// The status of `POST url` with an empty body.
+pub async fn post_status(url: &str) -> u16 {
+    let client = benchrun::net::client::http_client(1);
+    let request = http::Request::post(url)
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let resp = client
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    resp.status().as_u16()
+}
+
 /// The service account, in the operator's namespace, bound to the chart's
 /// `benchrun-metrics-reader` ClusterRole (as a Prometheus would be).
 pub const METRICS_READER: &str = "e2e-metrics-reader";
@@ -511,6 +524,11 @@ pub async fn gpu_truth(client: &kube::Client, node: &str) -> Vec<serde_json::Val
 /// The GPU simulator's `/sim/truth` of `node`: its GPUs and its board
 /// constants (`idlePowerW`, `updateIntervalS`).
 pub async fn gpu_sim_truth(client: &kube::Client, node: &str) -> serde_json::Value {
+    get_json(&format!("{}/sim/truth", gpu_sim_url(client, node).await)).await
+}
+
+/// The base URL of the GPU simulator (its dcgm-exporter) on `node`.
+pub async fn gpu_sim_url(client: &kube::Client, node: &str) -> String {
     let exporters = kube::Api::<Pod>::namespaced(client.clone(), OPERATOR_NS);
     let dcgm = exporters
         .list(&kube::api::ListParams::default().labels("app=sim-dcgm"))
@@ -520,7 +538,7 @@ pub async fn gpu_sim_truth(client: &kube::Client, node: &str) -> serde_json::Val
         .into_iter()
         .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
         .unwrap_or_else(|| panic!("no GPU simulator on {node}"));
-    get_json(&format!("http://{}:9400/sim/truth", ip(&dcgm))).await
+    format!("http://{}:9400", ip(&dcgm))
 }
 
 /// The value of the series `series` (name and labels, as exposed) on the
