@@ -4,7 +4,9 @@
 # steps, 1-4 workers, warmups, cool-downs) under random faults (workers
 # killed with or without the cluster saying so, stops asked or SIGTERM,
 # failed pulls and checkpoint writes, a controller crash and a successor
-# from its checkpoint), every invariant checked after every transition.
+# from its checkpoint; a GPU exporter of random refresh period with late
+# answers, outages and counter resets), every invariant checked after every
+# transition and each step's energy against the GPU's truth.
 # `cargo test` runs schedules 0..3000; this runs others.
 # Usage: bench/follow-campaign.sh [SCHEDULES] [FIRST]
 #   (default 1000000 schedules from seed 1000000)

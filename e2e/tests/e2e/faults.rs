@@ -339,12 +339,11 @@ async fn a_checkpoint_refused_and_the_controller_killed_before_it_lands_lose_not
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
     let history = llm_gpu_history(&client, &llm).await;
     if !energy_matches_truth(0, &done, &doc["details"][0], &history) {
+        // Withheld for the restart (and, with the few readings the
+        // successor saw, maybe for the refreshes it could not see).
         let valid = condition(&done, "MeasurementValid").expect("MeasurementValid");
-        assert_eq!(
-            (valid.status.as_str(), valid.reason.as_str()),
-            ("False", "Restarted"),
-            "{valid:?}"
-        );
+        assert_eq!(valid.status, "False", "{valid:?}");
+        assert!(valid.message.contains("taking the run over"), "{valid:?}");
     }
     ns.delete().await.unwrap();
 }

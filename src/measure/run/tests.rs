@@ -655,7 +655,7 @@ async fn parsing_runs_beside_the_runtime_s_other_tasks() {
         })
     };
     let seen = tokio::spawn(async move {
-        super::off_runtime(|| {
+        super::scrape::off_runtime(|| {
             let from = ticks.load(Ordering::SeqCst);
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while std::time::Instant::now() < deadline {
