@@ -25,7 +25,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::contract::{WorkerPhase, WorkerProgress};
+use crate::contract::WorkerProgress;
+
+mod slot;
+
+use self::slot::{Held, Slot};
 
 /// How long a worker asked to stop may go on before its share is given up:
 /// within the reconciler's wait for a stopping run's results
@@ -102,67 +106,6 @@ pub enum Effect {
     /// Nothing more comes: every worker's result is held or its share lost,
     /// and no step is open.
     Done,
-}
-
-/// Where one worker's result is.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Held {
-    /// Not yet: the worker is running, or its pull waits for a retry.
-    No { retry_at: f64 },
-    /// A pull is in flight.
-    Pulling,
-    /// In hand, not yet in a written checkpoint.
-    InHand,
-    /// In a written checkpoint (or given up on one), and the worker let go.
-    Durable,
-}
-
-#[derive(Clone, Debug)]
-struct Slot {
-    latest: Option<WorkerProgress>,
-    /// Since when its progress has failed to come, without an answer since.
-    failing_since: Option<f64>,
-    /// Since when it reports Done (its result is tried from then).
-    done_at: Option<f64>,
-    lost: Option<String>,
-    /// Its pod ended (a loss nothing revives).
-    pod_ended: bool,
-    held: Held,
-}
-
-impl Slot {
-    fn live(&self) -> bool {
-        self.lost.is_none()
-    }
-
-    fn done(&self) -> bool {
-        self.latest.is_some_and(|p| p.phase == WorkerPhase::Done)
-    }
-
-    fn result_held(&self) -> bool {
-        matches!(self.held, Held::InHand | Held::Durable)
-    }
-
-    /// It measures step `k` or went past it having measured its steps.
-    fn in_or_past(&self, k: u64) -> bool {
-        self.latest.is_some_and(|p| {
-            p.step > k
-                || p.step == k && p.phase == WorkerPhase::Measuring
-                || p.phase == WorkerPhase::Done && !p.stopped
-        })
-    }
-
-    /// It will not measure step `k`: it ended early (stopped) before it.
-    fn out_before(&self, k: u64) -> bool {
-        self.latest
-            .is_some_and(|p| p.phase == WorkerPhase::Done && p.stopped && p.step <= k)
-    }
-
-    /// It has gone past step `k` (or ended).
-    fn past(&self, k: u64) -> bool {
-        self.latest
-            .is_some_and(|p| p.step > k || p.phase == WorkerPhase::Done)
-    }
 }
 
 /// The measured part of one run.

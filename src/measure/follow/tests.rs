@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::contract::WorkerPhase;
 
 mod exporter;
 
@@ -99,6 +100,9 @@ enum Ev {
     Successor,
     /// Told to stop by the controller or SIGTERM.
     WorkerStop(u32),
+    /// The reconciler asks the run's session to stop (a cancel, a timeout);
+    /// it asks again of a successor, at its first look.
+    Stop,
     /// A checkpoint write of this snapshot lands (or fails).
     Store(u64, Snapshot, bool),
     Tick(u64),
@@ -141,6 +145,8 @@ struct Sim {
     pulled: BTreeSet<u32>,
     lost: BTreeMap<u32, String>,
     done_at: Option<f64>,
+    /// The reconciler asked the session to stop (it asks any successor too).
+    stop_asked: bool,
     /// How late a long poll's answer may reach the machine: a few ms on a
     /// quiet cluster, 0.3 s on a busy one.
     answer_late: f64,
@@ -223,6 +229,7 @@ impl Sim {
             pulled: BTreeSet::new(),
             lost: BTreeMap::new(),
             done_at: None,
+            stop_asked: false,
             answer_late,
             exporter,
             open_at: BTreeMap::new(),
@@ -244,7 +251,7 @@ impl Sim {
         }
         if sim.rng.random_bool(0.3) {
             let t = sim.jitter(end + 0.1);
-            sim.at(t, Ev::Machine(0, Event::StopAsked));
+            sim.at(t, Ev::Stop);
         } else if sim.rng.random_bool(0.1) {
             // SIGTERM (the Job deleted): the workers stop on their own, and
             // the reconciler asks the session to stop a little later.
@@ -253,7 +260,7 @@ impl Sim {
                 sim.at(t, Ev::WorkerStop(i));
             }
             let later = t + sim.jitter(3.0);
-            sim.at(later, Ev::Machine(0, Event::StopAsked));
+            sim.at(later, Ev::Stop);
         }
         if sim.rng.random_bool(0.2) {
             let t = sim.jitter(end * 1.2 + 0.1);
@@ -359,6 +366,11 @@ impl Sim {
                     }
                 }
             }
+            Ev::Stop => {
+                self.stop_asked = true;
+                let g = self.generation;
+                self.at(now, Ev::Machine(g, Event::StopAsked));
+            }
             Ev::WorkerStop(i) => {
                 let w = &mut self.workers[i as usize];
                 if w.at(now).is_some() && w.stop_at.is_none() {
@@ -398,6 +410,11 @@ impl Sim {
                     }
                 }
                 self.at(now, Ev::Tick(g));
+                if self.stop_asked {
+                    // The reconciler's next look at the stopping run.
+                    let t = now + self.jitter(0.5);
+                    self.at(t, Ev::Machine(g, Event::StopAsked));
+                }
             }
             Ev::Store(seq, snapshot, ok) => {
                 if ok && seq > self.store.seq {
@@ -500,12 +517,15 @@ impl Sim {
                     // Invariant 2: let go only once its result is durable,
                     // or after the writes failed, with a note.
                     let durable = self.store.results.contains(&i);
-                    let noted = self
-                        .log
-                        .iter()
-                        .rev()
-                        .take(8)
-                        .any(|l| l.contains("checkpoint writes in a row failed"));
+                    // A note naming this worker among those let go.
+                    let names = |l: &str| {
+                        let from = l.find("load generator(s) ")? + "load generator(s) ".len();
+                        let to = from + l[from..].find(" are held")?;
+                        Some(l[from..to].split(", ").any(|n| n == i.to_string()))
+                    };
+                    let noted = self.log.iter().rev().take(8).any(|l| {
+                        l.contains("checkpoint writes in a row failed") && names(l) == Some(true)
+                    });
                     if !durable && !noted {
                         return Err(format!("worker {i} let go before its result was durable"));
                     }

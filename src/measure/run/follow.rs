@@ -40,6 +40,8 @@ enum Back {
         answers: Vec<Answer>,
     },
     Discovered(Result<Found, String>),
+    /// The workers whose pod ended, as the cluster said.
+    PodsEnded(Vec<Event>),
     Nothing,
 }
 
@@ -129,6 +131,7 @@ pub(super) async fn follow(
     let mut next_discovery = Instant::now() + REDISCOVER;
     let mut discovering = false;
     let mut last_pod_look = Instant::now();
+    let mut looking_at_pods = false;
     let mut last_done: Option<(Instant, u64)> = None;
     let mut lost = Vec::new();
     // The machine's first look: a session with nothing left to follow
@@ -274,14 +277,22 @@ pub(super) async fn follow(
                     }
                     next_discovery = Instant::now() + REDISCOVER;
                 }
+                Ok(Back::PodsEnded(ended)) => {
+                    looking_at_pods = false;
+                    events.extend(ended);
+                }
                 Ok(Back::Nothing) => {}
                 Err(e) => warn!(job = %d.setup.job, "a task of the session failed: {e}"),
             },
             _ = ticks.tick() => {
                 events.push(Event::Tick);
-                if last_pod_look.elapsed() >= POD_LOOK {
+                // Beside the loop, as every call to the cluster: a boundary
+                // never waits for it.
+                if last_pod_look.elapsed() >= POD_LOOK && !looking_at_pods {
                     last_pod_look = Instant::now();
-                    events.extend(pods_ended(d, &indexes).await);
+                    looking_at_pods = true;
+                    let (cluster, indexes) = (d.setup.cluster.clone(), indexes.clone());
+                    tasks.spawn(async move { Back::PodsEnded(pods_ended(&*cluster, &indexes).await) });
                 }
             }
             _ = tokio::time::sleep_until(next_scrape), if active.is_some() && !scraping => {
@@ -318,8 +329,8 @@ pub(super) async fn follow(
 
 /// The workers among `indexes` whose pod ended (killed, evicted, failed) or
 /// is gone, as the cluster says now.
-async fn pods_ended(d: &Driver, indexes: &[u32]) -> Vec<Event> {
-    let Ok(pods) = d.setup.cluster.worker_pods().await else {
+async fn pods_ended(cluster: &dyn super::Cluster, indexes: &[u32]) -> Vec<Event> {
+    let Ok(pods) = cluster.worker_pods().await else {
         return Vec::new();
     };
     indexes
