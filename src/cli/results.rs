@@ -377,7 +377,8 @@ pub fn render(doc: &ResultsDocument) -> String {
                     .unwrap_or_default(),
             );
         }
-        if !d.gpus.is_empty() {
+        let gpus = d.shown_gpus();
+        if !gpus.is_empty() {
             let _ = writeln!(
                 o,
                 "  {:<4} {:<14} {:<24} {:<32} {:>8} {:>10} {:>7} {:>6} {:>9} {:>7}",
@@ -392,7 +393,7 @@ pub fn render(doc: &ResultsDocument) -> String {
                 "TENSOR %",
                 "TEMP C"
             );
-            for (i, g) in d.gpus.iter().enumerate() {
+            for (i, g) in gpus.iter().enumerate() {
                 let uuid = g.identity.uuid.as_deref().unwrap_or("-");
                 let pods: Vec<String> = g.pods.iter().map(ToString::to_string).collect();
                 let _ = writeln!(

@@ -387,7 +387,7 @@ pub fn render(doc: &ResultsDocument, width: usize) -> String {
         if several {
             let _ = writeln!(o, "\n== step {}", d.index);
         }
-        for g in &d.gpus {
+        for g in d.shown_gpus().iter() {
             gpu_table(g).write(&mut o, width);
         }
         let mut endpoints: Vec<&str> = d

@@ -123,7 +123,7 @@ pub fn client(details: &[StepDetail]) -> String {
 pub fn gpus(details: &[StepDetail]) -> String {
     let mut rows = Vec::new();
     for d in details {
-        for g in &d.gpus {
+        for g in d.shown_gpus().iter() {
             let id = &g.identity;
             let pods: Vec<String> = g.pods.iter().map(ToString::to_string).collect();
             for m in &g.metrics {

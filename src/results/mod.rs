@@ -186,6 +186,9 @@ pub struct EndpointReport {
     pub reachable: bool,
 }
 
+/// The key of a GPU's energy counter among its metrics.
+const ENERGY_COUNTER: &str = "energy_consumption";
+
 /// The most failed requests, as a fraction of a step's, for the load to be
 /// the one asked for: `load.maxErrorRate`'s default.
 pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.01;
@@ -260,6 +263,26 @@ impl StepDetail {
                     .map(|g| g.message.as_str())
             })
             .flatten()
+    }
+
+    /// The step's GPUs as outputs show them: when the step's energy is
+    /// withheld, without their energy (the energy column, the energy
+    /// counter's increase and rate) — every other reading stays.
+    pub fn shown_gpus(&self) -> std::borrow::Cow<'_, [crate::telemetry::report::GpuResult]> {
+        if self.energy_covered() {
+            return std::borrow::Cow::Borrowed(&self.gpus);
+        }
+        let gpus = self
+            .gpus
+            .iter()
+            .map(|g| {
+                let mut g = g.clone();
+                g.energy = None;
+                g.metrics.retain(|m| m.key != ENERGY_COUNTER);
+                g
+            })
+            .collect();
+        std::borrow::Cow::Owned(gpus)
     }
 
     pub fn summary(&self) -> Summary {

@@ -138,4 +138,23 @@ fn a_withheld_figure_is_withheld_in_the_tables_and_the_results_text() {
     let csv = &files["client_metrics.csv"];
     assert!(!csv.lines().any(|l| l.starts_with("0,")), "{csv}");
     assert!(csv.lines().any(|l| l.starts_with("1,")), "{csv}");
+    // No output shows a withheld step's GPU energy: not the per-GPU table,
+    // not the GPU tables, not the GPU CSV (its other readings stay).
+    let joules = doc.details[0].gpus[0].energy.as_ref().unwrap().joules;
+    let joules = format!("{joules:.1}");
+    let before = crate::cli::results::render(&recorded());
+    assert!(before.contains(&joules), "{before}");
+    assert!(!text.contains(&joules), "{text}");
+    let gpu_csv = &files["gpu_telemetry.csv"];
+    let energy_rows = |step: &str| {
+        gpu_csv
+            .lines()
+            .filter(|l| l.starts_with(step) && l.contains("energy_consumption"))
+            .count()
+    };
+    assert_eq!(energy_rows("0,") + energy_rows("1,"), 0, "{gpu_csv}");
+    assert!(gpu_csv.lines().any(|l| l.starts_with("1,")), "{gpu_csv}");
+    assert!(!out.contains("Energy Consumption"), "{out}");
+    let whole = render(&recorded(), 160);
+    assert!(whole.contains("Energy Consumption"), "{whole}");
 }

@@ -429,7 +429,22 @@ pub(super) fn collecting(d: &mut Decision, look: &Look, job: &Job) {
                 v.lost.join("; ")
             ),
         )),
-        Some(v) if v.stage == Stage::Done && v.steps.iter().any(|s| s.client.is_some()) => None,
+        Some(v) if v.stage == Stage::Done && !v.steps.is_empty() && v.steps.iter().all(|s| s.client.is_some()) => None,
+        // Every measured step has its client results, or the run does not
+        // succeed: some steps without them say which.
+        Some(v) if v.stage == Stage::Done && v.steps.iter().any(|s| s.client.is_some()) => Some((
+            "ResultsMissing",
+            format!(
+                "the load generators finished, but no client results arrived for step(s) {}; what the others measured is kept",
+                v.steps
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.client.is_none())
+                    .map(|(k, _)| (k + 1).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
         Some(v) if v.stage == Stage::Done => Some((
             "ResultsMissing",
             "the load generators finished, and none of their results could be pulled or read from the checkpoint; only the telemetry is kept".to_string(),

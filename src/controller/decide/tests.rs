@@ -296,6 +296,10 @@ fn a_completed_job_without_client_results_never_succeeds() {
         ..Default::default()
     };
     for (session, reason) in [
+        (
+            Some(session_done(vec![measured(), telemetry_only.clone()])),
+            "ResultsMissing",
+        ),
         (Some(session_done(vec![telemetry_only])), "ResultsMissing"),
         (Some(session_done(Vec::new())), "ResultsMissing"),
         (None, "ResultsMissing"),
@@ -321,6 +325,18 @@ fn a_completed_job_without_client_results_never_succeeds() {
         assert_eq!(condition(&d, FAILED), ("True", reason));
         assert!(d.actions.contains(&Action::WriteResults));
     }
+    // One of two steps without its client results: the message says which.
+    let mut obs = observed(Some(done), Target::NotNeeded);
+    let missing = crate::results::StepDetail::default();
+    obs.session = Some(session_done(vec![measured(), missing]));
+    let d = decide(&r, &obs, at(60));
+    let msg = &conditions::get(&d.status.conditions, FAILED)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("no client results arrived for step(s) 2"),
+        "{msg}"
+    );
 }
 
 /// A worker that failed before the shared start (its index is not
