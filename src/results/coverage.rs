@@ -34,6 +34,14 @@ pub const MIN_OVERSHOOT_S: f64 = 0.2;
 /// period, and the energy wrong by as much (dcgm-exporter refreshes every
 /// 30 s by default: a 45 s step could be off by two thirds).
 pub const MIN_REFRESHES: u32 = 2;
+/// How many of its exporter's refresh periods the window must span: each
+/// boundary reading may be up to a period old, so the energy may be off by
+/// up to a period's worth of power at each end — 10 periods bound that to a
+/// tenth of the step (with a steady power; the fault schedules' power,
+/// changing every second between 100 and 700 W, was published up to 2x off
+/// over windows of fewer than 10 periods). dcgm-exporter's default 30 s
+/// refresh needs steps of 5 minutes; `-c 1000` (1 s) steps of 10 s.
+pub const MIN_WINDOW_PERIODS: f64 = 10.0;
 
 /// Why a step's energy does not cover the step.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -511,14 +519,14 @@ fn gpu_gaps(c: &mut Coverage, telemetry: Window, gpus: &[GpuSpan]) {
             .saturating_sub(telemetry.start_unix_ms),
     );
     // Every attributed GPU's exporter refreshed at least twice inside the
-    // window: seen so (its energy counter moved), and as its refresh period
-    // allows.
+    // window, seen so (its energy counter moved), and the window spans
+    // MIN_WINDOW_PERIODS of its refresh period.
     let stale: Vec<&GpuSpan> = gpus
         .iter()
         .filter(|g| {
             g.refreshes.is_some_and(|n| n < MIN_REFRESHES)
                 || g.update_period_s
-                    .is_some_and(|p| p * f64::from(MIN_REFRESHES) > window_s)
+                    .is_some_and(|p| p * MIN_WINDOW_PERIODS > window_s)
         })
         .collect();
     if !stale.is_empty() {
@@ -538,7 +546,7 @@ fn gpu_gaps(c: &mut Coverage, telemetry: Window, gpus: &[GpuSpan]) {
         c.gaps.push(Gap {
             reason: GapReason::StaleExporter,
             message: format!(
-                "the exporter of {} {seen}refreshing {period}: a {window_s:.1} s window needs at least {MIN_REFRESHES} refreshes inside it, or a boundary reading may be a whole refresh old",
+                "the exporter of {} {seen}refreshing {period}: a {window_s:.1} s window needs to span at least {MIN_WINDOW_PERIODS} refresh periods (and {MIN_REFRESHES} refreshes seen), or the boundary readings, each up to a refresh old, may be off by more than a tenth of the step's energy",
                 some(&names),
             ),
         });
@@ -598,12 +606,36 @@ mod tests {
             ..slow.clone()
         };
         assert!(!coverage(w(1_000, 46_000), Some(w(1_000, 46_000)), false, &[once]).complete);
-        // A 90 s step with the same exporter, seen refreshing three times: complete.
-        let enough = GpuSpan {
+        // A 90 s step with the same exporter, seen refreshing three times:
+        // each boundary reading may be 30 s old — a third of the step.
+        let three = GpuSpan {
             refreshes: Some(3),
+            ..slow.clone()
+        };
+        let c = coverage(w(1_000, 91_000), Some(w(1_000, 91_000)), false, &[three]);
+        assert_eq!(c.gaps[0].reason, GapReason::StaleExporter);
+        // A 300 s step, ten periods: complete.
+        let ten = GpuSpan {
+            refreshes: Some(10),
             ..slow
         };
-        assert!(coverage(w(1_000, 91_000), Some(w(1_000, 91_000)), false, &[enough]).complete);
+        assert!(coverage(w(1_000, 301_000), Some(w(1_000, 301_000)), false, &[ten]).complete);
+        // dcgm-exporter at -c 1000: a 5 s step is stale, a 10 s one complete.
+        let fast = GpuSpan {
+            update_period_s: Some(1.0),
+            refreshes: Some(5),
+            ..gpu("GPU-a")
+        };
+        assert!(
+            !coverage(
+                w(1_000, 6_000),
+                Some(w(1_000, 6_000)),
+                false,
+                std::slice::from_ref(&fast)
+            )
+            .complete
+        );
+        assert!(coverage(w(1_000, 11_000), Some(w(1_000, 11_000)), false, &[fast]).complete);
     }
 
     fn w(start: u64, end: u64) -> Window {

@@ -13,10 +13,10 @@ use kube::api::PostParams;
 
 use crate::common::{OPERATOR, bench_sim_run, deploy, gpu_sim, phase, wait_ended};
 
-/// Run `name` against `service` (5 s of two streams), with `baseline`
+/// Run `name` against `service` (15 s of two streams: its window spans ten refreshes of the GPU exporter), with `baseline`
 /// (YAML of `spec.baseline`, or empty); returns the ended run.
 async fn measured(ns: &TestNamespace, name: &str, service: &str, baseline: &str) -> BenchmarkRun {
-    let load = "\n    concurrency: 2\n    duration: 5s\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
+    let load = "\n    concurrency: 2\n    duration: 15s\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
     let r = bench_sim_run(name, service, load, baseline);
     ns.api::<BenchmarkRun>()
         .create(&PostParams::default(), &r)

@@ -590,7 +590,7 @@ async fn energy_above_idle_is_the_truth_less_the_idle_power_over_the_window() {
     let llm = pod_of(&ns.api::<Pod>(), "app=llm").await;
     let node = llm.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
     let llm_name = llm.metadata.name.clone().unwrap();
-    let load = "\n    concurrency: 4\n    duration: 8s\n    input: {synthetic: {inputTokens: {mean: 32}, outputTokens: {mean: 32}}}";
+    let load = "\n    concurrency: 4\n    duration: 15s\n    input: {synthetic: {inputTokens: {mean: 32}, outputTokens: {mean: 32}}}";
     let mut r = bench_sim_run("idle", "llm", load, "");
     r.spec.telemetry.gpu.scope = benchrun::api::GpuScope::TargetPods;
     r.spec.telemetry.idle_baseline = Some(std::time::Duration::from_secs(5).into());

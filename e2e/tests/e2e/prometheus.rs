@@ -145,7 +145,7 @@ async fn every_dashboard_query_answers_through_prometheus_with_the_run_s_figures
     deploy(&ns, &gpu_sim("llm", "5ms", "1ms", None))
         .await
         .unwrap();
-    let load = "\n    concurrency: 2\n    duration: 4s\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
+    let load = "\n    concurrency: 2\n    duration: 15s\n    input: {synthetic: {inputTokens: {mean: 16}, outputTokens: {mean: 16}}}";
     let runs = ns.api::<BenchmarkRun>();
     runs.create(
         &PostParams::default(),
