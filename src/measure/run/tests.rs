@@ -25,6 +25,9 @@ struct Fake {
     writes: Mutex<Vec<Checkpoint>>,
     /// Every read of the checkpoint fails.
     unreadable: bool,
+    /// Writes are refused (a policy, a quota), and the ones refused.
+    refuse_writes: std::sync::atomic::AtomicBool,
+    refused: Mutex<Vec<Checkpoint>>,
 }
 
 impl Cluster for Fake {
@@ -45,6 +48,11 @@ impl Cluster for Fake {
     }
 
     fn write_checkpoint(&self, cp: Checkpoint, _seq: u64) -> BoxFuture<'_, Result<(), String>> {
+        if self.refuse_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            self.refused.lock().unwrap().push(cp);
+            let why = "admission webhook denied the request: checkpoints are refused here";
+            return futures::future::ready(Err(why.to_string())).boxed();
+        }
         self.writes.lock().unwrap().push(cp.clone());
         *self.checkpoint.lock().unwrap() = Some(cp);
         futures::future::ready(Ok(())).boxed()
@@ -62,6 +70,8 @@ fn fake(pods: Vec<(u32, PodInfo)>) -> Arc<Fake> {
         checkpoint: Mutex::new(None),
         writes: Mutex::new(Vec::new()),
         unreadable: false,
+        refuse_writes: Default::default(),
+        refused: Mutex::new(Vec::new()),
     })
 }
 
@@ -242,6 +252,8 @@ async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
         checkpoint: Mutex::new(Some(after_step_0(vec![result(1, 2)]))),
         writes: Mutex::new(Vec::new()),
         unreadable: false,
+        refuse_writes: Default::default(),
+        refused: Mutex::new(Vec::new()),
     });
     let sessions = Sessions::default();
     let session = sessions
@@ -572,6 +584,8 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
         })),
         writes: Mutex::new(Vec::new()),
         unreadable: false,
+        refuse_writes: Default::default(),
+        refused: Mutex::new(Vec::new()),
     });
     let sessions = Sessions::default();
     let session = sessions
@@ -671,4 +685,55 @@ async fn parsing_runs_beside_the_runtime_s_other_tasks() {
     .unwrap();
     ticker.abort();
     assert!(seen, "the other task did not run while the parse blocked");
+}
+
+/// Symptom of issue 33: workers were let go whether or not the checkpoint
+/// holding their results was written. A write that is refused keeps the
+/// worker: its result is held in hand, the write is tried again, and the
+/// worker is let go only once a write holding its result lands.
+#[tokio::test]
+async fn a_worker_is_let_go_only_once_a_checkpoint_holding_its_result_is_written() {
+    let (ip0, ip1) = ("127.77.1.41", "127.77.1.42");
+    let (w0, w1, fake, _sessions, session) = two_measuring(ip0, ip1).await;
+    fake.refuse_writes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    w1.finish(&result(1, 2));
+    let holds_1 = |cp: &Checkpoint| {
+        cp.results
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|r| r.worker == 1))
+    };
+    // Refused twice with worker 1's result in it: tried again.
+    tokio::time::timeout(WITHIN, async {
+        while fake
+            .refused
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|cp| holds_1(cp))
+            .count()
+            < 2
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a refused write is tried again");
+    assert!(
+        w1.acknowledged().now_or_never().is_none(),
+        "worker 1 let go while no checkpoint held its result"
+    );
+    assert!(!fake.writes.lock().unwrap().iter().any(holds_1));
+    // Writable again: the next try lands, and only then is it let go.
+    fake.refuse_writes
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::timeout(WITHIN, w1.acknowledged())
+        .await
+        .expect("worker 1 let go once a checkpoint holds its result");
+    assert!(fake.writes.lock().unwrap().iter().any(holds_1));
+    assert_eq!(session.view().stage, Stage::Running);
+    w0.finish(&result(0, 4));
+    let view = session.wait_for_stage(Stage::Done, WITHIN).await;
+    let client = view.steps[0].client.as_ref().unwrap();
+    assert_eq!((client.requests, client.successes), (6, 6));
 }
