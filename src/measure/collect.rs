@@ -75,7 +75,13 @@ impl StepTelemetry {
                         .energy
                         .as_ref()
                         .is_some_and(|e| e.source == EnergySource::Counter),
-                    update_period_s: g.update_period_s,
+                    // A refresh period shorter than the scrapes' spacing
+                    // cannot be known from them (two close samples either
+                    // side of one refresh read as a fast exporter): the
+                    // spacing bounds it from below.
+                    update_period_s: g
+                        .update_period_s
+                        .map(|p| p.max(g.scrape_interval_s.unwrap_or(0.0))),
                 }
             })
             .collect::<Vec<_>>();

@@ -532,3 +532,54 @@ fn credentials_in_a_telemetry_url_never_reach_the_results() {
     }
     assert!(text.contains("***@10.0.0.7:9400"), "{text}");
 }
+
+/// A refresh period shorter than the scrapes' spacing cannot be known
+/// from them: two close samples either side of one refresh read as an
+/// exporter refreshing every 0.1 s. Found by the fault schedules
+/// (schedule 1,111,868): a 1.1 s step of an exporter refreshing every
+/// second was published at twice its energy. The spacing bounds the
+/// period from below, and the step is `StaleExporter`.
+#[test]
+fn two_close_samples_do_not_make_an_exporter_fast() {
+    const T0: u64 = 1_800_000_000_000;
+    let inference = Pods {
+        inference: BTreeSet::from(["ns/llm-0".to_string()]),
+        readable: BTreeSet::from(["ns".to_string()]),
+    };
+    let l = "gpu=\"0\",UUID=\"GPU-0\",namespace=\"ns\",pod=\"llm-0\"";
+    let mut s = StepTelemetry::new(Filter::default(), T0, 0.0, false);
+    // Scrapes at 0, 1.0 and 1.1 s; the counter changed before the second
+    // and again before the third.
+    for (t, mj) in [(0.0, 5e9), (1.0, 5e9 + 400e3), (1.1, 5e9 + 800e3)] {
+        let page = format!(
+            "DCGM_FI_DEV_POWER_USAGE{{{l}}} 400\n# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\nDCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{{l}}} {mj}\n"
+        );
+        s.ingest(Kind::Gpu, "a", t, page.as_bytes(), Format::Prometheus);
+        s.window.end_unix_ms = T0 + (t * 1e3) as u64;
+        s.closed_t = t;
+    }
+    let client = ClientStep {
+        started_unix_ms: T0,
+        ended_unix_ms: T0 + 1_100,
+        duration_s: 1.1,
+        ..client_step()
+    };
+    let d = detail(
+        0,
+        Some(&s),
+        Some(client),
+        None,
+        GpuScope::Auto,
+        &inference,
+        None,
+    );
+    let c = d.coverage.as_ref().unwrap();
+    assert!(!c.complete, "{c:?}");
+    assert!(
+        c.gaps
+            .iter()
+            .any(|g| g.reason == crate::results::GapReason::StaleExporter),
+        "{c:?}"
+    );
+    assert_eq!(d.summary().total_gpu_energy_j, None);
+}
