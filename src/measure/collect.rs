@@ -71,10 +71,7 @@ impl StepTelemetry {
                     has_energy: g.energy.is_some(),
                     spans_window: span
                         .is_some_and(|(a, b)| a <= self.opened_t && b >= self.closed_t),
-                    counter: g
-                        .energy
-                        .as_ref()
-                        .is_some_and(|e| e.source == EnergySource::Counter),
+                    counter,
                     // A refresh period shorter than the scrapes' spacing
                     // cannot be known from them (two close samples either
                     // side of one refresh read as a fast exporter): the

@@ -186,9 +186,6 @@ pub struct EndpointReport {
     pub reachable: bool,
 }
 
-/// The key of a GPU's energy counter among its metrics.
-const ENERGY_COUNTER: &str = "energy_consumption";
-
 /// The most failed requests, as a fraction of a step's, for the load to be
 /// the one asked for: `load.maxErrorRate`'s default.
 pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.01;
@@ -278,7 +275,8 @@ impl StepDetail {
             .map(|g| {
                 let mut g = g.clone();
                 g.energy = None;
-                g.metrics.retain(|m| m.key != ENERGY_COUNTER);
+                g.metrics
+                    .retain(|m| m.key != crate::telemetry::report::ENERGY_KEY);
                 g
             })
             .collect();

@@ -157,15 +157,15 @@ pub struct GpuResult {
     pub metrics: Vec<MetricResult>,
 }
 
+/// The key of a GPU's energy counter among its fields and metrics.
+pub const ENERGY_KEY: &str = "energy_consumption";
+
 impl GpuSeries {
     /// The times of the first and the last reading the GPU's energy is
     /// computed from (the counter's, else the power gauge's, as [`energy`]
     /// chooses), or `None` when it has no energy.
     pub fn energy_span(&self) -> Option<(f64, f64)> {
-        let changes = match (
-            self.field("energy_consumption"),
-            self.field("gpu_power_usage"),
-        ) {
+        let changes = match (self.field(ENERGY_KEY), self.field("gpu_power_usage")) {
             (Some(FieldAgg::Counter(c)), _) if c.changes.samples >= 2 => &c.changes,
             (_, Some(FieldAgg::Gauge(g))) if g.changes.samples >= 2 && g.stats.count() > 0 => {
                 &g.changes
@@ -177,7 +177,7 @@ impl GpuSeries {
 
     /// How many times the energy counter went back (0 without one).
     pub fn energy_resets(&self) -> u32 {
-        match self.field("energy_consumption") {
+        match self.field(ENERGY_KEY) {
             Some(FieldAgg::Counter(c)) => c.resets,
             _ => 0,
         }
@@ -187,10 +187,7 @@ impl GpuSeries {
     /// energy counter (it moves at every refresh of a GPU that draws power),
     /// else the power gauge.
     fn refresh_changes(&self) -> Option<Changes> {
-        match (
-            self.field("energy_consumption"),
-            self.field("gpu_power_usage"),
-        ) {
+        match (self.field(ENERGY_KEY), self.field("gpu_power_usage")) {
             (Some(FieldAgg::Counter(c)), _) if c.changes.samples >= 2 => Some(c.changes),
             (_, Some(FieldAgg::Gauge(g))) => Some(g.changes),
             _ => None,
@@ -208,7 +205,7 @@ impl GpuSeries {
         let metrics: Vec<MetricResult> = self.fields.iter().map(metric).collect();
         let find = |key: &str| metrics.iter().find(|m| m.key == key);
         let power = self.field("gpu_power_usage");
-        let energy_counter = self.field("energy_consumption");
+        let energy_counter = self.field(ENERGY_KEY);
         let changes = self.refresh_changes();
         let scrape_interval_s = changes.and_then(|c| c.scrape_interval());
         let update_period_s = changes.and_then(|c| c.update_period());
