@@ -75,10 +75,12 @@ impl StepTelemetry {
                     // A refresh period shorter than the scrapes' spacing
                     // cannot be known from them (two close samples either
                     // side of one refresh read as a fast exporter): the
-                    // spacing bounds it from below.
-                    update_period_s: g
-                        .update_period_s
-                        .map(|p| p.max(g.scrape_interval_s.unwrap_or(0.0))),
+                    // spacing bounds it from below. A takeover's time
+                    // without scrapes is no part of that spacing.
+                    update_period_s: g.update_period_s.map(|p| {
+                        let spacing = seen.and_then(|s| s.scrape_spacing_s(&self.interruptions));
+                        p.max(spacing.unwrap_or(0.0))
+                    }),
                 }
             })
             .collect::<Vec<_>>();

@@ -194,6 +194,19 @@ impl GpuSeries {
         }
     }
 
+    /// Mean seconds between this GPU's scrapes, leaving out `gaps` (each
+    /// `(from, to)` one interval between two scrapes, such as a takeover's
+    /// time without scrapes) that lie inside them: the spacing the scrapes
+    /// kept while they ran. `None` with fewer than two other intervals.
+    pub fn scrape_spacing_s(&self, gaps: &[(f64, f64)]) -> Option<f64> {
+        let c = self.refresh_changes()?;
+        let (first, last) = c.bounds()?;
+        let inside = gaps.iter().filter(|(a, b)| *a >= first && *b <= last);
+        let (gap_s, n) = inside.fold((0.0, 0), |(s, n), (a, b)| (s + (b - a).max(0.0), n + 1));
+        let intervals = c.samples.checked_sub(1 + n).filter(|&i| i > 0)?;
+        Some((last - first - gap_s).max(0.0) / f64::from(intervals))
+    }
+
     /// How many times the exporter was seen to refresh this GPU's readings
     /// since the first scrape ingested.
     pub fn refreshes(&self) -> u32 {

@@ -583,3 +583,44 @@ fn two_close_samples_do_not_make_an_exporter_fast() {
     );
     assert_eq!(d.summary().total_gpu_energy_j, None);
 }
+
+/// Found by the end-to-end restart test: a step whose controller was
+/// replaced just after it opened has one scrape before a 17 s takeover and
+/// a scrape a second after it. The takeover is no part of the scrapes'
+/// spacing: the exporter (refreshing every second, its counter spanning
+/// the gap) is not `StaleExporter`, and the step's energy is published.
+#[test]
+fn a_takeover_s_gap_is_no_part_of_the_scrapes_spacing() {
+    const T0: u64 = 1_800_000_000_000;
+    let inference = Pods {
+        inference: BTreeSet::from(["ns/llm-0".to_string()]),
+        readable: BTreeSet::from(["ns".to_string()]),
+    };
+    let watts = vec![400.0; 23];
+    let mut first = StepTelemetry::new(Filter::default(), T0, 0.0, false);
+    feed(&mut first, &watts, 0..1);
+    let mut rest = through_checkpoint(&first);
+    feed(&mut rest, &watts, 17..22);
+    rest.interruptions.push((0.0, 17.0));
+    let client = ClientStep {
+        started_unix_ms: T0,
+        ended_unix_ms: T0 + 21_000,
+        duration_s: 21.0,
+        ..client_step()
+    };
+    let d = detail(
+        0,
+        Some(&rest),
+        Some(client),
+        None,
+        GpuScope::Auto,
+        &inference,
+        None,
+    );
+    let c = d.coverage.as_ref().unwrap();
+    assert!(c.complete, "{c:?}");
+    assert_eq!(c.restart_gap_s, Some(17.0), "{c:?}");
+    let joules = d.gpus[0].energy.as_ref().unwrap().joules;
+    assert!((joules - 21.0 * 400.0).abs() < 1e-6, "{joules}");
+    assert_eq!(d.summary().total_gpu_energy_j, Some(joules));
+}
