@@ -58,6 +58,24 @@ fn chart_rbac_matches_config_rbac() {
     assert_eq!(config_auth["rules"], chart_auth);
 }
 
+/// The cluster-wide role reaches Secrets nowhere: the workers' token is
+/// written into their Job, so no tenant namespace's Secrets can be made
+/// (or read) by the controller unless the installer turns scrape
+/// credentials on (their own, separate role).
+#[test]
+fn the_cluster_wide_role_grants_nothing_on_secrets() {
+    let role = yaml(&read("config/rbac/role.yaml"));
+    let rules = role["rules"].as_array().expect("rules");
+    assert!(rules.len() > 5, "{rules:?}");
+    for rule in rules {
+        let resources = rule["resources"].as_array().expect("resources");
+        assert!(
+            resources.iter().all(|r| r != "secrets" && r != "*"),
+            "{rule:?}"
+        );
+    }
+}
+
 #[test]
 fn chart_deployment_matches_config_manager() {
     let manager = yaml(&read("config/manager/manager.yaml"));

@@ -68,7 +68,7 @@ impl ValidateOpts {
         policy.discovered = self.discovered.rules()?;
         let pods = BuildSettings {
             loadgen_image: self.loadgen_image.clone(),
-            worker_token: true,
+            worker_key: None,
             allowed_images: self.loadgen_allowed_images.clone(),
             allowed_service_accounts: self.loadgen_allowed_service_accounts.clone(),
             network_policy: None,

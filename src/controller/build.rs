@@ -42,9 +42,9 @@ const NONROOT: i64 = 65532;
 pub struct BuildSettings {
     /// Image for load-generator pods when the run names none.
     pub loadgen_image: String,
-    /// Workers require their run's token: the Job mounts the run's
-    /// `<run>-worker-token` Secret (see `worker_auth`).
-    pub worker_token: bool,
+    /// Workers require their run's token, derived from this key: the
+    /// Job's pods carry it in `BENCHRUN_WORKER_TOKEN` (see `worker_auth`).
+    pub worker_key: Option<super::worker_auth::WorkerKey>,
     /// Images a run's `load.podTemplate.image` may name besides
     /// `loadgen_image`: whole references, or prefixes ending in `*`.
     pub allowed_images: Vec<String>,
@@ -421,10 +421,12 @@ pub fn job(run: &BenchmarkRun, settings: &BuildSettings, suspend: bool) -> Job {
         }),
         _ => {}
     }
-    if settings.worker_token {
-        let name = super::worker_auth::token_secret_name(run);
-        let key = super::worker_auth::TOKEN_KEY.to_string();
-        secrets.push((crate::contract::WORKER_TOKEN_ENV.to_string(), name, key));
+    // The run's token, written into the Job: no Secret (the controller
+    // needs no right to create Secrets in a tenant's namespace), and no one
+    // who cannot read the tenant's own Jobs or pods sees it.
+    if let Some(key) = &settings.worker_key {
+        let token = key.token(&run.uid().unwrap_or_default());
+        env_vars.push(env(crate::contract::WORKER_TOKEN_ENV, token));
     }
     for (var, name, key) in secrets {
         env_vars.push(EnvVar {

@@ -7,7 +7,6 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use super::build::BuildSettings;
 use super::metrics::Metrics;
-use super::worker_auth::WorkerKey;
 use crate::discovery::policy::Policy;
 use crate::measure::Sessions;
 
@@ -19,8 +18,6 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The measurement sessions of the runs in progress.
     pub sessions: Sessions,
-    /// The key of the workers' per-run tokens.
-    pub worker_key: Option<WorkerKey>,
     /// What runs may make their measurements read.
     pub policy: Arc<Policy>,
     /// The pod watches of every run's discovery.
@@ -52,7 +49,6 @@ impl Context {
         metrics: Arc<Metrics>,
         instance: Option<String>,
         policy: Policy,
-        worker_key: Option<WorkerKey>,
         pod_scope: Option<std::collections::BTreeSet<String>>,
     ) -> Self {
         let reporter = Reporter {
@@ -67,7 +63,6 @@ impl Context {
             runs: metrics.runs.clone(),
             metrics,
             sessions: Sessions::default(),
-            worker_key,
             policy: Arc::new(policy),
             watches: Arc::new(watches),
             jobs: std::sync::OnceLock::new(),

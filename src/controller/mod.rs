@@ -293,7 +293,7 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         })?;
     let settings = build::BuildSettings {
         loadgen_image: opts.loadgen_image.clone(),
-        worker_token: true,
+        worker_key: Some(worker_key),
         allowed_images: non_empty(&opts.loadgen_allowed_images),
         allowed_service_accounts: non_empty(&opts.loadgen_allowed_service_accounts),
         network_policy: opts
@@ -314,7 +314,6 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         metrics,
         Some(identity),
         policy,
-        Some(worker_key),
         opts.pod_scope(),
     );
     ctx.max_active = (opts.max_active_measurements > 0).then_some(opts.max_active_measurements);

@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
@@ -113,28 +113,10 @@ async fn delete_checkpoint(run: &BenchmarkRun, ns: &str, ctx: &Context) -> Resul
     delete_owned(&cms, run, "checkpoint", |_| false).await
 }
 
-/// Creates the run's worker token Secret (before its Job, which mounts it).
-/// One that exists already is the run's from an earlier attempt: the token
-/// is derived from the run's UID, so it holds the same.
-async fn create_token_secret(
-    run: &BenchmarkRun,
-    ns: &str,
-    key: &super::worker_auth::WorkerKey,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let token = key.token(&run.uid().unwrap_or_default());
-    let secret = super::worker_auth::token_secret(run, &token);
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), ns);
-    match secrets.create(&PostParams::default(), &secret).await {
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        other => other.map(|_| ()).map_err(Error::from),
-    }
-}
-
 /// The first of the objects the run creates (besides its Job and results)
-/// whose name another object holds, as `Kind name`: its plan, its worker
-/// token and its workers' NetworkPolicy are made only where the name is free
-/// or the run's own.
+/// whose name another object holds, as `Kind name`: its plan and its
+/// workers' NetworkPolicy are made only where the name is free or the
+/// run's own.
 async fn foreign_object(
     run: &BenchmarkRun,
     ns: &str,
@@ -147,19 +129,6 @@ async fn foreign_object(
         && let Some(t) = taken(decide::owned_by(&cm, run), "ConfigMap", plan)
     {
         return Ok(Some(t));
-    }
-    if ctx.worker_key.is_some() {
-        let name = super::worker_auth::token_secret_name(run);
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(ctx.client.clone(), ns);
-        // Its metadata only, where the controller may read Secrets at all
-        // (with scrape credentials); elsewhere the workers' own check of
-        // the token stands (a foreign Secret fails the run, nothing more).
-        if let Some(s) = unless_forbidden(secrets.get_metadata_opt(&name).await)?
-            && let Some(t) = taken(decide::owned_by(&s, run), "Secret", name)
-        {
-            return Ok(Some(t));
-        }
     }
     if build::network_policy(run, &ctx.settings).is_some() {
         let name = names::job_name(run);
@@ -445,8 +414,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         resumed,
         preflight: run.spec.load.preflight,
         salvage: false,
-        token: ctx.worker_key.as_ref().map(|k| k.token(&uid)),
-        token_secret: super::worker_auth::token_secret_name(run),
+        token: ctx.settings.worker_key.as_ref().map(|k| k.token(&uid)),
     }
 }
 
@@ -462,9 +430,6 @@ async fn execute(run: &BenchmarkRun, ns: &str, d: &Decision, ctx: &Context) -> R
     for action in &d.actions {
         match action {
             Action::CreateJob(urls) => {
-                if let Some(key) = &ctx.worker_key {
-                    create_token_secret(run, ns, key, ctx).await?;
-                }
                 // The workers' NetworkPolicy exists before they do.
                 if let Some(np) = build::network_policy(run, &ctx.settings) {
                     let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =

@@ -4,10 +4,12 @@
 //! acknowledgement) on the pod network, where any pod of any tenant can reach
 //! it. Each run's workers therefore require a bearer token of their own: the
 //! controller derives it from a key only it holds (HMAC-SHA256 of the run's
-//! UID), hands it to the workers in a Secret the run owns
-//! (`<run>-worker-token`, mounted as `BENCHRUN_WORKER_TOKEN`), and sends it on
-//! every call. A controller that takes over after a restart derives the same
-//! token; it never reads a tenant's Secret.
+//! UID), writes it into the run's Job (`BENCHRUN_WORKER_TOKEN`), and sends it
+//! on every call. A controller that takes over after a restart derives the
+//! same token. No Secret is made in the tenant's namespace: the controller
+//! needs no right to create Secrets there, and whoever may read the run's
+//! Job or pods is the tenant, who may have the token anyway (it guards the
+//! workers against other tenants' pods, not against their own).
 //!
 //! The key lives in the Secret `benchrun-worker-key` in the operator's own
 //! namespace, made by the first controller that finds none.
@@ -16,20 +18,23 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use kube::{Resource, ResourceExt};
 use ring::hmac;
-
-use crate::api::BenchmarkRun;
 
 /// The Secret that holds the controller's key, in the operator's namespace.
 pub const KEY_SECRET: &str = "benchrun-worker-key";
-/// Its data key, and the data key of a run's token Secret.
+/// Its data key.
 const KEY: &str = "key";
-pub const TOKEN_KEY: &str = "token";
 
 /// The controller's key for the workers' tokens.
 #[derive(Clone)]
 pub struct WorkerKey(hmac::Key);
+
+/// Never shows the key.
+impl std::fmt::Debug for WorkerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerKey(..)")
+    }
+}
 
 impl WorkerKey {
     pub fn new(bytes: &[u8]) -> Self {
@@ -85,27 +90,6 @@ impl WorkerKey {
             }
             Err(e) => Err(failed(e)),
         }
-    }
-}
-
-/// The name of a run's token Secret.
-pub fn token_secret_name(run: &BenchmarkRun) -> String {
-    crate::controller::names::bounded_name(&run.name_any(), "worker-token", 253)
-}
-
-/// The run's token Secret, owned by the run.
-pub fn token_secret(run: &BenchmarkRun, token: &str) -> Secret {
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(token_secret_name(run)),
-            namespace: run.namespace(),
-            labels: Some(crate::controller::names::labels(run, "worker-token")),
-            owner_references: run.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
-        string_data: Some(BTreeMap::from([(TOKEN_KEY.to_string(), token.to_string())])),
-        type_: Some("Opaque".into()),
-        ..Default::default()
     }
 }
 

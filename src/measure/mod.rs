@@ -351,9 +351,8 @@ pub struct Setup {
     /// workers (stopping in their pods' grace period, or orphaned and still
     /// running) are stopped and what they hold is pulled; nothing is started.
     pub salvage: bool,
-    /// The bearer token the run's workers require, and the Secret it is in.
+    /// The bearer token the run's workers require.
     pub token: Option<String>,
-    pub token_secret: String,
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ fn run() -> BenchmarkRun {
 fn settings() -> BuildSettings {
     BuildSettings {
         loadgen_image: "ghcr.io/benchrun/benchrun:test".into(),
-        worker_token: true,
+        worker_key: Some(crate::controller::worker_auth::WorkerKey::new(&[9u8; 32])),
         allowed_images: vec!["registry.corp/benchrun/*".into(), "ghcr.io/x/y:1".into()],
         allowed_service_accounts: vec!["bench".into()],
         network_policy: None,
@@ -168,7 +168,7 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
         p,
         "the plan round-trips through the ConfigMap"
     );
-    // The target's API key, and the worker API's token from the run's own Secret.
+    // The target's API key from its Secret.
     let from_secret = |var: &str| {
         let e = env.iter().find(|e| e.name == var).unwrap();
         let r = e
@@ -184,9 +184,24 @@ fn job_is_an_owned_indexed_job_of_restricted_workers() {
         from_secret(lp::API_KEY_ENV),
         ("vllm-key".into(), "token".into())
     );
+    // The worker API's token, the run's own, written into the Job: no
+    // Secret is made for it.
+    let token = env
+        .iter()
+        .find(|e| e.name == crate::contract::WORKER_TOKEN_ENV)
+        .unwrap();
     assert_eq!(
-        from_secret(crate::contract::WORKER_TOKEN_ENV),
-        ("llama-sweep-worker-token".into(), "token".into())
+        token.value.as_deref(),
+        Some(
+            crate::controller::worker_auth::WorkerKey::new(&[9u8; 32])
+                .token("1f0e2d3c-0000-4000-8000-000000000001")
+                .as_str()
+        )
+    );
+    assert_eq!(token.value_from, None);
+    assert!(
+        pod.volumes.iter().flatten().all(|v| v.secret.is_none()),
+        "no Secret is mounted"
     );
     // Headers from Secrets: the kubelet fills the variables; the plan names
     // only the variables, and no value is anywhere in the Job or the plan.

@@ -158,8 +158,9 @@ pub(super) async fn start_workers(d: &mut Driver, bases: &[Worker]) -> Option<u6
                 d.state.fatal = Some(Fatal {
                     reason: "WorkerTokenRejected",
                     message: format!(
-                        "the load generators refuse the run's token (HTTP 401): the Secret {} holds another one, so a Secret of that name existed before the run (benchrun creates it and never reads it); delete that Secret and create the run again",
-                        d.setup.token_secret
+                        "the load generators refuse the run's token (HTTP 401): the {} written into their Job was derived from another key (was the Secret {} in the operator's namespace replaced while the run was in progress?); create the run again",
+                        crate::contract::WORKER_TOKEN_ENV,
+                        crate::controller::worker_auth::KEY_SECRET
                     ),
                 });
                 d.publish();

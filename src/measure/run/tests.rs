@@ -131,7 +131,6 @@ fn setup(cluster: Arc<Fake>, resumed: bool) -> Setup {
         preflight: true,
         salvage: false,
         token: Some("t".into()),
-        token_secret: "r-worker-token".into(),
     }
 }
 
@@ -468,8 +467,8 @@ async fn the_controller_hears_a_step_change_through_its_held_request() {
     assert_eq!((p.phase, p.seq), (WorkerPhase::Measuring, now.seq + 1));
 }
 
-/// Workers that hold another token than the run's (a Secret of the token's
-/// name made before the run) end the measurement with the reason.
+/// Workers that hold another token than the run's (their Job's token was
+/// derived from another key) end the measurement with the reason.
 #[tokio::test]
 async fn workers_that_refuse_the_runs_token_end_the_measurement_with_why() {
     let ip = "127.77.4.1";
@@ -482,7 +481,7 @@ async fn workers_that_refuse_the_runs_token_end_the_measurement_with_why() {
     let session = sessions.ensure(&r, || setup(fake, false)).unwrap();
     let fatal = fatal_of(&session).await.message;
     assert!(
-        fatal.contains("r-worker-token") && fatal.contains("401"),
+        fatal.contains("benchrun-worker-key") && fatal.contains("401"),
         "{fatal}"
     );
     assert!(!w.started(), "the worker was not started");
