@@ -276,3 +276,248 @@ fn a_time_series_stays_under_its_bound_however_long_the_run() {
         "retained {retained} bytes, bound {TIMESERIES_BOUND}"
     );
 }
+
+/// What a step's telemetry holds in memory for each byte it encodes to
+/// (the unit of a run's telemetry budget, `--max-run-telemetry-mib`), at
+/// most: docs/telemetry.md states the controller's bound with it.
+const HELD_PER_ENCODED_BYTE: f64 = 5.0;
+
+/// The telemetry's memory against its encoded size, for pages of every
+/// shape: the hostile server's and exporter's above (long keys, many
+/// series, buckets), and series whose values vary every scrape (their
+/// distributions grow to sketches). The ratio stays under
+/// [`HELD_PER_ENCODED_BYTE`], so a budget in encoded bytes bounds memory.
+#[test]
+fn the_memory_telemetry_holds_is_bounded_by_what_it_encodes_to() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut worst: f64 = 0.0;
+    let mut check = |what: &str, retained: isize, encoded: usize| {
+        let ratio = retained as f64 / encoded as f64;
+        eprintln!(
+            "{what}: holds {:.1} MiB, encodes to {:.1} MiB: {ratio:.2} bytes held per byte encoded",
+            retained as f64 / (1 << 20) as f64,
+            encoded as f64 / (1 << 20) as f64
+        );
+        assert!(encoded > 100_000, "{what}: {encoded}");
+        worst = worst.max(ratio);
+    };
+    // The hostile server.
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut m = ServerMetrics::new(Filter::default());
+    for n in 0..20 {
+        let page = hostile_page(n);
+        m.ingest(
+            "http://evil:8000/metrics",
+            n as f64,
+            page.as_bytes(),
+            Format::Prometheus,
+        );
+    }
+    check(
+        "hostile server",
+        LIVE.load(Ordering::Relaxed) - before,
+        m.encoded_bytes(),
+    );
+    drop(m);
+    // The hostile exporter.
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut t = GpuTelemetry::default();
+    for n in 0..10 {
+        let page = hostile_dcgm(n);
+        t.ingest(
+            "http://evil:9400/metrics",
+            n as f64,
+            page.as_bytes(),
+            Format::Prometheus,
+        );
+    }
+    check(
+        "hostile exporter",
+        LIVE.load(Ordering::Relaxed) - before,
+        t.encoded_bytes(),
+    );
+    drop(t);
+    // Values that vary every scrape: 2,000 server gauges and 8 GPUs of 40
+    // fields, over 300 scrapes (past the exact distributions' 64 values).
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut m = ServerMetrics::new(Filter::default());
+    let mut t = GpuTelemetry::default();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 1_000_000) as f64 / 7.0 + 1.0
+    };
+    for n in 0..300 {
+        let mut page = String::from("# TYPE app_gauge gauge\n");
+        for i in 0..2000 {
+            page.push_str(&format!(
+                "app_gauge{{i=\"{i}\",model=\"llama\"}} {}\n",
+                next()
+            ));
+        }
+        m.ingest(
+            "http://llm:8000/metrics",
+            n as f64,
+            page.as_bytes(),
+            Format::Prometheus,
+        );
+        let mut dcgm = String::new();
+        for f in 0..40 {
+            for g in 0..8 {
+                dcgm.push_str(&format!(
+                    "DCGM_FI_DEV_FIELD_{f}{{gpu=\"{g}\",UUID=\"GPU-{g:036}\"}} {}\n",
+                    next()
+                ));
+            }
+        }
+        t.ingest(
+            "http://node:9400/metrics",
+            n as f64,
+            dcgm.as_bytes(),
+            Format::Prometheus,
+        );
+    }
+    check(
+        "varying values",
+        LIVE.load(Ordering::Relaxed) - before,
+        m.encoded_bytes() + t.encoded_bytes(),
+    );
+    drop((m, t));
+    // The worst shape for the ratio: sketches whose few values lie far
+    // apart (a dense run of empty bins between, each one byte encoded and
+    // four held), 2,000 series over 100 scrapes.
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut m = ServerMetrics::new(Filter::default());
+    for n in 0..100 {
+        let mut page = String::from("# TYPE far_gauge gauge\n");
+        for i in 0..2000 {
+            let v = if n % 2 == 0 {
+                1.0 + n as f64 * 1e-3
+            } else {
+                20_000.0 + n as f64
+            };
+            page.push_str(&format!("far_gauge{{i=\"{i}\"}} {v}\n"));
+        }
+        m.ingest(
+            "http://llm:8000/metrics",
+            n as f64,
+            page.as_bytes(),
+            Format::Prometheus,
+        );
+    }
+    check(
+        "values far apart",
+        LIVE.load(Ordering::Relaxed) - before,
+        m.encoded_bytes(),
+    );
+    assert!(
+        worst <= HELD_PER_ENCODED_BYTE,
+        "{worst:.2} bytes held per byte encoded, stated {HELD_PER_ENCODED_BYTE}"
+    );
+}
+
+/// Ten runs at once, each a five-step sweep scraping a tenant's hostile page
+/// (about 4 MiB, the most a tenant's pod may serve: 1,900 series with 2 KiB
+/// labels) beside a real exporter and a real vLLM server, ten scrapes a
+/// step, under a budget of 8 MiB a run: every run lets its server metrics
+/// go once the budget is passed and keeps its GPUs, and what the ten hold
+/// stays under ten times the budget times [`HELD_PER_ENCODED_BYTE`].
+/// Without the budget one such run alone holds more than all ten.
+#[test]
+fn ten_runs_scraping_a_hostile_page_hold_no_more_than_their_budgets() {
+    use benchrun::measure::budget::Budget;
+    use benchrun::measure::collect::{Kind, StepTelemetry};
+    const BUDGET: usize = 8 << 20;
+    const RUNS: usize = 10;
+    let fixture = |name: &str| {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/fixtures/metrics")
+                .join(name),
+        )
+        .unwrap()
+    };
+    let (dcgm, vllm) = (
+        fixture("aiperf-dcgm-gb200-4gpu.txt"),
+        fixture("datadog-vllm-v0-v1-mixed.txt"),
+    );
+    let pad = "h".repeat(2000);
+    let hostile = |n: usize| {
+        let mut page = format!("# TYPE evil_{n} gauge\n");
+        for i in 0..1900 {
+            page.push_str(&format!("evil_{n}{{i=\"{i}\",pad=\"{pad}\"}} {}\n", i + n));
+        }
+        page
+    };
+    assert!(hostile(0).len() < benchrun::discovery::policy::TENANT_MAX_BYTES);
+    let measure = |budget: usize, runs: usize| {
+        let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let before = LIVE.load(Ordering::Relaxed);
+        let mut runs: Vec<(Budget, Vec<StepTelemetry>)> = (0..runs)
+            .map(|_| (Budget::new(budget), Vec::new()))
+            .collect();
+        let mut let_go = 0;
+        for k in 0..5 {
+            for scrape in 0..10 {
+                let t = (k * 10 + scrape) as f64;
+                let page = hostile(k * 10 + scrape);
+                for (b, steps) in runs.iter_mut() {
+                    if scrape == 0 {
+                        let mut s = StepTelemetry::new(Filter::default(), 0, t, false);
+                        b.opened(&mut s);
+                        steps.push(s);
+                    }
+                    let s = &mut steps[k];
+                    s.ingest(
+                        Kind::Gpu,
+                        "http://node:9400/metrics",
+                        t,
+                        &dcgm,
+                        Format::Prometheus,
+                    );
+                    s.ingest(
+                        Kind::Server,
+                        "http://llm:8000/metrics",
+                        t,
+                        &vllm,
+                        Format::Prometheus,
+                    );
+                    s.ingest(
+                        Kind::Server,
+                        "http://evil:8000/metrics",
+                        t,
+                        page.as_bytes(),
+                        Format::Prometheus,
+                    );
+                    let bytes = dcgm.len() + vllm.len() + page.len();
+                    let_go += usize::from(b.after_scrape(steps, k, bytes).is_some());
+                }
+            }
+        }
+        let held = LIVE.load(Ordering::Relaxed) - before;
+        let gpus_kept = runs
+            .iter()
+            .all(|(_, steps)| steps.iter().all(|s| s.gpu.gpus.len() == 4));
+        drop(runs);
+        (held, let_go, gpus_kept)
+    };
+    let (held, let_go, gpus_kept) = measure(BUDGET, RUNS);
+    let (unbounded, _, _) = measure(0, 1);
+    let bound = (RUNS * BUDGET) as f64 * HELD_PER_ENCODED_BYTE;
+    eprintln!(
+        "ten runs: hold {:.1} MiB under budgets of {} MiB (bound {:.0} MiB); one run without a budget {:.1} MiB",
+        held as f64 / (1 << 20) as f64,
+        BUDGET >> 20,
+        bound / (1 << 20) as f64,
+        unbounded as f64 / (1 << 20) as f64
+    );
+    assert_eq!(let_go, RUNS, "each run let its server metrics go once");
+    assert!(gpus_kept, "every step keeps its GPUs");
+    assert!((held as f64) < bound, "{held} bytes held, bound {bound}");
+    assert!(
+        unbounded > held,
+        "one run without the budget {unbounded}, ten with {held}"
+    );
+}

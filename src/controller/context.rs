@@ -35,6 +35,9 @@ pub struct Context {
     /// The most runs measured at once (`--max-active-measurements`; `None`:
     /// no limit).
     pub max_active: Option<usize>,
+    /// The most bytes one run's telemetry may hold (`--max-run-telemetry-mib`;
+    /// 0: no bound past each step's own).
+    pub telemetry_budget_bytes: usize,
 }
 
 /// A cache of the runs a controller watches.
@@ -68,6 +71,7 @@ impl Context {
             jobs: std::sync::OnceLock::new(),
             status_written: Default::default(),
             max_active: None,
+            telemetry_budget_bytes: crate::measure::budget::DEFAULT_RUN_TELEMETRY_MIB << 20,
         }
     }
 }

@@ -111,6 +111,12 @@ pub struct ControllerOpts {
     /// `Queued` (reason WaitingForCapacity) until one ends.
     #[arg(long, env = "BENCHRUN_MAX_ACTIVE_MEASUREMENTS", default_value_t = 64)]
     pub max_active_measurements: usize,
+    /// The most one run's telemetry may hold, every step and trial together,
+    /// in MiB as its checkpoint encodes it (0: no bound past each step's
+    /// own). Past it the step's server metrics, then its GPU telemetry, are
+    /// let go for the rest of the run, and what rested on them is withheld.
+    #[arg(long, env = "BENCHRUN_MAX_RUN_TELEMETRY_MIB", default_value_t = crate::measure::budget::DEFAULT_RUN_TELEMETRY_MIB)]
+    pub max_run_telemetry_mib: usize,
     /// Serve `/metrics` only to Kubernetes bearer tokens whose user may `get`
     /// the non-resource URL `/metrics` (TokenReview and SubjectAccessReview;
     /// the controller needs `create` on both). The probes stay open.
@@ -317,6 +323,7 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
         opts.pod_scope(),
     );
     ctx.max_active = (opts.max_active_measurements > 0).then_some(opts.max_active_measurements);
+    ctx.telemetry_budget_bytes = opts.max_run_telemetry_mib.saturating_mul(1 << 20);
     let ctx = Arc::new(ctx);
     let namespaces: Vec<Option<String>> = if opts.namespaces.is_empty() {
         vec![None]

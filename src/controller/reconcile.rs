@@ -415,6 +415,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         preflight: run.spec.load.preflight,
         salvage: false,
         token: ctx.settings.worker_key.as_ref().map(|k| k.token(&uid)),
+        telemetry_budget_bytes: ctx.telemetry_budget_bytes,
     }
 }
 

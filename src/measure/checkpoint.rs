@@ -117,6 +117,9 @@ pub struct SavedStep {
     pub interruptions: Vec<(f64, f64)>,
     pub gpu: crate::telemetry::gpu::GpuSnapshot,
     pub server: crate::telemetry::server::ServerSnapshot,
+    /// What was let go for the run's telemetry budget.
+    #[serde(default)]
+    pub dropped: super::budget::Dropped,
 }
 
 impl SavedStep {
@@ -129,6 +132,7 @@ impl SavedStep {
             interruptions: t.interruptions.clone(),
             gpu: t.gpu.snapshot(),
             server: t.server.snapshot(),
+            dropped: t.dropped,
         }
     }
 
@@ -143,6 +147,7 @@ impl SavedStep {
             closed_t: self.closed_t,
             resumed: self.resumed,
             interruptions: self.interruptions,
+            dropped: self.dropped,
         }
     }
 }

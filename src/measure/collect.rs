@@ -14,6 +14,8 @@ use crate::telemetry::gpu::PodRef;
 use crate::telemetry::report::{EnergySource, GpuResult};
 use crate::telemetry::{Filter, GpuTelemetry, ServerMetrics};
 
+use crate::results::Dropped;
+
 /// The telemetry of one step's measured phase.
 pub struct StepTelemetry {
     pub gpu: GpuTelemetry,
@@ -27,6 +29,9 @@ pub struct StepTelemetry {
     /// Stretches without scrapes while a new controller took the run over
     /// from a checkpoint: (the last scrape before, the first after), session seconds.
     pub interruptions: Vec<(f64, f64)>,
+    /// What was let go for the run's telemetry budget (and is not kept
+    /// from here on).
+    pub dropped: Dropped,
 }
 
 impl StepTelemetry {
@@ -42,7 +47,24 @@ impl StepTelemetry {
             closed_t: t,
             resumed,
             interruptions: Vec::new(),
+            dropped: Dropped::default(),
         }
+    }
+
+    /// The bytes of what the step keeps, as a checkpoint encodes it.
+    pub fn encoded_bytes(&self) -> usize {
+        self.gpu.encoded_bytes() + self.server.encoded_bytes()
+    }
+
+    /// Lets go of what `off` names, and keeps none of it from here on.
+    pub fn let_go(&mut self, off: Dropped) {
+        if off.server && !self.dropped.server {
+            self.server.clear();
+        }
+        if off.gpu && !self.dropped.gpu {
+            self.gpu = GpuTelemetry::default();
+        }
+        self.dropped = off;
     }
 
     /// Seconds without scrapes while the run was taken over.
@@ -104,6 +126,8 @@ impl StepTelemetry {
     pub fn ingest(&mut self, kind: Kind, url: &str, t: f64, body: &[u8], format: Format) {
         let shown = crate::net::redact_url(url);
         match kind {
+            Kind::Gpu if self.dropped.gpu => {}
+            Kind::Server if self.dropped.server => {}
             Kind::Gpu => {
                 self.gpu.ingest(&shown, t, body, format);
             }
@@ -269,11 +293,13 @@ pub fn detail(
         let coverage = t
             .coverage(&gpus, d.client.as_ref())
             .with_refused_gpus(counts.gpus_refused, crate::telemetry::gpu::MAX_GPUS)
-            .with_workers(client_coverage);
+            .with_workers(client_coverage)
+            .with_dropped(t.dropped);
         d.refused = crate::results::Refused {
             gpu_readings_of_gpus_past_bound: counts.gpus_refused,
             gpu_readings_of_fields_past_bound: counts.over_limit,
             server_samples: t.server.over_limit,
+            over_budget: t.dropped.any().then_some(t.dropped),
         }
         .any();
         if let Some(totals) = d.client_totals() {
@@ -290,6 +316,7 @@ pub fn detail(
         }
         d.coverage = Some(coverage);
         d.gpus = gpus;
+        // Empty when let go (cleared, and nothing kept since).
         d.server = t.server.results();
     }
     d

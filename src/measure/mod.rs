@@ -18,8 +18,9 @@
 //! ([`checkpoint`]): after a controller restart a new one continues from the
 //! checkpoint, and the results say what the gap cost.
 
+pub mod budget;
 pub mod checkpoint;
-mod collect;
+pub mod collect;
 pub mod follow;
 mod run;
 mod sessions;
@@ -353,6 +354,9 @@ pub struct Setup {
     pub salvage: bool,
     /// The bearer token the run's workers require.
     pub token: Option<String>,
+    /// The most bytes the run's telemetry may hold, every step together,
+    /// as a checkpoint encodes it (0: no bound past each step's own).
+    pub telemetry_budget_bytes: usize,
 }
 
 #[cfg(test)]

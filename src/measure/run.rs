@@ -77,6 +77,8 @@ struct Driver {
     written: Arc<tokio::sync::Mutex<u64>>,
     last_checkpoint: Instant,
     timeseries: Option<Arc<std::sync::Mutex<Timeseries>>>,
+    /// The run's telemetry budget (`--max-run-telemetry-mib`).
+    budget: super::budget::Budget,
 }
 
 /// Where a session picks a run up from its checkpoint.
@@ -230,7 +232,9 @@ pub async fn drive(inputs: Inputs) {
         written: Default::default(),
         last_checkpoint: Instant::now(),
         timeseries: inputs.timeseries,
+        budget: super::budget::Budget::new(0),
     };
+    d.budget = super::budget::Budget::new(d.setup.telemetry_budget_bytes);
     let resume = restored.map(|cp| {
         info!(job = %d.setup.job, step = ?cp.active, "taking the measurement over from its checkpoint");
         d.restore(cp)

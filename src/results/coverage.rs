@@ -77,6 +77,9 @@ pub enum GapReason {
     /// Another run loaded the same target while this one measured
     /// (`concurrencyPolicy: Allow`): the GPUs' energy is that run's too.
     SharedGpus,
+    /// The run's telemetry passed its budget (`--max-run-telemetry-mib`):
+    /// the step's GPU telemetry was let go, and its energy with it.
+    TelemetryBudget,
     /// More of the step's requests failed than `load.maxErrorRate` allows:
     /// the load was not the one asked for, and the energy paid for work
     /// whose tokens were never counted.
@@ -98,6 +101,7 @@ impl GapReason {
             GapReason::CounterReset => "CounterReset",
             GapReason::SharedGpus => "SharedGpus",
             GapReason::FailedRequests => "FailedRequests",
+            GapReason::TelemetryBudget => "TelemetryBudget",
         }
     }
 }
@@ -224,6 +228,22 @@ impl Coverage {
                     "the exporters reported more than the {kept} GPUs a step keeps; {refused} readings of the GPUs past that were set aside, and an attributed GPU may be among them"
                 ),
             });
+            self.complete = false;
+        }
+        self
+    }
+
+    /// A step whose GPU telemetry was let go for the run's budget: its
+    /// energy is unknown, and this is the first thing said about it.
+    pub fn with_dropped(mut self, dropped: super::Dropped) -> Self {
+        if dropped.gpu {
+            self.gaps.insert(
+                0,
+                Gap {
+                    reason: GapReason::TelemetryBudget,
+                    message: dropped.reason(),
+                },
+            );
             self.complete = false;
         }
         self

@@ -145,6 +145,41 @@ pub struct StepDetail {
     pub refused: Option<Refused>,
 }
 
+/// What of a step's telemetry was let go for the run's budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dropped {
+    /// Its server metrics (none kept for the rest of the run).
+    #[serde(default)]
+    pub server: bool,
+    /// Its GPU telemetry (none kept for the rest of the run).
+    #[serde(default)]
+    pub gpu: bool,
+    /// The budget that was passed, bytes (0 when nothing was let go).
+    #[serde(default)]
+    pub budget_bytes: u64,
+}
+
+impl Dropped {
+    pub fn any(self) -> bool {
+        self.server || self.gpu
+    }
+
+    /// What was let go, and why, as a sentence.
+    pub fn reason(self) -> String {
+        let what = match (self.server, self.gpu) {
+            (true, true) => "server metrics and GPU telemetry were",
+            (true, false) => "server metrics were",
+            (false, true) => "GPU telemetry was",
+            (false, false) => return String::new(),
+        };
+        format!(
+            "{what} let go: the run's telemetry passed its budget of {} MiB (--max-run-telemetry-mib), and none of it is kept for the rest of the run (docs/telemetry.md, \"A run's budget\")",
+            self.budget_bytes >> 20
+        )
+    }
+}
+
 /// Samples a step's telemetry refused at its bounds (docs/telemetry.md,
 /// "Bounds"), so that what is missing is said rather than silent.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -157,6 +192,9 @@ pub struct Refused {
     /// Server samples of series past the bounds (families, series per
     /// family and per step, identity length).
     pub server_samples: u64,
+    /// What was let go for the run's telemetry budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_budget: Option<Dropped>,
 }
 
 impl Refused {

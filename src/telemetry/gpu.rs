@@ -110,6 +110,11 @@ impl<'a> Seen<'a> {
 }
 
 impl GpuTelemetry {
+    /// The bytes of the GPUs' series kept, as a checkpoint encodes them.
+    pub fn encoded_bytes(&self) -> usize {
+        super::encoded_len(&self.gpus) + super::encoded_len(&self.counts)
+    }
+
     pub fn snapshot(&self) -> GpuSnapshot {
         GpuSnapshot {
             gpus: self.gpus.clone(),

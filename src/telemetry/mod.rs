@@ -24,3 +24,22 @@ pub use efficiency::{ClientTotals, Efficiency};
 pub use gpu::{GpuSeries, GpuTelemetry};
 pub use report::GpuResult;
 pub use server::{Filter, ServerMetrics};
+
+/// The bytes `value` encodes to as CBOR, counted without being kept.
+pub fn encoded_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; a value that cannot be encoded
+    // could not be checkpointed either, and counts as what was written.
+    let _ = ciborium::into_writer(value, &mut count);
+    count.0
+}

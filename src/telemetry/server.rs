@@ -147,6 +147,16 @@ impl ServerMetrics {
         }
     }
 
+    /// The bytes of the series kept, as a checkpoint encodes them.
+    pub fn encoded_bytes(&self) -> usize {
+        super::encoded_len(&self.families)
+    }
+
+    /// Lets every series go; the filter stays.
+    pub fn clear(&mut self) {
+        *self = ServerMetrics::new(std::mem::take(&mut self.filter));
+    }
+
     pub fn snapshot(&self) -> ServerSnapshot {
         ServerSnapshot {
             families: self.families.clone(),

@@ -285,7 +285,15 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
                 c.gpus_with_energy, c.gpus
             ));
         }
-        if let Some(r) = step.refused {
+        if let Some(off) = step.refused.and_then(|r| r.over_budget) {
+            push(format!("{at}{}", off.reason()));
+        }
+        if let Some(r) = step.refused.filter(|r| {
+            r.gpu_readings_of_gpus_past_bound
+                + r.gpu_readings_of_fields_past_bound
+                + r.server_samples
+                > 0
+        }) {
             push(format!(
                 "{at}telemetry set aside at its bounds: {} readings of GPUs past the most a step keeps, {} of GPU fields past the most a GPU keeps, {} server samples of series past the bounds (docs/telemetry.md, \"Bounds\")",
                 r.gpu_readings_of_gpus_past_bound,

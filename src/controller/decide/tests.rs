@@ -951,6 +951,54 @@ fn a_saturated_load_generator_is_a_warning() {
     );
 }
 
+/// Telemetry let go for the run's budget is a warning naming what went
+/// and the budget; with nothing refused at the bounds, there is no line of
+/// zero refusals.
+#[test]
+fn telemetry_let_go_for_the_budget_is_a_warning() {
+    use crate::results::{Dropped, Refused, StepDetail};
+    let off = Dropped {
+        server: true,
+        gpu: false,
+        budget_bytes: 32 << 20,
+    };
+    let step = |index: u32, refused: Option<Refused>| StepDetail {
+        index,
+        refused,
+        ..Default::default()
+    };
+    let w = results::warnings(&[
+        step(0, None),
+        step(
+            1,
+            Some(Refused {
+                over_budget: Some(off),
+                ..Default::default()
+            }),
+        ),
+    ]);
+    assert_eq!(
+        w,
+        [format!("step 1: {}", off.reason())],
+        "one warning, of the budget"
+    );
+    assert!(w[0].contains("server metrics were let go") && w[0].contains("32 MiB"));
+    let w = results::warnings(&[step(
+        0,
+        Some(Refused {
+            server_samples: 7,
+            over_budget: Some(Dropped { gpu: true, ..off }),
+            ..Default::default()
+        }),
+    )]);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with("server metrics and GPU telemetry were let go"),
+        "{w:?}"
+    );
+    assert!(w[1].contains("7 server samples"), "{w:?}");
+}
+
 #[test]
 fn pods_the_installer_does_not_allow_fail_the_run_before_anything_starts() {
     let mut obs = observed(None, resolved());

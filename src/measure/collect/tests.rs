@@ -624,3 +624,73 @@ fn a_takeover_s_gap_is_no_part_of_the_scrapes_spacing() {
     assert!((joules - 21.0 * 400.0).abs() < 1e-6, "{joules}");
     assert_eq!(d.summary().total_gpu_energy_j, Some(joules));
 }
+
+/// A step whose telemetry was let go for the run's budget says so where
+/// its figures would be: server metrics absent; with its GPU telemetry
+/// gone, the first coverage gap is `TelemetryBudget`, and no energy or
+/// efficiency is published; `refused.overBudget` names what went.
+#[test]
+fn a_step_let_go_for_the_budget_withholds_what_rested_on_it_and_says_why() {
+    let inference = Pods {
+        inference: BTreeSet::from(["ns/llm-0".to_string()]),
+        readable: BTreeSet::from(["ns".to_string()]),
+    };
+    let client = ClientStep {
+        ended_unix_ms: 1_800_000_000_000 + 30_000,
+        ..client_step()
+    };
+    let detail_of = |t: &StepTelemetry| {
+        detail(
+            0,
+            Some(t),
+            Some(client.clone()),
+            None,
+            GpuScope::Auto,
+            &inference,
+            None,
+        )
+    };
+    let watts = vec![300.0; 31];
+    let mut s = StepTelemetry::new(Filter::default(), 1_800_000_000_000, 0.0, false);
+    feed(&mut s, &watts, 0..31);
+    let whole = detail_of(&s);
+    assert!(!whole.server.is_empty());
+    assert!(whole.summary().total_gpu_energy_j.is_some());
+    // Server metrics let go: the energy stands.
+    let off = crate::results::Dropped {
+        server: true,
+        gpu: false,
+        budget_bytes: 32 << 20,
+    };
+    s.let_go(off);
+    let d = detail_of(&s);
+    assert!(d.server.is_empty());
+    assert_eq!(
+        d.summary().total_gpu_energy_j,
+        whole.summary().total_gpu_energy_j
+    );
+    assert_eq!(d.refused.and_then(|r| r.over_budget), Some(off));
+    assert!(
+        off.reason().starts_with("server metrics were let go"),
+        "{}",
+        off.reason()
+    );
+    // The GPU telemetry too: nothing of energy is published, and why.
+    let off = crate::results::Dropped { gpu: true, ..off };
+    s.let_go(off);
+    let d = detail_of(&s);
+    let c = d.coverage.as_ref().unwrap();
+    assert!(!c.complete);
+    assert_eq!(
+        c.gaps[0].reason,
+        crate::results::GapReason::TelemetryBudget,
+        "{c:?}"
+    );
+    assert!(c.gaps[0].message.contains("32 MiB"), "{c:?}");
+    assert_eq!(d.summary().total_gpu_energy_j, None);
+    assert_eq!(d.summary().output_tokens_per_joule, None);
+    assert_eq!(d.refused.and_then(|r| r.over_budget), Some(off));
+    // Later scrapes keep nothing.
+    feed(&mut s, &watts, 0..5);
+    assert!(s.gpu.gpus.is_empty() && s.server.results().is_empty());
+}

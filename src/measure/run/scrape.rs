@@ -36,11 +36,26 @@ impl Driver {
         let s = &mut self.state;
         s.changed(Some(k));
         if opens && s.telemetry.len() == k {
-            s.telemetry
-                .push(StepTelemetry::new(self.filter.clone(), stamp, t, resumed));
+            let mut step = StepTelemetry::new(self.filter.clone(), stamp, t, resumed);
+            self.budget.opened(&mut step);
+            s.telemetry.push(step);
         }
-        off_runtime(|| ingest(&mut s.logs, s.telemetry.get_mut(k), answers, t, stamp));
+        let page_bytes = answers
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref().ok())
+            .map(|p| p.body.len())
+            .sum();
+        let budget = &mut self.budget;
+        let off = off_runtime(|| {
+            ingest(&mut s.logs, s.telemetry.get_mut(k), answers, t, stamp);
+            budget.after_scrape(&mut s.telemetry, k, page_bytes)
+        });
         s.last_scrape_t = t;
+        if let Some(off) = off {
+            let note = format!("step {k}: {}", off.reason());
+            warn!(ns = %self.ns, "{note}");
+            self.note(note);
+        }
         if let Some(step) = self.state.telemetry.get(k) {
             self.with_timeseries(|ts| ts.scrape(k, t, stamp, &step.gpu, &step.server));
         }

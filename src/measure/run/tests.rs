@@ -131,6 +131,7 @@ fn setup(cluster: Arc<Fake>, resumed: bool) -> Setup {
         preflight: true,
         salvage: false,
         token: Some("t".into()),
+        telemetry_budget_bytes: crate::measure::budget::DEFAULT_RUN_TELEMETRY_MIB << 20,
     }
 }
 
