@@ -29,7 +29,7 @@ pub use crate::loadgen::engine::{StepResult, WorkerPhase, WorkerProgress};
 
 /// The port a worker serves its API on.
 pub const WORKER_PORT: u16 = 8080;
-/// The worker API's bearer token (from the run's `<run>-worker-token` Secret).
+/// The worker API's bearer token (written into the run's Job by the controller).
 pub const WORKER_TOKEN_ENV: &str = "BENCHRUN_WORKER_TOKEN";
 /// The result schema this build writes.
 pub const RESULT_SCHEMA_VERSION: u32 = 1;

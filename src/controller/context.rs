@@ -38,6 +38,8 @@ pub struct Context {
     /// The most bytes one run's telemetry may hold (`--max-run-telemetry-mib`;
     /// 0: no bound past each step's own).
     pub telemetry_budget_bytes: usize,
+    /// Every run's telemetry together (`--max-telemetry-mib`).
+    pub telemetry_pool: Arc<crate::measure::budget::Pool>,
 }
 
 /// A cache of the runs a controller watches.
@@ -72,6 +74,9 @@ impl Context {
             status_written: Default::default(),
             max_active: None,
             telemetry_budget_bytes: crate::measure::budget::DEFAULT_RUN_TELEMETRY_MIB << 20,
+            telemetry_pool: crate::measure::budget::Pool::new(
+                crate::measure::budget::DEFAULT_TELEMETRY_MIB << 20,
+            ),
         }
     }
 }

@@ -296,6 +296,15 @@ impl Store {
         let count: usize = Self::annotation(&first, PIECES)
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
+        // Pieces of a ConfigMap each: more than the most a checkpoint may
+        // decompress to could hold is not one of this controller's.
+        let most = crate::results::pack::MAX_DECODED_BYTES / 1024;
+        if count > most {
+            return Err(format!(
+                "{} says it has {count} pieces, more than any checkpoint has",
+                self.base
+            ));
+        }
         let slot = slot_of(Self::annotation(&first, SLOT));
         if let Ok(mut s) = self.slot.lock() {
             *s = Some(slot);

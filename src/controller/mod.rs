@@ -117,6 +117,12 @@ pub struct ControllerOpts {
     /// let go for the rest of the run, and what rested on them is withheld.
     #[arg(long, env = "BENCHRUN_MAX_RUN_TELEMETRY_MIB", default_value_t = crate::measure::budget::DEFAULT_RUN_TELEMETRY_MIB)]
     pub max_run_telemetry_mib: usize,
+    /// The most every run's telemetry may hold together, MiB as encoded (0:
+    /// no limit). Past it, a run holding more than its share (this over the
+    /// runs measured) lets go as past its own budget; a run within its share
+    /// is never cut for another's use.
+    #[arg(long, env = "BENCHRUN_MAX_TELEMETRY_MIB", default_value_t = crate::measure::budget::DEFAULT_TELEMETRY_MIB)]
+    pub max_telemetry_mib: usize,
     /// Serve `/metrics` only to Kubernetes bearer tokens whose user may `get`
     /// the non-resource URL `/metrics` (TokenReview and SubjectAccessReview;
     /// the controller needs `create` on both). The probes stay open.
@@ -324,6 +330,8 @@ pub async fn run(opts: ControllerOpts) -> Result<(), BoxError> {
     );
     ctx.max_active = (opts.max_active_measurements > 0).then_some(opts.max_active_measurements);
     ctx.telemetry_budget_bytes = opts.max_run_telemetry_mib.saturating_mul(1 << 20);
+    ctx.telemetry_pool =
+        crate::measure::budget::Pool::new(opts.max_telemetry_mib.saturating_mul(1 << 20));
     let ctx = Arc::new(ctx);
     let namespaces: Vec<Option<String>> = if opts.namespaces.is_empty() {
         vec![None]

@@ -416,6 +416,7 @@ fn session_setup(run: &BenchmarkRun, ctx: &Context, resumed: bool) -> crate::mea
         salvage: false,
         token: ctx.settings.worker_key.as_ref().map(|k| k.token(&uid)),
         telemetry_budget_bytes: ctx.telemetry_budget_bytes,
+        telemetry_pool: Some(ctx.telemetry_pool.clone()),
     }
 }
 

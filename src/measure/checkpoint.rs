@@ -24,7 +24,7 @@
 //! for "no checkpoint". A ConfigMap of those names the run does not own is
 //! never touched.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -170,10 +170,8 @@ impl Checkpoint {
     /// controller of another version wrote it: it is not overwritten).
     pub fn decode(pieces: &[Vec<u8>], run_uid: &str) -> Result<Option<Self>, String> {
         let gz = pieces.concat();
-        let mut cbor = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut cbor)
-            .map_err(|e| e.to_string())?;
+        let cbor =
+            crate::results::pack::gunzip_at_most(&gz, crate::results::pack::MAX_DECODED_BYTES)?;
         let cp: Checkpoint = ciborium::from_reader(&cbor[..]).map_err(|e| e.to_string())?;
         if cp.run_uid != run_uid {
             return Ok(None);
@@ -192,6 +190,24 @@ impl Checkpoint {
 mod tests {
     use super::*;
     use crate::results::MAX_CONFIGMAP_BYTES;
+
+    /// The checkpoint's ConfigMaps are in the tenant's namespace: pieces
+    /// rewritten as a gzip bomb (about 130 KiB that inflate past the most
+    /// the controller reads) are refused with why, having inflated no more
+    /// than that, instead of taking the controller's memory at every read.
+    #[test]
+    fn a_checkpoint_rewritten_as_a_gzip_bomb_is_refused_not_inflated() {
+        use crate::results::pack::MAX_DECODED_BYTES;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(MAX_DECODED_BYTES >> 20) + 1 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+        let err = Checkpoint::decode(&[bomb], "u-1").unwrap_err();
+        assert!(err.contains("more than 128 MiB"), "{err}");
+    }
 
     #[test]
     fn a_checkpoint_survives_encoding_whole_and_in_pieces() {

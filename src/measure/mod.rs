@@ -357,6 +357,19 @@ pub struct Setup {
     /// The most bytes the run's telemetry may hold, every step together,
     /// as a checkpoint encodes it (0: no bound past each step's own).
     pub telemetry_budget_bytes: usize,
+    /// The controller's pool of every run's telemetry, when it has one.
+    pub telemetry_pool: Option<Arc<budget::Pool>>,
+}
+
+impl Setup {
+    /// A fresh telemetry budget for the run, in the controller's pool.
+    fn budget(&self) -> budget::Budget {
+        let b = budget::Budget::new(self.telemetry_budget_bytes);
+        match &self.telemetry_pool {
+            Some(pool) => b.in_pool(pool.clone()),
+            None => b,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ pub async fn drive(inputs: Inputs) {
         timeseries: inputs.timeseries,
         budget: super::budget::Budget::new(0),
     };
-    d.budget = super::budget::Budget::new(d.setup.telemetry_budget_bytes);
+    d.budget = d.setup.budget();
     let resume = restored.map(|cp| {
         info!(job = %d.setup.job, step = ?cp.active, "taking the measurement over from its checkpoint");
         d.restore(cp)

@@ -6,7 +6,7 @@
 pub mod compare;
 pub mod coverage;
 mod csv;
-mod pack;
+pub mod pack;
 
 use std::collections::BTreeMap;
 
@@ -158,6 +158,10 @@ pub struct Dropped {
     /// The budget that was passed, bytes (0 when nothing was let go).
     #[serde(default)]
     pub budget_bytes: u64,
+    /// The budget passed was the controller's pool, shared by every run
+    /// (this run held more than its share), not the run's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pool: bool,
 }
 
 impl Dropped {
@@ -173,9 +177,16 @@ impl Dropped {
             (false, true) => "GPU telemetry was",
             (false, false) => return String::new(),
         };
+        let mib = self.budget_bytes >> 20;
+        let why = if self.pool {
+            format!(
+                "the runs' telemetry together passed the controller's limit of {mib} MiB (--max-telemetry-mib) while this run held more than its share"
+            )
+        } else {
+            format!("the run's telemetry passed its budget of {mib} MiB (--max-run-telemetry-mib)")
+        };
         format!(
-            "{what} let go: the run's telemetry passed its budget of {} MiB (--max-run-telemetry-mib), and none of it is kept for the rest of the run (docs/telemetry.md, \"A run's budget\")",
-            self.budget_bytes >> 20
+            "{what} let go: {why}, and none of it is kept for the rest of the run (docs/telemetry.md, \"A run's budget\")"
         )
     }
 }

@@ -110,7 +110,8 @@ pub async fn read(
     base: &str,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut parts = Vec::new();
-    for i in 0.. {
+    // A results file of MAX_DECODED_BYTES is never split over more.
+    for i in 0..=MAX_DECODED_BYTES / MAX_CONFIGMAP_BYTES + 1 {
         let name = if i == 0 {
             base.to_string()
         } else {
@@ -144,6 +145,7 @@ pub fn unpack(parts: &[ConfigMapData]) -> Result<BTreeMap<String, String>, Strin
     let index: BTreeMap<String, Placement> =
         serde_json::from_str(index).map_err(|e| format!("index.json: {e}"))?;
     let mut out = BTreeMap::new();
+    let mut left = MAX_DECODED_BYTES;
     for (name, p) in index {
         let mut gz = Vec::new();
         for (part, key) in &p.pieces {
@@ -153,11 +155,34 @@ pub fn unpack(parts: &[ConfigMapData]) -> Result<BTreeMap<String, String>, Strin
                 .ok_or_else(|| format!("{name}: piece {key} of part {part} is missing"))?;
             gz.extend_from_slice(bytes);
         }
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_string(&mut text)
-            .map_err(|e| format!("{name}: {e}"))?;
+        // Every file together is held to the bound, not each.
+        let bytes = gunzip_at_most(&gz, left).map_err(|e| format!("{name}: {e}"))?;
+        left -= bytes.len();
+        let text = String::from_utf8(bytes).map_err(|e| format!("{name}: {e}"))?;
         out.insert(name, text);
+    }
+    Ok(out)
+}
+
+/// The most a run's results file or checkpoint may decompress to. Both
+/// live in the tenant's namespace, where the tenant may edit ConfigMaps: a
+/// few KiB of gzip that inflate to GiB would otherwise take the controller's
+/// memory each time it reads them (a crash loop).
+pub const MAX_DECODED_BYTES: usize = 128 << 20;
+
+/// `gz` decompressed, or why not: past `max` bytes it is refused, having
+/// inflated no more than that.
+pub fn gunzip_at_most(gz: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() > max {
+        return Err(format!(
+            "decompresses to more than {} MiB, the most this controller reads",
+            max >> 20
+        ));
     }
     Ok(out)
 }
@@ -183,6 +208,52 @@ mod tests {
             s.push_str(&format!("{},", x >> 44));
         }
         s
+    }
+
+    /// Results ConfigMaps rewritten by the tenant whose namespace they are
+    /// in: files that inflate past the bound, alone or together, are
+    /// refused with why instead of taking the controller's memory.
+    #[test]
+    fn results_that_inflate_past_the_bound_are_refused() {
+        let bomb = |mib: usize| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            let zeros = vec![b' '; 1 << 20];
+            for _ in 0..mib {
+                gz.write_all(&zeros).unwrap();
+            }
+            gz.finish().unwrap()
+        };
+        let part = |files: &[(&str, usize)]| {
+            let mut index = BTreeMap::new();
+            let mut binary_data = BTreeMap::new();
+            for (name, mib) in files {
+                let key = format!("{name}.gz");
+                binary_data.insert(key.clone(), bomb(*mib));
+                index.insert(
+                    name.to_string(),
+                    serde_json::json!({"gzip": true, "pieces": [[0, key]]}),
+                );
+            }
+            ConfigMapData {
+                data: BTreeMap::from([(
+                    "index.json".to_string(),
+                    serde_json::to_string(&index).unwrap(),
+                )]),
+                binary_data,
+            }
+        };
+        let max = MAX_DECODED_BYTES >> 20;
+        let err = unpack(&[part(&[("summary.json", max + 1)])]).unwrap_err();
+        assert!(err.contains("more than 128 MiB"), "{err}");
+        // Two files of 70 MiB each: each under the bound, not together.
+        let err = unpack(&[part(&[("a.csv", 70), ("b.csv", 70)])]).unwrap_err();
+        assert!(
+            err.starts_with("b.csv") && err.contains("more than"),
+            "{err}"
+        );
+        // Within the bound, read as written.
+        let ok = unpack(&[part(&[("a.csv", 1)])]).unwrap();
+        assert_eq!(ok["a.csv"].len(), 1 << 20);
     }
 
     #[test]

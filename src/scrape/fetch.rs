@@ -93,6 +93,8 @@ pub enum FetchError {
     TooLarge(usize),
     #[error("the endpoint serves {0}, not the Prometheus text format")]
     NotText(&'static str),
+    #[error("not kept: the pages of this scrape round passed {} MiB together", .0 >> 20)]
+    RoundFull(usize),
 }
 
 /// Labels of the scrape counter: the kind of endpoint and the outcome
@@ -150,6 +152,7 @@ impl FetchError {
             FetchError::Status(_) => "status",
             FetchError::TooLarge(_) => "too_large",
             FetchError::NotText(_) => "not_text",
+            FetchError::RoundFull(_) => "round_full",
         }
     }
 }

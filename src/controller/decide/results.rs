@@ -232,6 +232,7 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
             out.push(s);
         }
     };
+    let mut said_off = None;
     for step in steps {
         let at = if several {
             format!("step {}: ", step.index)
@@ -285,9 +286,15 @@ pub fn warnings(steps: &[StepDetail]) -> Vec<String> {
                 c.gpus_with_energy, c.gpus
             ));
         }
-        if let Some(off) = step.refused.and_then(|r| r.over_budget) {
-            push(format!("{at}{}", off.reason()));
+        // Said for the step where it happened: later steps open with the
+        // same let go, which is not news.
+        let off = step.refused.and_then(|r| r.over_budget);
+        if let Some(o) = off
+            && off != said_off
+        {
+            push(format!("{at}{}", o.reason()));
         }
+        said_off = off.or(said_off);
         if let Some(r) = step.refused.filter(|r| {
             r.gpu_readings_of_gpus_past_bound
                 + r.gpu_readings_of_fields_past_bound

@@ -961,26 +961,37 @@ fn telemetry_let_go_for_the_budget_is_a_warning() {
         server: true,
         gpu: false,
         budget_bytes: 32 << 20,
+        pool: false,
     };
     let step = |index: u32, refused: Option<Refused>| StepDetail {
         index,
         refused,
         ..Default::default()
     };
+    let over = |off: Dropped| {
+        Some(Refused {
+            over_budget: Some(off),
+            ..Default::default()
+        })
+    };
+    // Steps 2 and 3 open with the same let go: said once, at step 1; the
+    // GPU telemetry let go at step 4 is said there.
+    let both = Dropped { gpu: true, ..off };
     let w = results::warnings(&[
         step(0, None),
-        step(
-            1,
-            Some(Refused {
-                over_budget: Some(off),
-                ..Default::default()
-            }),
-        ),
+        step(1, over(off)),
+        step(2, over(off)),
+        step(3, over(off)),
+        step(4, over(both)),
+        step(5, over(both)),
     ]);
     assert_eq!(
         w,
-        [format!("step 1: {}", off.reason())],
-        "one warning, of the budget"
+        [
+            format!("step 1: {}", off.reason()),
+            format!("step 4: {}", both.reason())
+        ],
+        "one warning each time more is let go"
     );
     assert!(w[0].contains("server metrics were let go") && w[0].contains("32 MiB"));
     let w = results::warnings(&[step(

@@ -254,3 +254,76 @@ fn a_budget_of_zero_is_no_budget() {
     assert!(kept > 1000, "{kept}");
     assert_eq!(steps[0].dropped, Dropped::default());
 }
+
+/// Two runs share the controller's pool. A hostile run passes it while the
+/// other holds less than its share: the hostile run lets go (saying it was
+/// the pool), the other never does. When the hostile run ends, its bytes
+/// leave the pool.
+#[test]
+fn past_the_pool_the_run_past_its_share_lets_go_and_the_other_keeps_all() {
+    let pool = Pool::new(1 << 20);
+    let mut quiet = Budget::new(0).in_pool(pool.clone());
+    let mut loud = Budget::new(0).in_pool(pool.clone());
+    let (mut q, mut l) = (Vec::new(), Vec::new());
+    assert_eq!(scrape(&mut quiet, &mut q, 0, 0.0, None), None);
+    let quiet_bytes = total(&q);
+    assert_eq!(pool.held(), quiet_bytes);
+    assert!(
+        quiet_bytes < (1 << 20) / 2,
+        "within its share: {quiet_bytes}"
+    );
+    let page = hostile(3500, 0);
+    let off = scrape(&mut loud, &mut l, 0, 0.0, Some((Kind::Server, &page)));
+    let off = off.expect("the pool was passed");
+    assert!(
+        off.server && off.pool && off.budget_bytes == 1 << 20,
+        "{off:?}"
+    );
+    assert!(
+        off.reason().contains("controller's limit of 1 MiB"),
+        "{}",
+        off.reason()
+    );
+    assert!(pool.held() <= 1 << 20, "{}", pool.held());
+    // The quiet run goes on sizing, and keeps everything.
+    for t in 1..25 {
+        assert_eq!(
+            scrape(&mut quiet, &mut q, t / 10, f64::from(t as u32), None),
+            None
+        );
+        assert_eq!(q.last().unwrap().dropped, Dropped::default());
+    }
+    // The loud run's end takes its bytes out of the pool.
+    let before = pool.held();
+    let loud_bytes = total(&l);
+    drop(loud);
+    assert_eq!(pool.held(), before - loud_bytes);
+    drop(quiet);
+    assert_eq!(pool.held(), 0);
+}
+
+/// A run holding more than its share when the pool is passed lets go too,
+/// even if another run passed it: the runs that hold the most pay.
+#[test]
+fn past_the_pool_every_run_past_its_share_lets_go() {
+    let mut steps = Vec::new();
+    let mut probe = Budget::new(1 << 30);
+    scrape(&mut probe, &mut steps, 0, 0.0, None);
+    let one = total(&steps);
+    // Room for about one and a half runs of real pages.
+    let pool = Pool::new(one * 3 / 2);
+    let mut a = Budget::new(0).in_pool(pool.clone());
+    let mut b = Budget::new(0).in_pool(pool.clone());
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    assert_eq!(
+        scrape(&mut a, &mut sa, 0, 0.0, None),
+        None,
+        "alone in the pool"
+    );
+    // b passes the pool; each holds more than the pool over two runs.
+    let off = scrape(&mut b, &mut sb, 0, 0.0, None).expect("b lets go");
+    assert!(off.server && off.pool);
+    // a, at its next sizing (a new step), lets go too: it holds more than its share.
+    let off = scrape(&mut a, &mut sa, 1, 1.0, None).expect("a lets go");
+    assert!(off.server && off.pool);
+}

@@ -661,6 +661,7 @@ fn a_step_let_go_for_the_budget_withholds_what_rested_on_it_and_says_why() {
         server: true,
         gpu: false,
         budget_bytes: 32 << 20,
+        pool: false,
     };
     s.let_go(off);
     let d = detail_of(&s);

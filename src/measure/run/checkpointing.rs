@@ -19,8 +19,7 @@ impl Driver {
         s.lost = cp.lost;
         s.last_scrape_t = cp.last_scrape_t;
         s.changed(None);
-        self.budget = super::super::budget::Budget::new(self.setup.telemetry_budget_bytes)
-            .restored(&s.telemetry);
+        self.budget = self.setup.budget().restored(&s.telemetry);
         self.results = cp
             .results
             .into_iter()

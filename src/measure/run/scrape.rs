@@ -114,9 +114,14 @@ impl Driver {
             }
         });
         async move {
-            // At most MAX_FETCHES at once per run, however many endpoints it found.
+            // At most MAX_FETCHES at once per run, however many endpoints it
+            // found, and at most ROUND_MAX_BYTES of pages kept until the
+            // round is ingested: past it an answer is let go at once, and its
+            // endpoint's log says why.
+            let mut held = 0;
             let answers = futures::stream::iter(fetches)
                 .buffer_unordered(MAX_FETCHES)
+                .map(|answer| within_round(&mut held, ROUND_MAX_BYTES, answer))
                 .collect()
                 .await;
             (t, stamp, answers)
@@ -126,6 +131,9 @@ impl Driver {
 
 /// How many scrapes one run's session has in flight at most.
 pub(super) const MAX_FETCHES: usize = 32;
+/// The most bytes of pages one scrape round of a run keeps until they are
+/// ingested (each page is bounded by its own cap besides).
+pub(super) const ROUND_MAX_BYTES: usize = 64 << 20;
 
 /// Runs `f` (parsing pages of up to 16 MiB) where it does not hold up the
 /// runtime's other tasks (the probes, other runs' scrapes): on a runtime with
@@ -141,6 +149,21 @@ pub(super) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
 
 /// One endpoint's answer to a scrape.
 pub(super) type Answer = (Kind, String, Result<fetch::Payload, fetch::FetchError>);
+
+/// `answer`, kept if the round's pages so far (`held`) stay within `max`
+/// bytes with it; else its page is let go and the answer says why.
+pub(super) fn within_round(held: &mut usize, max: usize, answer: Answer) -> Answer {
+    match answer {
+        (kind, url, Ok(p)) if *held + p.body.len() > max => {
+            (kind, url, Err(fetch::FetchError::RoundFull(max)))
+        }
+        (kind, url, Ok(p)) => {
+            *held += p.body.len();
+            (kind, url, Ok(p))
+        }
+        other => other,
+    }
+}
 
 /// Ingests a scrape's answers into `into` (a step's telemetry, or the idle
 /// baseline's), which then spans to this scrape; each answer is logged for

@@ -132,6 +132,7 @@ fn setup(cluster: Arc<Fake>, resumed: bool) -> Setup {
         salvage: false,
         token: Some("t".into()),
         telemetry_budget_bytes: crate::measure::budget::DEFAULT_RUN_TELEMETRY_MIB << 20,
+        telemetry_pool: None,
     }
 }
 
@@ -736,4 +737,45 @@ async fn a_worker_is_let_go_only_once_a_checkpoint_holding_its_result_is_written
     let view = session.wait_for_stage(Stage::Done, WITHIN).await;
     let client = view.steps[0].client.as_ref().unwrap();
     assert_eq!((client.requests, client.successes), (6, 6));
+}
+
+/// A scrape round keeps at most its bound of pages until they are
+/// ingested: answers past it are let go at once, saying why (their
+/// endpoints' logs record the failure), and errors pass through.
+#[test]
+fn a_scrape_round_keeps_no_more_pages_than_its_bound() {
+    use super::scrape::{Answer, within_round};
+    use crate::measure::collect::Kind;
+    use crate::scrape::fetch::{FetchError, Payload};
+    let page = |n: usize, url: &str| -> Answer {
+        (
+            Kind::Server,
+            url.into(),
+            Ok(Payload {
+                url: url.into(),
+                body: bytes::Bytes::from(vec![b'#'; n]),
+                format: crate::scrape::Format::Prometheus,
+            }),
+        )
+    };
+    let mut held = 0;
+    let kept = |a: &Answer| a.2.is_ok();
+    assert!(kept(&within_round(&mut held, 100, page(60, "a"))));
+    let full = within_round(&mut held, 100, page(60, "b"));
+    assert!(
+        matches!(full.2, Err(FetchError::RoundFull(100))),
+        "{:?}",
+        full.2.err()
+    );
+    assert!(
+        kept(&within_round(&mut held, 100, page(40, "c"))),
+        "room for it"
+    );
+    let failed: Answer = (Kind::Gpu, "d".into(), Err(FetchError::Status(503)));
+    assert!(matches!(
+        within_round(&mut held, 100, failed).2,
+        Err(FetchError::Status(503))
+    ));
+    assert_eq!(held, 100);
+    assert!(!kept(&within_round(&mut held, 100, page(1, "e"))));
 }
