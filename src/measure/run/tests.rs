@@ -28,6 +28,8 @@ struct Fake {
     /// Writes are refused (a policy, a quota), and the ones refused.
     refuse_writes: std::sync::atomic::AtomicBool,
     refused: Mutex<Vec<Checkpoint>>,
+    /// What discovery finds (nothing, unless a test says).
+    found: Mutex<Found>,
 }
 
 impl Cluster for Fake {
@@ -36,7 +38,7 @@ impl Cluster for Fake {
     }
 
     fn discover(&self) -> BoxFuture<'_, Result<Found, String>> {
-        futures::future::ready(Ok(Found::default())).boxed()
+        futures::future::ready(Ok(self.found.lock().unwrap().clone())).boxed()
     }
 
     fn read_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, String>> {
@@ -72,6 +74,7 @@ fn fake(pods: Vec<(u32, PodInfo)>) -> Arc<Fake> {
         unreadable: false,
         refuse_writes: Default::default(),
         refused: Mutex::new(Vec::new()),
+        found: Mutex::new(Found::default()),
     })
 }
 
@@ -255,6 +258,7 @@ async fn a_result_held_by_the_checkpoint_is_merged_with_the_live_workers() {
         unreadable: false,
         refuse_writes: Default::default(),
         refused: Mutex::new(Vec::new()),
+        found: Mutex::new(Found::default()),
     });
     let sessions = Sessions::default();
     let session = sessions
@@ -587,6 +591,7 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
         unreadable: false,
         refuse_writes: Default::default(),
         refused: Mutex::new(Vec::new()),
+        found: Mutex::new(Found::default()),
     });
     let sessions = Sessions::default();
     let session = sessions
@@ -778,4 +783,80 @@ fn a_scrape_round_keeps_no_more_pages_than_its_bound() {
     ));
     assert_eq!(held, 100);
     assert!(!kept(&within_round(&mut held, 100, page(1, "e"))));
+}
+
+/// Through a whole session: a server discovered beside the run serves a
+/// page of 2,000 series with 1 KB labels, past a 1 MiB budget at the first
+/// sizing. The step's server metrics are let go, the run's notes say so
+/// once, the step's detail names what went and keeps nothing of the server,
+/// and the checkpoint written carries it.
+#[tokio::test]
+async fn a_session_past_its_budget_lets_the_server_metrics_go_and_says_so() {
+    use axum::{Router, routing::get};
+    let page: String = std::iter::once("# TYPE evil gauge\n".to_string())
+        .chain((0..2000).map(|i| format!("evil{{i=\"{i}\",pad=\"{}\"}} 1\n", "x".repeat(1000))))
+        .collect();
+    let app = Router::new().route("/metrics", get(move || async move { page }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let ip = "127.77.7.1";
+    let w = worker_at(ip, 0).await;
+    let fake = fake(vec![pod(0, ip)]);
+    fake.found.lock().unwrap().servers = vec![(url.clone(), None)];
+    let mut r = run();
+    r.spec.load.workers = 1;
+    let sessions = Sessions::default();
+    let session = sessions
+        .ensure(&r, || Setup {
+            telemetry_budget_bytes: 1 << 20,
+            ..setup(fake.clone(), false)
+        })
+        .unwrap();
+    started(&[&w]).await;
+    w.progress().set_phase_for_test(WorkerPhase::Measuring);
+    // The step is open and scraped: the page was sized and let go.
+    let said = |doc: &super::super::Document| {
+        doc.notes
+            .iter()
+            .filter(|n| n.contains("server metrics were let go"))
+            .count()
+    };
+    tokio::time::timeout(WITHIN, async {
+        while said(&session.document()) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the budget was passed and said");
+    w.progress()
+        .done
+        .store(6, std::sync::atomic::Ordering::Relaxed);
+    w.progress()
+        .ok
+        .store(6, std::sync::atomic::Ordering::Relaxed);
+    w.finish(&result(0, 6));
+    session.wait_for_stage(Stage::Done, WITHIN).await;
+    let doc = session.document();
+    assert_eq!(said(&doc), 1, "said once: {:?}", doc.notes);
+    let note = doc.notes.iter().find(|n| n.contains("let go")).unwrap();
+    assert!(
+        note.starts_with("step 0: ") && note.contains("budget of 1 MiB"),
+        "{note}"
+    );
+    let step = &doc.steps[0];
+    assert!(step.server.is_empty(), "{:?}", step.server);
+    let off = step
+        .refused
+        .and_then(|r| r.over_budget)
+        .expect("refused.overBudget");
+    assert!(off.server && !off.gpu && !off.pool, "{off:?}");
+    let cp = fake
+        .writes
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a checkpoint");
+    assert!(cp.steps[0].dropped.server, "the checkpoint carries it");
 }
