@@ -385,7 +385,7 @@ fn the_memory_telemetry_holds_is_bounded_by_what_it_encodes_to() {
         m.encoded_bytes() + t.encoded_bytes(),
     );
     drop((m, t));
-    // The worst shape for the ratio: sketches whose few values lie far
+    // A hard shape for the ratio: sketches whose few values lie far
     // apart (a dense run of empty bins between, each one byte encoded and
     // four held), 2,000 series over 100 scrapes.
     let before = LIVE.load(Ordering::Relaxed);

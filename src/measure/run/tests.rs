@@ -556,7 +556,7 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
     use super::super::checkpoint::SavedStep;
     use super::super::collect::StepTelemetry;
     use crate::clock::unix_ms;
-    let (ip0, ip1) = ("127.77.6.1", "127.77.6.2");
+    let (ip0, ip1) = ("127.77.11.1", "127.77.11.2");
     let stopping = worker_at(ip0, 0).await;
     stopping.finish(&result(0, 4));
     let orphaned = worker_at(ip1, 1).await;
@@ -634,7 +634,7 @@ async fn a_session_whose_job_is_gone_pulls_what_its_stopping_workers_hold() {
 #[tokio::test]
 async fn a_failed_preflight_ends_the_measurement_before_the_start() {
     use crate::loadgen::preflight::{Check, Report};
-    let ip = "127.77.7.1";
+    let ip = "127.77.10.1";
     let addr = format!("{ip}:{WORKER_PORT}").parse().unwrap();
     let report = Report {
         failed: Some(Check::Model),
@@ -800,7 +800,7 @@ async fn a_session_past_its_budget_lets_the_server_metrics_go_and_says_so() {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metrics", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await });
-    let ip = "127.77.7.1";
+    let ip = "127.77.9.1";
     let w = worker_at(ip, 0).await;
     let fake = fake(vec![pod(0, ip)]);
     fake.found.lock().unwrap().servers = vec![(url.clone(), None)];
